@@ -1,0 +1,131 @@
+# v100rt — build, test, install.
+#
+#   make deps      install missing build dependencies (Debian packages)
+#   make           build ./v100rt
+#   make test      build and run every test; ends with "N passed, N failed"
+#   make asan      switch this tree to the AddressSanitizer+UBSan build
+#   make release   switch back to the normal optimized build
+#   make install   install to $(PREFIX) (default /usr/local)
+#   make fmt       clang-format the C sources
+#
+# The build variant (release or asan) is remembered in .build-variant so
+# that `make asan && make test` runs the tests on the sanitized binaries.
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+CC      ?= gcc
+ifeq ($(origin CC),default)
+CC      := gcc
+endif
+
+VARIANT := $(shell cat .build-variant 2>/dev/null || echo release)
+B       := build/$(VARIANT)
+
+PKGS    := luajit libuv libcjson libpcre2-8
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+BACKENDS := $(if $(wildcard kernels/cpu/*.c),cpu)
+GIT_REV := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+VERSION := 0.1.0
+
+WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g $(WARN) -fopenmp -pthread \
+	-Iruntime -Ikernels $(PKG_CFLAGS) \
+	-DVRT_VERSION='"$(VERSION)"' -DVRT_GIT_REV='"$(GIT_REV)"' \
+	-DVRT_BACKENDS='"$(BACKENDS)"' \
+	-DVRT_LUA_DIR='"$(PREFIX)/share/v100rt/lua"'
+ifeq ($(VARIANT),asan)
+OPT     := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+else
+OPT     := -O2
+endif
+CFLAGS  ?=
+ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(CFLAGS)
+LDFLAGS_ALL := -rdynamic -fopenmp -pthread $(OPT) $(LDFLAGS)
+LIBS    := $(PKG_LIBS) -lhttp_parser -ldl -lm
+
+# Library sources: everything under runtime/ except main.c, plus the CPU
+# kernels. kernels/ref is linked into the tests only.
+LIB_SRC := $(filter-out runtime/main.c,$(shell find runtime -name '*.c' | sort)) \
+	$(sort $(wildcard kernels/cpu/*.c))
+REF_SRC := $(sort $(wildcard kernels/ref/*.c))
+TEST_SRC := $(sort $(wildcard tests/unit/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o) $(B)/gen/vrt_cdef.o
+REF_OBJ := $(REF_SRC:%.c=$(B)/%.o)
+TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
+MAIN_OBJ := $(B)/runtime/main.o
+
+# CUDA: detected, not required. The CUDA backend is built as a shared object
+# loaded at run time (see the CUDA issue); nothing here needs nvcc yet.
+NVCC    ?= $(shell command -v nvcc 2>/dev/null)
+
+.PHONY: FORCE all deps test asan release install uninstall clean fmt info check-configs
+all: v100rt
+
+deps:
+	@bash scripts/deps.sh
+
+# ./v100rt is a copy of the current variant's binary.
+v100rt: $(B)/v100rt FORCE
+	@cmp -s $< $@ || cp $< $@
+FORCE:
+
+$(B)/v100rt: $(MAIN_OBJ) $(LIB_OBJ)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(LIBS)
+
+$(B)/unit_tests: $(TEST_OBJ) $(LIB_OBJ) $(REF_OBJ)
+	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(LIBS)
+
+# version.c carries the git revision: rebuilt on every make (cheap).
+$(B)/runtime/core/version.o: FORCE
+
+# The FFI part of vrt.h, embedded as a string (lua/v100rt/ffi.lua reads it).
+$(B)/gen/vrt_cdef.c: runtime/vrt.h scripts/gen-cdef.awk
+	@mkdir -p $(dir $@)
+	awk -f scripts/gen-cdef.awk $< > $@
+$(B)/gen/vrt_cdef.o: $(B)/gen/vrt_cdef.c
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+-include $(shell find build -name '*.d' 2>/dev/null)
+
+test: v100rt $(B)/unit_tests
+	@VRT_UNIT_TESTS=$(B)/unit_tests VRT_VARIANT=$(VARIANT) bash tests/run.sh
+
+asan:
+	@echo asan > .build-variant
+	@$(MAKE) --no-print-directory VARIANT=asan all build/asan/unit_tests
+	@echo "build variant is now asan (make release switches back)"
+
+release:
+	@rm -f .build-variant
+	@$(MAKE) --no-print-directory all VARIANT=release
+
+install: v100rt
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/v100rt/lua/v100rt \
+		$(DESTDIR)$(PREFIX)/share/v100rt/configs
+	install -m 755 v100rt $(DESTDIR)$(PREFIX)/bin/v100rt
+	cd lua && find . -type d -exec install -d $(DESTDIR)$(PREFIX)/share/v100rt/lua/{} \;
+	cd lua && find . -type f -name '*.lua' -exec install -m 644 {} $(DESTDIR)$(PREFIX)/share/v100rt/lua/{} \;
+	install -m 644 configs/*.lua $(DESTDIR)$(PREFIX)/share/v100rt/configs/
+
+uninstall:
+	rm -rf $(DESTDIR)$(PREFIX)/bin/v100rt $(DESTDIR)$(PREFIX)/share/v100rt
+
+info:
+	@echo "variant: $(VARIANT)"
+	@echo "cc:      $(CC) ($(shell $(CC) -dumpversion))"
+	@echo "nvcc:    $(if $(NVCC),$(NVCC),not found (CUDA backend not built))"
+
+check-configs: v100rt
+	@for f in configs/*.lua; do ./v100rt check $$f >/dev/null || exit 1; echo "ok $$f"; done
+
+fmt:
+	clang-format -i $$(find runtime kernels tests -name '*.[ch]')
+
+clean:
+	rm -rf build v100rt

@@ -1,0 +1,18 @@
+-- phi-2.lua — microsoft/phi-2 (2.7B) on one V100, fp16, no quantization.
+-- Hugging Face repository: microsoft/phi-2
+--   huggingface-cli download microsoft/phi-2 --local-dir /models/phi-2
+-- Guide row: 1 GPU, max_tokens 4096, no quantization needed.
+local v100rt = require "v100rt"
+
+return v100rt.config{
+  model = { path = os.getenv("V100RT_MODEL") or "/models/phi-2", dtype = "float16" },
+  device = { kind = "cuda", gpus = { 0 }, memory_fraction = 0.85 },
+  batching = {
+    max_input_tokens = 2048,
+    max_total_tokens = 4096,
+    max_batch_prefill_tokens = 4096,
+    max_concurrent_requests = 8,
+  },
+  cache = { block_size = 16, swap_space = 4 },
+  server = { host = "0.0.0.0", port = 8080 },
+}

@@ -1,0 +1,889 @@
+-- v100rt.config — the configuration schema, defaults, aliases and validation.
+--
+-- Every key an operator can set lives in SCHEMA below, with its type,
+-- default, bounds and a one-line doc. The defaults are the settings of the
+-- V100 operations guide (shared/seed): memory fraction 0.85, 2048 input /
+-- 4096 total tokens, 4096 prefill tokens per batch, block size 16, 4 GiB
+-- swap, 8 concurrent requests per GPU. TGI and vLLM flag names are accepted
+-- as aliases (ALIASES) so that an operator can paste their flags.
+--
+-- resolve(t) checks a config table and returns the resolved table (every key
+-- present), where each value came from, and a list of all errors found. The
+-- C side (runtime/lua/config.c) calls load_into() to copy the resolved values
+-- into the plain C struct vrt_config; C never walks Lua tables after that.
+
+local M = {}
+
+local MB = 1000 * 1000
+
+-- Type names used in the schema:
+--   string, integer, number, boolean, enum (values = {...}),
+--   list_integer, list_string, size (bytes: a number or "2MB", "512KiB"),
+--   policy (a built-in name or a table of hook functions),
+--   template (a built-in chat template name or a Lua function),
+--   env_map (a table NAME = "value" of environment variables).
+local SECTIONS = {
+  { name = "model", doc = "The model to serve.", keys = {
+    { "path", "string", nil, "Hugging Face model directory (config.json, *.safetensors, tokenizer.json). Relative paths are relative to the current directory.", required = true },
+    { "dtype", "enum", "float16", "Activation and weight dtype on the device. bf16 checkpoints are converted to float16 at load (the V100 has no bf16).", values = { "float16", "float32", "auto" } },
+    { "quantize", "enum", nil, "Quantized checkpoint format: nil (none), \"gptq\" or \"awq\". Must agree with the checkpoint.", values = { "gptq", "awq" } },
+    { "max_model_len", "integer", nil, "Longest sequence (prompt + generated) the model may see; nil = the model's max_position_embeddings. Sets the default of batching.max_total_tokens.", min = 16, max = 1048576 },
+    { "tokenizer", "string", nil, "Directory with tokenizer.json if not the model directory." },
+    { "name", "string", nil, "Model name reported by /info and /v1/models; nil = the model directory's base name." },
+    { "chat_template", "template", "auto", "Chat template for /v1/chat/completions: \"auto\" (from the model), \"llama-2\", \"mistral\", \"chatml\", \"gemma\", \"phi\", or a Lua function(messages) returning the prompt string." },
+    { "trust_remote_code", "boolean", false, "Accepted for compatibility; v100rt never runs Python code from a model repository.", c = false },
+  } },
+  { name = "device", doc = "Where the model runs.", keys = {
+    { "kind", "enum", "auto", "Backend: \"auto\" (cuda when a GPU is present, else cpu), \"cpu\", \"cuda\", or \"cuda-emu\" (the CUDA kernels run on the CPU; for tests).", values = { "auto", "cpu", "cuda", "cuda-emu" } },
+    { derived = true, "gpus", "list_integer", "{0 .. parallel.tensor-1}", "CUDA device ordinals to use (like CUDA_VISIBLE_DEVICES). All must be on one node.", min = 0, max = 63, max_len = 16 },
+    { "memory_fraction", "number", 0.85, "Fraction of each GPU's free memory v100rt may use (weights + activations + KV cache); the rest is left for the driver and other processes.", min = 0, min_open = true, max = 1 },
+    { "threads", "integer", 0, "CPU threads for the cpu and cuda-emu backends; 0 = all cores.", min = 0, max = 1024 },
+  } },
+  { name = "parallel", doc = "Sharding over the GPUs of one node.", keys = {
+    { derived = true, "tensor", "integer", "#device.gpus", "Tensor-parallel size: the model is split over this many GPUs (NCCL). Must equal the number of device.gpus.", min = 1, max = 16 },
+    { derived = true, "loading_workers", "integer", "parallel.tensor", "Threads loading weight shards in parallel (TGI's --max-parallel-loading-workers).", min = 1, max = 64 },
+  } },
+  { name = "cache", doc = "The paged KV cache.", keys = {
+    { "block_size", "integer", 16, "Tokens per KV cache block: 8, 16 or 32.", values = { 8, 16, 32 } },
+    { "swap_space", "number", 4, "CPU memory in GiB per GPU for KV blocks of preempted sequences; 0 = preempt by recomputation.", min = 0, max = 1024 },
+    { "prefix_caching", "boolean", true, "Share the KV blocks of identical prompt prefixes between requests (full blocks only)." },
+    { "num_blocks", "integer", nil, "Override the number of KV blocks per GPU; nil = derived from the memory plan (recommended).", min = 1 },
+  } },
+  { name = "batching", doc = "Request limits and continuous batching.", keys = {
+    { derived = true, "max_input_tokens", "integer", "min(2048, max_total_tokens - 1)", "Longest prompt in tokens; longer prompts get 422 unless the request asks to truncate.", min = 1 },
+    { derived = true, "max_total_tokens", "integer", "model.max_model_len or 4096", "Longest prompt + max_new_tokens of one request; also the memory plan's worst case for one sequence.", min = 2 },
+    { "max_batch_prefill_tokens", "integer", 4096, "Most prompt tokens prefilled in one step (across requests).", min = 1 },
+    { derived = true, "max_concurrent_requests", "integer", "8 x number of GPUs", "Requests in flight (running + waiting); more get 429.", min = 1 },
+    { "max_batch_size", "integer", nil, "Most sequences in one decode step; nil = limited by KV blocks only.", min = 1 },
+    { "max_waiting_tokens", "integer", 20, "Decode steps a waiting prefill may be deferred before it is forced into the batch (TGI).", min = 0 },
+    { "chunked_prefill", "boolean", true, "Split long prompts into chunks of at most max_batch_prefill_tokens; when false, max_batch_prefill_tokens must be >= max_input_tokens." },
+    { "preemption", "enum", "auto", "When KV blocks run out: \"swap\" the victim to CPU swap space, \"recompute\" it later, or \"auto\" (swap when cache.swap_space > 0).", values = { "auto", "swap", "recompute" } },
+    { "policy", "policy", "fcfs", "Scheduling policy: \"fcfs\", \"priority\", \"fair\" (per tenant / API key), or a table of Lua hooks {admit=, priority=, on_step=, pick_victim=}." },
+  } },
+  { name = "server", doc = "The HTTP server (TGI and OpenAI APIs).", keys = {
+    { "host", "string", "127.0.0.1", "Address to listen on; \"0.0.0.0\" for all interfaces (e.g. in a Kubernetes pod)." },
+    { "port", "integer", 8080, "TCP port; 0 picks a free port (printed at startup).", min = 0, max = 65535 },
+    { "api_keys", "list_string", {}, "Accepted bearer tokens (Authorization: Bearer KEY); empty = no auth. V100RT_API_KEYS (comma-separated) adds more." },
+    { "payload_limit", "size", 2 * MB, "Largest request body in bytes (a number, or a string like \"2MB\"); larger gets 413.", min = 1024, max = 1024 * MB },
+    { "max_connections", "integer", 1024, "Open connections accepted at once; more are closed at accept.", min = 1, max = 1000000 },
+    { "read_timeout", "number", 30, "Seconds to receive a request's headers and body before 408 (slowloris guard).", min = 0.1, max = 3600 },
+    { "keep_alive_timeout", "number", 60, "Seconds an idle keep-alive connection stays open.", min = 0, max = 86400 },
+    { "cors_allow_origin", "list_string", {}, "Origins allowed by CORS (\"*\" for any); empty = no CORS headers." },
+  } },
+  { name = "kernels", doc = "Kernel choices on the GPU.", keys = {
+    { "custom", "boolean", true, "Use v100rt's fused CUDA kernels; false routes every op with a simpler fallback to it (TGI's --disable-custom-kernels)." },
+    { "cuda_graphs", "boolean", true, "Capture decode steps in CUDA graphs; false = eager launches (vLLM's --enforce-eager)." },
+  } },
+  { name = "nccl", doc = "NCCL settings for multi-GPU, applied to the environment before NCCL starts. A variable already set in the environment wins.", keys = {
+    { "debug", "enum", nil, "NCCL_DEBUG; the guide uses \"INFO\" when diagnosing.", values = { "VERSION", "WARN", "INFO", "TRACE" }, env = "NCCL_DEBUG" },
+    { "debug_subsys", "string", nil, "NCCL_DEBUG_SUBSYS, e.g. \"ALL\" or \"INIT,P2P\".", env = "NCCL_DEBUG_SUBSYS" },
+    { "p2p_disable", "boolean", false, "NCCL_P2P_DISABLE; set true when the GPUs sit on separate PCIe switches.", env = "NCCL_P2P_DISABLE" },
+    { "p2p_level", "string", "NVL", "NCCL_P2P_LEVEL: how far peer-to-peer may reach (LOC, NVL, PIX, PXB, PHB, SYS).", env = "NCCL_P2P_LEVEL" },
+    { "ib_disable", "boolean", false, "NCCL_IB_DISABLE; set true when InfiniBand is not configured properly.", env = "NCCL_IB_DISABLE" },
+    { "shm_disable", "boolean", false, "NCCL_SHM_DISABLE; keep false and give the pod enough /dev/shm.", env = "NCCL_SHM_DISABLE" },
+    { "socket_ifname", "string", "^lo,docker", "NCCL_SOCKET_IFNAME: network interfaces NCCL may use (\"eth0\", or ^ to exclude).", env = "NCCL_SOCKET_IFNAME" },
+    { "extra", "env_map", {}, "More NCCL_* variables as a table, e.g. {NCCL_ALGO = \"Ring\"}." },
+  } },
+  { name = "logging", doc = "Logs (to stderr).", keys = {
+    { "level", "enum", "info", "Least severe level printed.", values = { "debug", "info", "warn", "error" } },
+    { "format", "enum", "text", "\"text\" lines or \"json\" lines (one object per line, for log collectors).", values = { "text", "json" } },
+  } },
+}
+
+-- TGI and vLLM flag names → key paths. `invert` flips a boolean;
+-- `sharded` is special (see apply_aliases).
+local ALIASES = {
+  { "cuda_memory_fraction", "device.memory_fraction", "TGI --cuda-memory-fraction" },
+  { "gpu_memory_utilization", "device.memory_fraction", "vLLM --gpu-memory-utilization" },
+  { "max_input_length", "batching.max_input_tokens", "TGI --max-input-length" },
+  { "max_input_tokens", "batching.max_input_tokens", "TGI --max-input-tokens" },
+  { "max_total_tokens", "batching.max_total_tokens", "TGI --max-total-tokens" },
+  { "max_batch_prefill_tokens", "batching.max_batch_prefill_tokens", "TGI --max-batch-prefill-tokens" },
+  { "max_num_batched_tokens", "batching.max_batch_prefill_tokens", "vLLM --max-num-batched-tokens" },
+  { "max_concurrent_requests", "batching.max_concurrent_requests", "TGI --max-concurrent-requests" },
+  { "max_batch_size", "batching.max_batch_size", "TGI --max-batch-size" },
+  { "max_num_seqs", "batching.max_batch_size", "vLLM --max-num-seqs" },
+  { "max_waiting_tokens", "batching.max_waiting_tokens", "TGI --max-waiting-tokens" },
+  { "enable_chunked_prefill", "batching.chunked_prefill", "vLLM --enable-chunked-prefill" },
+  { "num_shard", "parallel.tensor", "TGI --num-shard" },
+  { "tensor_parallel_size", "parallel.tensor", "vLLM --tensor-parallel-size" },
+  { "sharded", "parallel.tensor", "TGI --sharded (true = shard over all device.gpus)", sharded = true },
+  { "max_parallel_loading_workers", "parallel.loading_workers", "TGI/vLLM --max-parallel-loading-workers" },
+  { "block_size", "cache.block_size", "vLLM --block-size" },
+  { "swap_space", "cache.swap_space", "vLLM --swap-space" },
+  { "enable_prefix_caching", "cache.prefix_caching", "vLLM --enable-prefix-caching" },
+  { "num_gpu_blocks_override", "cache.num_blocks", "vLLM --num-gpu-blocks-override" },
+  { "max_model_len", "model.max_model_len", "vLLM --max-model-len" },
+  { "quantize", "model.quantize", "TGI --quantize" },
+  { "quantization", "model.quantize", "vLLM --quantization" },
+  { "model_id", "model.path", "TGI --model-id" },
+  { "dtype", "model.dtype", "TGI/vLLM --dtype" },
+  { "served_model_name", "model.name", "vLLM --served-model-name" },
+  { "tokenizer", "model.tokenizer", "vLLM --tokenizer" },
+  { "trust_remote_code", "model.trust_remote_code", "TGI/vLLM --trust-remote-code" },
+  { "enforce_eager", "kernels.cuda_graphs", "vLLM --enforce-eager", invert = true },
+  { "disable_custom_kernels", "kernels.custom", "TGI --disable-custom-kernels", invert = true },
+  { "hostname", "server.host", "TGI --hostname" },
+  { "host", "server.host", "vLLM --host" },
+  { "port", "server.port", "TGI/vLLM --port" },
+  { "payload_limit", "server.payload_limit", "TGI --payload-limit" },
+  { "api_key", "server.api_keys", "vLLM --api-key", list = true },
+  { "cors_allow_origin", "server.cors_allow_origin", "TGI --cors-allow-origin", list = true },
+  { "json_output", "logging.format", "TGI --json-output (true = json)", json = true },
+}
+
+-- Flags that exist in TGI/vLLM but mean nothing here; accepted with a note so
+-- pasted flag sets keep working.
+local IGNORED_FLAGS = {
+  disable_flash_attention = "v100rt never uses FlashAttention (it needs sm_80); its own attention kernels run on sm_70",
+  disable_log_stats = "statistics go to /metrics",
+}
+
+-- Indexes.
+local SECTION_BY_NAME, KEY_BY_PATH, ALIAS_BY_NAME = {}, {}, {}
+for _, sec in ipairs(SECTIONS) do
+  SECTION_BY_NAME[sec.name] = sec
+  sec.by_key = {}
+  for _, e in ipairs(sec.keys) do
+    e.key, e.type, e.default, e.doc = e[1], e[2], e[3], e[4]
+    e.path = sec.name .. "." .. e.key
+    sec.by_key[e.key] = e
+    KEY_BY_PATH[e.path] = e
+  end
+end
+for _, a in ipairs(ALIASES) do
+  a.name, a.path, a.doc = a[1], a[2], a[3]
+  ALIAS_BY_NAME[a.name] = a
+end
+
+M.SECTIONS, M.ALIASES, M.KEY_BY_PATH = SECTIONS, ALIASES, KEY_BY_PATH
+
+-- Defaults that depend on other values are written as strings in the
+-- schema (for the docs) and computed here, in dependency order.
+local function derive_defaults(r, given)
+  local d, p, b = r.device, r.parallel, r.batching
+  if not given["parallel.tensor"] then
+    p.tensor = given["device.gpus"] and math.max(#d.gpus, 1) or 1
+  end
+  if not given["device.gpus"] then
+    d.gpus = {}
+    for i = 1, p.tensor do d.gpus[i] = i - 1 end
+  end
+  if not given["parallel.loading_workers"] then p.loading_workers = p.tensor end
+  if not given["batching.max_total_tokens"] then
+    b.max_total_tokens = r.model.max_model_len or 4096
+  end
+  if not given["batching.max_input_tokens"] then
+    b.max_input_tokens = math.max(1, math.min(2048, b.max_total_tokens - 1))
+  end
+  if not given["batching.max_concurrent_requests"] then
+    b.max_concurrent_requests = 8 * math.max(#d.gpus, 1)
+  end
+end
+
+-- Cross-field rules. Each adds errors naming every key involved.
+local function cross_check(r, add)
+  local b, c, d, p = r.batching, r.cache, r.device, r.parallel
+  if b.max_total_tokens <= b.max_input_tokens then
+    add("batching.max_total_tokens",
+      ("batching.max_total_tokens (%d) must be greater than batching.max_input_tokens (%d), "
+        .. "or no token could be generated: raise max_total_tokens or lower max_input_tokens")
+        :format(b.max_total_tokens, b.max_input_tokens))
+  end
+  if not b.chunked_prefill and b.max_batch_prefill_tokens < b.max_input_tokens then
+    add("batching.max_batch_prefill_tokens",
+      ("batching.max_batch_prefill_tokens (%d) must be at least batching.max_input_tokens (%d) "
+        .. "when batching.chunked_prefill is false: raise it, lower max_input_tokens, or enable chunked_prefill")
+        :format(b.max_batch_prefill_tokens, b.max_input_tokens))
+  end
+  if r.model.max_model_len and b.max_total_tokens > r.model.max_model_len then
+    add("batching.max_total_tokens",
+      ("batching.max_total_tokens (%d) is larger than model.max_model_len (%d): lower it or raise max_model_len")
+        :format(b.max_total_tokens, r.model.max_model_len))
+  end
+  if p.tensor ~= #d.gpus then
+    add("parallel.tensor",
+      ("parallel.tensor (%d) must equal the number of GPUs in device.gpus (%d: {%s}): "
+        .. "list one GPU per shard, e.g. device.gpus = {%s}")
+        :format(p.tensor, #d.gpus, table.concat(d.gpus, ", "),
+          table.concat((function() local t = {} for i = 1, p.tensor do t[i] = i - 1 end return t end)(), ", ")))
+  end
+  local seen = {}
+  for _, g in ipairs(d.gpus) do
+    if seen[g] then
+      add("device.gpus", ("device.gpus lists GPU %d twice"):format(g))
+    end
+    seen[g] = true
+  end
+  if b.max_batch_size and b.max_batch_size > b.max_concurrent_requests then
+    add("batching.max_batch_size",
+      ("batching.max_batch_size (%d) is larger than batching.max_concurrent_requests (%d): "
+        .. "no batch could ever be that full"):format(b.max_batch_size, b.max_concurrent_requests))
+  end
+  if b.preemption == "swap" and c.swap_space == 0 then
+    add("batching.preemption",
+      "batching.preemption is \"swap\" but cache.swap_space is 0: give swap space (GiB) or use \"recompute\"")
+  end
+  if r.model.dtype == "float32" and r.model.quantize then
+    add("model.dtype", "model.dtype = \"float32\" cannot be combined with model.quantize; use \"float16\"")
+  end
+end
+
+---------------------------------------------------------------------------
+-- Helpers
+
+local function levenshtein(a, b)
+  local la, lb = #a, #b
+  local prev, cur = {}, {}
+  for j = 0, lb do prev[j] = j end
+  for i = 1, la do
+    cur[0] = i
+    for j = 1, lb do
+      local cost = a:byte(i) == b:byte(j) and 0 or 1
+      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+    end
+    prev, cur = cur, prev
+  end
+  return prev[lb]
+end
+
+-- Closest of candidates to word, if close enough to be a plausible typo.
+local function suggest(word, candidates)
+  local best, bestd
+  for _, c in ipairs(candidates) do
+    local dist = levenshtein(word, c)
+    if not bestd or dist < bestd then best, bestd = c, dist end
+  end
+  if best and bestd <= math.max(2, math.floor(#word / 3)) then return best end
+  return nil
+end
+M.suggest = suggest
+
+local function fmt_value(v)
+  if type(v) == "string" then return ("%q"):format(v) end
+  if type(v) == "table" then
+    local parts = {}
+    for i, x in ipairs(v) do parts[i] = fmt_value(x) end
+    local keys = {}
+    for k in pairs(v) do
+      if type(k) ~= "number" then keys[#keys + 1] = k end
+    end
+    table.sort(keys, function(x, y) return tostring(x) < tostring(y) end)
+    for _, k in ipairs(keys) do
+      parts[#parts + 1] = tostring(k) .. " = " .. (type(v[k]) == "function" and "function" or fmt_value(v[k]))
+    end
+    return "{" .. table.concat(parts, ", ") .. "}"
+  end
+  return tostring(v)
+end
+M.fmt_value = fmt_value
+
+local function is_integer(v) return type(v) == "number" and v == math.floor(v) and v > -2^53 and v < 2^53 end
+
+local SIZE_UNITS = { [""] = 1, b = 1, kb = 1e3, mb = 1e6, gb = 1e9, kib = 1024, mib = 1024^2, gib = 1024^3 }
+
+-- Parses a size: a number of bytes or "2MB", "512 KiB", "1.5GB".
+local function parse_size(v)
+  if type(v) == "number" then return v end
+  if type(v) ~= "string" then return nil end
+  local num, unit = v:lower():match("^%s*([%d%.]+)%s*(%a*)%s*$")
+  num = tonumber(num)
+  if not num or not SIZE_UNITS[unit] then return nil end
+  return math.floor(num * SIZE_UNITS[unit] + 0.5)
+end
+
+local HOOKS = { admit = true, priority = true, on_step = true, pick_victim = true, name = true }
+local POLICIES = { "fcfs", "priority", "fair" }
+local TEMPLATES = { "auto", "llama-2", "mistral", "chatml", "gemma", "phi" }
+
+local function in_list(v, list)
+  for _, x in ipairs(list) do if x == v then return true end end
+  return false
+end
+
+local function list_str(list)
+  local t = {}
+  for i, x in ipairs(list) do t[i] = fmt_value(x) end
+  return table.concat(t, ", ")
+end
+
+-- Checks one value against its schema entry; returns the normalized value
+-- or nil plus an error message.
+local function check_value(e, v)
+  local t = e.type
+  local function range(x)
+    if e.min and (x < e.min or (e.min_open and x == e.min)) then
+      return nil, ("%s is out of range: must be %s %s"):format(fmt_value(x), e.min_open and ">" or ">=", fmt_value(e.min))
+    end
+    if e.max and x > e.max then
+      return nil, ("%s is out of range: must be <= %s"):format(fmt_value(x), fmt_value(e.max))
+    end
+    return x
+  end
+  if t == "string" then
+    if type(v) ~= "string" then return nil, ("expected a string, got %s %s"):format(type(v), fmt_value(v)) end
+    if #v > 4000 then return nil, "string is longer than 4000 bytes" end
+    return v
+  elseif t == "boolean" then
+    if type(v) ~= "boolean" then return nil, ("expected true or false, got %s %s"):format(type(v), fmt_value(v)) end
+    return v
+  elseif t == "integer" or t == "number" then
+    if type(v) ~= "number" or v ~= v then return nil, ("expected a number, got %s %s"):format(type(v), fmt_value(v)) end
+    if t == "integer" and not is_integer(v) then return nil, ("expected an integer, got %s"):format(fmt_value(v)) end
+    if e.values and not in_list(v, e.values) then
+      return nil, ("%s is not allowed: must be one of %s"):format(fmt_value(v), list_str(e.values))
+    end
+    return range(v)
+  elseif t == "enum" then
+    if type(v) ~= "string" then return nil, ("expected one of %s, got %s %s"):format(list_str(e.values), type(v), fmt_value(v)) end
+    for _, x in ipairs(e.values) do
+      if x:lower() == v:lower() then return x end
+    end
+    if e.path == "model.dtype" and (v == "bfloat16" or v == "bf16") then
+      return nil, "the V100 has no bf16: use \"float16\" (bf16 checkpoints are converted to float16 at load)"
+    end
+    local s = suggest(v, e.values)
+    return nil, ("%s is not one of %s%s"):format(fmt_value(v), list_str(e.values), s and ("; did you mean " .. fmt_value(s) .. "?") or "")
+  elseif t == "size" then
+    local n = parse_size(v)
+    if not n then return nil, ("expected a size in bytes (a number or a string like \"2MB\"), got %s"):format(fmt_value(v)) end
+    if not is_integer(n) then return nil, ("expected a whole number of bytes, got %s"):format(fmt_value(v)) end
+    return range(n)
+  elseif t == "list_integer" or t == "list_string" then
+    if type(v) == (t == "list_integer" and "number" or "string") then v = { v } end
+    if type(v) ~= "table" then return nil, ("expected a list, got %s %s"):format(type(v), fmt_value(v)) end
+    local n = 0
+    for k in pairs(v) do
+      n = n + 1
+      if type(k) ~= "number" or not is_integer(k) or k < 1 or k > #v then
+        return nil, ("expected a list like {a, b}, found key %s"):format(fmt_value(k))
+      end
+    end
+    if e.max_len and n > e.max_len then return nil, ("at most %d entries, got %d"):format(e.max_len, n) end
+    local out = {}
+    for i = 1, n do
+      local x = v[i]
+      if t == "list_integer" then
+        if not is_integer(x) then return nil, ("entry %d: expected an integer, got %s"):format(i, fmt_value(x)) end
+        local ok, msg = range(x)
+        if not ok then return nil, ("entry %d: %s"):format(i, msg) end
+      elseif type(x) ~= "string" then
+        return nil, ("entry %d: expected a string, got %s"):format(i, fmt_value(x))
+      end
+      out[i] = x
+    end
+    return out
+  elseif t == "policy" then
+    if type(v) == "string" then
+      if in_list(v, POLICIES) then return v end
+      local s = suggest(v, POLICIES)
+      return nil, ("%s is not a built-in policy (%s)%s; or give a table of hooks {admit=, priority=, on_step=, pick_victim=}")
+        :format(fmt_value(v), list_str(POLICIES), s and ("; did you mean " .. fmt_value(s) .. "?") or "")
+    end
+    if type(v) ~= "table" then return nil, ("expected a policy name or a table of hook functions, got %s"):format(type(v)) end
+    local any = false
+    for k, f in pairs(v) do
+      if not HOOKS[k] then
+        local s = suggest(tostring(k), { "admit", "priority", "on_step", "pick_victim" })
+        return nil, ("unknown hook %s%s; hooks are admit, priority, on_step, pick_victim")
+          :format(fmt_value(k), s and ("; did you mean " .. fmt_value(s) .. "?") or "")
+      end
+      if k == "name" then
+        if type(f) ~= "string" then return nil, "hook table field name must be a string" end
+      elseif type(f) ~= "function" then
+        return nil, ("hook %s must be a function, got %s"):format(k, type(f))
+      else
+        any = true
+      end
+    end
+    if not any then return nil, "a policy table needs at least one hook function (admit, priority, on_step, pick_victim)" end
+    return v
+  elseif t == "template" then
+    if type(v) == "function" then return v end
+    if type(v) == "string" and in_list(v, TEMPLATES) then return v end
+    if type(v) == "string" then
+      local s = suggest(v, TEMPLATES)
+      return nil, ("%s is not a built-in chat template (%s)%s; or give a Lua function(messages)")
+        :format(fmt_value(v), list_str(TEMPLATES), s and ("; did you mean " .. fmt_value(s) .. "?") or "")
+    end
+    return nil, ("expected a template name or a function, got %s"):format(type(v))
+  elseif t == "env_map" then
+    if type(v) ~= "table" then return nil, ("expected a table NAME = \"value\", got %s"):format(type(v)) end
+    local out = {}
+    for k, x in pairs(v) do
+      if type(k) ~= "string" or not k:match("^[A-Z_][A-Z0-9_]*$") then
+        return nil, ("%s is not an environment variable name"):format(fmt_value(k))
+      end
+      if type(x) == "number" or type(x) == "boolean" then x = tostring(x) end
+      if type(x) ~= "string" then return nil, ("%s: expected a string value, got %s"):format(k, type(x)) end
+      out[k] = x
+    end
+    return out
+  end
+  return nil, "internal: unknown schema type " .. tostring(t)
+end
+
+local function copy(v)
+  if type(v) ~= "table" then return v end
+  local t = {}
+  for k, x in pairs(v) do t[k] = copy(x) end
+  return t
+end
+
+-- Splits a flag string ("--num-shard 2 --sharded=true --enforce-eager")
+-- into a table of alias names → values.
+local function parse_flags(s, add)
+  local out, words = {}, {}
+  for w in s:gmatch("%S+") do words[#words + 1] = w end
+  local i = 1
+  while i <= #words do
+    local w = words[i]
+    local name, val = w:match("^%-%-([%w%-_]+)=(.*)$")
+    if not name then
+      name = w:match("^%-%-([%w%-_]+)$")
+      if not name then
+        add("flags", ("%s is not a --flag"):format(fmt_value(w)))
+        i = i + 1
+        goto continue
+      end
+      if words[i + 1] and not words[i + 1]:match("^%-%-") then
+        val = words[i + 1]
+        i = i + 1
+      else
+        val = "true"
+      end
+    end
+    name = name:gsub("%-", "_")
+    if val == "true" then val = true
+    elseif val == "false" then val = false
+    elseif tonumber(val) then val = tonumber(val)
+    else val = val:gsub('^"(.*)"$', "%1")
+    end
+    out[name] = val
+    i = i + 1
+    ::continue::
+  end
+  return out
+end
+
+---------------------------------------------------------------------------
+-- resolve(t) → resolved, origin, errors, notes
+--   resolved: every section with every key (defaults filled)
+--   origin:   key path → "set" | "alias NAME" | "default"
+--   errors:   list of {path=, msg=}
+--   notes:    list of strings (ignored flags and similar)
+
+function M.resolve(t)
+  local errors, notes = {}, {}
+  local function add(path, msg) errors[#errors + 1] = { path = path, msg = msg } end
+  if type(t) ~= "table" then
+    add("(config)", ("the config file must return a table (usually v100rt.config{...}), got %s"):format(type(t)))
+    return nil, {}, errors, notes
+  end
+
+  local section_names, alias_names, all_paths = {}, {}, {}
+  for _, sec in ipairs(SECTIONS) do
+    section_names[#section_names + 1] = sec.name
+    for _, e in ipairs(sec.keys) do all_paths[#all_paths + 1] = e.path end
+  end
+  for _, a in ipairs(ALIASES) do alias_names[#alias_names + 1] = a.name end
+
+  local given, origin, values = {}, {}, {}
+  local alias_vals = {}
+
+  -- Top level: sections, aliases, `flags`.
+  local top = {}
+  for k, v in pairs(t) do top[#top + 1] = k end
+  table.sort(top, function(a, b) return tostring(a) < tostring(b) end)
+  for _, k in ipairs(top) do
+    local v = t[k]
+    if type(k) ~= "string" then
+      add("(config)", ("unexpected positional value %s at the top level: write key = value"):format(fmt_value(v)))
+    elseif SECTION_BY_NAME[k] then
+      if type(v) ~= "table" then
+        add(k, ("%s must be a table { ... }, got %s %s"):format(k, type(v), fmt_value(v)))
+      end
+    elseif k == "flags" then
+      if type(v) ~= "string" then
+        add("flags", "flags must be a string of --flags as given to TGI or vLLM")
+      else
+        for name, fv in pairs(parse_flags(v, add)) do
+          if ALIAS_BY_NAME[name] then
+            alias_vals[name] = { value = fv, from = "flag --" .. name:gsub("_", "-") }
+          elseif IGNORED_FLAGS[name] then
+            notes[#notes + 1] = ("--%s ignored: %s"):format(name:gsub("_", "-"), IGNORED_FLAGS[name])
+          else
+            local s = suggest(name, alias_names)
+            add("flags", ("--%s is not a flag v100rt knows%s; flags it maps: see `v100rt help config`")
+              :format(name:gsub("_", "-"), s and (" (did you mean --" .. s:gsub("_", "-") .. "?)") or ""))
+          end
+        end
+      end
+    else
+      local norm = k:gsub("%-", "_")
+      if ALIAS_BY_NAME[norm] then
+        alias_vals[norm] = { value = v, from = "alias " .. k }
+      elseif IGNORED_FLAGS[norm] then
+        notes[#notes + 1] = ("%s ignored: %s"):format(k, IGNORED_FLAGS[norm])
+      else
+        -- Maybe a key of some section written at the top level.
+        local where
+        for _, sec in ipairs(SECTIONS) do
+          if sec.by_key[k] then where = sec.name .. "." .. k break end
+        end
+        local s = suggest(k, section_names) or suggest(norm, alias_names)
+        add(k, ("unknown key %s%s"):format(fmt_value(k),
+          where and ("; it belongs in a section: " .. where) or
+          s and ("; did you mean " .. fmt_value(s) .. "?") or
+          ("; top-level keys are the sections " .. table.concat(section_names, ", ") .. " and TGI/vLLM flag aliases")))
+      end
+    end
+  end
+
+  -- Section keys.
+  for _, sec in ipairs(SECTIONS) do
+    local st = t[sec.name]
+    values[sec.name] = {}
+    if type(st) == "table" then
+      local keys = {}
+      for k in pairs(st) do keys[#keys + 1] = k end
+      table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+      for _, k in ipairs(keys) do
+        local e = sec.by_key[k]
+        local path = sec.name .. "." .. tostring(k)
+        if not e then
+          local names = {}
+          for _, x in ipairs(sec.keys) do names[#names + 1] = x.key end
+          local s = type(k) == "string" and suggest(k, names)
+          local other
+          if type(k) == "string" and not s then
+            for _, sec2 in ipairs(SECTIONS) do
+              if sec2.by_key[k] then other = sec2.name .. "." .. k break end
+            end
+          end
+          add(path, ("unknown key %s in %s%s"):format(fmt_value(k), sec.name,
+            s and ("; did you mean " .. sec.name .. "." .. s .. "?") or
+            other and ("; it belongs in " .. other) or
+            ("; keys of " .. sec.name .. " are " .. table.concat(names, ", "))))
+        else
+          local v, msg = check_value(e, st[k])
+          if msg then
+            add(path, path .. ": " .. msg)
+          else
+            values[sec.name][k] = v
+            given[path] = true
+            origin[path] = "set"
+          end
+        end
+      end
+    end
+  end
+
+  -- Aliases (after explicit keys, so conflicts can be named).
+  local anames = {}
+  for k in pairs(alias_vals) do anames[#anames + 1] = k end
+  table.sort(anames)
+  for _, name in ipairs(anames) do
+    local a, av = ALIAS_BY_NAME[name], alias_vals[name]
+    local v = av.value
+    local e = KEY_BY_PATH[a.path]
+    local sec, key = a.path:match("^(%w+)%.(.+)$")
+    local ok = true
+    if a.invert or a.sharded or a.json then
+      if type(v) ~= "boolean" then
+        add(name, ("%s (%s): expected true or false, got %s"):format(av.from, a.path, fmt_value(v)))
+        ok = false
+      elseif a.invert then
+        v = not v
+      elseif a.json then
+        v = v and "json" or "text"
+      end
+    end
+    if ok and a.sharded then
+      -- sharded = true: one shard per listed GPU (num_shard wins if also given).
+      if v and not alias_vals.num_shard and not alias_vals.tensor_parallel_size and not given["parallel.tensor"] then
+        values.parallel.sharded_ = true
+      end
+      goto next_alias
+    end
+    if ok then
+      local nv, msg = check_value(e, v)
+      if msg then
+        add(a.path, ("%s (%s): %s"):format(av.from, a.path, msg))
+      elseif given[a.path] and fmt_value(values[sec][key]) ~= fmt_value(nv) then
+        add(a.path, ("%s = %s conflicts with %s = %s: set only one")
+          :format(av.from, fmt_value(v), a.path, fmt_value(values[sec][key])))
+      else
+        values[sec][key] = nv
+        given[a.path] = true
+        origin[a.path] = av.from
+      end
+    end
+    ::next_alias::
+  end
+
+  -- Defaults and the resolved table.
+  local r = {}
+  for _, sec in ipairs(SECTIONS) do
+    r[sec.name] = {}
+    for _, e in ipairs(sec.keys) do
+      local v = values[sec.name][e.key]
+      -- Derived defaults (their schema default is a doc string) come later.
+      if v == nil and not e.derived then v = copy(e.default) end
+      r[sec.name][e.key] = v
+      origin[e.path] = origin[e.path] or "default"
+    end
+  end
+  if values.parallel.sharded_ then
+    if given["device.gpus"] then
+      r.parallel.tensor = #r.device.gpus
+      given["parallel.tensor"] = true
+      origin["parallel.tensor"] = "alias sharded"
+    else
+      add("sharded", "sharded = true needs device.gpus listing the GPUs to shard over (or num_shard = N)")
+    end
+  end
+  for _, e in pairs(KEY_BY_PATH) do
+    if e.required and not given[e.path] then
+      add(e.path, ("%s is required: %s"):format(e.path, e.doc))
+    end
+  end
+  derive_defaults(r, given)
+  if #errors == 0 then cross_check(r, add) end
+  return r, origin, errors, notes
+end
+
+---------------------------------------------------------------------------
+-- Output: the resolved config as a table or JSON, and the reference docs.
+
+M.NULL = setmetatable({}, { __tostring = function() return "null" end })
+
+local function json_encode(v, indent, pad)
+  pad = pad or ""
+  local t = type(v)
+  if t == "nil" or v == M.NULL then return "null" end
+  if t == "boolean" then return tostring(v) end
+  if t == "number" then
+    if v == math.floor(v) and math.abs(v) < 2^53 then return ("%d"):format(v) end
+    return ("%.17g"):format(v)
+  end
+  if t == "string" then
+    return '"' .. v:gsub('[%c"\\]', function(c)
+      local map = { ['"'] = '\\"', ["\\"] = "\\\\", ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r" }
+      return map[c] or ("\\u%04x"):format(c:byte())
+    end) .. '"'
+  end
+  if t == "function" then return '"<lua function>"' end
+  if t == "table" then
+    local inner = pad .. (indent or "")
+    local nl = indent and "\n" or ""
+    local sep = indent and ": " or ":"
+    if #v > 0 or next(v) == nil then
+      if next(v) == nil then return "[]" end
+      local parts = {}
+      for i, x in ipairs(v) do parts[i] = json_encode(x, nil) end
+      return "[" .. table.concat(parts, ",") .. "]"
+    end
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    local parts = {}
+    for i, k in ipairs(keys) do
+      parts[i] = inner .. json_encode(tostring(k)) .. sep .. json_encode(v[k], indent, inner)
+    end
+    return "{" .. nl .. table.concat(parts, "," .. nl) .. nl .. pad .. "}"
+  end
+  return '"<' .. t .. '>"'
+end
+M.json_encode = json_encode
+
+-- The resolved config as text: one line per key with its origin.
+function M.format(r, origin, as_json)
+  if as_json then
+    local out = {}
+    for _, sec in ipairs(SECTIONS) do
+      out[sec.name] = {}
+      for _, e in ipairs(sec.keys) do
+        local v = r[sec.name][e.key]
+        if type(v) == "table" and (e.type == "policy") then v = "custom" end
+        if v == nil then v = M.NULL end
+        out[sec.name][e.key] = v
+      end
+    end
+    return json_encode(out, "  ") .. "\n"
+  end
+  local lines = {}
+  for _, sec in ipairs(SECTIONS) do
+    for _, e in ipairs(sec.keys) do
+      local v = r[sec.name][e.key]
+      local shown
+      if v == nil then shown = "nil"
+      elseif type(v) == "function" then shown = "<lua function>"
+      elseif type(v) == "table" and e.type == "policy" then shown = "<lua hooks>"
+      else shown = fmt_value(v) end
+      local o = origin[e.path] or "default"
+      lines[#lines + 1] = ("%-34s %-24s %s"):format(e.path, shown, o == "default" and "" or "(" .. o .. ")")
+        :gsub("%s+$", "")
+    end
+  end
+  return table.concat(lines, "\n") .. "\n"
+end
+
+local function default_text(e)
+  local d = e.default
+  if d == nil then return "nil" end
+  if e.derived then return d end
+  if e.path == "server.payload_limit" then return "2000000 (2 MB)" end
+  return fmt_value(d)
+end
+
+local function type_text(e)
+  local t = e.type
+  if t == "enum" or (e.values and t == "integer") then return "one of " .. list_str(e.values) end
+  if t == "list_integer" then return "list of integers" end
+  if t == "list_string" then return "list of strings" end
+  if t == "env_map" then return "table" end
+  if t == "policy" then return "name or hook table" end
+  if t == "template" then return "name or function" end
+  return t
+end
+
+-- The configuration reference (markdown), printed by `v100rt help config`
+-- and embedded in README.md.
+function M.reference()
+  local out = {}
+  local function w(s) out[#out + 1] = s end
+  w("A config file is Lua returning a table, normally:")
+  w("")
+  w("```lua")
+  w('local v100rt = require "v100rt"')
+  w("return v100rt.config{")
+  w('  model = { path = "models/tiny" },')
+  w("  batching = { max_total_tokens = 4096 },")
+  w("}")
+  w("```")
+  w("")
+  w("Every key is optional except `model.path`. Unknown keys, wrong types, out-of-range values and")
+  w("inconsistent combinations are errors that name the key; `v100rt check FILE` lists them all.")
+  for _, sec in ipairs(SECTIONS) do
+    w("")
+    w(("### `%s` — %s"):format(sec.name, sec.doc))
+    w("")
+    w("| key | type | default | meaning |")
+    w("|---|---|---|---|")
+    for _, e in ipairs(sec.keys) do
+      local rng = ""
+      if e.min and not e.values then rng = rng .. (" %s %s"):format(e.min_open and ">" or ">=", fmt_value(e.min)) end
+      if e.max and not e.values then rng = rng .. (", <= %s"):format(fmt_value(e.max)) end
+      w(("| `%s` | %s%s | %s | %s |"):format(e.path, type_text(e), rng, default_text(e), (e.doc:gsub("|", "\\|"))))
+    end
+  end
+  w("")
+  w("### Aliases: TGI and vLLM flag names")
+  w("")
+  w("These may be written at the top level of the config table (underscores or dashes), or pasted as")
+  w('one string: `flags = "--num-shard 2 --max-total-tokens 4096 --enforce-eager"`. An alias and its key')
+  w("set to different values is an error.")
+  w("")
+  w("| alias | key | origin |")
+  w("|---|---|---|")
+  for _, a in ipairs(ALIASES) do
+    local how = a.invert and " (negated)" or ""
+    w(("| `%s` | `%s`%s | %s |"):format(a.name, a.path, how, a.doc))
+  end
+  local ign = {}
+  for k in pairs(IGNORED_FLAGS) do ign[#ign + 1] = k end
+  table.sort(ign)
+  w("")
+  w("Accepted and ignored, with a note: " .. table.concat((function()
+    local t = {}
+    for i, k in ipairs(ign) do t[i] = "`" .. k .. "` (" .. IGNORED_FLAGS[k] .. ")" end
+    return t
+  end)(), "; ") .. ".")
+  return table.concat(out, "\n") .. "\n"
+end
+
+---------------------------------------------------------------------------
+-- Loading a file and filling the C struct (called from runtime/lua/config.c).
+
+-- Runs the config file and resolves it. Returns resolved, origin, errors, notes.
+function M.load_file(path)
+  local chunk, err = loadfile(path)
+  if not chunk then
+    return nil, {}, { { path = "(file)", msg = err } }, {}
+  end
+  local ok, t = xpcall(chunk, debug.traceback)
+  if not ok then
+    return nil, {}, { { path = "(file)", msg = tostring(t) } }, {}
+  end
+  return M.resolve(t)
+end
+
+-- Joins errors into one message, one per line.
+function M.error_text(errors)
+  local lines = {}
+  for i, e in ipairs(errors) do lines[i] = e.msg end
+  return table.concat(lines, "\n")
+end
+
+-- Copies resolved values into the C struct `vrt_config *` (a cdata pointer).
+-- Keys map by name: cfg.<section>.<key>; lists get a count field n_<key>;
+-- strings are copied into memory owned by the struct. Keys marked c = false,
+-- and the nccl section (which becomes cfg.nccl.env), are not mapped.
+function M.fill(cfg, r)
+  local C = require("v100rt.ffi").C
+  local function str(s)
+    if s == nil then return nil end
+    return C.vrt_config_strdup(cfg, s)
+  end
+  for _, sec in ipairs(SECTIONS) do
+    local cs = cfg[sec.name]
+    for _, e in ipairs(sec.keys) do
+      local v = r[sec.name][e.key]
+      if e.c == false or e.env or e.type == "env_map" then
+        -- handled below or not needed in C
+      elseif e.type == "string" or e.type == "enum" then
+        cs[e.key] = str(v)
+      elseif e.type == "template" or e.type == "policy" then
+        cs[e.key] = str(type(v) == "string" and v or "custom")
+      elseif e.type == "boolean" then
+        cs[e.key] = v and true or false
+      elseif e.type == "integer" or e.type == "number" or e.type == "size" then
+        cs[e.key] = v or 0
+      elseif e.type == "list_integer" then
+        for i, x in ipairs(v) do cs[e.key][i - 1] = x end
+        cs["n_" .. e.key] = #v
+      elseif e.type == "list_string" then
+        local arr = C.vrt_config_strv(cfg, #v)
+        for i, x in ipairs(v) do arr[i - 1] = str(x) end
+        cs[e.key] = arr
+        cs["n_" .. e.key] = #v
+      end
+    end
+  end
+  -- nccl: the environment variables to set, "NAME=value".
+  local env = {}
+  for _, e in ipairs(SECTION_BY_NAME.nccl.keys) do
+    local v = r.nccl[e.key]
+    if e.env and v ~= nil then
+      if type(v) == "boolean" then v = v and "1" or "0" end
+      env[#env + 1] = e.env .. "=" .. tostring(v)
+    end
+  end
+  local extra = {}
+  for k in pairs(r.nccl.extra) do extra[#extra + 1] = k end
+  table.sort(extra)
+  for _, k in ipairs(extra) do env[#env + 1] = k .. "=" .. r.nccl.extra[k] end
+  local arr = C.vrt_config_strv(cfg, #env)
+  for i, x in ipairs(env) do arr[i - 1] = str(x) end
+  cfg.nccl.env = arr
+  cfg.nccl.n_env = #env
+end
+
+-- Same, from a light userdata pointer (how runtime/lua/config.c passes it).
+function M.fill_ptr(p, r)
+  local F = require "v100rt.ffi"
+  M.fill(F.ffi.cast("vrt_config *", p), r)
+end
+
+return M

@@ -1,0 +1,78 @@
+/* cli.c — option parsing and usage messages for the commands. */
+#include "cli/cli.h"
+#include "core/util.h"
+
+#include <stdio.h>
+#include <string.h>
+
+int vrt_cli_usage(const vrt_cmd *cmd, const char *problem)
+{
+    if (problem)
+        fprintf(stderr, "v100rt %s: %s\n", cmd->name, problem);
+    fprintf(stderr, "usage: %s\n(see `v100rt help %s`)\n", cmd->usage, cmd->name);
+    return VRT_EXIT_USAGE;
+}
+
+int vrt_cli_parse(const vrt_cmd *cmd, vrt_opt *opts, size_t n_opts, int argc, char **argv,
+                  char **pos, int max_pos, int *n_pos)
+{
+    int np = 0, only_pos = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (only_pos || a[0] != '-' || a[1] == '\0') {
+            if (np >= max_pos) {
+                char msg[256];
+                snprintf(msg, sizeof msg, "unexpected argument \"%s\"", a);
+                return vrt_cli_usage(cmd, msg);
+            }
+            pos[np++] = argv[i];
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        const char *name = a + (a[1] == '-' ? 2 : 1);
+        const char *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        vrt_opt *o = NULL;
+        for (size_t k = 0; k < n_opts; k++)
+            if (strlen(opts[k].name) == len && strncmp(opts[k].name, name, len) == 0)
+                o = &opts[k];
+        if (!o) {
+            char word[128];
+            snprintf(word, sizeof word, "%.*s", (int)len, name);
+            const char *names[32];
+            size_t n = n_opts < 32 ? n_opts : 32;
+            for (size_t k = 0; k < n; k++)
+                names[k] = opts[k].name;
+            const char *s = vrt_suggest(word, names, n);
+            char msg[320];
+            if (s)
+                snprintf(msg, sizeof msg, "unknown option \"%s\"; did you mean --%s?", a, s);
+            else
+                snprintf(msg, sizeof msg, "unknown option \"%s\"", a);
+            return vrt_cli_usage(cmd, msg);
+        }
+        if (o->has_arg) {
+            if (eq)
+                o->value = eq + 1;
+            else if (i + 1 < argc)
+                o->value = argv[++i];
+            else {
+                char msg[160];
+                snprintf(msg, sizeof msg, "option --%s needs a value", o->name);
+                return vrt_cli_usage(cmd, msg);
+            }
+        } else {
+            if (eq) {
+                char msg[160];
+                snprintf(msg, sizeof msg, "option --%s takes no value", o->name);
+                return vrt_cli_usage(cmd, msg);
+            }
+            o->value = "1";
+        }
+    }
+    *n_pos = np;
+    return 0;
+}

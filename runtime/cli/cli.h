@@ -1,0 +1,49 @@
+/* cli.h — the command table and option parsing shared by all commands.
+ *
+ * Every command is one entry of vrt_commands[] (cli/commands.c) with a
+ * one-line summary, a usage line and a help text. Commands return an exit
+ * code: 0 success, 1 failure, 2 bad usage (VRT_EXIT_USAGE).
+ */
+#ifndef VRT_CLI_H
+#define VRT_CLI_H
+
+#include <stddef.h>
+
+#define VRT_EXIT_OK 0
+#define VRT_EXIT_FAIL 1
+#define VRT_EXIT_USAGE 2
+
+typedef struct vrt_cmd {
+    const char *name;
+    const char *summary; /* one line, for `v100rt help` */
+    const char *usage;   /* "v100rt check [--json] CONFIG" */
+    const char *help;    /* paragraphs for `v100rt help <command>` */
+    int (*fn)(int argc, char **argv); /* argv[0] is the command name */
+} vrt_cmd;
+
+extern const vrt_cmd vrt_commands[];
+extern const size_t vrt_n_commands;
+const vrt_cmd *vrt_cmd_find(const char *name);
+
+/* Options: a spec lists the long options a command takes. */
+typedef struct vrt_opt {
+    const char *name; /* without the leading "--" */
+    int has_arg;
+    const char *value; /* out: the argument, or "1" for a flag; NULL if absent */
+} vrt_opt;
+
+/* Parses argv[1..] into opts (in place) and positional arguments (collected
+ * in pos, at most max_pos). "--name=value" and "--name value" are accepted;
+ * "--" ends options. On a bad option prints a message with a suggestion and
+ * returns VRT_EXIT_USAGE; else 0 and sets *n_pos. */
+int vrt_cli_parse(const vrt_cmd *cmd, vrt_opt *opts, size_t n_opts, int argc, char **argv,
+                  char **pos, int max_pos, int *n_pos);
+/* Prints "usage: ..." and a hint to stderr; returns VRT_EXIT_USAGE. */
+int vrt_cli_usage(const vrt_cmd *cmd, const char *problem);
+
+int vrt_cmd_help(int argc, char **argv);
+int vrt_cmd_version(int argc, char **argv);
+int vrt_cmd_check(int argc, char **argv);
+int vrt_cmd_run(int argc, char **argv);
+
+#endif

@@ -1,0 +1,125 @@
+/* commands.c — the table of commands, and `help` and `version`.
+ *
+ * A command is listed here only once it exists.
+ */
+#include "cli/cli.h"
+#include "core/err.h"
+#include "core/util.h"
+#include "lua/host.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <string.h>
+
+const vrt_cmd vrt_commands[] = {
+    {"check", "validate a config file and print the resolved configuration",
+     "v100rt check [--json] [--quiet] CONFIG.lua",
+     "Runs CONFIG.lua, validates every key against the schema (lua/v100rt/config.lua)\n"
+     "and prints the resolved configuration: every key, its value, and where the\n"
+     "value came from (set, an alias, or the default). Prints every error found\n"
+     "and exits 1 if the config is invalid (like `nginx -t`).\n"
+     "\n"
+     "  --json    print the resolved configuration as JSON\n"
+     "  --quiet   print nothing on success (errors still go to stderr)\n",
+     vrt_cmd_check},
+    {"run", "run a Lua script with the v100rt runtime (require \"v100rt\")",
+     "v100rt run SCRIPT.lua [ARGS...]",
+     "Runs a Lua script in v100rt's LuaJIT host. The script sees its arguments in\n"
+     "the global `arg` (arg[0] is the script), can `require \"v100rt\"` and reach the\n"
+     "C API of runtime/vrt.h through `require \"v100rt.ffi\"`. A Lua error prints\n"
+     "its message with file:line and a traceback, and exits 1. os.exit(n) sets\n"
+     "the exit code.\n",
+     vrt_cmd_run},
+    {"help", "show help for a command, or the config reference (help config)",
+     "v100rt help [COMMAND | config]",
+     "Without arguments lists the commands. `v100rt help COMMAND` shows one\n"
+     "command's usage; `v100rt help config` prints the configuration reference\n"
+     "(every key, type, default and meaning, and the TGI/vLLM aliases).\n",
+     vrt_cmd_help},
+    {"version", "print the version, git revision, compiler and backends",
+     "v100rt version", "Prints the version and how this binary was built.\n", vrt_cmd_version},
+};
+const size_t vrt_n_commands = sizeof vrt_commands / sizeof vrt_commands[0];
+
+const vrt_cmd *vrt_cmd_find(const char *name)
+{
+    for (size_t i = 0; i < vrt_n_commands; i++)
+        if (strcmp(vrt_commands[i].name, name) == 0)
+            return &vrt_commands[i];
+    return NULL;
+}
+
+static void list_commands(FILE *f)
+{
+    fprintf(f, "v100rt %s — LLM inference server and scripting runtime for V100 GPUs\n\n",
+            vrt_version());
+    fprintf(f, "usage: v100rt <command> [arguments]\n\ncommands:\n");
+    for (size_t i = 0; i < vrt_n_commands; i++)
+        fprintf(f, "  %-10s %s\n", vrt_commands[i].name, vrt_commands[i].summary);
+    fprintf(f, "\n`v100rt help <command>` for details; `v100rt help config` for the config keys.\n");
+}
+
+static int print_config_reference(void)
+{
+    vrt_err err = {0};
+    lua_State *L = vrt_lua_new(&err);
+    if (!L) {
+        fprintf(stderr, "v100rt help: %s\n", err.msg);
+        return VRT_EXIT_FAIL;
+    }
+    int rc = VRT_EXIT_OK;
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "v100rt.config");
+    if (vrt_lua_pcall(L, 1, 1, &err) != 0) {
+        fprintf(stderr, "v100rt help: %s\n", err.msg);
+        rc = VRT_EXIT_FAIL;
+        goto out;
+    }
+    lua_getfield(L, -1, "reference");
+    if (vrt_lua_pcall(L, 0, 1, &err) != 0) {
+        fprintf(stderr, "v100rt help: %s\n", err.msg);
+        rc = VRT_EXIT_FAIL;
+        goto out;
+    }
+    fputs(lua_tostring(L, -1), stdout);
+out:
+    vrt_lua_close(L);
+    return rc;
+}
+
+int vrt_cmd_help(int argc, char **argv)
+{
+    if (argc < 2) {
+        list_commands(stdout);
+        return VRT_EXIT_OK;
+    }
+    if (argc > 2)
+        return vrt_cli_usage(vrt_cmd_find("help"), "too many arguments");
+    if (strcmp(argv[1], "config") == 0)
+        return print_config_reference();
+    const vrt_cmd *c = vrt_cmd_find(argv[1]);
+    if (!c) {
+        const char *names[64];
+        size_t n = 0;
+        for (size_t i = 0; i < vrt_n_commands && n < 63; i++)
+            names[n++] = vrt_commands[i].name;
+        names[n++] = "config";
+        const char *s = vrt_suggest(argv[1], names, n);
+        fprintf(stderr, "v100rt help: no command or topic \"%s\"", argv[1]);
+        if (s)
+            fprintf(stderr, "; did you mean \"%s\"?", s);
+        fprintf(stderr, "\n(`v100rt help` lists the commands)\n");
+        return VRT_EXIT_USAGE;
+    }
+    printf("usage: %s\n\n%s — %s\n\n%s", c->usage, c->name, c->summary, c->help);
+    return VRT_EXIT_OK;
+}
+
+int vrt_cmd_version(int argc, char **argv)
+{
+    (void)argv;
+    if (argc > 1)
+        return vrt_cli_usage(vrt_cmd_find("version"), "takes no arguments");
+    fputs(vrt_build_info(), stdout);
+    return VRT_EXIT_OK;
+}

@@ -1,0 +1,136 @@
+/* runner.c — runs the registered C unit tests, each in its own process.
+ *
+ *   unit_tests            run all tests
+ *   unit_tests PATTERN    run tests whose name contains PATTERN
+ *   unit_tests --list     list test names
+ *
+ * Each test runs in a forked child with a timeout (VRT_TEST_TIMEOUT, default
+ * 60 s); a crash, an abort or a timeout fails that test only. The last line
+ * is "RESULT <passed> <failed>" for tests/run.sh to add up.
+ */
+#define _GNU_SOURCE
+#include "test.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct {
+    const char *name, *file;
+    vrt_test_fn fn;
+} test_case;
+
+static test_case *g_tests;
+static int g_n, g_cap;
+int vrt_test_failed;
+
+void vrt_test_register(const char *name, const char *file, vrt_test_fn fn)
+{
+    if (g_n == g_cap) {
+        g_cap = g_cap ? 2 * g_cap : 64;
+        g_tests = realloc(g_tests, (size_t)g_cap * sizeof *g_tests);
+        if (!g_tests) {
+            perror("realloc");
+            _exit(1);
+        }
+    }
+    g_tests[g_n++] = (test_case){name, file, fn};
+}
+
+static int cmp_test(const void *a, const void *b)
+{
+    const test_case *x = a, *y = b;
+    int c = strcmp(x->file, y->file);
+    return c ? c : strcmp(x->name, y->name);
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Returns 1 if the test passed. */
+static int run_one(const test_case *t, int timeout_s)
+{
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("fork");
+        return 0;
+    }
+    if (pid == 0) {
+        setpgid(0, 0);
+        alarm((unsigned)timeout_s);
+        vrt_test_failed = 0;
+        t->fn();
+        fflush(stdout);
+        fflush(stderr);
+        _exit(vrt_test_failed ? 1 : 0);
+    }
+    int status = 0;
+    double t0 = now();
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            break;
+        if (now() - t0 > timeout_s + 5) { /* alarm did not fire: hard kill */
+            kill(-pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            break;
+        }
+        usleep(2000);
+    }
+    double dt = now() - t0;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        printf("ok    %-48s %.2fs\n", t->name, dt);
+        return 1;
+    }
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM)
+        printf("FAIL  %-48s timed out after %d s (%s)\n", t->name, timeout_s, t->file);
+    else if (WIFSIGNALED(status))
+        printf("FAIL  %-48s killed by signal %d (%s)\n", t->name, WTERMSIG(status), t->file);
+    else
+        printf("FAIL  %-48s (%s)\n", t->name, t->file);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *pattern = NULL;
+    int list = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--list") == 0)
+            list = 1;
+        else
+            pattern = argv[i];
+    }
+    int timeout_s = 60;
+    if (getenv("VRT_TEST_TIMEOUT"))
+        timeout_s = atoi(getenv("VRT_TEST_TIMEOUT"));
+    if (timeout_s <= 0)
+        timeout_s = 60;
+    qsort(g_tests, (size_t)g_n, sizeof *g_tests, cmp_test);
+    int passed = 0, failed = 0;
+    for (int i = 0; i < g_n; i++) {
+        const test_case *t = &g_tests[i];
+        if (pattern && !strstr(t->name, pattern))
+            continue;
+        if (list) {
+            printf("%s\n", t->name);
+            continue;
+        }
+        if (run_one(t, timeout_s))
+            passed++;
+        else
+            failed++;
+    }
+    if (!list)
+        printf("RESULT %d %d\n", passed, failed);
+    free(g_tests);
+    return failed ? 1 : 0;
+}
