@@ -7,6 +7,7 @@
 #   make release   switch back to the normal optimized build
 #   make install   install to $(PREFIX) (default /usr/local)
 #   make fmt       clang-format the C sources
+#   make readme    regenerate the config reference in README.md
 #
 # The build variant (release or asan) is remembered in .build-variant so
 # that `make asan && make test` runs the tests on the sanitized binaries.
@@ -60,7 +61,7 @@ MAIN_OBJ := $(B)/runtime/main.o
 # loaded at run time (see the CUDA issue); nothing here needs nvcc yet.
 NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
-.PHONY: FORCE all deps test asan release install uninstall clean fmt info check-configs
+.PHONY: FORCE all deps test asan release install uninstall clean fmt info check-configs readme
 all: v100rt
 
 deps:
@@ -71,11 +72,20 @@ v100rt: $(B)/v100rt FORCE
 	@cmp -s $< $@ || cp $< $@
 FORCE:
 
+# V=1 shows the full command lines.
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
 $(B)/v100rt: $(MAIN_OBJ) $(LIB_OBJ)
-	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) -o $@ $^ $(LDFLAGS_ALL) $(LIBS)
 
 $(B)/unit_tests: $(TEST_OBJ) $(LIB_OBJ) $(REF_OBJ)
-	$(CC) -o $@ $^ $(LDFLAGS_ALL) $(LIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) -o $@ $^ $(LDFLAGS_ALL) $(LIBS)
 
 # version.c carries the git revision: rebuilt on every make (cheap).
 $(B)/runtime/core/version.o: FORCE
@@ -83,13 +93,14 @@ $(B)/runtime/core/version.o: FORCE
 # The FFI part of vrt.h, embedded as a string (lua/v100rt/ffi.lua reads it).
 $(B)/gen/vrt_cdef.c: runtime/vrt.h scripts/gen-cdef.awk
 	@mkdir -p $(dir $@)
-	awk -f scripts/gen-cdef.awk $< > $@
+	$(Q)awk -f scripts/gen-cdef.awk $< > $@
 $(B)/gen/vrt_cdef.o: $(B)/gen/vrt_cdef.c
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+	@echo "  CC      $<"
+	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 
 -include $(shell find build -name '*.d' 2>/dev/null)
 
@@ -123,6 +134,15 @@ info:
 
 check-configs: v100rt
 	@for f in configs/*.lua; do ./v100rt check $$f >/dev/null || exit 1; echo "ok $$f"; done
+
+# Regenerates the config reference embedded in README.md from the schema.
+readme: v100rt
+	@./v100rt help config > build/config-reference.md
+	@awk 'FNR==NR { ref = ref $$0 "\n"; next } \
+	     /<!-- config-reference:begin -->/ { print; printf "%s", ref; skip = 1; next } \
+	     /<!-- config-reference:end -->/ { skip = 0 } !skip' build/config-reference.md README.md > build/README.new
+	@mv build/README.new README.md
+	@echo "README.md: config reference updated"
 
 fmt:
 	clang-format -i $$(find runtime kernels tests -name '*.[ch]')

@@ -181,27 +181,32 @@ local function derive_defaults(r, given)
   end
 end
 
--- Cross-field rules. Each adds errors naming every key involved.
-local function cross_check(r, add)
+-- Cross-field rules. Each adds errors naming every key involved. A rule runs
+-- only when the keys it reads are valid themselves (clean), so one typo does
+-- not cause a second, misleading error.
+local function cross_check(r, add, clean)
   local b, c, d, p = r.batching, r.cache, r.device, r.parallel
-  if b.max_total_tokens <= b.max_input_tokens then
+  if clean("batching.max_total_tokens", "batching.max_input_tokens", "model.max_model_len")
+    and b.max_total_tokens <= b.max_input_tokens then
     add("batching.max_total_tokens",
       ("batching.max_total_tokens (%d) must be greater than batching.max_input_tokens (%d), "
         .. "or no token could be generated: raise max_total_tokens or lower max_input_tokens")
         :format(b.max_total_tokens, b.max_input_tokens))
   end
-  if not b.chunked_prefill and b.max_batch_prefill_tokens < b.max_input_tokens then
+  if clean("batching.chunked_prefill", "batching.max_batch_prefill_tokens", "batching.max_input_tokens")
+    and not b.chunked_prefill and b.max_batch_prefill_tokens < b.max_input_tokens then
     add("batching.max_batch_prefill_tokens",
       ("batching.max_batch_prefill_tokens (%d) must be at least batching.max_input_tokens (%d) "
         .. "when batching.chunked_prefill is false: raise it, lower max_input_tokens, or enable chunked_prefill")
         :format(b.max_batch_prefill_tokens, b.max_input_tokens))
   end
-  if r.model.max_model_len and b.max_total_tokens > r.model.max_model_len then
+  if clean("model.max_model_len", "batching.max_total_tokens")
+    and r.model.max_model_len and b.max_total_tokens > r.model.max_model_len then
     add("batching.max_total_tokens",
       ("batching.max_total_tokens (%d) is larger than model.max_model_len (%d): lower it or raise max_model_len")
         :format(b.max_total_tokens, r.model.max_model_len))
   end
-  if p.tensor ~= #d.gpus then
+  if clean("parallel.tensor", "device.gpus", "sharded") and p.tensor ~= #d.gpus then
     add("parallel.tensor",
       ("parallel.tensor (%d) must equal the number of GPUs in device.gpus (%d: {%s}): "
         .. "list one GPU per shard, e.g. device.gpus = {%s}")
@@ -215,16 +220,17 @@ local function cross_check(r, add)
     end
     seen[g] = true
   end
-  if b.max_batch_size and b.max_batch_size > b.max_concurrent_requests then
+  if clean("batching.max_batch_size", "batching.max_concurrent_requests", "device.gpus")
+    and b.max_batch_size and b.max_batch_size > b.max_concurrent_requests then
     add("batching.max_batch_size",
       ("batching.max_batch_size (%d) is larger than batching.max_concurrent_requests (%d): "
         .. "no batch could ever be that full"):format(b.max_batch_size, b.max_concurrent_requests))
   end
-  if b.preemption == "swap" and c.swap_space == 0 then
+  if clean("batching.preemption", "cache.swap_space") and b.preemption == "swap" and c.swap_space == 0 then
     add("batching.preemption",
       "batching.preemption is \"swap\" but cache.swap_space is 0: give swap space (GiB) or use \"recompute\"")
   end
-  if r.model.dtype == "float32" and r.model.quantize then
+  if clean("model.dtype", "model.quantize") and r.model.dtype == "float32" and r.model.quantize then
     add("model.dtype", "model.dtype = \"float32\" cannot be combined with model.quantize; use \"float16\"")
   end
 end
@@ -232,26 +238,31 @@ end
 ---------------------------------------------------------------------------
 -- Helpers
 
-local function levenshtein(a, b)
+-- Edit distance counting a swap of two neighbours as one edit (optimal
+-- string alignment), so "cdua" is closer to "cuda" than to "cpu".
+local function edit_distance(a, b)
   local la, lb = #a, #b
-  local prev, cur = {}, {}
-  for j = 0, lb do prev[j] = j end
+  local d = {}
+  for i = 0, la do d[i] = { [0] = i } end
+  for j = 0, lb do d[0][j] = j end
   for i = 1, la do
-    cur[0] = i
     for j = 1, lb do
       local cost = a:byte(i) == b:byte(j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+      local v = math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+      if i > 1 and j > 1 and a:byte(i) == b:byte(j - 1) and a:byte(i - 1) == b:byte(j) then
+        v = math.min(v, d[i - 2][j - 2] + 1)
+      end
+      d[i][j] = v
     end
-    prev, cur = cur, prev
   end
-  return prev[lb]
+  return d[la][lb]
 end
 
 -- Closest of candidates to word, if close enough to be a plausible typo.
 local function suggest(word, candidates)
   local best, bestd
   for _, c in ipairs(candidates) do
-    local dist = levenshtein(word, c)
+    local dist = edit_distance(word, c)
     if not bestd or dist < bestd then best, bestd = c, dist end
   end
   if best and bestd <= math.max(2, math.floor(#word / 3)) then return best end
@@ -532,7 +543,7 @@ function M.resolve(t)
           if sec.by_key[k] then where = sec.name .. "." .. k break end
         end
         local s = suggest(k, section_names) or suggest(norm, alias_names)
-        add(k, ("unknown key %s%s"):format(fmt_value(k),
+        add(k, ("%s: unknown key at the top level%s"):format(k,
           where and ("; it belongs in a section: " .. where) or
           s and ("; did you mean " .. fmt_value(s) .. "?") or
           ("; top-level keys are the sections " .. table.concat(section_names, ", ") .. " and TGI/vLLM flag aliases")))
@@ -561,7 +572,7 @@ function M.resolve(t)
               if sec2.by_key[k] then other = sec2.name .. "." .. k break end
             end
           end
-          add(path, ("unknown key %s in %s%s"):format(fmt_value(k), sec.name,
+          add(path, ("%s: unknown key %s in %s%s"):format(path, fmt_value(k), sec.name,
             s and ("; did you mean " .. sec.name .. "." .. s .. "?") or
             other and ("; it belongs in " .. other) or
             ("; keys of " .. sec.name .. " are " .. table.concat(names, ", "))))
@@ -649,7 +660,14 @@ function M.resolve(t)
     end
   end
   derive_defaults(r, given)
-  if #errors == 0 then cross_check(r, add) end
+  local bad = {}
+  for _, e in ipairs(errors) do bad[e.path] = true end
+  cross_check(r, add, function(...)
+    for _, path in ipairs({ ... }) do
+      if bad[path] then return false end
+    end
+    return true
+  end)
   return r, origin, errors, notes
 end
 
@@ -665,7 +683,11 @@ local function json_encode(v, indent, pad)
   if t == "boolean" then return tostring(v) end
   if t == "number" then
     if v == math.floor(v) and math.abs(v) < 2^53 then return ("%d"):format(v) end
-    return ("%.17g"):format(v)
+    if v ~= v or v == math.huge or v == -math.huge then return "null" end
+    for prec = 15, 17 do -- the shortest text that reads back as the same number
+      local txt = ("%." .. prec .. "g"):format(v)
+      if tonumber(txt) == v then return txt end
+    end
   end
   if t == "string" then
     return '"' .. v:gsub('[%c"\\]', function(c)

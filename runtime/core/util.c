@@ -6,29 +6,32 @@
 
 int vrt_levenshtein(const char *a, const char *b)
 {
-    size_t la = strlen(a), lb = strlen(b);
-    int *row = malloc((lb + 1) * sizeof *row);
-    if (!row)
+    /* Optimal string alignment: insert, delete, substitute, or swap two
+     * neighbours, each one edit ("chekc" is one edit from "check"). */
+    size_t la = strlen(a), lb = strlen(b), w = lb + 1;
+    int *d = malloc((la + 1) * w * sizeof *d);
+    if (!d)
         return (int)(la > lb ? la : lb);
+    for (size_t i = 0; i <= la; i++)
+        d[i * w] = (int)i;
     for (size_t j = 0; j <= lb; j++)
-        row[j] = (int)j;
+        d[j] = (int)j;
     for (size_t i = 1; i <= la; i++) {
-        int diag = row[0];
-        row[0] = (int)i;
         for (size_t j = 1; j <= lb; j++) {
-            int up = row[j];
-            int best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best)
-                best = up + 1;
-            if (row[j - 1] + 1 < best)
-                best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
+            int v = d[(i - 1) * w + j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[(i - 1) * w + j] + 1 < v)
+                v = d[(i - 1) * w + j] + 1;
+            if (d[i * w + j - 1] + 1 < v)
+                v = d[i * w + j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[(i - 2) * w + j - 2] + 1 < v)
+                v = d[(i - 2) * w + j - 2] + 1;
+            d[i * w + j] = v;
         }
     }
-    int d = row[lb];
-    free(row);
-    return d;
+    int r = d[la * w + lb];
+    free(d);
+    return r;
 }
 
 const char *vrt_suggest(const char *word, const char *const *candidates, size_t n)

@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-/* Edit distance between a and b (bytes). */
+/* Edit distance between a and b (bytes; a swap of neighbours is one edit). */
 int vrt_levenshtein(const char *a, const char *b);
 /* The candidate closest to word if it is a plausible typo of it, else NULL. */
 const char *vrt_suggest(const char *word, const char *const *candidates, size_t n);

@@ -8,7 +8,6 @@
  * 60 s); a crash, an abort or a timeout fails that test only. The last line
  * is "RESULT <passed> <failed>" for tests/run.sh to add up.
  */
-#define _GNU_SOURCE
 #include "test.h"
 
 #include <signal.h>
@@ -133,4 +132,32 @@ int main(int argc, char **argv)
         printf("RESULT %d %d\n", passed, failed);
     free(g_tests);
     return failed ? 1 : 0;
+}
+
+/* Self-check of the runner's isolation, run by tests/cli/test_cli.sh with
+ * VRT_TEST_SELFCHECK=1: a crash, a hang and a failed assertion must each
+ * fail only their own test. Without the variable they pass trivially. */
+static int selfcheck(void) { return getenv("VRT_TEST_SELFCHECK") != NULL; }
+
+TEST(selfcheck_crash)
+{
+    if (selfcheck())
+        abort(); /* a crash (SIGABRT), the same with or without sanitizers */
+}
+
+TEST(selfcheck_hang)
+{
+    while (selfcheck())
+        usleep(1000);
+}
+
+TEST(selfcheck_assert)
+{
+    if (selfcheck())
+        ASSERT_EQ_INT(1 + 1, 3);
+}
+
+TEST(selfcheck_pass)
+{
+    ASSERT_EQ_INT(1 + 1, 2);
 }
