@@ -1,0 +1,70 @@
+/* cpu.h — the CPU backend: internal declarations shared by the files of kernels/cpu.
+ *
+ * The CPU backend keeps activations in f32, reads f32 or f16 weights in
+ * place (f16 rows are converted on the fly into small per-thread buffers,
+ * never copied whole) and an fp16 paged KV cache. Kernels are plain C with
+ * OpenMP; each op file implements one op family and is reached only through
+ * the vtable built in cpu_backend.c.
+ */
+#ifndef VRT_KERNELS_CPU_H
+#define VRT_KERNELS_CPU_H
+
+#include "backend/backend.h"
+
+/* Largest head_dim the attention and rope kernels accept (their per-thread
+ * scratch lives on the stack). */
+#define VRT_CPU_MAX_HEAD_DIM 1024
+
+typedef struct vrt__cpu_ctx {
+    int threads; /* OpenMP threads per op, >= 1 */
+} vrt__cpu_ctx;
+
+static inline int vrt__cpu_threads(vrt_backend *b)
+{
+    return ((vrt__cpu_ctx *)b->ctx)->threads;
+}
+
+/* Creates the CPU backend (threads: 0 = all cores). */
+int vrt__cpu_backend_create(vrt_backend **out, int threads, vrt_err *err);
+
+/* Checks that w is a weight of dtype f32 or f16 with rows*cols == n (when
+ * n >= 0); what names the tensor in the message. */
+int vrt__cpu_check_weight(const vrt_weight *w, int64_t n, const char *op, const char *what,
+                          vrt_err *err);
+
+/* embed_norm.c */
+int vrt__cpu_embed(vrt_backend *b, float *out, const vrt_weight *table, const int32_t *ids, int T,
+                   vrt_err *err);
+int vrt__cpu_rmsnorm(vrt_backend *b, float *out, const float *x, const vrt_weight *w, int T, int D,
+                     float eps, float w_offset, vrt_err *err);
+int vrt__cpu_layernorm(vrt_backend *b, float *out, const float *x, const vrt_weight *w,
+                       const vrt_weight *bias, int T, int D, float eps, vrt_err *err);
+/* rope.c */
+int vrt__cpu_rope(vrt_backend *b, float *x, const int32_t *pos, int T, int n_heads, int head_dim,
+                  int rot_dim, int interleaved, const float *inv_freq, vrt_err *err);
+/* matmul.c */
+int vrt__cpu_matmul(vrt_backend *b, float *y, const float *x, const vrt_weight *W,
+                    const float *bias, int T, vrt_err *err);
+/* act.c */
+int vrt__cpu_silu_mul(vrt_backend *b, float *out, const float *gate, const float *up, int64_t n,
+                      vrt_err *err);
+int vrt__cpu_gelu_mul(vrt_backend *b, float *out, const float *gate, const float *up, int64_t n,
+                      int tanh_approx, vrt_err *err);
+int vrt__cpu_gelu(vrt_backend *b, float *out, const float *x, int64_t n, int tanh_approx,
+                  vrt_err *err);
+int vrt__cpu_add(vrt_backend *b, float *out, const float *a, const float *c, int64_t n,
+                 vrt_err *err);
+/* kv_attn.c */
+int vrt__cpu_kv_store(vrt_backend *b, uint16_t *k_cache, uint16_t *v_cache, const float *k,
+                      const float *v, const int32_t *slots, int T, int n_kv_heads, int head_dim,
+                      int64_t num_slots, vrt_err *err);
+int vrt__cpu_attention_prefill(vrt_backend *b, float *out, const float *q,
+                               const uint16_t *k_cache, const uint16_t *v_cache,
+                               const vrt_attn_batch *batch, vrt_err *err);
+int vrt__cpu_attention_decode(vrt_backend *b, float *out, const float *q, const uint16_t *k_cache,
+                              const uint16_t *v_cache, const vrt_attn_batch *batch, vrt_err *err);
+/* moe.c */
+int vrt__cpu_moe_topk(vrt_backend *b, const float *router_logits, int T, int E, int k,
+                      int renormalize, int32_t *idx, float *weights, vrt_err *err);
+
+#endif

@@ -1,0 +1,158 @@
+/* cpu_backend.c — the CPU backend's vtable, memory functions and shared checks.
+ *
+ * "Device" memory is host memory here: alloc is a 64-byte aligned malloc,
+ * the copies are memcpy and sync does nothing. The ops live in the other
+ * files of kernels/cpu/ (one per op family).
+ */
+#include "cpu/cpu.h"
+
+#include "core/err.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool cpu_supports_op(vrt_backend *b, vrt_op op, int weight_dtype)
+{
+    switch (op) {
+    case VRT_OP_EMBED:
+    case VRT_OP_RMSNORM:
+    case VRT_OP_LAYERNORM:
+    case VRT_OP_MATMUL:
+        return weight_dtype == VRT_DT_F32 || weight_dtype == VRT_DT_F16;
+    case VRT_OP_ROPE:
+    case VRT_OP_SILU_MUL:
+    case VRT_OP_GELU_MUL:
+    case VRT_OP_GELU:
+    case VRT_OP_ADD:
+    case VRT_OP_KV_STORE:
+    case VRT_OP_ATTN_PREFILL:
+    case VRT_OP_ATTN_DECODE:
+    case VRT_OP_MOE_TOPK:
+        return true;
+    case VRT_OP_COUNT:
+        break;
+    }
+    return false;
+}
+
+static void *cpu_alloc(vrt_backend *b, size_t bytes, vrt_err *err)
+{
+    /* aligned_alloc wants a multiple of the alignment; 0 bytes still gets a
+     * unique pointer so that free() stays uniform. */
+    size_t n = (bytes + 63) & ~(size_t)63;
+    if (n < bytes) {
+        vrt_err_set(err, VRT_ENOMEM, "cpu backend: allocation of %zu bytes is too large", bytes);
+        return NULL;
+    }
+    void *p = aligned_alloc(64, n ? n : 64);
+    if (!p)
+        vrt_err_set(err, VRT_ENOMEM,
+                    "cpu backend: out of memory allocating %zu bytes (%.1f MiB); lower "
+                    "cache.num_blocks or batching.max_batch_prefill_tokens",
+                    bytes, (double)bytes / (1024.0 * 1024.0));
+    return p;
+}
+
+static void cpu_free(vrt_backend *b, void *p)
+{
+    free(p);
+}
+
+static int cpu_copy(vrt_backend *b, void *dst, const void *src, size_t n, vrt_err *err)
+{
+    if (n == 0)
+        return 0;
+    if (!dst || !src)
+        return vrt_err_set(err, VRT_EINVAL, "cpu backend: copy of %zu bytes with a NULL pointer",
+                           n);
+    memmove(dst, src, n);
+    return 0;
+}
+
+static int cpu_memset(vrt_backend *b, void *p, int value, size_t n, vrt_err *err)
+{
+    if (n == 0)
+        return 0;
+    if (!p)
+        return vrt_err_set(err, VRT_EINVAL, "cpu backend: memset of %zu bytes on NULL", n);
+    memset(p, value, n);
+    return 0;
+}
+
+static int cpu_sync(vrt_backend *b, vrt_err *err)
+{
+    return 0;
+}
+
+static void cpu_destroy(vrt_backend *b)
+{
+    if (!b)
+        return;
+    free(b->ctx);
+    free(b);
+}
+
+int vrt__cpu_check_weight(const vrt_weight *w, int64_t n, const char *op, const char *what,
+                          vrt_err *err)
+{
+    if (!w || !w->data)
+        return vrt_err_set(err, VRT_EINVAL, "%s: weight %s is missing (NULL)", op, what);
+    if (w->dtype == VRT_DT_Q4)
+        return vrt_err_set(err, VRT_EUNSUPPORTED,
+                           "%s: weight %s has dtype q4, which the cpu backend does not run "
+                           "(only f32 and f16)",
+                           op, what);
+    if (w->dtype != VRT_DT_F32 && w->dtype != VRT_DT_F16)
+        return vrt_err_set(err, VRT_EINVAL,
+                           "%s: weight %s has unknown dtype %d (expected f32=0 or f16=1)", op,
+                           what, w->dtype);
+    if (w->rows <= 0 || w->cols <= 0)
+        return vrt_err_set(err, VRT_EINVAL, "%s: weight %s has shape [%lld][%lld]", op, what,
+                           (long long)w->rows, (long long)w->cols);
+    if (n >= 0 && w->rows * w->cols != n)
+        return vrt_err_set(err, VRT_EINVAL,
+                           "%s: weight %s has shape [%lld][%lld] = %lld elements, expected %lld",
+                           op, what, (long long)w->rows, (long long)w->cols,
+                           (long long)(w->rows * w->cols), (long long)n);
+    return 0;
+}
+
+int vrt__cpu_backend_create(vrt_backend **out, int threads, vrt_err *err)
+{
+    vrt_backend *b = calloc(1, sizeof *b);
+    vrt__cpu_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!b || !ctx) {
+        free(b);
+        free(ctx);
+        return vrt_err_set(err, VRT_ENOMEM, "cpu backend: out of memory");
+    }
+    ctx->threads = threads > 0 ? threads : omp_get_num_procs();
+    if (ctx->threads < 1)
+        ctx->threads = 1;
+    b->name = "cpu";
+    b->ctx = ctx;
+    b->supports_op = cpu_supports_op;
+    b->alloc = cpu_alloc;
+    b->free = cpu_free;
+    b->copy_to_device = cpu_copy;
+    b->copy_to_host = cpu_copy;
+    b->memset = cpu_memset;
+    b->sync = cpu_sync;
+    b->destroy = cpu_destroy;
+    b->embed = vrt__cpu_embed;
+    b->rmsnorm = vrt__cpu_rmsnorm;
+    b->layernorm = vrt__cpu_layernorm;
+    b->rope = vrt__cpu_rope;
+    b->matmul = vrt__cpu_matmul;
+    b->silu_mul = vrt__cpu_silu_mul;
+    b->gelu_mul = vrt__cpu_gelu_mul;
+    b->gelu = vrt__cpu_gelu;
+    b->add = vrt__cpu_add;
+    b->kv_store = vrt__cpu_kv_store;
+    b->attention_prefill = vrt__cpu_attention_prefill;
+    b->attention_decode = vrt__cpu_attention_decode;
+    b->moe_topk = vrt__cpu_moe_topk;
+    *out = b;
+    return 0;
+}

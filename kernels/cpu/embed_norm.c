@@ -1,0 +1,130 @@
+/* embed_norm.c — CPU embedding lookup, RMSNorm and LayerNorm.
+ *
+ * All three work one token (row) at a time, parallel over tokens. Weights
+ * may be f32 or f16; f16 values are converted as they are read. Sums are
+ * f32 with OpenMP SIMD reductions (several partial sums, which also keeps
+ * the rounding error small).
+ */
+#include "cpu/cpu.h"
+
+#include "backend/half.h"
+#include "core/err.h"
+
+#include <math.h>
+
+/* Loads w[i] as f32 whatever its dtype (checked before). */
+static inline float wget(const vrt_weight *w, int64_t i)
+{
+    if (w->dtype == VRT_DT_F16)
+        return vrt_f16_to_f32(((const uint16_t *)w->data)[i]);
+    return ((const float *)w->data)[i];
+}
+
+int vrt__cpu_embed(vrt_backend *b, float *out, const vrt_weight *table, const int32_t *ids, int T,
+                   vrt_err *err)
+{
+    int rc = vrt__cpu_check_weight(table, -1, "embed", "table", err);
+    if (rc)
+        return rc;
+    if (T < 0 || (T > 0 && (!out || !ids)))
+        return vrt_err_set(err, VRT_EINVAL, "embed: T = %d with out=%p ids=%p", T, (void *)out,
+                           (const void *)ids);
+    const int64_t V = table->rows, D = table->cols;
+    for (int t = 0; t < T; t++)
+        if (ids[t] < 0 || ids[t] >= V)
+            return vrt_err_set(err, VRT_ERANGE,
+                               "embed: token id %d at position %d is out of range: the "
+                               "embedding table has %lld rows (vocab size)",
+                               (int)ids[t], t, (long long)V);
+    const int nt = vrt__cpu_threads(b);
+#pragma omp parallel for num_threads(nt) if (T * D > 32768) schedule(static)
+    for (int t = 0; t < T; t++) {
+        float *o = out + (int64_t)t * D;
+        int64_t row = (int64_t)ids[t] * D;
+        if (table->dtype == VRT_DT_F16)
+            vrt_f16_to_f32_n(o, (const uint16_t *)table->data + row, (size_t)D);
+        else
+            for (int64_t i = 0; i < D; i++)
+                o[i] = ((const float *)table->data)[row + i];
+    }
+    return 0;
+}
+
+static int check_rows(const char *op, const float *out, const float *x, int T, int D, vrt_err *err)
+{
+    if (T < 0 || D <= 0)
+        return vrt_err_set(err, VRT_EINVAL, "%s: bad shape T = %d, D = %d", op, T, D);
+    if (T > 0 && (!out || !x))
+        return vrt_err_set(err, VRT_EINVAL, "%s: NULL input or output", op);
+    return 0;
+}
+
+int vrt__cpu_rmsnorm(vrt_backend *b, float *out, const float *x, const vrt_weight *w, int T, int D,
+                     float eps, float w_offset, vrt_err *err)
+{
+    int rc = check_rows("rmsnorm", out, x, T, D, err);
+    if (!rc)
+        rc = vrt__cpu_check_weight(w, D, "rmsnorm", "w", err);
+    if (rc)
+        return rc;
+    if (!(eps >= 0))
+        return vrt_err_set(err, VRT_ERANGE, "rmsnorm: eps = %g must be >= 0", (double)eps);
+    const int nt = vrt__cpu_threads(b);
+#pragma omp parallel for num_threads(nt) if ((int64_t)T * D > 32768) schedule(static)
+    for (int t = 0; t < T; t++) {
+        const float *xr = x + (int64_t)t * D;
+        float *o = out + (int64_t)t * D;
+        float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+        for (int i = 0; i < D; i++)
+            ss += xr[i] * xr[i];
+        float inv = 1.0f / sqrtf(ss / (float)D + eps);
+        if (w->dtype == VRT_DT_F16) {
+            const uint16_t *wh = w->data;
+            for (int i = 0; i < D; i++)
+                o[i] = xr[i] * inv * (vrt_f16_to_f32(wh[i]) + w_offset);
+        } else {
+            const float *wf = w->data;
+            for (int i = 0; i < D; i++)
+                o[i] = xr[i] * inv * (wf[i] + w_offset);
+        }
+    }
+    return 0;
+}
+
+int vrt__cpu_layernorm(vrt_backend *b, float *out, const float *x, const vrt_weight *w,
+                       const vrt_weight *bias, int T, int D, float eps, vrt_err *err)
+{
+    int rc = check_rows("layernorm", out, x, T, D, err);
+    if (!rc)
+        rc = vrt__cpu_check_weight(w, D, "layernorm", "w", err);
+    if (!rc && bias)
+        rc = vrt__cpu_check_weight(bias, D, "layernorm", "bias", err);
+    if (rc)
+        return rc;
+    if (!(eps >= 0))
+        return vrt_err_set(err, VRT_ERANGE, "layernorm: eps = %g must be >= 0", (double)eps);
+    const int nt = vrt__cpu_threads(b);
+#pragma omp parallel for num_threads(nt) if ((int64_t)T * D > 32768) schedule(static)
+    for (int t = 0; t < T; t++) {
+        const float *xr = x + (int64_t)t * D;
+        float *o = out + (int64_t)t * D;
+        float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+        for (int i = 0; i < D; i++)
+            s += xr[i];
+        float mean = s / (float)D;
+        /* Two passes (mean, then squared deviations) instead of E[x²]-E[x]²,
+         * which cancels badly when |mean| is large. */
+        float v = 0.0f;
+#pragma omp simd reduction(+ : v)
+        for (int i = 0; i < D; i++)
+            v += (xr[i] - mean) * (xr[i] - mean);
+        float inv = 1.0f / sqrtf(v / (float)D + eps);
+        for (int i = 0; i < D; i++) {
+            float y = (xr[i] - mean) * inv * wget(w, i);
+            o[i] = bias ? y + wget(bias, i) : y;
+        }
+    }
+    return 0;
+}

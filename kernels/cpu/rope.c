@@ -1,0 +1,63 @@
+/* rope.c — CPU rotary position embedding, in place, both pairings, partial rotary.
+ *
+ * For each token the cos/sin table of its position is computed once (in
+ * double: pos * inv_freq reaches thousands of radians, where an f32 angle
+ * would already be off by ~1e-4) and applied to every head. Interleaved
+ * (GPT-J) rotates pairs (2i, 2i+1); rotate-half (Llama/NeoX) rotates pairs
+ * (i, i + rot_dim/2). Dims past rot_dim are left untouched.
+ */
+#include "cpu/cpu.h"
+
+#include "core/err.h"
+
+#include <math.h>
+
+int vrt__cpu_rope(vrt_backend *b, float *x, const int32_t *pos, int T, int n_heads, int head_dim,
+                  int rot_dim, int interleaved, const float *inv_freq, vrt_err *err)
+{
+    if (T < 0 || n_heads <= 0 || head_dim <= 0 || head_dim > VRT_CPU_MAX_HEAD_DIM)
+        return vrt_err_set(err, VRT_EINVAL,
+                           "rope: bad shape T = %d, n_heads = %d, head_dim = %d (max %d)", T,
+                           n_heads, head_dim, VRT_CPU_MAX_HEAD_DIM);
+    if (rot_dim < 0 || rot_dim > head_dim || rot_dim % 2 != 0)
+        return vrt_err_set(err, VRT_EINVAL,
+                           "rope: rot_dim = %d must be even and between 0 and head_dim = %d",
+                           rot_dim, head_dim);
+    if (T == 0 || rot_dim == 0)
+        return 0;
+    if (!x || !pos || !inv_freq)
+        return vrt_err_set(err, VRT_EINVAL, "rope: NULL x, pos or inv_freq");
+    for (int t = 0; t < T; t++)
+        if (pos[t] < 0)
+            return vrt_err_set(err, VRT_ERANGE, "rope: position %d of token %d is negative",
+                               (int)pos[t], t);
+    const int half = rot_dim / 2;
+    const int nt = vrt__cpu_threads(b);
+#pragma omp parallel for num_threads(nt) if ((int64_t)T * n_heads * rot_dim > 16384)             \
+    schedule(static)
+    for (int t = 0; t < T; t++) {
+        float cs[VRT_CPU_MAX_HEAD_DIM / 2], sn[VRT_CPU_MAX_HEAD_DIM / 2];
+        for (int i = 0; i < half; i++) {
+            double a = (double)pos[t] * (double)inv_freq[i];
+            cs[i] = (float)cos(a);
+            sn[i] = (float)sin(a);
+        }
+        for (int h = 0; h < n_heads; h++) {
+            float *v = x + ((int64_t)t * n_heads + h) * head_dim;
+            if (interleaved) {
+                for (int i = 0; i < half; i++) {
+                    float x0 = v[2 * i], x1 = v[2 * i + 1];
+                    v[2 * i] = x0 * cs[i] - x1 * sn[i];
+                    v[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
+                }
+            } else {
+                for (int i = 0; i < half; i++) {
+                    float x0 = v[i], x1 = v[i + half];
+                    v[i] = x0 * cs[i] - x1 * sn[i];
+                    v[i + half] = x0 * sn[i] + x1 * cs[i];
+                }
+            }
+        }
+    }
+    return 0;
+}
