@@ -58,9 +58,8 @@ int vrt__cpu_add(vrt_backend *b, float *out, const float *a, const float *c, int
 int vrt__cpu_kv_store(vrt_backend *b, uint16_t *k_cache, uint16_t *v_cache, const float *k,
                       const float *v, const int32_t *slots, int T, int n_kv_heads, int head_dim,
                       int64_t num_slots, vrt_err *err);
-int vrt__cpu_attention_prefill(vrt_backend *b, float *out, const float *q,
-                               const uint16_t *k_cache, const uint16_t *v_cache,
-                               const vrt_attn_batch *batch, vrt_err *err);
+int vrt__cpu_attention_prefill(vrt_backend *b, float *out, const float *q, const uint16_t *k_cache,
+                               const uint16_t *v_cache, const vrt_attn_batch *batch, vrt_err *err);
 int vrt__cpu_attention_decode(vrt_backend *b, float *out, const float *q, const uint16_t *k_cache,
                               const uint16_t *v_cache, const vrt_attn_batch *batch, vrt_err *err);
 /* moe.c */

@@ -18,8 +18,7 @@ static bool cpu_supports_op(vrt_backend *b, vrt_op op, int weight_dtype)
     case VRT_OP_EMBED:
     case VRT_OP_RMSNORM:
     case VRT_OP_LAYERNORM:
-    case VRT_OP_MATMUL:
-        return weight_dtype == VRT_DT_F32 || weight_dtype == VRT_DT_F16;
+    case VRT_OP_MATMUL: return weight_dtype == VRT_DT_F32 || weight_dtype == VRT_DT_F16;
     case VRT_OP_ROPE:
     case VRT_OP_SILU_MUL:
     case VRT_OP_GELU_MUL:
@@ -28,10 +27,8 @@ static bool cpu_supports_op(vrt_backend *b, vrt_op op, int weight_dtype)
     case VRT_OP_KV_STORE:
     case VRT_OP_ATTN_PREFILL:
     case VRT_OP_ATTN_DECODE:
-    case VRT_OP_MOE_TOPK:
-        return true;
-    case VRT_OP_COUNT:
-        break;
+    case VRT_OP_MOE_TOPK: return true;
+    case VRT_OP_COUNT: break;
     }
     return false;
 }
@@ -105,8 +102,8 @@ int vrt__cpu_check_weight(const vrt_weight *w, int64_t n, const char *op, const 
                            op, what);
     if (w->dtype != VRT_DT_F32 && w->dtype != VRT_DT_F16)
         return vrt_err_set(err, VRT_EINVAL,
-                           "%s: weight %s has unknown dtype %d (expected f32=0 or f16=1)", op,
-                           what, w->dtype);
+                           "%s: weight %s has unknown dtype %d (expected f32=0 or f16=1)", op, what,
+                           w->dtype);
     if (w->rows <= 0 || w->cols <= 0)
         return vrt_err_set(err, VRT_EINVAL, "%s: weight %s has shape [%lld][%lld]", op, what,
                            (long long)w->rows, (long long)w->cols);

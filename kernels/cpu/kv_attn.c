@@ -67,8 +67,8 @@ static int check_batch(const char *op, const float *out, const float *q, const u
                            "%s: n_heads = %d must be a positive multiple of n_kv_heads = %d", op,
                            a->n_heads, a->n_kv_heads);
     if (a->head_dim <= 0 || a->head_dim > VRT_CPU_MAX_HEAD_DIM)
-        return vrt_err_set(err, VRT_EINVAL, "%s: head_dim = %d (the cpu backend allows 1..%d)",
-                           op, a->head_dim, VRT_CPU_MAX_HEAD_DIM);
+        return vrt_err_set(err, VRT_EINVAL, "%s: head_dim = %d (the cpu backend allows 1..%d)", op,
+                           a->head_dim, VRT_CPU_MAX_HEAD_DIM);
     if (a->block_size <= 0 || a->max_blocks_per_seq <= 0 || a->sliding_window < 0 ||
         a->num_blocks < 0)
         return vrt_err_set(err, VRT_EINVAL,
@@ -126,8 +126,8 @@ static int seq_of(const int32_t *q_start, int n_seqs, int t)
     return lo;
 }
 
-static void attend_one(float *o, const float *qv, const uint16_t *k_cache,
-                       const uint16_t *v_cache, const vrt_attn_batch *a, int s, int p, int kvh)
+static void attend_one(float *o, const float *qv, const uint16_t *k_cache, const uint16_t *v_cache,
+                       const vrt_attn_batch *a, int s, int p, int kvh)
 {
     const int hd = a->head_dim, bs = a->block_size;
     const int64_t row = (int64_t)a->n_kv_heads * hd;
@@ -157,7 +157,7 @@ static void attend_one(float *o, const float *qv, const uint16_t *k_cache,
             sc[i] = dot;
             cmax = dot > cmax ? dot : cmax;
         }
-        if (cmax > m) { /* rescale what was accumulated under the old max */
+        if (cmax > m) {                  /* rescale what was accumulated under the old max */
             float corr = expf(m - cmax); /* exp(-inf) = 0 on the first chunk */
             l *= corr;
             for (int d = 0; d < hd; d++)
@@ -196,9 +196,8 @@ static int attention(vrt_backend *b, float *out, const float *q, const uint16_t 
     return 0;
 }
 
-int vrt__cpu_attention_prefill(vrt_backend *b, float *out, const float *q,
-                               const uint16_t *k_cache, const uint16_t *v_cache,
-                               const vrt_attn_batch *batch, vrt_err *err)
+int vrt__cpu_attention_prefill(vrt_backend *b, float *out, const float *q, const uint16_t *k_cache,
+                               const uint16_t *v_cache, const vrt_attn_batch *batch, vrt_err *err)
 {
     int rc = check_batch("attention_prefill", out, q, k_cache, v_cache, batch, err);
     if (rc || batch->n_seqs == 0)

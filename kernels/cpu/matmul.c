@@ -76,8 +76,8 @@ static inline float dot_1x1(const float *w0, const float *x0, int64_t K)
 }
 
 /* y[t0..t1)[n0..n0+nb) for weight rows wr (nb of them, contiguous, stride K). */
-static void tile(float *y, const float *x, const float *wr, const float *bias, int64_t N,
-                 int64_t K, int64_t n0, int nb, int t0, int t1)
+static void tile(float *y, const float *x, const float *wr, const float *bias, int64_t N, int64_t K,
+                 int64_t n0, int nb, int t0, int t1)
 {
     float r[8];
     int t = t0;

@@ -33,7 +33,7 @@ int vrt__cpu_rope(vrt_backend *b, float *x, const int32_t *pos, int T, int n_hea
                                (int)pos[t], t);
     const int half = rot_dim / 2;
     const int nt = vrt__cpu_threads(b);
-#pragma omp parallel for num_threads(nt) if ((int64_t)T * n_heads * rot_dim > 16384)             \
+#pragma omp parallel for num_threads(nt) if ((int64_t)T * n_heads * rot_dim > 16384)               \
     schedule(static)
     for (int t = 0; t < T; t++) {
         float cs[VRT_CPU_MAX_HEAD_DIM / 2], sn[VRT_CPU_MAX_HEAD_DIM / 2];

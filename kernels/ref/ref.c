@@ -35,7 +35,7 @@ uint16_t vrt_ref_f16_from_double(double x)
     frexp(a, &ex); /* a = f * 2^ex, f in [0.5, 1) */
     int e = ex - 1;
     if (e < -14)
-        e = -14; /* subnormal range: the quantum stays 2^-24 */
+        e = -14;                       /* subnormal range: the quantum stays 2^-24 */
     double m = rint(ldexp(a, 10 - e)); /* round to nearest even in units of 2^(e-10) */
     if (m >= 2048) {
         m /= 2;
@@ -97,8 +97,8 @@ void vrt_ref_layernorm(double *out, const float *x, const vrt_weight *w, const v
     }
 }
 
-void vrt_ref_rope(double *out, const float *x, const int32_t *pos, int T, int n_heads,
-                  int head_dim, int rot_dim, int interleaved, const float *inv_freq)
+void vrt_ref_rope(double *out, const float *x, const int32_t *pos, int T, int n_heads, int head_dim,
+                  int rot_dim, int interleaved, const float *inv_freq)
 {
     int half = rot_dim / 2;
     for (int t = 0; t < T; t++)
@@ -198,11 +198,10 @@ void vrt_ref_attention(double *out, const float *q, const uint16_t *k_cache,
                     sc[k] = -INFINITY;
                     if (!visible)
                         continue;
-                    int64_t slot =
-                        (int64_t)a->block_table[(int64_t)s * a->max_blocks_per_seq +
-                                                k / a->block_size] *
-                            a->block_size +
-                        k % a->block_size;
+                    int64_t slot = (int64_t)a->block_table[(int64_t)s * a->max_blocks_per_seq +
+                                                           k / a->block_size] *
+                                       a->block_size +
+                                   k % a->block_size;
                     double d = 0;
                     for (int i = 0; i < hd; i++)
                         d += (double)qv[i] *
@@ -221,11 +220,10 @@ void vrt_ref_attention(double *out, const float *q, const uint16_t *k_cache,
                 for (int k = 0; k < ctx; k++) {
                     if (sc[k] == 0.0)
                         continue;
-                    int64_t slot =
-                        (int64_t)a->block_table[(int64_t)s * a->max_blocks_per_seq +
-                                                k / a->block_size] *
-                            a->block_size +
-                        k % a->block_size;
+                    int64_t slot = (int64_t)a->block_table[(int64_t)s * a->max_blocks_per_seq +
+                                                           k / a->block_size] *
+                                       a->block_size +
+                                   k % a->block_size;
                     for (int i = 0; i < hd; i++)
                         o[i] += sc[k] / sum *
                                 vrt_ref_f16_to_double(v_cache[slot * row + (int64_t)kvh * hd + i]);

@@ -48,7 +48,7 @@ void vrt_ref_attention(double *out /* [T][n_heads][head_dim] */,
                        const float *q /* [T][n_heads][head_dim] */, const uint16_t *k_cache,
                        const uint16_t *v_cache, const vrt_attn_batch *batch);
 /* Softmax over E, top-k by a full stable sort (ties: lower index first). */
-void vrt_ref_moe_topk(const float *router_logits /* [T][E] */, int T, int E, int k,
-                      int renormalize, int32_t *idx /* [T][k] */, double *weights /* [T][k] */);
+void vrt_ref_moe_topk(const float *router_logits /* [T][E] */, int T, int E, int k, int renormalize,
+                      int32_t *idx /* [T][k] */, double *weights /* [T][k] */);
 
 #endif

@@ -113,16 +113,16 @@ struct vrt_backend {
                    vrt_err *err);
     /* out = (x - mean) / sqrt(var + eps) * w + bias. out may alias x. */
     int (*layernorm)(vrt_backend *b, float *out /* [T][D] */, const float *x /* [T][D] */,
-                     const vrt_weight *w /* [D] */, const vrt_weight *bias /* [D] or NULL */,
-                     int T, int D, float eps, vrt_err *err);
+                     const vrt_weight *w /* [D] */, const vrt_weight *bias /* [D] or NULL */, int T,
+                     int D, float eps, vrt_err *err);
     /* Rotary embedding in place. angle(t, i) = pos[t] * inv_freq[i];
      * interleaved = 1 rotates pairs (2i, 2i+1) (GPT-J), 0 rotates pairs
      * (i, i + rot_dim/2) (Llama/NeoX). Only the first rot_dim (even,
      * <= head_dim) dims of each head rotate. The caller computes inv_freq,
      * so every rope scaling variant is expressed through it. */
-    int (*rope)(vrt_backend *b, float *x /* [T][n_heads][head_dim] */,
-                const int32_t *pos /* [T] */, int T, int n_heads, int head_dim, int rot_dim,
-                int interleaved, const float *inv_freq /* [rot_dim/2] */, vrt_err *err);
+    int (*rope)(vrt_backend *b, float *x /* [T][n_heads][head_dim] */, const int32_t *pos /* [T] */,
+                int T, int n_heads, int head_dim, int rot_dim, int interleaved,
+                const float *inv_freq /* [rot_dim/2] */, vrt_err *err);
     /* y = x·Wᵀ + bias; K = W->cols, N = W->rows. */
     int (*matmul)(vrt_backend *b, float *y /* [T][N] */, const float *x /* [T][K] */,
                   const vrt_weight *W /* [N][K] */, const float *bias /* [N] or NULL */, int T,
@@ -144,22 +144,19 @@ struct vrt_backend {
     int (*kv_store)(vrt_backend *b, uint16_t *k_cache /* [num_slots][n_kv_heads][head_dim] */,
                     uint16_t *v_cache /* [num_slots][n_kv_heads][head_dim] */,
                     const float *k /* [T][n_kv_heads][head_dim] */,
-                    const float *v /* [T][n_kv_heads][head_dim] */,
-                    const int32_t *slots /* [T] */, int T, int n_kv_heads, int head_dim,
-                    int64_t num_slots, vrt_err *err);
+                    const float *v /* [T][n_kv_heads][head_dim] */, const int32_t *slots /* [T] */,
+                    int T, int n_kv_heads, int head_dim, int64_t num_slots, vrt_err *err);
     /* Paged causal attention for any q_len per sequence; the new tokens' K/V
      * were already written with kv_store, so every key is read from the
      * cache. T = q_start[n_seqs]. */
     int (*attention_prefill)(vrt_backend *b, float *out /* [T][n_heads][head_dim] */,
-                             const float *q /* [T][n_heads][head_dim] */,
-                             const uint16_t *k_cache, const uint16_t *v_cache,
-                             const vrt_attn_batch *batch, vrt_err *err);
+                             const float *q /* [T][n_heads][head_dim] */, const uint16_t *k_cache,
+                             const uint16_t *v_cache, const vrt_attn_batch *batch, vrt_err *err);
     /* The same for batches where every sequence has q_len == 1
      * (VRT_EINVAL otherwise). */
     int (*attention_decode)(vrt_backend *b, float *out /* [T][n_heads][head_dim] */,
-                            const float *q /* [T][n_heads][head_dim] */,
-                            const uint16_t *k_cache, const uint16_t *v_cache,
-                            const vrt_attn_batch *batch, vrt_err *err);
+                            const float *q /* [T][n_heads][head_dim] */, const uint16_t *k_cache,
+                            const uint16_t *v_cache, const vrt_attn_batch *batch, vrt_err *err);
     /* Softmax over the E experts, then the k largest (ties: lower index
      * first), in descending order; renormalize makes the k weights sum to 1. */
     int (*moe_topk)(vrt_backend *b, const float *router_logits /* [T][E] */, int T, int E, int k,

@@ -115,16 +115,16 @@ static int dbuf_read(dbuf *d, void *host, const char *what)
     }
     for (size_t i = 0; i < GUARD; i++) {
         if (h[i] != guard_byte(i)) {
-            fprintf(stderr, "  %s: guard word %zu bytes BEFORE the buffer was overwritten\n",
-                    what, GUARD - i);
+            fprintf(stderr, "  %s: guard word %zu bytes BEFORE the buffer was overwritten\n", what,
+                    GUARD - i);
             rc = -1;
             break;
         }
     }
     for (size_t i = 0; i < GUARD; i++) {
         if (h[GUARD + d->n + i] != guard_byte(GUARD + i)) {
-            fprintf(stderr, "  %s: guard word %zu bytes AFTER the buffer was overwritten\n",
-                    what, i);
+            fprintf(stderr, "  %s: guard word %zu bytes AFTER the buffer was overwritten\n", what,
+                    i);
             rc = -1;
             break;
         }
@@ -189,8 +189,8 @@ static int report(vrt_backend *b, const char *op, const char *shape, double err,
                   int guards_ok)
 {
     int ok = err <= tol && guards_ok;
-    printf("%-4s   %-8s %-17s %-52s err %.2e  tol %.0e%s\n", ok ? "ok" : "FAIL", b->name, op,
-           shape, err, tol, guards_ok ? "" : "  GUARD OVERWRITTEN");
+    printf("%-4s   %-8s %-17s %-52s err %.2e  tol %.0e%s\n", ok ? "ok" : "FAIL", b->name, op, shape,
+           err, tol, guards_ok ? "" : "  GUARD OVERWRITTEN");
     return ok;
 }
 
@@ -210,8 +210,8 @@ typedef struct {
     void *h;
 } tweight;
 
-static int tweight_new(tweight *w, vrt_backend *b, int dtype, int64_t rows, int64_t cols,
-                       float lo, float hi)
+static int tweight_new(tweight *w, vrt_backend *b, int dtype, int64_t rows, int64_t cols, float lo,
+                       float hi)
 {
     size_t n = (size_t)(rows * cols);
     size_t es = dtype == VRT_DT_F16 ? 2 : 4;
@@ -273,9 +273,9 @@ TEST(half_f32_to_f16_rounding)
     ASSERT_EQ_INT(vrt_f32_to_f16(65519.99f), 0x7bff);
     ASSERT_EQ_INT(vrt_f32_to_f16(65520.0f), 0x7c00);
     ASSERT_EQ_INT(vrt_f32_to_f16(-1e10f), 0xfc00);
-    ASSERT_EQ_INT(vrt_f32_to_f16(0x1p-25f), 0x0000);          /* tie -> even 0 */
-    ASSERT_EQ_INT(vrt_f32_to_f16(0x1.000002p-25f), 0x0001);   /* just above the tie */
-    ASSERT_EQ_INT(vrt_f32_to_f16(0x1.8p-24f), 0x0002);        /* 1.5 quanta -> 2 (even) */
+    ASSERT_EQ_INT(vrt_f32_to_f16(0x1p-25f), 0x0000);            /* tie -> even 0 */
+    ASSERT_EQ_INT(vrt_f32_to_f16(0x1.000002p-25f), 0x0001);     /* just above the tie */
+    ASSERT_EQ_INT(vrt_f32_to_f16(0x1.8p-24f), 0x0002);          /* 1.5 quanta -> 2 (even) */
     ASSERT_EQ_INT(vrt_f32_to_f16(0x1p-14f - 0x1p-26f), 0x0400); /* rounds up to min normal */
     ASSERT_EQ_INT(vrt_f32_to_f16(-0.0f), 0x8000);
     ASSERT_EQ_INT(vrt_f32_to_f16(1.0f + 0x1p-11f), 0x3c00);   /* tie -> even */
@@ -295,8 +295,7 @@ TEST(half_f32_to_f16_rounding)
             continue;
         uint16_t got = vrt_f32_to_f16(f), want = vrt_ref_f16_from_double(f);
         if (got != want && bad++ < 5)
-            fprintf(stderr, "  f32 %a (0x%08x): got 0x%04x, reference 0x%04x\n", f, u, got,
-                    want);
+            fprintf(stderr, "  f32 %a (0x%08x): got 0x%04x, reference 0x%04x\n", f, u, got, want);
     }
     ASSERT_EQ_INT(bad, 0);
 }
@@ -419,8 +418,8 @@ TEST(ops_norms)
                     }
                     int g = dbuf_read(res, got, "norm out") == 0;
                     g &= dbuf_read(kind == 1 ? &dout : &dx, NULL, "norm other") == 0;
-                    failed += !report(b, vrt_op_name(op), shape,
-                                      norm_err(got, ref, (size_t)T * D), tol, g);
+                    failed += !report(b, vrt_op_name(op), shape, norm_err(got, ref, (size_t)T * D),
+                                      tol, g);
                     free(x);
                     free(ref);
                     free(got);
@@ -443,7 +442,7 @@ TEST(ops_rope)
     const double tol = 1e-6;
     static const int shapes[][5] = {
         /* T, n_heads, head_dim, rot_dim, interleaved */
-        {1, 4, 64, 64, 0},  {37, 8, 64, 64, 0}, {37, 8, 64, 64, 1}, {37, 4, 80, 80, 0},
+        {1, 4, 64, 64, 0},  {37, 8, 64, 64, 0}, {37, 8, 64, 64, 1},  {37, 4, 80, 80, 0},
         {37, 4, 80, 32, 0}, {19, 2, 80, 32, 1}, {1, 32, 128, 64, 1}, {5, 3, 64, 16, 0},
     };
     vrt_backend *bs[MAX_BACKENDS];
@@ -501,8 +500,8 @@ TEST(ops_matmul)
     const double tol = 1e-5;
     static const int shapes[][4] = {
         /* T, K, N, bias */
-        {1, 37, 19, 0}, {37, 300, 129, 1}, {5, 64, 64, 0}, {67, 128, 33, 1},
-        {4, 1000, 70, 0}, {2, 8, 1, 1}, {130, 96, 40, 0},
+        {1, 37, 19, 0},   {37, 300, 129, 1}, {5, 64, 64, 0},   {67, 128, 33, 1},
+        {4, 1000, 70, 0}, {2, 8, 1, 1},      {130, 96, 40, 0},
     };
     vrt_backend *bs[MAX_BACKENDS];
     int nb = open_backends(bs), failed = 0;
@@ -556,11 +555,10 @@ TEST(ops_elementwise)
     static const int64_t sizes[] = {1, 37, 1000, 100003};
     /* 0 silu_mul, 1 gelu_mul erf, 2 gelu_mul tanh, 3 gelu erf, 4 gelu tanh,
      * 5 add, 6 add in place (out = a) */
-    static const char *names[] = {"silu_mul", "gelu_mul",       "gelu_mul tanh", "gelu",
-                                  "gelu tanh", "add",           "add in-place"};
-    static const vrt_op ops[] = {VRT_OP_SILU_MUL, VRT_OP_GELU_MUL, VRT_OP_GELU_MUL,
-                                 VRT_OP_GELU,     VRT_OP_GELU,     VRT_OP_ADD,
-                                 VRT_OP_ADD};
+    static const char *names[] = {"silu_mul",  "gelu_mul", "gelu_mul tanh", "gelu",
+                                  "gelu tanh", "add",      "add in-place"};
+    static const vrt_op ops[] = {VRT_OP_SILU_MUL, VRT_OP_GELU_MUL, VRT_OP_GELU_MUL, VRT_OP_GELU,
+                                 VRT_OP_GELU,     VRT_OP_ADD,      VRT_OP_ADD};
     vrt_backend *bs[MAX_BACKENDS];
     int nb = open_backends(bs), failed = 0;
     rng_seed(5);
@@ -630,8 +628,11 @@ TEST(ops_moe_topk)
     /* Indices must match exactly. Weights: f32 softmax over E <= 64 terms,
      * relative error <= ~E·2^-24 = 4e-6 in the sum; 1e-5. */
     const double tol = 1e-5;
-    static const int shapes[][4] = {{1, 8, 2, 1}, {37, 8, 2, 0}, {37, 60, 4, 1},
-                                    {19, 64, 1, 0}, {5, 16, 16, 1}}; /* T, E, k, renorm */
+    static const int shapes[][4] = {{1, 8, 2, 1},
+                                    {37, 8, 2, 0},
+                                    {37, 60, 4, 1},
+                                    {19, 64, 1, 0},
+                                    {5, 16, 16, 1}}; /* T, E, k, renorm */
     vrt_backend *bs[MAX_BACKENDS];
     int nb = open_backends(bs), failed = 0;
     rng_seed(6);
@@ -641,8 +642,8 @@ TEST(ops_moe_topk)
                 vrt_backend *b = bs[bi];
                 int T = shapes[si][0], E = shapes[si][1], k = shapes[si][2], rn = shapes[si][3];
                 char shape[128];
-                snprintf(shape, sizeof shape, "T=%d E=%d k=%d%s%s", T, E, k,
-                         rn ? " renorm" : "", ties ? " with ties" : "");
+                snprintf(shape, sizeof shape, "T=%d E=%d k=%d%s%s", T, E, k, rn ? " renorm" : "",
+                         ties ? " with ties" : "");
                 if (skip(b, VRT_OP_MOE_TOPK, VRT_DT_F32, shape))
                     continue;
                 float *x = rand_f32((size_t)T * E, -4, 4);
@@ -655,7 +656,8 @@ TEST(ops_moe_topk)
                 ASSERT_EQ_INT(dbuf_new(&dw, b, sizeof(float) * T * k, NULL), 0);
                 vrt_err err = {0};
                 ASSERT_OK(b->moe_topk(b, dx.p, T, E, k, rn, di.p, dw.p, &err), &err);
-                int32_t *gi = malloc(sizeof(int32_t) * T * k), *ri = malloc(sizeof(int32_t) * T * k);
+                int32_t *gi = malloc(sizeof(int32_t) * T * k),
+                        *ri = malloc(sizeof(int32_t) * T * k);
                 float *gw = malloc(sizeof(float) * T * k);
                 double *rw = malloc(sizeof(double) * T * k);
                 int g = dbuf_read(&di, gi, "moe idx") == 0;
@@ -853,10 +855,9 @@ static int attn_run(vrt_backend *b, const attn_case *c, int decode)
     char shape[160];
     snprintf(shape, sizeof shape, "%s T=%d heads=%d:%d hd=%d bs=%d", c->name, T, H, KVH, hd, bs);
     vrt_err err = {0};
-    int rc = !ok ? -1
-             : decode
-                 ? b->attention_decode(b, dout.p, dq.p, dkc.p, dvc.p, &dev, &err)
-                 : b->attention_prefill(b, dout.p, dq.p, dkc.p, dvc.p, &dev, &err);
+    int rc = !ok      ? -1
+             : decode ? b->attention_decode(b, dout.p, dq.p, dkc.p, dvc.p, &dev, &err)
+                      : b->attention_prefill(b, dout.p, dq.p, dkc.p, dvc.p, &dev, &err);
     double e = INFINITY;
     int g = 0;
     if (rc == 0) {
