@@ -129,6 +129,7 @@ int vrt__cpu_backend_create(vrt_backend **out, int threads, vrt_err *err)
         ctx->threads = 1;
     b->name = "cpu";
     b->ctx = ctx;
+    b->host_memory = true;
     b->supports_op = cpu_supports_op;
     b->alloc = cpu_alloc;
     b->free = cpu_free;

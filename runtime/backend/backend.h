@@ -89,6 +89,9 @@ typedef struct vrt_backend vrt_backend;
 struct vrt_backend {
     const char *name; /* "cpu", ... */
     void *ctx;        /* backend-private state */
+    /* Device memory is host memory (cpu): the model may then use weights in
+     * place from the mmapped checkpoint instead of copying them. */
+    bool host_memory;
 
     /* Whether op can run with weights of weight_dtype (ignored by ops
      * without weights). */

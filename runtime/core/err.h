@@ -31,7 +31,8 @@
     X(EDEVICE, -13, "device error")                                          \
     X(EDEVICEOOM, -14, "device out of memory")                               \
     X(EUSAGE, -15, "bad command-line usage")                                 \
-    X(EINTERNAL, -16, "internal error")
+    X(EINTERNAL, -16, "internal error")                                      \
+    X(ENOSPC, -17, "no free KV cache blocks")
 
 typedef enum {
     VRT_OK = 0,

@@ -1,0 +1,62 @@
+/* kv_blocks.h — the paged KV cache's block manager (host-side bookkeeping).
+ *
+ * The KV cache of every layer is num_blocks blocks of block_size token
+ * slots. This module decides which physical block holds which part of which
+ * sequence; it never touches the cache memory itself. A pool keeps a free
+ * list (LIFO, so recently freed blocks are reused while warm) and a
+ * reference count per block; a sequence keeps its block table (logical
+ * block i -> physical block ids[i]). Forked sequences (n > 1, best_of,
+ * prefix sharing) share blocks by reference count.
+ *
+ * Running out of blocks is a normal outcome, not an error: reserve returns
+ * VRT_ENOSPC and allocates nothing, and the scheduler preempts or waits
+ * (the vLLM model: scheduler -> KV cache manager -> block pool).
+ */
+#ifndef VRT_ENGINE_KV_BLOCKS_H
+#define VRT_ENGINE_KV_BLOCKS_H
+
+#include "vrt.h"
+
+#include <stdint.h>
+
+typedef struct vrt_block_pool {
+    int num_blocks; /* physical blocks in the cache */
+    int block_size; /* token slots per block */
+    int32_t *free_; /* [num_blocks] stack of free block ids, n_free on it */
+    int n_free;
+    int32_t *refcnt_; /* [num_blocks] 0 = free */
+} vrt_block_pool;
+
+/* One sequence's block table. Zero-initialize; release with
+ * vrt_block_pool_release. */
+typedef struct vrt_seq_blocks {
+    int32_t *ids; /* [n] physical block ids, logical order */
+    int n, cap;
+} vrt_seq_blocks;
+
+int vrt_block_pool_init(vrt_block_pool *p, int num_blocks, int block_size, vrt_err *err);
+void vrt_block_pool_free(vrt_block_pool *p);
+
+/* Blocks needed to hold n_tokens tokens. */
+int vrt_blocks_for(const vrt_block_pool *p, int64_t n_tokens);
+
+/* Grows s so that it holds n_tokens tokens. Returns 0, VRT_ENOSPC when the
+ * free blocks do not suffice (nothing is allocated then; err says how many
+ * were needed and free), or VRT_ENOMEM. */
+int vrt_block_pool_reserve(vrt_block_pool *p, vrt_seq_blocks *s, int64_t n_tokens, vrt_err *err);
+
+/* Gives back every block of s (dropping its references) and empties s. */
+void vrt_block_pool_release(vrt_block_pool *p, vrt_seq_blocks *s);
+
+/* dst (empty) shares every block of src; reference counts go up. */
+int vrt_block_pool_fork(vrt_block_pool *p, const vrt_seq_blocks *src, vrt_seq_blocks *dst,
+                        vrt_err *err);
+
+/* The slot of token position pos of s (block * block_size + offset), or -1
+ * when pos is beyond the blocks s holds. */
+int32_t vrt_seq_slot(const vrt_block_pool *p, const vrt_seq_blocks *s, int64_t pos);
+
+/* Reference count of a block (0 = free); -1 for an invalid id. */
+int vrt_block_refcount(const vrt_block_pool *p, int32_t block);
+
+#endif

@@ -1,0 +1,266 @@
+/* forward.c — the transformer forward pass, written once against the
+ * backend contract (backend.h) for every architecture vrt_arch_desc can
+ * describe.
+ *
+ * One call runs a flattened batch: T tokens of several sequences, each at
+ * its own position. Each layer is (PyTorch equivalents of HF Llama):
+ *
+ *   h = norm(x)                          # input_layernorm
+ *   q, k, v = h·Wqᵀ, h·Wkᵀ, h·Wvᵀ        # q_proj / k_proj / v_proj
+ *   q, k = rope(q, pos), rope(k, pos)    # apply_rotary_pos_emb
+ *   cache[slots] = k, v                  # paged KV cache, fp16
+ *   a = softmax(q·Kᵀ/√hd + mask)·V       # causal, GQA, sliding window
+ *   x = x + a·Woᵀ                        # o_proj + residual
+ *   h = norm(x)                          # post_attention_layernorm
+ *   x = x + (act(h·Wgᵀ) * h·Wuᵀ)·Wdᵀ     # gated MLP + residual
+ *
+ * then logits = norm(x[rows])·Wlmᵀ for the rows asked for only (usually the
+ * last token of each sequence), so a long prefill does not pay for V logits
+ * per token.
+ */
+#include "model/model.h"
+
+#include "core/err.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+int vrt__model_workspace(vrt_model *m, int T, int n_out, int n_seqs, int max_blocks, vrt_err *err);
+
+/* Checks the batch against the model and the cache; fills pos, slots and
+ * rows (host arrays of T, T and n_out entries). */
+static int check_batch(const vrt_model *m, const vrt_kv_cache *kv, const vrt_batch *b, int T,
+                       int n_out, int32_t *pos, int32_t *slots, int32_t *rows, int *all_decode,
+                       int *max_ctx, vrt_err *err)
+{
+    const int V = m->cfg.vocab_size, bs = kv->block_size;
+    *all_decode = 1;
+    *max_ctx = 0;
+    for (int s = 0; s < b->n_seqs; s++) {
+        int32_t q0 = b->q_start[s], q1 = b->q_start[s + 1], ctx = b->ctx_len[s];
+        int q_len = q1 - q0;
+        if (q_len < 1)
+            return vrt_err_set(err, VRT_EINVAL, "batch: sequence %d has %d new tokens", s, q_len);
+        if (ctx < q_len)
+            return vrt_err_set(err, VRT_EINVAL,
+                               "batch: sequence %d has ctx_len %d < its %d new tokens", s, ctx,
+                               q_len);
+        if ((int64_t)ctx > (int64_t)b->max_blocks_per_seq * bs)
+            return vrt_err_set(err, VRT_ERANGE,
+                               "batch: sequence %d has %d tokens but its block table holds %d "
+                               "blocks of %d",
+                               s, ctx, b->max_blocks_per_seq, bs);
+        int n_blk = (ctx + bs - 1) / bs;
+        for (int i = 0; i < n_blk; i++) {
+            int32_t blk = b->block_table[(int64_t)s * b->max_blocks_per_seq + i];
+            if (blk < 0 || blk >= kv->num_blocks)
+                return vrt_err_set(err, VRT_ERANGE,
+                                   "batch: sequence %d block %d is %d, outside the cache's %d "
+                                   "blocks",
+                                   s, i, blk, kv->num_blocks);
+        }
+        if (ctx > *max_ctx)
+            *max_ctx = ctx;
+        if (q_len != 1)
+            *all_decode = 0;
+        for (int j = 0; j < q_len; j++) {
+            int t = q0 + j, p = ctx - q_len + j;
+            int32_t id = b->tokens[t];
+            if (id < 0 || id >= V)
+                return vrt_err_set(err, VRT_ERANGE,
+                                   "token id %d at batch position %d is outside the vocabulary "
+                                   "(0..%d)",
+                                   id, t, V - 1);
+            pos[t] = p;
+            slots[t] = b->block_table[(int64_t)s * b->max_blocks_per_seq + p / bs] * bs + p % bs;
+        }
+    }
+    if (b->out_rows) {
+        for (int i = 0; i < n_out; i++) {
+            if (b->out_rows[i] < 0 || b->out_rows[i] >= T)
+                return vrt_err_set(err, VRT_ERANGE, "batch: logits row %d is %d, outside 0..%d", i,
+                                   b->out_rows[i], T - 1);
+            rows[i] = b->out_rows[i];
+        }
+    } else {
+        for (int s = 0; s < b->n_seqs; s++)
+            rows[s] = b->q_start[s + 1] - 1;
+    }
+    return 0;
+}
+
+static int norm(vrt_model *m, float *out, const float *x, const vrt_weight *w, int T, vrt_err *err)
+{
+    vrt_backend *be = m->be;
+    int D = m->cfg.hidden_size;
+    float eps = (float)m->cfg.rms_norm_eps;
+    if (m->arch.norm_kind == VRT_NORM_LAYER)
+        return be->layernorm(be, out, x, w, NULL, T, D, eps, err);
+    return be->rmsnorm(be, out, x, w, T, D, eps, m->arch.norm_w_offset, err);
+}
+
+/* The rotary table: recomputed only when it depends on the length. */
+static int update_inv_freq(vrt_model *m, int max_ctx, vrt_err *err)
+{
+    int dynamic = m->cfg.rope_scaling.type == VRT_ROPE_DYNAMIC;
+    if (m->inv_freq_len >= 0 && !dynamic)
+        return 0;
+    if (dynamic && m->inv_freq_len == max_ctx)
+        return 0;
+    float scaling;
+    int rc = vrt_rope_inv_freq(&m->cfg, max_ctx, m->inv_freq_host, &scaling, err);
+    if (rc)
+        return rc;
+    rc = m->be->copy_to_device(m->be, m->ws.inv_freq, m->inv_freq_host,
+                               (size_t)(m->arch.rot_dim / 2) * sizeof(float), err);
+    if (!rc)
+        m->inv_freq_len = max_ctx;
+    return rc;
+}
+
+static int layer(vrt_model *m, vrt_kv_cache *kv, int l, int T, const vrt_attn_batch *ab,
+                 int all_decode, vrt_err *err)
+{
+    vrt_backend *be = m->be;
+    vrt_workspace *w = &m->ws;
+    const vrt_layer_weights *lw = &m->layers[l];
+    const vrt_model_config *c = &m->cfg;
+    const int D = c->hidden_size, F = c->intermediate_size;
+    const int H = c->num_attention_heads, Hkv = c->num_key_value_heads, hd = c->head_dim;
+    int rc;
+#define TRY(call)                                                                                  \
+    do {                                                                                           \
+        if ((rc = (call)) != 0)                                                                    \
+            return vrt_err_prefix(err, "layer %d: ", l);                                           \
+    } while (0)
+    /* h = input_layernorm(x) */
+    TRY(norm(m, w->xn, w->x, &lw->attn_norm, T, err));
+    /* q, k, v projections */
+    TRY(be->matmul(be, w->q, w->xn, &lw->wq, lw->bq, T, err));
+    TRY(be->matmul(be, w->k, w->xn, &lw->wk, lw->bk, T, err));
+    TRY(be->matmul(be, w->v, w->xn, &lw->wv, lw->bv, T, err));
+    /* rotary embedding on q and k */
+    TRY(be->rope(be, w->q, w->pos, T, H, hd, m->arch.rot_dim, m->arch.rope_interleaved, w->inv_freq,
+                 err));
+    TRY(be->rope(be, w->k, w->pos, T, Hkv, hd, m->arch.rot_dim, m->arch.rope_interleaved,
+                 w->inv_freq, err));
+    /* K/V of the new tokens into the paged cache, then attention over it */
+    TRY(be->kv_store(be, kv->k[l], kv->v[l], w->k, w->v, w->slots, T, Hkv, hd,
+                     (int64_t)kv->num_blocks * kv->block_size, err));
+    if (all_decode)
+        TRY(be->attention_decode(be, w->attn, w->q, kv->k[l], kv->v[l], ab, err));
+    else
+        TRY(be->attention_prefill(be, w->attn, w->q, kv->k[l], kv->v[l], ab, err));
+    /* x = x + o_proj(attn) */
+    TRY(be->matmul(be, w->xn, w->attn, &lw->wo, lw->bo, T, err));
+    TRY(be->add(be, w->x, w->x, w->xn, (int64_t)T * D, err));
+    /* x = x + down(act(gate(h)) * up(h)), h = post_attention_layernorm(x) */
+    TRY(norm(m, w->xn, w->x, &lw->ffn_norm, T, err));
+    int64_t n = (int64_t)T * F;
+    switch (m->arch.mlp_kind) {
+    case VRT_MLP_SILU_GATED:
+    case VRT_MLP_GELU_GATED:
+        TRY(be->matmul(be, w->gate, w->xn, &lw->w_gate, lw->b_gate, T, err));
+        TRY(be->matmul(be, w->up, w->xn, &lw->w_up, lw->b_up, T, err));
+        if (m->arch.mlp_kind == VRT_MLP_SILU_GATED)
+            TRY(be->silu_mul(be, w->gate, w->gate, w->up, n, err));
+        else
+            TRY(be->gelu_mul(be, w->gate, w->gate, w->up, n, m->arch.gelu_tanh, err));
+        break;
+    case VRT_MLP_GELU:
+        TRY(be->matmul(be, w->gate, w->xn, &lw->w_up, lw->b_up, T, err));
+        TRY(be->gelu(be, w->gate, w->gate, n, m->arch.gelu_tanh, err));
+        break;
+    }
+    TRY(be->matmul(be, w->xn, w->gate, &lw->w_down, lw->b_down, T, err));
+    TRY(be->add(be, w->x, w->x, w->xn, (int64_t)T * D, err));
+#undef TRY
+    return 0;
+}
+
+int vrt_model_forward(vrt_model *m, vrt_kv_cache *kv, const vrt_batch *b, float *logits,
+                      vrt_err *err)
+{
+    if (!m || !kv || !b || !logits)
+        return vrt_err_set(err, VRT_EINVAL, "vrt_model_forward: NULL argument");
+    if (b->n_seqs < 1 || !b->tokens || !b->q_start || !b->ctx_len || !b->block_table ||
+        b->max_blocks_per_seq < 1)
+        return vrt_err_set(err, VRT_EINVAL, "batch: %d sequences, or a NULL array", b->n_seqs);
+    if (kv->n_layers != m->cfg.num_hidden_layers || kv->n_kv_heads != m->cfg.num_key_value_heads ||
+        kv->head_dim != m->cfg.head_dim)
+        return vrt_err_set(err, VRT_EINVAL, "KV cache was made for another model");
+    if (b->q_start[0] != 0)
+        return vrt_err_set(err, VRT_EINVAL, "batch: q_start[0] is %d, must be 0", b->q_start[0]);
+    for (int s = 0; s < b->n_seqs; s++)
+        if (b->q_start[s + 1] <= b->q_start[s])
+            return vrt_err_set(err, VRT_EINVAL, "batch: q_start is not increasing at %d", s);
+    const int T = b->q_start[b->n_seqs];
+    const int n_out = b->out_rows ? b->n_out : b->n_seqs;
+    if (n_out < 1)
+        return vrt_err_set(err, VRT_EINVAL, "batch: no logits rows asked for");
+    const int D = m->cfg.hidden_size, V = m->cfg.vocab_size;
+
+    int32_t *host = malloc((size_t)(2 * T + n_out) * sizeof *host);
+    if (!host)
+        return vrt_err_set(err, VRT_ENOMEM, "out of memory");
+    int32_t *pos = host, *slots = host + T, *rows = host + 2 * T;
+    int all_decode, max_ctx;
+    int rc = check_batch(m, kv, b, T, n_out, pos, slots, rows, &all_decode, &max_ctx, err);
+    if (!rc)
+        rc = vrt__model_workspace(m, T, n_out, b->n_seqs, b->max_blocks_per_seq, err);
+    vrt_backend *be = m->be;
+    vrt_workspace *w = &m->ws;
+    if (!rc)
+        rc = be->copy_to_device(be, w->tokens, b->tokens, (size_t)T * 4, err);
+    if (!rc)
+        rc = be->copy_to_device(be, w->pos, pos, (size_t)T * 4, err);
+    if (!rc)
+        rc = be->copy_to_device(be, w->slots, slots, (size_t)T * 4, err);
+    if (!rc)
+        rc = be->copy_to_device(be, w->rows, rows, (size_t)n_out * 4, err);
+    if (!rc)
+        rc = be->copy_to_device(be, w->q_start, b->q_start, (size_t)(b->n_seqs + 1) * 4, err);
+    if (!rc)
+        rc = be->copy_to_device(be, w->ctx_len, b->ctx_len, (size_t)b->n_seqs * 4, err);
+    if (!rc)
+        rc = be->copy_to_device(be, w->block_table, b->block_table,
+                                (size_t)b->n_seqs * b->max_blocks_per_seq * 4, err);
+    free(host);
+    if (!rc)
+        rc = update_inv_freq(m, max_ctx, err);
+    if (rc)
+        return rc;
+
+    vrt_attn_batch ab = {
+        .n_seqs = b->n_seqs,
+        .q_start = w->q_start,
+        .ctx_len = w->ctx_len,
+        .block_table = w->block_table,
+        .max_blocks_per_seq = b->max_blocks_per_seq,
+        .block_size = kv->block_size,
+        .sliding_window = m->arch.sliding_window,
+        .scale = 1.0f / sqrtf((float)m->cfg.head_dim),
+        .n_heads = m->cfg.num_attention_heads,
+        .n_kv_heads = m->cfg.num_key_value_heads,
+        .head_dim = m->cfg.head_dim,
+        .num_blocks = kv->num_blocks,
+    };
+    /* x = embed_tokens(tokens) */
+    rc = be->embed(be, w->x, &m->embed, w->tokens, T, err);
+    for (int l = 0; l < m->cfg.num_hidden_layers && !rc; l++)
+        rc = layer(m, kv, l, T, &ab, all_decode, err);
+    if (rc)
+        return rc;
+    /* logits = lm_head(norm(x[rows])): gather the rows with the embed op
+     * over the residual stream seen as a [T][D] f32 table. */
+    vrt_weight xs = {.data = w->x, .dtype = VRT_DT_F32, .rows = T, .cols = D};
+    rc = be->embed(be, w->out_h, &xs, w->rows, n_out, err);
+    if (!rc)
+        rc = norm(m, w->out_h, w->out_h, &m->final_norm, n_out, err);
+    if (!rc)
+        rc = be->matmul(be, w->logits, w->out_h, &m->lm_head, NULL, n_out, err);
+    if (!rc)
+        rc = be->copy_to_host(be, logits, w->logits, (size_t)n_out * V * sizeof(float), err);
+    return rc;
+}

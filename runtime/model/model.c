@@ -1,0 +1,467 @@
+/* model.c — loading a Hugging Face model directory onto a backend: the
+ * architecture description, weights (in place from the mapping or
+ * converted into backend memory), the KV cache memory and the workspace.
+ * The forward pass itself is in forward.c.
+ */
+#include "model/model.h"
+
+#include "backend/half.h"
+#include "core/err.h"
+#include "core/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int vrt_arch_describe(const vrt_model_config *c, vrt_arch_desc *a, vrt_err *err)
+{
+    memset(a, 0, sizeof *a);
+    switch (c->arch) {
+    case VRT_ARCH_LLAMA:
+    case VRT_ARCH_MISTRAL:
+        a->name = c->arch == VRT_ARCH_LLAMA ? "llama" : "mistral";
+        a->norm_kind = VRT_NORM_RMS;
+        a->norm_w_offset = 0.0f;
+        a->rope_interleaved = 0; /* HF checkpoints: rotate_half (FORMATS.md §2.0) */
+        a->rot_dim = c->rotary_dim ? c->rotary_dim : c->head_dim;
+        a->mlp_kind = VRT_MLP_SILU_GATED;
+        a->attn_bias = c->attention_bias;
+        a->mlp_bias = c->mlp_bias;
+        a->tied_embeddings = c->tie_word_embeddings;
+        a->sliding_window = (int)(c->sliding_window > 0 ? c->sliding_window : 0);
+        return 0;
+    }
+    return vrt_err_set(err, VRT_EUNSUPPORTED,
+                       "architecture \"%s\" is not supported by the forward pass; supported: "
+                       "LlamaForCausalLM, MistralForCausalLM",
+                       c->arch_name);
+}
+
+/* ---- weights ----------------------------------------------------------- */
+
+static int own(vrt_model *m, void *p, vrt_err *err)
+{
+    if (m->n_owned_ == m->cap_owned_) {
+        int cap = m->cap_owned_ ? 2 * m->cap_owned_ : 64;
+        void **o = realloc(m->owned_, (size_t)cap * sizeof *o);
+        if (!o) {
+            m->be->free(m->be, p);
+            return vrt_err_set(err, VRT_ENOMEM, "out of memory");
+        }
+        m->owned_ = o;
+        m->cap_owned_ = cap;
+    }
+    m->owned_[m->n_owned_++] = p;
+    return 0;
+}
+
+static void *dev_alloc(vrt_model *m, size_t bytes, vrt_err *err)
+{
+    void *p = m->be->alloc(m->be, bytes, err);
+    if (!p)
+        return NULL;
+    if (own(m, p, err))
+        return NULL;
+    return p;
+}
+
+static int st_elem_bytes(int st_dtype)
+{
+    switch (st_dtype) {
+    case VRT_ST_F32: return 4;
+    case VRT_ST_F16:
+    case VRT_ST_BF16: return 2;
+    }
+    return 0;
+}
+
+/* Puts checkpoint tensor t on the backend as dtype want (VRT_DT_F16/F32). */
+static int place(vrt_model *m, const vrt_st_tensor *t, int want, int64_t rows, int64_t cols,
+                 vrt_weight *w, vrt_err *err)
+{
+    int eb = st_elem_bytes(t->dtype);
+    if (!eb)
+        return vrt_err_set(err, VRT_EUNSUPPORTED,
+                           "%s: tensor %s has dtype %s; unquantized weights must be F32, F16 or "
+                           "BF16",
+                           t->file ? t->file : "checkpoint", t->name, vrt_st_dtype_name(t->dtype));
+    int64_t n = rows * cols;
+    size_t out_bytes = (size_t)n * (want == VRT_DT_F16 ? 2 : 4);
+    w->rows = rows;
+    w->cols = cols;
+    w->dtype = want;
+    m->weight_bytes += (int64_t)out_bytes;
+    int same = (t->dtype == VRT_ST_F32 && want == VRT_DT_F32) ||
+               (t->dtype == VRT_ST_F16 && want == VRT_DT_F16);
+    if (same && m->be->host_memory && ((uintptr_t)t->data % (uintptr_t)eb) == 0) {
+        w->data = t->data; /* in place from the mapping */
+        return 0;
+    }
+    void *dst = dev_alloc(m, out_bytes, err);
+    if (!dst)
+        return vrt_err_prefix(err, "tensor %s: ", t->name);
+    void *host = m->be->host_memory ? dst : malloc(out_bytes);
+    if (!host)
+        return vrt_err_set(err, VRT_ENOMEM, "tensor %s: out of host memory (%zu bytes)", t->name,
+                           out_bytes);
+    int rc;
+    if (want == VRT_DT_F16) {
+        uint64_t overflow = 0;
+        rc = vrt_st_to_f16(t, host, &overflow, err);
+        if (!rc && overflow)
+            VRT_WARN("tensor %s: %llu values overflow float16 and became infinite (the V100 "
+                     "has no bfloat16); the model may produce NaN: try model.dtype = "
+                     "\"float32\" on cpu",
+                     t->name, (unsigned long long)overflow);
+    } else {
+        rc = vrt_st_to_f32(t, host, err);
+    }
+    if (!rc && host != dst)
+        rc = m->be->copy_to_device(m->be, dst, host, out_bytes, err);
+    if (host != dst)
+        free(host);
+    m->copied_bytes += (int64_t)out_bytes;
+    w->data = dst;
+    return rc;
+}
+
+typedef struct loader {
+    vrt_model *m;
+    int done, total;
+    int tty;
+} loader;
+
+static void progress(loader *ld)
+{
+    ld->done++;
+    if (!ld->tty)
+        return;
+    int width = 30, fill = ld->total ? ld->done * width / ld->total : width;
+    fprintf(stderr, "\rloading [%.*s%*s] %d/%d tensors", fill,
+            "==============================", width - fill, "", ld->done, ld->total);
+    if (ld->done == ld->total)
+        fputc('\n', stderr);
+    fflush(stderr);
+}
+
+/* A 2-D weight [rows][cols] named name. */
+static int load_mat(loader *ld, const char *name, int64_t rows, int64_t cols, vrt_weight *w,
+                    vrt_err *err)
+{
+    const vrt_st_tensor *t;
+    int64_t shape[2] = {rows, cols};
+    int rc = vrt_checkpoint_get(&ld->m->ck, name, 2, shape, &t, err);
+    if (!rc)
+        rc = place(ld->m, t, ld->m->wdtype, rows, cols, w, err);
+    progress(ld);
+    return rc;
+}
+
+/* A 1-D tensor (norm weight), always kept in f32: it is tiny and f16
+ * would only add rounding. */
+static int load_vec(loader *ld, const char *name, int64_t n, vrt_weight *w, vrt_err *err)
+{
+    const vrt_st_tensor *t;
+    int rc = vrt_checkpoint_get(&ld->m->ck, name, 1, &n, &t, err);
+    if (!rc)
+        rc = place(ld->m, t, VRT_DT_F32, 1, n, w, err);
+    progress(ld);
+    return rc;
+}
+
+static int load_bias(loader *ld, const char *name, int64_t n, float **out, vrt_err *err)
+{
+    vrt_weight w;
+    int rc = load_vec(ld, name, n, &w, err);
+    *out = (float *)w.data;
+    return rc;
+}
+
+static int load_weights(loader *ld, vrt_err *err)
+{
+    vrt_model *m = ld->m;
+    const vrt_model_config *c = &m->cfg;
+    const vrt_arch_desc *a = &m->arch;
+    int64_t D = c->hidden_size, F = c->intermediate_size, V = c->vocab_size;
+    int64_t qd = (int64_t)c->num_attention_heads * c->head_dim;
+    int64_t kvd = (int64_t)c->num_key_value_heads * c->head_dim;
+    int L = c->num_hidden_layers;
+    ld->total =
+        2 + (a->tied_embeddings ? 0 : 1) + L * (9 + (a->attn_bias ? 4 : 0) + (a->mlp_bias ? 3 : 0));
+    m->layers = calloc((size_t)L, sizeof *m->layers);
+    if (!m->layers)
+        return vrt_err_set(err, VRT_ENOMEM, "out of memory");
+    int rc = load_mat(ld, "model.embed_tokens.weight", V, D, &m->embed, err);
+    if (rc)
+        return rc;
+    char name[256];
+#define NAME(...) (snprintf(name, sizeof name, __VA_ARGS__), name)
+    for (int l = 0; l < L && !rc; l++) {
+        vrt_layer_weights *lw = &m->layers[l];
+        const char *p = "model.layers";
+        rc = load_vec(ld, NAME("%s.%d.input_layernorm.weight", p, l), D, &lw->attn_norm, err);
+        if (!rc)
+            rc = load_mat(ld, NAME("%s.%d.self_attn.q_proj.weight", p, l), qd, D, &lw->wq, err);
+        if (!rc)
+            rc = load_mat(ld, NAME("%s.%d.self_attn.k_proj.weight", p, l), kvd, D, &lw->wk, err);
+        if (!rc)
+            rc = load_mat(ld, NAME("%s.%d.self_attn.v_proj.weight", p, l), kvd, D, &lw->wv, err);
+        if (!rc)
+            rc = load_mat(ld, NAME("%s.%d.self_attn.o_proj.weight", p, l), D, qd, &lw->wo, err);
+        if (!rc && a->attn_bias) {
+            rc = load_bias(ld, NAME("%s.%d.self_attn.q_proj.bias", p, l), qd, &lw->bq, err);
+            if (!rc)
+                rc = load_bias(ld, NAME("%s.%d.self_attn.k_proj.bias", p, l), kvd, &lw->bk, err);
+            if (!rc)
+                rc = load_bias(ld, NAME("%s.%d.self_attn.v_proj.bias", p, l), kvd, &lw->bv, err);
+            if (!rc)
+                rc = load_bias(ld, NAME("%s.%d.self_attn.o_proj.bias", p, l), D, &lw->bo, err);
+        }
+        if (!rc)
+            rc = load_vec(ld, NAME("%s.%d.post_attention_layernorm.weight", p, l), D, &lw->ffn_norm,
+                          err);
+        if (!rc)
+            rc = load_mat(ld, NAME("%s.%d.mlp.gate_proj.weight", p, l), F, D, &lw->w_gate, err);
+        if (!rc)
+            rc = load_mat(ld, NAME("%s.%d.mlp.up_proj.weight", p, l), F, D, &lw->w_up, err);
+        if (!rc)
+            rc = load_mat(ld, NAME("%s.%d.mlp.down_proj.weight", p, l), D, F, &lw->w_down, err);
+        if (!rc && a->mlp_bias) {
+            rc = load_bias(ld, NAME("%s.%d.mlp.gate_proj.bias", p, l), F, &lw->b_gate, err);
+            if (!rc)
+                rc = load_bias(ld, NAME("%s.%d.mlp.up_proj.bias", p, l), F, &lw->b_up, err);
+            if (!rc)
+                rc = load_bias(ld, NAME("%s.%d.mlp.down_proj.bias", p, l), D, &lw->b_down, err);
+        }
+    }
+#undef NAME
+    if (!rc)
+        rc = load_vec(ld, "model.norm.weight", D, &m->final_norm, err);
+    if (rc)
+        return rc;
+    if (a->tied_embeddings) {
+        m->lm_head = m->embed;
+        return 0;
+    }
+    if (!vrt_checkpoint_find(&m->ck, "lm_head.weight"))
+        return vrt_err_set(err, VRT_ENOENT,
+                           "%s: tensor lm_head.weight is missing and tie_word_embeddings is "
+                           "false in config.json; the checkpoint is incomplete",
+                           m->ck.dir);
+    return load_mat(ld, "lm_head.weight", V, D, &m->lm_head, err);
+}
+
+static int parse_dtype(const char *s, int *auto_dtype, int *dt, vrt_err *err)
+{
+    *auto_dtype = 0;
+    if (!s || strcmp(s, "float16") == 0 || strcmp(s, "f16") == 0) {
+        *dt = VRT_DT_F16;
+        return 0;
+    }
+    if (strcmp(s, "float32") == 0 || strcmp(s, "f32") == 0) {
+        *dt = VRT_DT_F32;
+        return 0;
+    }
+    if (strcmp(s, "auto") == 0) {
+        *auto_dtype = 1;
+        *dt = VRT_DT_F16;
+        return 0;
+    }
+    return vrt_err_set(err, VRT_EINVAL,
+                       "model.dtype \"%s\" is not supported; use \"float16\", \"float32\" or "
+                       "\"auto\" (bfloat16 checkpoints run as float16: the V100 has no bf16)",
+                       s);
+}
+
+int vrt_model_load(vrt_model **out, const char *dir, vrt_backend *be,
+                   const vrt_model_load_opts *opts, vrt_err *err)
+{
+    *out = NULL;
+    if (!be)
+        return vrt_err_set(err, VRT_EINVAL, "vrt_model_load: no backend");
+    vrt_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return vrt_err_set(err, VRT_ENOMEM, "out of memory");
+    m->be = be;
+    int auto_dtype;
+    int rc = parse_dtype(opts ? opts->dtype : NULL, &auto_dtype, &m->wdtype, err);
+    if (!rc)
+        rc = vrt_model_config_load(&m->cfg, dir, err);
+    if (!rc)
+        rc = vrt_arch_describe(&m->cfg, &m->arch, err);
+    if (!rc)
+        rc = vrt_checkpoint_open(&m->ck, dir, err);
+    if (!rc && auto_dtype) {
+        /* The storage dtype of the embedding decides (BF16 runs as F16). */
+        const vrt_st_tensor *t = vrt_checkpoint_find(&m->ck, "model.embed_tokens.weight");
+        m->wdtype = t && t->dtype == VRT_ST_F32 ? VRT_DT_F32 : VRT_DT_F16;
+    }
+    if (!rc) {
+        const char *need[] = {"embed", "rmsnorm", "rope", "matmul", "silu_mul", "add"};
+        vrt_op ops[] = {VRT_OP_EMBED,  VRT_OP_RMSNORM,  VRT_OP_ROPE,
+                        VRT_OP_MATMUL, VRT_OP_SILU_MUL, VRT_OP_ADD};
+        for (size_t i = 0; i < sizeof ops / sizeof ops[0] && !rc; i++)
+            if (!be->supports_op(be, ops[i], m->wdtype))
+                rc = vrt_err_set(err, VRT_EUNSUPPORTED,
+                                 "backend %s cannot run %s with %s weights; set model.dtype to "
+                                 "another value or use device.kind = \"cpu\"",
+                                 be->name, need[i], vrt_dtype_name(m->wdtype));
+    }
+    if (!rc) {
+        loader ld = {.m = m, .tty = !(opts && opts->quiet) && isatty(2)};
+        rc = load_weights(&ld, err);
+    }
+    if (!rc) {
+        m->inv_freq_host = malloc((size_t)(m->arch.rot_dim / 2 + 1) * sizeof(float));
+        if (!m->inv_freq_host)
+            rc = vrt_err_set(err, VRT_ENOMEM, "out of memory");
+        m->inv_freq_len = -1;
+    }
+    if (rc) {
+        vrt_err_prefix(err, "loading model %s: ", dir);
+        vrt_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+static void ws_free(vrt_model *m);
+
+void vrt_model_free(vrt_model *m)
+{
+    if (!m)
+        return;
+    ws_free(m);
+    for (int i = 0; i < m->n_owned_; i++)
+        m->be->free(m->be, m->owned_[i]);
+    free(m->owned_);
+    free(m->layers);
+    free(m->inv_freq_host);
+    vrt_checkpoint_close(&m->ck);
+    free(m);
+}
+
+/* ---- KV cache ------------------------------------------------------------ */
+
+int64_t vrt_kv_block_bytes(const vrt_model_config *c, int block_size)
+{
+    return 2 /* K and V */ * (int64_t)c->num_hidden_layers * block_size * c->num_key_value_heads *
+           c->head_dim * 2 /* fp16 */;
+}
+
+int vrt_kv_cache_init(vrt_kv_cache *kv, const vrt_model *m, int num_blocks, int block_size,
+                      vrt_err *err)
+{
+    memset(kv, 0, sizeof *kv);
+    if (num_blocks <= 0 || block_size <= 0)
+        return vrt_err_set(err, VRT_EINVAL, "KV cache: %d blocks of %d tokens", num_blocks,
+                           block_size);
+    kv->be = m->be;
+    kv->num_blocks = num_blocks;
+    kv->block_size = block_size;
+    kv->n_layers = m->cfg.num_hidden_layers;
+    kv->n_kv_heads = m->cfg.num_key_value_heads;
+    kv->head_dim = m->cfg.head_dim;
+    kv->k = calloc((size_t)kv->n_layers, sizeof *kv->k);
+    kv->v = calloc((size_t)kv->n_layers, sizeof *kv->v);
+    if (!kv->k || !kv->v) {
+        vrt_kv_cache_free(kv);
+        return vrt_err_set(err, VRT_ENOMEM, "KV cache: out of memory");
+    }
+    size_t bytes = (size_t)num_blocks * block_size * kv->n_kv_heads * kv->head_dim * 2;
+    for (int l = 0; l < kv->n_layers; l++) {
+        kv->k[l] = m->be->alloc(m->be, bytes, err);
+        kv->v[l] = kv->k[l] ? m->be->alloc(m->be, bytes, err) : NULL;
+        if (!kv->v[l]) {
+            vrt_kv_cache_free(kv);
+            return vrt_err_prefix(err, "KV cache of %d blocks x %d tokens: ", num_blocks,
+                                  block_size);
+        }
+    }
+    return 0;
+}
+
+void vrt_kv_cache_free(vrt_kv_cache *kv)
+{
+    for (int l = 0; kv->be && l < kv->n_layers; l++) {
+        if (kv->k && kv->k[l])
+            kv->be->free(kv->be, kv->k[l]);
+        if (kv->v && kv->v[l])
+            kv->be->free(kv->be, kv->v[l]);
+    }
+    free(kv->k);
+    free(kv->v);
+    memset(kv, 0, sizeof *kv);
+}
+
+/* ---- workspace ------------------------------------------------------------ */
+
+static void ws_free(vrt_model *m)
+{
+    vrt_workspace *w = &m->ws;
+    void *ptrs[] = {w->x,     w->xn,   w->q,       w->k,       w->v,           w->attn,
+                    w->gate,  w->up,   w->out_h,   w->logits,  w->tokens,      w->pos,
+                    w->slots, w->rows, w->q_start, w->ctx_len, w->block_table, w->inv_freq};
+    for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
+        if (ptrs[i])
+            m->be->free(m->be, ptrs[i]);
+    memset(w, 0, sizeof *w);
+}
+
+/* Makes the workspace hold T tokens, n_out logit rows, n_seqs sequences with
+ * max_blocks blocks each; grows (never shrinks) the buffers. */
+int vrt__model_workspace(vrt_model *m, int T, int n_out, int n_seqs, int max_blocks, vrt_err *err)
+{
+    vrt_workspace *w = &m->ws;
+    if (T <= w->max_tokens && n_out <= w->max_out && n_seqs <= w->max_seqs &&
+        max_blocks <= w->max_blocks && w->x)
+        return 0;
+    int nT = T > w->max_tokens ? T : w->max_tokens;
+    int nO = n_out > w->max_out ? n_out : w->max_out;
+    int nS = n_seqs > w->max_seqs ? n_seqs : w->max_seqs;
+    int nB = max_blocks > w->max_blocks ? max_blocks : w->max_blocks;
+    ws_free(m);
+    const vrt_model_config *c = &m->cfg;
+    size_t D = (size_t)c->hidden_size, F = (size_t)c->intermediate_size, V = (size_t)c->vocab_size;
+    size_t qd = (size_t)c->num_attention_heads * c->head_dim;
+    size_t kvd = (size_t)c->num_key_value_heads * c->head_dim;
+    size_t t = (size_t)nT, o = (size_t)(nO ? nO : 1), s = (size_t)nS;
+    struct {
+        void **p;
+        size_t bytes;
+    } want[] = {
+        {(void **)&w->x, t * D * 4},
+        {(void **)&w->xn, t * D * 4},
+        {(void **)&w->q, t * qd * 4},
+        {(void **)&w->k, t * kvd * 4},
+        {(void **)&w->v, t * kvd * 4},
+        {(void **)&w->attn, t * qd * 4},
+        {(void **)&w->gate, t * F * 4},
+        {(void **)&w->up, t * F * 4},
+        {(void **)&w->out_h, o * D * 4},
+        {(void **)&w->logits, o * V * 4},
+        {(void **)&w->tokens, t * 4},
+        {(void **)&w->pos, t * 4},
+        {(void **)&w->slots, t * 4},
+        {(void **)&w->rows, o * 4},
+        {(void **)&w->q_start, (s + 1) * 4},
+        {(void **)&w->ctx_len, s * 4},
+        {(void **)&w->block_table, s * (size_t)nB * 4},
+        {(void **)&w->inv_freq, (size_t)(m->arch.rot_dim / 2 + 1) * 4},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        *want[i].p = m->be->alloc(m->be, want[i].bytes, err);
+        if (!*want[i].p) {
+            ws_free(m);
+            return vrt_err_prefix(err, "workspace for %d tokens: ", nT);
+        }
+    }
+    w->max_tokens = nT;
+    w->max_out = nO;
+    w->max_seqs = nS;
+    w->max_blocks = nB;
+    m->inv_freq_len = -1; /* the device copy is gone */
+    return 0;
+}
