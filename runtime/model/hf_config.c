@@ -279,8 +279,8 @@ static int parse_config(vrt_model_config *c, const cJSON *root, const char *file
             c->arch = VRT_ARCH_MISTRAL;
         else
             return vrt_err_set(err, VRT_EUNSUPPORTED,
-                               "%s: architecture '%.64s' is not supported "
-                               "(supported: " SUPPORTED_ARCHS ")",
+                               "%s: architectures[0] '%.64s' is not "
+                               "supported (supported: " SUPPORTED_ARCHS ")",
                                file, an);
     } else if (mt) {
         if (strcmp(mt, "llama") == 0)
@@ -343,13 +343,21 @@ static int parse_config(vrt_model_config *c, const cJSON *root, const char *file
                            file, c->head_dim);
     c->rotary_dim = c->head_dim;
     double prf = 1.0;
-    if ((r = get_num(root, "partial_rotary_factor", file, &prf, err)) < 0)
-        return r;
-    if (prf != 1.0)
-        return vrt_err_set(err, VRT_EUNSUPPORTED,
-                           "%s: partial_rotary_factor %g is not supported for "
-                           "%s (only 1.0)",
-                           file, prf, c->arch_name);
+    /* transformers v5 may move it into rope_parameters (FORMATS.md §2.0);
+     * either place must be 1.0 for these architectures. */
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+    static const char *const prf_keys[] = {"partial_rotary_factor", "rope_parameters."
+                                                                    "partial_rotary_factor"};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *o = k == 0 ? root : cJSON_IsObject(rp) ? rp : NULL;
+        prf = 1.0;
+        if (o && (r = get_num(o, "partial_rotary_factor", file, &prf, err)) < 0)
+            return r;
+        if (prf != 1.0)
+            return vrt_err_set(err, VRT_EUNSUPPORTED,
+                               "%s: %s %g is not supported for %s (only 1.0)", file, prf_keys[k],
+                               prf, c->arch_name);
+    }
 
     c->max_position_embeddings = mistral ? 131072 : 2048;
     if ((r = get_i64(root, "max_position_embeddings", file, &c->max_position_embeddings, err)) < 0)
@@ -477,9 +485,17 @@ static int parse_gen(vrt_model_config *c, const cJSON *g, const char *file, vrt_
 
 static int parse_text(const char *text, const char *file, cJSON **out, vrt_err *err)
 {
-    cJSON *j = cJSON_Parse(text);
-    if (!j)
-        return vrt_err_set(err, VRT_ECONFIG, "%s: not valid JSON", file);
+    /* Nothing but whitespace may follow the object: Python's json.load
+     * rejects "extra data", and two objects pasted together must not parse
+     * as the first one. */
+    cJSON *j = cJSON_ParseWithOpts(text, NULL, 1);
+    if (!j) {
+        const char *at = cJSON_GetErrorPtr();
+        int line = 1;
+        for (const char *p = text; at && p < at && *p; p++)
+            line += *p == '\n';
+        return vrt_err_set(err, VRT_ECONFIG, "%s: not valid JSON (line %d)", file, line);
+    }
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
         return vrt_err_set(err, VRT_ECONFIG, "%s: not a JSON object", file);
