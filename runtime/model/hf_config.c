@@ -168,8 +168,12 @@ static int parse_rope(vrt_model_config *c, const cJSON *root, const char *file, 
     c->rope_theta = 10000.0;
     if ((r = get_num(root, "rope_theta", file, &c->rope_theta, err)) < 0)
         return r;
+    /* Type errors inside the rope objects say which object they are in. */
+    char in_params[320], in_scaling[320];
+    snprintf(in_params, sizeof in_params, "%s: rope_parameters", file);
+    snprintf(in_scaling, sizeof in_scaling, "%s: rope_scaling", file);
     if (cJSON_IsObject(params) &&
-        (r = get_num(params, "rope_theta", file, &c->rope_theta, err)) < 0)
+        (r = get_num(params, "rope_theta", in_params, &c->rope_theta, err)) < 0)
         return r;
     if (!(c->rope_theta > 1.0))
         return vrt_err_set(err, VRT_ECONFIG, "%s: rope_theta must be greater than 1, got %g", file,
@@ -179,9 +183,9 @@ static int parse_rope(vrt_model_config *c, const cJSON *root, const char *file, 
     const char *key = "rope_scaling";
     if (cJSON_IsObject(params)) {
         const char *pt = NULL;
-        if ((r = get_str(params, "rope_type", file, &pt, err)) < 0)
+        if ((r = get_str(params, "rope_type", in_params, &pt, err)) < 0)
             return r;
-        if (!pt && (r = get_str(params, "type", file, &pt, err)) < 0)
+        if (!pt && (r = get_str(params, "type", in_params, &pt, err)) < 0)
             return r;
         if (pt && strcmp(pt, "default") != 0) {
             s = params;
@@ -193,10 +197,11 @@ static int parse_rope(vrt_model_config *c, const cJSON *root, const char *file, 
     c->rope_scaling.factor = 1.0;
     if (!s)
         return 0;
+    const char *in = s == params ? in_params : in_scaling;
     const char *type = NULL;
-    if ((r = get_str(s, "rope_type", file, &type, err)) < 0)
+    if ((r = get_str(s, "rope_type", in, &type, err)) < 0)
         return r;
-    if (!type && (r = get_str(s, "type", file, &type, err)) < 0)
+    if (!type && (r = get_str(s, "type", in, &type, err)) < 0)
         return r;
     if (!type)
         return vrt_err_set(err, VRT_ECONFIG,
@@ -215,7 +220,7 @@ static int parse_rope(vrt_model_config *c, const cJSON *root, const char *file, 
                            "%s: %s type '%.64s' is not supported (supported: " SUPPORTED_ROPE ")",
                            file, key, type);
     double f = 0;
-    if ((r = get_num(s, "factor", file, &f, err)) < 0)
+    if ((r = get_num(s, "factor", in, &f, err)) < 0)
         return r;
     if (r == 0)
         return vrt_err_set(err, VRT_ECONFIG, "%s: %s of type %s needs a factor", file, key, type);
@@ -237,9 +242,9 @@ static int parse_rope(vrt_model_config *c, const cJSON *root, const char *file, 
                                "factor, low_freq_factor, high_freq_factor, "
                                "original_max_position_embeddings)",
                                file, key, need[i]);
-    if ((r = get_num(s, "low_freq_factor", file, &c->rope_scaling.low_freq_factor, err)) < 0 ||
-        (r = get_num(s, "high_freq_factor", file, &c->rope_scaling.high_freq_factor, err)) < 0 ||
-        (r = get_i64(s, "original_max_position_embeddings", file,
+    if ((r = get_num(s, "low_freq_factor", in, &c->rope_scaling.low_freq_factor, err)) < 0 ||
+        (r = get_num(s, "high_freq_factor", in, &c->rope_scaling.high_freq_factor, err)) < 0 ||
+        (r = get_i64(s, "original_max_position_embeddings", in,
                      &c->rope_scaling.original_max_position_embeddings, err)) < 0)
         return r;
     if (!(c->rope_scaling.high_freq_factor > c->rope_scaling.low_freq_factor) ||
@@ -427,6 +432,9 @@ static int parse_config(vrt_model_config *c, const cJSON *root, const char *file
     c->pad_token_id = -1;
     if ((r = get_int(root, "pad_token_id", file, &c->pad_token_id, err)) < 0)
         return r;
+    /* eos: the class default 2 stands in only while no file sets the key;
+     * parse_gen drops it when generation_config.json has eos_token_id (as
+     * transformers, which then stops on generation_config's ids alone). */
     c->n_eos = 0;
     if (!cJSON_GetObjectItemCaseSensitive(root, "eos_token_id"))
         c->eos_token_ids[c->n_eos++] = 2;
@@ -437,10 +445,14 @@ static int parse_config(vrt_model_config *c, const cJSON *root, const char *file
 
 /* ---- generation_config.json ------------------------------------------- */
 
-static int parse_gen(vrt_model_config *c, const cJSON *g, const char *file, vrt_err *err)
+static int parse_gen(vrt_model_config *c, const cJSON *g, const char *file, bool eos_is_default,
+                     vrt_err *err)
 {
     int r, v;
     c->gen.present = true;
+    const cJSON *ge = cJSON_GetObjectItemCaseSensitive(g, "eos_token_id");
+    if (eos_is_default && ge && !cJSON_IsNull(ge))
+        c->n_eos = 0;
     if ((r = get_int(g, "bos_token_id", file, &v, err)) < 0)
         return r;
     if (r)
@@ -513,7 +525,8 @@ int vrt_model_config_parse(vrt_model_config *c, const char *config_json, const c
     if (rc == 0)
         rc = parse_config(c, root, config_name, err);
     if (rc == 0 && gen_json && (rc = parse_text(gen_json, gen_name, &g, err)) == 0)
-        rc = parse_gen(c, g, gen_name, err);
+        rc =
+            parse_gen(c, g, gen_name, !cJSON_GetObjectItemCaseSensitive(root, "eos_token_id"), err);
     cJSON_Delete(root);
     cJSON_Delete(g);
     return rc;

@@ -451,6 +451,20 @@ TEST(hf_config_eos_int_list_and_union)
     ASSERT_EQ_INT(c.n_eos, 2);
     ASSERT(has_eos(&c, 3) && has_eos(&c, 4));
 
+    /* config.json without the key: the class default 2 is not a stop
+     * token once generation_config.json names the ids (a Llama-3 vocab has
+     * an ordinary token 2). Without generation_config it is. */
+    text = base_with("eos_token_id", NULL);
+    rc = vrt_model_config_parse(&c, text, "c", "{\"eos_token_id\": [128001, 128009]}", "g", &err);
+    ASSERT_OK(rc, &err);
+    ASSERT_EQ_INT(c.n_eos, 2);
+    ASSERT(has_eos(&c, 128001) && has_eos(&c, 128009) && !has_eos(&c, 2));
+    rc = vrt_model_config_parse(&c, text, "c", "{\"eos_token_id\": null}", "g", &err);
+    ASSERT_OK(rc, &err);
+    ASSERT_EQ_INT(c.n_eos, 1);
+    ASSERT_EQ_INT(c.eos_token_ids[0], 2);
+    free(text);
+
     /* More distinct ids than VRT_MAX_EOS: an error naming file and key. */
     rc = vrt_model_config_parse(&c, BASE, "c", "{\"eos_token_id\": [10,11,12,13,14,15,16,17]}", "g",
                                 &err);
@@ -693,6 +707,21 @@ TEST(hf_config_unknown_rope_type)
     m = fails_with("rope_scaling", "\"linear\"", &code);
     ASSERT(m != NULL);
     ASSERT_CONTAINS(m, "m/config.json: rope_scaling must be an object");
+    /* Wrong types inside the objects name the object and the key. */
+    m = fails_with("rope_scaling", "{\"type\": \"linear\", \"factor\": \"4\"}", &code);
+    ASSERT(m != NULL);
+    ASSERT_EQ_INT(code, VRT_ECONFIG);
+    ASSERT_CONTAINS(m, "m/config.json: rope_scaling: factor must be a number");
+    m = fails_with("rope_parameters", "{\"rope_type\": \"default\", \"rope_theta\": \"1e4\"}",
+                   &code);
+    ASSERT(m != NULL);
+    ASSERT_CONTAINS(m, "m/config.json: rope_parameters: rope_theta must be a number");
+    m = fails_with("rope_parameters",
+                   "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0,"
+                   " \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192.5}",
+                   &code);
+    ASSERT(m != NULL);
+    ASSERT_CONTAINS(m, "m/config.json: rope_parameters: original_max_position_embeddings must be");
     m = fails_with("rope_theta", "-5", &code);
     ASSERT(m != NULL);
     ASSERT_CONTAINS(m, "m/config.json: rope_theta");
