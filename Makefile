@@ -180,7 +180,7 @@ build/fuzz/fuzz_st_header: $(FUZZ_ST_SRC) runtime/model/safetensors.h \
 fuzz-run: build/fuzz/fuzz_st_header
 	@mkdir -p build/fuzz/corpus_st_header
 	build/fuzz/fuzz_st_header -max_total_time=$(FUZZ_SECONDS) \
-		-max_len=4096 -print_final_stats=1 \
+		-max_len=4096 -print_final_stats=1 -dict=tests/fuzz/st_header.dict \
 		-artifact_prefix=build/fuzz/ \
 		build/fuzz/corpus_st_header tests/fuzz/corpus_st_header
 
