@@ -61,7 +61,8 @@ MAIN_OBJ := $(B)/runtime/main.o
 # loaded at run time (see the CUDA issue); nothing here needs nvcc yet.
 NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
-.PHONY: FORCE all deps test asan release install uninstall clean fmt info check-configs readme
+.PHONY: FORCE all deps test asan release install uninstall clean fmt info check-configs readme \
+	fuzz fuzz-run
 all: v100rt
 
 deps:
@@ -143,6 +144,45 @@ readme: v100rt
 	     /<!-- config-reference:end -->/ { skip = 0 } !skip' build/config-reference.md README.md > build/README.new
 	@mv build/README.new README.md
 	@echo "README.md: config reference updated"
+
+# ---- fuzzing
+# Optional, needs clang with libFuzzer (Debian: clang, libclang-rt-14-dev);
+# not a build dependency. `make fuzz` builds the targets, `make fuzz-run`
+# runs the safetensors header target for FUZZ_SECONDS on one process, with
+# the seeds in tests/fuzz/corpus_st_header (new inputs go to build/fuzz/).
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS   := -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror \
+	-Wno-unused-parameter -fno-omit-frame-pointer \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	-Iruntime $(shell pkg-config --cflags libcjson 2>/dev/null)
+FUZZ_LIBS    := $(shell pkg-config --libs libcjson 2>/dev/null) -lm
+FUZZ_ST_SRC  := tests/fuzz/fuzz_st_header.c runtime/model/safetensors.c \
+	runtime/core/err.c
+
+fuzz: build/fuzz/fuzz_st_header
+
+build/fuzz/fuzz_st_header: $(FUZZ_ST_SRC) runtime/model/safetensors.h \
+		runtime/core/err.h runtime/vrt.h
+	@mkdir -p build/fuzz
+	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { echo "make fuzz: $(FUZZ_CC) \
+	not found; install it with: sudo apt-get install clang libclang-rt-14-dev \
+	(fuzzing is optional, the normal build does not need it)" >&2; exit 1; }
+	@printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n)\n{ return 0; }\n' \
+		> build/fuzz/probe.c
+	@$(FUZZ_CC) -fsanitize=fuzzer build/fuzz/probe.c -o build/fuzz/probe \
+		>/dev/null 2>&1 || { echo "make fuzz: $(FUZZ_CC) cannot link \
+	-fsanitize=fuzzer (libFuzzer missing); install it with: sudo apt-get \
+	install libclang-rt-14-dev" >&2; exit 1; }
+	@echo "  FUZZ    $@"
+	$(Q)$(FUZZ_CC) $(FUZZ_FLAGS) $(FUZZ_ST_SRC) -o $@ $(FUZZ_LIBS)
+
+fuzz-run: build/fuzz/fuzz_st_header
+	@mkdir -p build/fuzz/corpus_st_header
+	build/fuzz/fuzz_st_header -max_total_time=$(FUZZ_SECONDS) \
+		-max_len=4096 -print_final_stats=1 -dict=tests/fuzz/st_header.dict \
+		-artifact_prefix=build/fuzz/ \
+		build/fuzz/corpus_st_header tests/fuzz/corpus_st_header
 
 fmt:
 	clang-format -i $$(find runtime kernels tests -name '*.[ch]')

@@ -28,14 +28,10 @@
 const char *vrt_rope_type_name(int type)
 {
     switch (type) {
-    case VRT_ROPE_DEFAULT:
-        return "default";
-    case VRT_ROPE_LINEAR:
-        return "linear";
-    case VRT_ROPE_DYNAMIC:
-        return "dynamic";
-    case VRT_ROPE_LLAMA3:
-        return "llama3";
+    case VRT_ROPE_DEFAULT: return "default";
+    case VRT_ROPE_LINEAR: return "linear";
+    case VRT_ROPE_DYNAMIC: return "dynamic";
+    case VRT_ROPE_LLAMA3: return "llama3";
     }
     return "?";
 }
@@ -45,93 +41,82 @@ const char *vrt_rope_type_name(int type)
  * null, and a negative error code (with a message naming file and key) when
  * it holds the wrong type. */
 
-static int get_num(const cJSON *o, const char *key, const char *file,
-                   double *out, vrt_err *err)
+static int get_num(const cJSON *o, const char *key, const char *file, double *out, vrt_err *err)
 {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!j || cJSON_IsNull(j))
         return 0;
     if (!cJSON_IsNumber(j) || !isfinite(j->valuedouble))
-        return vrt_err_set(err, VRT_ECONFIG, "%s: %s must be a number", file,
-                           key);
+        return vrt_err_set(err, VRT_ECONFIG, "%s: %s must be a number", file, key);
     *out = j->valuedouble;
     return 1;
 }
 
-static int get_i64(const cJSON *o, const char *key, const char *file,
-                   int64_t *out, vrt_err *err)
+static int get_i64(const cJSON *o, const char *key, const char *file, int64_t *out, vrt_err *err)
 {
     double d;
     int r = get_num(o, key, file, &d, err);
     if (r <= 0)
         return r;
     if (d != floor(d) || fabs(d) > 9007199254740992.0)
-        return vrt_err_set(err, VRT_ECONFIG, "%s: %s must be an integer, got %g",
-                           file, key, d);
+        return vrt_err_set(err, VRT_ECONFIG, "%s: %s must be an integer, got %g", file, key, d);
     *out = (int64_t)d;
     return 1;
 }
 
-static int get_int(const cJSON *o, const char *key, const char *file, int *out,
-                   vrt_err *err)
+static int get_int(const cJSON *o, const char *key, const char *file, int *out, vrt_err *err)
 {
     int64_t v;
     int r = get_i64(o, key, file, &v, err);
     if (r <= 0)
         return r;
     if (v < INT_MIN || v > INT_MAX)
-        return vrt_err_set(err, VRT_ECONFIG, "%s: %s = %lld is out of range",
-                           file, key, (long long)v);
+        return vrt_err_set(err, VRT_ECONFIG, "%s: %s = %lld is out of range", file, key,
+                           (long long)v);
     *out = (int)v;
     return 1;
 }
 
-static int get_bool(const cJSON *o, const char *key, const char *file,
-                    bool *out, vrt_err *err)
+static int get_bool(const cJSON *o, const char *key, const char *file, bool *out, vrt_err *err)
 {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!j || cJSON_IsNull(j))
         return 0;
     if (!cJSON_IsBool(j))
-        return vrt_err_set(err, VRT_ECONFIG,
-                           "%s: %s must be true or false", file, key);
+        return vrt_err_set(err, VRT_ECONFIG, "%s: %s must be true or false", file, key);
     *out = cJSON_IsTrue(j);
     return 1;
 }
 
-static int get_str(const cJSON *o, const char *key, const char *file,
-                   const char **out, vrt_err *err)
+static int get_str(const cJSON *o, const char *key, const char *file, const char **out,
+                   vrt_err *err)
 {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!j || cJSON_IsNull(j))
         return 0;
     if (!cJSON_IsString(j) || !j->valuestring)
-        return vrt_err_set(err, VRT_ECONFIG, "%s: %s must be a string", file,
-                           key);
+        return vrt_err_set(err, VRT_ECONFIG, "%s: %s must be a string", file, key);
     *out = j->valuestring;
     return 1;
 }
 
 /* A required positive integer. */
-static int need_pos_int(const cJSON *o, const char *key, const char *file,
-                        int *out, vrt_err *err)
+static int need_pos_int(const cJSON *o, const char *key, const char *file, int *out, vrt_err *err)
 {
     int r = get_int(o, key, file, out, err);
     if (r < 0)
         return r;
     if (r == 0)
-        return vrt_err_set(err, VRT_ECONFIG,
-                           "%s: required key %s is missing", file, key);
+        return vrt_err_set(err, VRT_ECONFIG, "%s: required key %s is missing", file, key);
     if (*out <= 0)
-        return vrt_err_set(err, VRT_ECONFIG, "%s: %s must be positive, got %d",
-                           file, key, *out);
+        return vrt_err_set(err, VRT_ECONFIG, "%s: %s must be positive, got %d", file, key, *out);
     return 0;
 }
 
 /* Token ids: an int or a list of ints, added to ids (deduplicated).
  * Returns 1 when present, 0 when absent/null, < 0 on error. */
-static int get_ids(const cJSON *o, const char *key, const char *file, int *ids,
-                   int *n, vrt_err *err)
+static int get_ids(const cJSON *o, const char *key, const char *file, int *ids, int *n,
+                   vrt_err *err)
 {
     const cJSON *j = cJSON_GetObjectItemCaseSensitive(o, key);
     if (!j || cJSON_IsNull(j))
@@ -139,8 +124,7 @@ static int get_ids(const cJSON *o, const char *key, const char *file, int *ids,
     const cJSON *one = j, *it;
     int is_list = cJSON_IsArray(j);
     if (!is_list && !cJSON_IsNumber(j))
-        return vrt_err_set(err, VRT_ECONFIG,
-                           "%s: %s must be a token id or a list of token ids",
+        return vrt_err_set(err, VRT_ECONFIG, "%s: %s must be a token id or a list of token ids",
                            file, key);
     for (it = is_list ? j->child : one; it; it = is_list ? it->next : NULL) {
         double d = cJSON_IsNumber(it) ? it->valuedouble : -1.0;
@@ -171,40 +155,37 @@ static void copy_str(char *dst, size_t cap, const char *src)
 
 /* ---- rope scaling ------------------------------------------------------ */
 
-static int parse_rope(vrt_model_config *c, const cJSON *root, const char *file,
-                      vrt_err *err)
+static int parse_rope(vrt_model_config *c, const cJSON *root, const char *file, vrt_err *err)
 {
-    const cJSON *params = cJSON_GetObjectItemCaseSensitive(root,
-                                                           "rope_parameters");
-    const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(root,
-                                                            "rope_scaling");
+    const cJSON *params = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+    const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
     int r;
     if (params && !cJSON_IsNull(params) && !cJSON_IsObject(params))
-        return vrt_err_set(err, VRT_ECONFIG,
-                           "%s: rope_parameters must be an object or null",
-                           file);
+        return vrt_err_set(err, VRT_ECONFIG, "%s: rope_parameters must be an object or null", file);
     if (scaling && !cJSON_IsNull(scaling) && !cJSON_IsObject(scaling))
-        return vrt_err_set(err, VRT_ECONFIG,
-                           "%s: rope_scaling must be an object or null", file);
+        return vrt_err_set(err, VRT_ECONFIG, "%s: rope_scaling must be an object or null", file);
     /* theta = rope_parameters.rope_theta ?? rope_theta ?? 10000 */
     c->rope_theta = 10000.0;
     if ((r = get_num(root, "rope_theta", file, &c->rope_theta, err)) < 0)
         return r;
+    /* Type errors inside the rope objects say which object they are in. */
+    char in_params[320], in_scaling[320];
+    snprintf(in_params, sizeof in_params, "%s: rope_parameters", file);
+    snprintf(in_scaling, sizeof in_scaling, "%s: rope_scaling", file);
     if (cJSON_IsObject(params) &&
-        (r = get_num(params, "rope_theta", file, &c->rope_theta, err)) < 0)
+        (r = get_num(params, "rope_theta", in_params, &c->rope_theta, err)) < 0)
         return r;
     if (!(c->rope_theta > 1.0))
-        return vrt_err_set(err, VRT_ECONFIG,
-                           "%s: rope_theta must be greater than 1, got %g",
-                           file, c->rope_theta);
+        return vrt_err_set(err, VRT_ECONFIG, "%s: rope_theta must be greater than 1, got %g", file,
+                           c->rope_theta);
     /* scaling = rope_parameters (unless its type is default) ?? rope_scaling */
     const cJSON *s = cJSON_IsObject(scaling) ? scaling : NULL;
     const char *key = "rope_scaling";
     if (cJSON_IsObject(params)) {
         const char *pt = NULL;
-        if ((r = get_str(params, "rope_type", file, &pt, err)) < 0)
+        if ((r = get_str(params, "rope_type", in_params, &pt, err)) < 0)
             return r;
-        if (!pt && (r = get_str(params, "type", file, &pt, err)) < 0)
+        if (!pt && (r = get_str(params, "type", in_params, &pt, err)) < 0)
             return r;
         if (pt && strcmp(pt, "default") != 0) {
             s = params;
@@ -216,16 +197,16 @@ static int parse_rope(vrt_model_config *c, const cJSON *root, const char *file,
     c->rope_scaling.factor = 1.0;
     if (!s)
         return 0;
+    const char *in = s == params ? in_params : in_scaling;
     const char *type = NULL;
-    if ((r = get_str(s, "rope_type", file, &type, err)) < 0)
+    if ((r = get_str(s, "rope_type", in, &type, err)) < 0)
         return r;
-    if (!type && (r = get_str(s, "type", file, &type, err)) < 0)
+    if (!type && (r = get_str(s, "type", in, &type, err)) < 0)
         return r;
     if (!type)
         return vrt_err_set(err, VRT_ECONFIG,
-                           "%s: %s has no rope_type (or type); supported: "
-                           SUPPORTED_ROPE,
-                           file, key);
+                           "%s: %s has no rope_type (or type); supported: " SUPPORTED_ROPE, file,
+                           key);
     if (strcmp(type, "default") == 0)
         return 0;
     if (strcmp(type, "linear") == 0)
@@ -236,23 +217,18 @@ static int parse_rope(vrt_model_config *c, const cJSON *root, const char *file,
         c->rope_scaling.type = VRT_ROPE_LLAMA3;
     else
         return vrt_err_set(err, VRT_EUNSUPPORTED,
-                           "%s: %s type '%.64s' is not supported (supported: "
-                           SUPPORTED_ROPE ")",
+                           "%s: %s type '%.64s' is not supported (supported: " SUPPORTED_ROPE ")",
                            file, key, type);
     double f = 0;
-    if ((r = get_num(s, "factor", file, &f, err)) < 0)
+    if ((r = get_num(s, "factor", in, &f, err)) < 0)
         return r;
     if (r == 0)
-        return vrt_err_set(err, VRT_ECONFIG,
-                           "%s: %s of type %s needs a factor", file, key,
-                           type);
+        return vrt_err_set(err, VRT_ECONFIG, "%s: %s of type %s needs a factor", file, key, type);
     if (!(f > 0))
-        return vrt_err_set(err, VRT_ECONFIG,
-                           "%s: %s factor must be positive, got %g", file, key,
+        return vrt_err_set(err, VRT_ECONFIG, "%s: %s factor must be positive, got %g", file, key,
                            f);
     if (f < 1.0)
-        VRT_WARN("%s: %s factor %g is below 1 (transformers expects >= 1)",
-                 file, key, f);
+        VRT_WARN("%s: %s factor %g is below 1 (transformers expects >= 1)", file, key, f);
     c->rope_scaling.factor = f;
     if (c->rope_scaling.type != VRT_ROPE_LLAMA3)
         return 0;
@@ -266,13 +242,10 @@ static int parse_rope(vrt_model_config *c, const cJSON *root, const char *file,
                                "factor, low_freq_factor, high_freq_factor, "
                                "original_max_position_embeddings)",
                                file, key, need[i]);
-    if ((r = get_num(s, "low_freq_factor", file,
-                     &c->rope_scaling.low_freq_factor, err)) < 0 ||
-        (r = get_num(s, "high_freq_factor", file,
-                     &c->rope_scaling.high_freq_factor, err)) < 0 ||
-        (r = get_i64(s, "original_max_position_embeddings", file,
-                     &c->rope_scaling.original_max_position_embeddings,
-                     err)) < 0)
+    if ((r = get_num(s, "low_freq_factor", in, &c->rope_scaling.low_freq_factor, err)) < 0 ||
+        (r = get_num(s, "high_freq_factor", in, &c->rope_scaling.high_freq_factor, err)) < 0 ||
+        (r = get_i64(s, "original_max_position_embeddings", in,
+                     &c->rope_scaling.original_max_position_embeddings, err)) < 0)
         return r;
     if (!(c->rope_scaling.high_freq_factor > c->rope_scaling.low_freq_factor) ||
         !(c->rope_scaling.low_freq_factor > 0) ||
@@ -284,27 +257,22 @@ static int parse_rope(vrt_model_config *c, const cJSON *root, const char *file,
                            "%lld)",
                            file, key, c->rope_scaling.low_freq_factor,
                            c->rope_scaling.high_freq_factor,
-                           (long long)c->rope_scaling
-                               .original_max_position_embeddings);
+                           (long long)c->rope_scaling.original_max_position_embeddings);
     return 0;
 }
 
 /* ---- config.json ------------------------------------------------------- */
 
-static int parse_config(vrt_model_config *c, const cJSON *root,
-                        const char *file, vrt_err *err)
+static int parse_config(vrt_model_config *c, const cJSON *root, const char *file, vrt_err *err)
 {
     int r;
     const char *mt = NULL, *an = NULL;
     if ((r = get_str(root, "model_type", file, &mt, err)) < 0)
         return r;
-    const cJSON *archs = cJSON_GetObjectItemCaseSensitive(root,
-                                                          "architectures");
+    const cJSON *archs = cJSON_GetObjectItemCaseSensitive(root, "architectures");
     if (archs && !cJSON_IsNull(archs)) {
-        if (!cJSON_IsArray(archs) ||
-            (archs->child && !cJSON_IsString(archs->child)))
-            return vrt_err_set(err, VRT_ECONFIG,
-                               "%s: architectures must be a list of strings",
+        if (!cJSON_IsArray(archs) || (archs->child && !cJSON_IsString(archs->child)))
+            return vrt_err_set(err, VRT_ECONFIG, "%s: architectures must be a list of strings",
                                file);
         if (archs->child)
             an = archs->child->valuestring;
@@ -316,8 +284,8 @@ static int parse_config(vrt_model_config *c, const cJSON *root,
             c->arch = VRT_ARCH_MISTRAL;
         else
             return vrt_err_set(err, VRT_EUNSUPPORTED,
-                               "%s: architecture '%.64s' is not supported "
-                               "(supported: " SUPPORTED_ARCHS ")",
+                               "%s: architectures[0] '%.64s' is not "
+                               "supported (supported: " SUPPORTED_ARCHS ")",
                                file, an);
     } else if (mt) {
         if (strcmp(mt, "llama") == 0)
@@ -341,23 +309,18 @@ static int parse_config(vrt_model_config *c, const cJSON *root,
     copy_str(c->model_type, sizeof c->model_type, mistral ? "mistral" : "llama");
 
     if ((r = need_pos_int(root, "hidden_size", file, &c->hidden_size, err)) ||
-        (r = need_pos_int(root, "intermediate_size", file,
-                          &c->intermediate_size, err)) ||
-        (r = need_pos_int(root, "num_hidden_layers", file,
-                          &c->num_hidden_layers, err)) ||
-        (r = need_pos_int(root, "num_attention_heads", file,
-                          &c->num_attention_heads, err)) ||
+        (r = need_pos_int(root, "intermediate_size", file, &c->intermediate_size, err)) ||
+        (r = need_pos_int(root, "num_hidden_layers", file, &c->num_hidden_layers, err)) ||
+        (r = need_pos_int(root, "num_attention_heads", file, &c->num_attention_heads, err)) ||
         (r = need_pos_int(root, "vocab_size", file, &c->vocab_size, err)))
         return r;
     int H = c->num_attention_heads;
 
     /* num_key_value_heads: null -> H; a missing key is the class default
      * (Llama: H, Mistral: 8). */
-    const cJSON *jkv = cJSON_GetObjectItemCaseSensitive(root,
-                                                        "num_key_value_heads");
+    const cJSON *jkv = cJSON_GetObjectItemCaseSensitive(root, "num_key_value_heads");
     c->num_key_value_heads = (mistral && !jkv) ? 8 : H;
-    if ((r = get_int(root, "num_key_value_heads", file,
-                     &c->num_key_value_heads, err)) < 0)
+    if ((r = get_int(root, "num_key_value_heads", file, &c->num_key_value_heads, err)) < 0)
         return r;
     if (c->num_key_value_heads <= 0 || c->num_key_value_heads > H ||
         H % c->num_key_value_heads != 0)
@@ -385,33 +348,36 @@ static int parse_config(vrt_model_config *c, const cJSON *root,
                            file, c->head_dim);
     c->rotary_dim = c->head_dim;
     double prf = 1.0;
-    if ((r = get_num(root, "partial_rotary_factor", file, &prf, err)) < 0)
-        return r;
-    if (prf != 1.0)
-        return vrt_err_set(err, VRT_EUNSUPPORTED,
-                           "%s: partial_rotary_factor %g is not supported for "
-                           "%s (only 1.0)",
-                           file, prf, c->arch_name);
+    /* transformers v5 may move it into rope_parameters (FORMATS.md §2.0);
+     * either place must be 1.0 for these architectures. */
+    const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+    static const char *const prf_keys[] = {"partial_rotary_factor", "rope_parameters."
+                                                                    "partial_rotary_factor"};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *o = k == 0 ? root : cJSON_IsObject(rp) ? rp : NULL;
+        prf = 1.0;
+        if (o && (r = get_num(o, "partial_rotary_factor", file, &prf, err)) < 0)
+            return r;
+        if (prf != 1.0)
+            return vrt_err_set(err, VRT_EUNSUPPORTED,
+                               "%s: %s %g is not supported for %s (only 1.0)", file, prf_keys[k],
+                               prf, c->arch_name);
+    }
 
     c->max_position_embeddings = mistral ? 131072 : 2048;
-    if ((r = get_i64(root, "max_position_embeddings", file,
-                     &c->max_position_embeddings, err)) < 0)
+    if ((r = get_i64(root, "max_position_embeddings", file, &c->max_position_embeddings, err)) < 0)
         return r;
     if (c->max_position_embeddings <= 0)
-        return vrt_err_set(err, VRT_ECONFIG,
-                           "%s: max_position_embeddings must be positive",
-                           file);
+        return vrt_err_set(err, VRT_ECONFIG, "%s: max_position_embeddings must be positive", file);
     c->rms_norm_eps = 1e-6;
     if ((r = get_num(root, "rms_norm_eps", file, &c->rms_norm_eps, err)) < 0)
         return r;
     if (!(c->rms_norm_eps > 0))
-        return vrt_err_set(err, VRT_ECONFIG,
-                           "%s: rms_norm_eps must be positive", file);
+        return vrt_err_set(err, VRT_ECONFIG, "%s: rms_norm_eps must be positive", file);
     if ((r = parse_rope(c, root, file, err)) != 0)
         return r;
 
-    if ((r = get_bool(root, "tie_word_embeddings", file,
-                      &c->tie_word_embeddings, err)) < 0)
+    if ((r = get_bool(root, "tie_word_embeddings", file, &c->tie_word_embeddings, err)) < 0)
         return r;
     const char *act = "silu";
     if ((r = get_str(root, "hidden_act", file, &act, err)) < 0)
@@ -439,16 +405,13 @@ static int parse_config(vrt_model_config *c, const cJSON *root,
 
     c->sliding_window = 0;
     if (mistral) {
-        const cJSON *jsw = cJSON_GetObjectItemCaseSensitive(root,
-                                                            "sliding_window");
+        const cJSON *jsw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
         if (!jsw)
             c->sliding_window = 4096; /* MistralConfig default */
-        else if ((r = get_i64(root, "sliding_window", file,
-                              &c->sliding_window, err)) < 0)
+        else if ((r = get_i64(root, "sliding_window", file, &c->sliding_window, err)) < 0)
             return r;
         if (c->sliding_window < 0)
-            return vrt_err_set(err, VRT_ECONFIG,
-                               "%s: sliding_window must be null or positive",
+            return vrt_err_set(err, VRT_ECONFIG, "%s: sliding_window must be null or positive",
                                file);
     }
 
@@ -464,28 +427,32 @@ static int parse_config(vrt_model_config *c, const cJSON *root,
     const cJSON *jb = cJSON_GetObjectItemCaseSensitive(root, "bos_token_id");
     if (!jb)
         c->bos_token_id = 1;
-    else if ((r = get_int(root, "bos_token_id", file, &c->bos_token_id,
-                          err)) < 0)
+    else if ((r = get_int(root, "bos_token_id", file, &c->bos_token_id, err)) < 0)
         return r;
     c->pad_token_id = -1;
     if ((r = get_int(root, "pad_token_id", file, &c->pad_token_id, err)) < 0)
         return r;
+    /* eos: the class default 2 stands in only while no file sets the key;
+     * parse_gen drops it when generation_config.json has eos_token_id (as
+     * transformers, which then stops on generation_config's ids alone). */
     c->n_eos = 0;
     if (!cJSON_GetObjectItemCaseSensitive(root, "eos_token_id"))
         c->eos_token_ids[c->n_eos++] = 2;
-    else if ((r = get_ids(root, "eos_token_id", file, c->eos_token_ids,
-                          &c->n_eos, err)) < 0)
+    else if ((r = get_ids(root, "eos_token_id", file, c->eos_token_ids, &c->n_eos, err)) < 0)
         return r;
     return 0;
 }
 
 /* ---- generation_config.json ------------------------------------------- */
 
-static int parse_gen(vrt_model_config *c, const cJSON *g, const char *file,
+static int parse_gen(vrt_model_config *c, const cJSON *g, const char *file, bool eos_is_default,
                      vrt_err *err)
 {
     int r, v;
     c->gen.present = true;
+    const cJSON *ge = cJSON_GetObjectItemCaseSensitive(g, "eos_token_id");
+    if (eos_is_default && ge && !cJSON_IsNull(ge))
+        c->n_eos = 0;
     if ((r = get_int(g, "bos_token_id", file, &v, err)) < 0)
         return r;
     if (r)
@@ -494,8 +461,7 @@ static int parse_gen(vrt_model_config *c, const cJSON *g, const char *file,
         return r;
     if (r)
         c->pad_token_id = v;
-    if ((r = get_ids(g, "eos_token_id", file, c->eos_token_ids, &c->n_eos,
-                     err)) < 0)
+    if ((r = get_ids(g, "eos_token_id", file, c->eos_token_ids, &c->n_eos, err)) < 0)
         return r;
     if ((r = get_bool(g, "do_sample", file, &c->gen.do_sample, err)) < 0)
         return r;
@@ -509,12 +475,10 @@ static int parse_gen(vrt_model_config *c, const cJSON *g, const char *file,
     if ((r = get_num(g, "top_p", file, &c->gen.top_p, err)) < 0)
         return r;
     c->gen.has_top_p = r;
-    if ((r = get_num(g, "repetition_penalty", file,
-                     &c->gen.repetition_penalty, err)) < 0)
+    if ((r = get_num(g, "repetition_penalty", file, &c->gen.repetition_penalty, err)) < 0)
         return r;
     c->gen.has_repetition_penalty = r;
-    if ((r = get_i64(g, "max_new_tokens", file, &c->gen.max_new_tokens,
-                     err)) < 0)
+    if ((r = get_i64(g, "max_new_tokens", file, &c->gen.max_new_tokens, err)) < 0)
         return r;
     c->gen.has_max_new_tokens = r;
     if ((r = get_i64(g, "max_length", file, &c->gen.max_length, err)) < 0)
@@ -531,12 +495,19 @@ static int parse_gen(vrt_model_config *c, const cJSON *g, const char *file,
     return 0;
 }
 
-static int parse_text(const char *text, const char *file, cJSON **out,
-                      vrt_err *err)
+static int parse_text(const char *text, const char *file, cJSON **out, vrt_err *err)
 {
-    cJSON *j = cJSON_Parse(text);
-    if (!j)
-        return vrt_err_set(err, VRT_ECONFIG, "%s: not valid JSON", file);
+    /* Nothing but whitespace may follow the object: Python's json.load
+     * rejects "extra data", and two objects pasted together must not parse
+     * as the first one. */
+    cJSON *j = cJSON_ParseWithOpts(text, NULL, 1);
+    if (!j) {
+        const char *at = cJSON_GetErrorPtr();
+        int line = 1;
+        for (const char *p = text; at && p < at && *p; p++)
+            line += *p == '\n';
+        return vrt_err_set(err, VRT_ECONFIG, "%s: not valid JSON (line %d)", file, line);
+    }
     if (!cJSON_IsObject(j)) {
         cJSON_Delete(j);
         return vrt_err_set(err, VRT_ECONFIG, "%s: not a JSON object", file);
@@ -545,9 +516,8 @@ static int parse_text(const char *text, const char *file, cJSON **out,
     return 0;
 }
 
-int vrt_model_config_parse(vrt_model_config *c, const char *config_json,
-                           const char *config_name, const char *gen_json,
-                           const char *gen_name, vrt_err *err)
+int vrt_model_config_parse(vrt_model_config *c, const char *config_json, const char *config_name,
+                           const char *gen_json, const char *gen_name, vrt_err *err)
 {
     memset(c, 0, sizeof *c);
     cJSON *root = NULL, *g = NULL;
@@ -555,7 +525,8 @@ int vrt_model_config_parse(vrt_model_config *c, const char *config_json,
     if (rc == 0)
         rc = parse_config(c, root, config_name, err);
     if (rc == 0 && gen_json && (rc = parse_text(gen_json, gen_name, &g, err)) == 0)
-        rc = parse_gen(c, g, gen_name, err);
+        rc =
+            parse_gen(c, g, gen_name, !cJSON_GetObjectItemCaseSensitive(root, "eos_token_id"), err);
     cJSON_Delete(root);
     cJSON_Delete(g);
     return rc;
@@ -568,8 +539,7 @@ static int slurp(const char *path, char **out, vrt_err *err)
     if (!f) {
         if (errno == ENOENT)
             return 1;
-        return vrt_err_set(err, VRT_EIO, "%s: cannot open: %s", path,
-                           strerror(errno));
+        return vrt_err_set(err, VRT_EIO, "%s: cannot open: %s", path, strerror(errno));
     }
     char *buf = NULL;
     size_t n = 0, cap = 0;
@@ -589,8 +559,7 @@ static int slurp(const char *path, char **out, vrt_err *err)
         if (n > MAX_CONFIG_BYTES) {
             free(buf);
             fclose(f);
-            return vrt_err_set(err, VRT_ECONFIG, "%s: too large for a config",
-                               path);
+            return vrt_err_set(err, VRT_ECONFIG, "%s: too large for a config", path);
         }
         if (k < 4096)
             break;
@@ -660,16 +629,13 @@ int vrt_rope_inv_freq(const vrt_model_config *c, int seq_len, float *inv_freq,
 {
     int dim = c->rotary_dim ? c->rotary_dim : c->head_dim;
     if (dim <= 2 || dim % 2 != 0)
-        return vrt_err_set(err, VRT_EINVAL,
-                           "rope: rotary dim %d must be even and > 2", dim);
+        return vrt_err_set(err, VRT_EINVAL, "rope: rotary dim %d must be even and > 2", dim);
     if (attention_scaling)
         *attention_scaling = 1.0f;
     double base = c->rope_theta;
     float factor = (float)c->rope_scaling.factor;
     switch (c->rope_scaling.type) {
-    case VRT_ROPE_DEFAULT:
-        default_inv_freq((float)base, dim, inv_freq);
-        return 0;
+    case VRT_ROPE_DEFAULT: default_inv_freq((float)base, dim, inv_freq); return 0;
     case VRT_ROPE_LINEAR:
         default_inv_freq((float)base, dim, inv_freq);
         for (int i = 0; i < dim / 2; i++)
@@ -679,11 +645,9 @@ int vrt_rope_inv_freq(const vrt_model_config *c, int seq_len, float *inv_freq,
         /* Python doubles: base * ((factor*S/Lmax) - (factor-1)) ** (d/(d-2))
          * with S = max(seq_len, Lmax). */
         double lmax = (double)c->max_position_embeddings;
-        double s = seq_len > c->max_position_embeddings ? (double)seq_len
-                                                        : lmax;
+        double s = seq_len > c->max_position_embeddings ? (double)seq_len : lmax;
         double f = c->rope_scaling.factor;
-        base = base * pow((f * s / lmax) - (f - 1.0),
-                          (double)dim / (double)(dim - 2));
+        base = base * pow((f * s / lmax) - (f - 1.0), (double)dim / (double)(dim - 2));
         default_inv_freq((float)base, dim, inv_freq);
         return 0;
     }
@@ -709,6 +673,5 @@ int vrt_rope_inv_freq(const vrt_model_config *c, int seq_len, float *inv_freq,
         return 0;
     }
     }
-    return vrt_err_set(err, VRT_EINVAL, "rope: unknown scaling type %d",
-                       c->rope_scaling.type);
+    return vrt_err_set(err, VRT_EINVAL, "rope: unknown scaling type %d", c->rope_scaling.type);
 }

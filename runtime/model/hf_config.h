@@ -49,8 +49,8 @@ typedef struct vrt_model_config {
     struct {
         int type; /* vrt_rope_type */
         double factor;
-        double low_freq_factor;  /* llama3 */
-        double high_freq_factor; /* llama3 */
+        double low_freq_factor;                   /* llama3 */
+        double high_freq_factor;                  /* llama3 */
         int64_t original_max_position_embeddings; /* llama3 */
     } rope_scaling;
     bool tie_word_embeddings;
@@ -58,11 +58,12 @@ typedef struct vrt_model_config {
     char hidden_act[16];    /* always "silu" once loaded */
     bool attention_bias;
     bool mlp_bias;
-    char torch_dtype[16]; /* "bfloat16", "float16", ...; "" when absent */
-    int bos_token_id;     /* -1 when none */
-    int pad_token_id;     /* -1 when none */
+    char torch_dtype[16];           /* "bfloat16", "float16", ...; "" when absent */
+    int bos_token_id;               /* -1 when none */
+    int pad_token_id;               /* -1 when none */
     int eos_token_ids[VRT_MAX_EOS]; /* [n_eos]: union of config.json and
-                                       generation_config.json */
+                                       generation_config.json; the class
+                                       default 2 only when neither sets it */
     int n_eos;
     /* generation_config.json defaults; has_* says whether the key was set. */
     struct {
@@ -87,9 +88,8 @@ typedef struct vrt_model_config {
  * Errors name the file and the key and list what is supported. */
 int vrt_model_config_load(vrt_model_config *c, const char *dir, vrt_err *err);
 /* Same from JSON text (gen_json may be NULL); names are used in messages. */
-int vrt_model_config_parse(vrt_model_config *c, const char *config_json,
-                           const char *config_name, const char *gen_json,
-                           const char *gen_name, vrt_err *err);
+int vrt_model_config_parse(vrt_model_config *c, const char *config_json, const char *config_name,
+                           const char *gen_json, const char *gen_name, vrt_err *err);
 
 const char *vrt_rope_type_name(int type);
 
