@@ -253,6 +253,8 @@ static int fill_tensor(void *ctx, void *buf, uint64_t off, uint64_t n, vrt_err *
     if (off == 0)
         t->st->n_started++;
     unsigned char *out = buf;
+    /* Each value depends on its index only, so threads may split the chunk. */
+#pragma omp parallel for schedule(static) if (ne >= 65536)
     for (uint64_t i = 0; i < ne; i++) {
         uint64_t e = e0 + i;
         float z[2];
