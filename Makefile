@@ -3,6 +3,7 @@
 #   make deps      install missing build dependencies (Debian packages)
 #   make           build ./v100rt
 #   make test      build and run every test; ends with "N passed, N failed"
+#   make demo-model  write models/tiny, the random-weight demo model
 #   make asan      switch this tree to the AddressSanitizer+UBSan build
 #   make release   switch back to the normal optimized build
 #   make install   install to $(PREFIX) (default /usr/local)
@@ -52,7 +53,7 @@ LIB_SRC := $(filter-out runtime/main.c,$(shell find runtime -name '*.c' | sort))
 	$(sort $(wildcard kernels/cpu/*.c))
 REF_SRC := $(sort $(wildcard kernels/ref/*.c))
 TEST_SRC := $(sort $(wildcard tests/unit/*.c))
-LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o) $(B)/gen/vrt_cdef.o
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o) $(B)/gen/vrt_cdef.o $(B)/gen/mkmodel_assets.o
 REF_OBJ := $(REF_SRC:%.c=$(B)/%.o)
 TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
 MAIN_OBJ := $(B)/runtime/main.o
@@ -62,7 +63,7 @@ MAIN_OBJ := $(B)/runtime/main.o
 NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
 .PHONY: FORCE all deps test asan release install uninstall clean fmt info check-configs readme \
-	fuzz fuzz-run
+	fuzz fuzz-run demo-model
 all: v100rt
 
 deps:
@@ -96,6 +97,18 @@ $(B)/gen/vrt_cdef.c: runtime/vrt.h scripts/gen-cdef.awk
 	@mkdir -p $(dir $@)
 	$(Q)awk -f scripts/gen-cdef.awk $< > $@
 $(B)/gen/vrt_cdef.o: $(B)/gen/vrt_cdef.c
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# The tokenizer `v100rt mkmodel` writes, embedded so that an installed
+# binary needs no files from the source tree.
+MKMODEL_TOK := tests/fixtures/tokenizers/sentencepiece
+$(B)/gen/mkmodel_assets.c: $(MKMODEL_TOK)/tokenizer.json $(MKMODEL_TOK)/tokenizer_config.json \
+		scripts/gen-assets.sh
+	@mkdir -p $(dir $@)
+	$(Q)sh scripts/gen-assets.sh vrt__asset_tokenizer_json=$(MKMODEL_TOK)/tokenizer.json \
+		vrt__asset_tokenizer_config_json=$(MKMODEL_TOK)/tokenizer_config.json > $@.tmp
+	$(Q)mv $@.tmp $@
+$(B)/gen/mkmodel_assets.o: $(B)/gen/mkmodel_assets.c
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(B)/%.o: %.c
@@ -132,6 +145,14 @@ info:
 	@echo "variant: $(VARIANT)"
 	@echo "cc:      $(CC) ($(shell $(CC) -dumpversion))"
 	@echo "nvcc:    $(if $(NVCC),$(NVCC),not found (CUDA backend not built))"
+
+# The demo model configs/tiny.lua points at (a few MB of random weights).
+demo-model: v100rt
+	@if [ -f models/tiny/config.json ]; then \
+		echo "models/tiny already exists (rm -r models/tiny to make it again)"; \
+	else \
+		./v100rt mkmodel --preset tiny --seed 1 models/tiny; \
+	fi
 
 check-configs: v100rt
 	@for f in configs/*.lua; do ./v100rt check $$f >/dev/null || exit 1; echo "ok $$f"; done

@@ -44,6 +44,7 @@ int vrt_cli_usage(const vrt_cmd *cmd, const char *problem);
 int vrt_cmd_help(int argc, char **argv);
 int vrt_cmd_version(int argc, char **argv);
 int vrt_cmd_check(int argc, char **argv);
+int vrt_cmd_mkmodel(int argc, char **argv);
 int vrt_cmd_run(int argc, char **argv);
 
 #endif

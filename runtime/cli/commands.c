@@ -22,6 +22,34 @@ const vrt_cmd vrt_commands[] = {
      "  --json    print the resolved configuration as JSON\n"
      "  --quiet   print nothing on success (errors still go to stderr)\n",
      vrt_cmd_check},
+    {"mkmodel", "write a model directory with seeded random weights (for demos and tests)",
+     "v100rt mkmodel [--preset tiny|small|tinyllama] [--arch llama|mistral] [options] OUT_DIR",
+     "Writes a Hugging Face-style model directory that transformers can load:\n"
+     "config.json, generation_config.json, model.safetensors (HF tensor names,\n"
+     "weights N(0, 0.02) from --seed), and a real SentencePiece-style BPE tokenizer\n"
+     "(tokenizer.json, tokenizer_config.json; 3000 tokens) built into v100rt.\n"
+     "Tensors are generated while they are written, so memory stays small.\n"
+     "\n"
+     "Presets (default tiny; options below override them):\n"
+     "  tiny        dim 128, 4 layers, 4 heads, 2 kv heads, ffn 344, vocab 3000 (~1.5M params)\n"
+     "  small       dim 768, 12 layers, 12 heads, ffn 2048, vocab 32000, tied (~110M)\n"
+     "  tinyllama   dim 2048, 22 layers, 32 heads, 4 kv heads, ffn 5632, vocab 32000 (1.1B)\n"
+     "\n"
+     "  --arch llama|mistral   LlamaForCausalLM (default) or MistralForCausalLM\n"
+     "  --dim N, --layers N, --heads N, --kv-heads N, --ffn N, --vocab N\n"
+     "                         hidden size, layers, attention and key/value heads,\n"
+     "                         intermediate size, vocabulary rows (>= 3000)\n"
+     "  --head-dim N           head dimension (default dim / heads)\n"
+     "  --max-pos N            max_position_embeddings (default 2048)\n"
+     "  --rope-theta X         rope_theta (default 10000)\n"
+     "  --sliding-window N     Mistral only: attention window (default 4096; 0 = none)\n"
+     "  --tie                  tie lm_head to the embeddings (no lm_head.weight)\n"
+     "  --dtype f16|f32        weight dtype (default f16)\n"
+     "  --seed N               random seed (default 0); same seed, same bytes\n"
+     "  --force                write into a non-empty directory\n"
+     "\n"
+     "`make demo-model` runs `v100rt mkmodel --preset tiny --seed 1 models/tiny`.\n",
+     vrt_cmd_mkmodel},
     {"run", "run a Lua script with the v100rt runtime (require \"v100rt\")",
      "v100rt run SCRIPT.lua [ARGS...]",
      "Runs a Lua script in v100rt's LuaJIT host. The script sees its arguments in\n"

@@ -728,7 +728,9 @@ struct vrt_st_wentry {
     int64_t shape[VRT_ST_MAX_DIMS];
     uint64_t nbytes;
     const void *data;
-    void *owned; /* the copy, when add copied */
+    void *owned;         /* the copy, when add copied */
+    vrt_st_fill_fn fill; /* generated tensors: data is NULL */
+    void *fill_ctx;
 };
 
 void vrt_st_writer_init(vrt_st_writer *w) { memset(w, 0, sizeof *w); }
@@ -747,7 +749,8 @@ void vrt_st_writer_free(vrt_st_writer *w)
 
 static int writer_add(vrt_st_writer *w, const char *name, int dtype, int ndim,
                       const int64_t *shape, const void *data, uint64_t nbytes,
-                      int copy, vrt_err *err)
+                      int copy, vrt_st_fill_fn fill, void *fill_ctx,
+                      vrt_err *err)
 {
     if (!name || !*name || strcmp(name, "__metadata__") == 0)
         return vrt_err_set(err, VRT_EINVAL,
@@ -778,7 +781,7 @@ static int writer_add(vrt_st_writer *w, const char *name, int dtype, int ndim,
                            "': %llu bytes given, shape %s of %s needs %llu",
                            name, (unsigned long long)nbytes, sh,
                            vrt_st_dtype_name(dtype), (unsigned long long)want);
-    if (nbytes && !data)
+    if (nbytes && !data && !fill)
         return vrt_err_set(err, VRT_EINVAL,
                            "safetensors writer: tensor '" NAME_FMT
                            "': no data",
@@ -810,6 +813,8 @@ static int writer_add(vrt_st_writer *w, const char *name, int dtype, int ndim,
     } else {
         e->data = data;
     }
+    e->fill = fill;
+    e->fill_ctx = fill_ctx;
     e->dtype = dtype;
     e->ndim = ndim;
     for (int i = 0; i < ndim; i++)
@@ -823,14 +828,33 @@ int vrt_st_writer_add(vrt_st_writer *w, const char *name, int dtype, int ndim,
                       const int64_t *shape, const void *data, uint64_t nbytes,
                       vrt_err *err)
 {
-    return writer_add(w, name, dtype, ndim, shape, data, nbytes, 1, err);
+    return writer_add(w, name, dtype, ndim, shape, data, nbytes, 1, NULL,
+                      NULL, err);
 }
 
 int vrt_st_writer_add_ref(vrt_st_writer *w, const char *name, int dtype,
                           int ndim, const int64_t *shape, const void *data,
                           uint64_t nbytes, vrt_err *err)
 {
-    return writer_add(w, name, dtype, ndim, shape, data, nbytes, 0, err);
+    return writer_add(w, name, dtype, ndim, shape, data, nbytes, 0, NULL,
+                      NULL, err);
+}
+
+int vrt_st_writer_add_fill(vrt_st_writer *w, const char *name, int dtype,
+                           int ndim, const int64_t *shape, vrt_st_fill_fn fill,
+                           void *ctx, vrt_err *err)
+{
+    if (!fill)
+        return vrt_err_set(err, VRT_EINVAL,
+                           "safetensors writer: tensor '" NAME_FMT
+                           "': no fill function",
+                           name ? name : "(null)");
+    uint64_t nbytes = 0;
+    if (vrt_st_dtype_bits(dtype) != 0 && ndim >= 0 && ndim <= VRT_ST_MAX_DIMS &&
+        (ndim == 0 || shape) && shape_nbytes(dtype, ndim, shape, &nbytes) != 0)
+        nbytes = 0; /* writer_add reports the bad shape */
+    return writer_add(w, name, dtype, ndim, shape, NULL, nbytes, 0, fill, ctx,
+                      err);
 }
 
 /* A growable string for the header. */
@@ -924,6 +948,29 @@ static int write_all(int fd, const void *buf, uint64_t n)
     return 0;
 }
 
+/* Size of the buffer generated tensors are produced in (a multiple of 8). */
+#define FILL_CHUNK ((uint64_t)4 << 20)
+
+/* Writes one generated tensor through a chunk buffer (allocated on first
+ * use, *buf, freed by the caller). */
+static int write_filled(int fd, const struct vrt_st_wentry *e, void **buf,
+                        const char *path, vrt_err *err)
+{
+    if (!*buf && e->nbytes && !(*buf = malloc(FILL_CHUNK)))
+        return vrt_err_set(err, VRT_ENOMEM, "%s: out of memory", path);
+    for (uint64_t off = 0; off < e->nbytes; off += FILL_CHUNK) {
+        uint64_t n = e->nbytes - off < FILL_CHUNK ? e->nbytes - off : FILL_CHUNK;
+        int rc = e->fill(e->fill_ctx, *buf, off, n, err);
+        if (rc != 0)
+            return vrt_err_prefix(err, "%s: tensor '" NAME_FMT "': ", path,
+                                  e->name);
+        if (write_all(fd, *buf, n) != 0)
+            return vrt_err_set(err, VRT_EIO, "%s: write failed: %s", path,
+                               strerror(errno));
+    }
+    return 0;
+}
+
 /* The metadata object, validated (values must be strings). */
 static int build_metadata(sbuf *b, const char *metadata_json, vrt_err *err)
 {
@@ -973,6 +1020,7 @@ int vrt_st_writer_write(vrt_st_writer *w, const char *path,
     int rc = 0, fd = -1;
     sbuf b = {0};
     char *tmp = NULL;
+    void *chunk = NULL; /* buffer of generated tensors */
     struct vrt_st_wentry **ord =
         malloc((size_t)(w->n ? w->n : 1) * sizeof *ord);
     if (!ord)
@@ -1047,8 +1095,14 @@ int vrt_st_writer_write(vrt_st_writer *w, const char *path,
     for (int i = 0; i < 8; i++)
         len8[i] = (unsigned char)((uint64_t)b.n >> (8 * i));
     int bad = write_all(fd, len8, 8) || write_all(fd, b.s, b.n);
-    for (int i = 0; i < w->n && !bad; i++)
-        bad = write_all(fd, ord[i]->data, ord[i]->nbytes);
+    for (int i = 0; i < w->n && !bad; i++) {
+        if (ord[i]->fill) {
+            if ((rc = write_filled(fd, ord[i], &chunk, path, err)) != 0)
+                goto done;
+        } else {
+            bad = write_all(fd, ord[i]->data, ord[i]->nbytes);
+        }
+    }
     if (bad || fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
         rc = vrt_err_set(err, VRT_EIO, "%s: write failed: %s", path,
                          strerror(errno));
@@ -1075,6 +1129,7 @@ done:
         unlink(tmp);
         free(tmp);
     }
+    free(chunk);
     free(b.s);
     free(ord);
     return rc;

@@ -123,7 +123,9 @@ int vrt_st_to_f32(const vrt_st_tensor *t, float *out, vrt_err *err);
 int vrt_st_to_f16(const vrt_st_tensor *t, uint16_t *out, uint64_t *n_overflow,
                   vrt_err *err);
 
-/* Writer. Tensors are added, then written at once. */
+/* Writer. Tensors are added, then written at once; the writer holds the
+ * data of tensors added with vrt_st_writer_add (a copy) and references the
+ * rest, so memory stays bounded with add_ref and add_fill. */
 typedef struct vrt_st_writer {
     struct vrt_st_wentry *entries_; /* internal */
     int n, cap_;
@@ -140,6 +142,18 @@ int vrt_st_writer_add(vrt_st_writer *w, const char *name, int dtype, int ndim,
 int vrt_st_writer_add_ref(vrt_st_writer *w, const char *name, int dtype,
                           int ndim, const int64_t *shape, const void *data,
                           uint64_t nbytes, vrt_err *err);
+/* Produces a generated tensor's bytes during the write: called repeatedly
+ * with consecutive chunks, buf receiving the n bytes that start at byte off
+ * of the tensor (off and n are multiples of the element size when it is a
+ * whole number of bytes). Returns 0 or a VRT_E* code with err set. */
+typedef int (*vrt_st_fill_fn)(void *ctx, void *buf, uint64_t off, uint64_t n,
+                              vrt_err *err);
+/* Same as add, but the data is produced by fill(ctx, ...) while the file is
+ * written, a few MiB at a time, so a file larger than memory can be written
+ * (`v100rt mkmodel`). ctx must stay valid until the write. */
+int vrt_st_writer_add_fill(vrt_st_writer *w, const char *name, int dtype,
+                           int ndim, const int64_t *shape, vrt_st_fill_fn fill,
+                           void *ctx, vrt_err *err);
 /* Writes path (through a temporary file renamed into place).
  * metadata_json: NULL for {"format":"pt"}, or a JSON object whose values
  * are all strings. */

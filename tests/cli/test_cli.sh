@@ -31,7 +31,7 @@ run $BIN frobnicate; expect_rc 2; expect_err 'unknown command "frobnicate"'; pas
 
 T="help lists only commands that exist"
 run $BIN help; expect_rc 0
-for c in check run help version; do expect_out "  $c "; done
+for c in check mkmodel run help version; do expect_out "  $c "; done
 for c in serve generate bench quantize; do grep -q "^  $c " "$OUT" && fail "lists $c, which does not exist yet"; done
 pass
 
@@ -112,16 +112,58 @@ run $BIN run "$F"; expect_rc 1; expect_err "e.lua:2: broken here"; expect_err "s
 T="run: no script, exit 2"
 run $BIN run; expect_rc 2; expect_err "usage: v100rt run"; pass
 
+T="mkmodel: bad usage exits 2 with a suggestion"
+run $BIN mkmodel; expect_rc 2; expect_err "needs one output directory"; expect_err "usage: v100rt mkmodel"
+run $BIN mkmodel --preset tinny "$TMP/m"; expect_rc 2; expect_err 'did you mean "tiny"?'
+run $BIN mkmodel --arch mistrl "$TMP/m"; expect_rc 2; expect_err 'did you mean "mistral"?'
+run $BIN mkmodel --dtype bf16 "$TMP/m"; expect_rc 2; expect_err '(one of: f16, f32)'
+run $BIN mkmodel --dim abc "$TMP/m"; expect_rc 2; expect_err '--dim: expected an integer'
+run $BIN mkmodel --seed -1 "$TMP/m"; expect_rc 2; expect_err '--seed: expected a non-negative integer'
+run $BIN mkmodel --heads 3 "$TMP/m"; expect_rc 2; expect_err "(--kv-heads) must divide num_attention_heads 3 (--heads)"
+run $BIN mkmodel --vocab 512 "$TMP/m"; expect_rc 2; expect_err "use --vocab 3000 or more"
+run $BIN mkmodel --sliding-window 64 "$TMP/m"; expect_rc 2; expect_err "add --arch mistral"
+run $BIN mkmodel --laers 2 "$TMP/m"; expect_rc 2; expect_err "did you mean --layers?"
+run $BIN mkmodel a b; expect_rc 2; expect_err 'unexpected argument "b"'
+[ -e "$TMP/m" ] && fail "a usage error created $TMP/m"
+pass
+
+T="mkmodel: writes a tiny model, same seed same bytes, refuses to overwrite"
+run $BIN mkmodel --seed 3 "$TMP/m1"; expect_rc 0; expect_out "wrote $TMP/m1: LlamaForCausalLM"; expect_out "1.49M parameters"
+for f in config.json generation_config.json model.safetensors tokenizer.json tokenizer_config.json; do
+  [ -s "$TMP/m1/$f" ] || fail "missing $f"; done
+cmp -s "$TMP/m1/tokenizer.json" tests/fixtures/tokenizers/sentencepiece/tokenizer.json || fail "tokenizer.json differs from the fixture"
+run $BIN mkmodel --seed 3 "$TMP/m2"; expect_rc 0
+cmp -s "$TMP/m1/model.safetensors" "$TMP/m2/model.safetensors" || fail "same seed, different weights"
+run $BIN mkmodel --seed 3 "$TMP/m1"; expect_rc 1; expect_err "is not empty"; expect_err "--force"
+run $BIN mkmodel --seed 4 --force "$TMP/m1"; expect_rc 0
+cmp -s "$TMP/m1/model.safetensors" "$TMP/m2/model.safetensors" && fail "--force with seed 4 kept seed 3's weights"
+pass
+
+T="mkmodel: mistral, f32, tied, explicit sizes"
+run $BIN mkmodel --arch mistral --dtype f32 --tie --dim 64 --layers 1 --heads 4 --kv-heads 1 --ffn 96 --vocab 3072 --head-dim 32 --max-pos 512 --rope-theta 1e6 --sliding-window 128 "$TMP/m3"
+expect_rc 0; expect_out "MistralForCausalLM"; expect_out "F32"; expect_out "tied embeddings"
+grep -q '"sliding_window": 128' "$TMP/m3/config.json" || fail "sliding_window not 128"
+grep -q '"rope_theta": 1000000.0' "$TMP/m3/config.json" || fail "rope_theta not 1000000.0"
+grep -q '"torch_dtype": "float32"' "$TMP/m3/config.json" || fail "torch_dtype not float32"
+grep -q 'lm_head' "$TMP/m3/model.safetensors" && fail "tied model has lm_head.weight"
+pass
+
+T="help mkmodel documents the presets"
+run $BIN help mkmodel; expect_rc 0; expect_out "usage: v100rt mkmodel"; expect_out "tinyllama"; expect_out "--sliding-window"; pass
+
 T="help config prints the reference and README embeds it verbatim"
 run $BIN help config; expect_rc 0; expect_out "batching.max_input_tokens"; expect_out "cuda_memory_fraction"
 awk '/<!-- config-reference:begin -->/{f=1;next} /<!-- config-reference:end -->/{f=0} f' README.md > "$TMP/readme_ref"
 diff -q "$OUT" "$TMP/readme_ref" >/dev/null || fail "README.md config reference differs from \`v100rt help config\` (run: make readme)"
 pass
 
-T="installed binary finds its Lua modules"
+T="installed binary finds its Lua modules and writes a model"
 run make --no-print-directory install PREFIX="$TMP/prefix"
 expect_rc 0
-run "$TMP/prefix/bin/v100rt" check --quiet "$TMP/prefix/share/v100rt/configs/tiny.lua"; expect_rc 0; pass
+run "$TMP/prefix/bin/v100rt" check --quiet "$TMP/prefix/share/v100rt/configs/tiny.lua"; expect_rc 0
+(cd "$TMP" && "$TMP/prefix/bin/v100rt" mkmodel "$TMP/inst-model" >"$OUT" 2>"$ERR"); RC=$?; expect_rc 0
+cmp -s "$TMP/inst-model/tokenizer_config.json" tests/fixtures/tokenizers/sentencepiece/tokenizer_config.json || fail "installed mkmodel: tokenizer_config.json differs"
+pass
 
 T="the unit test runner isolates crashes, hangs and failures"
 run env VRT_TEST_SELFCHECK=1 VRT_TEST_TIMEOUT=1 "$UNIT" selfcheck_
