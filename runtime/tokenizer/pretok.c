@@ -10,6 +10,7 @@
  */
 #include "tokenizer/tok_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -448,7 +449,8 @@ static int apply_one(const tk_pretok *p, const tk_str *pc, tk_strs *out)
     case TK_P_BYTELEVEL: {
         tk_str cur = *pc;
         char *tmp = NULL;
-        if (p->add_prefix_space && (pc->len == 0 || pc->s[0] != ' ')) {
+        /* NormalizedString::prepend is a no-op on an empty string. */
+        if (p->add_prefix_space && pc->len > 0 && pc->s[0] != ' ') {
             tmp = malloc(pc->len + 2);
             if (!tmp)
                 return VRT_ENOMEM;
@@ -477,7 +479,7 @@ static int apply_one(const tk_pretok *p, const tk_str *pc, tk_strs *out)
         tk_buf b = {0};
         int rc = 0;
         int pre = 0;
-        if (!(pc->len >= p->repl_len &&
+        if (pc->len > 0 && !(pc->len >= p->repl_len &&
               memcmp(pc->s, p->repl, p->repl_len) == 0)) {
             if (p->prepend_scheme == TK_PREPEND_ALWAYS)
                 pre = 1;

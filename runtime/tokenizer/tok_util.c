@@ -497,8 +497,12 @@ int tk_pattern_find(const tk_pattern *p, const char *s, size_t n,
     while (i <= n) {
         int m = pcre2_match(p->re, (PCRE2_SPTR)s, n, i, PCRE2_NO_UTF_CHECK, md,
                             NULL);
-        if (m < 0)
-            break; /* no match (or a resource limit: treat as no match) */
+        if (m == PCRE2_ERROR_NOMATCH)
+            break;
+        if (m < 0) { /* a match or JIT stack limit: never split silently wrong */
+            rc = m == PCRE2_ERROR_NOMEMORY ? VRT_ENOMEM : VRT_EINTERNAL;
+            break;
+        }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
         size_t a = ov[0], b = ov[1];
         if (spans_push(spans, n_spans, cap, a, b)) {
