@@ -230,6 +230,15 @@ typedef struct tk_tmpl_item {
     size_t n_ids;
 } tk_tmpl_item;
 
+/* Added tokens of one kind (raw or normalized) indexed for leftmost-longest
+ * matching: idx[start[b]..start[b+1]) are the tokens whose pattern begins
+ * with byte b, longest first. */
+typedef struct tk_match {
+    uint32_t *idx; /* [n] indexes into vrt_tokenizer.added */
+    size_t n;
+    uint32_t start[257];
+} tk_match;
+
 struct vrt_tokenizer {
     char *dir;
     tk_bpe bpe;
@@ -246,6 +255,8 @@ struct vrt_tokenizer {
     tk_tmpl_item *tmpl; /* [n_tmpl]; NULL = no post-processor */
     size_t n_tmpl;
     int has_tmpl;
+    tk_match match_raw;  /* normalized: false, matched in the input */
+    tk_match match_norm; /* normalized: true, matched after the normalizer */
     pcre2_code *word_re; /* "\w" for single_word added tokens, or NULL */
     int32_t bos_id, eos_id;
     char *chat_template;
