@@ -39,9 +39,7 @@ int tk_bpe_parse(tk_bpe *m, const cJSON *j, const char *file, vrt_err *err)
     const cJSON *vocab = obj_get(j, "vocab");
     const cJSON *merges = obj_get(j, "merges");
     if (!cJSON_IsObject(vocab))
-        return vrt_err_set(err, VRT_EFORMAT,
-                           "%s: model.vocab is missing or not an object",
-                           file);
+        return vrt_err_set(err, VRT_EFORMAT, "%s: model.vocab is missing or not an object", file);
     const cJSON *dropout = obj_get(j, "dropout");
     if (cJSON_IsNumber(dropout) && dropout->valuedouble > 0)
         VRT_WARN("%s: model.dropout %g is ignored (inference encodes "
@@ -63,8 +61,7 @@ int tk_bpe_parse(tk_bpe *m, const cJSON *j, const char *file, vrt_err *err)
     /* id -> piece table: ids are not guaranteed dense, size by max id. */
     size_t max_id = 0, count = 0;
     for (const cJSON *e = vocab->child; e; e = e->next) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0 ||
-            e->valuedouble > 16777216.0 || !e->string)
+        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 16777216.0 || !e->string)
             return vrt_err_set(err, VRT_EFORMAT,
                                "%s: model.vocab[\"%s\"] is not an id in "
                                "[0, 2^24]",
@@ -107,8 +104,7 @@ int tk_bpe_parse(tk_bpe *m, const cJSON *j, const char *file, vrt_err *err)
     }
     const cJSON *unk = obj_get(j, "unk_token");
     if (cJSON_IsString(unk)) {
-        m->unk_id = tk_strmap_get(&m->vocab, unk->valuestring,
-                                  strlen(unk->valuestring));
+        m->unk_id = tk_strmap_get(&m->vocab, unk->valuestring, strlen(unk->valuestring));
         if (m->unk_id < 0)
             return vrt_err_set(err, VRT_EFORMAT,
                                "%s: model.unk_token \"%s\" is not in "
@@ -117,8 +113,7 @@ int tk_bpe_parse(tk_bpe *m, const cJSON *j, const char *file, vrt_err *err)
     }
 
     if (merges && !cJSON_IsArray(merges) && !cJSON_IsNull(merges))
-        return vrt_err_set(err, VRT_EFORMAT,
-                           "%s: model.merges must be a list", file);
+        return vrt_err_set(err, VRT_EFORMAT, "%s: model.merges must be a list", file);
     int32_t rank = 0;
     tk_buf cat = {0};
     int rc = 0;
@@ -141,8 +136,7 @@ int tk_bpe_parse(tk_bpe *m, const cJSON *j, const char *file, vrt_err *err)
             la = (size_t)(sp - s);
             b = sp + 1;
             lb = strlen(b);
-        } else if (cJSON_GetArraySize(e) == 2 &&
-                   cJSON_IsString(cJSON_GetArrayItem(e, 0)) &&
+        } else if (cJSON_GetArraySize(e) == 2 && cJSON_IsString(cJSON_GetArrayItem(e, 0)) &&
                    cJSON_IsString(cJSON_GetArrayItem(e, 1))) {
             a = cJSON_GetArrayItem(e, 0)->valuestring;
             b = cJSON_GetArrayItem(e, 1)->valuestring;
@@ -168,7 +162,9 @@ int tk_bpe_parse(tk_bpe *m, const cJSON *j, const char *file, vrt_err *err)
                              "%s: model.merges[%d] (\"%.*s\", \"%.*s\"): "
                              "\"%s\" is not in model.vocab",
                              file, (int)rank, (int)la, a, (int)lb, b,
-                             ia < 0 ? "left" : ib < 0 ? "right" : cat.p);
+                             ia < 0   ? "left"
+                             : ib < 0 ? "right"
+                                      : cat.p);
             break;
         }
         if (tk_pairmap_put(&m->merges, ia, ib, rank, io)) {
@@ -259,8 +255,7 @@ static int push_id(vrt_tokens *out, int32_t id)
     return 0;
 }
 
-int tk_bpe_word(const tk_bpe *m, const char *w, size_t len, vrt_tokens *out,
-                vrt_err *err)
+int tk_bpe_word(const tk_bpe *m, const char *w, size_t len, vrt_tokens *out, vrt_err *err)
 {
     if (len == 0)
         return 0;
@@ -318,8 +313,7 @@ int tk_bpe_word(const tk_bpe *m, const char *w, size_t len, vrt_tokens *out,
     }
     for (int i = 0; i + 1 < ns; i++) {
         cand c = {0, i, 0};
-        if (tk_pairmap_get(&m->merges, s[i].id, s[i + 1].id, &c.rank, &c.out) ==
-            0)
+        if (tk_pairmap_get(&m->merges, s[i].id, s[i + 1].id, &c.rank, &c.out) == 0)
             heap_push(heap, &hn, c);
     }
     while (hn > 0) {
@@ -329,8 +323,8 @@ int tk_bpe_word(const tk_bpe *m, const char *w, size_t len, vrt_tokens *out,
             continue;
         sym *b = &s[a->next];
         int32_t rank, o;
-        if (tk_pairmap_get(&m->merges, a->id, b->id, &rank, &o) != 0 ||
-            o != c.out || rank != c.rank)
+        if (tk_pairmap_get(&m->merges, a->id, b->id, &rank, &o) != 0 || o != c.out ||
+            rank != c.rank)
             continue; /* stale candidate */
         a->id = o;
         b->alive = 0;
@@ -339,14 +333,12 @@ int tk_bpe_word(const tk_bpe *m, const char *w, size_t len, vrt_tokens *out,
             s[b->next].prev = c.pos;
         if (a->prev >= 0) {
             cand p = {0, a->prev, 0};
-            if (tk_pairmap_get(&m->merges, s[a->prev].id, a->id, &p.rank,
-                               &p.out) == 0)
+            if (tk_pairmap_get(&m->merges, s[a->prev].id, a->id, &p.rank, &p.out) == 0)
                 heap_push(heap, &hn, p);
         }
         if (a->next >= 0) {
             cand q = {0, c.pos, 0};
-            if (tk_pairmap_get(&m->merges, a->id, s[a->next].id, &q.rank,
-                               &q.out) == 0)
+            if (tk_pairmap_get(&m->merges, a->id, s[a->next].id, &q.rank, &q.out) == 0)
                 heap_push(heap, &hn, q);
         }
     }

@@ -19,8 +19,7 @@ static const cJSON *obj_get(const cJSON *j, const char *k)
     return cJSON_GetObjectItemCaseSensitive(j, k);
 }
 
-int tk_decoder_parse(tk_decoder *d, const cJSON *j, const char *where,
-                     vrt_err *err)
+int tk_decoder_parse(tk_decoder *d, const cJSON *j, const char *where, vrt_err *err)
 {
     memset(d, 0, sizeof(*d));
     const cJSON *t = obj_get(j, "type");
@@ -30,9 +29,7 @@ int tk_decoder_parse(tk_decoder *d, const cJSON *j, const char *where,
     if (strcmp(type, "Sequence") == 0) {
         const cJSON *l = obj_get(j, "decoders");
         if (!cJSON_IsArray(l))
-            return vrt_err_set(err, VRT_EFORMAT,
-                               "%s: Sequence without a \"decoders\" list",
-                               where);
+            return vrt_err_set(err, VRT_EFORMAT, "%s: Sequence without a \"decoders\" list", where);
         d->type = TK_D_SEQUENCE;
         int cnt = cJSON_GetArraySize(l);
         d->kids = calloc(cnt ? (size_t)cnt : 1, sizeof(*d->kids));
@@ -42,8 +39,7 @@ int tk_decoder_parse(tk_decoder *d, const cJSON *j, const char *where,
             char sub[512];
             snprintf(sub, sizeof(sub), "%s.decoders[%d]", where, i);
             d->n_kids = (size_t)i + 1;
-            int rc = tk_decoder_parse(&d->kids[i], cJSON_GetArrayItem(l, i),
-                                      sub, err);
+            int rc = tk_decoder_parse(&d->kids[i], cJSON_GetArrayItem(l, i), sub, err);
             if (rc)
                 return rc;
         }
@@ -64,9 +60,7 @@ int tk_decoder_parse(tk_decoder *d, const cJSON *j, const char *where,
     if (strcmp(type, "Replace") == 0) {
         const cJSON *c = obj_get(j, "content");
         if (!cJSON_IsString(c))
-            return vrt_err_set(err, VRT_EFORMAT,
-                               "%s: Replace without a \"content\" string",
-                               where);
+            return vrt_err_set(err, VRT_EFORMAT, "%s: Replace without a \"content\" string", where);
         d->type = TK_D_REPLACE;
         d->content = strdup(c->valuestring);
         if (!d->content)
@@ -77,8 +71,8 @@ int tk_decoder_parse(tk_decoder *d, const cJSON *j, const char *where,
     if (strcmp(type, "Strip") == 0) {
         const cJSON *c = obj_get(j, "content");
         const cJSON *st = obj_get(j, "start"), *sp = obj_get(j, "stop");
-        if (!cJSON_IsString(c) || !cJSON_IsNumber(st) || !cJSON_IsNumber(sp) ||
-            st->valueint < 0 || sp->valueint < 0)
+        if (!cJSON_IsString(c) || !cJSON_IsNumber(st) || !cJSON_IsNumber(sp) || st->valueint < 0 ||
+            sp->valueint < 0)
             return vrt_err_set(err, VRT_EFORMAT,
                                "%s: Strip needs \"content\" (a character), "
                                "\"start\" and \"stop\" (counts)",
@@ -202,8 +196,7 @@ static int decode_step(const tk_decoder *d, tk_strs *l)
             int ok = 1;
             for (size_t k = 0; ok && rc == 0 && k < t->len;) {
                 uint32_t cp;
-                int n = tk_utf8_decode((const unsigned char *)t->s + k,
-                                       t->len - k, &cp);
+                int n = tk_utf8_decode((const unsigned char *)t->s + k, t->len - k, &cp);
                 int byte = n > 0 ? tk_cp_to_byte(cp) : -1;
                 if (byte < 0)
                     ok = 0; /* the whole token passes through raw */
@@ -226,8 +219,8 @@ static int decode_step(const tk_decoder *d, tk_strs *l)
     case TK_D_REPLACE:
         for (size_t i = 0; rc == 0 && i < l->n; i++) {
             b.len = 0;
-            rc = tk_pattern_replace(&d->pat, l->v[i].s, l->v[i].len,
-                                    d->content, d->content_len, &b);
+            rc =
+                tk_pattern_replace(&d->pat, l->v[i].s, l->v[i].len, d->content, d->content_len, &b);
             if (rc == 0)
                 rc = push_buf(&out, &b);
         }
@@ -267,13 +260,11 @@ static int decode_step(const tk_decoder *d, tk_strs *l)
         for (size_t i = 0; rc == 0 && i < l->n; i++) {
             const char *s = l->v[i].s;
             size_t a = 0, e = l->v[i].len;
-            for (int k = 0; cl && k < d->start && a + cl <= e &&
-                            memcmp(s + a, d->content, cl) == 0;
+            for (int k = 0; cl && k < d->start && a + cl <= e && memcmp(s + a, d->content, cl) == 0;
                  k++)
                 a += cl;
-            for (int k = 0; cl && k < d->stop && e >= a + cl &&
-                            memcmp(s + e - cl, d->content, cl) == 0;
-                 k++)
+            for (int k = 0;
+                 cl && k < d->stop && e >= a + cl && memcmp(s + e - cl, d->content, cl) == 0; k++)
                 e -= cl;
             rc = tk_strs_push(&out, s + a, e - a, 0);
         }
@@ -311,8 +302,7 @@ static int decode_step(const tk_decoder *d, tk_strs *l)
 }
 
 int vrt_tokenizer_decode(const vrt_tokenizer *t, const int32_t *ids, size_t n,
-                         int skip_special_tokens, char **text, size_t *len,
-                         vrt_err *err)
+                         int skip_special_tokens, char **text, size_t *len, vrt_err *err)
 {
     *text = NULL;
     if (len)
@@ -326,8 +316,7 @@ int vrt_tokenizer_decode(const vrt_tokenizer *t, const int32_t *ids, size_t n,
             return vrt_err_set(err, VRT_ERANGE,
                                "decode: token id %d at position %zu is not "
                                "in the vocabulary of %s (ids 0..%zu)",
-                               (int)ids[i], i, t->dir,
-                               t->n_ids ? t->n_ids - 1 : 0);
+                               (int)ids[i], i, t->dir, t->n_ids ? t->n_ids - 1 : 0);
         }
         if (skip_special_tokens && t->id_special[ids[i]])
             continue;
@@ -341,8 +330,7 @@ int vrt_tokenizer_decode(const vrt_tokenizer *t, const int32_t *ids, size_t n,
             rc = tk_buf_put(&b, l.v[i].s, l.v[i].len);
     } else {
         for (size_t i = 0; rc == 0 && i < l.n; i++)
-            rc = (i ? tk_buf_putc(&b, ' ') : 0) ||
-                 tk_buf_put(&b, l.v[i].s, l.v[i].len);
+            rc = (i ? tk_buf_putc(&b, ' ') : 0) || tk_buf_put(&b, l.v[i].s, l.v[i].len);
     }
     if (rc == 0 && !b.p)
         rc = tk_buf_put(&b, "", 0);

@@ -15,9 +15,8 @@
 #include <string.h>
 
 /* The GPT-2 split regex (tokenizers byte_level.rs). */
-static const char GPT2_RE[] =
-    "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|"
-    "\\s+(?!\\S)|\\s+";
+static const char GPT2_RE[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|"
+                              "\\s+(?!\\S)|\\s+";
 /* One character of Rust's char::is_whitespace / is_numeric /
  * is_ascii_punctuation || is_punctuation. */
 static const char WS_CHAR_RE[] =
@@ -55,8 +54,7 @@ int tk_norm_parse(tk_norm *n, const cJSON *j, const char *where, vrt_err *err)
     if (strcmp(type, "Sequence") == 0) {
         const cJSON *l = obj_get(j, "normalizers");
         if (!cJSON_IsArray(l))
-            return vrt_err_set(err, VRT_EFORMAT,
-                               "%s: Sequence without a \"normalizers\" list",
+            return vrt_err_set(err, VRT_EFORMAT, "%s: Sequence without a \"normalizers\" list",
                                where);
         n->type = TK_N_SEQUENCE;
         int cnt = cJSON_GetArraySize(l);
@@ -67,8 +65,7 @@ int tk_norm_parse(tk_norm *n, const cJSON *j, const char *where, vrt_err *err)
             char sub[512];
             snprintf(sub, sizeof(sub), "%s.normalizers[%d]", where, i);
             n->n_kids = (size_t)i + 1;
-            int rc = tk_norm_parse(&n->kids[i], cJSON_GetArrayItem(l, i), sub,
-                                   err);
+            int rc = tk_norm_parse(&n->kids[i], cJSON_GetArrayItem(l, i), sub, err);
             if (rc)
                 return rc;
         }
@@ -77,9 +74,7 @@ int tk_norm_parse(tk_norm *n, const cJSON *j, const char *where, vrt_err *err)
     if (strcmp(type, "Prepend") == 0) {
         const cJSON *p = obj_get(j, "prepend");
         if (!cJSON_IsString(p))
-            return vrt_err_set(err, VRT_EFORMAT,
-                               "%s: Prepend without a \"prepend\" string",
-                               where);
+            return vrt_err_set(err, VRT_EFORMAT, "%s: Prepend without a \"prepend\" string", where);
         n->type = TK_N_PREPEND;
         n->str = strdup(p->valuestring);
         n->str_len = strlen(p->valuestring);
@@ -88,9 +83,7 @@ int tk_norm_parse(tk_norm *n, const cJSON *j, const char *where, vrt_err *err)
     if (strcmp(type, "Replace") == 0) {
         const cJSON *c = obj_get(j, "content");
         if (!cJSON_IsString(c))
-            return vrt_err_set(err, VRT_EFORMAT,
-                               "%s: Replace without a \"content\" string",
-                               where);
+            return vrt_err_set(err, VRT_EFORMAT, "%s: Replace without a \"content\" string", where);
         n->type = TK_N_REPLACE;
         n->str = strdup(c->valuestring);
         if (!n->str)
@@ -158,8 +151,7 @@ int tk_norm_apply(const tk_norm *n, const char *s, size_t len, tk_buf *out)
         if (len && tk_buf_put(out, n->str, n->str_len))
             return VRT_ENOMEM;
         return tk_buf_put(out, s, len);
-    case TK_N_REPLACE:
-        return tk_pattern_replace(&n->pat, s, len, n->str, n->str_len, out);
+    case TK_N_REPLACE: return tk_pattern_replace(&n->pat, s, len, n->str, n->str_len, out);
     case TK_N_STRIP: {
         size_t a = n->strip_left ? ws_prefix(s, len) : 0;
         size_t b = n->strip_right && a < len ? ws_suffix(s + a, len - a) : 0;
@@ -186,11 +178,10 @@ int tk_norm_apply(const tk_norm *n, const char *s, size_t len, tk_buf *out)
 
 /* ---- pre-tokenizers ------------------------------------------------- */
 
-static int parse_behavior(const cJSON *j, const char *where, int dflt,
-                          int *out, vrt_err *err)
+static int parse_behavior(const cJSON *j, const char *where, int dflt, int *out, vrt_err *err)
 {
-    static const char *names[] = {"Removed", "Isolated", "MergedWithPrevious",
-                                  "MergedWithNext", "Contiguous"};
+    static const char *names[] = {"Removed", "Isolated", "MergedWithPrevious", "MergedWithNext",
+                                  "Contiguous"};
     const cJSON *b = obj_get(j, "behavior");
     if (!b || cJSON_IsNull(b)) {
         *out = dflt;
@@ -207,8 +198,7 @@ static int parse_behavior(const cJSON *j, const char *where, int dflt,
                        where, cJSON_IsString(b) ? b->valuestring : "?");
 }
 
-int tk_pretok_parse(tk_pretok *p, const cJSON *j, const char *where,
-                    vrt_err *err)
+int tk_pretok_parse(tk_pretok *p, const cJSON *j, const char *where, vrt_err *err)
 {
     memset(p, 0, sizeof(*p));
     const char *type = type_of(j);
@@ -217,8 +207,7 @@ int tk_pretok_parse(tk_pretok *p, const cJSON *j, const char *where,
     if (strcmp(type, "Sequence") == 0) {
         const cJSON *l = obj_get(j, "pretokenizers");
         if (!cJSON_IsArray(l))
-            return vrt_err_set(err, VRT_EFORMAT,
-                               "%s: Sequence without a \"pretokenizers\" list",
+            return vrt_err_set(err, VRT_EFORMAT, "%s: Sequence without a \"pretokenizers\" list",
                                where);
         p->type = TK_P_SEQUENCE;
         int cnt = cJSON_GetArraySize(l);
@@ -229,8 +218,7 @@ int tk_pretok_parse(tk_pretok *p, const cJSON *j, const char *where,
             char sub[512];
             snprintf(sub, sizeof(sub), "%s.pretokenizers[%d]", where, i);
             p->n_kids = (size_t)i + 1;
-            int rc = tk_pretok_parse(&p->kids[i], cJSON_GetArrayItem(l, i),
-                                     sub, err);
+            int rc = tk_pretok_parse(&p->kids[i], cJSON_GetArrayItem(l, i), sub, err);
             if (rc)
                 return rc;
         }
@@ -241,8 +229,7 @@ int tk_pretok_parse(tk_pretok *p, const cJSON *j, const char *where,
         p->add_prefix_space = opt_bool(j, "add_prefix_space", 1);
         p->use_regex = opt_bool(j, "use_regex", 1);
         p->behavior = TK_B_ISOLATED;
-        return p->use_regex ? tk_regex_compile(&p->pat, GPT2_RE, where, err)
-                            : 0;
+        return p->use_regex ? tk_regex_compile(&p->pat, GPT2_RE, where, err) : 0;
     }
     if (strcmp(type, "Split") == 0) {
         p->type = TK_P_SPLIT;
@@ -286,8 +273,7 @@ int tk_pretok_parse(tk_pretok *p, const cJSON *j, const char *where,
     }
     if (strcmp(type, "Digits") == 0) {
         p->type = TK_P_DIGITS;
-        p->behavior = opt_bool(j, "individual_digits", 0) ? TK_B_ISOLATED
-                                                          : TK_B_CONTIGUOUS;
+        p->behavior = opt_bool(j, "individual_digits", 0) ? TK_B_ISOLATED : TK_B_CONTIGUOUS;
         return tk_regex_compile(&p->pat, NUM_CHAR_RE, where, err);
     }
     if (strcmp(type, "Whitespace") == 0) {
@@ -328,8 +314,8 @@ void tk_pretok_free(tk_pretok *p)
 
 /* Splits one piece by pattern matches with the crate's behaviours; pushes
  * the non-empty parts onto out. */
-static int split_piece(const tk_pattern *pat, int behavior, int invert,
-                       const tk_str *pc, tk_strs *out)
+static int split_piece(const tk_pattern *pat, int behavior, int invert, const tk_str *pc,
+                       tk_strs *out)
 {
     size_t *sp = NULL, ns = 0, cap = 0;
     int rc = tk_pattern_find(pat, pc->s, pc->len, &sp, &ns, &cap);
@@ -339,7 +325,7 @@ static int split_piece(const tk_pattern *pat, int behavior, int invert,
     }
     /* (start, end, is_match) covering the piece, as find_matches gives. */
     size_t nseg = 0;
-    size_t (*seg)[3] = malloc((ns + 2) * sizeof(*seg));
+    size_t(*seg)[3] = malloc((ns + 2) * sizeof(*seg));
     if (!seg) {
         free(sp);
         return VRT_ENOMEM;
@@ -373,9 +359,7 @@ static int split_piece(const tk_pattern *pat, int behavior, int invert,
                 seg[no++][1] = seg[i][1];
             }
         break;
-    case TK_B_ISOLATED:
-        no = nseg;
-        break;
+    case TK_B_ISOLATED: no = nseg; break;
     case TK_B_MERGED_PREV:
         for (size_t i = 0; i < nseg; i++) {
             int m = (int)seg[i][2];
@@ -424,8 +408,7 @@ static int split_piece(const tk_pattern *pat, int behavior, int invert,
     }
     for (size_t i = 0; rc == 0 && i < no; i++)
         if (seg[i][1] > seg[i][0])
-            rc = tk_strs_push(out, pc->s + seg[i][0], seg[i][1] - seg[i][0],
-                              pc->off + seg[i][0]);
+            rc = tk_strs_push(out, pc->s + seg[i][0], seg[i][1] - seg[i][0], pc->off + seg[i][0]);
     free(seg);
     return rc;
 }
@@ -479,8 +462,7 @@ static int apply_one(const tk_pretok *p, const tk_str *pc, tk_strs *out)
         tk_buf b = {0};
         int rc = 0;
         int pre = 0;
-        if (pc->len > 0 && !(pc->len >= p->repl_len &&
-              memcmp(pc->s, p->repl, p->repl_len) == 0)) {
+        if (pc->len > 0 && !(pc->len >= p->repl_len && memcmp(pc->s, p->repl, p->repl_len) == 0)) {
             if (p->prepend_scheme == TK_PREPEND_ALWAYS)
                 pre = 1;
             else if (p->prepend_scheme == TK_PREPEND_FIRST && pc->off == 0)
@@ -493,8 +475,7 @@ static int apply_one(const tk_pretok *p, const tk_str *pc, tk_strs *out)
         if (pre)
             rc = tk_buf_put(&b, p->repl, p->repl_len);
         if (rc == 0)
-            rc = tk_pattern_replace(&sp, pc->s, pc->len, p->repl, p->repl_len,
-                                    &b);
+            rc = tk_pattern_replace(&sp, pc->s, pc->len, p->repl, p->repl_len, &b);
         if (rc == 0 && !b.p)
             rc = tk_buf_put(&b, "", 0);
         if (rc) {
@@ -509,8 +490,7 @@ static int apply_one(const tk_pretok *p, const tk_str *pc, tk_strs *out)
         tk_buf_free(&b);
         return rc;
     }
-    default:
-        return split_piece(&p->pat, p->behavior, p->invert, pc, out);
+    default: return split_piece(&p->pat, p->behavior, p->invert, pc, out);
     }
 }
 

@@ -76,11 +76,9 @@ typedef struct tk_pairmap {
     size_t cap, n;
 } tk_pairmap;
 
-int tk_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, int32_t rank,
-                   int32_t out);
+int tk_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t out);
 /* 0 and fills rank/out when present, -1 when absent. */
-int tk_pairmap_get(const tk_pairmap *m, int32_t a, int32_t b, int32_t *rank,
-                   int32_t *out);
+int tk_pairmap_get(const tk_pairmap *m, int32_t a, int32_t b, int32_t *rank, int32_t *out);
 void tk_pairmap_free(tk_pairmap *m);
 
 /* ---- UTF-8 ----------------------------------------------------------- */
@@ -108,23 +106,24 @@ typedef struct tk_pattern {
 } tk_pattern;
 
 /* Parses {"String": s} | {"Regex": r}; `where` names the JSON key. */
-int tk_pattern_parse(tk_pattern *p, const cJSON *j, const char *where,
-                     vrt_err *err);
-int tk_regex_compile(tk_pattern *p, const char *src, const char *where,
-                     vrt_err *err);
+int tk_pattern_parse(tk_pattern *p, const cJSON *j, const char *where, vrt_err *err);
+int tk_regex_compile(tk_pattern *p, const char *src, const char *where, vrt_err *err);
 void tk_pattern_free(tk_pattern *p);
 /* Finds the non-overlapping matches in s[0..n) in order, as [start, end)
  * pairs appended to *spans (2 entries each). */
-int tk_pattern_find(const tk_pattern *p, const char *s, size_t n,
-                    size_t **spans, size_t *n_spans, size_t *cap);
+int tk_pattern_find(const tk_pattern *p, const char *s, size_t n, size_t **spans, size_t *n_spans,
+                    size_t *cap);
 /* Replaces every match of p in s by content (literally) into out. */
-int tk_pattern_replace(const tk_pattern *p, const char *s, size_t n,
-                       const char *content, size_t clen, tk_buf *out);
+int tk_pattern_replace(const tk_pattern *p, const char *s, size_t n, const char *content,
+                       size_t clen, tk_buf *out);
 
 /* ---- normalizers and pre-tokenizers (pretok.c) ---------------------- */
 
 enum {
-    TK_N_SEQUENCE = 1, TK_N_PREPEND, TK_N_REPLACE, TK_N_STRIP,
+    TK_N_SEQUENCE = 1,
+    TK_N_PREPEND,
+    TK_N_REPLACE,
+    TK_N_STRIP,
 };
 
 typedef struct tk_norm {
@@ -138,11 +137,20 @@ typedef struct tk_norm {
 } tk_norm;
 
 enum {
-    TK_P_SEQUENCE = 1, TK_P_BYTELEVEL, TK_P_SPLIT, TK_P_METASPACE, TK_P_DIGITS,
-    TK_P_WHITESPACE, TK_P_WHITESPACESPLIT, TK_P_PUNCTUATION,
+    TK_P_SEQUENCE = 1,
+    TK_P_BYTELEVEL,
+    TK_P_SPLIT,
+    TK_P_METASPACE,
+    TK_P_DIGITS,
+    TK_P_WHITESPACE,
+    TK_P_WHITESPACESPLIT,
+    TK_P_PUNCTUATION,
 };
 enum {
-    TK_B_REMOVED = 0, TK_B_ISOLATED, TK_B_MERGED_PREV, TK_B_MERGED_NEXT,
+    TK_B_REMOVED = 0,
+    TK_B_ISOLATED,
+    TK_B_MERGED_PREV,
+    TK_B_MERGED_NEXT,
     TK_B_CONTIGUOUS,
 };
 enum { TK_PREPEND_ALWAYS = 0, TK_PREPEND_FIRST, TK_PREPEND_NEVER };
@@ -164,8 +172,7 @@ void tk_norm_free(tk_norm *n);
 /* Normalizes s[0..len) into out (cleared first). */
 int tk_norm_apply(const tk_norm *n, const char *s, size_t len, tk_buf *out);
 
-int tk_pretok_parse(tk_pretok *p, const cJSON *j, const char *where,
-                    vrt_err *err);
+int tk_pretok_parse(tk_pretok *p, const cJSON *j, const char *where, vrt_err *err);
 void tk_pretok_free(tk_pretok *p);
 /* Splits/transforms the words of l in place. */
 int tk_pretok_apply(const tk_pretok *p, tk_strs *l);
@@ -173,11 +180,11 @@ int tk_pretok_apply(const tk_pretok *p, tk_strs *l);
 /* ---- BPE model (bpe.c) --------------------------------------------- */
 
 typedef struct tk_bpe {
-    tk_strmap vocab;      /* token string -> id */
-    char **pieces;        /* [n_pieces] id -> token string (NULL = hole) */
+    tk_strmap vocab; /* token string -> id */
+    char **pieces;   /* [n_pieces] id -> token string (NULL = hole) */
     size_t n_pieces;
-    tk_pairmap merges;    /* (left id, right id) -> (rank, merged id) */
-    int32_t unk_id;       /* -1 when none */
+    tk_pairmap merges; /* (left id, right id) -> (rank, merged id) */
+    int32_t unk_id;    /* -1 when none */
     int fuse_unk, byte_fallback, ignore_merges;
     int32_t byte_ids[256]; /* id of "<0xHH>", -1 when absent */
 } tk_bpe;
@@ -185,14 +192,18 @@ typedef struct tk_bpe {
 int tk_bpe_parse(tk_bpe *m, const cJSON *j, const char *file, vrt_err *err);
 void tk_bpe_free(tk_bpe *m);
 /* Appends the ids of one pre-tokenized word. */
-int tk_bpe_word(const tk_bpe *m, const char *w, size_t len, vrt_tokens *out,
-                vrt_err *err);
+int tk_bpe_word(const tk_bpe *m, const char *w, size_t len, vrt_tokens *out, vrt_err *err);
 
 /* ---- decoders (decoder.c) ------------------------------------------ */
 
 enum {
-    TK_D_SEQUENCE = 1, TK_D_BYTELEVEL, TK_D_REPLACE, TK_D_BYTEFALLBACK,
-    TK_D_FUSE, TK_D_STRIP, TK_D_METASPACE,
+    TK_D_SEQUENCE = 1,
+    TK_D_BYTELEVEL,
+    TK_D_REPLACE,
+    TK_D_BYTEFALLBACK,
+    TK_D_FUSE,
+    TK_D_STRIP,
+    TK_D_METASPACE,
 };
 
 typedef struct tk_decoder {
@@ -206,8 +217,7 @@ typedef struct tk_decoder {
     int prepend_scheme; /* Metaspace */
 } tk_decoder;
 
-int tk_decoder_parse(tk_decoder *d, const cJSON *j, const char *where,
-                     vrt_err *err);
+int tk_decoder_parse(tk_decoder *d, const cJSON *j, const char *where, vrt_err *err);
 void tk_decoder_free(tk_decoder *d);
 /* 1 when the chain contains ByteFallback. */
 int tk_decoder_has_bytefallback(const tk_decoder *d);
@@ -244,7 +254,7 @@ struct vrt_tokenizer {
     tk_bpe bpe;
     tk_added *added; /* [n_added] */
     size_t n_added;
-    char **id_added; /* [n_ids] content of the added token with that id */
+    char **id_added;           /* [n_ids] content of the added token with that id */
     unsigned char *id_special; /* [n_ids] */
     size_t n_ids;              /* highest id + 1 */
     tk_strmap added_map;       /* content -> id */

@@ -37,7 +37,10 @@ int tk_buf_put(tk_buf *b, const void *s, size_t n)
     return 0;
 }
 
-int tk_buf_putc(tk_buf *b, char c) { return tk_buf_put(b, &c, 1); }
+int tk_buf_putc(tk_buf *b, char c)
+{
+    return tk_buf_put(b, &c, 1);
+}
 
 int tk_buf_put_cp(tk_buf *b, uint32_t cp)
 {
@@ -238,8 +241,7 @@ static int pairmap_grow(tk_pairmap *m)
     return 0;
 }
 
-int tk_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, int32_t rank,
-                   int32_t out)
+int tk_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t out)
 {
     if ((m->n + 1) * 2 > m->cap && pairmap_grow(m))
         return VRT_ENOMEM;
@@ -255,8 +257,7 @@ int tk_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, int32_t rank,
     return 0;
 }
 
-int tk_pairmap_get(const tk_pairmap *m, int32_t a, int32_t b, int32_t *rank,
-                   int32_t *out)
+int tk_pairmap_get(const tk_pairmap *m, int32_t a, int32_t b, int32_t *rank, int32_t *out)
 {
     if (!m->cap)
         return -1;
@@ -354,28 +355,30 @@ int tk_utf8_lossy(tk_buf *b, const char *s, size_t n)
 
 int tk_is_whitespace(uint32_t c)
 {
-    return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 ||
-           c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 ||
-           c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+    return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+           c == 0x205F || c == 0x3000;
 }
 
 /* ---- GPT-2 byte table ------------------------------------------------ */
 
 /* Bytes 0x21-0x7E, 0xA1-0xAC, 0xAE-0xFF map to themselves; the other 68,
  * in increasing order, to U+0100.. U+0143. */
-#define R16(b) b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, \
-    b + 9, b + 10, b + 11, b + 12, b + 13, b + 14, b + 15
+#define R16(b)                                                                                     \
+    b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11, b + 12,      \
+        b + 13, b + 14, b + 15
 const uint16_t tk_byte_to_cp[256] = {
     R16(0x100), R16(0x110), /* 0x00-0x1F */
-    0x120, 0x21, 0x22, 0x23, 0x24, 0x25, 0x26, 0x27, 0x28, 0x29, 0x2A, 0x2B,
-    0x2C, 0x2D, 0x2E, 0x2F, R16(0x30), R16(0x40), R16(0x50), R16(0x60),
-    0x70, 0x71, 0x72, 0x73, 0x74, 0x75, 0x76, 0x77, 0x78, 0x79, 0x7A, 0x7B,
-    0x7C, 0x7D, 0x7E, 0x121, /* 0x7F */
-    R16(0x122), R16(0x132),  /* 0x80-0x9F -> U+0122..U+0141 */
-    0x142,                   /* 0xA0 */
-    0xA1, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7, 0xA8, 0xA9, 0xAA, 0xAB, 0xAC,
-    0x143, /* 0xAD */
-    0xAE, 0xAF, R16(0xB0), R16(0xC0), R16(0xD0), R16(0xE0), R16(0xF0),
+    0x120,      0x21,       0x22,      0x23,      0x24,      0x25,      0x26,      0x27,
+    0x28,       0x29,       0x2A,      0x2B,      0x2C,      0x2D,      0x2E,      0x2F,
+    R16(0x30),  R16(0x40),  R16(0x50), R16(0x60), 0x70,      0x71,      0x72,      0x73,
+    0x74,       0x75,       0x76,      0x77,      0x78,      0x79,      0x7A,      0x7B,
+    0x7C,       0x7D,       0x7E,      0x121, /* 0x7F */
+    R16(0x122), R16(0x132),                   /* 0x80-0x9F -> U+0122..U+0141 */
+    0x142,                                    /* 0xA0 */
+    0xA1,       0xA2,       0xA3,      0xA4,      0xA5,      0xA6,      0xA7,      0xA8,
+    0xA9,       0xAA,       0xAB,      0xAC,      0x143, /* 0xAD */
+    0xAE,       0xAF,       R16(0xB0), R16(0xC0), R16(0xD0), R16(0xE0), R16(0xF0),
 };
 #undef R16
 
@@ -394,34 +397,30 @@ int tk_cp_to_byte(uint32_t cp)
         }
         return inv[cp - 0x100];
     }
-    if ((cp >= 0x21 && cp <= 0x7E) || (cp >= 0xA1 && cp <= 0xAC) ||
-        (cp >= 0xAE && cp <= 0xFF))
+    if ((cp >= 0x21 && cp <= 0x7E) || (cp >= 0xA1 && cp <= 0xAC) || (cp >= 0xAE && cp <= 0xFF))
         return (int)cp;
     return -1;
 }
 
 /* ---- patterns -------------------------------------------------------- */
 
-int tk_regex_compile(tk_pattern *p, const char *src, const char *where,
-                     vrt_err *err)
+int tk_regex_compile(tk_pattern *p, const char *src, const char *where, vrt_err *err)
 {
     int ec;
     PCRE2_SIZE eo;
-    p->re = pcre2_compile((PCRE2_SPTR)src, PCRE2_ZERO_TERMINATED,
-                          PCRE2_UTF | PCRE2_UCP, &ec, &eo, NULL);
+    p->re = pcre2_compile((PCRE2_SPTR)src, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &ec, &eo,
+                          NULL);
     if (!p->re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(ec, msg, sizeof(msg));
-        return vrt_err_set(err, VRT_EFORMAT,
-                           "%s: cannot compile regex /%s/ at offset %zu: %s",
+        return vrt_err_set(err, VRT_EFORMAT, "%s: cannot compile regex /%s/ at offset %zu: %s",
                            where, src, (size_t)eo, (const char *)msg);
     }
     pcre2_jit_compile(p->re, PCRE2_JIT_COMPLETE); /* optional speed-up */
     return 0;
 }
 
-int tk_pattern_parse(tk_pattern *p, const cJSON *j, const char *where,
-                     vrt_err *err)
+int tk_pattern_parse(tk_pattern *p, const cJSON *j, const char *where, vrt_err *err)
 {
     memset(p, 0, sizeof(*p));
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "String");
@@ -455,8 +454,7 @@ void tk_pattern_free(tk_pattern *p)
     memset(p, 0, sizeof(*p));
 }
 
-static int spans_push(size_t **spans, size_t *n, size_t *cap, size_t a,
-                      size_t b)
+static int spans_push(size_t **spans, size_t *n, size_t *cap, size_t a, size_t b)
 {
     if (*n + 2 > *cap) {
         size_t c = *cap ? *cap * 2 : 32;
@@ -471,8 +469,8 @@ static int spans_push(size_t **spans, size_t *n, size_t *cap, size_t a,
     return 0;
 }
 
-int tk_pattern_find(const tk_pattern *p, const char *s, size_t n,
-                    size_t **spans, size_t *n_spans, size_t *cap)
+int tk_pattern_find(const tk_pattern *p, const char *s, size_t n, size_t **spans, size_t *n_spans,
+                    size_t *cap)
 {
     if (!p->is_regex) {
         if (p->len == 0)
@@ -495,8 +493,7 @@ int tk_pattern_find(const tk_pattern *p, const char *s, size_t n,
     size_t i = 0;
     int rc = 0;
     while (i <= n) {
-        int m = pcre2_match(p->re, (PCRE2_SPTR)s, n, i, PCRE2_NO_UTF_CHECK, md,
-                            NULL);
+        int m = pcre2_match(p->re, (PCRE2_SPTR)s, n, i, PCRE2_NO_UTF_CHECK, md, NULL);
         if (m == PCRE2_ERROR_NOMATCH)
             break;
         if (m < 0) { /* a match or JIT stack limit: never split silently wrong */
@@ -521,15 +518,14 @@ int tk_pattern_find(const tk_pattern *p, const char *s, size_t n,
     return rc;
 }
 
-int tk_pattern_replace(const tk_pattern *p, const char *s, size_t n,
-                       const char *content, size_t clen, tk_buf *out)
+int tk_pattern_replace(const tk_pattern *p, const char *s, size_t n, const char *content,
+                       size_t clen, tk_buf *out)
 {
     size_t *sp = NULL, ns = 0, cap = 0;
     int rc = tk_pattern_find(p, s, n, &sp, &ns, &cap);
     size_t prev = 0;
     for (size_t i = 0; rc == 0 && i < ns; i += 2) {
-        if (tk_buf_put(out, s + prev, sp[i] - prev) ||
-            tk_buf_put(out, content, clen))
+        if (tk_buf_put(out, s + prev, sp[i] - prev) || tk_buf_put(out, content, clen))
             rc = VRT_ENOMEM;
         prev = sp[i + 1];
     }

@@ -263,11 +263,11 @@ static int parse_added(vrt_tokenizer *t, const cJSON *root, const char *file, vr
         const cJSON *id = obj_get(e, "id"), *c = obj_get(e, "content");
         if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 16777216.0 ||
             id->valuedouble != (double)id->valueint)
-            return vrt_err_set(err, VRT_EFORMAT, "%s: added_tokens[%d].id is not an id in [0, 2^24]",
-                               file, i);
-        if (!cJSON_IsString(c) || !c->valuestring[0])
             return vrt_err_set(err, VRT_EFORMAT,
-                               "%s: added_tokens[%d].content is missing or empty", file, i);
+                               "%s: added_tokens[%d].id is not an id in [0, 2^24]", file, i);
+        if (!cJSON_IsString(c) || !c->valuestring[0])
+            return vrt_err_set(err, VRT_EFORMAT, "%s: added_tokens[%d].content is missing or empty",
+                               file, i);
         tk_added *a = &t->added[t->n_added];
         a->content = strdup(c->valuestring);
         if (!a->content)
@@ -777,8 +777,8 @@ static int is_word_cp(const vrt_tokenizer *t, uint32_t cp, pcre2_match_data *md)
 /* The added tokens' find_matches (added_vocabulary.rs): leftmost-longest
  * matches over s[0..n), filtered by single_word and widened by lstrip /
  * rstrip, with the gaps between them; appended to out. */
-static int split_added(const vrt_tokenizer *t, const tk_match *m, int norm, const char *s,
-                       size_t n, spans *out)
+static int split_added(const vrt_tokenizer *t, const tk_match *m, int norm, const char *s, size_t n,
+                       spans *out)
 {
     size_t start_off = 0, pos = 0;
     pcre2_match_data *md = NULL;

@@ -39,14 +39,12 @@ void vrt_tokenizer_free(vrt_tokenizer *t);
 /* Appends the ids of text[0..len) to out (out->n is not reset). With
  * add_special_tokens the post-processor runs (BOS/EOS as configured). */
 int vrt_tokenizer_encode(const vrt_tokenizer *t, const char *text, size_t len,
-                         int add_special_tokens, vrt_tokens *out,
-                         vrt_err *err);
+                         int add_special_tokens, vrt_tokens *out, vrt_err *err);
 
 /* Decodes ids into a malloc'd, NUL-terminated UTF-8 string (*text, *len,
  * free with free()). An id outside the vocabulary is VRT_ERANGE. */
 int vrt_tokenizer_decode(const vrt_tokenizer *t, const int32_t *ids, size_t n,
-                         int skip_special_tokens, char **text, size_t *len,
-                         vrt_err *err);
+                         int skip_special_tokens, char **text, size_t *len, vrt_err *err);
 
 /* Number of ids (model vocab plus added tokens: highest id + 1). */
 size_t vrt_tokenizer_vocab_size(const vrt_tokenizer *t);
@@ -74,19 +72,17 @@ const char *vrt_tokenizer_chat_template(const vrt_tokenizer *t);
 typedef struct vrt_detok {
     const vrt_tokenizer *t;
     int skip_special_tokens;
-    int32_t *ids;   /* [n] window; ids[0] starts the decoded prefix */
+    int32_t *ids; /* [n] window; ids[0] starts the decoded prefix */
     size_t n, cap;
-    size_t read;    /* ids[0..read) are already emitted */
-    char *prefix;   /* decode(ids[0..read)), prefix_len bytes */
+    size_t read;  /* ids[0..read) are already emitted */
+    char *prefix; /* decode(ids[0..read)), prefix_len bytes */
     size_t prefix_len;
 } vrt_detok;
 
-void vrt_detok_init(vrt_detok *d, const vrt_tokenizer *t,
-                    int skip_special_tokens);
+void vrt_detok_init(vrt_detok *d, const vrt_tokenizer *t, int skip_special_tokens);
 /* *piece is malloc'd and NUL-terminated (free with free()), *len its
  * length; an out-of-range id is VRT_ERANGE and leaves d unchanged. */
-int vrt_detok_push(vrt_detok *d, int32_t id, char **piece, size_t *len,
-                   vrt_err *err);
+int vrt_detok_push(vrt_detok *d, int32_t id, char **piece, size_t *len, vrt_err *err);
 /* Emits whatever is still held back and resets the window (d can be
  * reused for a new sequence). */
 int vrt_detok_flush(vrt_detok *d, char **piece, size_t *len, vrt_err *err);
