@@ -310,7 +310,7 @@ int vrt_tokenizer_decode(const vrt_tokenizer *t, const int32_t *ids, size_t n,
     tk_strs l = {0};
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
-        const char *p = tk_piece(t, ids[i]);
+        const char *p = tk_dec_piece(t, ids[i]);
         if (!p) {
             tk_strs_free(&l);
             return vrt_err_set(err, VRT_ERANGE,
@@ -318,7 +318,7 @@ int vrt_tokenizer_decode(const vrt_tokenizer *t, const int32_t *ids, size_t n,
                                "in the vocabulary of %s (ids 0..%zu)",
                                (int)ids[i], i, t->dir, t->n_ids ? t->n_ids - 1 : 0);
         }
-        if (skip_special_tokens && t->id_special[ids[i]])
+        if (skip_special_tokens && t->id_skip[ids[i]])
             continue;
         if ((rc = tk_strs_push(&l, p, strlen(p), 0)))
             break;

@@ -55,7 +55,7 @@ static int is_byte_piece(const vrt_tokenizer *t, int32_t id)
 {
     if (!t->has_decoder || !tk_decoder_has_bytefallback(&t->decoder))
         return 0;
-    const char *p = tk_piece(t, id);
+    const char *p = tk_dec_piece(t, id);
     if (!p || strlen(p) != 6 || memcmp(p, "<0x", 3) != 0 || p[5] != '>')
         return 0;
     for (int i = 3; i < 5; i++) {
@@ -81,7 +81,7 @@ int vrt_detok_push(vrt_detok *d, int32_t id, char **piece, size_t *len, vrt_err 
         return vrt_err_set(err, VRT_ERANGE,
                            "detokenize: token id %d is not in the vocabulary of %s (ids 0..%zu)",
                            (int)id, t->dir, t->n_ids ? t->n_ids - 1 : 0);
-    if (d->skip_special_tokens && t->id_special[id])
+    if (d->skip_special_tokens && t->id_skip[id])
         return give("", 0, piece, len);
     if (d->n == d->cap) {
         size_t cap = d->cap ? d->cap * 2 : 16;

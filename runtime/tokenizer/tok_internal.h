@@ -256,8 +256,14 @@ struct vrt_tokenizer {
     size_t n_added;
     char **id_added;           /* [n_ids] content of the added token with that id */
     unsigned char *id_special; /* [n_ids] */
-    size_t n_ids;              /* highest id + 1 */
-    tk_strmap added_map;       /* content -> id */
+    /* What decode sees for an added token: tokenizers' id_to_token gives
+     * the normalized form of a normalized token ("▁qz" for "qz" under
+     * Prepend), and decode(skip_special_tokens) drops an id only when that
+     * string is the content of a special token. */
+    const char **id_dec;    /* [n_ids] NULL when not an added token */
+    unsigned char *id_skip; /* [n_ids] */
+    size_t n_ids;           /* highest id + 1 */
+    tk_strmap added_map;    /* content -> id */
     int has_norm, has_pretok, has_decoder;
     tk_norm norm;
     tk_pretok pretok;
@@ -274,5 +280,7 @@ struct vrt_tokenizer {
 
 /* id -> token string (added tokens first), NULL when out of range. */
 const char *tk_piece(const vrt_tokenizer *t, int32_t id);
+/* The string decode uses for id (see id_dec), NULL when out of range. */
+const char *tk_dec_piece(const vrt_tokenizer *t, int32_t id);
 
 #endif

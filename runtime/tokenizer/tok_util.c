@@ -408,6 +408,7 @@ int tk_regex_compile(tk_pattern *p, const char *src, const char *where, vrt_err 
 {
     int ec;
     PCRE2_SIZE eo;
+    p->is_regex = 1;
     p->re = pcre2_compile((PCRE2_SPTR)src, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &ec, &eo,
                           NULL);
     if (!p->re) {

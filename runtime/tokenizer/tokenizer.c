@@ -153,6 +153,17 @@ const char *tk_piece(const vrt_tokenizer *t, int32_t id)
     return NULL;
 }
 
+const char *tk_dec_piece(const vrt_tokenizer *t, int32_t id)
+{
+    if (id < 0 || (size_t)id >= t->n_ids)
+        return NULL;
+    if (t->id_dec[id])
+        return t->id_dec[id];
+    if ((size_t)id < t->bpe.n_pieces)
+        return t->bpe.pieces[id];
+    return NULL;
+}
+
 size_t vrt_tokenizer_vocab_size(const vrt_tokenizer *t)
 {
     return t->n_ids;
@@ -295,7 +306,9 @@ static int index_added(vrt_tokenizer *t)
     t->n_ids = n_ids;
     t->id_added = calloc(n_ids ? n_ids : 1, sizeof(*t->id_added));
     t->id_special = calloc(n_ids ? n_ids : 1, 1);
-    if (!t->id_added || !t->id_special)
+    t->id_dec = calloc(n_ids ? n_ids : 1, sizeof(*t->id_dec));
+    t->id_skip = calloc(n_ids ? n_ids : 1, 1);
+    if (!t->id_added || !t->id_special || !t->id_dec || !t->id_skip)
         return VRT_ENOMEM;
     int need_word = 0;
     tk_buf nb = {0};
@@ -326,11 +339,35 @@ static int index_added(vrt_tokenizer *t)
         }
     }
     tk_buf_free(&nb);
+    /* Decode strings, and which of them name a special token. */
+    tk_strmap specials = {0};
+    for (size_t i = 0; i < t->n_added; i++) {
+        tk_added *a = &t->added[i];
+        t->id_dec[a->id] = a->normalized ? a->norm : a->content;
+        if (a->special && tk_strmap_put(&specials, a->content, a->len, 1)) {
+            tk_strmap_free(&specials);
+            return VRT_ENOMEM;
+        }
+    }
+    for (size_t i = 0; i < t->n_added; i++) {
+        const char *s = t->id_dec[t->added[i].id];
+        t->id_skip[t->added[i].id] = tk_strmap_get(&specials, s, strlen(s)) >= 0;
+    }
+    tk_strmap_free(&specials);
     if (need_word) {
-        int ec;
-        PCRE2_SIZE eo;
-        t->word_re = pcre2_compile((PCRE2_SPTR) "\\w", PCRE2_ZERO_TERMINATED,
-                                   PCRE2_UTF | PCRE2_UCP | PCRE2_ANCHORED, &ec, &eo, NULL);
+        /* The \w of Rust's regex crate (added_vocabulary.rs matches
+         * single_word with it): Alphabetic, marks, decimal digits,
+         * connector punctuation and the joiners. PCRE2 < 10.40 lacks
+         * \p{Alphabetic}; letters and letter numbers are nearly the same. */
+        static const char *const WORD_RE[2] = {
+            "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}]",
+            "[\\p{L}\\p{Nl}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}]"};
+        for (int i = 0; i < 2 && !t->word_re; i++) {
+            int ec;
+            PCRE2_SIZE eo;
+            t->word_re = pcre2_compile((PCRE2_SPTR)WORD_RE[i], PCRE2_ZERO_TERMINATED,
+                                       PCRE2_UTF | PCRE2_UCP | PCRE2_ANCHORED, &ec, &eo, NULL);
+        }
         if (!t->word_re)
             return VRT_ENOMEM;
     }
@@ -600,6 +637,8 @@ void vrt_tokenizer_free(vrt_tokenizer *t)
     free(t->added);
     free(t->id_added);
     free(t->id_special);
+    free(t->id_dec);
+    free(t->id_skip);
     tk_strmap_free(&t->added_map);
     if (t->has_norm)
         tk_norm_free(&t->norm);
