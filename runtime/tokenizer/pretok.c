@@ -24,7 +24,14 @@ static const char WS_CHAR_RE[] =
     "\\x{202F}\\x{205F}\\x{3000}]";
 static const char NUM_CHAR_RE[] = "\\p{N}";
 static const char PUNCT_CHAR_RE[] = "[\\p{P}!-\\/:-@\\[-`{-~]";
-static const char WHITESPACE_RE[] = "\\w+|[^\\w\\s]+";
+/* Whitespace: \w+|[^\w\s]+ of Rust's regex crate, whose \w is Alphabetic,
+ * marks, decimal digits, connector punctuation and the joiners, and \s is
+ * White_Space (PCRE2's \w and \s differ on ZWJ, U+FE0F and U+0085). */
+#define RUST_W "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}"
+#define RUST_S                                                                                     \
+    "\\t-\\r "                                                                                     \
+    "\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
+static const char WHITESPACE_RE[] = "[" RUST_W "]+|[^" RUST_W RUST_S "]+";
 
 static const cJSON *obj_get(const cJSON *j, const char *k)
 {

@@ -302,6 +302,96 @@ TEST(tokenizer_sentencepiece_matches_tokenizers)
         TFAIL("%d of %d sentencepiece cases differ from the tokenizers package", fails, n);
 }
 
+/* ---- variants.json: components the two trained fixtures do not use ----- */
+
+/* Replaces (or adds) every key of patch in obj. */
+static void apply_patch(cJSON *obj, const cJSON *patch)
+{
+    for (const cJSON *e = patch ? patch->child : NULL; e; e = e->next) {
+        cJSON *dup = cJSON_Duplicate(e, 1);
+        if (cJSON_GetObjectItemCaseSensitive(obj, e->string))
+            cJSON_ReplaceItemInObjectCaseSensitive(obj, e->string, dup);
+        else
+            cJSON_AddItemToObject(obj, e->string, dup);
+    }
+}
+
+/* Builds one variant in a temp dir, checks its cases; returns failures. */
+static int run_variant(const cJSON *v)
+{
+    const char *name = cJSON_GetObjectItem(v, "name")->valuestring;
+    char path[512];
+    snprintf(path, sizeof(path), FIX "%s/tokenizer.json",
+             cJSON_GetObjectItem(v, "base")->valuestring);
+    char *text = read_text(path, NULL);
+    cJSON *j = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    if (!j) {
+        fprintf(stderr, "    %s: cannot read %s\n", name, path);
+        return 1;
+    }
+    apply_patch(j, cJSON_GetObjectItem(v, "set"));
+    apply_patch(cJSON_GetObjectItem(j, "model"), cJSON_GetObjectItem(v, "model_set"));
+    cJSON *at = cJSON_GetObjectItem(j, "added_tokens");
+    for (const cJSON *a = cJSON_GetObjectItem(v, "added")->child; a; a = a->next)
+        cJSON_AddItemToArray(at, cJSON_Duplicate(a, 1));
+    char *tj = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    char dir[64];
+    make_dir(dir, tj, NULL);
+    free(tj);
+    vrt_tokenizer *t = NULL;
+    vrt_err err = {0};
+    int rc = vrt_tokenizer_load(&t, dir, &err);
+    remove_dir(dir);
+    if (rc) {
+        fprintf(stderr, "    %s: load: %s\n", name, err.msg);
+        return 1;
+    }
+    int fails = 0, idx = 0;
+    for (const cJSON *c = cJSON_GetObjectItem(v, "cases")->child; c; c = c->next, idx++) {
+        size_t len;
+        char *in = unhex(cJSON_GetObjectItem(c, "text_hex")->valuestring, &len);
+        vrt_tokens a = {0}, b = {0};
+        int bad = vrt_tokenizer_encode(t, in, len, 0, &a, &err) ||
+                  vrt_tokenizer_encode(t, in, len, 1, &b, &err);
+        if (!bad && (!ids_equal(&a, cJSON_GetObjectItem(c, "ids")) ||
+                     !ids_equal(&b, cJSON_GetObjectItem(c, "ids_special")))) {
+            fprintf(stderr, "    %s case %d \"%s\": ids differ\n", name, idx, in);
+            print_ids("got", a.ids, a.n);
+            bad = 1;
+        }
+        if (!bad) {
+            bad |= check_decode(t, &a, 0, cJSON_GetObjectItem(c, "decoded_hex")->valuestring, name,
+                                idx);
+            bad |= check_decode(t, &b, 1,
+                                cJSON_GetObjectItem(c, "decoded_special_skip_hex")->valuestring,
+                                name, idx);
+        }
+        fails += bad;
+        vrt_tokens_free(&a);
+        vrt_tokens_free(&b);
+        free(in);
+    }
+    vrt_tokenizer_free(t);
+    return fails;
+}
+
+TEST(tokenizer_variants_match_tokenizers)
+{
+    char *text = read_text(FIX "variants.json", NULL);
+    cJSON *root = text ? cJSON_Parse(text) : NULL;
+    free(text);
+    const cJSON *vs = cJSON_GetObjectItem(root, "variants");
+    ASSERT(cJSON_GetArraySize(vs) >= 8);
+    int fails = 0, n = 0;
+    for (const cJSON *v = vs->child; v; v = v->next, n++)
+        fails += run_variant(v);
+    cJSON_Delete(root);
+    if (fails)
+        TFAIL("%d cases of %d variants differ from the tokenizers package", fails, n);
+}
+
 /* ---- accessors ------------------------------------------------------- */
 
 TEST(tokenizer_accessors)
