@@ -61,7 +61,8 @@ int tk_bpe_parse(tk_bpe *m, const cJSON *j, const char *file, vrt_err *err)
     /* id -> piece table: ids are not guaranteed dense, size by max id. */
     size_t max_id = 0, count = 0;
     for (const cJSON *e = vocab->child; e; e = e->next) {
-        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 16777216.0 || !e->string)
+        if (!cJSON_IsNumber(e) || e->valuedouble < 0 || e->valuedouble > 16777216.0 ||
+            e->valuedouble != (double)e->valueint || !e->string)
             return vrt_err_set(err, VRT_EFORMAT,
                                "%s: model.vocab[\"%s\"] is not an id in "
                                "[0, 2^24]",
@@ -76,11 +77,15 @@ int tk_bpe_parse(tk_bpe *m, const cJSON *j, const char *file, vrt_err *err)
         return VRT_ENOMEM;
     for (const cJSON *e = vocab->child; e; e = e->next) {
         size_t id = (size_t)e->valueint;
-        if (m->pieces[id])
-            return vrt_err_set(err, VRT_EFORMAT,
-                               "%s: model.vocab: id %zu is used by both \"%s\" "
-                               "and \"%s\"",
-                               file, id, m->pieces[id], e->string);
+        if (m->pieces[id]) {
+            int rc = vrt_err_set(err, VRT_EFORMAT,
+                                 "%s: model.vocab: id %zu is used by both \"%s\" "
+                                 "and \"%s\"",
+                                 file, id, m->pieces[id], e->string);
+            /* Nothing is owned yet: tk_bpe_free must not free JSON strings. */
+            memset(m->pieces, 0, m->n_pieces * sizeof(*m->pieces));
+            return rc;
+        }
         m->pieces[id] = e->string; /* borrowed from the JSON tree for now */
     }
     /* Own the strings (the JSON tree is freed after loading). */

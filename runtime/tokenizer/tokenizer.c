@@ -209,25 +209,25 @@ static const char *match_pat(const tk_added *a, int norm, size_t *len)
     return norm ? a->norm : a->content;
 }
 
-static const vrt_tokenizer *sort_ctx;
-static int sort_norm;
+/* Sort key of one added token: first byte, then longest first, then file
+ * order (qsort has no context argument, so the key is copied out). */
+typedef struct match_key {
+    unsigned char first;
+    size_t len;
+    uint32_t idx;
+} match_key;
 
-static int cmp_added(const void *pa, const void *pb)
+static int cmp_key(const void *pa, const void *pb)
 {
-    const tk_added *a = &sort_ctx->added[*(const uint32_t *)pa];
-    const tk_added *b = &sort_ctx->added[*(const uint32_t *)pb];
-    size_t la, lb;
-    const char *sa = match_pat(a, sort_norm, &la), *sb = match_pat(b, sort_norm, &lb);
-    unsigned char fa = (unsigned char)sa[0], fb = (unsigned char)sb[0];
-    if (fa != fb)
-        return fa < fb ? -1 : 1;
-    if (la != lb)
-        return la > lb ? -1 : 1; /* longest first */
-    return *(const uint32_t *)pa < *(const uint32_t *)pb ? -1 : 1;
+    const match_key *a = pa, *b = pb;
+    if (a->first != b->first)
+        return a->first < b->first ? -1 : 1;
+    if (a->len != b->len)
+        return a->len > b->len ? -1 : 1;
+    return a->idx < b->idx ? -1 : a->idx > b->idx;
 }
 
-/* Builds the index of the added tokens with normalized == norm. Loading is
- * single-threaded, so the qsort context may be static. */
+/* Builds the index of the added tokens with normalized == norm. */
 static int build_match(vrt_tokenizer *t, tk_match *m, int norm)
 {
     memset(m, 0, sizeof(*m));
@@ -240,9 +240,18 @@ static int build_match(vrt_tokenizer *t, tk_match *m, int norm)
         if (!t->added[i].normalized == !norm && len > 0)
             m->idx[m->n++] = (uint32_t)i;
     }
-    sort_ctx = t;
-    sort_norm = norm;
-    qsort(m->idx, m->n, sizeof(*m->idx), cmp_added);
+    match_key *keys = malloc((m->n ? m->n : 1) * sizeof(*keys));
+    if (!keys)
+        return VRT_ENOMEM;
+    for (size_t i = 0; i < m->n; i++) {
+        const char *p = match_pat(&t->added[m->idx[i]], norm, &keys[i].len);
+        keys[i].first = (unsigned char)p[0];
+        keys[i].idx = m->idx[i];
+    }
+    qsort(keys, m->n, sizeof(*keys), cmp_key);
+    for (size_t i = 0; i < m->n; i++)
+        m->idx[i] = keys[i].idx;
+    free(keys);
     size_t k = 0;
     for (int b = 0; b < 256; b++) {
         m->start[b] = (uint32_t)k;

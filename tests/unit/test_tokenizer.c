@@ -266,6 +266,8 @@ static void remove_dir(const char *dir)
     remove(p);
     snprintf(p, sizeof(p), "%s/tokenizer_config.json", dir);
     remove(p);
+    snprintf(p, sizeof(p), "%s/chat_template.jinja", dir);
+    remove(p);
     rmdir(dir);
 }
 
@@ -634,6 +636,39 @@ TEST(tokenizer_llama_config_adds_eos)
     vrt_tokenizer_free(t);
 }
 
+/* TINY_JSON with the first occurrence of `from` replaced by `to`. */
+static char *tiny_with(const char *from, const char *to);
+
+TEST(tokenizer_roberta_post_processor_and_jinja_file)
+{
+    char *s =
+        tiny_with("\"post_processor\":null", "\"post_processor\":{\"type\":\"RobertaProcessing\","
+                                             "\"cls\":[\"<s>\",1],\"sep\":[\"</s>\",2]}");
+    char dir[64], p[128];
+    make_dir(dir, s, "{\"chat_template\": \"from config\", \"eos_token\": \"</s>\"}");
+    free(s);
+    snprintf(p, sizeof(p), "%s/chat_template.jinja", dir);
+    FILE *f = fopen(p, "w");
+    fputs("{{ from_file }}", f);
+    fclose(f);
+    vrt_tokenizer *t = NULL;
+    vrt_err err = {0};
+    int rc = vrt_tokenizer_load(&t, dir, &err);
+    remove_dir(dir);
+    ASSERT_OK(rc, &err);
+    ASSERT_EQ_STR(vrt_tokenizer_chat_template(t), "{{ from_file }}");
+    ASSERT_EQ_INT(vrt_tokenizer_bos_id(t), 1); /* from the template */
+    ASSERT_EQ_INT(vrt_tokenizer_eos_id(t), 2);
+    vrt_tokens ids = {0};
+    ASSERT_OK(vrt_tokenizer_encode(t, "a", 1, 1, &ids, &err), &err);
+    ASSERT_EQ_INT(ids.n, 3);
+    ASSERT_EQ_INT(ids.ids[0], 1);
+    ASSERT_EQ_INT(ids.ids[1], 6);
+    ASSERT_EQ_INT(ids.ids[2], 2);
+    vrt_tokens_free(&ids);
+    vrt_tokenizer_free(t);
+}
+
 /* ---- errors ---------------------------------------------------------- */
 
 static int load_err(const char *tj, const char *cfg, vrt_err *err)
@@ -699,6 +734,29 @@ TEST(tokenizer_load_errors)
     ASSERT_EQ_INT(load_err(TINY_JSON, "{\"tokenizer_class\": \"LlamaTokenizerFast\"}", &err),
                   VRT_EFORMAT);
     ASSERT_CONTAINS(err.msg, "add_bos_token is true but bos_token");
+
+    s = tiny_with("\"c\":8", "\"c\":7");
+    ASSERT_EQ_INT(load_err(s, NULL, &err), VRT_EFORMAT);
+    free(s);
+    ASSERT_CONTAINS(err.msg, "id 7 is used by both");
+
+    s = tiny_with("\"c\":8", "\"c\":8.5");
+    ASSERT_EQ_INT(load_err(s, NULL, &err), VRT_EFORMAT);
+    free(s);
+    ASSERT_CONTAINS(err.msg, "model.vocab[\"c\"]");
+
+    s = tiny_with("\"post_processor\":null",
+                  "\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":"
+                  "[{\"SpecialToken\":{\"id\":\"<x>\",\"type_id\":0}}],"
+                  "\"special_tokens\":{}}");
+    ASSERT_EQ_INT(load_err(s, NULL, &err), VRT_EFORMAT);
+    free(s);
+    ASSERT_CONTAINS(err.msg, "special token \"<x>\"");
+
+    s = tiny_with("\"added_tokens\":[", "\"added_tokens\":[{\"id\":-1,\"content\":\"x\"},");
+    ASSERT_EQ_INT(load_err(s, NULL, &err), VRT_EFORMAT);
+    free(s);
+    ASSERT_CONTAINS(err.msg, "added_tokens[0].id");
 
     ASSERT_EQ_INT(load_err("[1, 2]", NULL, &err), VRT_EFORMAT);
     ASSERT_EQ_INT(load_err("", NULL, &err), VRT_EFORMAT);
