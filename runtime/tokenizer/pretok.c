@@ -32,6 +32,10 @@ static const char PUNCT_CHAR_RE[] = "[\\p{P}!-\\/:-@\\[-`{-~]";
     "\\t-\\r "                                                                                     \
     "\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
 static const char WHITESPACE_RE[] = "[" RUST_W "]+|[^" RUST_W RUST_S "]+";
+/* PCRE2 < 10.40 has no \p{Alphabetic}: letters and letter numbers are the
+ * same but for a few symbols such as the circled letters. */
+#define OLD_W "\\p{L}\\p{Nl}\\p{M}\\p{Nd}\\p{Pc}\\x{200C}\\x{200D}"
+static const char WHITESPACE_RE_OLD[] = "[" OLD_W "]+|[^" OLD_W RUST_S "]+";
 
 static const cJSON *obj_get(const cJSON *j, const char *k)
 {
@@ -287,7 +291,9 @@ int tk_pretok_parse(tk_pretok *p, const cJSON *j, const char *where, vrt_err *er
         p->type = TK_P_WHITESPACE;
         p->behavior = TK_B_REMOVED;
         p->invert = 1;
-        return tk_regex_compile(&p->pat, WHITESPACE_RE, where, err);
+        if (tk_regex_compile(&p->pat, WHITESPACE_RE, where, NULL) == 0)
+            return 0;
+        return tk_regex_compile(&p->pat, WHITESPACE_RE_OLD, where, err);
     }
     if (strcmp(type, "WhitespaceSplit") == 0) {
         p->type = TK_P_WHITESPACESPLIT;
