@@ -15,6 +15,7 @@
 #include "tokenizer/tokenizer.h"
 
 #include <cJSON.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -565,6 +566,96 @@ TEST(tokenizer_detok_holds_partial_characters)
         vrt_tokens_free(&ids);
         vrt_tokenizer_free(t);
     }
+}
+
+/* The window stays small on a long stream (work per push is bounded). */
+TEST(tokenizer_detok_window_is_bounded)
+{
+    const char *dirs[2] = {FIX "bytelevel", FIX "sentencepiece"};
+    const char *unit = "In the beginning 中文 😀 caf\xC3\xA9.\n";
+    size_t ul = strlen(unit), reps = 300;
+    char *txt = malloc(ul * reps + 1);
+    for (size_t i = 0; i < reps; i++)
+        memcpy(txt + i * ul, unit, ul);
+    txt[ul * reps] = '\0';
+    for (int k = 0; k < 2; k++) {
+        vrt_tokenizer *t = NULL;
+        vrt_err err = {0};
+        ASSERT_OK(vrt_tokenizer_load(&t, dirs[k], &err), &err);
+        vrt_tokens ids = {0};
+        ASSERT_OK(vrt_tokenizer_encode(t, txt, ul * reps, 0, &ids, &err), &err);
+        vrt_detok d;
+        vrt_detok_init(&d, t, 0);
+        size_t max_n = 0, used = 0;
+        char *acc = malloc(ul * reps + 1);
+        for (size_t i = 0; i <= ids.n; i++) {
+            char *p;
+            size_t pl;
+            ASSERT_OK(i < ids.n ? vrt_detok_push(&d, ids.ids[i], &p, &pl, &err)
+                                : vrt_detok_flush(&d, &p, &pl, &err),
+                      &err);
+            ASSERT(used + pl <= ul * reps);
+            memcpy(acc + used, p, pl);
+            used += pl;
+            free(p);
+            max_n = d.n > max_n ? d.n : max_n;
+        }
+        acc[used] = '\0';
+        ASSERT_EQ_INT(used, ul * reps);
+        ASSERT(memcmp(acc, txt, used) == 0);
+        ASSERT(max_n <= 8); /* anchor + the 6 byte tokens of "中文" + one */
+        free(acc);
+        vrt_detok_free(&d);
+        vrt_tokens_free(&ids);
+        vrt_tokenizer_free(t);
+    }
+    free(txt);
+}
+
+/* A loaded tokenizer is immutable: encode from several threads at once. */
+typedef struct enc_job {
+    const vrt_tokenizer *t;
+    const char *txt;
+    vrt_tokens out;
+    int rc;
+} enc_job;
+
+static void *enc_thread(void *arg)
+{
+    enc_job *j = arg;
+    vrt_err err = {0};
+    for (int r = 0; r < 20 && j->rc == 0; r++) {
+        j->out.n = 0;
+        j->rc = vrt_tokenizer_encode(j->t, j->txt, strlen(j->txt), 1, &j->out, &err);
+    }
+    return NULL;
+}
+
+TEST(tokenizer_encode_from_threads)
+{
+    vrt_tokenizer *t = NULL;
+    vrt_err err = {0};
+    ASSERT_OK(vrt_tokenizer_load(&t, FIX "bytelevel", &err), &err);
+    const char *txt =
+        "Hello world  12345 I'm\n\n  ok!! <|eot_id|> <think> caf\xC3\xA9 \xE4\xB8\xAD";
+    vrt_tokens ref = {0};
+    ASSERT_OK(vrt_tokenizer_encode(t, txt, strlen(txt), 1, &ref, &err), &err);
+    enc_job jobs[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (enc_job){t, txt, {0}, 0};
+        pthread_create(&th[i], NULL, enc_thread, &jobs[i]);
+    }
+    int bad = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        bad |= jobs[i].rc != 0 || jobs[i].out.n != ref.n ||
+               memcmp(jobs[i].out.ids, ref.ids, ref.n * sizeof(int32_t)) != 0;
+        vrt_tokens_free(&jobs[i].out);
+    }
+    vrt_tokens_free(&ref);
+    vrt_tokenizer_free(t);
+    ASSERT(!bad);
 }
 
 /* ---- a hand-written tokenizer: Metaspace(first), single_word, merges --- */
