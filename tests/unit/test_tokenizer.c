@@ -612,6 +612,48 @@ TEST(tokenizer_detok_window_is_bounded)
     free(txt);
 }
 
+/* Random id sequences (byte pieces that form invalid UTF-8, specials, "▁"
+ * pieces, anything): streamed text always equals decode. */
+TEST(tokenizer_detok_random_ids_equal_decode)
+{
+    const char *dirs[2] = {FIX "bytelevel", FIX "sentencepiece"};
+    unsigned seed = 12345;
+    for (int k = 0; k < 2; k++) {
+        vrt_tokenizer *t = NULL;
+        vrt_err err = {0};
+        ASSERT_OK(vrt_tokenizer_load(&t, dirs[k], &err), &err);
+        int32_t v = (int32_t)vrt_tokenizer_vocab_size(t);
+        for (int round = 0; round < 400; round++) {
+            int32_t ids[40];
+            size_t n = (size_t)(rand_r(&seed) % 40);
+            for (size_t i = 0; i < n; i++) {
+                int r = rand_r(&seed) % 10;
+                /* Low ids: bytes (sentencepiece 3..258, byte-level single
+                 * bytes); high ids: specials; else anything. */
+                ids[i] = r < 5   ? (int32_t)(rand_r(&seed) % 260)
+                         : r < 6 ? v - 1 - (int32_t)(rand_r(&seed) % 6)
+                                 : (int32_t)(rand_r(&seed) % (unsigned)v);
+            }
+            for (int skip = 0; skip < 2; skip++) {
+                char *dec = NULL, *st;
+                size_t dl = 0, sl = 0;
+                ASSERT_OK(vrt_tokenizer_decode(t, ids, n, skip, &dec, &dl, &err), &err);
+                st = stream(t, ids, n, skip, &sl);
+                int same = st && sl == dl && memcmp(st, dec, dl) == 0;
+                if (!same) {
+                    print_ids("ids", ids, n);
+                    fprintf(stderr, "    decode \"%s\" stream \"%s\"\n", dec, st ? st : "(null)");
+                }
+                free(st);
+                free(dec);
+                if (!same)
+                    TFAIL("%s: streamed text differs from decode (skip %d)", dirs[k], skip);
+            }
+        }
+        vrt_tokenizer_free(t);
+    }
+}
+
 /* A loaded tokenizer is immutable: encode from several threads at once. */
 typedef struct enc_job {
     const vrt_tokenizer *t;
