@@ -45,5 +45,6 @@ int vrt_cmd_help(int argc, char **argv);
 int vrt_cmd_version(int argc, char **argv);
 int vrt_cmd_check(int argc, char **argv);
 int vrt_cmd_run(int argc, char **argv);
+int vrt_cmd_generate(int argc, char **argv);
 
 #endif
