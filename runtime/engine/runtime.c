@@ -47,7 +47,10 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-void vrt_free(void *p) { free(p); }
+void vrt_free(void *p)
+{
+    free(p);
+}
 
 void vrt_gen_params_init(vrt_gen_params *p)
 {
@@ -99,8 +102,7 @@ static int open_with(vrt_runtime **out, const rt_opts *o, vrt_err *err)
         rc = vrt_model_load(&rt->m, o->model_dir, rt->be, &lo, err);
     }
     if (!rc) {
-        rc = vrt_tokenizer_load(&rt->tok, o->tokenizer_dir ? o->tokenizer_dir : o->model_dir,
-                                err);
+        rc = vrt_tokenizer_load(&rt->tok, o->tokenizer_dir ? o->tokenizer_dir : o->model_dir, err);
         if (rc)
             vrt_err_prefix(err, "loading the tokenizer: ");
     }
@@ -117,8 +119,8 @@ static int open_with(vrt_runtime **out, const rt_opts *o, vrt_err *err)
         max_total = c->max_position_embeddings;
     }
     rt->max_total = (int)max_total;
-    rt->max_input = (int)(o->max_input > 0 && o->max_input < max_total ? o->max_input
-                                                                         : max_total - 1);
+    rt->max_input =
+        (int)(o->max_input > 0 && o->max_input < max_total ? o->max_input : max_total - 1);
     rt->max_prefill = (int)(o->max_prefill > 0 ? o->max_prefill : 4096);
     int bs = o->block_size > 0 ? o->block_size : 16;
     rt->max_blocks = (int)((max_total + bs - 1) / bs);
@@ -209,9 +211,18 @@ void vrt_runtime_close(vrt_runtime *rt)
     free(rt);
 }
 
-int vrt_runtime_vocab_size(const vrt_runtime *rt) { return rt->m->cfg.vocab_size; }
-int vrt_runtime_max_total_tokens(const vrt_runtime *rt) { return rt->max_total; }
-const char *vrt_runtime_describe(const vrt_runtime *rt) { return rt->desc; }
+int vrt_runtime_vocab_size(const vrt_runtime *rt)
+{
+    return rt->m->cfg.vocab_size;
+}
+int vrt_runtime_max_total_tokens(const vrt_runtime *rt)
+{
+    return rt->max_total;
+}
+const char *vrt_runtime_describe(const vrt_runtime *rt)
+{
+    return rt->desc;
+}
 
 int vrt_runtime_tokenize(vrt_runtime *rt, const char *text, size_t len, int add_special_tokens,
                          int32_t **ids, int *n, vrt_err *err)
@@ -274,8 +285,7 @@ static int run_tokens(vrt_runtime *rt, vrt_seq_blocks *s, const int32_t *ids, in
                        .max_blocks_per_seq = rt->max_blocks,
                        .out_rows = all ? rows : NULL,
                        .n_out = all ? chunk : 1};
-        rc = vrt_model_forward(rt->m, &rt->kv, &b, all ? out + (size_t)(at - from) * V : out,
-                               err);
+        rc = vrt_model_forward(rt->m, &rt->kv, &b, all ? out + (size_t)(at - from) * V : out, err);
         at += chunk;
     }
 out:
@@ -370,20 +380,6 @@ int vrt_runtime_generate_ids(vrt_runtime *rt, const int32_t *ids, int n, const v
         return vrt_err_set(err, VRT_EINVAL, "generate: NULL argument");
     if (n < 1)
         return vrt_err_set(err, VRT_EINVAL, "generate: the prompt is empty (no tokens)");
-    if (n > rt->max_input)
-        return vrt_err_set(err, VRT_ERANGE,
-                           "the prompt has %d tokens, more than batching.max_input_tokens (%d): "
-                           "shorten it or raise the limit",
-                           n, rt->max_input);
-    if (p->max_new_tokens < 1)
-        return vrt_err_set(err, VRT_EINVAL, "max_new_tokens must be >= 1 (got %d)",
-                           p->max_new_tokens);
-    if ((int64_t)n + p->max_new_tokens > rt->max_total)
-        return vrt_err_set(err, VRT_ERANGE,
-                           "prompt (%d tokens) + max_new_tokens (%d) = %lld is more than "
-                           "batching.max_total_tokens (%d): lower max_new_tokens to %d",
-                           n, p->max_new_tokens, (long long)n + p->max_new_tokens, rt->max_total,
-                           rt->max_total - n);
     const int V = rt->m->cfg.vocab_size;
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= V)
@@ -409,6 +405,20 @@ int vrt_runtime_generate_ids(vrt_runtime *rt, const int32_t *ids, int n, const v
     int rc = vrt_sampling_params_validate(&sp, err);
     if (rc)
         return rc;
+    if (n > rt->max_input)
+        return vrt_err_set(err, VRT_ERANGE,
+                           "the prompt has %d tokens, more than batching.max_input_tokens (%d): "
+                           "shorten it or raise the limit",
+                           n, rt->max_input);
+    if (p->max_new_tokens < 1)
+        return vrt_err_set(err, VRT_EINVAL, "max_new_tokens must be >= 1 (got %d)",
+                           p->max_new_tokens);
+    if ((int64_t)n + p->max_new_tokens > rt->max_total)
+        return vrt_err_set(err, VRT_ERANGE,
+                           "prompt (%d tokens) + max_new_tokens (%d) = %lld is more than "
+                           "batching.max_total_tokens (%d): lower max_new_tokens to %d",
+                           n, p->max_new_tokens, (long long)n + p->max_new_tokens, rt->max_total,
+                           rt->max_total - n);
     res->seed = sp.seed;
     res->n_prompt_tokens = n;
 
@@ -475,9 +485,8 @@ int vrt_runtime_generate_ids(vrt_runtime *rt, const int32_t *ids, int n, const v
     res->prefill_s = t1 - t0;
     res->decode_s = t2 - t1;
     res->prefill_tok_s = res->prefill_s > 0 ? n / res->prefill_s : 0;
-    res->decode_tok_s = res->decode_s > 0 && res->n_tokens > 1
-                            ? (res->n_tokens - 1) / res->decode_s
-                            : 0;
+    res->decode_tok_s =
+        res->decode_s > 0 && res->n_tokens > 1 ? (res->n_tokens - 1) / res->decode_s : 0;
 out:
     vrt_block_pool_release(&rt->pool, &s);
     vrt_detok_free(&g.detok);
