@@ -118,6 +118,86 @@ size_t vrt_config_sizeof(void);
  * already set there is left alone (the operator's environment wins). */
 int vrt_config_apply_nccl_env(const vrt_config *cfg, vrt_err *err);
 
+/* ---- the model runtime (runtime/engine/runtime.c) ----------------------
+ * One loaded model with its tokenizer, backend and KV cache, for `v100rt
+ * generate` and scripts (`v100rt run`). Not thread-safe: one caller at a
+ * time per runtime. */
+typedef struct vrt_runtime vrt_runtime;
+
+/* Generation parameters. vrt_gen_params_init gives TGI's defaults: greedy,
+ * 64 new tokens, BOS added, eos stops. */
+typedef struct vrt_gen_params {
+    int max_new_tokens;
+    int do_sample;            /* 0: greedy */
+    float temperature;        /* > 0 (0 = greedy) */
+    int top_k;                /* 0: off */
+    float top_p;              /* (0, 1], 1: off */
+    float typical_p;          /* (0, 1], 1: off */
+    float min_p;              /* [0, 1], 0: off */
+    float repetition_penalty; /* 1: off */
+    float frequency_penalty;  /* 0: off */
+    float presence_penalty;   /* 0: off */
+    uint64_t seed;
+    int has_seed;             /* 0: a random seed (reported in the result) */
+    const char **stop;        /* [n_stop] stop strings */
+    int n_stop;
+    const int32_t *stop_ids;  /* [n_stop_ids] extra stop token ids */
+    int n_stop_ids;
+    int ignore_eos;           /* 1: eos does not stop generation */
+    int add_special_tokens;   /* 1: BOS etc. as the tokenizer says */
+    int n_logprobs;           /* top logprobs per token, 0..20 */
+} vrt_gen_params;
+
+typedef struct vrt_gen_result {
+    char *text;               /* generated text (malloc'd) */
+    size_t text_len;
+    int32_t *tokens;          /* [n_tokens] generated ids (malloc'd) */
+    float *logprobs;          /* [n_tokens] logprob of each generated token */
+    int n_tokens;
+    int n_prompt_tokens;
+    const char *finish_reason; /* "length" | "eos_token" | "stop_sequence" */
+    uint64_t seed;
+    double prefill_s, decode_s;    /* seconds: prompt (+ first token), the rest */
+    double prefill_tok_s, decode_tok_s; /* tokens per second */
+} vrt_gen_result;
+
+/* Called with each piece of text as it becomes final (never half a UTF-8
+ * character, never text a stop string later takes back); a non-zero
+ * return stops generation (finish_reason "stop_sequence" is not set: the
+ * generation ends as "length"). */
+typedef int (*vrt_stream_fn)(void *ud, const char *text, size_t len);
+
+void vrt_gen_params_init(vrt_gen_params *p);
+void vrt_gen_result_free(vrt_gen_result *r);
+
+/* Opens a config file (*.lua) or a model directory (cpu, defaults). */
+int vrt_runtime_open(vrt_runtime **out, const char *config_or_dir, vrt_err *err);
+void vrt_runtime_close(vrt_runtime *rt);
+
+int vrt_runtime_generate(vrt_runtime *rt, const char *prompt, size_t len,
+                         const vrt_gen_params *p, vrt_stream_fn fn, void *ud,
+                         vrt_gen_result *res, vrt_err *err);
+/* The same from token ids (no tokenization, no BOS added). */
+int vrt_runtime_generate_ids(vrt_runtime *rt, const int32_t *ids, int n,
+                             const vrt_gen_params *p, vrt_stream_fn fn, void *ud,
+                             vrt_gen_result *res, vrt_err *err);
+
+/* Token ids of text (*ids malloc'd, free with vrt_free). */
+int vrt_runtime_tokenize(vrt_runtime *rt, const char *text, size_t len, int add_special_tokens,
+                         int32_t **ids, int *n, vrt_err *err);
+/* Text of ids (*text malloc'd and NUL-terminated, free with vrt_free). */
+int vrt_runtime_detokenize(vrt_runtime *rt, const int32_t *ids, int n, int skip_special_tokens,
+                           char **text, size_t *len, vrt_err *err);
+/* Logits of every position of ids run as one sequence: out [n][vocab]. */
+int vrt_runtime_logits(vrt_runtime *rt, const int32_t *ids, int n, float *out, vrt_err *err);
+
+int vrt_runtime_vocab_size(const vrt_runtime *rt);
+/* Longest prompt + generated tokens of one sequence (after the model's limit). */
+int vrt_runtime_max_total_tokens(const vrt_runtime *rt);
+/* A one-line description: model dir, architecture, sizes, dtype, backend. */
+const char *vrt_runtime_describe(const vrt_runtime *rt);
+void vrt_free(void *p);
+
 /* Logging from scripts: level 0 debug, 1 info, 2 warn, 3 error. */
 void vrt_log_write(int level, const char *msg);
 

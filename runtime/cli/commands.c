@@ -58,6 +58,27 @@ const vrt_cmd vrt_commands[] = {
      "its message with file:line and a traceback, and exits 1. os.exit(n) sets\n"
      "the exit code.\n",
      vrt_cmd_run},
+    {"generate", "load a model and stream the continuation of a prompt",
+     "v100rt generate [OPTIONS] CONFIG.lua|MODEL_DIR PROMPT",
+     "Loads the model of CONFIG.lua (or a model directory, on the cpu with default\n"
+     "settings), prints PROMPT and streams its continuation to stdout; then prints\n"
+     "the prompt (prefill) and generation (decode) speeds to stderr. PROMPT \"-\"\n"
+     "reads the prompt from stdin. Greedy unless --temperature or a sampling\n"
+     "filter is given.\n"
+     "\n"
+     "  --max-new-tokens N        tokens to generate at most (default 64)\n"
+     "  --temperature T           sample with temperature T (0 = greedy)\n"
+     "  --top-k K, --top-p P, --typical-p P, --min-p P\n"
+     "                            sampling filters (imply sampling)\n"
+     "  --repetition-penalty R    HF/TGI repetition penalty (1 = off)\n"
+     "  --frequency-penalty F, --presence-penalty F\n"
+     "                            OpenAI penalties in [-2, 2]\n"
+     "  --seed N                  seed for sampling (same seed, same text)\n"
+     "  --stop STRING             stop when STRING is generated (not printed)\n"
+     "  --ignore-eos              do not stop at the end-of-sequence token\n"
+     "  --no-special-tokens       do not add BOS to the prompt\n"
+     "  --quiet                   print only the generated text\n",
+     vrt_cmd_generate},
     {"help", "show help for a command, or the config reference (help config)",
      "v100rt help [COMMAND | config]",
      "Without arguments lists the commands. `v100rt help COMMAND` shows one\n"

@@ -31,8 +31,8 @@ run $BIN frobnicate; expect_rc 2; expect_err 'unknown command "frobnicate"'; pas
 
 T="help lists only commands that exist"
 run $BIN help; expect_rc 0
-for c in check mkmodel run help version; do expect_out "  $c "; done
-for c in serve generate bench quantize; do grep -q "^  $c " "$OUT" && fail "lists $c, which does not exist yet"; done
+for c in check mkmodel run generate help version; do expect_out "  $c "; done
+for c in serve bench quantize; do grep -q "^  $c " "$OUT" && fail "lists $c, which does not exist yet"; done
 pass
 
 T="help <command> shows usage"
@@ -146,6 +146,33 @@ grep -q '"sliding_window": 128' "$TMP/m3/config.json" || fail "sliding_window no
 grep -q '"rope_theta": 1000000.0' "$TMP/m3/config.json" || fail "rope_theta not 1000000.0"
 grep -q '"torch_dtype": "float32"' "$TMP/m3/config.json" || fail "torch_dtype not float32"
 grep -q 'lm_head' "$TMP/m3/model.safetensors" && fail "tied model has lm_head.weight"
+pass
+
+T="generate: streams text and prints speeds"
+run $BIN mkmodel --seed 3 "$TMP/gen-model"; expect_rc 0
+run $BIN generate --max-new-tokens 12 --ignore-eos "$TMP/gen-model" "In the beginning"
+expect_rc 0; expect_out "In the beginning"; expect_err "tokens/s"; expect_err "generated: 12 tokens"; expect_err "finish: length"
+cp "$OUT" "$TMP/gen1"
+run $BIN generate --max-new-tokens 12 --ignore-eos --quiet "$TMP/gen-model" "In the beginning"
+expect_rc 0; [ -s "$ERR" ] && fail "--quiet still wrote to stderr"
+grep -q "In the beginning" "$OUT" && fail "--quiet echoed the prompt"
+echo "In the beginning" | $BIN generate --max-new-tokens 12 --ignore-eos --quiet "$TMP/gen-model" - > "$TMP/gen2" 2>/dev/null
+[ -s "$TMP/gen2" ] || fail "prompt from stdin gave nothing"
+pass
+
+T="generate: same seed, same text"
+run $BIN generate --quiet --temperature 0.9 --seed 5 --max-new-tokens 16 "$TMP/gen-model" "Hello"; cp "$OUT" "$TMP/s1"
+run $BIN generate --quiet --temperature 0.9 --seed 5 --max-new-tokens 16 "$TMP/gen-model" "Hello"
+cmp -s "$OUT" "$TMP/s1" || fail "seed 5 gave two different texts"
+pass
+
+T="generate: bad usage exits 2, bad model or limits exit 1"
+run $BIN generate; expect_rc 2; expect_err "usage: v100rt generate"
+run $BIN generate "$TMP/gen-model"; expect_rc 2; expect_err "needs a prompt"
+run $BIN generate --temprature 1 "$TMP/gen-model" "Hi"; expect_rc 2; expect_err "did you mean --temperature?"
+run $BIN generate --top-p 2 "$TMP/gen-model" "Hi"; expect_rc 2; expect_err "--top-p"
+run $BIN generate "$TMP/no-such-model" "Hi"; expect_rc 1; expect_err "no-such-model"
+run $BIN generate --max-new-tokens 5000 "$TMP/gen-model" "Hi"; expect_rc 1; expect_err "batching.max_total_tokens"
 pass
 
 T="help mkmodel documents the presets"

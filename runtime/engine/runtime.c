@@ -1,0 +1,516 @@
+/* runtime.c — one loaded model with its tokenizer, backend and KV cache:
+ * the vrt_runtime_* API of vrt.h behind `v100rt generate` and Lua scripts.
+ *
+ * Generation here is one sequence at a time (the continuous-batching engine
+ * of `v100rt serve` drives the same forward pass with many): the prompt is
+ * prefilled in chunks of at most batching.max_batch_prefill_tokens, then
+ * tokens are decoded one by one; each new token goes through the sampler,
+ * the stop token ids, the incremental detokenizer and the stop-string
+ * checker, and the text that became final is streamed to the caller.
+ */
+#include "vrt.h"
+
+#include "core/err.h"
+#include "core/log.h"
+#include "engine/kv_blocks.h"
+#include "engine/sampler.h"
+#include "engine/stop.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct vrt_runtime {
+    char *model_dir;
+    vrt_backend *be;
+    vrt_model *m;
+    vrt_tokenizer *tok;
+    vrt_kv_cache kv;
+    vrt_block_pool pool;
+    vrt_sample_scratch scratch;
+    int max_total;   /* tokens of one sequence */
+    int max_input;   /* prompt tokens */
+    int max_prefill; /* tokens per prefill chunk */
+    int max_blocks;  /* blocks of one sequence */
+    int32_t eos[VRT_MAX_EOS + 1];
+    int n_eos;
+    char desc[512];
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void vrt_free(void *p)
+{
+    free(p);
+}
+
+void vrt_gen_params_init(vrt_gen_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->max_new_tokens = 64;
+    p->temperature = 1.0f;
+    p->top_p = 1.0f;
+    p->typical_p = 1.0f;
+    p->repetition_penalty = 1.0f;
+    p->add_special_tokens = 1;
+}
+
+void vrt_gen_result_free(vrt_gen_result *r)
+{
+    if (!r)
+        return;
+    free(r->text);
+    free(r->tokens);
+    free(r->logprobs);
+    memset(r, 0, sizeof *r);
+}
+
+typedef struct rt_opts {
+    const char *model_dir, *tokenizer_dir, *dtype, *kind;
+    int threads, block_size;
+    int64_t num_blocks, max_total, max_input, max_prefill;
+} rt_opts;
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static int open_with(vrt_runtime **out, const rt_opts *o, vrt_err *err)
+{
+    vrt_runtime *rt = calloc(1, sizeof *rt);
+    if (!rt)
+        return vrt_err_set(err, VRT_ENOMEM, "out of memory");
+    rt->model_dir = strdup(o->model_dir);
+    const char *kind = o->kind && strcmp(o->kind, "auto") != 0 ? o->kind : "cpu";
+    if (o->kind && strcmp(o->kind, "auto") == 0)
+        VRT_INFO("device.kind = \"auto\": no CUDA backend in this build, using cpu");
+    int rc = rt->model_dir ? 0 : vrt_err_set(err, VRT_ENOMEM, "out of memory");
+    if (!rc)
+        rc = vrt_backend_create(&rt->be, kind, o->threads, err);
+    if (!rc) {
+        vrt_model_load_opts lo = {.dtype = o->dtype};
+        rc = vrt_model_load(&rt->m, o->model_dir, rt->be, &lo, err);
+    }
+    if (!rc) {
+        rc = vrt_tokenizer_load(&rt->tok, o->tokenizer_dir ? o->tokenizer_dir : o->model_dir, err);
+        if (rc)
+            vrt_err_prefix(err, "loading the tokenizer: ");
+    }
+    if (rc)
+        goto fail;
+    const vrt_model_config *c = &rt->m->cfg;
+    /* A sequence may not outgrow the model's positions nor the config. */
+    int64_t max_total = o->max_total > 0 ? o->max_total : 4096;
+    if (c->max_position_embeddings > 0 && max_total > c->max_position_embeddings) {
+        VRT_INFO("max_total_tokens %lld is more than the model's max_position_embeddings "
+                 "(%lld): using %lld",
+                 (long long)max_total, (long long)c->max_position_embeddings,
+                 (long long)c->max_position_embeddings);
+        max_total = c->max_position_embeddings;
+    }
+    rt->max_total = (int)max_total;
+    rt->max_input =
+        (int)(o->max_input > 0 && o->max_input < max_total ? o->max_input : max_total - 1);
+    rt->max_prefill = (int)(o->max_prefill > 0 ? o->max_prefill : 4096);
+    int bs = o->block_size > 0 ? o->block_size : 16;
+    rt->max_blocks = (int)((max_total + bs - 1) / bs);
+    int64_t nb = o->num_blocks > 0 ? o->num_blocks : rt->max_blocks;
+    if (nb < rt->max_blocks) {
+        rc = vrt_err_set(err, VRT_ECONFIG,
+                         "cache.num_blocks (%lld) cannot hold one sequence of %d tokens (%d "
+                         "blocks of %d): raise cache.num_blocks or lower "
+                         "batching.max_total_tokens",
+                         (long long)nb, rt->max_total, rt->max_blocks, bs);
+        goto fail;
+    }
+    rc = vrt_kv_cache_init(&rt->kv, rt->m, (int)nb, bs, err);
+    if (!rc)
+        rc = vrt_block_pool_init(&rt->pool, (int)nb, bs, err);
+    if (!rc)
+        rc = vrt_sample_scratch_init(&rt->scratch, c->vocab_size, err);
+    if (rc)
+        goto fail;
+    /* Stop ids: config/generation_config eos ids plus the tokenizer's. */
+    for (int i = 0; i < c->n_eos; i++)
+        rt->eos[rt->n_eos++] = c->eos_token_ids[i];
+    int32_t te = vrt_tokenizer_eos_id(rt->tok);
+    if (te >= 0 && !vrt_is_stop_token(rt->eos, rt->n_eos, te))
+        rt->eos[rt->n_eos++] = te;
+    snprintf(rt->desc, sizeof rt->desc,
+             "%s: %s, %d layers, dim %d, %d heads (%d kv), vocab %d, %s weights (%.1f MiB), "
+             "%s backend, %d KV blocks of %d",
+             o->model_dir, c->arch_name, c->num_hidden_layers, c->hidden_size,
+             c->num_attention_heads, c->num_key_value_heads, c->vocab_size,
+             vrt_dtype_name(rt->m->wdtype), (double)rt->m->weight_bytes / (1024.0 * 1024.0),
+             rt->be->name, (int)nb, bs);
+    *out = rt;
+    return 0;
+fail:
+    vrt_runtime_close(rt);
+    return rc;
+}
+
+int vrt_runtime_open(vrt_runtime **out, const char *path, vrt_err *err)
+{
+    if (!out || !path)
+        return vrt_err_set(err, VRT_EINVAL, "vrt_runtime_open: NULL argument");
+    *out = NULL;
+    if (!ends_with(path, ".lua")) {
+        rt_opts o = {.model_dir = path, .dtype = "float16", .kind = "auto"};
+        return open_with(out, &o, err);
+    }
+    vrt_config cfg;
+    int rc = vrt_config_load(&cfg, path, err);
+    if (!rc) {
+        rt_opts o = {
+            .model_dir = cfg.model.path,
+            .tokenizer_dir = cfg.model.tokenizer,
+            .dtype = cfg.model.dtype,
+            .kind = cfg.device.kind,
+            .threads = cfg.device.threads,
+            .block_size = cfg.cache.block_size,
+            .num_blocks = cfg.cache.num_blocks,
+            .max_total = cfg.batching.max_total_tokens,
+            .max_input = cfg.batching.max_input_tokens,
+            .max_prefill = cfg.batching.max_batch_prefill_tokens,
+        };
+        if (cfg.model.quantize)
+            rc = vrt_err_set(err, VRT_EUNSUPPORTED,
+                             "model.quantize = \"%s\": GPTQ/AWQ checkpoints are not supported "
+                             "by this build yet; use an fp16 checkpoint",
+                             cfg.model.quantize);
+        else
+            rc = open_with(out, &o, err);
+    }
+    vrt_config_free(&cfg);
+    return rc;
+}
+
+void vrt_runtime_close(vrt_runtime *rt)
+{
+    if (!rt)
+        return;
+    vrt_sample_scratch_free(&rt->scratch);
+    if (rt->pool.num_blocks)
+        vrt_block_pool_free(&rt->pool);
+    vrt_kv_cache_free(&rt->kv);
+    vrt_model_free(rt->m);
+    vrt_tokenizer_free(rt->tok);
+    vrt_backend_destroy(rt->be);
+    free(rt->model_dir);
+    free(rt);
+}
+
+int vrt_runtime_vocab_size(const vrt_runtime *rt)
+{
+    return rt->m->cfg.vocab_size;
+}
+int vrt_runtime_max_total_tokens(const vrt_runtime *rt)
+{
+    return rt->max_total;
+}
+const char *vrt_runtime_describe(const vrt_runtime *rt)
+{
+    return rt->desc;
+}
+
+int vrt_runtime_tokenize(vrt_runtime *rt, const char *text, size_t len, int add_special_tokens,
+                         int32_t **ids, int *n, vrt_err *err)
+{
+    vrt_tokens t = {0};
+    *ids = NULL;
+    *n = 0;
+    int rc = vrt_tokenizer_encode(rt->tok, text, len, add_special_tokens, &t, err);
+    if (rc) {
+        vrt_tokens_free(&t);
+        return rc;
+    }
+    *ids = t.ids ? t.ids : malloc(sizeof(int32_t));
+    *n = (int)t.n;
+    return *ids ? 0 : vrt_err_set(err, VRT_ENOMEM, "out of memory");
+}
+
+int vrt_runtime_detokenize(vrt_runtime *rt, const int32_t *ids, int n, int skip_special_tokens,
+                           char **text, size_t *len, vrt_err *err)
+{
+    return vrt_tokenizer_decode(rt->tok, ids, (size_t)(n > 0 ? n : 0), skip_special_tokens, text,
+                                len, err);
+}
+
+/* ---- one sequence through the model ---------------------------------------- */
+
+/* Runs ids[from..to) of a sequence whose blocks are s; logits of every new
+ * token (all = 1) or of the last one go to out. */
+static int run_tokens(vrt_runtime *rt, vrt_seq_blocks *s, const int32_t *ids, int from, int to,
+                      int all, float *out, vrt_err *err)
+{
+    int32_t *table = NULL, *rows = NULL;
+    int rc = vrt_block_pool_reserve(&rt->pool, s, to, err);
+    if (rc == VRT_ENOSPC)
+        return vrt_err_set(err, VRT_ENOSPC,
+                           "the KV cache (%d blocks of %d) cannot hold %d tokens: raise "
+                           "cache.num_blocks",
+                           rt->pool.num_blocks, rt->pool.block_size, to);
+    if (rc)
+        return rc;
+    table = calloc((size_t)rt->max_blocks, sizeof *table);
+    rows = all ? malloc((size_t)rt->max_prefill * sizeof *rows) : NULL;
+    if (!table || (all && !rows)) {
+        rc = vrt_err_set(err, VRT_ENOMEM, "out of memory");
+        goto out;
+    }
+    memcpy(table, s->ids, (size_t)s->n * sizeof *table);
+    const int V = rt->m->cfg.vocab_size;
+    for (int at = from; at < to && !rc;) {
+        int chunk = to - at < rt->max_prefill ? to - at : rt->max_prefill;
+        int32_t q_start[2] = {0, chunk}, ctx[1] = {at + chunk};
+        if (all)
+            for (int i = 0; i < chunk; i++)
+                rows[i] = i;
+        vrt_batch b = {.n_seqs = 1,
+                       .tokens = ids + at,
+                       .q_start = q_start,
+                       .ctx_len = ctx,
+                       .block_table = table,
+                       .max_blocks_per_seq = rt->max_blocks,
+                       .out_rows = all ? rows : NULL,
+                       .n_out = all ? chunk : 1};
+        rc = vrt_model_forward(rt->m, &rt->kv, &b, all ? out + (size_t)(at - from) * V : out, err);
+        at += chunk;
+    }
+out:
+    free(table);
+    free(rows);
+    return rc;
+}
+
+int vrt_runtime_logits(vrt_runtime *rt, const int32_t *ids, int n, float *out, vrt_err *err)
+{
+    if (!rt || !ids || !out || n < 1)
+        return vrt_err_set(err, VRT_EINVAL, "logits: needs at least one token");
+    if (n > rt->max_total)
+        return vrt_err_set(err, VRT_ERANGE,
+                           "logits: %d tokens, more than batching.max_total_tokens (%d)", n,
+                           rt->max_total);
+    vrt_seq_blocks s = {0};
+    int rc = run_tokens(rt, &s, ids, 0, n, 1, out, err);
+    vrt_block_pool_release(&rt->pool, &s);
+    return rc;
+}
+
+/* Appends bytes to the result text. */
+static int text_put(vrt_gen_result *r, size_t *cap, const char *s, size_t n)
+{
+    if (r->text_len + n + 1 > *cap) {
+        size_t c = *cap ? *cap : 256;
+        while (c < r->text_len + n + 1)
+            c *= 2;
+        char *t = realloc(r->text, c);
+        if (!t)
+            return VRT_ENOMEM;
+        r->text = t;
+        *cap = c;
+    }
+    memcpy(r->text + r->text_len, s, n);
+    r->text_len += n;
+    r->text[r->text_len] = 0;
+    return 0;
+}
+
+static uint64_t random_seed(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_sec;
+    return x ^ (uint64_t)(uintptr_t)&ts;
+}
+
+typedef struct gen_state {
+    vrt_detok detok;
+    vrt_stop_checker stop;
+    vrt_stop_out sout;
+    size_t text_cap;
+    int stopped_by_caller;
+} gen_state;
+
+/* Feeds one token's text through the detokenizer and stop checker; returns
+ * 1 when a stop string matched. */
+static int emit(vrt_runtime *rt, gen_state *g, int32_t tok, vrt_stream_fn fn, void *ud,
+                vrt_gen_result *res, int flush, vrt_err *err)
+{
+    char *piece = NULL;
+    size_t plen = 0;
+    int rc = flush ? vrt_detok_flush(&g->detok, &piece, &plen, err)
+                   : vrt_detok_push(&g->detok, tok, &piece, &plen, err);
+    if (rc)
+        return rc;
+    int matched = -1;
+    rc = vrt_stop_feed(&g->stop, piece ? piece : "", plen, &g->sout, &matched, err);
+    free(piece);
+    if (!rc && flush && matched < 0)
+        rc = vrt_stop_flush(&g->stop, &g->sout, err);
+    if (rc)
+        return rc;
+    if (g->sout.len) {
+        if (text_put(res, &g->text_cap, g->sout.data, g->sout.len))
+            return vrt_err_set(err, VRT_ENOMEM, "out of memory");
+        if (fn && !g->stopped_by_caller && fn(ud, g->sout.data, g->sout.len) != 0)
+            g->stopped_by_caller = 1;
+        g->sout.len = 0;
+    }
+    (void)rt;
+    return matched >= 0 ? 1 : 0;
+}
+
+int vrt_runtime_generate_ids(vrt_runtime *rt, const int32_t *ids, int n, const vrt_gen_params *p,
+                             vrt_stream_fn fn, void *ud, vrt_gen_result *res, vrt_err *err)
+{
+    memset(res, 0, sizeof *res);
+    if (!rt || !ids || !p)
+        return vrt_err_set(err, VRT_EINVAL, "generate: NULL argument");
+    if (n < 1)
+        return vrt_err_set(err, VRT_EINVAL, "generate: the prompt is empty (no tokens)");
+    const int V = rt->m->cfg.vocab_size;
+    for (int i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= V)
+            return vrt_err_set(err, VRT_ERANGE,
+                               "prompt token %d is id %d, outside the vocabulary (0..%d)", i,
+                               ids[i], V - 1);
+    for (int i = 0; i < p->n_stop_ids; i++)
+        if (p->stop_ids[i] < 0 || p->stop_ids[i] >= V)
+            return vrt_err_set(err, VRT_ERANGE, "stop token id %d is outside the vocabulary",
+                               p->stop_ids[i]);
+    vrt_sampling_params sp = vrt_sampling_params_default();
+    sp.do_sample = p->do_sample && p->temperature > 0.0f;
+    sp.temperature = p->temperature > 0.0f ? p->temperature : 1.0f;
+    sp.top_k = p->top_k;
+    sp.top_p = p->top_p;
+    sp.typical_p = p->typical_p;
+    sp.min_p = p->min_p;
+    sp.repetition_penalty = p->repetition_penalty;
+    sp.frequency_penalty = p->frequency_penalty;
+    sp.presence_penalty = p->presence_penalty;
+    sp.n_logprobs = p->n_logprobs;
+    sp.seed = p->has_seed ? p->seed : random_seed();
+    int rc = vrt_sampling_params_validate(&sp, err);
+    if (rc)
+        return rc;
+    if (n > rt->max_input)
+        return vrt_err_set(err, VRT_ERANGE,
+                           "the prompt has %d tokens, more than batching.max_input_tokens (%d): "
+                           "shorten it or raise the limit",
+                           n, rt->max_input);
+    if (p->max_new_tokens < 1)
+        return vrt_err_set(err, VRT_EINVAL, "max_new_tokens must be >= 1 (got %d)",
+                           p->max_new_tokens);
+    if ((int64_t)n + p->max_new_tokens > rt->max_total)
+        return vrt_err_set(err, VRT_ERANGE,
+                           "prompt (%d tokens) + max_new_tokens (%d) = %lld is more than "
+                           "batching.max_total_tokens (%d): lower max_new_tokens to %d",
+                           n, p->max_new_tokens, (long long)n + p->max_new_tokens, rt->max_total,
+                           rt->max_total - n);
+    res->seed = sp.seed;
+    res->n_prompt_tokens = n;
+
+    gen_state g = {0};
+    vrt_seq_blocks s = {0};
+    int32_t *toks = malloc((size_t)(n + p->max_new_tokens) * sizeof *toks);
+    float *logits = malloc((size_t)V * sizeof *logits);
+    res->tokens = malloc((size_t)p->max_new_tokens * sizeof *res->tokens);
+    res->logprobs = malloc((size_t)p->max_new_tokens * sizeof *res->logprobs);
+    res->text = calloc(1, 1);
+    if (!toks || !logits || !res->tokens || !res->logprobs || !res->text) {
+        rc = vrt_err_set(err, VRT_ENOMEM, "out of memory");
+        goto out;
+    }
+    g.text_cap = 1;
+    memcpy(toks, ids, (size_t)n * sizeof *toks);
+    vrt_detok_init(&g.detok, rt->tok, 1);
+    rc = vrt_stop_init(&g.stop, p->stop, p->n_stop, err);
+    if (rc)
+        goto out;
+    vrt_rng rng;
+    vrt_rng_seed(&rng, sp.seed);
+
+    double t0 = now_s(), t1 = t0;
+    int len = n, done = 0;
+    res->finish_reason = "length";
+    rc = run_tokens(rt, &s, toks, 0, n, 0, logits, err);
+    while (!rc && !done) {
+        vrt_sample_result sr;
+        rc = vrt_sample(&sp, logits, V, toks, n, toks + n, len - n, &rng, &rt->scratch, &sr, err);
+        if (rc)
+            break;
+        if (len == n)
+            t1 = now_s();
+        int32_t tok = sr.token;
+        int is_eos = !p->ignore_eos && vrt_is_stop_token(rt->eos, rt->n_eos, tok);
+        int is_stop_id = vrt_is_stop_token(p->stop_ids, p->n_stop_ids, tok);
+        toks[len++] = tok;
+        res->tokens[res->n_tokens] = tok;
+        res->logprobs[res->n_tokens++] = sr.logprob;
+        if (is_eos || is_stop_id) {
+            res->finish_reason = is_eos ? "eos_token" : "stop_sequence";
+            break;
+        }
+        int r = emit(rt, &g, tok, fn, ud, res, 0, err);
+        if (r < 0) {
+            rc = r;
+            break;
+        }
+        if (r == 1) {
+            res->finish_reason = "stop_sequence";
+            break;
+        }
+        if (len - n >= p->max_new_tokens || g.stopped_by_caller)
+            break;
+        rc = run_tokens(rt, &s, toks, len - 1, len, 0, logits, err);
+    }
+    if (!rc && strcmp(res->finish_reason, "stop_sequence") != 0) {
+        int r = emit(rt, &g, 0, fn, ud, res, 1, err);
+        if (r < 0)
+            rc = r;
+    }
+    double t2 = now_s();
+    res->prefill_s = t1 - t0;
+    res->decode_s = t2 - t1;
+    res->prefill_tok_s = res->prefill_s > 0 ? n / res->prefill_s : 0;
+    res->decode_tok_s =
+        res->decode_s > 0 && res->n_tokens > 1 ? (res->n_tokens - 1) / res->decode_s : 0;
+out:
+    vrt_block_pool_release(&rt->pool, &s);
+    vrt_detok_free(&g.detok);
+    vrt_stop_free(&g.stop);
+    vrt_stop_out_free(&g.sout);
+    free(toks);
+    free(logits);
+    if (rc)
+        vrt_gen_result_free(res);
+    return rc;
+}
+
+int vrt_runtime_generate(vrt_runtime *rt, const char *prompt, size_t len, const vrt_gen_params *p,
+                         vrt_stream_fn fn, void *ud, vrt_gen_result *res, vrt_err *err)
+{
+    memset(res, 0, sizeof *res);
+    if (!rt || !prompt || !p)
+        return vrt_err_set(err, VRT_EINVAL, "generate: NULL argument");
+    int32_t *ids;
+    int n;
+    int rc = vrt_runtime_tokenize(rt, prompt, len, p->add_special_tokens, &ids, &n, err);
+    if (rc)
+        return rc;
+    rc = vrt_runtime_generate_ids(rt, ids, n, p, fn, ud, res, err);
+    free(ids);
+    return rc;
+}
