@@ -170,7 +170,12 @@ int vrt_cmd_generate(int argc, char **argv)
     }
     vrt_err err = {0};
     vrt_runtime *rt;
-    if (vrt_runtime_open(&rt, pos[0], &err) != 0) {
+    if (quiet)
+        vrt_log_set_level(VRT_LOG_WARN);
+    int rc_open = vrt_runtime_open(&rt, pos[0], &err);
+    if (quiet && vrt_log_get_level() < VRT_LOG_WARN)
+        vrt_log_set_level(VRT_LOG_WARN); /* the config's logging.level may have lowered it */
+    if (rc_open != 0) {
         fprintf(stderr, "v100rt generate: %s\n", err.msg);
         free(prompt);
         return VRT_EXIT_FAIL;

@@ -172,6 +172,11 @@ int vrt_runtime_open(vrt_runtime **out, const char *path, vrt_err *err)
     vrt_config cfg;
     int rc = vrt_config_load(&cfg, path, err);
     if (!rc) {
+        int level = cfg.logging.level ? vrt_log_level_parse(cfg.logging.level) : -1;
+        if (level >= 0)
+            vrt_log_set_level(level);
+        if (cfg.logging.format && strcmp(cfg.logging.format, "json") == 0)
+            vrt_log_set_format(VRT_LOG_JSON);
         rt_opts o = {
             .model_dir = cfg.model.path,
             .tokenizer_dir = cfg.model.tokenizer,
