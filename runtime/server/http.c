@@ -14,7 +14,7 @@
  * Errors from this layer are queued like any response, then the connection
  * stops parsing and closes after the FIFO drains.
  */
-#include "server/http.h"
+#include "server/http_int.h"
 
 #include "core/log.h"
 
@@ -30,171 +30,7 @@
 #define LINGER_MS 1000
 #define MAX_REJECTED 64
 
-typedef struct {
-    char *p;
-    size_t len, cap;
-} sbuf;
-
-static int sbuf_add(sbuf *b, const void *data, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return VRT_ENOMEM;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
-static int sbuf_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int sbuf_printf(sbuf *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return VRT_EINVAL;
-    if ((size_t)n < sizeof tmp)
-        return sbuf_add(b, tmp, (size_t)n);
-    char *big = malloc((size_t)n + 1);
-    if (!big)
-        return VRT_ENOMEM;
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    int rc = sbuf_add(b, big, (size_t)n);
-    free(big);
-    return rc;
-}
-
-static void sbuf_free(sbuf *b)
-{
-    free(b->p);
-    *b = (sbuf){0};
-}
-
-typedef struct http_conn http_conn;
-
-enum { RES_NEW, RES_STREAMING, RES_DONE };
-
-struct vrt_http_res {
-    int refs;
-    uv_loop_t *loop;
-    http_conn *conn; /* NULL once the response left the FIFO */
-    vrt_http_res *next;
-    vrt_http_req req;
-    /* Storage behind req. */
-    sbuf url, hdr, body;
-    const char **names_values; /* [2 * n_headers] */
-    char remote[64];
-    char method[24];
-    char cors_origin[256]; /* "" = no CORS header */
-    sbuf extra;            /* handler's headers, "Name: value\r\n"... */
-    sbuf out;              /* bytes waiting until this response is the FIFO head */
-    int state;
-    unsigned keep_alive : 1, closed : 1, head_only : 1, http10 : 1, counted : 1;
-    void (*on_close)(void *);
-    void *on_close_ud;
-};
-
-/* The request being received on a connection. */
-typedef struct {
-    int active; /* message begun, not complete */
-    sbuf url, hdr;
-    size_t *offs; /* name/value start offsets into hdr, [2 * n] */
-    int n, cap, in_value, headers_done;
-    size_t hdr_bytes;
-    sbuf body;
-    int reject; /* status for a rejection that stops the parser */
-    int deny;   /* 401 after the message (body discarded), or 204 preflight */
-    int keep_alive;
-    char cors_origin[256];
-    const char *err_type, *err_msg;
-    char err_buf[160];
-} parse_state;
-
-enum { TM_NONE, TM_READ, TM_IDLE, TM_LINGER };
-
-struct http_conn {
-    uv_tcp_t tcp;
-    uv_timer_t timer;
-    uv_shutdown_t shut_req;
-    vrt_http_server *srv;
-    http_parser parser;
-    http_conn *prev, *next;
-    vrt_http_res *q_head, *q_tail;
-    int q_len;
-    parse_state ps;
-    char remote[64];
-    sbuf pend; /* unparsed input while the parser is paused */
-    int open_handles;
-    int timer_mode;
-    int got_bytes; /* any byte of the current/first request received */
-    unsigned closing : 1, no_more : 1, shutting : 1, paused : 1, reading : 1, in_feed : 1,
-        rejected : 1;
-};
-
-typedef struct post_item {
-    void (*fn)(void *);
-    void *ud;
-    struct post_item *next;
-} post_item;
-
-struct vrt_http_server {
-    uv_loop_t *loop;
-    uv_tcp_t listener;
-    uv_async_t async;
-    vrt_http_handler handler;
-    void *ud;
-    int64_t payload_limit;
-    int max_connections;
-    uint64_t read_timeout_ms, keep_alive_ms;
-    char **api_keys;
-    int n_api_keys;
-    char **cors;
-    int n_cors, cors_any;
-    http_conn *conns;
-    int n_conns, n_rejected;
-    size_t in_flight;
-    uint64_t next_id;
-    int port;
-    int accepting, draining, closing, open_handles;
-    void (*close_done)(void *);
-    void *close_ud;
-    pthread_mutex_t mu;
-    int post_closed;
-    post_item *post_head, *post_tail;
-    char rbuf[64 * 1024];
-};
-
 static http_parser_settings g_settings;
-
-/* ---------- small helpers ---------- */
-
-static void json_escape(sbuf *b, const char *s)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            sbuf_add(b, e, 2);
-        } else if (c < 0x20) {
-            sbuf_printf(b, "\\u%04x", c);
-        } else {
-            sbuf_add(b, s, 1);
-        }
-    }
-}
 
 static int ct_equal(const char *a, size_t alen, const char *b)
 {
@@ -206,338 +42,13 @@ static int ct_equal(const char *a, size_t alen, const char *b)
     return diff == 0;
 }
 
-static int has_crlf(const char *s)
-{
-    return strpbrk(s, "\r\n") != NULL;
-}
-
-const char *vrt_http_req_header(const vrt_http_req *req, const char *name)
-{
-    for (int i = 0; i < req->n_headers; i++)
-        if (strcasecmp(req->header_names[i], name) == 0)
-            return req->header_values[i];
-    return NULL;
-}
-
-/* ---------- responses ---------- */
-
-static vrt_http_res *res_new(http_conn *c)
-{
-    vrt_http_res *r = calloc(1, sizeof *r);
-    if (!r)
-        return NULL;
-    r->refs = 1; /* the FIFO's */
-    r->loop = c->srv->loop;
-    r->conn = c;
-    r->keep_alive = 1;
-    r->req.method = r->method;
-    r->req.path = "";
-    r->req.query = "";
-    r->req.body = "";
-    r->req.remote = r->remote;
-    snprintf(r->remote, sizeof r->remote, "%s", c->remote);
-    if (c->q_tail)
-        c->q_tail->next = r;
-    else
-        c->q_head = r;
-    c->q_tail = r;
-    c->q_len++;
-    return r;
-}
-
-static void res_free(vrt_http_res *r)
-{
-    sbuf_free(&r->url);
-    sbuf_free(&r->hdr);
-    sbuf_free(&r->body);
-    sbuf_free(&r->extra);
-    sbuf_free(&r->out);
-    free(r->names_values);
-    free(r);
-}
-
-void vrt_http_res_retain(vrt_http_res *r)
-{
-    r->refs++;
-}
-
-void vrt_http_res_release(vrt_http_res *r)
-{
-    if (r && --r->refs == 0)
-        res_free(r);
-}
-
-const vrt_http_req *vrt_http_res_req(const vrt_http_res *r)
-{
-    return &r->req;
-}
-
-int vrt_http_res_closed(const vrt_http_res *r)
-{
-    return r->closed;
-}
-
-static void conn_close(http_conn *c);
-static void conn_advance(http_conn *c);
-static void conn_update_timer(http_conn *c);
-
-typedef struct {
-    uv_write_t req;
-    size_t len;
-    char data[];
-} write_req;
-
-static void on_write(uv_write_t *req, int status)
-{
-    http_conn *c = req->handle->data;
-    free(req);
-    if (status < 0 && !c->closing) {
-        VRT_DEBUG("http: write to %s failed: %s", c->remote, uv_strerror(status));
-        conn_close(c);
-    }
-}
-
-static int conn_write(http_conn *c, const char *data, size_t len)
-{
-    if (c->closing)
-        return VRT_ECANCELED;
-    if (len == 0)
-        return 0;
-    write_req *w = malloc(sizeof *w + len);
-    if (!w) {
-        conn_close(c);
-        return VRT_ENOMEM;
-    }
-    memcpy(w->data, data, len);
-    w->len = len;
-    uv_buf_t buf = uv_buf_init(w->data, (unsigned)len);
-    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
-    if (rc < 0) {
-        free(w);
-        conn_close(c);
-        return VRT_ECANCELED;
-    }
-    return 0;
-}
-
-/* Sends bytes of r now if it is the FIFO head, else buffers them. */
-static int res_emit(vrt_http_res *r, const char *data, size_t len)
-{
-    http_conn *c = r->conn;
-    if (!c || r->closed || c->closing)
-        return VRT_ECANCELED;
-    if (c->q_head == r)
-        return conn_write(c, data, len);
-    return sbuf_add(&r->out, data, len);
-}
-
-static int res_check(vrt_http_res *r, int want_state)
-{
-    if (!r)
-        return VRT_EINVAL;
-    if (r->closed)
-        return VRT_ECANCELED;
-    if (r->state != want_state || !r->conn)
-        return VRT_EINVAL;
-    return 0;
-}
-
-static void res_finish(vrt_http_res *r)
-{
-    r->state = RES_DONE;
-    http_conn *c = r->conn;
-    if (r->counted && c) {
-        r->counted = 0;
-        c->srv->in_flight--;
-    }
-    if (c && c->q_head == r)
-        conn_advance(c);
-}
-
-/* Status line and headers into b. content_length < 0: streamed. */
-static int res_head(vrt_http_res *r, sbuf *b, int status, const char *ctype,
-                    long long content_length)
-{
-    http_conn *c = r->conn;
-    if (c && (c->srv->draining || c->no_more) && c->q_tail == r)
-        r->keep_alive = 0;
-    const char *reason = http_status_str((enum http_status)status);
-    if (!reason || strcmp(reason, "<unknown>") == 0)
-        reason = "Unknown";
-    int rc = sbuf_printf(b, "HTTP/1.%d %d %s\r\n", r->http10 ? 0 : 1, status, reason);
-    if (!rc && ctype && *ctype && !has_crlf(ctype))
-        rc = sbuf_printf(b, "Content-Type: %s\r\n", ctype);
-    if (!rc && content_length >= 0)
-        rc = sbuf_printf(b, "Content-Length: %lld\r\n", content_length);
-    else if (!rc && !r->http10)
-        rc = sbuf_printf(b, "Transfer-Encoding: chunked\r\n");
-    if (!rc && content_length < 0 && r->http10)
-        r->keep_alive = 0; /* the end of the body is the end of the connection */
-    if (!rc && !r->keep_alive)
-        rc = sbuf_printf(b, "Connection: close\r\n");
-    else if (!rc && r->http10)
-        rc = sbuf_printf(b, "Connection: keep-alive\r\n");
-    if (!rc && r->cors_origin[0]) {
-        rc = sbuf_printf(b, "Access-Control-Allow-Origin: %s\r\n", r->cors_origin);
-        if (!rc && strcmp(r->cors_origin, "*") != 0)
-            rc = sbuf_printf(b, "Vary: Origin\r\n");
-    }
-    if (!rc && r->extra.len)
-        rc = sbuf_add(b, r->extra.p, r->extra.len);
-    if (!rc)
-        rc = sbuf_add(b, "\r\n", 2);
-    return rc;
-}
-
-int vrt_http_respond(vrt_http_res *r, int status, const char *content_type, const char *body,
-                     size_t len)
-{
-    int rc = res_check(r, RES_NEW);
-    if (rc)
-        return rc;
-    if (status < 100 || status > 999)
-        return VRT_EINVAL;
-    sbuf b = {0};
-    rc = res_head(r, &b, status, content_type, (long long)len);
-    if (!rc && !r->head_only && status != 204 && status != 304)
-        rc = sbuf_add(&b, body, body ? len : 0);
-    if (rc) {
-        sbuf_free(&b);
-        return rc;
-    }
-    rc = res_emit(r, b.p, b.len);
-    sbuf_free(&b);
-    res_finish(r);
-    return rc;
-}
-
-int vrt_http_respond_error(vrt_http_res *r, int status, const char *error_type, const char *msg)
-{
-    sbuf b = {0};
-    sbuf_add(&b, "{\"error\":\"", 10);
-    json_escape(&b, msg ? msg : "");
-    sbuf_add(&b, "\",\"error_type\":\"", 16);
-    json_escape(&b, error_type ? error_type : "");
-    if (sbuf_add(&b, "\"}", 2)) {
-        sbuf_free(&b);
-        return VRT_ENOMEM;
-    }
-    int rc = vrt_http_respond(r, status, "application/json", b.p, b.len);
-    sbuf_free(&b);
-    return rc;
-}
-
-int vrt_http_stream_begin(vrt_http_res *r, int status, const char *content_type)
-{
-    int rc = res_check(r, RES_NEW);
-    if (rc)
-        return rc;
-    if (status < 100 || status > 999)
-        return VRT_EINVAL;
-    sbuf b = {0};
-    rc = res_head(r, &b, status, content_type, -1);
-    if (!rc)
-        rc = res_emit(r, b.p, b.len);
-    sbuf_free(&b);
-    if (!rc)
-        r->state = RES_STREAMING;
-    return rc;
-}
-
-int vrt_http_stream_write(vrt_http_res *r, const char *data, size_t len)
-{
-    int rc = res_check(r, RES_STREAMING);
-    if (rc || len == 0 || r->head_only)
-        return rc;
-    if (r->http10)
-        return res_emit(r, data, len);
-    sbuf b = {0};
-    rc = sbuf_printf(&b, "%zx\r\n", len);
-    if (!rc)
-        rc = sbuf_add(&b, data, len);
-    if (!rc)
-        rc = sbuf_add(&b, "\r\n", 2);
-    if (!rc)
-        rc = res_emit(r, b.p, b.len);
-    sbuf_free(&b);
-    return rc;
-}
-
-int vrt_http_stream_end(vrt_http_res *r)
-{
-    int rc = res_check(r, RES_STREAMING);
-    if (rc) {
-        if (rc == VRT_ECANCELED)
-            r->state = RES_DONE;
-        return rc;
-    }
-    if (!r->http10 && !r->head_only)
-        rc = res_emit(r, "0\r\n\r\n", 5);
-    res_finish(r);
-    return rc;
-}
-
-void vrt_http_res_set_header(vrt_http_res *r, const char *name, const char *value)
-{
-    if (!r || r->state != RES_NEW || !name || !value)
-        return;
-    if (!*name || has_crlf(name) || has_crlf(value) || strchr(name, ':')) {
-        VRT_WARN("http: refusing response header \"%.64s\" with CR/LF or a bad name", name);
-        return;
-    }
-    sbuf_printf(&r->extra, "%s: %s\r\n", name, value);
-}
-
-typedef struct {
-    uv_timer_t timer;
-    vrt_http_res *res;
-} deferred_close;
-
-static void deferred_closed(uv_handle_t *h)
-{
-    free(h->data);
-}
-
-static void deferred_fire(uv_timer_t *t)
-{
-    deferred_close *d = t->data;
-    vrt_http_res *r = d->res;
-    if (r->on_close && r->state != RES_DONE) {
-        void (*cb)(void *) = r->on_close;
-        r->on_close = NULL;
-        cb(r->on_close_ud);
-    }
-    vrt_http_res_release(r);
-    uv_close((uv_handle_t *)&d->timer, deferred_closed);
-}
-
-void vrt_http_res_on_close(vrt_http_res *r, void (*cb)(void *ud), void *ud)
-{
-    if (!r)
-        return;
-    r->on_close = cb;
-    r->on_close_ud = ud;
-    if (cb && r->closed && r->state != RES_DONE) {
-        deferred_close *d = calloc(1, sizeof *d);
-        if (!d || uv_timer_init(r->loop, &d->timer) != 0) {
-            free(d);
-            VRT_ERROR("http: out of memory scheduling an on_close callback");
-            return;
-        }
-        d->timer.data = d;
-        d->res = r;
-        vrt_http_res_retain(r);
-        uv_timer_start(&d->timer, deferred_fire, 0, 0);
-    }
-}
-
 /* ---------- connections ---------- */
 
 static void ps_reset(parse_state *ps)
 {
-    sbuf_free(&ps->url);
-    sbuf_free(&ps->hdr);
-    sbuf_free(&ps->body);
+    vrt__sbuf_free(&ps->url);
+    vrt__sbuf_free(&ps->hdr);
+    vrt__sbuf_free(&ps->body);
     free(ps->offs);
     *ps = (parse_state){0};
 }
@@ -560,14 +71,14 @@ static void conn_handle_closed(uv_handle_t *h)
         s->n_rejected--;
     else
         s->n_conns--;
-    sbuf_free(&c->pend);
+    vrt__sbuf_free(&c->pend);
     free(c);
     server_maybe_done(s);
 }
 
 /* Closes the connection now: unfinished responses are abandoned (their
  * on_close callbacks run), buffered output is dropped. */
-static void conn_close(http_conn *c)
+void vrt__http_conn_close(http_conn *c)
 {
     if (c->closing)
         return;
@@ -635,7 +146,7 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     if (c->closing)
         return;
     if (status < 0) {
-        conn_close(c);
+        vrt__http_conn_close(c);
         return;
     }
     conn_set_timer(c, TM_LINGER, LINGER_MS);
@@ -658,7 +169,7 @@ static void conn_finish(http_conn *c)
         c->reading = 1;
     c->shut_req.data = c;
     if (uv_shutdown(&c->shut_req, (uv_stream_t *)&c->tcp, on_shutdown) != 0)
-        conn_close(c);
+        vrt__http_conn_close(c);
 }
 
 static void conn_feed(http_conn *c, const char *data, size_t len);
@@ -677,11 +188,11 @@ static void conn_resume(http_conn *c)
         return;
     c->paused = 0;
     parser_pause(c, 0);
-    sbuf pend = c->pend;
-    c->pend = (sbuf){0};
+    http_buf pend = c->pend;
+    c->pend = (http_buf){0};
     if (pend.len)
         conn_feed(c, pend.p, pend.len);
-    sbuf_free(&pend);
+    vrt__sbuf_free(&pend);
     if (!c->closing && !c->paused && !c->reading &&
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
         c->reading = 1;
@@ -690,7 +201,7 @@ static void conn_resume(http_conn *c)
 
 /* Pops finished responses off the FIFO head, flushing the next one's
  * buffered output; then closes, resumes parsing or re-arms the timer. */
-static void conn_advance(http_conn *c)
+void vrt__http_conn_advance(http_conn *c)
 {
     while (!c->closing && c->q_head && c->q_head->state == RES_DONE) {
         vrt_http_res *r = c->q_head;
@@ -729,10 +240,10 @@ static void conn_advance(http_conn *c)
         }
         vrt_http_res *h = c->q_head;
         if (h && h->out.len) {
-            sbuf out = h->out;
-            h->out = (sbuf){0};
-            conn_write(c, out.p, out.len);
-            sbuf_free(&out);
+            http_buf out = h->out;
+            h->out = (http_buf){0};
+            vrt__http_conn_write(c, out.p, out.len);
+            vrt__sbuf_free(&out);
         }
     }
     if (c->closing)
@@ -756,9 +267,9 @@ static void conn_reply(http_conn *c, int status, const char *type, const char *m
         c->no_more = 1;
         parser_pause(c, 1);
     }
-    vrt_http_res *r = res_new(c);
+    vrt_http_res *r = vrt__http_res_new(c);
     if (!r) {
-        conn_close(c);
+        vrt__http_conn_close(c);
         return;
     }
     r->keep_alive = keep ? 1 : 0;
@@ -818,7 +329,7 @@ static int on_url(http_parser *p, const char *at, size_t len)
     http_conn *c = p->data;
     if (count_header_bytes(c, len))
         return -1;
-    return sbuf_add(&c->ps.url, at, len) ? -1 : 0;
+    return vrt__sbuf_add(&c->ps.url, at, len) ? -1 : 0;
 }
 
 /* Header callbacks: ps->in_value is 0 before the first header, 1 inside a
@@ -833,7 +344,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
     if (ps->headers_done)
         return 0; /* trailers are counted, not kept */
     if (ps->in_value != 1) {
-        if (ps->in_value == 2 && sbuf_add(&ps->hdr, "", 1)) /* end the previous value */
+        if (ps->in_value == 2 && vrt__sbuf_add(&ps->hdr, "", 1)) /* end the previous value */
             return -1;
         if (ps->n * 2 + 2 > ps->cap) {
             int cap = ps->cap ? ps->cap * 2 : 32;
@@ -848,7 +359,7 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
         ps->n++;
         ps->in_value = 1;
     }
-    return sbuf_add(&ps->hdr, at, len) ? -1 : 0;
+    return vrt__sbuf_add(&ps->hdr, at, len) ? -1 : 0;
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t len)
@@ -860,12 +371,12 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     if (ps->headers_done || ps->n == 0)
         return 0;
     if (ps->in_value == 1) { /* first piece of this header's value */
-        if (sbuf_add(&ps->hdr, "", 1))
+        if (vrt__sbuf_add(&ps->hdr, "", 1))
             return -1;
         ps->offs[2 * (ps->n - 1) + 1] = ps->hdr.len;
         ps->in_value = 2;
     }
-    return sbuf_add(&ps->hdr, at, len) ? -1 : 0;
+    return vrt__sbuf_add(&ps->hdr, at, len) ? -1 : 0;
 }
 
 static const char *ps_header(const parse_state *ps, const char *name)
@@ -900,11 +411,11 @@ static int on_headers_complete(http_parser *p)
     if (c->closing)
         return -1;
     if (ps->in_value == 1) { /* a field without a value */
-        if (sbuf_add(&ps->hdr, "", 1))
+        if (vrt__sbuf_add(&ps->hdr, "", 1))
             return -1;
         ps->offs[2 * (ps->n - 1) + 1] = ps->hdr.len;
     }
-    if (sbuf_add(&ps->hdr, "", 1)) /* end the last value; hdr is never NULL now */
+    if (vrt__sbuf_add(&ps->hdr, "", 1)) /* end the last value; hdr is never NULL now */
         return -1;
     ps->headers_done = 1;
     for (int i = 0; i < ps->n; i++)
@@ -925,7 +436,7 @@ static int on_headers_complete(http_parser *p)
         int ok = s->cors_any;
         for (int i = 0; !ok && i < s->n_cors; i++)
             ok = strcmp(origin, s->cors[i]) == 0;
-        if (ok && !has_crlf(origin))
+        if (ok && !vrt__http_has_crlf(origin))
             snprintf(ps->cors_origin, sizeof ps->cors_origin, "%s",
                      s->cors_any && s->n_cors == 0 ? "*" : origin);
     }
@@ -955,7 +466,7 @@ static int on_headers_complete(http_parser *p)
     if (!ps->deny && !(p->flags & F_CHUNKED) && p->content_length != ULLONG_MAX &&
         p->content_length > 0) {
         /* Reserve once; the limit bounds it. */
-        sbuf_add(&ps->body, "", 0);
+        vrt__sbuf_add(&ps->body, "", 0);
         char *b = realloc(ps->body.p, (size_t)p->content_length + 1);
         if (!b)
             return -1;
@@ -965,7 +476,7 @@ static int on_headers_complete(http_parser *p)
     const char *expect = ps_header(ps, "expect");
     if (expect && strcasecmp(expect, "100-continue") == 0 && !ps->deny && c->q_len == 0 &&
         p->http_minor >= 1)
-        conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+        vrt__http_conn_write(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     return 0;
 }
 
@@ -986,7 +497,7 @@ static int on_body(http_parser *p, const char *at, size_t len)
         ps->err_msg = ps->err_buf;
         return -1;
     }
-    return sbuf_add(&ps->body, at, len) ? -1 : 0;
+    return vrt__sbuf_add(&ps->body, at, len) ? -1 : 0;
 }
 
 /* Splits the request target into path and query (in place). */
@@ -1029,7 +540,8 @@ static int on_message_complete(http_parser *p)
     if (ps->deny == 204) {
         const char *h = ps_header(ps, "access-control-request-headers");
         char allow[512];
-        snprintf(allow, sizeof allow, "%s", h && !has_crlf(h) ? h : "Content-Type, Authorization");
+        snprintf(allow, sizeof allow, "%s",
+                 h && !vrt__http_has_crlf(h) ? h : "Content-Type, Authorization");
         conn_reply(c, 204, NULL, allow, keep, ps->cors_origin[0] ? ps->cors_origin : NULL, ps);
     } else if (ps->deny == 401) {
         conn_reply(c, 401, "authentication_error",
@@ -1037,9 +549,9 @@ static int on_message_complete(http_parser *p)
                    "of the keys in server.api_keys",
                    keep, ps->cors_origin[0] ? ps->cors_origin : NULL, ps);
     } else {
-        vrt_http_res *r = res_new(c);
+        vrt_http_res *r = vrt__http_res_new(c);
         if (!r) {
-            conn_close(c);
+            vrt__http_conn_close(c);
             return -1;
         }
         r->keep_alive = keep ? 1 : 0;
@@ -1051,14 +563,14 @@ static int on_message_complete(http_parser *p)
         r->url = ps->url;
         r->hdr = ps->hdr;
         r->body = ps->body;
-        ps->url = ps->hdr = ps->body = (sbuf){0};
+        ps->url = ps->hdr = ps->body = (http_buf){0};
         if (!r->body.p)
-            sbuf_add(&r->body, "", 0);
+            vrt__sbuf_add(&r->body, "", 0);
         r->req.body = r->body.p ? r->body.p : "";
         r->req.body_len = r->body.len;
         r->names_values = calloc((size_t)ps->n * 2 + 1, sizeof *r->names_values);
         if (!r->names_values) {
-            conn_close(c);
+            vrt__http_conn_close(c);
             return -1;
         }
         /* Drop the Authorization header: the handler never sees the key. */
@@ -1121,8 +633,8 @@ static void conn_feed(http_conn *c, const char *data, size_t len)
         if (c->no_more)
             return; /* the rest is ignored */
         c->paused = 1;
-        if (n < len && sbuf_add(&c->pend, data + n, len - n)) {
-            conn_close(c);
+        if (n < len && vrt__sbuf_add(&c->pend, data + n, len - n)) {
+            vrt__http_conn_close(c);
             return;
         }
         if (c->reading) {
@@ -1175,14 +687,13 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) {
         /* EOF or error: the client is gone (unfinished responses are
          * abandoned so generation can be canceled). */
-        conn_close(c);
+        vrt__http_conn_close(c);
         return;
     }
     if (nread == 0)
         return;
     if (c->no_more || c->shutting)
         return; /* discarded */
-    c->got_bytes = 1;
     conn_feed(c, buf->base, (size_t)nread);
     if (!c->closing)
         conn_update_timer(c);
@@ -1197,7 +708,7 @@ static void on_timer(uv_timer_t *t)
     c->timer_mode = TM_NONE;
     if (mode == TM_READ) {
         if (!c->ps.active && c->q_len == 0) {
-            conn_close(c); /* nothing received */
+            vrt__http_conn_close(c); /* nothing received */
             return;
         }
         char msg[160];
@@ -1210,7 +721,7 @@ static void on_timer(uv_timer_t *t)
         ps_reset(&c->ps);
         conn_reply(c, 408, "request_timeout", msg, 0, origin[0] ? origin : NULL, NULL);
     } else {
-        conn_close(c);
+        vrt__http_conn_close(c);
     }
 }
 
@@ -1221,7 +732,7 @@ static void format_peer(uv_tcp_t *tcp, char *out, size_t cap)
     snprintf(out, cap, "?");
     if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0)
         return;
-    char ip[64] = "?";
+    char ip[INET6_ADDRSTRLEN + 2] = "?";
     if (ss.ss_family == AF_INET) {
         struct sockaddr_in *a = (struct sockaddr_in *)&ss;
         uv_ip4_name(a, ip, sizeof ip);
@@ -1261,7 +772,7 @@ static void on_connection(uv_stream_t *l, int status)
     else
         s->n_conns++;
     if (uv_accept(l, (uv_stream_t *)&c->tcp) != 0) {
-        conn_close(c);
+        vrt__http_conn_close(c);
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
@@ -1269,11 +780,11 @@ static void on_connection(uv_stream_t *l, int status)
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     if (over && s->n_rejected > MAX_REJECTED) {
-        conn_close(c);
+        vrt__http_conn_close(c);
         return;
     }
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) != 0) {
-        conn_close(c);
+        vrt__http_conn_close(c);
         return;
     }
     c->reading = 1;
@@ -1494,7 +1005,7 @@ void vrt_http_server_stop_accepting(vrt_http_server *s)
     for (http_conn *c = s->conns, *next; c; c = next) {
         next = c->next;
         if (!c->closing && c->q_len == 0 && !c->ps.active && !c->shutting)
-            conn_close(c);
+            vrt__http_conn_close(c);
     }
 }
 
@@ -1514,7 +1025,7 @@ void vrt_http_server_close(vrt_http_server *s, void (*done)(void *), void *ud)
         uv_close((uv_handle_t *)&s->listener, server_handle_closed);
     }
     for (http_conn *c = s->conns; c; c = c->next)
-        conn_close(c);
+        vrt__http_conn_close(c);
     on_async(&s->async); /* run what was posted before the close */
     uv_close((uv_handle_t *)&s->async, server_handle_closed);
 }

@@ -190,8 +190,13 @@ typedef struct {
     size_t hlen;
     char *body;
     size_t body_len;
-    int eof;
+    int eof, head_next;
 } client;
+
+static void http_parser_set_head(client *c)
+{
+    c->head_next = 1;
+}
 
 static int c_on_header_field(http_parser *p, const char *at, size_t len)
 {
@@ -231,6 +236,10 @@ static int c_on_headers_complete(http_parser *p)
 {
     client *c = p->data;
     c->status = (int)p->status_code;
+    if (c->head_next) { /* a response to HEAD has no body */
+        c->head_next = 0;
+        return 1;
+    }
     return 0;
 }
 
@@ -395,6 +404,24 @@ TEST(http_get_and_post)
                   0);
     ASSERT_EQ_INT(c_read(&c), 0);
     ASSERT_EQ_STR(c.body, "POST /c? id=1 x-test=- len=5 body=abcde");
+    /* Expect: 100-continue gets the interim response before the body. */
+    ASSERT_EQ_INT(c_sends(&c, "POST /e HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                              "Expect: 100-continue\r\n\r\n"),
+                  0);
+    ASSERT_EQ_INT(c_read(&c), 0);
+    ASSERT_EQ_INT(c.status, 100);
+    ASSERT_EQ_INT(c_sends(&c, "ok"), 0);
+    ASSERT_EQ_INT(c_read(&c), 0);
+    ASSERT_EQ_INT(c.status, 200);
+    ASSERT_EQ_STR(c.body, "POST /e? id=1 x-test=- len=2 body=ok");
+    /* HEAD: headers only. */
+    ASSERT_EQ_INT(c_sends(&c, "HEAD /h HTTP/1.1\r\n\r\nGET /g HTTP/1.1\r\n\r\n"), 0);
+    http_parser_set_head(&c);
+    ASSERT_EQ_INT(c_read(&c), 0);
+    ASSERT_EQ_INT(c.status, 200);
+    ASSERT_EQ_INT(c.body_len, 0);
+    ASSERT_EQ_INT(c_read(&c), 0);
+    ASSERT_CONTAINS(c.body, "GET /g?");
     c_close(&c);
     h_stop(&h);
 }
@@ -737,6 +764,41 @@ TEST(http_disconnect_mid_stream)
     ASSERT_EQ_INT(h.on_close_calls, 1);
     ASSERT_EQ_INT(h.write_after_close_rc, VRT_ECANCELED);
     ASSERT_EQ_INT(h.end_after_close_rc, VRT_ECANCELED);
+    h_stop(&h);
+}
+
+static void drain_fn(void *ud)
+{
+    harness *h = ud;
+    vrt_http_server_stop_accepting(h->srv);
+    h->posted = 1000 + (int)vrt_http_server_in_flight(h->srv);
+}
+
+TEST(http_graceful_drain)
+{
+    harness h;
+    vrt_http_opts o = {0};
+    START(h, o);
+    client idle, busy;
+    ASSERT_EQ_INT(c_connect(&idle, h.port), 0);
+    ASSERT_EQ_INT(c_sends(&idle, "GET /a HTTP/1.1\r\n\r\n"), 0);
+    ASSERT_EQ_INT(c_read(&idle), 0);
+    ASSERT_EQ_INT(c_connect(&busy, h.port), 0);
+    ASSERT_EQ_INT(c_sends(&busy, "GET /late HTTP/1.1\r\n\r\n"), 0);
+    sleep_ms(30); /* the /late handler is running (150 ms) */
+    ASSERT_EQ_INT(vrt_http_server_post(h.srv, drain_fn, &h), 0);
+    for (int i = 0; i < 300 && h.posted < 1000; i++)
+        sleep_ms(5);
+    ASSERT_EQ_INT(h.posted, 1001);     /* one request in flight */
+    ASSERT(c_closed_by_server(&idle)); /* idle keep-alive: closed now */
+    ASSERT_EQ_INT(c_read(&busy), 0);   /* the running one finishes */
+    ASSERT_EQ_STR(busy.body, "late");
+    ASSERT(has_header(&busy, "Connection:close"));
+    ASSERT(c_closed_by_server(&busy));
+    client n;
+    ASSERT(c_connect(&n, h.port) != 0); /* the listener is closed */
+    c_close(&idle);
+    c_close(&busy);
     h_stop(&h);
 }
 
