@@ -35,6 +35,7 @@ typedef struct {
     atomic_int on_close_calls, write_after_close_rc, end_after_close_rc, after_close_done;
     atomic_int posted, posted_on_loop_thread;
     atomic_int saw_authorization;
+    atomic_int reg_inside, reg_calls, reg_called_inside, reg_closed;
 } harness;
 
 static harness *g_h;
@@ -134,6 +135,24 @@ static void hang_on_close(void *ud)
     uv_timer_start(&x->t, after_close_fire, 50, 0);
 }
 
+static void reg_cb(void *ud)
+{
+    vrt_http_res *res = ud;
+    g_h->reg_calls++;
+    g_h->reg_called_inside |= g_h->reg_inside;
+    vrt_http_res_release(res);
+}
+
+static void reg_fire(uv_timer_t *t)
+{
+    timer_ctx *x = t->data;
+    g_h->reg_closed = vrt_http_res_closed(x->res);
+    g_h->reg_inside = 1;
+    vrt_http_res_on_close(x->res, reg_cb, x->res); /* the client is gone already */
+    g_h->reg_inside = 0;
+    uv_close((uv_handle_t *)t, timer_closed);
+}
+
 static void start_timer(harness *h, vrt_http_res *res, uv_timer_cb cb, uint64_t ms, uint64_t repeat)
 {
     timer_ctx *x = calloc(1, sizeof *x);
@@ -148,9 +167,13 @@ static void handler(void *ud, const vrt_http_req *req, vrt_http_res *res)
     harness *h = ud;
     if (vrt_http_req_header(req, "authorization"))
         h->saw_authorization = 1;
-    if (strcmp(req->path, "/late") == 0) {
+    if (strncmp(req->path, "/late", 5) == 0) {
         start_timer(h, res, late_fire, 150, 0);
         return; /* the timer releases */
+    }
+    if (strcmp(req->path, "/reg") == 0) {
+        start_timer(h, res, reg_fire, 200, 0);
+        return; /* reg_cb releases */
     }
     if (strcmp(req->path, "/now") == 0) {
         h->now_done_at = ++h->seq;
@@ -481,6 +504,36 @@ TEST(http_pipelining_in_order)
     h_stop(&h);
 }
 
+TEST(http_pipelining_past_the_window)
+{
+    /* More pipelined requests than VRT_HTTP_MAX_PIPELINE, the first one slow:
+     * the server stops parsing at the window and resumes as answers go out. */
+    harness h;
+    vrt_http_opts o = {0};
+    START(h, o);
+    client c;
+    ASSERT_EQ_INT(c_connect(&c, h.port), 0);
+    int n = VRT_HTTP_MAX_PIPELINE * 2 + 5;
+    char *all = malloc((size_t)n * 64);
+    size_t len = 0;
+    for (int i = 0; i < n; i++)
+        len += (size_t)sprintf(all + len, "GET /%s%d HTTP/1.1\r\n\r\n", i == 0 ? "late" : "r", i);
+    ASSERT_EQ_INT(c_send(&c, all, len), 0);
+    free(all);
+    for (int i = 0; i < n; i++) {
+        ASSERT_EQ_INT(c_read(&c), 0);
+        ASSERT_EQ_INT(c.status, 200);
+        char want[32];
+        snprintf(want, sizeof want, "GET /r%d?", i);
+        if (i == 0)
+            ASSERT_EQ_STR(c.body, "late");
+        else
+            ASSERT_CONTAINS(c.body, want);
+    }
+    c_close(&c);
+    h_stop(&h);
+}
+
 TEST(http_413_payload_too_large)
 {
     harness h;
@@ -764,6 +817,25 @@ TEST(http_disconnect_mid_stream)
     ASSERT_EQ_INT(h.on_close_calls, 1);
     ASSERT_EQ_INT(h.write_after_close_rc, VRT_ECANCELED);
     ASSERT_EQ_INT(h.end_after_close_rc, VRT_ECANCELED);
+    h_stop(&h);
+}
+
+TEST(http_on_close_registered_after_disconnect)
+{
+    harness h;
+    vrt_http_opts o = {0};
+    START(h, o);
+    client c;
+    ASSERT_EQ_INT(c_connect(&c, h.port), 0);
+    ASSERT_EQ_INT(c_sends(&c, "GET /reg HTTP/1.1\r\n\r\n"), 0);
+    sleep_ms(20);
+    c_close(&c);
+    for (int i = 0; i < 300 && !h.reg_calls; i++)
+        sleep_ms(10);
+    sleep_ms(30);
+    ASSERT_EQ_INT(h.reg_closed, 1);
+    ASSERT_EQ_INT(h.reg_calls, 1);
+    ASSERT_EQ_INT(h.reg_called_inside, 0); /* deferred, not from inside the call */
     h_stop(&h);
 }
 
