@@ -132,6 +132,10 @@ int vrt_http_res_closed(const vrt_http_res *r);
  * second call replaces the callback. cb may write (writes fail harmlessly)
  * and may release the handler's reference. */
 void vrt_http_res_on_close(vrt_http_res *r, void (*cb)(void *ud), void *ud);
+/* Bytes of this response not yet handed to the kernel (buffered behind
+ * earlier pipelined responses or queued in libuv); lets a streaming
+ * producer notice a client that does not read. 0 once finished or closed. */
+size_t vrt_http_res_pending_bytes(const vrt_http_res *r);
 /* The request this response answers. */
 const vrt_http_req *vrt_http_res_req(const vrt_http_res *r);
 void vrt_http_res_retain(vrt_http_res *r);

@@ -37,8 +37,8 @@ struct vrt_http_res {
     char remote[64];
     char method[24];
     char cors_origin[256]; /* "" = no CORS header */
-    http_buf extra;            /* handler's headers, "Name: value\r\n"... */
-    http_buf out;              /* bytes waiting until this response is the FIFO head */
+    http_buf extra;        /* handler's headers, "Name: value\r\n"... */
+    http_buf out;          /* bytes waiting until this response is the FIFO head */
     int state;
     unsigned keep_alive : 1, closed : 1, head_only : 1, http10 : 1, counted : 1;
     void (*on_close)(void *);

@@ -142,6 +142,16 @@ const vrt_http_req *vrt_http_res_req(const vrt_http_res *r)
     return &r->req;
 }
 
+size_t vrt_http_res_pending_bytes(const vrt_http_res *r)
+{
+    if (!r || !r->conn || r->closed)
+        return 0;
+    size_t n = r->out.len;
+    if (r->conn->q_head == r)
+        n += r->conn->tcp.write_queue_size;
+    return n;
+}
+
 int vrt_http_res_closed(const vrt_http_res *r)
 {
     return r->closed;

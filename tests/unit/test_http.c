@@ -181,6 +181,8 @@ static void handler(void *ud, const vrt_http_req *req, vrt_http_res *res)
     } else if (strcmp(req->path, "/sse") == 0) {
         vrt_http_res_set_header(res, "Cache-Control", "no-cache");
         vrt_http_stream_begin(res, 200, "text/event-stream");
+        if (vrt_http_res_pending_bytes(res) > 4096) /* headers only: small or 0 */
+            vrt_http_stream_write(res, "data: wrong\n\n", 13);
         start_timer(h, res, sse_fire, 10, 10);
         return;
     } else if (strcmp(req->path, "/hang") == 0) {
