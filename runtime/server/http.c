@@ -76,16 +76,11 @@ static void conn_handle_closed(uv_handle_t *h)
     server_maybe_done(s);
 }
 
-/* Closes the connection now: unfinished responses are abandoned (their
- * on_close callbacks run), buffered output is dropped. */
-void vrt__http_conn_close(http_conn *c)
+/* Takes every response off c's FIFO: unfinished ones are marked closed and
+ * get their on_close callback. All are detached before any callback runs, as
+ * a callback may call any response function or release its response. */
+static void abandon(http_conn *c)
 {
-    if (c->closing)
-        return;
-    c->closing = 1;
-    vrt_http_server *s = c->srv;
-    /* Detach every response first, then run callbacks: a callback may
-     * release its response or call any response function. */
     vrt_http_res *list = c->q_head;
     c->q_head = c->q_tail = NULL;
     c->q_len = 0;
@@ -95,7 +90,7 @@ void vrt__http_conn_close(http_conn *c)
             r->closed = 1;
         if (r->counted) {
             r->counted = 0;
-            s->in_flight--;
+            c->srv->in_flight--;
         }
     }
     while (list) {
@@ -109,6 +104,16 @@ void vrt__http_conn_close(http_conn *c)
         }
         vrt_http_res_release(r);
     }
+}
+
+/* Closes the connection now: unfinished responses are abandoned (their
+ * on_close callbacks run), buffered output is dropped. */
+void vrt__http_conn_close(http_conn *c)
+{
+    if (c->closing)
+        return;
+    c->closing = 1;
+    abandon(c);
     ps_reset(&c->ps);
     uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
     uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
@@ -163,8 +168,8 @@ static void conn_finish(http_conn *c)
         return;
     c->shutting = 1;
     c->no_more = 1;
-    uv_timer_stop(&c->timer);
-    c->timer_mode = TM_LINGER;
+    /* Bounded even if the client never reads what is left to send. */
+    conn_set_timer(c, TM_LINGER, c->srv->read_timeout_ms + LINGER_MS);
     if (!c->reading && uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
         c->reading = 1;
     c->shut_req.data = c;
@@ -215,27 +220,7 @@ void vrt__http_conn_advance(http_conn *c)
         vrt_http_res_release(r);
         if (!ka) {
             c->no_more = 1;
-            /* Nothing after a final response is sent. */
-            while (c->q_head) {
-                vrt_http_res *x = c->q_head;
-                c->q_head = x->next;
-                x->next = NULL;
-                x->conn = NULL;
-                if (x->state != RES_DONE)
-                    x->closed = 1;
-                if (x->counted) {
-                    x->counted = 0;
-                    c->srv->in_flight--;
-                }
-                if (x->closed && x->on_close) {
-                    void (*cb)(void *) = x->on_close;
-                    x->on_close = NULL;
-                    cb(x->on_close_ud);
-                }
-                vrt_http_res_release(x);
-            }
-            c->q_tail = NULL;
-            c->q_len = 0;
+            abandon(c); /* nothing after a final response is sent */
             break;
         }
         vrt_http_res *h = c->q_head;

@@ -439,6 +439,15 @@ TEST(http_get_and_post)
     ASSERT_EQ_INT(c_read(&c), 0);
     ASSERT_EQ_INT(c.status, 200);
     ASSERT_EQ_STR(c.body, "POST /e? id=1 x-test=- len=2 body=ok");
+    /* An Upgrade request is answered as plain HTTP (no protocol switch). */
+    ASSERT_EQ_INT(c_sends(&c,
+                          "GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+                          "GET /next HTTP/1.1\r\n\r\n"),
+                  0);
+    ASSERT_EQ_INT(c_read(&c), 0);
+    ASSERT_CONTAINS(c.body, "GET /ws?");
+    ASSERT_EQ_INT(c_read(&c), 0);
+    ASSERT_CONTAINS(c.body, "GET /next?");
     /* HEAD: headers only. */
     ASSERT_EQ_INT(c_sends(&c, "HEAD /h HTTP/1.1\r\n\r\nGET /g HTTP/1.1\r\n\r\n"), 0);
     http_parser_set_head(&c);
