@@ -1,0 +1,409 @@
+/* http_res.c — responses of the HTTP server (see http.h): status line and
+ * headers, full responses, chunked streams, in-order output through the
+ * connection's FIFO, reference counting and the on_close callback.
+ */
+#include "server/http_int.h"
+
+#include "core/log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+int vrt__sbuf_add(http_buf *b, const void *data, size_t n)
+{
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p)
+            return VRT_ENOMEM;
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+int vrt__sbuf_printf(http_buf *b, const char *fmt, ...)
+{
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return VRT_EINVAL;
+    if ((size_t)n < sizeof tmp)
+        return vrt__sbuf_add(b, tmp, (size_t)n);
+    char *big = malloc((size_t)n + 1);
+    if (!big)
+        return VRT_ENOMEM;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    int rc = vrt__sbuf_add(b, big, (size_t)n);
+    free(big);
+    return rc;
+}
+
+void vrt__sbuf_free(http_buf *b)
+{
+    free(b->p);
+    *b = (http_buf){0};
+}
+
+/* ---------- small helpers ---------- */
+
+static void json_escape(http_buf *b, const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            char e[2] = {'\\', (char)c};
+            vrt__sbuf_add(b, e, 2);
+        } else if (c < 0x20) {
+            vrt__sbuf_printf(b, "\\u%04x", c);
+        } else {
+            vrt__sbuf_add(b, s, 1);
+        }
+    }
+}
+
+int vrt__http_has_crlf(const char *s)
+{
+    return strpbrk(s, "\r\n") != NULL;
+}
+
+const char *vrt_http_req_header(const vrt_http_req *req, const char *name)
+{
+    for (int i = 0; i < req->n_headers; i++)
+        if (strcasecmp(req->header_names[i], name) == 0)
+            return req->header_values[i];
+    return NULL;
+}
+
+/* ---------- responses ---------- */
+
+vrt_http_res *vrt__http_res_new(http_conn *c)
+{
+    vrt_http_res *r = calloc(1, sizeof *r);
+    if (!r)
+        return NULL;
+    r->refs = 1; /* the FIFO's */
+    r->loop = c->srv->loop;
+    r->conn = c;
+    r->keep_alive = 1;
+    r->req.method = r->method;
+    r->req.path = "";
+    r->req.query = "";
+    r->req.body = "";
+    r->req.remote = r->remote;
+    snprintf(r->remote, sizeof r->remote, "%s", c->remote);
+    if (c->q_tail)
+        c->q_tail->next = r;
+    else
+        c->q_head = r;
+    c->q_tail = r;
+    c->q_len++;
+    return r;
+}
+
+static void res_free(vrt_http_res *r)
+{
+    vrt__sbuf_free(&r->url);
+    vrt__sbuf_free(&r->hdr);
+    vrt__sbuf_free(&r->body);
+    vrt__sbuf_free(&r->extra);
+    vrt__sbuf_free(&r->out);
+    free(r->names_values);
+    free(r);
+}
+
+void vrt_http_res_retain(vrt_http_res *r)
+{
+    r->refs++;
+}
+
+void vrt_http_res_release(vrt_http_res *r)
+{
+    if (r && --r->refs == 0)
+        res_free(r);
+}
+
+const vrt_http_req *vrt_http_res_req(const vrt_http_res *r)
+{
+    return &r->req;
+}
+
+size_t vrt_http_res_pending_bytes(const vrt_http_res *r)
+{
+    if (!r || !r->conn || r->closed)
+        return 0;
+    size_t n = r->out.len;
+    if (r->conn->q_head == r)
+        n += r->conn->tcp.write_queue_size;
+    return n;
+}
+
+int vrt_http_res_closed(const vrt_http_res *r)
+{
+    return r->closed;
+}
+
+typedef struct {
+    uv_write_t req;
+    size_t len;
+    char data[];
+} write_req;
+
+static void on_write(uv_write_t *req, int status)
+{
+    http_conn *c = req->handle->data;
+    free(req);
+    if (status < 0 && !c->closing) {
+        VRT_DEBUG("http: write to %s failed: %s", c->remote, uv_strerror(status));
+        vrt__http_conn_close(c);
+    }
+}
+
+int vrt__http_conn_write(http_conn *c, const char *data, size_t len)
+{
+    if (c->closing)
+        return VRT_ECANCELED;
+    if (len == 0)
+        return 0;
+    write_req *w = malloc(sizeof *w + len);
+    if (!w) {
+        vrt__http_conn_close(c);
+        return VRT_ENOMEM;
+    }
+    memcpy(w->data, data, len);
+    w->len = len;
+    uv_buf_t buf = uv_buf_init(w->data, (unsigned)len);
+    int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, on_write);
+    if (rc < 0) {
+        free(w);
+        vrt__http_conn_close(c);
+        return VRT_ECANCELED;
+    }
+    return 0;
+}
+
+/* Sends bytes of r now if it is the FIFO head, else buffers them. */
+static int res_emit(vrt_http_res *r, const char *data, size_t len)
+{
+    http_conn *c = r->conn;
+    if (!c || r->closed || c->closing)
+        return VRT_ECANCELED;
+    if (c->q_head == r)
+        return vrt__http_conn_write(c, data, len);
+    return vrt__sbuf_add(&r->out, data, len);
+}
+
+static int res_check(vrt_http_res *r, int want_state)
+{
+    if (!r)
+        return VRT_EINVAL;
+    if (r->closed)
+        return VRT_ECANCELED;
+    if (r->state != want_state || !r->conn)
+        return VRT_EINVAL;
+    return 0;
+}
+
+static void res_finish(vrt_http_res *r)
+{
+    r->state = RES_DONE;
+    http_conn *c = r->conn;
+    if (r->counted && c) {
+        r->counted = 0;
+        c->srv->in_flight--;
+    }
+    if (c && c->q_head == r)
+        vrt__http_conn_advance(c);
+}
+
+/* Status line and headers into b. content_length < 0: streamed. */
+static int res_head(vrt_http_res *r, http_buf *b, int status, const char *ctype,
+                    long long content_length)
+{
+    http_conn *c = r->conn;
+    if (c && (c->srv->draining || c->no_more) && c->q_tail == r)
+        r->keep_alive = 0;
+    const char *reason = http_status_str((enum http_status)status);
+    if (!reason || strcmp(reason, "<unknown>") == 0)
+        reason = "Unknown";
+    int rc = vrt__sbuf_printf(b, "HTTP/1.%d %d %s\r\n", r->http10 ? 0 : 1, status, reason);
+    if (!rc && ctype && *ctype && !vrt__http_has_crlf(ctype))
+        rc = vrt__sbuf_printf(b, "Content-Type: %s\r\n", ctype);
+    int bodiless = status == 204 || status < 200; /* no Content-Length (RFC 9110 8.6) */
+    if (!rc && content_length >= 0 && !bodiless)
+        rc = vrt__sbuf_printf(b, "Content-Length: %lld\r\n", content_length);
+    else if (!rc && content_length < 0 && !r->http10)
+        rc = vrt__sbuf_printf(b, "Transfer-Encoding: chunked\r\n");
+    if (!rc && content_length < 0 && r->http10)
+        r->keep_alive = 0; /* the end of the body is the end of the connection */
+    if (!rc && !r->keep_alive)
+        rc = vrt__sbuf_printf(b, "Connection: close\r\n");
+    else if (!rc && r->http10)
+        rc = vrt__sbuf_printf(b, "Connection: keep-alive\r\n");
+    if (!rc && r->cors_origin[0]) {
+        rc = vrt__sbuf_printf(b, "Access-Control-Allow-Origin: %s\r\n", r->cors_origin);
+        if (!rc && strcmp(r->cors_origin, "*") != 0)
+            rc = vrt__sbuf_printf(b, "Vary: Origin\r\n");
+    }
+    if (!rc && r->extra.len)
+        rc = vrt__sbuf_add(b, r->extra.p, r->extra.len);
+    if (!rc)
+        rc = vrt__sbuf_add(b, "\r\n", 2);
+    return rc;
+}
+
+int vrt_http_respond(vrt_http_res *r, int status, const char *content_type, const char *body,
+                     size_t len)
+{
+    int rc = res_check(r, RES_NEW);
+    if (rc)
+        return rc;
+    if (status < 100 || status > 999)
+        return VRT_EINVAL;
+    http_buf b = {0};
+    rc = res_head(r, &b, status, content_type, (long long)len);
+    if (!rc && !r->head_only && status != 204 && status != 304)
+        rc = vrt__sbuf_add(&b, body, body ? len : 0);
+    if (rc) {
+        vrt__sbuf_free(&b);
+        return rc;
+    }
+    rc = res_emit(r, b.p, b.len);
+    vrt__sbuf_free(&b);
+    res_finish(r);
+    return rc;
+}
+
+int vrt_http_respond_error(vrt_http_res *r, int status, const char *error_type, const char *msg)
+{
+    http_buf b = {0};
+    vrt__sbuf_add(&b, "{\"error\":\"", 10);
+    json_escape(&b, msg ? msg : "");
+    vrt__sbuf_add(&b, "\",\"error_type\":\"", 16);
+    json_escape(&b, error_type ? error_type : "");
+    if (vrt__sbuf_add(&b, "\"}", 2)) {
+        vrt__sbuf_free(&b);
+        return VRT_ENOMEM;
+    }
+    int rc = vrt_http_respond(r, status, "application/json", b.p, b.len);
+    vrt__sbuf_free(&b);
+    return rc;
+}
+
+int vrt_http_stream_begin(vrt_http_res *r, int status, const char *content_type)
+{
+    int rc = res_check(r, RES_NEW);
+    if (rc)
+        return rc;
+    if (status < 100 || status > 999)
+        return VRT_EINVAL;
+    http_buf b = {0};
+    rc = res_head(r, &b, status, content_type, -1);
+    if (!rc)
+        rc = res_emit(r, b.p, b.len);
+    vrt__sbuf_free(&b);
+    if (!rc)
+        r->state = RES_STREAMING;
+    return rc;
+}
+
+int vrt_http_stream_write(vrt_http_res *r, const char *data, size_t len)
+{
+    int rc = res_check(r, RES_STREAMING);
+    if (rc || len == 0 || r->head_only)
+        return rc;
+    if (r->http10)
+        return res_emit(r, data, len);
+    http_buf b = {0};
+    rc = vrt__sbuf_printf(&b, "%zx\r\n", len);
+    if (!rc)
+        rc = vrt__sbuf_add(&b, data, len);
+    if (!rc)
+        rc = vrt__sbuf_add(&b, "\r\n", 2);
+    if (!rc)
+        rc = res_emit(r, b.p, b.len);
+    vrt__sbuf_free(&b);
+    return rc;
+}
+
+int vrt_http_stream_end(vrt_http_res *r)
+{
+    int rc = res_check(r, RES_STREAMING);
+    if (rc) {
+        if (rc == VRT_ECANCELED)
+            r->state = RES_DONE;
+        return rc;
+    }
+    if (!r->http10 && !r->head_only)
+        rc = res_emit(r, "0\r\n\r\n", 5);
+    res_finish(r);
+    return rc;
+}
+
+void vrt_http_res_set_header(vrt_http_res *r, const char *name, const char *value)
+{
+    if (!r || r->state != RES_NEW || !name || !value)
+        return;
+    if (!*name || vrt__http_has_crlf(name) || vrt__http_has_crlf(value) || strchr(name, ':')) {
+        VRT_WARN("http: refusing response header \"%.64s\" with CR/LF or a bad name", name);
+        return;
+    }
+    vrt__sbuf_printf(&r->extra, "%s: %s\r\n", name, value);
+}
+
+typedef struct {
+    uv_timer_t timer;
+    vrt_http_res *res;
+} deferred_close;
+
+static void deferred_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void deferred_fire(uv_timer_t *t)
+{
+    deferred_close *d = t->data;
+    vrt_http_res *r = d->res;
+    if (r->on_close && r->state != RES_DONE) {
+        void (*cb)(void *) = r->on_close;
+        r->on_close = NULL;
+        cb(r->on_close_ud);
+    }
+    vrt_http_res_release(r);
+    uv_close((uv_handle_t *)&d->timer, deferred_closed);
+}
+
+void vrt_http_res_on_close(vrt_http_res *r, void (*cb)(void *ud), void *ud)
+{
+    if (!r)
+        return;
+    r->on_close = cb;
+    r->on_close_ud = ud;
+    if (cb && r->closed && r->state != RES_DONE) {
+        deferred_close *d = calloc(1, sizeof *d);
+        if (!d || uv_timer_init(r->loop, &d->timer) != 0) {
+            free(d);
+            VRT_ERROR("http: out of memory scheduling an on_close callback");
+            return;
+        }
+        d->timer.data = d;
+        d->res = r;
+        vrt_http_res_retain(r);
+        uv_timer_start(&d->timer, deferred_fire, 0, 0);
+    }
+}
