@@ -52,9 +52,9 @@ typedef struct vrt_engine_event {
     uint64_t id;
     /* VRT_EV_TOKEN */
     int32_t token;
-    float logprob; /* log-softmax after penalties, before temperature */
-    int special;   /* the token is a special token (eos, ...) */
-    int index;     /* 0-based index among the generated tokens */
+    float logprob;    /* log-softmax after penalties, before temperature */
+    int special;      /* the token is a special token (eos, ...) */
+    int index;        /* 0-based index among the generated tokens */
     const char *text; /* text that became final with this token (may be
                          empty; never half a UTF-8 character; never text a
                          stop string later takes back); text_len bytes */
@@ -66,9 +66,9 @@ typedef struct vrt_engine_event {
     const char *finish_reason; /* "length" | "eos_token" | "stop_sequence" */
     int n_prompt_tokens, n_generated_tokens;
     uint64_t seed;
-    double queue_s;      /* submit -> first scheduled */
-    double ttft_s;       /* submit -> first token */
-    double total_s;      /* submit -> finish */
+    double queue_s;               /* submit -> first scheduled */
+    double ttft_s;                /* submit -> first token */
+    double total_s;               /* submit -> finish */
     const float *prompt_logprobs; /* [n_prompt_tokens] when asked (first is NaN) */
     /* VRT_EV_FINISH: text still held back when generation ended (flushed
      * detokenizer / stop checker tail), text_len bytes in text. */
@@ -80,12 +80,12 @@ typedef struct vrt_engine_event {
 typedef void (*vrt_engine_event_fn)(void *ud, const vrt_engine_event *ev);
 
 typedef struct vrt_engine_stats {
-    int running, waiting;       /* requests */
-    int batch_size;             /* sequences in the last step */
-    double kv_usage;            /* used blocks / all blocks, 0..1 */
+    int running, waiting; /* requests */
+    int batch_size;       /* sequences in the last step */
+    double kv_usage;      /* used blocks / all blocks, 0..1 */
     int num_blocks, free_blocks;
     uint64_t preemptions;
-    uint64_t prompt_tokens, generation_tokens; /* totals */
+    uint64_t prompt_tokens, generation_tokens;        /* totals */
     uint64_t prefix_cache_queries, prefix_cache_hits; /* in blocks */
     uint64_t steps;
     double last_step_s; /* duration of the last forward */

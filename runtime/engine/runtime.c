@@ -13,6 +13,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "engine/kv_blocks.h"
+#include "engine/runtime_int.h"
 #include "engine/sampler.h"
 #include "engine/stop.h"
 #include "model/model.h"
@@ -22,23 +23,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-struct vrt_runtime {
-    char *model_dir;
-    vrt_backend *be;
-    vrt_model *m;
-    vrt_tokenizer *tok;
-    vrt_kv_cache kv;
-    vrt_block_pool pool;
-    vrt_sample_scratch scratch;
-    int max_total;   /* tokens of one sequence */
-    int max_input;   /* prompt tokens */
-    int max_prefill; /* tokens per prefill chunk */
-    int max_blocks;  /* blocks of one sequence */
-    int32_t eos[VRT_MAX_EOS + 1];
-    int n_eos;
-    char desc[512];
-};
 
 static double now_s(void)
 {
@@ -74,7 +58,7 @@ void vrt_gen_result_free(vrt_gen_result *r)
 }
 
 typedef struct rt_opts {
-    const char *model_dir, *tokenizer_dir, *dtype, *kind;
+    const char *model_dir, *tokenizer_dir, *dtype, *kind, *policy;
     int threads, block_size;
     int64_t num_blocks, max_total, max_input, max_prefill;
 } rt_opts;
@@ -119,6 +103,10 @@ static int open_with(vrt_runtime **out, const rt_opts *o, vrt_err *err)
         max_total = c->max_position_embeddings;
     }
     rt->max_total = (int)max_total;
+    rt->cfg_num_blocks = o->num_blocks > 0 ? o->num_blocks : 0;
+    rt->policy = o->policy && strcmp(o->policy, "priority") == 0 ? VRT_POLICY_PRIORITY
+                 : o->policy && strcmp(o->policy, "fair") == 0   ? VRT_POLICY_FAIR
+                                                                 : VRT_POLICY_FCFS;
     rt->max_input =
         (int)(o->max_input > 0 && o->max_input < max_total ? o->max_input : max_total - 1);
     rt->max_prefill = (int)(o->max_prefill > 0 ? o->max_prefill : 4096);
@@ -188,6 +176,7 @@ int vrt_runtime_open(vrt_runtime **out, const char *path, vrt_err *err)
             .max_total = cfg.batching.max_total_tokens,
             .max_input = cfg.batching.max_input_tokens,
             .max_prefill = cfg.batching.max_batch_prefill_tokens,
+            .policy = cfg.batching.policy,
         };
         if (cfg.model.quantize)
             rc = vrt_err_set(err, VRT_EUNSUPPORTED,
@@ -214,6 +203,36 @@ void vrt_runtime_close(vrt_runtime *rt)
     vrt_backend_destroy(rt->be);
     free(rt->model_dir);
     free(rt);
+}
+
+int vrt__runtime_resize_kv(vrt_runtime *rt, int num_blocks, vrt_err *err)
+{
+    if (num_blocks < rt->max_blocks)
+        return vrt_err_set(err, VRT_ECONFIG,
+                           "cache.num_blocks (%d) cannot hold one sequence of %d tokens (%d "
+                           "blocks): raise it or lower batching.max_total_tokens",
+                           num_blocks, rt->max_total, rt->max_blocks);
+    if (rt->pool.n_free != rt->pool.num_blocks)
+        return vrt_err_set(err, VRT_EINVAL, "KV cache resize while sequences hold blocks");
+    int bs = rt->pool.block_size;
+    vrt_kv_cache kv;
+    vrt_block_pool pool;
+    vrt_kv_cache_free(&rt->kv); /* free first: the old and new caches need not both fit */
+    int rc = vrt_kv_cache_init(&kv, rt->m, num_blocks, bs, err);
+    if (!rc)
+        rc = vrt_block_pool_init(&pool, num_blocks, bs, err);
+    if (rc) {
+        vrt_kv_cache_free(&kv);
+        /* Put back a cache for one sequence so the runtime stays usable. */
+        vrt_err e2 = {0};
+        if (vrt_kv_cache_init(&rt->kv, rt->m, rt->pool.num_blocks, bs, &e2) != 0)
+            rt->kv.num_blocks = 0;
+        return rc;
+    }
+    vrt_block_pool_free(&rt->pool);
+    rt->kv = kv;
+    rt->pool = pool;
+    return 0;
 }
 
 int vrt_runtime_vocab_size(const vrt_runtime *rt)

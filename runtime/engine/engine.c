@@ -1,0 +1,887 @@
+/* engine.c — the engine thread: continuous batching over the paged KV cache
+ * (see engine.h for the contract).
+ *
+ * Every request carries one invariant (vLLM's): `computed` tokens of its
+ * token list (prompt + generated) have their K/V in the cache, and the
+ * request catches up to `len`. A step:
+ *
+ *   1. takes new requests and cancellations from the submit side;
+ *   2. gives every running request that is decoding a slot for one more
+ *      token, preempting (by recompute: blocks freed, computed = 0, back to
+ *      the front of the queue) the most recently admitted request when the
+ *      blocks run out;
+ *   3. continues chunked prefills and admits waiting requests in policy
+ *      order while the prefill token budget (max_batch_prefill_tokens) and
+ *      the free blocks allow;
+ *   4. runs one forward over the flattened batch;
+ *   5. samples a token for every request that caught up, and reports it.
+ *
+ * A preempted request resumes where it was: its generated tokens are
+ * recomputed as if they were prompt, and its sampler state (RNG, penalty
+ * history) is untouched, so its output is exactly what it would have been.
+ */
+#include "engine/engine.h"
+
+#include "core/err.h"
+#include "core/log.h"
+#include "engine/runtime_int.h"
+#include "engine/stop.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { RQ_WAITING = 0, RQ_RUNNING = 1 };
+
+typedef struct ereq {
+    uint64_t id;
+    uint64_t order; /* admission order (for policies and victims) */
+    int32_t *toks;  /* [cap]: prompt then generated */
+    int n_prompt, len, cap, computed;
+    vrt_seq_blocks blocks;
+    vrt_sampling_params sp;
+    vrt_rng rng;
+    int max_new, ignore_eos, prompt_logprobs, priority;
+    char *tenant;
+    int32_t *stop_ids;
+    int n_stop_ids;
+    vrt_stop_checker stop;
+    vrt_stop_out sout;
+    vrt_detok detok;
+    float *plp; /* [n_prompt] prompt logprobs when asked */
+    vrt_engine_event_fn fn;
+    void *ud;
+    double t_submit, t_sched, t_first;
+    int state;
+    int n_preempted;
+    struct ereq *next;
+} ereq;
+
+struct vrt_engine {
+    vrt_runtime *rt;
+    int max_concurrent;
+    pthread_t thread;
+    int thread_started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    /* Shared with submitters (under mu). */
+    ereq *incoming_head, *incoming_tail;
+    uint64_t *cancels;
+    int n_cancels, cap_cancels;
+    int stopping;
+    int in_flight;
+    uint64_t next_id;
+    vrt_engine_stats stats;
+    /* Engine thread only. */
+    ereq **running; /* [n_running] in admission order */
+    int n_running, cap_running;
+    ereq **waiting; /* [n_waiting] in policy order */
+    int n_waiting, cap_waiting;
+    uint64_t next_order;
+    /* Batch scratch. */
+    int32_t *b_tokens, *b_qstart, *b_ctx, *b_table, *b_rows;
+    int *b_row_owner; /* per out row: index into b_seqs */
+    int *b_row_pos;   /* per out row: token position */
+    ereq **b_seqs;
+    int *b_take;
+    float *logits;
+    int cap_tokens, cap_seqs, cap_rows;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static void req_free(vrt_engine *e, ereq *r)
+{
+    if (!r)
+        return;
+    vrt_block_pool_release(&e->rt->pool, &r->blocks);
+    vrt_stop_free(&r->stop);
+    vrt_stop_out_free(&r->sout);
+    vrt_detok_free(&r->detok);
+    free(r->toks);
+    free(r->tenant);
+    free(r->stop_ids);
+    free(r->plp);
+    free(r);
+}
+
+static void emit_error(ereq *r, int code, const char *msg)
+{
+    vrt_engine_event ev = {.kind = VRT_EV_ERROR, .id = r->id, .err_code = code, .err_msg = msg};
+    r->fn(r->ud, &ev);
+}
+
+/* Ends a request (the caller removed it from its list). */
+static void finish(vrt_engine *e, ereq *r, const char *reason)
+{
+    vrt_err err = {0};
+    int rc = 0;
+    int stopped = strcmp(reason, "stop_sequence") == 0 && r->stop.matched >= 0;
+    if (!stopped) {
+        char *piece = NULL;
+        size_t plen = 0;
+        int matched = -1;
+        rc = vrt_detok_flush(&r->detok, &piece, &plen, &err);
+        if (!rc)
+            rc = vrt_stop_feed(&r->stop, piece ? piece : "", plen, &r->sout, &matched, &err);
+        free(piece);
+        if (!rc && matched < 0)
+            rc = vrt_stop_flush(&r->stop, &r->sout, &err);
+        if (!rc && matched >= 0)
+            reason = "stop_sequence";
+    }
+    double t = now_s();
+    if (rc) {
+        emit_error(r, rc, err.msg);
+    } else {
+        vrt_engine_event ev = {
+            .kind = VRT_EV_FINISH,
+            .id = r->id,
+            .finish_reason = reason,
+            .n_prompt_tokens = r->n_prompt,
+            .n_generated_tokens = r->len - r->n_prompt,
+            .seed = r->sp.seed,
+            .queue_s = r->t_sched - r->t_submit,
+            .ttft_s = r->t_first > 0 ? r->t_first - r->t_submit : t - r->t_submit,
+            .total_s = t - r->t_submit,
+            .prompt_logprobs = r->plp,
+            .text = r->sout.data ? r->sout.data : "",
+            .text_len = r->sout.len,
+        };
+        r->fn(r->ud, &ev);
+    }
+    pthread_mutex_lock(&e->mu);
+    e->in_flight--;
+    pthread_mutex_unlock(&e->mu);
+    req_free(e, r);
+}
+
+static void fail(vrt_engine *e, ereq *r, int code, const char *msg)
+{
+    emit_error(r, code, msg);
+    pthread_mutex_lock(&e->mu);
+    e->in_flight--;
+    pthread_mutex_unlock(&e->mu);
+    req_free(e, r);
+}
+
+/* ---- lists ------------------------------------------------------------------ */
+
+static int push(ereq ***arr, int *n, int *cap, ereq *r)
+{
+    if (*n == *cap) {
+        int c = *cap ? 2 * *cap : 16;
+        ereq **a = realloc(*arr, (size_t)c * sizeof *a);
+        if (!a)
+            return VRT_ENOMEM;
+        *arr = a;
+        *cap = c;
+    }
+    (*arr)[(*n)++] = r;
+    return 0;
+}
+
+static void remove_at(ereq **arr, int *n, int i)
+{
+    memmove(arr + i, arr + i + 1, (size_t)(*n - i - 1) * sizeof *arr);
+    (*n)--;
+}
+
+/* Does a run before b in the waiting queue? */
+static int before(const vrt_engine *e, const ereq *a, const ereq *b)
+{
+    /* Preempted requests go first: they already hold a place. */
+    if ((a->n_preempted > 0) != (b->n_preempted > 0))
+        return a->n_preempted > 0;
+    if (e->rt->policy == VRT_POLICY_PRIORITY && a->priority != b->priority)
+        return a->priority > b->priority;
+    return a->order < b->order;
+}
+
+static int enqueue_waiting(vrt_engine *e, ereq *r)
+{
+    if (push(&e->waiting, &e->n_waiting, &e->cap_waiting, r))
+        return VRT_ENOMEM;
+    int i = e->n_waiting - 1;
+    while (i > 0 && before(e, r, e->waiting[i - 1])) {
+        e->waiting[i] = e->waiting[i - 1];
+        i--;
+    }
+    e->waiting[i] = r;
+    return 0;
+}
+
+/* "fair": among the waiting requests, the next one is the oldest of the
+ * tenant that was served least recently; a per-tenant round robin. */
+static int pick_waiting(vrt_engine *e)
+{
+    if (e->rt->policy != VRT_POLICY_FAIR || e->n_waiting < 2)
+        return 0;
+    if (e->waiting[0]->n_preempted > 0)
+        return 0;
+    /* The tenant of the most recently admitted running request goes last. */
+    const char *last = NULL;
+    uint64_t best = 0;
+    for (int i = 0; i < e->n_running; i++)
+        if (e->running[i]->order >= best) {
+            best = e->running[i]->order;
+            last = e->running[i]->tenant;
+        }
+    if (!last)
+        return 0;
+    for (int i = 0; i < e->n_waiting; i++) {
+        const char *t = e->waiting[i]->tenant;
+        if (!t || strcmp(t, last) != 0)
+            return i;
+    }
+    return 0;
+}
+
+/* ---- submit side ---------------------------------------------------------- */
+
+int vrt_engine_submit(vrt_engine *e, const int32_t *prompt, int n, const vrt_request_params *p,
+                      vrt_engine_event_fn fn, void *ud, uint64_t *id, vrt_err *err)
+{
+    if (!e || !prompt || !p || !fn || !id)
+        return vrt_err_set(err, VRT_EINVAL, "vrt_engine_submit: NULL argument");
+    vrt_runtime *rt = e->rt;
+    const int V = rt->m->cfg.vocab_size;
+    if (n < 1)
+        return vrt_err_set(err, VRT_EINVAL, "the prompt is empty");
+    for (int i = 0; i < n; i++)
+        if (prompt[i] < 0 || prompt[i] >= V)
+            return vrt_err_set(err, VRT_ERANGE,
+                               "prompt token %d is id %d, outside the vocabulary (0..%d)", i,
+                               prompt[i], V - 1);
+    for (int i = 0; i < p->n_stop_ids; i++)
+        if (p->stop_ids[i] < 0 || p->stop_ids[i] >= V)
+            return vrt_err_set(err, VRT_ERANGE, "stop token id %d is outside the vocabulary",
+                               p->stop_ids[i]);
+    int rc = vrt_sampling_params_validate(&p->sampling, err);
+    if (rc)
+        return rc;
+    if (p->max_new_tokens < 1)
+        return vrt_err_set(err, VRT_EINVAL, "max_new_tokens must be at least 1 (got %d)",
+                           p->max_new_tokens);
+    if (n > rt->max_input)
+        return vrt_err_set(err, VRT_ERANGE,
+                           "the prompt has %d tokens, more than batching.max_input_tokens (%d)", n,
+                           rt->max_input);
+    if ((int64_t)n + p->max_new_tokens > rt->max_total)
+        return vrt_err_set(err, VRT_ERANGE,
+                           "prompt (%d tokens) + max_new_tokens (%d) = %lld is more than "
+                           "batching.max_total_tokens (%d)",
+                           n, p->max_new_tokens, (long long)n + p->max_new_tokens, rt->max_total);
+    ereq *r = calloc(1, sizeof *r);
+    if (!r)
+        return vrt_err_set(err, VRT_ENOMEM, "out of memory");
+    r->cap = n + p->max_new_tokens;
+    r->toks = malloc((size_t)r->cap * sizeof *r->toks);
+    r->stop_ids = p->n_stop_ids ? malloc((size_t)p->n_stop_ids * sizeof *r->stop_ids) : NULL;
+    r->tenant = p->tenant ? strdup(p->tenant) : NULL;
+    r->plp = p->prompt_logprobs ? malloc((size_t)n * sizeof *r->plp) : NULL;
+    rc = (!r->toks || (p->n_stop_ids && !r->stop_ids) || (p->tenant && !r->tenant) ||
+          (p->prompt_logprobs && !r->plp))
+             ? vrt_err_set(err, VRT_ENOMEM, "out of memory")
+             : 0;
+    if (!rc)
+        rc = vrt_stop_init(&r->stop, p->stop, p->n_stop, err);
+    if (rc) {
+        vrt_stop_free(&r->stop);
+        free(r->toks);
+        free(r->stop_ids);
+        free(r->tenant);
+        free(r->plp);
+        free(r);
+        return rc;
+    }
+    memcpy(r->toks, prompt, (size_t)n * sizeof *r->toks);
+    if (p->n_stop_ids)
+        memcpy(r->stop_ids, p->stop_ids, (size_t)p->n_stop_ids * sizeof *r->stop_ids);
+    if (r->plp) {
+        r->plp[0] = NAN;
+        for (int i = 1; i < n; i++)
+            r->plp[i] = 0.0f;
+    }
+    r->n_stop_ids = p->n_stop_ids;
+    r->n_prompt = r->len = n;
+    r->sp = p->sampling;
+    vrt_rng_seed(&r->rng, r->sp.seed);
+    r->max_new = p->max_new_tokens;
+    r->ignore_eos = p->ignore_eos;
+    r->prompt_logprobs = p->prompt_logprobs;
+    r->priority = p->priority;
+    r->fn = fn;
+    r->ud = ud;
+    r->t_submit = now_s();
+    vrt_detok_init(&r->detok, rt->tok, 1);
+
+    pthread_mutex_lock(&e->mu);
+    if (e->stopping || e->in_flight >= e->max_concurrent) {
+        int stopping = e->stopping, inflight = e->in_flight;
+        pthread_mutex_unlock(&e->mu);
+        req_free(e, r);
+        if (stopping)
+            return vrt_err_set(err, VRT_ECANCELED, "the server is shutting down");
+        return vrt_err_set(err, VRT_EOVERLOADED,
+                           "%d requests are in flight, the limit of "
+                           "batching.max_concurrent_requests: try again later",
+                           inflight);
+    }
+    r->id = ++e->next_id;
+    *id = r->id;
+    e->in_flight++;
+    if (e->incoming_tail)
+        e->incoming_tail->next = r;
+    else
+        e->incoming_head = r;
+    e->incoming_tail = r;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    return 0;
+}
+
+void vrt_engine_cancel(vrt_engine *e, uint64_t id)
+{
+    if (!e)
+        return;
+    pthread_mutex_lock(&e->mu);
+    if (e->n_cancels == e->cap_cancels) {
+        int c = e->cap_cancels ? 2 * e->cap_cancels : 16;
+        uint64_t *a = realloc(e->cancels, (size_t)c * sizeof *a);
+        if (!a) {
+            pthread_mutex_unlock(&e->mu);
+            VRT_ERROR("engine: out of memory queueing a cancellation of request %llu",
+                      (unsigned long long)id);
+            return;
+        }
+        e->cancels = a;
+        e->cap_cancels = c;
+    }
+    e->cancels[e->n_cancels++] = id;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+}
+
+void vrt_engine_stats_get(vrt_engine *e, vrt_engine_stats *out)
+{
+    pthread_mutex_lock(&e->mu);
+    *out = e->stats;
+    pthread_mutex_unlock(&e->mu);
+}
+
+int vrt_engine_in_flight(vrt_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    int n = e->in_flight;
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}
+
+/* ---- one step ---------------------------------------------------------------- */
+
+static int grow_batch(vrt_engine *e, int tokens, int seqs, int rows, vrt_err *err)
+{
+    const int V = e->rt->m->cfg.vocab_size;
+    if (tokens > e->cap_tokens) {
+        int32_t *a = realloc(e->b_tokens, (size_t)tokens * sizeof *a);
+        if (!a)
+            return vrt_err_set(err, VRT_ENOMEM, "engine: out of memory");
+        e->b_tokens = a;
+        e->cap_tokens = tokens;
+    }
+    if (seqs > e->cap_seqs) {
+        int32_t *q = realloc(e->b_qstart, (size_t)(seqs + 1) * sizeof *q);
+        if (q)
+            e->b_qstart = q;
+        int32_t *c = realloc(e->b_ctx, (size_t)seqs * sizeof *c);
+        if (c)
+            e->b_ctx = c;
+        int32_t *t = realloc(e->b_table, (size_t)seqs * e->rt->max_blocks * sizeof *t);
+        if (t)
+            e->b_table = t;
+        ereq **s = realloc(e->b_seqs, (size_t)seqs * sizeof *s);
+        if (s)
+            e->b_seqs = s;
+        int *k = realloc(e->b_take, (size_t)seqs * sizeof *k);
+        if (k)
+            e->b_take = k;
+        if (!q || !c || !t || !s || !k)
+            return vrt_err_set(err, VRT_ENOMEM, "engine: out of memory");
+        e->cap_seqs = seqs;
+    }
+    if (rows > e->cap_rows) {
+        int32_t *r = realloc(e->b_rows, (size_t)rows * sizeof *r);
+        if (r)
+            e->b_rows = r;
+        int *o = realloc(e->b_row_owner, (size_t)rows * sizeof *o);
+        if (o)
+            e->b_row_owner = o;
+        int *p = realloc(e->b_row_pos, (size_t)rows * sizeof *p);
+        if (p)
+            e->b_row_pos = p;
+        float *l = realloc(e->logits, (size_t)rows * V * sizeof *l);
+        if (l)
+            e->logits = l;
+        if (!r || !o || !p || !l)
+            return vrt_err_set(err, VRT_ENOMEM, "engine: out of memory");
+        e->cap_rows = rows;
+    }
+    return 0;
+}
+
+/* Preempts running[i] by recompute: frees its blocks and puts it back at
+ * the front of the queue, keeping its tokens and sampler state. */
+static void preempt_at(vrt_engine *e, int i)
+{
+    ereq *r = e->running[i];
+    remove_at(e->running, &e->n_running, i);
+    vrt_block_pool_release(&e->rt->pool, &r->blocks);
+    r->computed = 0;
+    r->state = RQ_WAITING;
+    r->n_preempted++;
+    pthread_mutex_lock(&e->mu);
+    e->stats.preemptions++;
+    pthread_mutex_unlock(&e->mu);
+    VRT_DEBUG("engine: preempted request %llu (recompute of %d tokens)", (unsigned long long)r->id,
+              r->len);
+    if (enqueue_waiting(e, r))
+        fail(e, r, VRT_ENOMEM, "engine: out of memory");
+}
+
+static void take_incoming(vrt_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    ereq *list = e->incoming_head;
+    e->incoming_head = e->incoming_tail = NULL;
+    int n_c = e->n_cancels;
+    uint64_t cancels[64];
+    int take = n_c < 64 ? n_c : 64;
+    memcpy(cancels, e->cancels, (size_t)take * sizeof *cancels);
+    memmove(e->cancels, e->cancels + take, (size_t)(n_c - take) * sizeof *cancels);
+    e->n_cancels = n_c - take;
+    pthread_mutex_unlock(&e->mu);
+    while (list) {
+        ereq *r = list;
+        list = r->next;
+        r->next = NULL;
+        r->order = ++e->next_order;
+        if (enqueue_waiting(e, r))
+            fail(e, r, VRT_ENOMEM, "engine: out of memory");
+    }
+    for (int c = 0; c < take; c++) {
+        for (int i = 0; i < e->n_waiting; i++)
+            if (e->waiting[i]->id == cancels[c]) {
+                ereq *r = e->waiting[i];
+                remove_at(e->waiting, &e->n_waiting, i);
+                fail(e, r, VRT_ECANCELED, "request cancelled");
+                break;
+            }
+        for (int i = 0; i < e->n_running; i++)
+            if (e->running[i]->id == cancels[c]) {
+                ereq *r = e->running[i];
+                remove_at(e->running, &e->n_running, i);
+                fail(e, r, VRT_ECANCELED, "request cancelled");
+                break;
+            }
+    }
+}
+
+/* Samples the next token of r from logits and reports it; returns 1 when r
+ * finished (it is then freed), 0 to go on, < 0 on an error (r failed). */
+static int advance(vrt_engine *e, ereq *r, const float *logits)
+{
+    vrt_runtime *rt = e->rt;
+    const int V = rt->m->cfg.vocab_size;
+    vrt_err err = {0};
+    vrt_sample_result sr;
+    int rc = vrt_sample(&r->sp, logits, V, r->toks, r->n_prompt, r->toks + r->n_prompt,
+                        r->len - r->n_prompt, &r->rng, &rt->scratch, &sr, &err);
+    if (rc) {
+        fail(e, r, rc, err.msg);
+        return -1;
+    }
+    int32_t tok = sr.token;
+    if (r->t_first == 0)
+        r->t_first = now_s();
+    r->toks[r->len++] = tok;
+    int is_eos = !r->ignore_eos && vrt_is_stop_token(rt->eos, rt->n_eos, tok);
+    int is_stop_id = vrt_is_stop_token(r->stop_ids, r->n_stop_ids, tok);
+    int special = vrt_tokenizer_is_special(rt->tok, tok);
+    int matched = -1;
+    r->sout.len = 0;
+    if (!is_eos && !is_stop_id) {
+        char *piece = NULL;
+        size_t plen = 0;
+        rc = vrt_detok_push(&r->detok, tok, &piece, &plen, &err);
+        if (!rc)
+            rc = vrt_stop_feed(&r->stop, piece ? piece : "", plen, &r->sout, &matched, &err);
+        free(piece);
+        if (rc) {
+            fail(e, r, rc, err.msg);
+            return -1;
+        }
+    }
+    vrt_engine_event ev = {
+        .kind = VRT_EV_TOKEN,
+        .id = r->id,
+        .token = tok,
+        .logprob = sr.logprob,
+        .special = special,
+        .index = r->len - r->n_prompt - 1,
+        .text = r->sout.data ? r->sout.data : "",
+        .text_len = r->sout.len,
+        .n_top = sr.n_top,
+        .top_ids = sr.top_ids,
+        .top_logprobs = sr.top_logprobs,
+    };
+    r->fn(r->ud, &ev);
+    r->sout.len = 0;
+    const char *reason = NULL;
+    if (is_eos)
+        reason = "eos_token";
+    else if (is_stop_id || matched >= 0)
+        reason = "stop_sequence";
+    else if (r->len - r->n_prompt >= r->max_new || r->len >= rt->max_total)
+        reason = "length";
+    if (reason) {
+        finish(e, r, reason);
+        return 1;
+    }
+    return 0;
+}
+
+/* log-softmax of logits at token. */
+static float logprob_of(const float *logits, int V, int32_t token)
+{
+    float m = logits[0];
+    for (int i = 1; i < V; i++)
+        if (logits[i] > m)
+            m = logits[i];
+    double z = 0;
+    for (int i = 0; i < V; i++)
+        z += exp((double)(logits[i] - m));
+    return (float)((double)(logits[token] - m) - log(z));
+}
+
+/* One scheduling step; returns 1 if it ran a forward, 0 if idle. */
+static int step(vrt_engine *e)
+{
+    vrt_runtime *rt = e->rt;
+    vrt_err err = {0};
+    take_incoming(e);
+
+    /* 2. Decoding requests need one more slot each; when the blocks run
+     * out, the most recently admitted request is preempted (possibly the
+     * one asking, which then waits). */
+    for (int i = 0; i < e->n_running;) {
+        ereq *r = e->running[i];
+        if (r->computed < r->len - 1) {
+            i++;
+            continue; /* still prefilling */
+        }
+        int preempted_self = 0;
+        while (vrt_block_pool_reserve(&rt->pool, &r->blocks, r->len, &err) != 0) {
+            int last = e->n_running - 1;
+            preempted_self = e->running[last] == r;
+            preempt_at(e, last);
+            if (preempted_self)
+                break;
+        }
+        if (!preempted_self)
+            i++;
+    }
+
+    /* 3. Build the batch: decodes, ongoing prefills, then admissions. */
+    int budget = rt->max_prefill, n_seqs = 0, T = 0, n_rows = 0;
+    int cap = e->n_running + e->n_waiting;
+    int max_tokens = cap + budget;
+    if (grow_batch(e, max_tokens, cap > 0 ? cap : 1, max_tokens, &err)) {
+        VRT_ERROR("%s", err.msg);
+        return 0;
+    }
+    for (int i = 0; i < e->n_running; i++) {
+        ereq *r = e->running[i];
+        int todo = r->len - r->computed;
+        int take = todo;
+        if (todo > 1) { /* a chunked prefill in progress */
+            if (budget <= 0)
+                continue;
+            take = todo < budget ? todo : budget;
+            if (vrt_block_pool_reserve(&rt->pool, &r->blocks, r->computed + take, &err) != 0)
+                continue; /* wait for blocks */
+            budget -= take;
+        }
+        e->b_seqs[n_seqs] = r;
+        e->b_take[n_seqs++] = take;
+    }
+    while (e->n_waiting > 0 && budget > 0) {
+        int wi = pick_waiting(e);
+        ereq *r = e->waiting[wi];
+        int todo = r->len - r->computed;
+        int take = todo < budget ? todo : budget;
+        if (vrt_block_pool_reserve(&rt->pool, &r->blocks, r->computed + take, &err) != 0)
+            break; /* no room now: it waits (its partial blocks are kept) */
+        remove_at(e->waiting, &e->n_waiting, wi);
+        if (push(&e->running, &e->n_running, &e->cap_running, r)) {
+            fail(e, r, VRT_ENOMEM, "engine: out of memory");
+            continue;
+        }
+        if (r->t_sched == 0)
+            r->t_sched = now_s();
+        r->state = RQ_RUNNING;
+        budget -= take;
+        e->b_seqs[n_seqs] = r;
+        e->b_take[n_seqs++] = take;
+    }
+    if (n_seqs == 0)
+        return 0;
+
+    /* 4. Flatten and run. */
+    e->b_qstart[0] = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        ereq *r = e->b_seqs[s];
+        int take = e->b_take[s];
+        for (int j = 0; j < take; j++) {
+            int pos = r->computed + j;
+            int last = pos == r->len - 1;
+            if (last || (r->prompt_logprobs && pos < r->n_prompt - 1)) {
+                e->b_rows[n_rows] = T;
+                e->b_row_owner[n_rows] = s;
+                e->b_row_pos[n_rows++] = pos;
+            }
+            e->b_tokens[T++] = r->toks[pos];
+        }
+        e->b_qstart[s + 1] = T;
+        e->b_ctx[s] = r->computed + take;
+        int32_t *row = e->b_table + (size_t)s * rt->max_blocks;
+        memcpy(row, r->blocks.ids, (size_t)r->blocks.n * sizeof *row);
+        for (int b = r->blocks.n; b < rt->max_blocks; b++)
+            row[b] = 0;
+    }
+    int rows_needed = n_rows > 0 ? n_rows : 1;
+    if (grow_batch(e, T, n_seqs, rows_needed, &err)) {
+        VRT_ERROR("%s", err.msg);
+        return 0;
+    }
+    vrt_batch b = {.n_seqs = n_seqs,
+                   .tokens = e->b_tokens,
+                   .q_start = e->b_qstart,
+                   .ctx_len = e->b_ctx,
+                   .block_table = e->b_table,
+                   .max_blocks_per_seq = rt->max_blocks,
+                   .out_rows = e->b_rows,
+                   .n_out = n_rows};
+    double t0 = now_s();
+    int rc = n_rows > 0 ? vrt_model_forward(rt->m, &rt->kv, &b, e->logits, &err) : 0;
+    double dt = now_s() - t0;
+    if (n_rows == 0) {
+        /* Only partial prefill chunks without logits: still a forward. */
+        int32_t last = T - 1;
+        b.out_rows = &last;
+        b.n_out = 1;
+        rc = vrt_model_forward(rt->m, &rt->kv, &b, e->logits, &err);
+        dt = now_s() - t0;
+    }
+    if (rc) {
+        /* A failed forward fails the requests of this batch, not the server. */
+        VRT_ERROR("engine: forward failed: %s", err.msg);
+        for (int s = 0; s < n_seqs; s++) {
+            ereq *r = e->b_seqs[s];
+            for (int i = 0; i < e->n_running; i++)
+                if (e->running[i] == r) {
+                    remove_at(e->running, &e->n_running, i);
+                    break;
+                }
+            fail(e, r, rc, err.msg);
+        }
+        return 1;
+    }
+    int n_prefill_tokens = 0, n_sampled = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        ereq *r = e->b_seqs[s];
+        if (r->computed < r->n_prompt)
+            n_prefill_tokens += e->b_take[s];
+        r->computed += e->b_take[s];
+    }
+
+    /* 5. Prompt logprobs and sampling. */
+    const int V = rt->m->cfg.vocab_size;
+    int row = 0;
+    for (int s = 0; s < n_seqs; s++) {
+        ereq *r = e->b_seqs[s];
+        const float *last_logits = NULL;
+        while (row < n_rows && e->b_row_owner[row] == s) {
+            int pos = e->b_row_pos[row];
+            const float *lg = e->logits + (size_t)row * V;
+            if (r->plp && pos < r->n_prompt - 1)
+                r->plp[pos + 1] = logprob_of(lg, V, r->toks[pos + 1]);
+            if (pos == r->len - 1)
+                last_logits = lg;
+            row++;
+        }
+        if (!last_logits || r->computed != r->len)
+            continue;
+        /* r caught up: it samples; it leaves running when it ends. */
+        int idx = -1;
+        for (int i = 0; i < e->n_running; i++)
+            if (e->running[i] == r) {
+                idx = i;
+                break;
+            }
+        n_sampled++;
+        if (advance(e, r, last_logits) != 0 && idx >= 0)
+            remove_at(e->running, &e->n_running, idx);
+    }
+    pthread_mutex_lock(&e->mu);
+    e->stats.steps++;
+    e->stats.last_step_s = dt;
+    e->stats.batch_size = n_seqs;
+    e->stats.prompt_tokens += (uint64_t)n_prefill_tokens;
+    e->stats.generation_tokens += (uint64_t)n_sampled;
+    pthread_mutex_unlock(&e->mu);
+    return 1;
+}
+
+static void update_gauges(vrt_engine *e)
+{
+    pthread_mutex_lock(&e->mu);
+    e->stats.running = e->n_running;
+    e->stats.waiting = e->in_flight - e->n_running;
+    e->stats.num_blocks = e->rt->pool.num_blocks;
+    e->stats.free_blocks = e->rt->pool.n_free;
+    e->stats.kv_usage =
+        e->rt->pool.num_blocks ? 1.0 - (double)e->rt->pool.n_free / e->rt->pool.num_blocks : 0.0;
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void *engine_main(void *arg)
+{
+    vrt_engine *e = arg;
+    for (;;) {
+        pthread_mutex_lock(&e->mu);
+        while (!e->stopping && !e->incoming_head && e->n_cancels == 0 && e->n_running == 0 &&
+               e->n_waiting == 0)
+            pthread_cond_wait(&e->cv, &e->mu);
+        int stopping = e->stopping;
+        pthread_mutex_unlock(&e->mu);
+        if (stopping)
+            break;
+        int ran = step(e);
+        update_gauges(e);
+        if (!ran && e->n_waiting > 0 && e->n_running == 0) {
+            /* Nothing fits although nothing runs: the head of the queue can
+             * never be scheduled (cannot happen with a valid plan). */
+            ereq *r = e->waiting[0];
+            remove_at(e->waiting, &e->n_waiting, 0);
+            fail(e, r, VRT_ENOSPC, "the KV cache cannot hold this request");
+        } else if (!ran && e->n_running > 0) {
+            /* Chunked prefills each holding part of the blocks and none
+             * able to go on: free the newest one's blocks. */
+            preempt_at(e, e->n_running - 1);
+        }
+    }
+    /* Shutdown: everything still in flight ends with an error. */
+    take_incoming(e);
+    while (e->n_running > 0) {
+        ereq *r = e->running[--e->n_running];
+        fail(e, r, VRT_ECANCELED, "the server is shutting down");
+    }
+    while (e->n_waiting > 0) {
+        ereq *r = e->waiting[--e->n_waiting];
+        fail(e, r, VRT_ECANCELED, "the server is shutting down");
+    }
+    update_gauges(e);
+    return NULL;
+}
+
+int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, int max_concurrent, vrt_err *err)
+{
+    *out = NULL;
+    if (!rt)
+        return vrt_err_set(err, VRT_EINVAL, "vrt_engine_create: no runtime");
+    if (max_concurrent < 1)
+        max_concurrent = 1;
+    /* KV cache: as configured, else room for every concurrent request at
+     * its longest, capped at 2 GiB of host memory on the cpu backend. */
+    int64_t want = rt->cfg_num_blocks;
+    if (want <= 0) {
+        int64_t bytes = vrt_kv_block_bytes(&rt->m->cfg, rt->pool.block_size);
+        int64_t cap = ((int64_t)2 << 30) / (bytes > 0 ? bytes : 1);
+        want = (int64_t)max_concurrent * rt->max_blocks;
+        if (want > cap)
+            want = cap;
+        if (want < rt->max_blocks)
+            want = rt->max_blocks;
+    }
+    if (want != rt->pool.num_blocks) {
+        int rc = vrt__runtime_resize_kv(rt, (int)want, err);
+        if (rc)
+            return rc;
+    }
+    vrt_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return vrt_err_set(err, VRT_ENOMEM, "out of memory");
+    e->rt = rt;
+    e->max_concurrent = max_concurrent;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    e->stats.num_blocks = e->stats.free_blocks = rt->pool.num_blocks;
+    if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+        pthread_mutex_destroy(&e->mu);
+        pthread_cond_destroy(&e->cv);
+        free(e);
+        return vrt_err_set(err, VRT_ENOMEM, "cannot start the engine thread");
+    }
+    e->thread_started = 1;
+    VRT_INFO("engine: %d KV blocks of %d tokens (%.1f MiB), up to %d requests in flight",
+             rt->pool.num_blocks, rt->pool.block_size,
+             (double)rt->pool.num_blocks * vrt_kv_block_bytes(&rt->m->cfg, rt->pool.block_size) /
+                 (1024.0 * 1024.0),
+             max_concurrent);
+    *out = e;
+    return 0;
+}
+
+void vrt_engine_destroy(vrt_engine *e)
+{
+    if (!e)
+        return;
+    pthread_mutex_lock(&e->mu);
+    e->stopping = 1;
+    pthread_cond_signal(&e->cv);
+    pthread_mutex_unlock(&e->mu);
+    if (e->thread_started)
+        pthread_join(e->thread, NULL);
+    /* Requests submitted after the thread saw `stopping`. */
+    while (e->incoming_head) {
+        ereq *r = e->incoming_head;
+        e->incoming_head = r->next;
+        fail(e, r, VRT_ECANCELED, "the server is shutting down");
+    }
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cv);
+    free(e->cancels);
+    free(e->running);
+    free(e->waiting);
+    free(e->b_tokens);
+    free(e->b_qstart);
+    free(e->b_ctx);
+    free(e->b_table);
+    free(e->b_rows);
+    free(e->b_row_owner);
+    free(e->b_row_pos);
+    free(e->b_seqs);
+    free(e->b_take);
+    free(e->logits);
+    free(e);
+}

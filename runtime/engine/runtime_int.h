@@ -1,0 +1,39 @@
+/* runtime_int.h — the inside of vrt_runtime, shared by runtime.c (one
+ * sequence at a time: generate, logits) and engine.c (continuous batching),
+ * which takes over the same model, KV cache and tokenizer.
+ */
+#ifndef VRT_ENGINE_RUNTIME_INT_H
+#define VRT_ENGINE_RUNTIME_INT_H
+
+#include "engine/kv_blocks.h"
+#include "engine/sampler.h"
+#include "model/model.h"
+#include "tokenizer/tokenizer.h"
+#include "vrt.h"
+
+struct vrt_runtime {
+    char *model_dir;
+    vrt_backend *be;
+    vrt_model *m;
+    vrt_tokenizer *tok;
+    vrt_kv_cache kv;
+    vrt_block_pool pool;
+    vrt_sample_scratch scratch;
+    int max_total;   /* tokens of one sequence */
+    int max_input;   /* prompt tokens */
+    int max_prefill; /* tokens per prefill chunk */
+    int max_blocks;  /* blocks of one sequence */
+    int32_t eos[VRT_MAX_EOS + 1];
+    int n_eos;
+    char desc[512];
+    int64_t cfg_num_blocks; /* cache.num_blocks as configured; 0 = derived */
+    int policy;             /* VRT_POLICY_* (engine scheduling) */
+};
+
+enum { VRT_POLICY_FCFS = 0, VRT_POLICY_PRIORITY = 1, VRT_POLICY_FAIR = 2 };
+
+/* Replaces the KV cache and block pool by ones of num_blocks blocks (all
+ * sequences must be released). */
+int vrt__runtime_resize_kv(vrt_runtime *rt, int num_blocks, vrt_err *err);
+
+#endif

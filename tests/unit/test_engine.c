@@ -1,0 +1,356 @@
+/* test_engine.c — continuous batching: requests run together give exactly
+ * what they give alone (greedy and seeded sampling), preemption under a tiny
+ * KV cache loses nothing, cancel frees blocks, overload is refused, limits
+ * are checked at submit. The model is a tiny random Llama from mkmodel; the
+ * references come from the same runtime generating one request at a time.
+ */
+#include "test.h"
+
+#include "core/err.h"
+#include "engine/engine.h"
+#include "engine/runtime_int.h"
+#include "model/mkmodel.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static char g_dir[256];
+
+/* A tiny model shared by the tests of this process. */
+static const char *model_dir(void)
+{
+    if (g_dir[0])
+        return g_dir;
+    snprintf(g_dir, sizeof g_dir, "/tmp/vrt-test-engine-%d", (int)getpid());
+    vrt_mkmodel_opts o;
+    vrt_err err = {0};
+    if (vrt_mkmodel_preset(&o, "tiny", 1, &err) != 0)
+        return NULL;
+    o.seed = 11;
+    o.force = true;
+    o.dtype = VRT_ST_F32;
+    if (vrt_mkmodel_write(&o, g_dir, &err) != 0) {
+        fprintf(stderr, "mkmodel: %s\n", err.msg);
+        return NULL;
+    }
+    return g_dir;
+}
+
+static void cleanup(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    if (g_dir[0] && system(cmd) != 0)
+        fprintf(stderr, "cleanup failed\n");
+}
+
+/* Writes a config for the model with extra Lua settings; returns its path. */
+static const char *config(const char *extra)
+{
+    static char path[300];
+    snprintf(path, sizeof path, "%s.lua", g_dir);
+    FILE *f = fopen(path, "w");
+    fprintf(f,
+            "local v100rt = require \"v100rt\"\n"
+            "return v100rt.config{ model = { path = \"%s\", dtype = \"float32\" },\n"
+            "  device = { kind = \"cpu\", threads = 2 }, %s }\n",
+            g_dir, extra);
+    fclose(f);
+    return path;
+}
+
+enum { MAXR = 40, MAXT = 96 };
+
+typedef struct collect {
+    pthread_mutex_t mu;
+    int tokens[MAXR][MAXT];
+    int n[MAXR];
+    int done[MAXR];
+    int err[MAXR];
+    char finish[MAXR][16];
+    char text[MAXR][1024];
+    size_t text_len[MAXR];
+    int n_done;
+    uint64_t ids[MAXR];
+} collect;
+
+typedef struct slot {
+    collect *c;
+    int i;
+} slot;
+
+static void on_event(void *ud, const vrt_engine_event *ev)
+{
+    slot *s = ud;
+    collect *c = s->c;
+    pthread_mutex_lock(&c->mu);
+    int i = s->i;
+    if (ev->kind == VRT_EV_TOKEN && c->n[i] < MAXT)
+        c->tokens[i][c->n[i]++] = ev->token;
+    if (ev->text_len && c->text_len[i] + ev->text_len < sizeof c->text[i]) {
+        memcpy(c->text[i] + c->text_len[i], ev->text, ev->text_len);
+        c->text_len[i] += ev->text_len;
+    }
+    if (ev->kind == VRT_EV_FINISH)
+        snprintf(c->finish[i], sizeof c->finish[i], "%s", ev->finish_reason);
+    if (ev->kind == VRT_EV_ERROR)
+        c->err[i] = ev->err_code;
+    if (ev->kind != VRT_EV_TOKEN) {
+        c->done[i] = 1;
+        c->n_done++;
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+static int wait_all(collect *c, int n, double timeout_s)
+{
+    for (int t = 0; t < (int)(timeout_s * 100); t++) {
+        pthread_mutex_lock(&c->mu);
+        int d = c->n_done;
+        pthread_mutex_unlock(&c->mu);
+        if (d >= n)
+            return 0;
+        usleep(10000);
+    }
+    return -1;
+}
+
+/* Prompt i: a pseudo-random id sequence of 3 + 7*i % 40 tokens. */
+static int prompt_of(int i, int32_t *ids)
+{
+    int n = 3 + (7 * i) % 40;
+    uint32_t x = 2654435761u * (uint32_t)(i + 1);
+    ids[0] = 1;
+    for (int j = 1; j < n; j++) {
+        x = x * 1664525u + 1013904223u;
+        ids[j] = 3 + (int32_t)(x % 2900);
+    }
+    return n;
+}
+
+static vrt_request_params params_of(int i, int sample)
+{
+    vrt_request_params p = {0};
+    p.sampling = vrt_sampling_params_default();
+    if (sample) {
+        p.sampling.do_sample = 1;
+        p.sampling.temperature = 0.9f;
+        p.sampling.top_p = 0.95f;
+        p.sampling.seed = 1000 + (uint64_t)i;
+    }
+    p.max_new_tokens = 8 + (5 * i) % 40;
+    p.ignore_eos = 1;
+    return p;
+}
+
+/* Runs n requests one at a time through the runtime (the reference). */
+static int reference(vrt_runtime *rt, int n, int sample, int out[][MAXT], int *n_out)
+{
+    for (int i = 0; i < n; i++) {
+        int32_t ids[64];
+        int np = prompt_of(i, ids);
+        vrt_request_params q = params_of(i, sample);
+        vrt_gen_params g;
+        vrt_gen_params_init(&g);
+        g.max_new_tokens = q.max_new_tokens;
+        g.ignore_eos = 1;
+        if (sample) {
+            g.do_sample = 1;
+            g.temperature = q.sampling.temperature;
+            g.top_p = q.sampling.top_p;
+            g.seed = q.sampling.seed;
+            g.has_seed = 1;
+        }
+        vrt_gen_result r;
+        vrt_err err = {0};
+        if (vrt_runtime_generate_ids(rt, ids, np, &g, NULL, NULL, &r, &err) != 0) {
+            fprintf(stderr, "reference %d: %s\n", i, err.msg);
+            return -1;
+        }
+        n_out[i] = r.n_tokens;
+        memcpy(out[i], r.tokens, (size_t)r.n_tokens * sizeof(int));
+        vrt_gen_result_free(&r);
+    }
+    return 0;
+}
+
+static void check_batched(const char *extra, int n, int sample, int want_preemptions)
+{
+    ASSERT(model_dir() != NULL);
+    vrt_err err = {0};
+    vrt_runtime *rt;
+    ASSERT_OK(vrt_runtime_open(&rt, config(extra), &err), &err);
+    static int ref[MAXR][MAXT];
+    int n_ref[MAXR];
+    ASSERT_EQ_INT(reference(rt, n, sample, ref, n_ref), 0);
+    vrt_engine *e;
+    ASSERT_OK(vrt_engine_create(&e, rt, 64, &err), &err);
+    collect *c = calloc(1, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
+    slot slots[MAXR];
+    for (int i = 0; i < n; i++) {
+        int32_t ids[64];
+        int np = prompt_of(i, ids);
+        vrt_request_params p = params_of(i, sample);
+        slots[i] = (slot){c, i};
+        ASSERT_OK(vrt_engine_submit(e, ids, np, &p, on_event, &slots[i], &c->ids[i], &err), &err);
+    }
+    ASSERT_EQ_INT(wait_all(c, n, 60), 0);
+    for (int i = 0; i < n; i++) {
+        ASSERT_EQ_INT(c->err[i], 0);
+        ASSERT_EQ_STR(c->finish[i], "length");
+        if (c->n[i] != n_ref[i])
+            TFAIL("request %d: %d tokens batched, %d alone", i, c->n[i], n_ref[i]);
+        for (int j = 0; j < c->n[i]; j++)
+            if (c->tokens[i][j] != ref[i][j])
+                TFAIL("request %d token %d: %d batched, %d alone", i, j, c->tokens[i][j],
+                      ref[i][j]);
+    }
+    vrt_engine_stats st;
+    vrt_engine_stats_get(e, &st);
+    if (want_preemptions && st.preemptions == 0)
+        TFAIL("no preemption happened with %d blocks", st.num_blocks);
+    ASSERT_EQ_INT(st.free_blocks, st.num_blocks);
+    vrt_engine_destroy(e);
+    vrt_runtime_close(rt);
+    free(c);
+}
+
+TEST(engine_batched_greedy_equals_alone)
+{
+    check_batched("", 32, 0, 0);
+    cleanup();
+}
+
+TEST(engine_batched_seeded_sampling_equals_alone)
+{
+    check_batched("", 24, 1, 0);
+    cleanup();
+}
+
+TEST(engine_preemption_loses_nothing)
+{
+    /* 12 blocks of 16 = 192 slots for 16 requests of up to ~90 tokens, and
+     * prefill chunks of 16 tokens: requests must be preempted and resumed. */
+    check_batched("cache = { num_blocks = 12 }, batching = { max_total_tokens = 128, "
+                  "max_input_tokens = 64, max_batch_prefill_tokens = 16 }",
+                  16, 1, 1);
+    cleanup();
+}
+
+TEST(engine_cancel_frees_blocks_and_overload_is_refused)
+{
+    ASSERT(model_dir() != NULL);
+    vrt_err err = {0};
+    vrt_runtime *rt;
+    ASSERT_OK(vrt_runtime_open(&rt, config(""), &err), &err);
+    vrt_engine *e;
+    ASSERT_OK(vrt_engine_create(&e, rt, 2, &err), &err);
+    collect *c = calloc(1, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
+    slot slots[3] = {{c, 0}, {c, 1}, {c, 2}};
+    int32_t ids[64];
+    int np = prompt_of(3, ids);
+    vrt_request_params p = params_of(0, 0);
+    p.max_new_tokens = 1000;
+    ASSERT_OK(vrt_engine_submit(e, ids, np, &p, on_event, &slots[0], &c->ids[0], &err), &err);
+    ASSERT_OK(vrt_engine_submit(e, ids, np, &p, on_event, &slots[1], &c->ids[1], &err), &err);
+    ASSERT_EQ_INT(vrt_engine_submit(e, ids, np, &p, on_event, &slots[2], &c->ids[2], &err),
+                  VRT_EOVERLOADED);
+    ASSERT_CONTAINS(err.msg, "max_concurrent_requests");
+    /* Let them generate a little, then cancel both. */
+    for (int t = 0; t < 500; t++) {
+        pthread_mutex_lock(&c->mu);
+        int go = c->n[0] > 2 && c->n[1] > 2;
+        pthread_mutex_unlock(&c->mu);
+        if (go)
+            break;
+        usleep(10000);
+    }
+    vrt_engine_cancel(e, c->ids[0]);
+    vrt_engine_cancel(e, c->ids[1]);
+    vrt_engine_cancel(e, 999999); /* unknown: ignored */
+    ASSERT_EQ_INT(wait_all(c, 2, 30), 0);
+    ASSERT_EQ_INT(c->err[0], VRT_ECANCELED);
+    ASSERT_EQ_INT(c->err[1], VRT_ECANCELED);
+    ASSERT_EQ_INT(vrt_engine_in_flight(e), 0);
+    vrt_engine_stats st;
+    for (int t = 0; t < 100; t++) {
+        vrt_engine_stats_get(e, &st);
+        if (st.free_blocks == st.num_blocks)
+            break;
+        usleep(10000);
+    }
+    ASSERT_EQ_INT(st.free_blocks, st.num_blocks);
+    ASSERT(st.kv_usage == 0.0);
+    /* Limits at the door. */
+    vrt_request_params q = params_of(0, 0);
+    q.max_new_tokens = 100000;
+    ASSERT_EQ_INT(vrt_engine_submit(e, ids, np, &q, on_event, &slots[2], &c->ids[2], &err),
+                  VRT_ERANGE);
+    ASSERT_CONTAINS(err.msg, "max_total_tokens");
+    int32_t bad[2] = {1, 5000};
+    q.max_new_tokens = 4;
+    ASSERT_EQ_INT(vrt_engine_submit(e, bad, 2, &q, on_event, &slots[2], &c->ids[2], &err),
+                  VRT_ERANGE);
+    ASSERT_CONTAINS(err.msg, "outside the vocabulary");
+    vrt_engine_destroy(e);
+    vrt_runtime_close(rt);
+    free(c);
+    cleanup();
+}
+
+TEST(engine_stop_strings_and_eos_end_requests)
+{
+    ASSERT(model_dir() != NULL);
+    vrt_err err = {0};
+    vrt_runtime *rt;
+    ASSERT_OK(vrt_runtime_open(&rt, config(""), &err), &err);
+    /* The greedy text of a prompt, alone. */
+    int32_t ids[64];
+    int np = prompt_of(5, ids);
+    vrt_gen_params g;
+    vrt_gen_params_init(&g);
+    g.max_new_tokens = 30;
+    g.ignore_eos = 1;
+    vrt_gen_result r;
+    ASSERT_OK(vrt_runtime_generate_ids(rt, ids, np, &g, NULL, NULL, &r, &err), &err);
+    ASSERT(r.text_len > 8);
+    char stop[8];
+    memcpy(stop, r.text + 4, 3);
+    stop[3] = 0;
+    const char *first = strstr(r.text, stop);
+    size_t want_len = (size_t)(first - r.text);
+    vrt_engine *e;
+    ASSERT_OK(vrt_engine_create(&e, rt, 4, &err), &err);
+    collect *c = calloc(1, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
+    slot s0 = {c, 0}, s1 = {c, 1};
+    vrt_request_params p = params_of(0, 0);
+    p.max_new_tokens = 30;
+    const char *stops[1] = {stop};
+    p.stop = stops;
+    p.n_stop = 1;
+    ASSERT_OK(vrt_engine_submit(e, ids, np, &p, on_event, &s0, &c->ids[0], &err), &err);
+    /* The 4th greedy token as a stop id. */
+    vrt_request_params q = params_of(0, 0);
+    q.max_new_tokens = 30;
+    q.stop_ids = &r.tokens[3];
+    q.n_stop_ids = 1;
+    ASSERT_OK(vrt_engine_submit(e, ids, np, &q, on_event, &s1, &c->ids[1], &err), &err);
+    ASSERT_EQ_INT(wait_all(c, 2, 30), 0);
+    ASSERT_EQ_STR(c->finish[0], "stop_sequence");
+    ASSERT_EQ_INT(c->text_len[0], want_len);
+    ASSERT(memcmp(c->text[0], r.text, want_len) == 0);
+    ASSERT_EQ_STR(c->finish[1], "stop_sequence");
+    int first_stop = 0;
+    while (r.tokens[first_stop] != r.tokens[3])
+        first_stop++;
+    ASSERT_EQ_INT(c->n[1], first_stop + 1);
+    vrt_gen_result_free(&r);
+    vrt_engine_destroy(e);
+    vrt_runtime_close(rt);
+    free(c);
+    cleanup();
+}
