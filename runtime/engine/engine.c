@@ -466,8 +466,10 @@ static void take_incoming(vrt_engine *e)
     int n_c = e->n_cancels;
     uint64_t cancels[64];
     int take = n_c < 64 ? n_c : 64;
-    memcpy(cancels, e->cancels, (size_t)take * sizeof *cancels);
-    memmove(e->cancels, e->cancels + take, (size_t)(n_c - take) * sizeof *cancels);
+    if (take > 0) {
+        memcpy(cancels, e->cancels, (size_t)take * sizeof *cancels);
+        memmove(e->cancels, e->cancels + take, (size_t)(n_c - take) * sizeof *cancels);
+    }
     e->n_cancels = n_c - take;
     pthread_mutex_unlock(&e->mu);
     while (list) {
