@@ -47,5 +47,6 @@ int vrt_cmd_check(int argc, char **argv);
 int vrt_cmd_mkmodel(int argc, char **argv);
 int vrt_cmd_run(int argc, char **argv);
 int vrt_cmd_generate(int argc, char **argv);
+int vrt_cmd_serve(int argc, char **argv);
 
 #endif

@@ -58,6 +58,21 @@ const vrt_cmd vrt_commands[] = {
      "its message with file:line and a traceback, and exits 1. os.exit(n) sets\n"
      "the exit code.\n",
      vrt_cmd_run},
+    {"serve", "serve a model over the TGI and OpenAI HTTP APIs",
+     "v100rt serve [--port N] [--host ADDR] CONFIG.lua",
+     "Loads the config, listens on server.host:server.port (or --host/--port; port 0\n"
+     "picks a free one), loads the model in the background (GET /health is 503\n"
+     "until it is ready) and serves the TGI routes (/generate, /generate_stream, /,\n"
+     "/info, /health, /metrics, /tokenize) and the OpenAI routes\n"
+     "(/v1/completions, /v1/chat/completions, /v1/models) with continuous\n"
+     "batching. SIGTERM or SIGINT stop accepting connections, let in-flight\n"
+     "requests finish (up to 30 s) and exit 0. API keys: server.api_keys or\n"
+     "V100RT_API_KEYS=key1,key2.\n"
+     "\n"
+     "  --port N           override server.port\n"
+     "  --host ADDR        override server.host\n"
+     "  --port-file FILE   write the bound port to FILE once listening\n",
+     vrt_cmd_serve},
     {"generate", "load a model and stream the continuation of a prompt",
      "v100rt generate [OPTIONS] CONFIG.lua|MODEL_DIR PROMPT",
      "Loads the model of CONFIG.lua (or a model directory, on the cpu with default\n"

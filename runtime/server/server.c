@@ -1,0 +1,1077 @@
+/* server.c — `v100rt serve`: routes, the request lifecycle between the
+ * loop thread and the engine thread, loading, metrics and shutdown (see
+ * server.h).
+ *
+ * One generation request (gen):
+ *   loop:   parse + validate (api_req) -> chat template -> tokenize ->
+ *           limits -> vrt_engine_submit (429 when overloaded) -> SSE header
+ *   engine: events are copied into gen's queue; the first one posts a drain
+ *   loop:   drain: tokens become SSE chunks (or accumulate), the final event
+ *           becomes the last chunk or the JSON body; metrics; a log line.
+ * A client disconnect cancels the engine request; gen is freed when the
+ * engine's last event (always one per accepted request) has been drained.
+ */
+#include "server/server.h"
+
+#include "core/err.h"
+#include "core/log.h"
+#include "engine/engine.h"
+#include "engine/runtime_int.h"
+#include "server/api_req.h"
+#include "server/api_res.h"
+#include "server/http.h"
+#include "server/metrics.h"
+#include "tokenizer/chat.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+typedef struct srv {
+    const vrt_config *cfg;
+    uv_loop_t loop;
+    vrt_http_server *http;
+    vrt_runtime *rt;
+    vrt_engine *eng;
+    int ready;      /* model loaded, engine running */
+    int load_failed;
+    vrt_err load_err;
+    uv_work_t load_work;
+    vrt_metrics metrics;
+    vrt_srv_metrics mh;
+    uint64_t last_preemptions, last_steps;
+    char model_name[256];
+    const char *chat_template; /* built-in template name */
+    const char *bos_text, *eos_text;
+    int64_t started;
+    uv_signal_t sig_term, sig_int;
+    uv_timer_t drain_timer;
+    int draining;
+    double drain_deadline;
+    int exit_code;
+    const char *port_file;
+    int n_gens; /* generation requests alive */
+} srv;
+
+/* ---- one generation request ------------------------------------------------ */
+
+typedef struct qev { /* an engine event, copied for the loop thread */
+    struct qev *next;
+    int kind;
+    int32_t token;
+    float logprob;
+    int special, index;
+    char *text;
+    size_t text_len;
+    int n_top;
+    int32_t top_ids[VRT_SAMPLE_MAX_LOGPROBS];
+    float top_lp[VRT_SAMPLE_MAX_LOGPROBS];
+    char finish[16];
+    int n_prompt, n_gen;
+    uint64_t seed;
+    double queue_s, ttft_s, total_s;
+    float *prompt_lp;
+    int err_code;
+    char *err_msg;
+} qev;
+
+typedef struct gen {
+    srv *s;
+    vrt_http_res *res; /* our reference; NULL once released */
+    vrt_api_request rq;
+    uint64_t engine_id;
+    int submitted, final_seen, client_gone;
+    double t_arrival, t_last_token;
+    char id[48];
+    int32_t *prompt_ids; /* [n_prompt] after truncation */
+    int n_prompt;
+    char *prompt_text; /* for echo / return_full_text */
+    /* accumulated output */
+    char *text;
+    size_t text_len, text_cap;
+    vrt_api_token *toks;
+    vrt_api_token *top; /* [n_toks][n_top] */
+    int n_toks, cap_toks, n_top;
+    size_t chars_out; /* text bytes already streamed (completions text_offset) */
+    int held;         /* TGI stream: the last token event is held back */
+    /* engine -> loop queue */
+    pthread_mutex_t mu;
+    qev *q_head, *q_tail;
+    int posted;
+} gen;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void qev_free(qev *q)
+{
+    if (!q)
+        return;
+    free(q->text);
+    free(q->err_msg);
+    free(q->prompt_lp);
+    free(q);
+}
+
+static void gen_free(gen *g)
+{
+    if (g->res)
+        vrt_http_res_release(g->res);
+    vrt_api_request_free(&g->rq);
+    free(g->prompt_ids);
+    free(g->prompt_text);
+    free(g->text);
+    for (int i = 0; i < g->n_toks; i++)
+        free((char *)g->toks[i].text);
+    free(g->toks);
+    if (g->top) {
+        for (int i = 0; i < g->n_toks * g->n_top; i++)
+            free((char *)g->top[i].text);
+        free(g->top);
+    }
+    qev *q = g->q_head;
+    while (q) {
+        qev *n = q->next;
+        qev_free(q);
+        q = n;
+    }
+    pthread_mutex_destroy(&g->mu);
+    g->s->n_gens--;
+    free(g);
+}
+
+static char *piece_text(srv *s, int32_t id)
+{
+    /* Text of one token on its own (for TGI token.text of special tokens and
+     * for top tokens). */
+    char *t = NULL;
+    size_t n = 0;
+    vrt_err err = {0};
+    if (vrt_tokenizer_decode(s->rt->tok, &id, 1, 0, &t, &n, &err) != 0)
+        return strdup("");
+    return t;
+}
+
+/* ---- responses --------------------------------------------------------------- */
+
+static void respond_json(vrt_http_res *r, int status, char *body)
+{
+    if (!body) {
+        vrt_http_respond_error(r, 500, "internal", "out of memory");
+        return;
+    }
+    vrt_http_respond(r, status, "application/json", body, strlen(body));
+    free(body);
+}
+
+static void respond_api_error(vrt_http_res *r, int api, const vrt_api_error *e)
+{
+    respond_json(r, e->status, vrt_api_error_body(api, e));
+}
+
+static void stream_write(gen *g, char *chunk)
+{
+    if (chunk) {
+        vrt_http_stream_write(g->res, chunk, strlen(chunk));
+        free(chunk);
+    }
+}
+
+static void fill_result(gen *g, vrt_api_result *res, const qev *fin)
+{
+    memset(res, 0, sizeof *res);
+    res->id = g->id;
+    res->model = g->s->model_name;
+    res->created = g->s->started;
+    res->prompt = g->prompt_text;
+    res->text = g->text ? g->text : "";
+    res->text_len = g->text_len;
+    res->finish_reason = fin ? fin->finish : NULL;
+    res->seed = g->rq.params.sampling.seed;
+    res->has_seed = g->rq.params.sampling.do_sample;
+    res->n_prompt_tokens = g->n_prompt;
+    res->n_generated_tokens = g->n_toks;
+    res->tokens = g->toks;
+    res->n_tokens = g->n_toks;
+    res->top = g->n_top ? g->top : NULL;
+    res->n_top = g->n_top;
+}
+
+static int add_text(gen *g, const char *t, size_t n)
+{
+    if (g->text_len + n + 1 > g->text_cap) {
+        size_t c = g->text_cap ? g->text_cap * 2 : 256;
+        while (c < g->text_len + n + 1)
+            c *= 2;
+        char *p = realloc(g->text, c);
+        if (!p)
+            return VRT_ENOMEM;
+        g->text = p;
+        g->text_cap = c;
+    }
+    memcpy(g->text + g->text_len, t, n);
+    g->text_len += n;
+    g->text[g->text_len] = 0;
+    return 0;
+}
+
+static int add_token(gen *g, const qev *q)
+{
+    if (g->n_toks == g->cap_toks) {
+        int c = g->cap_toks ? 2 * g->cap_toks : 32;
+        vrt_api_token *t = realloc(g->toks, (size_t)c * sizeof *t);
+        if (!t)
+            return VRT_ENOMEM;
+        g->toks = t;
+        if (g->n_top) {
+            vrt_api_token *tp = realloc(g->top, (size_t)c * g->n_top * sizeof *tp);
+            if (!tp)
+                return VRT_ENOMEM;
+            g->top = tp;
+        }
+        g->cap_toks = c;
+    }
+    vrt_api_token *t = &g->toks[g->n_toks];
+    t->id = q->token;
+    t->logprob = q->logprob;
+    t->special = q->special;
+    if (q->special)
+        t->text = piece_text(g->s, q->token);
+    else
+        t->text = q->text ? strndup(q->text, q->text_len) : strdup("");
+    for (int j = 0; j < g->n_top; j++) {
+        vrt_api_token *tt = &g->top[(size_t)g->n_toks * g->n_top + j];
+        int have = j < q->n_top;
+        tt->id = have ? q->top_ids[j] : 0;
+        tt->logprob = have ? q->top_lp[j] : NAN;
+        tt->special = have ? vrt_tokenizer_is_special(g->s->rt->tok, tt->id) : 0;
+        tt->text = have ? piece_text(g->s, tt->id) : strdup("");
+    }
+    g->n_toks++;
+    return 0;
+}
+
+/* TGI streams send each token event once the next event is known. */
+static void tgi_flush_held(gen *g, const vrt_api_result *final)
+{
+    if (!g->held)
+        return;
+    int i = g->n_toks - 1;
+    stream_write(g, vrt_api_render_tgi_stream_event(&g->rq, &g->toks[i], i,
+                                                    g->n_top ? &g->top[(size_t)i * g->n_top]
+                                                             : NULL,
+                                                    g->n_top, final));
+    g->held = 0;
+}
+
+static int fail_kind_of(int code)
+{
+    switch (code) {
+    case VRT_ECANCELED: return VRT_FAIL_CANCELLED;
+    case VRT_EOVERLOADED: return VRT_FAIL_OVERLOADED;
+    case VRT_EINVAL:
+    case VRT_ERANGE: return VRT_FAIL_VALIDATION;
+    }
+    return VRT_FAIL_GENERATION;
+}
+
+static void log_request(gen *g, int status, const qev *fin)
+{
+    const vrt_http_req *rq = vrt_http_res_req(g->res);
+    VRT_INFO("request %s %s %s status=%d prompt_tokens=%d generated_tokens=%d ttft=%.3fs "
+             "total=%.3fs%s%s",
+             g->id, rq ? rq->method : "?", rq ? rq->path : "?", status, g->n_prompt, g->n_toks,
+             fin ? fin->ttft_s : 0.0, now_s() - g->t_arrival, fin && fin->finish[0] ? " finish=" : "",
+             fin && fin->finish[0] ? fin->finish : "");
+}
+
+static void on_final(gen *g, qev *q)
+{
+    srv *s = g->s;
+    vrt_request_record rec = {.fail = -1,
+                              .queue_s = q->queue_s,
+                              .inference_s = q->total_s - q->queue_s,
+                              .e2e_s = now_s() - g->t_arrival,
+                              .input_tokens = g->n_prompt,
+                              .generated_tokens = g->n_toks};
+    if (q->kind == VRT_EV_ERROR) {
+        rec.fail = g->client_gone ? VRT_FAIL_CANCELLED : fail_kind_of(q->err_code);
+        vrt_srv_metrics_request_done(&s->mh, &rec);
+        if (g->client_gone || vrt_http_res_closed(g->res)) {
+            log_request(g, 499, NULL);
+            return;
+        }
+        const char *type = q->err_code == VRT_ECANCELED ? "generation" : "generation";
+        if (g->rq.stream) {
+            tgi_flush_held(g, NULL);
+            stream_write(g, vrt_api_render_stream_error(g->rq.api, 424, type, q->err_msg));
+            if (vrt_api_is_openai(g->rq.api))
+                vrt_http_stream_write(g->res, VRT_API_SSE_DONE, strlen(VRT_API_SSE_DONE));
+            vrt_http_stream_end(g->res);
+        } else if (vrt_api_is_openai(g->rq.api)) {
+            vrt_api_error e;
+            vrt_api_error_set(&e, g->rq.api, 500, NULL, "%s", q->err_msg);
+            snprintf(e.type, sizeof e.type, "%s", "internal_server_error");
+            respond_api_error(g->res, g->rq.api, &e);
+        } else {
+            vrt_http_respond_error(g->res, 424, type, q->err_msg);
+        }
+        log_request(g, g->rq.stream ? 200 : 424, NULL);
+        return;
+    }
+    /* FINISH: the text still held back by the detokenizer / stop checker. */
+    if (q->text_len) {
+        add_text(g, q->text, q->text_len);
+        if (g->n_toks > 0 && !g->toks[g->n_toks - 1].special) {
+            /* It belongs to the last token's text. */
+            vrt_api_token *t = &g->toks[g->n_toks - 1];
+            size_t a = strlen(t->text);
+            char *nt = malloc(a + q->text_len + 1);
+            if (nt) {
+                memcpy(nt, t->text, a);
+                memcpy(nt + a, q->text, q->text_len);
+                nt[a + q->text_len] = 0;
+                free((char *)t->text);
+                t->text = nt;
+            }
+        }
+    }
+    vrt_api_token *prefill = NULL;
+    vrt_api_result res;
+    fill_result(g, &res, q);
+    if (g->rq.decoder_input_details && q->prompt_lp) {
+        prefill = calloc((size_t)g->n_prompt, sizeof *prefill);
+        for (int i = 0; prefill && i < g->n_prompt; i++) {
+            prefill[i].id = g->prompt_ids[i];
+            prefill[i].logprob = q->prompt_lp[i];
+            prefill[i].text = piece_text(s, g->prompt_ids[i]);
+        }
+        res.prefill = prefill;
+        res.n_prefill = prefill ? g->n_prompt : 0;
+    }
+    vrt_srv_metrics_request_done(&s->mh, &rec);
+    if (g->rq.stream) {
+        if (vrt_api_is_openai(g->rq.api)) {
+            vrt_api_delta d = {.text = q->text ? q->text : "",
+                               .text_len = q->text_len,
+                               .text_offset = g->chars_out,
+                               .finish_reason = q->finish};
+            stream_write(g, vrt_api_render_oai_chunk(&g->rq, &res, &d));
+            if (g->rq.include_usage)
+                stream_write(g, vrt_api_render_oai_usage_chunk(&g->rq, &res));
+            vrt_http_stream_write(g->res, VRT_API_SSE_DONE, strlen(VRT_API_SSE_DONE));
+        } else {
+            tgi_flush_held(g, &res);
+        }
+        vrt_http_stream_end(g->res);
+    } else if (vrt_api_is_openai(g->rq.api)) {
+        respond_json(g->res, 200, vrt_api_render_completion(&g->rq, &res));
+    } else {
+        respond_json(g->res, 200, vrt_api_render_generate(&g->rq, &res));
+    }
+    if (prefill) {
+        for (int i = 0; i < g->n_prompt; i++)
+            free((char *)prefill[i].text);
+        free(prefill);
+    }
+    log_request(g, 200, q);
+}
+
+static void on_token(gen *g, qev *q)
+{
+    srv *s = g->s;
+    double t = now_s();
+    if (g->n_toks == 0)
+        vrt_metric_observe(s->mh.ttft, t - g->t_arrival);
+    else
+        vrt_metric_observe(s->mh.itl, t - g->t_last_token);
+    g->t_last_token = t;
+    if (g->client_gone)
+        return;
+    if (!q->special)
+        add_text(g, q->text ? q->text : "", q->text_len);
+    if (g->rq.stream && !vrt_api_is_openai(g->rq.api))
+        tgi_flush_held(g, NULL);
+    if (add_token(g, q) != 0)
+        return;
+    if (!g->rq.stream)
+        return;
+    if (vrt_api_is_openai(g->rq.api)) {
+        if (q->text_len == 0 && g->rq.logprobs < 0)
+            return; /* nothing to say yet */
+        vrt_api_result meta;
+        fill_result(g, &meta, NULL);
+        int i = g->n_toks - 1;
+        vrt_api_delta d = {.text = q->text ? q->text : "",
+                           .text_len = q->special ? 0 : q->text_len,
+                           .tokens = &g->toks[i],
+                           .n_tokens = g->rq.logprobs >= 0 ? 1 : 0,
+                           .top = g->n_top ? &g->top[(size_t)i * g->n_top] : NULL,
+                           .n_top = g->n_top,
+                           .text_offset = g->chars_out};
+        stream_write(g, vrt_api_render_oai_chunk(&g->rq, &meta, &d));
+        g->chars_out += d.text_len;
+    } else {
+        g->held = 1;
+    }
+}
+
+static void drain(void *ud)
+{
+    gen *g = ud;
+    pthread_mutex_lock(&g->mu);
+    qev *q = g->q_head;
+    g->q_head = g->q_tail = NULL;
+    g->posted = 0;
+    pthread_mutex_unlock(&g->mu);
+    int final = 0;
+    while (q) {
+        qev *n = q->next;
+        if (q->kind == VRT_EV_TOKEN)
+            on_token(g, q);
+        else {
+            on_final(g, q);
+            final = 1;
+        }
+        qev_free(q);
+        q = n;
+    }
+    if (final)
+        gen_free(g);
+}
+
+/* Engine thread: copy the event and post a drain unless one is pending. */
+static void on_engine_event(void *ud, const vrt_engine_event *ev)
+{
+    gen *g = ud;
+    qev *q = calloc(1, sizeof *q);
+    if (!q) {
+        VRT_ERROR("server: out of memory copying an engine event");
+        return;
+    }
+    q->kind = ev->kind;
+    q->token = ev->token;
+    q->logprob = ev->logprob;
+    q->special = ev->special;
+    q->index = ev->index;
+    if (ev->text_len) {
+        q->text = malloc(ev->text_len + 1);
+        if (q->text) {
+            memcpy(q->text, ev->text, ev->text_len);
+            q->text[ev->text_len] = 0;
+            q->text_len = ev->text_len;
+        }
+    }
+    q->n_top = ev->n_top < VRT_SAMPLE_MAX_LOGPROBS ? ev->n_top : VRT_SAMPLE_MAX_LOGPROBS;
+    for (int i = 0; i < q->n_top; i++) {
+        q->top_ids[i] = ev->top_ids[i];
+        q->top_lp[i] = ev->top_logprobs[i];
+    }
+    if (ev->finish_reason)
+        snprintf(q->finish, sizeof q->finish, "%s", ev->finish_reason);
+    q->n_prompt = ev->n_prompt_tokens;
+    q->n_gen = ev->n_generated_tokens;
+    q->seed = ev->seed;
+    q->queue_s = ev->queue_s;
+    q->ttft_s = ev->ttft_s;
+    q->total_s = ev->total_s;
+    if (ev->kind == VRT_EV_FINISH && ev->prompt_logprobs && ev->n_prompt_tokens > 0) {
+        q->prompt_lp = malloc((size_t)ev->n_prompt_tokens * sizeof(float));
+        if (q->prompt_lp)
+            memcpy(q->prompt_lp, ev->prompt_logprobs, (size_t)ev->n_prompt_tokens * sizeof(float));
+    }
+    q->err_code = ev->err_code;
+    if (ev->err_msg)
+        q->err_msg = strdup(ev->err_msg);
+    pthread_mutex_lock(&g->mu);
+    if (g->q_tail)
+        g->q_tail->next = q;
+    else
+        g->q_head = q;
+    g->q_tail = q;
+    int post = !g->posted;
+    g->posted = 1;
+    pthread_mutex_unlock(&g->mu);
+    if (post && vrt_http_server_post(g->s->http, drain, g) != 0)
+        VRT_ERROR("server: cannot post an engine event to the loop");
+}
+
+static void on_client_gone(void *ud)
+{
+    gen *g = ud;
+    g->client_gone = 1;
+    if (g->submitted && g->s->eng)
+        vrt_engine_cancel(g->s->eng, g->engine_id);
+}
+
+static uint64_t random_seed(void)
+{
+    static uint64_t counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (++counter * 0x9E3779B97F4A7C15ull);
+    x ^= x >> 31;
+    x *= 0xBF58476D1CE4E5B9ull;
+    return x ^ (x >> 29);
+}
+
+static const char *header(const vrt_http_req *req, const char *name)
+{
+    for (int i = 0; i < req->n_headers; i++)
+        if (strcmp(req->header_names[i], name) == 0)
+            return req->header_values[i];
+    return NULL;
+}
+
+static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_res *res)
+{
+    vrt_metric_inc(s->mh.request_count);
+    gen *g = calloc(1, sizeof *g);
+    if (!g) {
+        vrt_http_respond_error(res, 500, "internal", "out of memory");
+        vrt_http_res_release(res);
+        return;
+    }
+    s->n_gens++;
+    g->s = s;
+    g->res = res;
+    g->t_arrival = now_s();
+    pthread_mutex_init(&g->mu, NULL);
+    static uint64_t seq;
+    snprintf(g->id, sizeof g->id, "%s-%llx%06llx", api == VRT_API_OAI_CHAT ? "chatcmpl" : "cmpl",
+             (unsigned long long)s->started, (unsigned long long)++seq);
+    vrt_api_error e = {0};
+    vrt_request_record rec = {.fail = VRT_FAIL_VALIDATION};
+    if (vrt_api_parse(&g->rq, api, req->body, req->body_len, &e) != 0) {
+        respond_api_error(res, api, &e);
+        goto rejected;
+    }
+    if (g->rq.n > 1) {
+        vrt_api_error_set(&e, api, 0, "n", "n = %d is not supported; use n = 1", g->rq.n);
+        respond_api_error(res, api, &e);
+        goto rejected;
+    }
+    if (g->rq.model && vrt_api_is_openai(api) && strcmp(g->rq.model, s->model_name) != 0 &&
+        strcmp(g->rq.model, s->rt->model_dir) != 0) {
+        vrt_api_error_set(&e, api, 404, "model", "The model `%s` does not exist (this server has `%s`)",
+                          g->rq.model, s->model_name);
+        snprintf(e.type, sizeof e.type, "NotFoundError");
+        respond_api_error(res, api, &e);
+        goto rejected;
+    }
+    /* The prompt: a chat rendered with the template, or text, or ids. */
+    vrt_err err = {0};
+    int32_t *ids = NULL;
+    int n = 0, add_special = 1;
+    const char *text = g->rq.prompt;
+    char *rendered = NULL;
+    if (api == VRT_API_OAI_CHAT) {
+        if (vrt_chat_render(s->chat_template, g->rq.messages, g->rq.n_messages, s->bos_text,
+                            s->eos_text, 1, &rendered, &err) != 0) {
+            vrt_api_error_set(&e, api, 400, "messages", "%s", err.msg);
+            respond_api_error(res, api, &e);
+            rec.fail = VRT_FAIL_TEMPLATE;
+            goto rejected;
+        }
+        text = rendered;
+        add_special = 0; /* the template wrote BOS as text */
+    }
+    if (g->rq.prompt_ids) {
+        int V = vrt_runtime_vocab_size(s->rt);
+        for (int i = 0; i < g->rq.n_prompt_ids; i++)
+            if (g->rq.prompt_ids[i] < 0 || g->rq.prompt_ids[i] >= V) {
+                vrt_api_error_set(&e, api, 0, "prompt", "token id %d is outside the vocabulary (0..%d)",
+                                  g->rq.prompt_ids[i], V - 1);
+                respond_api_error(res, api, &e);
+                goto rejected;
+            }
+        ids = malloc((size_t)(g->rq.n_prompt_ids ? g->rq.n_prompt_ids : 1) * sizeof *ids);
+        if (ids)
+            memcpy(ids, g->rq.prompt_ids, (size_t)g->rq.n_prompt_ids * sizeof *ids);
+        n = g->rq.n_prompt_ids;
+        char *t = NULL;
+        size_t tl;
+        if (ids && vrt_runtime_detokenize(s->rt, ids, n, 0, &t, &tl, &err) == 0)
+            g->prompt_text = t;
+    } else {
+        if (vrt_runtime_tokenize(s->rt, text ? text : "", text ? strlen(text) : 0, add_special,
+                                 &ids, &n, &err) != 0) {
+            free(rendered);
+            vrt_api_error_set(&e, api, 0, "prompt", "%s", err.msg);
+            respond_api_error(res, api, &e);
+            goto rejected;
+        }
+        g->prompt_text = strdup(text ? text : "");
+    }
+    free(rendered);
+    vrt_api_limits lim = {.max_input_tokens = s->rt->max_input,
+                          .max_total_tokens = s->rt->max_total,
+                          .max_stop_sequences = 4,
+                          .max_top_n_tokens = 5};
+    int n_input = n;
+    if (vrt_api_check_limits(&g->rq, &lim, n, &n_input, &e) != 0) {
+        free(ids);
+        respond_api_error(res, api, &e);
+        goto rejected;
+    }
+    if (n_input < n) { /* truncate: keep the last n_input tokens */
+        memmove(ids, ids + (n - n_input), (size_t)n_input * sizeof *ids);
+        n = n_input;
+    }
+    g->prompt_ids = ids;
+    g->n_prompt = n;
+    if (!g->rq.seed_set)
+        g->rq.params.sampling.seed = random_seed();
+    g->n_top = g->rq.top_n_tokens > 0 ? g->rq.top_n_tokens
+               : g->rq.logprobs > 0 && api == VRT_API_OAI_COMPLETIONS ? g->rq.logprobs
+               : api == VRT_API_OAI_CHAT && g->rq.logprobs > 0 ? g->rq.top_logprobs
+                                                               : 0;
+    if (g->n_top > VRT_SAMPLE_MAX_LOGPROBS)
+        g->n_top = VRT_SAMPLE_MAX_LOGPROBS;
+    g->rq.params.sampling.n_logprobs = g->n_top;
+    g->rq.params.prompt_logprobs = g->rq.decoder_input_details;
+    const char *prio = header(req, "x-priority");
+    if (prio)
+        g->rq.params.priority = atoi(prio);
+    const char *tenant = header(req, "x-tenant");
+    g->rq.params.tenant = tenant ? tenant : g->rq.user ? g->rq.user : req->remote;
+    int rc = vrt_engine_submit(s->eng, g->prompt_ids, g->n_prompt, &g->rq.params, on_engine_event,
+                               g, &g->engine_id, &err);
+    if (rc == VRT_EOVERLOADED) {
+        rec.fail = VRT_FAIL_OVERLOADED;
+        if (vrt_api_is_openai(api)) {
+            vrt_api_error_set(&e, api, 429, NULL, "%s", err.msg);
+            snprintf(e.type, sizeof e.type, "RateLimitError");
+            respond_api_error(res, api, &e);
+        } else {
+            vrt_http_respond_error(res, 429, "overloaded", "Model is overloaded");
+        }
+        goto rejected;
+    }
+    if (rc) {
+        rec.fail = rc == VRT_ECANCELED ? VRT_FAIL_CANCELLED : VRT_FAIL_VALIDATION;
+        vrt_api_error_set(&e, api, rc == VRT_ECANCELED ? 503 : 0, NULL, "%s", err.msg);
+        respond_api_error(res, api, &e);
+        goto rejected;
+    }
+    g->submitted = 1;
+    vrt_http_res_on_close(res, on_client_gone, g);
+    if (g->rq.stream) {
+        vrt_http_res_set_header(res, "Cache-Control", "no-cache");
+        vrt_http_stream_begin(res, 200, "text/event-stream");
+        if (api == VRT_API_OAI_CHAT) {
+            vrt_api_result meta;
+            fill_result(g, &meta, NULL);
+            stream_write(g, vrt_api_render_oai_role_chunk(&g->rq, &meta));
+        }
+    }
+    return;
+rejected:
+    rec.input_tokens = g->n_prompt;
+    vrt_srv_metrics_request_done(&s->mh, &rec);
+    log_request(g, e.status ? e.status : 429, NULL);
+    gen_free(g);
+}
+
+/* ---- other routes ---------------------------------------------------------------- */
+
+static void fill_info(srv *s, vrt_api_info *info)
+{
+    memset(info, 0, sizeof *info);
+    info->model_id = s->model_name;
+    info->model_dtype = s->cfg->model.dtype ? s->cfg->model.dtype : "float16";
+    info->model_device_type = s->rt && s->rt->be ? s->rt->be->name : "cpu";
+    info->max_concurrent_requests = s->cfg->batching.max_concurrent_requests;
+    info->max_best_of = 1;
+    info->max_stop_sequences = 4;
+    info->max_input_tokens = s->rt ? s->rt->max_input : (int)s->cfg->batching.max_input_tokens;
+    info->max_total_tokens = s->rt ? s->rt->max_total : (int)s->cfg->batching.max_total_tokens;
+    info->validation_workers = 1;
+    info->max_client_batch_size = 1;
+    info->version = vrt_version();
+    info->created = s->started;
+}
+
+static void update_gauges(srv *s)
+{
+    if (!s->eng)
+        return;
+    vrt_engine_stats st;
+    vrt_engine_stats_get(s->eng, &st);
+    vrt_metric_set(s->mh.queue_size, st.waiting);
+    vrt_metric_set(s->mh.batch_current_size, st.running);
+    vrt_metric_set(s->mh.num_running, st.running);
+    vrt_metric_set(s->mh.num_waiting, st.waiting);
+    vrt_metric_set(s->mh.kv_cache_usage, st.kv_usage);
+    if (st.preemptions > s->last_preemptions) {
+        vrt_metric_add(s->mh.num_preemptions, (double)(st.preemptions - s->last_preemptions));
+        s->last_preemptions = st.preemptions;
+    }
+}
+
+static void handle_tokenize(srv *s, const vrt_http_req *req, vrt_http_res *res)
+{
+    vrt_api_request rq;
+    vrt_api_error e = {0};
+    if (vrt_api_parse(&rq, VRT_API_TGI_GENERATE, req->body, req->body_len, &e) != 0) {
+        vrt_api_request_free(&rq);
+        respond_api_error(res, VRT_API_TGI_GENERATE, &e);
+        return;
+    }
+    int32_t *ids = NULL;
+    int n = 0;
+    vrt_err err = {0};
+    const char *text = rq.prompt ? rq.prompt : "";
+    if (vrt_runtime_tokenize(s->rt, text, strlen(text), 1, &ids, &n, &err) != 0) {
+        vrt_api_request_free(&rq);
+        vrt_http_respond_error(res, 422, "validation", err.msg);
+        return;
+    }
+    /* [{"id", "text", "start", "stop"}]: start/stop are byte offsets of the
+     * token's text in the decoded prompt. */
+    size_t cap = 64 + (size_t)n * 96, len = 0;
+    char *out = malloc(cap);
+    size_t pos = 0;
+    len += (size_t)snprintf(out + len, cap - len, "[");
+    for (int i = 0; out && i < n; i++) {
+        char *piece = piece_text(s, ids[i]);
+        size_t pl = strlen(piece);
+        char *esc = vrt_api_utf8_sanitize(piece, pl);
+        size_t need = len + 2 * strlen(esc ? esc : "") + 128;
+        if (need > cap) {
+            cap = need * 2;
+            char *o = realloc(out, cap);
+            if (!o) {
+                free(out);
+                out = NULL;
+                free(piece);
+                free(esc);
+                break;
+            }
+            out = o;
+        }
+        len += (size_t)snprintf(out + len, cap - len, "%s{\"id\":%d,\"text\":\"", i ? "," : "",
+                                ids[i]);
+        for (const char *c = esc ? esc : ""; *c; c++) {
+            unsigned char ch = (unsigned char)*c;
+            if (ch == '"' || ch == '\\')
+                len += (size_t)snprintf(out + len, cap - len, "\\%c", ch);
+            else if (ch < 0x20)
+                len += (size_t)snprintf(out + len, cap - len, "\\u%04x", ch);
+            else
+                out[len++] = (char)ch;
+        }
+        int special = vrt_tokenizer_is_special(s->rt->tok, ids[i]);
+        size_t start = pos, stop = special ? pos : pos + pl;
+        if (!special)
+            pos += pl;
+        len += (size_t)snprintf(out + len, cap - len, "\",\"start\":%zu,\"stop\":%zu}", start, stop);
+        free(piece);
+        free(esc);
+    }
+    if (out) {
+        len += (size_t)snprintf(out + len, cap - len, "]");
+        vrt_http_respond(res, 200, "application/json", out, len);
+        free(out);
+    } else {
+        vrt_http_respond_error(res, 500, "internal", "out of memory");
+    }
+    free(ids);
+    vrt_api_request_free(&rq);
+}
+
+static void handler(void *ud, const vrt_http_req *req, vrt_http_res *res)
+{
+    srv *s = ud;
+    const char *m = req->method, *p = req->path;
+    int get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0;
+    if (strcmp(p, "/health") == 0 && get) {
+        if (s->ready)
+            vrt_http_respond(res, 200, "application/json", "", 0);
+        else
+            vrt_http_respond_error(res, 503, "unhealthy",
+                                   s->load_failed ? s->load_err.msg : "the model is loading");
+        vrt_http_res_release(res);
+        return;
+    }
+    if (strcmp(p, "/metrics") == 0 && get) {
+        update_gauges(s);
+        char *out = NULL;
+        size_t len = 0;
+        if (vrt_metrics_render(&s->metrics, &out, &len) == 0)
+            vrt_http_respond(res, 200, VRT_METRICS_CONTENT_TYPE, out, len);
+        else
+            vrt_http_respond_error(res, 500, "internal", "out of memory");
+        free(out);
+        vrt_http_res_release(res);
+        return;
+    }
+    if (!s->ready) {
+        vrt_http_respond_error(res, 503, "unhealthy",
+                               s->load_failed ? s->load_err.msg : "the model is loading");
+        vrt_http_res_release(res);
+        return;
+    }
+    vrt_api_info info;
+    if (strcmp(p, "/info") == 0 && get) {
+        fill_info(s, &info);
+        respond_json(res, 200, vrt_api_render_info(&info));
+    } else if (strcmp(p, "/v1/models") == 0 && get) {
+        fill_info(s, &info);
+        respond_json(res, 200, vrt_api_render_models(&info));
+    } else if (strcmp(p, "/tokenize") == 0 && post) {
+        handle_tokenize(s, req, res);
+    } else if (post && (strcmp(p, "/generate") == 0 || strcmp(p, "/generate_stream") == 0 ||
+                        strcmp(p, "/") == 0 || strcmp(p, "/v1/completions") == 0 ||
+                        strcmp(p, "/v1/chat/completions") == 0)) {
+        int api = strcmp(p, "/generate") == 0          ? VRT_API_TGI_GENERATE
+                  : strcmp(p, "/generate_stream") == 0 ? VRT_API_TGI_GENERATE_STREAM
+                  : strcmp(p, "/") == 0                ? VRT_API_TGI_COMPAT
+                  : strcmp(p, "/v1/completions") == 0  ? VRT_API_OAI_COMPLETIONS
+                                                       : VRT_API_OAI_CHAT;
+        handle_generate(s, api, req, res); /* takes over res */
+        return;
+    } else {
+        int known = strcmp(p, "/info") == 0 || strcmp(p, "/v1/models") == 0 ||
+                    strcmp(p, "/tokenize") == 0 || strcmp(p, "/generate") == 0 ||
+                    strcmp(p, "/generate_stream") == 0 || strcmp(p, "/") == 0 ||
+                    strcmp(p, "/v1/completions") == 0 || strcmp(p, "/v1/chat/completions") == 0;
+        char msg[512];
+        if (known) {
+            snprintf(msg, sizeof msg, "method %s is not allowed on %s", m, p);
+            vrt_http_respond_error(res, 405, "method_not_allowed", msg);
+        } else {
+            snprintf(msg, sizeof msg,
+                     "no route %s %s (routes: /generate, /generate_stream, /, /info, /health, "
+                     "/metrics, /tokenize, /v1/completions, /v1/chat/completions, /v1/models)",
+                     m, p);
+            vrt_http_respond_error(res, 404, "not_found", msg);
+        }
+    }
+    vrt_http_res_release(res);
+}
+
+/* ---- loading ------------------------------------------------------------------- */
+
+static void load_work(uv_work_t *w)
+{
+    srv *s = w->data;
+    if (vrt_runtime_open(&s->rt, s->cfg->source, &s->load_err) != 0)
+        return;
+    int maxc = s->cfg->batching.max_concurrent_requests > 0
+                   ? s->cfg->batching.max_concurrent_requests
+                   : 8;
+    if (vrt_engine_create(&s->eng, s->rt, maxc, &s->load_err) != 0) {
+        vrt_runtime_close(s->rt);
+        s->rt = NULL;
+    }
+}
+
+static void stop_server(srv *s, int code);
+
+static void load_done(uv_work_t *w, int status)
+{
+    srv *s = w->data;
+    if (!s->eng) {
+        s->load_failed = 1;
+        VRT_ERROR("cannot load the model: %s", s->load_err.msg);
+        stop_server(s, 1);
+        return;
+    }
+    vrt_model_config *mc = &s->rt->m->cfg;
+    const char *jinja = vrt_tokenizer_chat_template(s->rt->tok);
+    const char *cfg_t = s->cfg->model.chat_template;
+    if (cfg_t && strcmp(cfg_t, "auto") != 0 && strcmp(cfg_t, "custom") != 0)
+        s->chat_template = cfg_t;
+    else
+        s->chat_template = vrt_chat_detect(jinja, mc->model_type, s->model_name);
+    if (cfg_t && strcmp(cfg_t, "custom") == 0)
+        VRT_WARN("model.chat_template: a Lua function template is not supported by serve yet; "
+                 "using the built-in \"%s\"",
+                 s->chat_template);
+    int32_t bos = vrt_tokenizer_bos_id(s->rt->tok), eos = vrt_tokenizer_eos_id(s->rt->tok);
+    s->bos_text = bos >= 0 ? vrt_tokenizer_piece(s->rt->tok, bos) : "";
+    s->eos_text = eos >= 0 ? vrt_tokenizer_piece(s->rt->tok, eos) : "";
+    s->ready = 1;
+    VRT_INFO("ready: %s; chat template \"%s\"", vrt_runtime_describe(s->rt), s->chat_template);
+    (void)status;
+}
+
+/* ---- shutdown -------------------------------------------------------------------- */
+
+static void on_closed(void *ud)
+{
+    srv *s = ud;
+    s->http = NULL;
+    uv_stop(&s->loop);
+}
+
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void stop_server(srv *s, int code)
+{
+    s->exit_code = code;
+    /* The engine first: its last events (cancellations) are posted to the
+     * loop and drained while the HTTP server closes. */
+    vrt_engine_destroy(s->eng);
+    s->eng = NULL;
+    uv_timer_stop(&s->drain_timer);
+    close_handle((uv_handle_t *)&s->drain_timer);
+    close_handle((uv_handle_t *)&s->sig_term);
+    close_handle((uv_handle_t *)&s->sig_int);
+    if (s->http)
+        vrt_http_server_close(s->http, on_closed, s);
+    else
+        uv_stop(&s->loop);
+}
+
+static void drain_tick(uv_timer_t *t)
+{
+    srv *s = t->data;
+    if (!s->ready && !s->load_failed)
+        return; /* still loading: the load finishes first */
+    int busy = s->n_gens > 0 || (s->http && vrt_http_server_in_flight(s->http) > 0);
+    if (!busy) {
+        VRT_INFO("drained: exiting");
+        stop_server(s, 0);
+    } else if (now_s() > s->drain_deadline) {
+        VRT_WARN("drain timeout: %d requests still in flight are cancelled", s->n_gens);
+        stop_server(s, 0);
+    }
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    srv *s = h->data;
+    if (s->draining) {
+        VRT_WARN("second signal: exiting now");
+        stop_server(s, 0);
+        return;
+    }
+    s->draining = 1;
+    double timeout = 30.0;
+    VRT_INFO("signal %d: no new connections; draining %d requests (up to %.0f s)", signum,
+             s->n_gens, timeout);
+    if (s->http)
+        vrt_http_server_stop_accepting(s->http);
+    s->drain_deadline = now_s() + timeout;
+    uv_timer_start(&s->drain_timer, drain_tick, 0, 100);
+}
+
+int vrt_serve(const vrt_config *cfg, const char *port_file, vrt_err *err)
+{
+    srv *s = calloc(1, sizeof *s);
+    if (!s)
+        return vrt_err_set(err, VRT_ENOMEM, "out of memory");
+    s->cfg = cfg;
+    s->port_file = port_file;
+    s->started = (int64_t)time(NULL);
+    const char *name = cfg->model.name;
+    if (!name) {
+        const char *p = cfg->model.path ? cfg->model.path : "model";
+        size_t l = strlen(p);
+        while (l > 1 && p[l - 1] == '/')
+            l--;
+        const char *b = p + l;
+        while (b > p && b[-1] != '/')
+            b--;
+        snprintf(s->model_name, sizeof s->model_name, "%.*s", (int)(p + l - b), b);
+    } else {
+        snprintf(s->model_name, sizeof s->model_name, "%s", name);
+    }
+    int rc = vrt_metrics_init(&s->metrics, err);
+    vrt_srv_metrics_opts mo = {.model_name = s->model_name,
+                               .max_input_tokens = (int)cfg->batching.max_input_tokens,
+                               .max_total_tokens = (int)cfg->batching.max_total_tokens};
+    if (!rc)
+        rc = vrt_srv_metrics_register(&s->metrics, &s->mh, &mo, err);
+    if (rc) {
+        vrt_metrics_free(&s->metrics);
+        free(s);
+        return rc;
+    }
+    uv_loop_init(&s->loop);
+    vrt_http_opts ho = {
+        .host = cfg->server.host,
+        .port = cfg->server.port,
+        .payload_limit = cfg->server.payload_limit,
+        .max_connections = cfg->server.max_connections,
+        .read_timeout_s = cfg->server.read_timeout,
+        .keep_alive_timeout_s = cfg->server.keep_alive_timeout,
+        .api_keys = cfg->server.api_keys,
+        .n_api_keys = cfg->server.n_api_keys,
+        .cors_origins = cfg->server.cors_allow_origin,
+        .n_cors_origins = cfg->server.n_cors_allow_origin,
+    };
+    /* V100RT_API_KEYS (comma-separated) adds keys from the environment. */
+    const char *env_keys = getenv("V100RT_API_KEYS");
+    const char *keys[64];
+    char *keybuf = NULL;
+    if (env_keys && *env_keys) {
+        int nk = 0;
+        for (int i = 0; i < ho.n_api_keys && nk < 32; i++)
+            keys[nk++] = ho.api_keys[i];
+        keybuf = strdup(env_keys);
+        for (char *tok = keybuf ? strtok(keybuf, ",") : NULL; tok && nk < 64; tok = strtok(NULL, ","))
+            if (*tok)
+                keys[nk++] = tok;
+        ho.api_keys = keys;
+        ho.n_api_keys = nk;
+    }
+    rc = vrt_http_server_start(&s->http, &s->loop, &ho, handler, s, err);
+    free(keybuf); /* the options are copied */
+    if (rc) {
+        uv_run(&s->loop, UV_RUN_NOWAIT);
+        uv_loop_close(&s->loop);
+        vrt_metrics_free(&s->metrics);
+        free(s);
+        return rc;
+    }
+    int port = vrt_http_server_port(s->http);
+    VRT_INFO("listening on http://%s:%d (model loading: /health is 503 until ready)",
+             cfg->server.host ? cfg->server.host : "127.0.0.1", port);
+    if (port_file) {
+        FILE *f = fopen(port_file, "w");
+        if (f) {
+            fprintf(f, "%d\n", port);
+            fclose(f);
+        }
+    }
+    uv_timer_init(&s->loop, &s->drain_timer);
+    s->drain_timer.data = s;
+    uv_signal_init(&s->loop, &s->sig_term);
+    uv_signal_init(&s->loop, &s->sig_int);
+    s->sig_term.data = s->sig_int.data = s;
+    uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&s->sig_int, on_signal, SIGINT);
+    s->load_work.data = s;
+    uv_queue_work(&s->loop, &s->load_work, load_work, load_done);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    /* Cancel what is left, let the engine thread end, then close handles. */
+    vrt_engine_destroy(s->eng);
+    s->eng = NULL;
+    uv_run(&s->loop, UV_RUN_NOWAIT);
+    uv_walk(&s->loop, (uv_walk_cb)close_handle, NULL);
+    uv_run(&s->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&s->loop);
+    vrt_runtime_close(s->rt);
+    vrt_metrics_free(&s->metrics);
+    int code = s->exit_code;
+    if (s->load_failed)
+        vrt_err_set(err, s->load_err.code ? s->load_err.code : VRT_EINTERNAL, "%s",
+                    s->load_err.msg);
+    free(s);
+    return code;
+}
