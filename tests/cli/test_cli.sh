@@ -112,6 +112,15 @@ run $BIN run "$F"; expect_rc 1; expect_err "e.lua:2: broken here"; expect_err "s
 T="run: no script, exit 2"
 run $BIN run; expect_rc 2; expect_err "usage: v100rt run"; pass
 
+T="run examples/bench/serve.lua: bad option exits 2; no server still writes the table"
+run $BIN run examples/bench/serve.lua --concurency 4; expect_rc 2; expect_err "unknown option --concurency"
+run $BIN run examples/bench/serve.lua --url http://127.0.0.1:9 --concurrency 2 --requests 2 \
+  --timeout 2 --max-time 5 --out "$TMP/bench.md" --csv "$TMP/bench.csv"
+expect_rc 0; expect_out "| concurrency | requests | req/s | gen tok/s |"; expect_out "| 2 | 2 |"
+grep -qF "| 2 | 2 |" "$TMP/bench.md" || fail "no row in --out"
+grep -q "^date,url,max_tokens,concurrency" "$TMP/bench.csv" || fail "no CSV header in --csv"
+pass
+
 T="mkmodel: bad usage exits 2 with a suggestion"
 run $BIN mkmodel; expect_rc 2; expect_err "needs one output directory"; expect_err "usage: v100rt mkmodel"
 run $BIN mkmodel --preset tinny "$TMP/m"; expect_rc 2; expect_err 'did you mean "tiny"?'
