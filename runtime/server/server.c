@@ -37,7 +37,7 @@ typedef struct srv {
     vrt_http_server *http;
     vrt_runtime *rt;
     vrt_engine *eng;
-    int ready;      /* model loaded, engine running */
+    int ready; /* model loaded, engine running */
     int load_failed;
     vrt_err load_err;
     uv_work_t load_work;
@@ -266,8 +266,7 @@ static void tgi_flush_held(gen *g, const vrt_api_result *final)
         return;
     int i = g->n_toks - 1;
     stream_write(g, vrt_api_render_tgi_stream_event(&g->rq, &g->toks[i], i,
-                                                    g->n_top ? &g->top[(size_t)i * g->n_top]
-                                                             : NULL,
+                                                    g->n_top ? &g->top[(size_t)i * g->n_top] : NULL,
                                                     g->n_top, final));
     g->held = 0;
 }
@@ -289,8 +288,8 @@ static void log_request(gen *g, int status, const qev *fin)
     VRT_INFO("request %s %s %s status=%d prompt_tokens=%d generated_tokens=%d ttft=%.3fs "
              "total=%.3fs%s%s",
              g->id, rq ? rq->method : "?", rq ? rq->path : "?", status, g->n_prompt, g->n_toks,
-             fin ? fin->ttft_s : 0.0, now_s() - g->t_arrival, fin && fin->finish[0] ? " finish=" : "",
-             fin && fin->finish[0] ? fin->finish : "");
+             fin ? fin->ttft_s : 0.0, now_s() - g->t_arrival,
+             fin && fin->finish[0] ? " finish=" : "", fin && fin->finish[0] ? fin->finish : "");
 }
 
 static void on_final(gen *g, qev *q)
@@ -517,7 +516,8 @@ static uint64_t random_seed(void)
     static uint64_t counter;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (++counter * 0x9E3779B97F4A7C15ull);
+    uint64_t x =
+        (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (++counter * 0x9E3779B97F4A7C15ull);
     x ^= x >> 31;
     x *= 0xBF58476D1CE4E5B9ull;
     return x ^ (x >> 29);
@@ -561,8 +561,9 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
     }
     if (g->rq.model && vrt_api_is_openai(api) && strcmp(g->rq.model, s->model_name) != 0 &&
         strcmp(g->rq.model, s->rt->model_dir) != 0) {
-        vrt_api_error_set(&e, api, 404, "model", "The model `%s` does not exist (this server has `%s`)",
-                          g->rq.model, s->model_name);
+        vrt_api_error_set(&e, api, 404, "model",
+                          "The model `%s` does not exist (this server has `%s`)", g->rq.model,
+                          s->model_name);
         snprintf(e.type, sizeof e.type, "NotFoundError");
         respond_api_error(res, api, &e);
         goto rejected;
@@ -588,7 +589,8 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
         int V = vrt_runtime_vocab_size(s->rt);
         for (int i = 0; i < g->rq.n_prompt_ids; i++)
             if (g->rq.prompt_ids[i] < 0 || g->rq.prompt_ids[i] >= V) {
-                vrt_api_error_set(&e, api, 0, "prompt", "token id %d is outside the vocabulary (0..%d)",
+                vrt_api_error_set(&e, api, 0, "prompt",
+                                  "token id %d is outside the vocabulary (0..%d)",
                                   g->rq.prompt_ids[i], V - 1);
                 respond_api_error(res, api, &e);
                 goto rejected;
@@ -630,10 +632,10 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
     g->n_prompt = n;
     if (!g->rq.seed_set)
         g->rq.params.sampling.seed = random_seed();
-    g->n_top = g->rq.top_n_tokens > 0 ? g->rq.top_n_tokens
+    g->n_top = g->rq.top_n_tokens > 0                                 ? g->rq.top_n_tokens
                : g->rq.logprobs > 0 && api == VRT_API_OAI_COMPLETIONS ? g->rq.logprobs
-               : api == VRT_API_OAI_CHAT && g->rq.logprobs > 0 ? g->rq.top_logprobs
-                                                               : 0;
+               : api == VRT_API_OAI_CHAT && g->rq.logprobs > 0        ? g->rq.top_logprobs
+                                                                      : 0;
     if (g->n_top > VRT_SAMPLE_MAX_LOGPROBS)
         g->n_top = VRT_SAMPLE_MAX_LOGPROBS;
     g->rq.params.sampling.n_logprobs = g->n_top;
@@ -773,7 +775,8 @@ static void handle_tokenize(srv *s, const vrt_http_req *req, vrt_http_res *res)
         size_t start = pos, stop = special ? pos : pos + pl;
         if (!special)
             pos += pl;
-        len += (size_t)snprintf(out + len, cap - len, "\",\"start\":%zu,\"stop\":%zu}", start, stop);
+        len +=
+            (size_t)snprintf(out + len, cap - len, "\",\"start\":%zu,\"stop\":%zu}", start, stop);
         free(piece);
         free(esc);
     }
@@ -866,9 +869,8 @@ static void load_work(uv_work_t *w)
     srv *s = w->data;
     if (vrt_runtime_open(&s->rt, s->cfg->source, &s->load_err) != 0)
         return;
-    int maxc = s->cfg->batching.max_concurrent_requests > 0
-                   ? s->cfg->batching.max_concurrent_requests
-                   : 8;
+    int maxc =
+        s->cfg->batching.max_concurrent_requests > 0 ? s->cfg->batching.max_concurrent_requests : 8;
     if (vrt_engine_create(&s->eng, s->rt, maxc, &s->load_err) != 0) {
         vrt_runtime_close(s->rt);
         s->rt = NULL;
@@ -918,6 +920,12 @@ static void close_handle(uv_handle_t *h)
 {
     if (!uv_is_closing(h))
         uv_close(h, NULL);
+}
+
+static void walk_close(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    close_handle(h);
 }
 
 static void stop_server(srv *s, int code)
@@ -1024,7 +1032,8 @@ int vrt_serve(const vrt_config *cfg, const char *port_file, vrt_err *err)
         for (int i = 0; i < ho.n_api_keys && nk < 32; i++)
             keys[nk++] = ho.api_keys[i];
         keybuf = strdup(env_keys);
-        for (char *tok = keybuf ? strtok(keybuf, ",") : NULL; tok && nk < 64; tok = strtok(NULL, ","))
+        for (char *tok = keybuf ? strtok(keybuf, ",") : NULL; tok && nk < 64;
+             tok = strtok(NULL, ","))
             if (*tok)
                 keys[nk++] = tok;
         ho.api_keys = keys;
@@ -1063,7 +1072,7 @@ int vrt_serve(const vrt_config *cfg, const char *port_file, vrt_err *err)
     vrt_engine_destroy(s->eng);
     s->eng = NULL;
     uv_run(&s->loop, UV_RUN_NOWAIT);
-    uv_walk(&s->loop, (uv_walk_cb)close_handle, NULL);
+    uv_walk(&s->loop, walk_close, NULL);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     uv_loop_close(&s->loop);
     vrt_runtime_close(s->rt);
