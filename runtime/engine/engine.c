@@ -80,6 +80,8 @@ struct vrt_engine {
     ereq **waiting; /* [n_waiting] in policy order */
     int n_waiting, cap_waiting;
     uint64_t next_order;
+    vrt_engine_step_fn step_fn;
+    void *step_ud;
     /* Batch scratch. */
     int32_t *b_tokens, *b_qstart, *b_ctx, *b_table, *b_rows;
     int *b_row_owner; /* per out row: index into b_seqs */
@@ -370,6 +372,12 @@ void vrt_engine_cancel(vrt_engine *e, uint64_t id)
     e->cancels[e->n_cancels++] = id;
     pthread_cond_signal(&e->cv);
     pthread_mutex_unlock(&e->mu);
+}
+
+void vrt_engine_set_step_hook(vrt_engine *e, vrt_engine_step_fn fn, void *ud)
+{
+    e->step_fn = fn;
+    e->step_ud = ud;
 }
 
 void vrt_engine_stats_get(vrt_engine *e, vrt_engine_stats *out)
@@ -708,13 +716,17 @@ static int step(vrt_engine *e)
         }
         return 1;
     }
-    int n_prefill_tokens = 0, n_sampled = 0;
+    int n_prefill_tokens = 0, n_sampled = 0, n_decode = 0;
     for (int s = 0; s < n_seqs; s++) {
         ereq *r = e->b_seqs[s];
         if (r->computed < r->n_prompt)
             n_prefill_tokens += e->b_take[s];
+        else
+            n_decode++;
         r->computed += e->b_take[s];
     }
+    if (e->step_fn)
+        e->step_fn(e->step_ud, dt, n_prefill_tokens, n_decode);
 
     /* 5. Prompt logprobs and sampling. */
     const int V = rt->m->cfg.vocab_size;

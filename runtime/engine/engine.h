@@ -111,6 +111,12 @@ int vrt_engine_submit(vrt_engine *e, const int32_t *prompt, int n, const vrt_req
 void vrt_engine_cancel(vrt_engine *e, uint64_t id);
 
 void vrt_engine_stats_get(vrt_engine *e, vrt_engine_stats *out);
+
+/* Called on the engine thread after every forward: its duration, the
+ * prompt tokens it prefilled and the sequences it decoded (metrics). Set it
+ * before the first submit. */
+typedef void (*vrt_engine_step_fn)(void *ud, double seconds, int n_prefill_tokens, int n_decode);
+void vrt_engine_set_step_hook(vrt_engine *e, vrt_engine_step_fn fn, void *ud);
 /* Requests running + waiting. */
 int vrt_engine_in_flight(vrt_engine *e);
 

@@ -864,6 +864,15 @@ static void handler(void *ud, const vrt_http_req *req, vrt_http_res *res)
 
 /* ---- loading ------------------------------------------------------------------- */
 
+/* Engine thread, after each forward (metrics are lock-free). */
+static void on_step(void *ud, double seconds, int n_prefill_tokens, int n_decode)
+{
+    srv *s = ud;
+    vrt_metric_observe(n_prefill_tokens > 0 ? s->mh.forward_prefill : s->mh.forward_decode,
+                       seconds);
+    (void)n_decode;
+}
+
 static void load_work(uv_work_t *w)
 {
     srv *s = w->data;
@@ -874,7 +883,9 @@ static void load_work(uv_work_t *w)
     if (vrt_engine_create(&s->eng, s->rt, maxc, &s->load_err) != 0) {
         vrt_runtime_close(s->rt);
         s->rt = NULL;
+        return;
     }
+    vrt_engine_set_step_hook(s->eng, on_step, s);
 }
 
 static void stop_server(srv *s, int code);
