@@ -4,6 +4,7 @@
 #   make           build ./v100rt
 #   make test      build and run every test; ends with "N passed, N failed"
 #   make demo-model  write models/tiny, the random-weight demo model
+#   make serve     deps + build + demo model + ./v100rt serve configs/tiny.lua
 #   make asan      switch this tree to the AddressSanitizer+UBSan build
 #   make release   switch back to the normal optimized build
 #   make install   install to $(PREFIX) (default /usr/local)
@@ -63,7 +64,7 @@ MAIN_OBJ := $(B)/runtime/main.o
 NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
 .PHONY: FORCE all deps test asan release install uninstall clean fmt info check-configs readme \
-	fuzz fuzz-run demo-model
+	fuzz fuzz-run demo-model serve
 all: v100rt
 
 deps:
@@ -147,6 +148,14 @@ info:
 	@echo "nvcc:    $(if $(NVCC),$(NVCC),not found (CUDA backend not built))"
 
 # The demo model configs/tiny.lua points at (a few MB of random weights).
+# Everything a newcomer needs, then the server on the demo model (port 8080,
+# or PORT=...). Recursive so that the build sees what deps installed.
+serve:
+	@bash scripts/deps.sh
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory demo-model
+	./v100rt serve configs/tiny.lua
+
 demo-model: v100rt
 	@if [ -f models/tiny/config.json ]; then \
 		echo "models/tiny already exists (rm -r models/tiny to make it again)"; \
