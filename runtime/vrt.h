@@ -198,6 +198,25 @@ int vrt_runtime_max_total_tokens(const vrt_runtime *rt);
 const char *vrt_runtime_describe(const vrt_runtime *rt);
 void vrt_free(void *p);
 
+/* What a scheduling policy hook sees of a request (lua/v100rt/policy.lua). */
+typedef struct vrt_policy_req {
+    uint64_t id;
+    int prompt_tokens;
+    int max_new_tokens;
+    int generated_tokens;
+    int priority;       /* the request's priority field / X-Priority header */
+    const char *tenant; /* X-Tenant header, OpenAI user, or client address; may be NULL */
+    double arrival_s;   /* seconds since the engine started */
+    int preempted;      /* times preempted so far */
+} vrt_policy_req;
+
+/* What on_step sees. */
+typedef struct vrt_policy_stats {
+    int running, waiting, free_blocks, num_blocks;
+    uint64_t steps, preemptions;
+    double last_step_s;
+} vrt_policy_stats;
+
 /* Logging from scripts: level 0 debug, 1 info, 2 warn, 3 error. */
 void vrt_log_write(int level, const char *msg);
 

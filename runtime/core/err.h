@@ -32,7 +32,8 @@
     X(EDEVICEOOM, -14, "device out of memory")                               \
     X(EUSAGE, -15, "bad command-line usage")                                 \
     X(EINTERNAL, -16, "internal error")                                      \
-    X(ENOSPC, -17, "no free KV cache blocks")
+    X(ENOSPC, -17, "no free KV cache blocks")                                \
+    X(EPOLICY, -18, "scheduling policy hook failed")
 
 typedef enum {
     VRT_OK = 0,

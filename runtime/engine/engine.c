@@ -24,6 +24,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "engine/policy.h"
 #include "engine/runtime_int.h"
 #include "engine/stop.h"
 
@@ -44,6 +45,7 @@ typedef struct ereq {
     vrt_sampling_params sp;
     vrt_rng rng;
     int max_new, ignore_eos, prompt_logprobs, priority;
+    double prio; /* the policy's priority hook: larger runs first */
     char *tenant;
     int32_t *stop_ids;
     int n_stop_ids;
@@ -82,6 +84,10 @@ struct vrt_engine {
     uint64_t next_order;
     vrt_engine_step_fn step_fn;
     void *step_ud;
+    vrt_policy *policy;
+    double t_start;
+    vrt_policy_req *views; /* [cap_views] for pick_victim */
+    int cap_views;
     /* Batch scratch. */
     int32_t *b_tokens, *b_qstart, *b_ctx, *b_table, *b_rows;
     int *b_row_owner; /* per out row: index into b_seqs */
@@ -198,14 +204,15 @@ static void remove_at(ereq **arr, int *n, int i)
     (*n)--;
 }
 
-/* Does a run before b in the waiting queue? */
+/* Does a run before b in the waiting queue? Preempted requests first (they
+ * already held a place), then the policy's priority, then arrival. */
 static int before(const vrt_engine *e, const ereq *a, const ereq *b)
 {
-    /* Preempted requests go first: they already hold a place. */
+    (void)e;
     if ((a->n_preempted > 0) != (b->n_preempted > 0))
         return a->n_preempted > 0;
-    if (e->rt->policy == VRT_POLICY_PRIORITY && a->priority != b->priority)
-        return a->priority > b->priority;
+    if (a->prio != b->prio)
+        return a->prio > b->prio;
     return a->order < b->order;
 }
 
@@ -222,30 +229,16 @@ static int enqueue_waiting(vrt_engine *e, ereq *r)
     return 0;
 }
 
-/* "fair": among the waiting requests, the next one is the oldest of the
- * tenant that was served least recently; a per-tenant round robin. */
-static int pick_waiting(vrt_engine *e)
+static void view_of(const vrt_engine *e, const ereq *r, vrt_policy_req *v)
 {
-    if (e->rt->policy != VRT_POLICY_FAIR || e->n_waiting < 2)
-        return 0;
-    if (e->waiting[0]->n_preempted > 0)
-        return 0;
-    /* The tenant of the most recently admitted running request goes last. */
-    const char *last = NULL;
-    uint64_t best = 0;
-    for (int i = 0; i < e->n_running; i++)
-        if (e->running[i]->order >= best) {
-            best = e->running[i]->order;
-            last = e->running[i]->tenant;
-        }
-    if (!last)
-        return 0;
-    for (int i = 0; i < e->n_waiting; i++) {
-        const char *t = e->waiting[i]->tenant;
-        if (!t || strcmp(t, last) != 0)
-            return i;
-    }
-    return 0;
+    v->id = r->id;
+    v->prompt_tokens = r->n_prompt;
+    v->max_new_tokens = r->max_new;
+    v->generated_tokens = r->len - r->n_prompt;
+    v->priority = r->priority;
+    v->tenant = r->tenant;
+    v->arrival_s = r->t_submit - e->t_start;
+    v->preempted = r->n_preempted;
 }
 
 /* ---- submit side ---------------------------------------------------------- */
@@ -485,6 +478,22 @@ static void take_incoming(vrt_engine *e)
         list = r->next;
         r->next = NULL;
         r->order = ++e->next_order;
+        /* The policy: admit and priority, once per request. */
+        vrt_policy_req v;
+        view_of(e, r, &v);
+        vrt_err err = {0};
+        int admit = 1;
+        if (vrt_policy_admit(e->policy, &v, &admit, &err) != 0 ||
+            vrt_policy_priority(e->policy, &v, &r->prio, &err) != 0) {
+            VRT_WARN("request %llu failed: %s", (unsigned long long)r->id, err.msg);
+            fail(e, r, VRT_EPOLICY, err.msg);
+            continue;
+        }
+        if (!admit) {
+            fail(e, r, VRT_EOVERLOADED,
+                 "the request was refused by the scheduling policy (admit hook)");
+            continue;
+        }
         if (enqueue_waiting(e, r))
             fail(e, r, VRT_ENOMEM, "engine: out of memory");
     }
@@ -570,6 +579,28 @@ static int advance(vrt_engine *e, ereq *r, const float *logits)
     return 0;
 }
 
+/* The running request to preempt: the policy's pick_victim, else the most
+ * recently admitted. */
+static int pick_victim(vrt_engine *e)
+{
+    int n = e->n_running, v = n - 1;
+    if (n > e->cap_views) {
+        vrt_policy_req *a = realloc(e->views, (size_t)n * 2 * sizeof *a);
+        if (!a)
+            return v;
+        e->views = a;
+        e->cap_views = n * 2;
+    }
+    for (int i = 0; i < n; i++)
+        view_of(e, e->running[i], &e->views[i]);
+    vrt_err err = {0};
+    if (vrt_policy_pick_victim(e->policy, e->views, n, &v, &err) != 0) {
+        VRT_WARN("%s; preempting the most recent request instead", err.msg);
+        v = n - 1;
+    }
+    return v;
+}
+
 /* log-softmax of logits at token. */
 static float logprob_of(const float *logits, int V, int32_t token)
 {
@@ -601,11 +632,13 @@ static int step(vrt_engine *e)
         }
         int preempted_self = 0;
         while (vrt_block_pool_reserve(&rt->pool, &r->blocks, r->len, &err) != 0) {
-            int last = e->n_running - 1;
-            preempted_self = e->running[last] == r;
-            preempt_at(e, last);
+            int v = pick_victim(e);
+            preempted_self = e->running[v] == r;
+            preempt_at(e, v);
             if (preempted_self)
                 break;
+            if (v < i)
+                i--; /* r moved one place up */
         }
         if (!preempted_self)
             i++;
@@ -635,7 +668,7 @@ static int step(vrt_engine *e)
         e->b_take[n_seqs++] = take;
     }
     while (e->n_waiting > 0 && budget > 0) {
-        int wi = pick_waiting(e);
+        int wi = 0;
         ereq *r = e->waiting[wi];
         int todo = r->len - r->computed;
         int take = todo < budget ? todo : budget;
@@ -762,7 +795,22 @@ static int step(vrt_engine *e)
     e->stats.batch_size = n_seqs;
     e->stats.prompt_tokens += (uint64_t)n_prefill_tokens;
     e->stats.generation_tokens += (uint64_t)n_sampled;
+    vrt_policy_stats ps = {.running = e->n_running,
+                           .waiting = e->n_waiting,
+                           .free_blocks = rt->pool.n_free,
+                           .num_blocks = rt->pool.num_blocks,
+                           .steps = e->stats.steps,
+                           .preemptions = e->stats.preemptions,
+                           .last_step_s = dt};
     pthread_mutex_unlock(&e->mu);
+    if (vrt_policy_on_step(e->policy, &ps, &err) != 0) {
+        static double last_warn;
+        double t = now_s();
+        if (t - last_warn > 10.0) { /* at most one warning per 10 s */
+            VRT_WARN("%s", err.msg);
+            last_warn = t;
+        }
+    }
     return 1;
 }
 
@@ -842,23 +890,33 @@ int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, int max_concurrent, vrt
         if (rc)
             return rc;
     }
+    vrt_policy *pol;
+    int prc = vrt_policy_load(&pol, rt->config_path, 0.1, err);
+    if (prc)
+        return prc;
     vrt_engine *e = calloc(1, sizeof *e);
-    if (!e)
+    if (!e) {
+        vrt_policy_free(pol);
         return vrt_err_set(err, VRT_ENOMEM, "out of memory");
+    }
+    e->policy = pol;
+    e->t_start = now_s();
     e->rt = rt;
     e->max_concurrent = max_concurrent;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     e->stats.num_blocks = e->stats.free_blocks = rt->pool.num_blocks;
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
+        vrt_policy_free(e->policy);
         pthread_mutex_destroy(&e->mu);
         pthread_cond_destroy(&e->cv);
         free(e);
         return vrt_err_set(err, VRT_ENOMEM, "cannot start the engine thread");
     }
     e->thread_started = 1;
-    VRT_INFO("engine: %d KV blocks of %d tokens (%.1f MiB), up to %d requests in flight",
-             rt->pool.num_blocks, rt->pool.block_size,
+    VRT_INFO("engine: policy \"%s\", %d KV blocks of %d tokens (%.1f MiB), up to %d requests "
+             "in flight",
+             vrt_policy_name(e->policy), rt->pool.num_blocks, rt->pool.block_size,
              (double)rt->pool.num_blocks * vrt_kv_block_bytes(&rt->m->cfg, rt->pool.block_size) /
                  (1024.0 * 1024.0),
              max_concurrent);
@@ -897,5 +955,7 @@ void vrt_engine_destroy(vrt_engine *e)
     free(e->b_seqs);
     free(e->b_take);
     free(e->logits);
+    free(e->views);
+    vrt_policy_free(e->policy);
     free(e);
 }

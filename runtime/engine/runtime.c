@@ -58,7 +58,7 @@ void vrt_gen_result_free(vrt_gen_result *r)
 }
 
 typedef struct rt_opts {
-    const char *model_dir, *tokenizer_dir, *dtype, *kind, *policy;
+    const char *model_dir, *tokenizer_dir, *dtype, *kind, *config_path;
     int threads, block_size;
     int64_t num_blocks, max_total, max_input, max_prefill;
 } rt_opts;
@@ -104,9 +104,7 @@ static int open_with(vrt_runtime **out, const rt_opts *o, vrt_err *err)
     }
     rt->max_total = (int)max_total;
     rt->cfg_num_blocks = o->num_blocks > 0 ? o->num_blocks : 0;
-    rt->policy = o->policy && strcmp(o->policy, "priority") == 0 ? VRT_POLICY_PRIORITY
-                 : o->policy && strcmp(o->policy, "fair") == 0   ? VRT_POLICY_FAIR
-                                                                 : VRT_POLICY_FCFS;
+    rt->config_path = o->config_path ? strdup(o->config_path) : NULL;
     rt->max_input =
         (int)(o->max_input > 0 && o->max_input < max_total ? o->max_input : max_total - 1);
     rt->max_prefill = (int)(o->max_prefill > 0 ? o->max_prefill : 4096);
@@ -176,7 +174,7 @@ int vrt_runtime_open(vrt_runtime **out, const char *path, vrt_err *err)
             .max_total = cfg.batching.max_total_tokens,
             .max_input = cfg.batching.max_input_tokens,
             .max_prefill = cfg.batching.max_batch_prefill_tokens,
-            .policy = cfg.batching.policy,
+            .config_path = path,
         };
         if (cfg.model.quantize)
             rc = vrt_err_set(err, VRT_EUNSUPPORTED,
@@ -202,6 +200,7 @@ void vrt_runtime_close(vrt_runtime *rt)
     vrt_tokenizer_free(rt->tok);
     vrt_backend_destroy(rt->be);
     free(rt->model_dir);
+    free(rt->config_path);
     free(rt);
 }
 

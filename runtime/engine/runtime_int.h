@@ -27,10 +27,9 @@ struct vrt_runtime {
     int n_eos;
     char desc[512];
     int64_t cfg_num_blocks; /* cache.num_blocks as configured; 0 = derived */
-    int policy;             /* VRT_POLICY_* (engine scheduling) */
+    char *config_path;      /* the config file, NULL when opened from a directory */
 };
 
-enum { VRT_POLICY_FCFS = 0, VRT_POLICY_PRIORITY = 1, VRT_POLICY_FAIR = 2 };
 
 /* Replaces the KV cache and block pool by ones of num_blocks blocks (all
  * sequences must be released). */

@@ -354,3 +354,85 @@ TEST(engine_stop_strings_and_eos_end_requests)
     free(c);
     cleanup();
 }
+
+/* ---- scheduling policies (Lua hooks) ---------------------------------------- */
+
+static int submit_tenant(vrt_engine *e, const char *tenant, int i, slot *sl, collect *c,
+                         vrt_err *err)
+{
+    int32_t ids[64];
+    int np = prompt_of(i, ids);
+    vrt_request_params p = params_of(i, 0);
+    p.max_new_tokens = 6;
+    p.tenant = tenant;
+    return vrt_engine_submit(e, ids, np, &p, on_event, sl, &c->ids[sl->i], err);
+}
+
+TEST(engine_policy_hook_errors_fail_only_their_request)
+{
+    ASSERT(model_dir() != NULL);
+    vrt_err err = {0};
+    vrt_runtime *rt;
+    ASSERT_OK(vrt_runtime_open(&rt,
+                               config("batching = { policy = {\n"
+                                      "  priority = function(req)\n"
+                                      "    local t = require('ffi').string(req.tenant)\n"
+                                      "    if t == 'bad' then error('no priority for you') end\n"
+                                      "    if t == 'loop' then while true do end end\n"
+                                      "    return req.prompt_tokens\n"
+                                      "  end,\n"
+                                      "  admit = function(req) return req.prompt_tokens < 40 end,\n"
+                                      "} },"),
+                               &err),
+              &err);
+    vrt_engine *e;
+    ASSERT_OK(vrt_engine_create(&e, rt, 8, &err), &err);
+    collect *c = calloc(1, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
+    slot sl[5] = {{c, 0}, {c, 1}, {c, 2}, {c, 3}, {c, 4}};
+    ASSERT_OK(submit_tenant(e, "ok", 0, &sl[0], c, &err), &err);
+    ASSERT_OK(submit_tenant(e, "bad", 1, &sl[1], c, &err), &err);
+    ASSERT_OK(submit_tenant(e, "loop", 2, &sl[2], c, &err), &err);
+    ASSERT_OK(submit_tenant(e, "ok", 3, &sl[3], c, &err), &err);
+    ASSERT_OK(submit_tenant(e, "ok", 5, &sl[4], c, &err), &err); /* 3 + 35 = 38 tokens */
+    ASSERT_EQ_INT(wait_all(c, 5, 60), 0);
+    ASSERT_EQ_INT(c->err[0], 0);
+    ASSERT_EQ_STR(c->finish[0], "length");
+    ASSERT_EQ_INT(c->err[1], VRT_EPOLICY);
+    ASSERT_EQ_INT(c->err[2], VRT_EPOLICY);
+    ASSERT_EQ_INT(c->err[3], 0);
+    ASSERT_EQ_INT(c->err[4], 0);
+    /* admit: a 45-token prompt is refused. */
+    int32_t ids[64];
+    for (int i = 0; i < 45; i++)
+        ids[i] = 5 + i;
+    vrt_request_params p = params_of(0, 0);
+    p.max_new_tokens = 3;
+    p.tenant = "ok";
+    collect *c2 = calloc(1, sizeof *c2);
+    pthread_mutex_init(&c2->mu, NULL);
+    slot s2 = {c2, 0};
+    ASSERT_OK(vrt_engine_submit(e, ids, 45, &p, on_event, &s2, &c2->ids[0], &err), &err);
+    ASSERT_EQ_INT(wait_all(c2, 1, 30), 0);
+    ASSERT_EQ_INT(c2->err[0], VRT_EOVERLOADED);
+    vrt_engine_destroy(e);
+    vrt_runtime_close(rt);
+    free(c);
+    free(c2);
+    cleanup();
+}
+
+TEST(engine_policy_pick_victim_and_builtins)
+{
+    /* A Lua pick_victim (the oldest request) under preemption: outputs are
+     * still those of the requests run alone. */
+    check_batched("cache = { num_blocks = 12 }, batching = { max_total_tokens = 128, "
+                  "max_input_tokens = 64, max_batch_prefill_tokens = 16, policy = {\n"
+                  "  pick_victim = function(running) return 1 end,\n"
+                  "  on_step = function(stats) assert(stats.num_blocks == 12) end } }",
+                  12, 1, 1);
+    /* The built-in policies load and run. */
+    check_batched("batching = { policy = \"fair\" }", 6, 0, 0);
+    check_batched("batching = { policy = \"priority\" }", 6, 0, 0);
+    cleanup();
+}

@@ -1,0 +1,76 @@
+-- v100rt.policy — runs a scheduling policy's hooks for the engine thread.
+--
+-- The engine thread has its own Lua state (with the JIT off and a time
+-- budget per call). It loads the config, takes batching.policy — a built-in
+-- name (lua/v100rt/policies/<name>.lua) or a table of hooks — and calls the
+-- functions returned here. Requests and stats reach Lua as FFI views of C
+-- structs (vrt_policy_req, vrt_policy_stats in runtime/vrt.h), read-only:
+--
+--   admit(req)            -> false/nil to refuse the request (429), true to queue it
+--   priority(req)         -> number; larger runs first (once per request)
+--   on_step(stats)        -> once per engine step (observe, log, adapt)
+--   pick_victim(running)  -> index (1-based) into the array of running
+--                            requests to preempt when KV blocks run out
+--
+-- req fields: id, prompt_tokens, max_new_tokens, generated_tokens, priority,
+-- tenant (const char *, may be NULL), arrival_s, preempted.
+-- stats fields: running, waiting, free_blocks, num_blocks, steps,
+-- preemptions, last_step_s.
+local ffi = require("v100rt.ffi").ffi
+
+local M = {}
+
+-- Returns the hook table for a config file, plus the policy's name.
+function M.load(config_path)
+  local cfg = require "v100rt.config"
+  local r, _, errors = cfg.load_file(config_path)
+  if errors and #errors > 0 then error(cfg.error_text(errors), 0) end
+  local p = r.batching.policy or "fcfs"
+  if type(p) == "string" then
+    local ok, mod = pcall(require, "v100rt.policies." .. p)
+    if not ok then error(("cannot load the built-in policy %q: %s"):format(p, mod), 0) end
+    return mod, p
+  end
+  return p, p.name or "custom"
+end
+
+local req_t = ffi.typeof("const vrt_policy_req *")
+local stats_t = ffi.typeof("const vrt_policy_stats *")
+
+-- Wraps the hooks into functions of light userdata pointers.
+function M.wrap(hooks)
+  local w = {}
+  if hooks.admit then
+    w.admit = function(p)
+      local v = hooks.admit(ffi.cast(req_t, p))
+      return v ~= nil and v ~= false
+    end
+  end
+  if hooks.priority then
+    w.priority = function(p)
+      local v = hooks.priority(ffi.cast(req_t, p))
+      if type(v) ~= "number" or v ~= v then
+        error(("priority hook returned %s, expected a number"):format(tostring(v)), 0)
+      end
+      return v
+    end
+  end
+  if hooks.on_step then
+    w.on_step = function(p) hooks.on_step(ffi.cast(stats_t, p)) end
+  end
+  if hooks.pick_victim then
+    w.pick_victim = function(p, n)
+      local base = ffi.cast(req_t, p)
+      local running = {}
+      for i = 1, n do running[i] = base + (i - 1) end
+      local v = hooks.pick_victim(running)
+      if type(v) ~= "number" or v ~= math.floor(v) or v < 1 or v > n then
+        error(("pick_victim returned %s, expected an index 1..%d"):format(tostring(v), n), 0)
+      end
+      return v
+    end
+  end
+  return w
+end
+
+return M
