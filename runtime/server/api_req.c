@@ -119,7 +119,7 @@ static int error_setv(vrt_api_error *e, int api, int status, const char *param, 
     e->status = status ? status : (oai ? 400 : 422);
     snprintf(e->type, sizeof e->type, "%s", oai ? "invalid_request_error" : "validation");
     snprintf(e->param, sizeof e->param, "%s", param ? param : "");
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     return VRT_EINVAL;
 }
 
@@ -138,7 +138,7 @@ char *vrt_api_error_body(int api_kind, const vrt_api_error *e)
     cJSON *root = cJSON_CreateObject();
     if (!root)
         return NULL;
-    char *msg = vrt_api_utf8_sanitize(e->message, strlen(e->message));
+    char *msg = vrt_api_utf8_sanitize(e->msg, strlen(e->msg));
     if (!msg) {
         cJSON_Delete(root);
         return NULL;

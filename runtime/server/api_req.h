@@ -48,7 +48,7 @@ typedef struct vrt_api_error {
     int status;     /* HTTP status: 422 (TGI) / 400 (OpenAI), or as set */
     char type[32];  /* TGI error_type ("validation") / OpenAI type ("invalid_request_error") */
     char param[64]; /* OpenAI "param": the offending field, "" for none (null) */
-    char message[1024];
+    char msg[1024];
 } vrt_api_error;
 
 typedef struct vrt_api_request {
@@ -136,9 +136,10 @@ char *vrt_api_error_body(int api_kind, const vrt_api_error *e);
 /* UTF-8 helpers: 1 when s[0..n) is valid UTF-8 (no overlongs, surrogates or
  * code points past U+10FFFF); *bad gets the first bad byte offset. */
 int vrt_api_utf8_valid(const char *s, size_t n, size_t *bad);
-/* A malloc'd, NUL-terminated copy of s[0..n) with every invalid sequence
- * replaced by U+FFFD (as Python's errors="replace"; NUL bytes as well, since
- * the JSON writer takes C strings). NULL when out of memory. */
+/* A malloc'd, NUL-terminated copy of s[0..n) with each byte that does not
+ * start a valid sequence replaced by U+FFFD (so a truncated 3-byte sequence
+ * gives two; Python's errors="replace" would give one), NUL bytes as well,
+ * since the JSON writer takes C strings. NULL when out of memory. */
 char *vrt_api_utf8_sanitize(const char *s, size_t n);
 
 #endif
