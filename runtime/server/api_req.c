@@ -831,6 +831,8 @@ static int parse_oai(pctx *c, vrt_api_request *r, const cJSON *root)
     }
 
     if (chat) {
+        if ((rc = get_bool(c, root, "add_generation_prompt", &r->add_generation_prompt)) < 0)
+            return rc;
         int lp = 0;
         if ((rc = get_bool(c, root, "logprobs", &lp)) < 0)
             return rc;
@@ -916,6 +918,7 @@ int vrt_api_parse(vrt_api_request *r, int api_kind, const char *body, size_t len
     r->params.sampling = vrt_sampling_params_default();
     r->logprobs = -1;
     r->skip_special_tokens = 1;
+    r->add_generation_prompt = 1;
     if (api_kind < VRT_API_TGI_GENERATE || api_kind > VRT_API_OAI_CHAT)
         return vrt_api_error_set(e, VRT_API_TGI_GENERATE, 500, NULL, "unknown API kind %d",
                                  api_kind);

@@ -74,7 +74,8 @@ typedef struct vrt_api_request {
      * params.max_new_tokens is 0 when the client did not say ("auto": the
      * glue computes max_total_tokens - prompt tokens, see
      * vrt_api_check_limits). params.sampling.seed is valid only when
-     * seed_set; otherwise the glue draws one (and reports it back). */
+     * seed_set; otherwise the glue draws one (and reports it back).
+     * params.tenant is left NULL for the glue (API key, or user). */
     vrt_request_params params;
     int seed_set;
 
@@ -86,12 +87,13 @@ typedef struct vrt_api_request {
     int top_n_tokens;          /* top tokens per position, 0: off */
 
     /* OpenAI parameters the renderer needs. */
-    int logprobs;            /* completions: top-n logprobs 0..20, -1 none;
-                                chat: 1 when "logprobs": true else -1 */
-    int top_logprobs;        /* chat: 0..20 (needs logprobs) */
-    int echo;                /* completions: prepend the prompt to the text */
-    int include_usage;       /* stream_options.include_usage */
-    int skip_special_tokens; /* vLLM extra, default 1 */
+    int logprobs;              /* completions: top-n logprobs 0..20, -1 none;
+                                  chat: 1 when "logprobs": true else -1 */
+    int top_logprobs;          /* chat: 0..20 (needs logprobs) */
+    int echo;                  /* completions: prepend the prompt to the text */
+    int include_usage;         /* stream_options.include_usage */
+    int skip_special_tokens;   /* vLLM extra, default 1 */
+    int add_generation_prompt; /* chat, vLLM extra, default 1: pass to vrt_chat_render */
 
     /* Owned storage (strings, stop list); use vrt_api_request_free. */
     const char **stop_strs;

@@ -347,12 +347,20 @@ TEST(api_oai_chat_fields)
     ASSERT_EQ_INT(r.top_logprobs, 4);
     ASSERT_EQ_INT(r.params.sampling.n_logprobs, 4);
     vrt_api_request_free(&r);
+    ASSERT_OK(parse(&r, VRT_API_OAI_CHAT,
+                    "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],"
+                    "\"add_generation_prompt\":false}",
+                    &e),
+              &e);
+    ASSERT_EQ_INT(r.add_generation_prompt, 0);
+    vrt_api_request_free(&r);
     /* Chat max tokens default: auto (0), resolved by the limits. */
     ASSERT_OK(
         parse(&r, VRT_API_OAI_CHAT, "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]}", &e),
         &e);
     ASSERT_EQ_INT(r.params.max_new_tokens, 0);
     ASSERT_EQ_INT(r.logprobs, -1);
+    ASSERT_EQ_INT(r.add_generation_prompt, 1);
     vrt_api_limits lim = {100, 4096, 4, 5};
     int n_in;
     ASSERT_OK(vrt_api_check_limits(&r, &lim, 96, &n_in, &e), &e);
