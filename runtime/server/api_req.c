@@ -119,7 +119,7 @@ static int error_setv(vrt_api_error *e, int api, int status, const char *param, 
     e->status = status ? status : (oai ? 400 : 422);
     snprintf(e->type, sizeof e->type, "%s", oai ? "invalid_request_error" : "validation");
     snprintf(e->param, sizeof e->param, "%s", param ? param : "");
-    vsnprintf(e->message, sizeof e->message, fmt, ap);
+    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     return VRT_EINVAL;
 }
 
@@ -138,7 +138,7 @@ char *vrt_api_error_body(int api_kind, const vrt_api_error *e)
     cJSON *root = cJSON_CreateObject();
     if (!root)
         return NULL;
-    char *msg = vrt_api_utf8_sanitize(e->message, strlen(e->message));
+    char *msg = vrt_api_utf8_sanitize(e->msg, strlen(e->msg));
     if (!msg) {
         cJSON_Delete(root);
         return NULL;
@@ -831,6 +831,8 @@ static int parse_oai(pctx *c, vrt_api_request *r, const cJSON *root)
     }
 
     if (chat) {
+        if ((rc = get_bool(c, root, "add_generation_prompt", &r->add_generation_prompt)) < 0)
+            return rc;
         int lp = 0;
         if ((rc = get_bool(c, root, "logprobs", &lp)) < 0)
             return rc;
@@ -916,6 +918,7 @@ int vrt_api_parse(vrt_api_request *r, int api_kind, const char *body, size_t len
     r->params.sampling = vrt_sampling_params_default();
     r->logprobs = -1;
     r->skip_special_tokens = 1;
+    r->add_generation_prompt = 1;
     if (api_kind < VRT_API_TGI_GENERATE || api_kind > VRT_API_OAI_CHAT)
         return vrt_api_error_set(e, VRT_API_TGI_GENERATE, 500, NULL, "unknown API kind %d",
                                  api_kind);

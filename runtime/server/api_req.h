@@ -48,7 +48,7 @@ typedef struct vrt_api_error {
     int status;     /* HTTP status: 422 (TGI) / 400 (OpenAI), or as set */
     char type[32];  /* TGI error_type ("validation") / OpenAI type ("invalid_request_error") */
     char param[64]; /* OpenAI "param": the offending field, "" for none (null) */
-    char message[1024];
+    char msg[1024];
 } vrt_api_error;
 
 typedef struct vrt_api_request {
@@ -74,7 +74,8 @@ typedef struct vrt_api_request {
      * params.max_new_tokens is 0 when the client did not say ("auto": the
      * glue computes max_total_tokens - prompt tokens, see
      * vrt_api_check_limits). params.sampling.seed is valid only when
-     * seed_set; otherwise the glue draws one (and reports it back). */
+     * seed_set; otherwise the glue draws one (and reports it back).
+     * params.tenant is left NULL for the glue (API key, or user). */
     vrt_request_params params;
     int seed_set;
 
@@ -86,12 +87,13 @@ typedef struct vrt_api_request {
     int top_n_tokens;          /* top tokens per position, 0: off */
 
     /* OpenAI parameters the renderer needs. */
-    int logprobs;            /* completions: top-n logprobs 0..20, -1 none;
-                                chat: 1 when "logprobs": true else -1 */
-    int top_logprobs;        /* chat: 0..20 (needs logprobs) */
-    int echo;                /* completions: prepend the prompt to the text */
-    int include_usage;       /* stream_options.include_usage */
-    int skip_special_tokens; /* vLLM extra, default 1 */
+    int logprobs;              /* completions: top-n logprobs 0..20, -1 none;
+                                  chat: 1 when "logprobs": true else -1 */
+    int top_logprobs;          /* chat: 0..20 (needs logprobs) */
+    int echo;                  /* completions: prepend the prompt to the text */
+    int include_usage;         /* stream_options.include_usage */
+    int skip_special_tokens;   /* vLLM extra, default 1 */
+    int add_generation_prompt; /* chat, vLLM extra, default 1: pass to vrt_chat_render */
 
     /* Owned storage (strings, stop list); use vrt_api_request_free. */
     const char **stop_strs;
@@ -136,9 +138,10 @@ char *vrt_api_error_body(int api_kind, const vrt_api_error *e);
 /* UTF-8 helpers: 1 when s[0..n) is valid UTF-8 (no overlongs, surrogates or
  * code points past U+10FFFF); *bad gets the first bad byte offset. */
 int vrt_api_utf8_valid(const char *s, size_t n, size_t *bad);
-/* A malloc'd, NUL-terminated copy of s[0..n) with every invalid sequence
- * replaced by U+FFFD (as Python's errors="replace"; NUL bytes as well, since
- * the JSON writer takes C strings). NULL when out of memory. */
+/* A malloc'd, NUL-terminated copy of s[0..n) with each byte that does not
+ * start a valid sequence replaced by U+FFFD (so a truncated 3-byte sequence
+ * gives two; Python's errors="replace" would give one), NUL bytes as well,
+ * since the JSON writer takes C strings. NULL when out of memory. */
 char *vrt_api_utf8_sanitize(const char *s, size_t n);
 
 #endif
