@@ -98,6 +98,7 @@ typedef struct gen {
     int n_toks, cap_toks, n_top;
     size_t chars_out; /* text bytes already streamed (completions text_offset) */
     int held;         /* TGI stream: the last token event is held back */
+    int started;      /* stream: the SSE response has begun */
     /* engine -> loop queue */
     pthread_mutex_t mu;
     qev *q_head, *q_tail;
@@ -292,6 +293,8 @@ static void log_request(gen *g, int status, const qev *fin)
              fin && fin->finish[0] ? " finish=" : "", fin && fin->finish[0] ? fin->finish : "");
 }
 
+static void start_stream(gen *g);
+
 static void on_final(gen *g, qev *q)
 {
     srv *s = g->s;
@@ -308,22 +311,35 @@ static void on_final(gen *g, qev *q)
             log_request(g, 499, NULL);
             return;
         }
-        const char *type = q->err_code == VRT_ECANCELED ? "generation" : "generation";
-        if (g->rq.stream) {
+        /* Status and error_type: a policy hook that failed is 500 "policy",
+         * a refusal (admit hook) 429 "overloaded", anything else 424
+         * "generation" (TGI) / 500 (OpenAI). */
+        int status = q->err_code == VRT_EPOLICY       ? 500
+                     : q->err_code == VRT_EOVERLOADED ? 429
+                     : vrt_api_is_openai(g->rq.api)   ? 500
+                                                      : 424;
+        const char *type = q->err_code == VRT_EPOLICY       ? "policy"
+                           : q->err_code == VRT_EOVERLOADED ? "overloaded"
+                                                            : "generation";
+        if (g->started) {
             tgi_flush_held(g, NULL);
-            stream_write(g, vrt_api_render_stream_error(g->rq.api, 424, type, q->err_msg));
+            stream_write(g, vrt_api_render_stream_error(g->rq.api, status, type, q->err_msg));
             if (vrt_api_is_openai(g->rq.api))
                 vrt_http_stream_write(g->res, VRT_API_SSE_DONE, strlen(VRT_API_SSE_DONE));
             vrt_http_stream_end(g->res);
+            status = 200;
         } else if (vrt_api_is_openai(g->rq.api)) {
             vrt_api_error e;
-            vrt_api_error_set(&e, g->rq.api, 500, NULL, "%s", q->err_msg);
-            snprintf(e.type, sizeof e.type, "%s", "internal_server_error");
+            vrt_api_error_set(&e, g->rq.api, status, NULL, "%s", q->err_msg);
+            snprintf(e.type, sizeof e.type, "%s",
+                     status == 429                                 ? "RateLimitError"
+                     : status == 500 && q->err_code == VRT_EPOLICY ? "policy"
+                                                                   : "internal_server_error");
             respond_api_error(g->res, g->rq.api, &e);
         } else {
-            vrt_http_respond_error(g->res, 424, type, q->err_msg);
+            vrt_http_respond_error(g->res, status, type, q->err_msg);
         }
-        log_request(g, g->rq.stream ? 200 : 424, NULL);
+        log_request(g, status, NULL);
         return;
     }
     /* FINISH: the text still held back by the detokenizer / stop checker. */
@@ -358,6 +374,7 @@ static void on_final(gen *g, qev *q)
     }
     vrt_srv_metrics_request_done(&s->mh, &rec);
     if (g->rq.stream) {
+        start_stream(g);
         if (vrt_api_is_openai(g->rq.api)) {
             vrt_api_delta d = {.text = q->text ? q->text : "",
                                .text_len = q->text_len,
@@ -384,6 +401,20 @@ static void on_final(gen *g, qev *q)
     log_request(g, 200, q);
 }
 
+static void start_stream(gen *g)
+{
+    if (g->started)
+        return;
+    g->started = 1;
+    vrt_http_res_set_header(g->res, "Cache-Control", "no-cache");
+    vrt_http_stream_begin(g->res, 200, "text/event-stream");
+    if (g->rq.api == VRT_API_OAI_CHAT) {
+        vrt_api_result meta;
+        fill_result(g, &meta, NULL);
+        stream_write(g, vrt_api_render_oai_role_chunk(&g->rq, &meta));
+    }
+}
+
 static void on_token(gen *g, qev *q)
 {
     srv *s = g->s;
@@ -403,6 +434,7 @@ static void on_token(gen *g, qev *q)
         return;
     if (!g->rq.stream)
         return;
+    start_stream(g);
     if (vrt_api_is_openai(g->rq.api)) {
         if (q->text_len == 0 && g->rq.logprobs < 0)
             return; /* nothing to say yet */
@@ -576,7 +608,7 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
     char *rendered = NULL;
     if (api == VRT_API_OAI_CHAT) {
         if (vrt_chat_render(s->chat_template, g->rq.messages, g->rq.n_messages, s->bos_text,
-                            s->eos_text, 1, &rendered, &err) != 0) {
+                            s->eos_text, g->rq.add_generation_prompt, &rendered, &err) != 0) {
             vrt_api_error_set(&e, api, 400, "messages", "%s", err.msg);
             respond_api_error(res, api, &e);
             rec.fail = VRT_FAIL_TEMPLATE;
@@ -666,15 +698,8 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
     }
     g->submitted = 1;
     vrt_http_res_on_close(res, on_client_gone, g);
-    if (g->rq.stream) {
-        vrt_http_res_set_header(res, "Cache-Control", "no-cache");
-        vrt_http_stream_begin(res, 200, "text/event-stream");
-        if (api == VRT_API_OAI_CHAT) {
-            vrt_api_result meta;
-            fill_result(g, &meta, NULL);
-            stream_write(g, vrt_api_render_oai_role_chunk(&g->rq, &meta));
-        }
-    }
+    /* A stream begins with the first token, so that a request the engine
+     * refuses (policy, limits) still gets a proper status. */
     return;
 rejected:
     rec.input_tokens = g->n_prompt;
