@@ -670,10 +670,18 @@ static int step(vrt_engine *e)
     while (e->n_waiting > 0 && budget > 0) {
         int wi = 0;
         ereq *r = e->waiting[wi];
+        /* Full blocks of the prompt that are in the prefix cache are taken
+         * over instead of computed (not when prompt logprobs are asked). */
+        if (r->computed == 0 && r->blocks.n == 0 && !r->prompt_logprobs)
+            r->computed = vrt_block_pool_match_prefix(&rt->pool, &r->blocks, r->toks, r->len);
         int todo = r->len - r->computed;
         int take = todo < budget ? todo : budget;
-        if (vrt_block_pool_reserve(&rt->pool, &r->blocks, r->computed + take, &err) != 0)
-            break; /* no room now: it waits (its partial blocks are kept) */
+        if (vrt_block_pool_reserve(&rt->pool, &r->blocks, r->computed + take, &err) != 0) {
+            /* No room now: it waits, holding nothing. */
+            vrt_block_pool_release(&rt->pool, &r->blocks);
+            r->computed = 0;
+            break;
+        }
         remove_at(e->waiting, &e->n_waiting, wi);
         if (push(&e->running, &e->n_running, &e->cap_running, r)) {
             fail(e, r, VRT_ENOMEM, "engine: out of memory");
@@ -757,6 +765,7 @@ static int step(vrt_engine *e)
         else
             n_decode++;
         r->computed += e->b_take[s];
+        vrt_block_pool_commit(&rt->pool, &r->blocks, r->toks, r->computed);
     }
     if (e->step_fn)
         e->step_fn(e->step_ud, dt, n_prefill_tokens, n_decode);
@@ -795,6 +804,8 @@ static int step(vrt_engine *e)
     e->stats.batch_size = n_seqs;
     e->stats.prompt_tokens += (uint64_t)n_prefill_tokens;
     e->stats.generation_tokens += (uint64_t)n_sampled;
+    e->stats.prefix_cache_queries = rt->pool.queries;
+    e->stats.prefix_cache_hits = rt->pool.hits;
     vrt_policy_stats ps = {.running = e->n_running,
                            .waiting = e->n_waiting,
                            .free_blocks = rt->pool.n_free,
@@ -887,6 +898,11 @@ int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, int max_concurrent, vrt
     }
     if (want != rt->pool.num_blocks) {
         int rc = vrt__runtime_resize_kv(rt, (int)want, err);
+        if (rc)
+            return rc;
+    }
+    if (rt->prefix_caching) {
+        int rc = vrt_block_pool_enable_prefix_cache(&rt->pool, err);
         if (rc)
             return rc;
     }

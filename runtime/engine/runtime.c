@@ -59,7 +59,7 @@ void vrt_gen_result_free(vrt_gen_result *r)
 
 typedef struct rt_opts {
     const char *model_dir, *tokenizer_dir, *dtype, *kind, *config_path;
-    int threads, block_size;
+    int threads, block_size, no_prefix_caching;
     int64_t num_blocks, max_total, max_input, max_prefill;
 } rt_opts;
 
@@ -105,6 +105,7 @@ static int open_with(vrt_runtime **out, const rt_opts *o, vrt_err *err)
     rt->max_total = (int)max_total;
     rt->cfg_num_blocks = o->num_blocks > 0 ? o->num_blocks : 0;
     rt->config_path = o->config_path ? strdup(o->config_path) : NULL;
+    rt->prefix_caching = !o->no_prefix_caching;
     rt->max_input =
         (int)(o->max_input > 0 && o->max_input < max_total ? o->max_input : max_total - 1);
     rt->max_prefill = (int)(o->max_prefill > 0 ? o->max_prefill : 4096);
@@ -175,6 +176,7 @@ int vrt_runtime_open(vrt_runtime **out, const char *path, vrt_err *err)
             .max_input = cfg.batching.max_input_tokens,
             .max_prefill = cfg.batching.max_batch_prefill_tokens,
             .config_path = path,
+            .no_prefix_caching = !cfg.cache.prefix_caching,
         };
         if (cfg.model.quantize)
             rc = vrt_err_set(err, VRT_EUNSUPPORTED,

@@ -28,6 +28,7 @@ struct vrt_runtime {
     char desc[512];
     int64_t cfg_num_blocks; /* cache.num_blocks as configured; 0 = derived */
     char *config_path;      /* the config file, NULL when opened from a directory */
+    int prefix_caching;     /* cache.prefix_caching */
 };
 
 

@@ -43,7 +43,7 @@ typedef struct srv {
     uv_work_t load_work;
     vrt_metrics metrics;
     vrt_srv_metrics mh;
-    uint64_t last_preemptions, last_steps;
+    uint64_t last_preemptions, last_steps, last_pc_queries, last_pc_hits;
     char model_name[256];
     const char *chat_template; /* built-in template name */
     const char *bos_text, *eos_text;
@@ -741,6 +741,15 @@ static void update_gauges(srv *s)
     if (st.preemptions > s->last_preemptions) {
         vrt_metric_add(s->mh.num_preemptions, (double)(st.preemptions - s->last_preemptions));
         s->last_preemptions = st.preemptions;
+    }
+    if (st.prefix_cache_queries > s->last_pc_queries) {
+        vrt_metric_add(s->mh.prefix_cache_queries,
+                       (double)(st.prefix_cache_queries - s->last_pc_queries));
+        s->last_pc_queries = st.prefix_cache_queries;
+    }
+    if (st.prefix_cache_hits > s->last_pc_hits) {
+        vrt_metric_add(s->mh.prefix_cache_hits, (double)(st.prefix_cache_hits - s->last_pc_hits));
+        s->last_pc_hits = st.prefix_cache_hits;
     }
 }
 

@@ -209,6 +209,7 @@ static void check_batched(const char *extra, int n, int sample, int want_preempt
     }
     vrt_engine_stats st;
     vrt_engine_stats_get(e, &st);
+    fprintf(stderr, "  steps %llu preemptions %llu prefix hits %llu\n", (unsigned long long)st.steps, (unsigned long long)st.preemptions, (unsigned long long)st.prefix_cache_hits);
     if (want_preemptions && st.preemptions == 0)
         TFAIL("no preemption happened with %d blocks", st.num_blocks);
     ASSERT_EQ_INT(st.free_blocks, st.num_blocks);
@@ -434,5 +435,106 @@ TEST(engine_policy_pick_victim_and_builtins)
     /* The built-in policies load and run. */
     check_batched("batching = { policy = \"fair\" }", 6, 0, 0);
     check_batched("batching = { policy = \"priority\" }", 6, 0, 0);
+    cleanup();
+}
+
+TEST(kv_blocks_prefix_cache_match_commit_evict)
+{
+    vrt_err err = {0};
+    vrt_block_pool p;
+    ASSERT_OK(vrt_block_pool_init(&p, 4, 4, &err), &err);
+    ASSERT_OK(vrt_block_pool_enable_prefix_cache(&p, &err), &err);
+    int32_t toks[16];
+    for (int i = 0; i < 16; i++)
+        toks[i] = 100 + i;
+    vrt_seq_blocks a = {0}, b = {0}, c = {0};
+    ASSERT_OK(vrt_block_pool_reserve(&p, &a, 10, &err), &err); /* 3 blocks */
+    vrt_block_pool_commit(&p, &a, toks, 10);                   /* 2 full */
+    /* b shares the two full blocks while a still holds them. */
+    ASSERT_EQ_INT(vrt_block_pool_match_prefix(&p, &b, toks, 12), 8);
+    ASSERT_EQ_INT(b.n, 2);
+    ASSERT_EQ_INT(b.ids[0], a.ids[0]);
+    ASSERT_EQ_INT(vrt_block_refcount(&p, a.ids[0]), 2);
+    /* A prompt of exactly 8 tokens matches one block: one token must stay. */
+    ASSERT_EQ_INT(vrt_block_pool_match_prefix(&p, &c, toks, 8), 4);
+    vrt_block_pool_release(&p, &c);
+    int32_t first = a.ids[0];
+    vrt_block_pool_release(&p, &a);
+    vrt_block_pool_release(&p, &b);
+    ASSERT_EQ_INT(p.n_free, 4); /* cached blocks count as free */
+    /* After release the content is still found... */
+    ASSERT_EQ_INT(vrt_block_pool_match_prefix(&p, &c, toks, 16), 8);
+    ASSERT_EQ_INT(c.ids[0], first);
+    vrt_block_pool_release(&p, &c);
+    /* ...a different first token finds nothing... */
+    toks[0] = 7;
+    ASSERT_EQ_INT(vrt_block_pool_match_prefix(&p, &c, toks, 16), 0);
+    vrt_block_pool_release(&p, &c);
+    toks[0] = 100;
+    /* ...and filling the cache evicts cached blocks (blank ones first). */
+    ASSERT_OK(vrt_block_pool_reserve(&p, &a, 16, &err), &err);
+    ASSERT_EQ_INT(p.n_free, 0);
+    vrt_block_pool_release(&p, &a);
+    ASSERT_EQ_INT(vrt_block_pool_match_prefix(&p, &c, toks, 16), 0);
+    vrt_block_pool_release(&p, &c);
+    ASSERT(p.hits == 8 + 4 + 8 && p.queries > p.hits);
+    vrt_block_pool_free(&p);
+}
+
+TEST(engine_prefix_cache_hits_and_changes_nothing)
+{
+    ASSERT(model_dir() != NULL);
+    vrt_err err = {0};
+    vrt_runtime *rt;
+    ASSERT_OK(vrt_runtime_open(&rt, config(""), &err), &err);
+    /* Three prompts sharing their first 40 tokens; references alone. */
+    int32_t base[64];
+    prompt_of(20, base); /* 3 + 140 % 40 = 23 tokens; extend to 60 */
+    for (int j = 23; j < 60; j++)
+        base[j] = 10 + j;
+    int32_t prompts[3][64];
+    int n[3] = {50, 55, 60};
+    int ref[3][MAXT], n_ref[3];
+    for (int k = 0; k < 3; k++) {
+        memcpy(prompts[k], base, sizeof base);
+        prompts[k][45] = 1000 + k; /* differ after 45 tokens */
+        vrt_gen_params g;
+        vrt_gen_params_init(&g);
+        g.max_new_tokens = 10;
+        g.ignore_eos = 1;
+        vrt_gen_result r;
+        ASSERT_OK(vrt_runtime_generate_ids(rt, prompts[k], n[k], &g, NULL, NULL, &r, &err), &err);
+        n_ref[k] = r.n_tokens;
+        memcpy(ref[k], r.tokens, (size_t)r.n_tokens * sizeof(int));
+        vrt_gen_result_free(&r);
+    }
+    vrt_engine *e;
+    ASSERT_OK(vrt_engine_create(&e, rt, 8, &err), &err);
+    collect *c = calloc(1, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
+    slot sl[3] = {{c, 0}, {c, 1}, {c, 2}};
+    for (int k = 0; k < 3; k++) { /* one after the other: the cache is warm */
+        vrt_request_params p = params_of(0, 0);
+        p.max_new_tokens = 10;
+        ASSERT_OK(vrt_engine_submit(e, prompts[k], n[k], &p, on_event, &sl[k], &c->ids[k], &err),
+                  &err);
+        ASSERT_EQ_INT(wait_all(c, k + 1, 30), 0);
+    }
+    for (int k = 0; k < 3; k++) {
+        ASSERT_EQ_INT(c->n[k], n_ref[k]);
+        for (int j = 0; j < c->n[k]; j++)
+            if (c->tokens[k][j] != ref[k][j])
+                TFAIL("prompt %d token %d: %d with the prefix cache, %d without", k, j,
+                      c->tokens[k][j], ref[k][j]);
+    }
+    vrt_engine_stats st;
+    vrt_engine_stats_get(e, &st);
+    /* Prompts 2 and 3 find at least the first two 16-token blocks. */
+    if (st.prefix_cache_hits < 64)
+        TFAIL("prefix cache hits %llu tokens, expected >= 64",
+              (unsigned long long)st.prefix_cache_hits);
+    vrt_engine_destroy(e);
+    vrt_runtime_close(rt);
+    free(c);
     cleanup();
 }
