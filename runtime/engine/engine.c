@@ -58,6 +58,9 @@ typedef struct ereq {
     double t_submit, t_sched, t_first;
     int state;
     int n_preempted;
+    uint16_t *swap_buf; /* swapped-out K/V of swap_tokens tokens, or NULL */
+    int swap_tokens;
+    size_t swap_size;
     struct ereq *next;
 } ereq;
 
@@ -86,6 +89,7 @@ struct vrt_engine {
     void *step_ud;
     vrt_policy *policy;
     double t_start;
+    int64_t swap_used;     /* bytes of the CPU swap space in use */
     vrt_policy_req *views; /* [cap_views] for pick_victim */
     int cap_views;
     /* Batch scratch. */
@@ -119,6 +123,10 @@ static void req_free(vrt_engine *e, ereq *r)
     free(r->tenant);
     free(r->stop_ids);
     free(r->plp);
+    if (r->swap_buf) {
+        e->swap_used -= (int64_t)r->swap_size;
+        free(r->swap_buf);
+    }
     free(r);
 }
 
@@ -440,14 +448,87 @@ static int grow_batch(vrt_engine *e, int tokens, int seqs, int rows, vrt_err *er
     return 0;
 }
 
-/* Preempts running[i] by recompute: frees its blocks and puts it back at
- * the front of the queue, keeping its tokens and sampler state. */
+/* Copies the K/V of r's first n_blk blocks between the cache and buf
+ * ([layer][k|v][block] order); out = 1 swaps out, 0 swaps in. */
+static int swap_copy(vrt_engine *e, ereq *r, int n_blk, int out, vrt_err *err)
+{
+    vrt_kv_cache *kv = &e->rt->kv;
+    vrt_backend *be = kv->be;
+    size_t elems = (size_t)kv->block_size * kv->n_kv_heads * kv->head_dim;
+    size_t bytes = elems * sizeof(uint16_t);
+    uint16_t *p = r->swap_buf;
+    for (int l = 0; l < kv->n_layers; l++)
+        for (int kvi = 0; kvi < 2; kvi++) {
+            uint16_t *cache = kvi == 0 ? kv->k[l] : kv->v[l];
+            for (int b = 0; b < n_blk; b++, p += elems) {
+                uint16_t *blk = cache + (size_t)r->blocks.ids[b] * elems;
+                int rc = out ? be->copy_to_host(be, p, blk, bytes, err)
+                             : be->copy_to_device(be, blk, p, bytes, err);
+                if (rc)
+                    return rc;
+            }
+        }
+    return 0;
+}
+
+/* Swaps r's computed K/V out to the CPU swap space if it fits there. */
+static int swap_out(vrt_engine *e, ereq *r)
+{
+    vrt_runtime *rt = e->rt;
+    int n_blk = vrt_blocks_for(&rt->pool, r->computed);
+    if (n_blk == 0 || rt->swap_bytes <= 0 || r->swap_buf)
+        return 0;
+    size_t size = (size_t)vrt_kv_block_bytes(&rt->m->cfg, rt->pool.block_size) * n_blk;
+    if (e->swap_used + (int64_t)size > rt->swap_bytes)
+        return 0; /* swap space full: recompute instead */
+    r->swap_buf = malloc(size);
+    if (!r->swap_buf)
+        return 0;
+    vrt_err err = {0};
+    if (swap_copy(e, r, n_blk, 1, &err) != 0) {
+        VRT_WARN("swap out of request %llu failed (%s); it will be recomputed",
+                 (unsigned long long)r->id, err.msg);
+        free(r->swap_buf);
+        r->swap_buf = NULL;
+        return 0;
+    }
+    r->swap_size = size;
+    r->swap_tokens = r->computed;
+    e->swap_used += (int64_t)size;
+    pthread_mutex_lock(&e->mu);
+    e->stats.swap_outs++;
+    pthread_mutex_unlock(&e->mu);
+    return 1;
+}
+
+/* Copies a swapped request's K/V into its (just reserved) blocks. */
+static int swap_in(vrt_engine *e, ereq *r, vrt_err *err)
+{
+    int n_blk = vrt_blocks_for(&e->rt->pool, r->swap_tokens);
+    int rc = swap_copy(e, r, n_blk, 0, err);
+    if (!rc)
+        r->computed = r->swap_tokens;
+    e->swap_used -= (int64_t)r->swap_size;
+    free(r->swap_buf);
+    r->swap_buf = NULL;
+    r->swap_size = 0;
+    return rc;
+}
+
+/* Preempts running[i]: its K/V go to the CPU swap space when configured
+ * and there is room, else it will be recomputed; its blocks are freed and
+ * it goes back to the front of the queue with its tokens and sampler
+ * state. */
 static void preempt_at(vrt_engine *e, int i)
 {
     ereq *r = e->running[i];
     remove_at(e->running, &e->n_running, i);
+    int swapped = swap_out(e, r);
     vrt_block_pool_release(&e->rt->pool, &r->blocks);
     r->computed = 0;
+    if (swapped)
+        VRT_DEBUG("engine: request %llu swapped out (%d tokens)", (unsigned long long)r->id,
+                  r->swap_tokens);
     r->state = RQ_WAITING;
     r->n_preempted++;
     pthread_mutex_lock(&e->mu);
@@ -672,15 +753,28 @@ static int step(vrt_engine *e)
         ereq *r = e->waiting[wi];
         /* Full blocks of the prompt that are in the prefix cache are taken
          * over instead of computed (not when prompt logprobs are asked). */
-        if (r->computed == 0 && r->blocks.n == 0 && !r->prompt_logprobs)
+        int base = r->swap_buf ? r->swap_tokens : 0;
+        if (!r->swap_buf && r->computed == 0 && r->blocks.n == 0 && !r->prompt_logprobs)
             r->computed = vrt_block_pool_match_prefix(&rt->pool, &r->blocks, r->toks, r->len);
-        int todo = r->len - r->computed;
+        if (!r->swap_buf)
+            base = r->computed;
+        int todo = r->len - base;
         int take = todo < budget ? todo : budget;
-        if (vrt_block_pool_reserve(&rt->pool, &r->blocks, r->computed + take, &err) != 0) {
+        if (vrt_block_pool_reserve(&rt->pool, &r->blocks, base + take, &err) != 0) {
             /* No room now: it waits, holding nothing. */
             vrt_block_pool_release(&rt->pool, &r->blocks);
             r->computed = 0;
             break;
+        }
+        if (r->swap_buf && swap_in(e, r, &err) != 0) {
+            VRT_WARN("swap in of request %llu failed (%s); recomputing it",
+                     (unsigned long long)r->id, err.msg);
+            r->computed = 0;
+            take = r->len < budget ? r->len : budget;
+            if (vrt_block_pool_reserve(&rt->pool, &r->blocks, take, &err) != 0) {
+                vrt_block_pool_release(&rt->pool, &r->blocks);
+                break;
+            }
         }
         remove_at(e->waiting, &e->n_waiting, wi);
         if (push(&e->running, &e->n_running, &e->cap_running, r)) {

@@ -85,6 +85,7 @@ typedef struct vrt_engine_stats {
     double kv_usage;      /* used blocks / all blocks, 0..1 */
     int num_blocks, free_blocks;
     uint64_t preemptions;
+    uint64_t swap_outs; /* preemptions that swapped K/V to the CPU swap space */
     uint64_t prompt_tokens, generation_tokens;        /* totals */
     uint64_t prefix_cache_queries, prefix_cache_hits; /* in blocks */
     uint64_t steps;

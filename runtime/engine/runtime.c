@@ -60,6 +60,7 @@ void vrt_gen_result_free(vrt_gen_result *r)
 typedef struct rt_opts {
     const char *model_dir, *tokenizer_dir, *dtype, *kind, *config_path;
     int threads, block_size, no_prefix_caching;
+    double swap_gib;
     int64_t num_blocks, max_total, max_input, max_prefill;
 } rt_opts;
 
@@ -106,6 +107,7 @@ static int open_with(vrt_runtime **out, const rt_opts *o, vrt_err *err)
     rt->cfg_num_blocks = o->num_blocks > 0 ? o->num_blocks : 0;
     rt->config_path = o->config_path ? strdup(o->config_path) : NULL;
     rt->prefix_caching = !o->no_prefix_caching;
+    rt->swap_bytes = (int64_t)(o->swap_gib * 1024.0 * 1024.0 * 1024.0);
     rt->max_input =
         (int)(o->max_input > 0 && o->max_input < max_total ? o->max_input : max_total - 1);
     rt->max_prefill = (int)(o->max_prefill > 0 ? o->max_prefill : 4096);
@@ -177,6 +179,11 @@ int vrt_runtime_open(vrt_runtime **out, const char *path, vrt_err *err)
             .max_prefill = cfg.batching.max_batch_prefill_tokens,
             .config_path = path,
             .no_prefix_caching = !cfg.cache.prefix_caching,
+            /* batching.preemption: "recompute" never swaps; "auto" and
+             * "swap" use cache.swap_space. */
+            .swap_gib = cfg.batching.preemption && strcmp(cfg.batching.preemption, "recompute") == 0
+                            ? 0.0
+                            : cfg.cache.swap_space,
         };
         if (cfg.model.quantize)
             rc = vrt_err_set(err, VRT_EUNSUPPORTED,

@@ -29,8 +29,8 @@ struct vrt_runtime {
     int64_t cfg_num_blocks; /* cache.num_blocks as configured; 0 = derived */
     char *config_path;      /* the config file, NULL when opened from a directory */
     int prefix_caching;     /* cache.prefix_caching */
+    int64_t swap_bytes;     /* cache.swap_space in bytes; 0 = preemption by recompute */
 };
-
 
 /* Replaces the KV cache and block pool by ones of num_blocks blocks (all
  * sequences must be released). */

@@ -50,8 +50,7 @@ int vrt_sampling_params_validate(const vrt_sampling_params *p, vrt_err *err)
         return vrt_err_set(err, VRT_EINVAL, "top_p must be in (0, 1] (1 disables it) (got %g)",
                            (double)p->top_p);
     if (!(p->typical_p > 0.0f && p->typical_p <= 1.0f))
-        return vrt_err_set(err, VRT_EINVAL,
-                           "typical_p must be in (0, 1] (1 disables it) (got %g)",
+        return vrt_err_set(err, VRT_EINVAL, "typical_p must be in (0, 1] (1 disables it) (got %g)",
                            (double)p->typical_p);
     if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
         return vrt_err_set(err, VRT_EINVAL, "min_p must be in [0, 1] (0 disables it) (got %g)",

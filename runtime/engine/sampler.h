@@ -94,9 +94,9 @@ typedef struct vrt_sample_result {
     /* log-softmax of the penalized logits (before temperature and
      * truncation) at token; see the top of this file. */
     float logprob;
-    int n_top;                                     /* = n_logprobs (or V if smaller) */
-    int32_t top_ids[VRT_SAMPLE_MAX_LOGPROBS];      /* [n_top], most likely first */
-    float top_logprobs[VRT_SAMPLE_MAX_LOGPROBS];   /* [n_top], descending */
+    int n_top;                                   /* = n_logprobs (or V if smaller) */
+    int32_t top_ids[VRT_SAMPLE_MAX_LOGPROBS];    /* [n_top], most likely first */
+    float top_logprobs[VRT_SAMPLE_MAX_LOGPROBS]; /* [n_top], descending */
 } vrt_sample_result;
 
 /* Picks the next token. logits: [V], finite (NaN or +-inf is an error

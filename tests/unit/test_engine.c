@@ -175,6 +175,8 @@ static int reference(vrt_runtime *rt, int n, int sample, int out[][MAXT], int *n
     return 0;
 }
 
+static vrt_engine_stats g_last_stats;
+
 static void check_batched(const char *extra, int n, int sample, int want_preemptions)
 {
     ASSERT(model_dir() != NULL);
@@ -209,7 +211,10 @@ static void check_batched(const char *extra, int n, int sample, int want_preempt
     }
     vrt_engine_stats st;
     vrt_engine_stats_get(e, &st);
-    fprintf(stderr, "  steps %llu preemptions %llu prefix hits %llu\n", (unsigned long long)st.steps, (unsigned long long)st.preemptions, (unsigned long long)st.prefix_cache_hits);
+    fprintf(stderr, "  steps %llu preemptions %llu prefix hits %llu\n",
+            (unsigned long long)st.steps, (unsigned long long)st.preemptions,
+            (unsigned long long)st.prefix_cache_hits);
+    g_last_stats = st;
     if (want_preemptions && st.preemptions == 0)
         TFAIL("no preemption happened with %d blocks", st.num_blocks);
     ASSERT_EQ_INT(st.free_blocks, st.num_blocks);
@@ -233,10 +238,20 @@ TEST(engine_batched_seeded_sampling_equals_alone)
 TEST(engine_preemption_loses_nothing)
 {
     /* 12 blocks of 16 = 192 slots for 16 requests of up to ~90 tokens, and
-     * prefill chunks of 16 tokens: requests must be preempted and resumed. */
+     * prefill chunks of 16 tokens: requests must be preempted and resumed.
+     * By default (preemption "auto", swap_space 4 GiB) they are swapped. */
     check_batched("cache = { num_blocks = 12 }, batching = { max_total_tokens = 128, "
                   "max_input_tokens = 64, max_batch_prefill_tokens = 16 }",
                   16, 1, 1);
+    if (g_last_stats.swap_outs == 0)
+        TFAIL("no preemption swapped (%llu preemptions)",
+              (unsigned long long)g_last_stats.preemptions);
+    /* By recompute only, and without the prefix cache to help. */
+    check_batched("cache = { num_blocks = 12, prefix_caching = false }, batching = { "
+                  "max_total_tokens = 128, max_input_tokens = 64, max_batch_prefill_tokens = 16, "
+                  "preemption = \"recompute\" }",
+                  16, 1, 1);
+    ASSERT_EQ_INT(g_last_stats.swap_outs, 0);
     cleanup();
 }
 
