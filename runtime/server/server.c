@@ -19,6 +19,7 @@
 #include "engine/runtime_int.h"
 #include "server/api_req.h"
 #include "server/api_res.h"
+#include "server/chat_lua.h"
 #include "server/http.h"
 #include "server/metrics.h"
 #include "tokenizer/chat.h"
@@ -46,6 +47,7 @@ typedef struct srv {
     uint64_t last_preemptions, last_steps, last_pc_queries, last_pc_hits;
     char model_name[256];
     const char *chat_template; /* built-in template name */
+    vrt_chat_lua *chat_lua;    /* model.chat_template as a Lua function, or NULL */
     const char *bos_text, *eos_text;
     int64_t started;
     uv_signal_t sig_term, sig_int;
@@ -607,8 +609,13 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
     const char *text = g->rq.prompt;
     char *rendered = NULL;
     if (api == VRT_API_OAI_CHAT) {
-        if (vrt_chat_render(s->chat_template, g->rq.messages, g->rq.n_messages, s->bos_text,
-                            s->eos_text, g->rq.add_generation_prompt, &rendered, &err) != 0) {
+        int crc =
+            s->chat_lua
+                ? vrt_chat_lua_render(s->chat_lua, g->rq.messages, g->rq.n_messages, s->bos_text,
+                                      s->eos_text, g->rq.add_generation_prompt, &rendered, &err)
+                : vrt_chat_render(s->chat_template, g->rq.messages, g->rq.n_messages, s->bos_text,
+                                  s->eos_text, g->rq.add_generation_prompt, &rendered, &err);
+        if (crc != 0) {
             vrt_api_error_set(&e, api, 400, "messages", "%s", err.msg);
             respond_api_error(res, api, &e);
             rec.fail = VRT_FAIL_TEMPLATE;
@@ -940,10 +947,17 @@ static void load_done(uv_work_t *w, int status)
         s->chat_template = cfg_t;
     else
         s->chat_template = vrt_chat_detect(jinja, mc->model_type, s->model_name);
-    if (cfg_t && strcmp(cfg_t, "custom") == 0)
-        VRT_WARN("model.chat_template: a Lua function template is not supported by serve yet; "
-                 "using the built-in \"%s\"",
-                 s->chat_template);
+    if (cfg_t && strcmp(cfg_t, "custom") == 0) {
+        vrt_err e2 = {0};
+        if (vrt_chat_lua_load(&s->chat_lua, s->cfg->source, &e2) != 0) {
+            s->load_failed = 1;
+            s->load_err = e2;
+            VRT_ERROR("%s", e2.msg);
+            stop_server(s, 1);
+            return;
+        }
+        s->chat_template = "custom (Lua function)";
+    }
     int32_t bos = vrt_tokenizer_bos_id(s->rt->tok), eos = vrt_tokenizer_eos_id(s->rt->tok);
     s->bos_text = bos >= 0 ? vrt_tokenizer_piece(s->rt->tok, bos) : "";
     s->eos_text = eos >= 0 ? vrt_tokenizer_piece(s->rt->tok, eos) : "";
@@ -1121,6 +1135,7 @@ int vrt_serve(const vrt_config *cfg, const char *port_file, vrt_err *err)
     uv_run(&s->loop, UV_RUN_DEFAULT);
     uv_loop_close(&s->loop);
     vrt_runtime_close(s->rt);
+    vrt_chat_lua_free(s->chat_lua);
     vrt_metrics_free(&s->metrics);
     int code = s->exit_code;
     if (s->load_failed)
