@@ -1,8 +1,74 @@
 /* util.c — see util.h. */
 #include "core/util.h"
 
+#include "core/err.h"
+
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+char *vrt_path_join(const char *dir, const char *name)
+{
+    size_t a = strlen(dir), b = strlen(name);
+    char *p = malloc(a + b + 2);
+    if (!p)
+        return NULL;
+    memcpy(p, dir, a);
+    size_t k = a;
+    if (a && dir[a - 1] != '/')
+        p[k++] = '/';
+    memcpy(p + k, name, b + 1);
+    return p;
+}
+
+int vrt_read_file(const char *path, size_t max_bytes, const char *what, int missing_ok, char **out,
+                  size_t *len, vrt_err *err)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno == ENOENT && missing_ok)
+            return 1;
+        return vrt_err_set(err, errno == ENOENT ? VRT_ENOENT : VRT_EIO, "%s: cannot open: %s", path,
+                           strerror(errno));
+    }
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 65537 > cap) {
+            cap = cap ? 2 * cap : 65536 + 1;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return vrt_err_set(err, VRT_ENOMEM, "%s: out of memory", path);
+            }
+            buf = nb;
+        }
+        size_t k = fread(buf + n, 1, 65536, f);
+        n += k;
+        if (n > max_bytes) {
+            free(buf);
+            fclose(f);
+            return vrt_err_set(err, VRT_EFORMAT, "%s: larger than %zu bytes, not %s", path,
+                               max_bytes, what);
+        }
+        if (k < 65536)
+            break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        return vrt_err_set(err, VRT_EIO, "%s: read error", path);
+    }
+    buf[n] = '\0';
+    *out = buf;
+    if (len)
+        *len = n;
+    return 0;
+}
 
 int vrt_levenshtein(const char *a, const char *b)
 {

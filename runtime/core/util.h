@@ -2,11 +2,24 @@
 #ifndef VRT_CORE_UTIL_H
 #define VRT_CORE_UTIL_H
 
+#include "vrt.h"
+
 #include <stddef.h>
 
 /* Edit distance between a and b (bytes; a swap of neighbours is one edit). */
 int vrt_levenshtein(const char *a, const char *b);
 /* The candidate closest to word if it is a plausible typo of it, else NULL. */
 const char *vrt_suggest(const char *word, const char *const *candidates, size_t n);
+
+/* dir + "/" + name, malloc'd (no doubled slash); NULL when out of memory. */
+char *vrt_path_join(const char *dir, const char *name);
+
+/* Reads a whole file into a malloc'd, NUL-terminated buffer (*out, *len
+ * bytes, len may be NULL). what names the kind of file for the message
+ * when it is larger than max_bytes ("a config": VRT_EFORMAT). Returns 0,
+ * 1 when the file does not exist and missing_ok is set, or VRT_ENOENT,
+ * VRT_EIO, VRT_ENOMEM, VRT_EFORMAT with a message naming the path. */
+int vrt_read_file(const char *path, size_t max_bytes, const char *what, int missing_ok, char **out,
+                  size_t *len, vrt_err *err);
 
 #endif

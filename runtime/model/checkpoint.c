@@ -20,20 +20,6 @@
 /* An index file is a few hundred KB at most; refuse absurd ones. */
 #define MAX_INDEX_BYTES (64u << 20)
 
-static char *path_join(const char *dir, const char *name)
-{
-    size_t a = strlen(dir), b = strlen(name);
-    char *p = malloc(a + b + 2);
-    if (!p)
-        return NULL;
-    memcpy(p, dir, a);
-    size_t k = a;
-    if (a && dir[a - 1] != '/')
-        p[k++] = '/';
-    memcpy(p + k, name, b + 1);
-    return p;
-}
-
 static int is_file(const char *path)
 {
     struct stat st;
@@ -49,8 +35,7 @@ static int ends_with(const char *s, const char *suffix)
 /* Old checkpoints carry this non-persistent buffer; it is recomputed. */
 static int ignored_name(const char *name)
 {
-    return ends_with(name, ".rotary_emb.inv_freq") ||
-           strcmp(name, "rotary_emb.inv_freq") == 0;
+    return ends_with(name, ".rotary_emb.inv_freq") || strcmp(name, "rotary_emb.inv_freq") == 0;
 }
 
 static uint64_t hash_str(const char *s)
@@ -91,15 +76,14 @@ void vrt_checkpoint_close(vrt_checkpoint *ck)
 /* Sorts ck->tensors, rejects duplicates and builds the hash table. */
 static int build_table(vrt_checkpoint *ck, vrt_err *err)
 {
-    qsort(ck->tensors, (size_t)ck->n_tensors, sizeof *ck->tensors,
-          cmp_tensor_ptr_name);
+    qsort(ck->tensors, (size_t)ck->n_tensors, sizeof *ck->tensors, cmp_tensor_ptr_name);
     for (int i = 1; i < ck->n_tensors; i++)
         if (strcmp(ck->tensors[i - 1]->name, ck->tensors[i]->name) == 0)
             return vrt_err_set(err, VRT_EFORMAT,
                                "checkpoint %s: tensor '%.200s' is in both %s "
                                "and %s",
-                               ck->dir, ck->tensors[i]->name,
-                               ck->tensors[i - 1]->file, ck->tensors[i]->file);
+                               ck->dir, ck->tensors[i]->name, ck->tensors[i - 1]->file,
+                               ck->tensors[i]->file);
     size_t n = 16;
     while (n < 2 * (size_t)ck->n_tensors)
         n *= 2;
@@ -123,8 +107,7 @@ static int add_all(vrt_checkpoint *ck, const vrt_st_file *f, vrt_err *err)
 {
     const vrt_st_header *h = &f->header;
     const vrt_st_tensor **nt =
-        realloc(ck->tensors, (size_t)(ck->n_tensors + h->n_tensors + 1) *
-                                 sizeof *nt);
+        realloc(ck->tensors, (size_t)(ck->n_tensors + h->n_tensors + 1) * sizeof *nt);
     if (!nt)
         return vrt_err_set(err, VRT_ENOMEM, "out of memory");
     ck->tensors = nt;
@@ -136,56 +119,19 @@ static int add_all(vrt_checkpoint *ck, const vrt_st_file *f, vrt_err *err)
 
 static int read_text(const char *path, char **out, vrt_err *err)
 {
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return vrt_err_set(err, VRT_EIO, "%s: cannot open: %s", path,
-                           strerror(errno));
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 4096 + 1 > cap) {
-            cap = cap ? 2 * cap : 65536;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(fp);
-                return vrt_err_set(err, VRT_ENOMEM, "%s: out of memory",
-                                   path);
-            }
-            buf = nb;
-        }
-        size_t k = fread(buf + n, 1, 4096, fp);
-        n += k;
-        if (n > MAX_INDEX_BYTES) {
-            free(buf);
-            fclose(fp);
-            return vrt_err_set(err, VRT_EFORMAT,
-                               "%s: larger than %u bytes, not an index file",
-                               path, MAX_INDEX_BYTES);
-        }
-        if (k < 4096)
-            break;
-    }
-    int bad = ferror(fp);
-    fclose(fp);
-    if (bad) {
-        free(buf);
-        return vrt_err_set(err, VRT_EIO, "%s: read error", path);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    return 0;
+    int rc = vrt_read_file(path, MAX_INDEX_BYTES, "an index file", 0, out, NULL, err);
+    if (rc == VRT_ENOENT)
+        err->code = rc = VRT_EIO;
+    return rc;
 }
 
 /* A shard name must be a plain file name inside the directory. */
 static int valid_shard_name(const char *s)
 {
-    return *s && !strchr(s, '/') && strcmp(s, ".") != 0 &&
-           strcmp(s, "..") != 0;
+    return *s && !strchr(s, '/') && strcmp(s, ".") != 0 && strcmp(s, "..") != 0;
 }
 
-static int open_index(vrt_checkpoint *ck, const char *index_path,
-                      vrt_err *err)
+static int open_index(vrt_checkpoint *ck, const char *index_path, vrt_err *err)
 {
     char *text = NULL;
     int rc = read_text(index_path, &text, err);
@@ -194,11 +140,9 @@ static int open_index(vrt_checkpoint *ck, const char *index_path,
     cJSON *root = cJSON_Parse(text);
     free(text);
     const char **shards = NULL;
-    const cJSON *wm = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map")
-                           : NULL;
+    const cJSON *wm = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
     if (!root || !cJSON_IsObject(root)) {
-        rc = vrt_err_set(err, VRT_EFORMAT, "%s: not a JSON object",
-                         index_path);
+        rc = vrt_err_set(err, VRT_EFORMAT, "%s: not a JSON object", index_path);
         goto done;
     }
     if (!cJSON_IsObject(wm)) {
@@ -239,7 +183,7 @@ static int open_index(vrt_checkpoint *ck, const char *index_path,
         goto done;
     }
     for (int i = 0; i < nd; i++) {
-        char *p = path_join(ck->dir, shards[i]);
+        char *p = vrt_path_join(ck->dir, shards[i]);
         if (!p) {
             rc = vrt_err_set(err, VRT_ENOMEM, "out of memory");
             goto done;
@@ -269,8 +213,7 @@ static int open_index(vrt_checkpoint *ck, const char *index_path,
                              "%s maps tensor '%.200s' to %s, but that shard "
                              "does not contain it (index and shards do not "
                              "match; re-download the checkpoint)",
-                             index_path, kv->string,
-                             f ? f->path : kv->valuestring);
+                             index_path, kv->string, f ? f->path : kv->valuestring);
             goto done;
         }
         ck->tensors[ck->n_tensors++] = t;
@@ -290,21 +233,19 @@ done:
 }
 
 /* The *.safetensors files of dir, sorted; *n_out of them. */
-static int list_safetensors(const char *dir, char ***out, int *n_out,
-                            vrt_err *err)
+static int list_safetensors(const char *dir, char ***out, int *n_out, vrt_err *err)
 {
     DIR *d = opendir(dir);
     if (!d)
         return vrt_err_set(err, errno == ENOENT ? VRT_ENOENT : VRT_EIO,
-                           "checkpoint directory %s: %s", dir,
-                           strerror(errno));
+                           "checkpoint directory %s: %s", dir, strerror(errno));
     char **names = NULL;
     int n = 0, cap = 0, rc = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         if (!ends_with(de->d_name, ".safetensors"))
             continue;
-        char *p = path_join(dir, de->d_name);
+        char *p = vrt_path_join(dir, de->d_name);
         int ok = p && is_file(p);
         free(p);
         if (!ok)
@@ -354,8 +295,8 @@ int vrt_checkpoint_open(vrt_checkpoint *ck, const char *dir, vrt_err *err)
 {
     memset(ck, 0, sizeof *ck);
     ck->dir = strdup(dir);
-    char *index = path_join(dir, INDEX_NAME);
-    char *single = path_join(dir, SINGLE_NAME);
+    char *index = vrt_path_join(dir, INDEX_NAME);
+    char *single = vrt_path_join(dir, SINGLE_NAME);
     int rc = 0;
     if (!ck->dir || !index || !single) {
         rc = vrt_err_set(err, VRT_ENOMEM, "out of memory");
@@ -379,9 +320,8 @@ int vrt_checkpoint_open(vrt_checkpoint *ck, const char *dir, vrt_err *err)
         if ((rc = list_safetensors(dir, &names, &n, err)) != 0)
             goto done;
         if (n == 1) {
-            char *p = path_join(dir, names[0]);
-            rc = p ? open_single(ck, p, err)
-                   : vrt_err_set(err, VRT_ENOMEM, "out of memory");
+            char *p = vrt_path_join(dir, names[0]);
+            rc = p ? open_single(ck, p, err) : vrt_err_set(err, VRT_ENOMEM, "out of memory");
             free(p);
         } else if (n == 0) {
             rc = vrt_err_set(err, VRT_ENOENT,
@@ -394,8 +334,7 @@ int vrt_checkpoint_open(vrt_checkpoint *ck, const char *dir, vrt_err *err)
             size_t k = 0;
             list[0] = '\0';
             for (int i = 0; i < n && k < sizeof list; i++)
-                k += (size_t)snprintf(list + k, sizeof list - k, "%s%s",
-                                      i ? ", " : "", names[i]);
+                k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", names[i]);
             rc = vrt_err_set(err, VRT_EFORMAT,
                              "checkpoint directory %s has %d *.safetensors "
                              "files (%s) but no %s saying how they fit "
@@ -414,8 +353,7 @@ done:
     return rc;
 }
 
-const vrt_st_tensor *vrt_checkpoint_find(const vrt_checkpoint *ck,
-                                         const char *name)
+const vrt_st_tensor *vrt_checkpoint_find(const vrt_checkpoint *ck, const char *name)
 {
     if (!ck->n_slots_ || !name)
         return NULL;
@@ -434,23 +372,20 @@ static void fmt_shape(char *buf, size_t cap, int ndim, const int64_t *shape)
 {
     size_t k = (size_t)snprintf(buf, cap, "[");
     for (int i = 0; i < ndim && k < cap; i++)
-        k += (size_t)snprintf(buf + k, cap - k, "%s%lld", i ? ", " : "",
-                              (long long)shape[i]);
+        k += (size_t)snprintf(buf + k, cap - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
     if (k < cap)
         snprintf(buf + k, cap - k, "]");
 }
 
-int vrt_checkpoint_get(const vrt_checkpoint *ck, const char *name, int ndim,
-                       const int64_t *shape, const vrt_st_tensor **out,
-                       vrt_err *err)
+int vrt_checkpoint_get(const vrt_checkpoint *ck, const char *name, int ndim, const int64_t *shape,
+                       const vrt_st_tensor **out, vrt_err *err)
 {
     if (out)
         *out = NULL;
     const vrt_st_tensor *t = vrt_checkpoint_find(ck, name);
     if (!t) {
         const char *hint = NULL;
-        const char **names = malloc((size_t)(ck->n_tensors + 1) *
-                                    sizeof *names);
+        const char **names = malloc((size_t)(ck->n_tensors + 1) * sizeof *names);
         if (names) {
             for (int i = 0; i < ck->n_tensors; i++)
                 names[i] = ck->tensors[i]->name;
@@ -459,9 +394,8 @@ int vrt_checkpoint_get(const vrt_checkpoint *ck, const char *name, int ndim,
         int rc = vrt_err_set(err, VRT_ENOENT,
                              "tensor '%.200s' not found in checkpoint %s "
                              "(%d tensors)%s%.200s%s",
-                             name, ck->dir, ck->n_tensors,
-                             hint ? "; did you mean '" : "", hint ? hint : "",
-                             hint ? "'?" : "");
+                             name, ck->dir, ck->n_tensors, hint ? "; did you mean '" : "",
+                             hint ? hint : "", hint ? "'?" : "");
         free(names);
         return rc;
     }
@@ -482,7 +416,10 @@ int vrt_checkpoint_get(const vrt_checkpoint *ck, const char *name, int ndim,
     return 0;
 }
 
-int vrt_checkpoint_count(const vrt_checkpoint *ck) { return ck->n_tensors; }
+int vrt_checkpoint_count(const vrt_checkpoint *ck)
+{
+    return ck->n_tensors;
+}
 
 const vrt_st_tensor *vrt_checkpoint_tensor(const vrt_checkpoint *ck, int i)
 {

@@ -11,6 +11,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/util.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -535,44 +536,10 @@ int vrt_model_config_parse(vrt_model_config *c, const char *config_json, const c
 /* Reads a whole small text file; 1 when it does not exist. */
 static int slurp(const char *path, char **out, vrt_err *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (errno == ENOENT)
-            return 1;
-        return vrt_err_set(err, VRT_EIO, "%s: cannot open: %s", path, strerror(errno));
-    }
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 4097 > cap) {
-            cap = cap ? 2 * cap : 16384;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return vrt_err_set(err, VRT_ENOMEM, "%s: out of memory", path);
-            }
-            buf = nb;
-        }
-        size_t k = fread(buf + n, 1, 4096, f);
-        n += k;
-        if (n > MAX_CONFIG_BYTES) {
-            free(buf);
-            fclose(f);
-            return vrt_err_set(err, VRT_ECONFIG, "%s: too large for a config", path);
-        }
-        if (k < 4096)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return vrt_err_set(err, VRT_EIO, "%s: read error", path);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    return 0;
+    int rc = vrt_read_file(path, MAX_CONFIG_BYTES, "a config", 1, out, NULL, err);
+    if (rc == VRT_EFORMAT)
+        err->code = rc = VRT_ECONFIG;
+    return rc;
 }
 
 int vrt_model_config_load(vrt_model_config *c, const char *dir, vrt_err *err)

@@ -11,6 +11,7 @@
  * [bos] $A [eos] that LlamaTokenizerFast rebuilds from tokenizer_config.json
  * add_bos_token/add_eos_token) wraps the ids.
  */
+#include "core/util.h"
 #include "tokenizer/tok_internal.h"
 
 #include "core/log.h"
@@ -60,48 +61,7 @@ void vrt_tokens_free(vrt_tokens *toks)
 /* Reads a whole file; 1 when it does not exist. */
 static int slurp(const char *path, char **out, size_t *len, vrt_err *err)
 {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        if (errno == ENOENT)
-            return 1;
-        return vrt_err_set(err, VRT_EIO, "%s: cannot open: %s", path, strerror(errno));
-    }
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 65537 > cap) {
-            cap = cap ? 2 * cap : 1u << 20;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return vrt_err_set(err, VRT_ENOMEM, "%s: out of memory", path);
-            }
-            buf = nb;
-        }
-        size_t k = fread(buf + n, 1, 65536, f);
-        n += k;
-        if (n > MAX_JSON_BYTES) {
-            free(buf);
-            fclose(f);
-            return vrt_err_set(err, VRT_EFORMAT, "%s: larger than %u MiB, not a tokenizer file",
-                               path, MAX_JSON_BYTES >> 20);
-        }
-        if (k < 65536)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return vrt_err_set(err, VRT_EIO, "%s: read error", path);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    if (len)
-        *len = n;
-    return 0;
+    return vrt_read_file(path, MAX_JSON_BYTES, "a tokenizer file", 1, out, len, err);
 }
 
 /* Parses JSON text; on error names the file, line and column. */
@@ -124,20 +84,6 @@ static int parse_json(const char *text, size_t len, const char *path, cJSON **ou
     }
     return vrt_err_set(err, VRT_EFORMAT, "%s: invalid JSON at line %zu, column %zu", path, line,
                        col);
-}
-
-static char *path_join(const char *dir, const char *name)
-{
-    size_t dl = strlen(dir), nl = strlen(name);
-    char *p = malloc(dl + nl + 2);
-    if (!p)
-        return NULL;
-    memcpy(p, dir, dl);
-    size_t k = dl;
-    if (dl && dir[dl - 1] != '/')
-        p[k++] = '/';
-    memcpy(p + k, name, nl + 1);
-    return p;
 }
 
 /* ---- accessors -------------------------------------------------------- */
@@ -568,8 +514,8 @@ static int set_chat_template(vrt_tokenizer *t, const cJSON *ct)
 
 static int load_config(vrt_tokenizer *t, const char *dir, vrt_err *err)
 {
-    char *path = path_join(dir, "tokenizer_config.json");
-    char *jpath = path_join(dir, "chat_template.jinja");
+    char *path = vrt_path_join(dir, "tokenizer_config.json");
+    char *jpath = vrt_path_join(dir, "chat_template.jinja");
     char *text = NULL;
     size_t len = 0;
     cJSON *cfg = NULL;
@@ -718,7 +664,7 @@ int vrt_tokenizer_load(vrt_tokenizer **out, const char *dir, vrt_err *err)
 {
     *out = NULL;
     vrt_tokenizer *t = calloc(1, sizeof(*t));
-    char *path = path_join(dir, "tokenizer.json");
+    char *path = vrt_path_join(dir, "tokenizer.json");
     char *text = NULL;
     size_t len = 0;
     cJSON *root = NULL;

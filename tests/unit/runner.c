@@ -38,6 +38,28 @@ void vrt_test_register(const char *name, const char *file, vrt_test_fn fn)
     g_tests[g_n++] = (test_case){name, file, fn};
 }
 
+char *vrt_test_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf) {
+        buf[n] = '\0';
+        if (len)
+            *len = (size_t)n;
+    }
+    return buf;
+}
+
 static int cmp_test(const void *a, const void *b)
 {
     const test_case *x = a, *y = b;
@@ -137,7 +159,10 @@ int main(int argc, char **argv)
 /* Self-check of the runner's isolation, run by tests/cli/test_cli.sh with
  * VRT_TEST_SELFCHECK=1: a crash, a hang and a failed assertion must each
  * fail only their own test. Without the variable they pass trivially. */
-static int selfcheck(void) { return getenv("VRT_TEST_SELFCHECK") != NULL; }
+static int selfcheck(void)
+{
+    return getenv("VRT_TEST_SELFCHECK") != NULL;
+}
 
 TEST(selfcheck_crash)
 {

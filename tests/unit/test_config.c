@@ -19,7 +19,8 @@ static void write_tmp(char *path, const char *text)
 TEST(config_load_defaults_into_struct)
 {
     char path[64];
-    write_tmp(path, "local v = require 'v100rt'\nreturn v.config{ model = { path = 'models/tiny' } }\n");
+    write_tmp(path,
+              "local v = require 'v100rt'\nreturn v.config{ model = { path = 'models/tiny' } }\n");
     vrt_config cfg;
     vrt_err err = {0};
     int rc = vrt_config_load(&cfg, path, &err);
@@ -53,8 +54,10 @@ TEST(config_load_defaults_into_struct)
 TEST(config_load_reports_every_error)
 {
     char path[64];
-    write_tmp(path, "return { modle = {}, batching = { max_input_tokens = 5000, max_total_tokens = 4096 },"
-                    " model = { path = 'x' }, cache = { block_size = 12 } }\n");
+    write_tmp(
+        path,
+        "return { modle = {}, batching = { max_input_tokens = 5000, max_total_tokens = 4096 },"
+        " model = { path = 'x' }, cache = { block_size = 12 } }\n");
     vrt_config cfg;
     vrt_err err = {0};
     int rc = vrt_config_load(&cfg, path, &err);
@@ -64,7 +67,8 @@ TEST(config_load_reports_every_error)
     ASSERT_CONTAINS(err.msg, "did you mean \"model\"");
     ASSERT_CONTAINS(err.msg, "cache.block_size");
     ASSERT_CONTAINS(err.msg, "batching.max_input_tokens (5000)");
-    write_tmp(path, "return { model = { path = 'x' }, batching = { max_input_tokens = 5000, max_total_tokens = 4096 } }\n");
+    write_tmp(path, "return { model = { path = 'x' }, batching = { max_input_tokens = 5000, "
+                    "max_total_tokens = 4096 } }\n");
     rc = vrt_config_load(&cfg, path, &err);
     remove(path);
     vrt_config_free(&cfg);
@@ -126,9 +130,13 @@ TEST(config_nccl_env_applied_but_environment_wins)
 
 TEST(every_shipped_config_loads)
 {
-    const char *files[] = {"configs/tiny.lua", "configs/phi-2.lua", "configs/gemma-2b.lua",
-                           "configs/mistral-7b-instruct-gptq.lua", "configs/mistral-7b-awq.lua",
-                           "configs/llama-2-7b-awq.lua", "configs/llama-2-13b-chat-gptq-2gpu.lua"};
+    const char *files[] = {"configs/tiny.lua",
+                           "configs/phi-2.lua",
+                           "configs/gemma-2b.lua",
+                           "configs/mistral-7b-instruct-gptq.lua",
+                           "configs/mistral-7b-awq.lua",
+                           "configs/llama-2-7b-awq.lua",
+                           "configs/llama-2-13b-chat-gptq-2gpu.lua"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         vrt_config cfg;
         vrt_err err = {0};

@@ -28,27 +28,6 @@
 #include <cJSON.h>
 #include <stdlib.h>
 
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *p = malloc((size_t)n + 1);
-    if (p && fread(p, 1, (size_t)n, f) != (size_t)n) {
-        free(p);
-        p = NULL;
-    }
-    if (p)
-        p[n] = 0;
-    if (len)
-        *len = (size_t)n;
-    fclose(f);
-    return p;
-}
-
 typedef struct fixture {
     char dir[256];
     cJSON *json;
@@ -74,7 +53,7 @@ static int fixture_load(fixture *f, const char *name)
     snprintf(f->dir, sizeof f->dir, "tests/fixtures/hf/%s", name);
     char path[512];
     snprintf(path, sizeof path, "%s/expected.json", f->dir);
-    char *txt = slurp(path, NULL);
+    char *txt = vrt_test_read_file(path, NULL);
     if (!txt)
         return -1;
     f->json = cJSON_Parse(txt);
@@ -100,11 +79,11 @@ static int fixture_load(fixture *f, const char *name)
     }
     size_t n;
     snprintf(path, sizeof path, "%s/logits_prompt.f32", f->dir);
-    f->logits = (float *)slurp(path, &n);
+    f->logits = (float *)vrt_test_read_file(path, &n);
     if (!f->logits || n != (size_t)f->n_prompt * f->V * 4)
         return -1;
     snprintf(path, sizeof path, "%s/logits_prompt2.f32", f->dir);
-    f->logits2 = (float *)slurp(path, &n);
+    f->logits2 = (float *)vrt_test_read_file(path, &n);
     if (!f->logits2 || n != (size_t)f->n_prompt2 * f->V * 4)
         return -1;
     return 0;

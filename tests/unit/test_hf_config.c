@@ -25,25 +25,6 @@
 #define HF_V5 "tests/fixtures/hf"
 #define ROPE_CASES "tests/fixtures/rope/rope_cases.json"
 
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf)
-        buf[n] = '\0';
-    return buf;
-}
-
 static int has_eos(const vrt_model_config *c, int id)
 {
     for (int i = 0; i < c->n_eos; i++)
@@ -215,7 +196,7 @@ TEST(hf_config_v5_fixtures_match_expected)
         char dir[256], path[300];
         snprintf(dir, sizeof dir, HF_V5 "/%s", models[m]);
         snprintf(path, sizeof path, "%s/expected.json", dir);
-        char *text = read_text(path);
+        char *text = vrt_test_read_file(path, NULL);
         ASSERT(text != NULL);
         cJSON *root = cJSON_Parse(text);
         free(text);
@@ -537,7 +518,7 @@ static double ulp_err(float got, double want)
 
 TEST(hf_config_rope_inv_freq_matches_transformers)
 {
-    char *text = read_text(ROPE_CASES);
+    char *text = vrt_test_read_file(ROPE_CASES, NULL);
     ASSERT(text != NULL);
     cJSON *root = cJSON_Parse(text);
     free(text);

@@ -52,31 +52,12 @@ static void rm_tree(const char *path)
     }
 }
 
-/* Reads a whole file; NULL if it cannot. *len receives its size. */
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf)
-        *len = (size_t)n;
-    return buf;
-}
-
 /* 1 when the two files exist and hold the same bytes. */
 static int same_file(const char *a, const char *b)
 {
     size_t na = 0, nb = 0;
-    unsigned char *x = slurp(a, &na), *y = slurp(b, &nb);
+    unsigned char *x = (unsigned char *)vrt_test_read_file(a, &na),
+                  *y = (unsigned char *)vrt_test_read_file(b, &nb);
     int same = x && y && na == nb && memcmp(x, y, na) == 0;
     free(x);
     free(y);
@@ -331,7 +312,7 @@ TEST(mkmodel_mistral_sliding_window_and_head_dim)
     char p[300];
     path_in(p, sizeof p, dir, "config.json");
     size_t n;
-    char *text = (char *)slurp(p, &n);
+    char *text = vrt_test_read_file(p, &n);
     ASSERT(text);
     text[n] = '\0';
     int has_null = strstr(text, "\"sliding_window\": null") != NULL;

@@ -32,8 +32,8 @@ static void path_in(char *buf, size_t cap, const char *dir, const char *name)
 
 /* Writes len8 (the header length field), header text and data_len bytes of
  * a counting pattern. */
-static int write_raw(const char *path, uint64_t len8, const char *header,
-                     size_t header_len, size_t data_len)
+static int write_raw(const char *path, uint64_t len8, const char *header, size_t header_len,
+                     size_t data_len)
 {
     FILE *f = fopen(path, "wb");
     if (!f)
@@ -98,19 +98,13 @@ TEST(st_roundtrip_all_dtypes)
             bufs[d][i] = (unsigned char)rnd();
         char name[64];
         snprintf(name, sizeof name, "t.%s", vrt_st_dtype_name(d));
-        ASSERT_OK(vrt_st_writer_add(&w, name, d, 2, shapes[d], bufs[d],
-                                    sizes[d], &err),
-                  &err);
+        ASSERT_OK(vrt_st_writer_add(&w, name, d, 2, shapes[d], bufs[d], sizes[d], &err), &err);
     }
     /* A scalar and an empty tensor too. */
     float scalar = 3.25f;
-    ASSERT_OK(vrt_st_writer_add(&w, "scalar", VRT_ST_F32, 0, NULL, &scalar, 4,
-                                &err),
-              &err);
+    ASSERT_OK(vrt_st_writer_add(&w, "scalar", VRT_ST_F32, 0, NULL, &scalar, 4, &err), &err);
     int64_t empty_shape[2] = {0, 5};
-    ASSERT_OK(vrt_st_writer_add(&w, "empty", VRT_ST_F16, 2, empty_shape, NULL,
-                                0, &err),
-              &err);
+    ASSERT_OK(vrt_st_writer_add(&w, "empty", VRT_ST_F16, 2, empty_shape, NULL, 0, &err), &err);
     ASSERT_OK(vrt_st_writer_write(&w, path, NULL, &err), &err);
     vrt_st_writer_free(&w);
 
@@ -141,8 +135,7 @@ TEST(st_roundtrip_all_dtypes)
     }
     /* Order: element size descending, then name. */
     for (int i = 1; i < f.header.n_tensors; i++) {
-        const vrt_st_tensor *a = &f.header.tensors[i - 1],
-                            *b = &f.header.tensors[i];
+        const vrt_st_tensor *a = &f.header.tensors[i - 1], *b = &f.header.tensors[i];
         int ba = vrt_st_dtype_bits(a->dtype), bb = vrt_st_dtype_bits(b->dtype);
         ASSERT(ba > bb || (ba == bb && strcmp(a->name, b->name) < 0));
     }
@@ -171,30 +164,19 @@ TEST(st_writer_metadata_and_errors)
     vrt_err err = {0};
     int64_t shp[1] = {3};
     uint16_t v[3] = {1, 2, 3};
-    ASSERT_OK(vrt_st_writer_add_ref(&w, "a\"quote", VRT_ST_F16, 1, shp, v, 6,
-                                    &err),
-              &err);
+    ASSERT_OK(vrt_st_writer_add_ref(&w, "a\"quote", VRT_ST_F16, 1, shp, v, 6, &err), &err);
     /* Wrong byte count and duplicate name are refused. */
-    ASSERT_EQ_INT(vrt_st_writer_add(&w, "b", VRT_ST_F16, 1, shp, v, 4, &err),
-                  VRT_EINVAL);
+    ASSERT_EQ_INT(vrt_st_writer_add(&w, "b", VRT_ST_F16, 1, shp, v, 4, &err), VRT_EINVAL);
     ASSERT_CONTAINS(err.msg, "'b'");
-    ASSERT_OK(vrt_st_writer_add(&w, "a\"quote", VRT_ST_F16, 1, shp, v, 6,
-                                &err),
-              &err);
+    ASSERT_OK(vrt_st_writer_add(&w, "a\"quote", VRT_ST_F16, 1, shp, v, 6, &err), &err);
     ASSERT_EQ_INT(vrt_st_writer_write(&w, path, NULL, &err), VRT_EINVAL);
     ASSERT_CONTAINS(err.msg, "added twice");
     vrt_st_writer_free(&w);
 
     vrt_st_writer_init(&w);
-    ASSERT_OK(vrt_st_writer_add(&w, "a\"quote", VRT_ST_F16, 1, shp, v, 6,
-                                &err),
-              &err);
-    ASSERT_EQ_INT(vrt_st_writer_write(&w, path, "{\"x\": 1}", &err),
-                  VRT_EINVAL);
-    ASSERT_OK(vrt_st_writer_write(&w, path,
-                                  "{\"format\":\"pt\",\"who\":\"v100rt\"}",
-                                  &err),
-              &err);
+    ASSERT_OK(vrt_st_writer_add(&w, "a\"quote", VRT_ST_F16, 1, shp, v, 6, &err), &err);
+    ASSERT_EQ_INT(vrt_st_writer_write(&w, path, "{\"x\": 1}", &err), VRT_EINVAL);
+    ASSERT_OK(vrt_st_writer_write(&w, path, "{\"format\":\"pt\",\"who\":\"v100rt\"}", &err), &err);
     vrt_st_writer_free(&w);
     vrt_st_file f;
     ASSERT_OK(vrt_st_open(&f, path, &err), &err);
@@ -266,8 +248,7 @@ TEST(st_truncated_file)
     vrt_err err = {0};
     float v[16] = {0};
     int64_t shp[1] = {16};
-    ASSERT_OK(vrt_st_writer_add(&w, "w", VRT_ST_F32, 1, shp, v, 64, &err),
-              &err);
+    ASSERT_OK(vrt_st_writer_add(&w, "w", VRT_ST_F32, 1, shp, v, 64, &err), &err);
     ASSERT_OK(vrt_st_writer_write(&w, path, NULL, &err), &err);
     vrt_st_writer_free(&w);
     struct stat st;
@@ -337,55 +318,45 @@ TEST(st_malformed_headers)
          "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
          "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[6,10]}}",
          10, VRT_EFORMAT, "'b'", "hole"},
-        {"first not at 0",
-         "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[2,6]}}", 6,
+        {"first not at 0", "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[2,6]}}", 6,
          VRT_EFORMAT, "'a'", "hole"},
         {"overlap",
          "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]},"
          "\"b\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[2,6]}}",
          6, VRT_EFORMAT, "'b'", "overlaps 'a'"},
-        {"past the end",
-         "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}",
-         12, VRT_EFORMAT, "'a'", "past the end"},
-        {"trailing data",
-         "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 8,
+        {"past the end", "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 12,
+         VRT_EFORMAT, "'a'", "past the end"},
+        {"trailing data", "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 8,
          VRT_EFORMAT, "trailing", "8 bytes"},
-        {"unknown dtype",
-         "{\"a\":{\"dtype\":\"F12\",\"shape\":[1],\"data_offsets\":[0,2]}}", 2,
+        {"unknown dtype", "{\"a\":{\"dtype\":\"F12\",\"shape\":[1],\"data_offsets\":[0,2]}}", 2,
          VRT_EFORMAT, "'a'", "unknown dtype 'F12'"},
         {"duplicate key",
          "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
          "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}",
          2, VRT_EFORMAT, "'a'", "twice"},
-        {"bad JSON", "{\"a\":{\"dtype\":\"U8\",", 0, VRT_EFORMAT,
-         "not valid JSON", ""},
+        {"bad JSON", "{\"a\":{\"dtype\":\"U8\",", 0, VRT_EFORMAT, "not valid JSON", ""},
         {"not an object", "[1,2]", 0, VRT_EFORMAT, "start with '{'", ""},
         {"trailing garbage", "{} x", 0, VRT_EFORMAT, "trailing bytes", ""},
-        {"nbytes mismatch",
-         "{\"a\":{\"dtype\":\"F16\",\"shape\":[2,3],\"data_offsets\":[0,10]}}",
+        {"nbytes mismatch", "{\"a\":{\"dtype\":\"F16\",\"shape\":[2,3],\"data_offsets\":[0,10]}}",
          10, VRT_EFORMAT, "'a'", "needs 12"},
-        {"end before begin",
-         "{\"a\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[4,0]}}", 4,
+        {"end before begin", "{\"a\":{\"dtype\":\"U8\",\"shape\":[0],\"data_offsets\":[4,0]}}", 4,
          VRT_EFORMAT, "'a'", "end before begin"},
-        {"negative shape",
-         "{\"a\":{\"dtype\":\"U8\",\"shape\":[-1],\"data_offsets\":[0,0]}}", 0,
+        {"negative shape", "{\"a\":{\"dtype\":\"U8\",\"shape\":[-1],\"data_offsets\":[0,0]}}", 0,
          VRT_EFORMAT, "'a'", "shape[0]"},
-        {"fractional offset",
-         "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1.5]}}",
+        {"fractional offset", "{\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1.5]}}",
          2, VRT_EFORMAT, "'a'", "data_offsets"},
         {"overflowing shape",
          "{\"a\":{\"dtype\":\"F64\",\"shape\":[4294967296,4294967296],"
          "\"data_offsets\":[0,8]}}",
          8, VRT_EFORMAT, "'a'", "overflows"},
-        {"sub-byte remainder",
-         "{\"a\":{\"dtype\":\"F4\",\"shape\":[3],\"data_offsets\":[0,1]}}", 1,
+        {"sub-byte remainder", "{\"a\":{\"dtype\":\"F4\",\"shape\":[3],\"data_offsets\":[0,1]}}", 1,
          VRT_EFORMAT, "'a'", "whole number of bytes"},
         {"too many dims",
          "{\"a\":{\"dtype\":\"U8\",\"shape\":[1,1,1,1,1,1,1,1,1],"
          "\"data_offsets\":[0,1]}}",
          1, VRT_EUNSUPPORTED, "'a'", "dimensions"},
-        {"missing data_offsets", "{\"a\":{\"dtype\":\"U8\",\"shape\":[1]}}", 1,
-         VRT_EFORMAT, "'a'", "data_offsets"},
+        {"missing data_offsets", "{\"a\":{\"dtype\":\"U8\",\"shape\":[1]}}", 1, VRT_EFORMAT, "'a'",
+         "data_offsets"},
         {"metadata not strings",
          "{\"__metadata__\":{\"n\":1},"
          "\"a\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}",
@@ -401,12 +372,10 @@ TEST(st_malformed_headers)
         int code;
         const char *msg = open_fails(path, &code);
         if (code != c->code)
-            TFAIL("case '%s': code %d, want %d (%s)", c->what, code, c->code,
-                  msg);
-        if (!strstr(msg, path) || !strstr(msg, c->frag1) ||
-            !strstr(msg, c->frag2))
-            TFAIL("case '%s': message lacks the path, '%s' or '%s': %s",
-                  c->what, c->frag1, c->frag2, msg);
+            TFAIL("case '%s': code %d, want %d (%s)", c->what, code, c->code, msg);
+        if (!strstr(msg, path) || !strstr(msg, c->frag1) || !strstr(msg, c->frag2))
+            TFAIL("case '%s': message lacks the path, '%s' or '%s': %s", c->what, c->frag1,
+                  c->frag2, msg);
     }
 }
 
@@ -426,10 +395,8 @@ TEST(st_parse_header_pure)
     vrt_st_header_free(&hdr);
     ASSERT_EQ_INT(vrt_st_parse_header(h, n, 17, &hdr, &err), VRT_EFORMAT);
     ASSERT_EQ_INT(hdr.n_tensors, 0);
-    ASSERT_EQ_INT(vrt_st_parse_header(h, n + 1, 16, &hdr, &err),
-                  VRT_EFORMAT);
-    ASSERT_EQ_INT(vrt_st_parse_header("{\"a\":1}", 0, 0, &hdr, &err),
-                  VRT_EFORMAT);
+    ASSERT_EQ_INT(vrt_st_parse_header(h, n + 1, 16, &hdr, &err), VRT_EFORMAT);
+    ASSERT_EQ_INT(vrt_st_parse_header("{\"a\":1}", 0, 0, &hdr, &err), VRT_EFORMAT);
     /* dtype names round-trip through parse. */
     for (int d = 0; d < VRT_ST_NDTYPES; d++)
         ASSERT_EQ_INT(vrt_st_dtype_parse(vrt_st_dtype_name(d)), d);
@@ -502,26 +469,25 @@ TEST(st_f16_all_values_roundtrip)
 TEST(st_f32_to_f16_rounding_and_overflow)
 {
     const float in[] = {
-        65504.0f,           /* max half */
-        65519.99f,          /* rounds down to max */
-        65520.0f,           /* tie -> even -> inf: overflow */
-        -70000.0f,          /* overflow */
-        1e30f,              /* overflow */
-        INFINITY,           /* not an overflow: already inf */
-        0x1p-24f,           /* smallest subnormal */
-        0x1p-25f,           /* tie -> 0 */
-        0x1.8p-25f,         /* above the tie -> smallest subnormal */
-        -0.0f,              /* sign kept */
-        1.0f + 0x1p-11f,    /* tie between 1 and 1+2^-10 -> 1 (even) */
-        1.0f + 0x1.8p-11f,  /* -> 1 + 2^-10 */
-        0x1.ff8p-15f,       /* largest subnormal, 1023 * 2^-24 */
-        0x1.ffcp-15f,       /* tie 1023.5 * 2^-24 -> even: smallest normal */
-        0x1.8p-24f,         /* tie 1.5 * 2^-24 -> 2 (even) */
-        0x1.4p-23f,         /* tie 2.5 * 2^-24 -> 2 (even) */
+        65504.0f,          /* max half */
+        65519.99f,         /* rounds down to max */
+        65520.0f,          /* tie -> even -> inf: overflow */
+        -70000.0f,         /* overflow */
+        1e30f,             /* overflow */
+        INFINITY,          /* not an overflow: already inf */
+        0x1p-24f,          /* smallest subnormal */
+        0x1p-25f,          /* tie -> 0 */
+        0x1.8p-25f,        /* above the tie -> smallest subnormal */
+        -0.0f,             /* sign kept */
+        1.0f + 0x1p-11f,   /* tie between 1 and 1+2^-10 -> 1 (even) */
+        1.0f + 0x1.8p-11f, /* -> 1 + 2^-10 */
+        0x1.ff8p-15f,      /* largest subnormal, 1023 * 2^-24 */
+        0x1.ffcp-15f,      /* tie 1023.5 * 2^-24 -> even: smallest normal */
+        0x1.8p-24f,        /* tie 1.5 * 2^-24 -> 2 (even) */
+        0x1.4p-23f,        /* tie 2.5 * 2^-24 -> 2 (even) */
     };
-    const uint16_t want[] = {0x7bff, 0x7bff, 0x7c00, 0xfc00, 0x7c00, 0x7c00,
-                             0x0001, 0x0000, 0x0001, 0x8000, 0x3c00, 0x3c01,
-                             0x03ff, 0x0400, 0x0002, 0x0002};
+    const uint16_t want[] = {0x7bff, 0x7bff, 0x7c00, 0xfc00, 0x7c00, 0x7c00, 0x0001, 0x0000,
+                             0x0001, 0x8000, 0x3c00, 0x3c01, 0x03ff, 0x0400, 0x0002, 0x0002};
     const int n = (int)(sizeof in / sizeof in[0]);
     uint16_t out[32];
     uint64_t over = 0;
@@ -530,8 +496,7 @@ TEST(st_f32_to_f16_rounding_and_overflow)
     ASSERT_OK(vrt_st_to_f16(&t, out, &over, &err), &err);
     for (int i = 0; i < n; i++)
         if (out[i] != want[i])
-            TFAIL("f32 %a -> 0x%04x, want 0x%04x", (double)in[i], out[i],
-                  want[i]);
+            TFAIL("f32 %a -> 0x%04x, want 0x%04x", (double)in[i], out[i], want[i]);
     ASSERT_EQ_INT(over, 3);
     /* NaN stays NaN. */
     float nanv = NAN;
@@ -554,8 +519,7 @@ TEST(st_bf16_to_f16_overflow)
     float fl[N];
     uint64_t want_over = 0;
     for (int i = 0; i < N; i++) {
-        float v = (float)ldexp((double)(rnd() % 20000) / 10000.0 - 1.0,
-                               (int)(rnd() % 40) - 20);
+        float v = (float)ldexp((double)(rnd() % 20000) / 10000.0 - 1.0, (int)(rnd() % 40) - 20);
         if (i % 97 == 0)
             v = 70000.0f * (i % 2 ? 1 : -1);
         bf[i] = to_bf16(v);
@@ -584,8 +548,8 @@ TEST(st_bf16_to_f16_overflow)
 
 /* Writes a file with tensors named names[i], F32 of shape [i+1, 2],
  * filled with the value i + base. */
-static int write_model_file(const char *path, const char *const *names, int n,
-                            float base, vrt_err *err)
+static int write_model_file(const char *path, const char *const *names, int n, float base,
+                            vrt_err *err)
 {
     vrt_st_writer w;
     vrt_st_writer_init(&w);
@@ -595,8 +559,7 @@ static int write_model_file(const char *path, const char *const *names, int n,
         float v[64];
         for (int k = 0; k < 64; k++)
             v[k] = (float)i + base;
-        rc = vrt_st_writer_add(&w, names[i], VRT_ST_F32, 2, shp, v,
-                               (uint64_t)(i + 1) * 2 * 4, err);
+        rc = vrt_st_writer_add(&w, names[i], VRT_ST_F32, 2, shp, v, (uint64_t)(i + 1) * 2 * 4, err);
     }
     if (rc == 0)
         rc = vrt_st_writer_write(&w, path, NULL, err);
@@ -626,23 +589,21 @@ TEST(ckpt_sharded_with_index)
     path_in(p, sizeof p, dir, "model-00002-of-00002.safetensors");
     ASSERT_OK(write_model_file(p, s2, 2, 10, &err), &err);
     path_in(p, sizeof p, dir, "model.safetensors.index.json");
-    ASSERT(write_text(p,
-                      "{\"metadata\":{\"total_size\":48},\"weight_map\":{"
-                      "\"model.embed_tokens.weight\":\"model-00001-of-00002."
-                      "safetensors\","
-                      "\"model.norm.weight\":\"model-00001-of-00002."
-                      "safetensors\","
-                      "\"model.layers.0.self_attn.rotary_emb.inv_freq\":"
-                      "\"model-00001-of-00002.safetensors\","
-                      "\"lm_head.weight\":\"model-00002-of-00002.safetensors\","
-                      "\"model.layers.0.mlp.up_proj.weight\":\"model-00002-of-"
-                      "00002.safetensors\"}}") == 0);
+    ASSERT(write_text(p, "{\"metadata\":{\"total_size\":48},\"weight_map\":{"
+                         "\"model.embed_tokens.weight\":\"model-00001-of-00002."
+                         "safetensors\","
+                         "\"model.norm.weight\":\"model-00001-of-00002."
+                         "safetensors\","
+                         "\"model.layers.0.self_attn.rotary_emb.inv_freq\":"
+                         "\"model-00001-of-00002.safetensors\","
+                         "\"lm_head.weight\":\"model-00002-of-00002.safetensors\","
+                         "\"model.layers.0.mlp.up_proj.weight\":\"model-00002-of-"
+                         "00002.safetensors\"}}") == 0);
     vrt_checkpoint ck;
     ASSERT_OK(vrt_checkpoint_open(&ck, dir, &err), &err);
     ASSERT_EQ_INT(ck.n_files, 2);
     ASSERT_EQ_INT(vrt_checkpoint_count(&ck), 4); /* inv_freq ignored */
-    ASSERT(vrt_checkpoint_find(
-               &ck, "model.layers.0.self_attn.rotary_emb.inv_freq") == NULL);
+    ASSERT(vrt_checkpoint_find(&ck, "model.layers.0.self_attn.rotary_emb.inv_freq") == NULL);
     const vrt_st_tensor *t = vrt_checkpoint_find(&ck, "lm_head.weight");
     ASSERT(t);
     ASSERT_CONTAINS(t->file, "model-00002-of-00002.safetensors");
@@ -650,8 +611,7 @@ TEST(ckpt_sharded_with_index)
     ASSERT_OK(vrt_st_to_f32(t, v, &err), &err);
     ASSERT_NEAR(v[0], 10.0, 0);
     int64_t shp[2] = {2, 2};
-    ASSERT_OK(vrt_checkpoint_get(&ck, "model.norm.weight", 2, shp, &t, &err),
-              &err);
+    ASSERT_OK(vrt_checkpoint_get(&ck, "model.norm.weight", 2, shp, &t, &err), &err);
     ASSERT_CONTAINS(t->file, "model-00001");
     /* Iteration is in name order and covers every tensor once. */
     for (int i = 1; i < vrt_checkpoint_count(&ck); i++)
@@ -659,23 +619,17 @@ TEST(ckpt_sharded_with_index)
                       vrt_checkpoint_tensor(&ck, i)->name) < 0);
     ASSERT(vrt_checkpoint_tensor(&ck, 4) == NULL);
     /* Missing tensor: names it and the directory, suggests a near name. */
-    ASSERT_EQ_INT(vrt_checkpoint_get(&ck, "model.norm.weigth", 2, shp, &t,
-                                     &err),
-                  VRT_ENOENT);
+    ASSERT_EQ_INT(vrt_checkpoint_get(&ck, "model.norm.weigth", 2, shp, &t, &err), VRT_ENOENT);
     ASSERT_CONTAINS(err.msg, "'model.norm.weigth'");
     ASSERT_CONTAINS(err.msg, dir);
     ASSERT_CONTAINS(err.msg, "did you mean 'model.norm.weight'");
     /* Wrong shape: both shapes and the file. */
     int64_t bad[2] = {3, 2};
-    ASSERT_EQ_INT(vrt_checkpoint_get(&ck, "model.norm.weight", 2, bad, &t,
-                                     &err),
-                  VRT_EFORMAT);
+    ASSERT_EQ_INT(vrt_checkpoint_get(&ck, "model.norm.weight", 2, bad, &t, &err), VRT_EFORMAT);
     ASSERT_CONTAINS(err.msg, "[2, 2]");
     ASSERT_CONTAINS(err.msg, "expected [3, 2]");
     ASSERT_CONTAINS(err.msg, "model-00001-of-00002.safetensors");
-    ASSERT_EQ_INT(vrt_checkpoint_get(&ck, "model.norm.weight", 1, bad, &t,
-                                     &err),
-                  VRT_EFORMAT);
+    ASSERT_EQ_INT(vrt_checkpoint_get(&ck, "model.norm.weight", 1, bad, &t, &err), VRT_EFORMAT);
     vrt_checkpoint_close(&ck);
 }
 
@@ -699,14 +653,12 @@ TEST(ckpt_index_points_to_wrong_shard)
     ASSERT_CONTAINS(err.msg, "s1.safetensors");
     vrt_checkpoint_close(&ck);
     /* A shard that does not exist. */
-    ASSERT(write_text(p, "{\"weight_map\":{\"a.weight\":\"s9.safetensors\"}}") ==
-           0);
+    ASSERT(write_text(p, "{\"weight_map\":{\"a.weight\":\"s9.safetensors\"}}") == 0);
     ASSERT_EQ_INT(vrt_checkpoint_open(&ck, dir, &err), VRT_ENOENT);
     ASSERT_CONTAINS(err.msg, "s9.safetensors");
     vrt_checkpoint_close(&ck);
     /* Path components in shard names are refused. */
-    ASSERT(write_text(p, "{\"weight_map\":{\"a.weight\":\"../x.safetensors\"}}") ==
-           0);
+    ASSERT(write_text(p, "{\"weight_map\":{\"a.weight\":\"../x.safetensors\"}}") == 0);
     ASSERT_EQ_INT(vrt_checkpoint_open(&ck, dir, &err), VRT_EFORMAT);
     ASSERT_CONTAINS(err.msg, "'a.weight'");
     vrt_checkpoint_close(&ck);
@@ -758,8 +710,7 @@ TEST(ckpt_single_file_fallbacks)
     ASSERT_CONTAINS(err.msg, p);
     vrt_checkpoint_close(&ck);
     /* Not a directory. */
-    ASSERT_EQ_INT(vrt_checkpoint_open(&ck, "/nonexistent/dir", &err),
-                  VRT_ENOENT);
+    ASSERT_EQ_INT(vrt_checkpoint_open(&ck, "/nonexistent/dir", &err), VRT_ENOENT);
     vrt_checkpoint_close(&ck);
 }
 
@@ -775,14 +726,11 @@ TEST(ckpt_many_tensors_hash)
     vrt_st_writer w;
     vrt_st_writer_init(&w);
     for (int i = 0; i < N; i++) {
-        snprintf(names[i], sizeof names[i], "model.layers.%d.w%d", i / 7,
-                 i % 7);
+        snprintf(names[i], sizeof names[i], "model.layers.%d.w%d", i / 7, i % 7);
         ptr[i] = names[i];
         int64_t shp[1] = {1};
         float v = (float)i;
-        ASSERT_OK(vrt_st_writer_add(&w, ptr[i], VRT_ST_F32, 1, shp, &v, 4,
-                                    &err),
-                  &err);
+        ASSERT_OK(vrt_st_writer_add(&w, ptr[i], VRT_ST_F32, 1, shp, &v, 4, &err), &err);
     }
     path_in(p, sizeof p, dir, "model.safetensors");
     ASSERT_OK(vrt_st_writer_write(&w, p, NULL, &err), &err);

@@ -76,8 +76,7 @@ static void ref_softmax_kept(const double *s, const int *keep, int V, double *pr
 
 /* The final distribution of a sampling request, by full sorts in double:
  * temperature, top_k, top_p, typical_p, min_p as HF / vLLM define them. */
-static void ref_distribution(const vrt_sampling_params *p, const double *pen, int V,
-                             double *probs)
+static void ref_distribution(const vrt_sampling_params *p, const double *pen, int V, double *probs)
 {
     double *s = malloc(V * sizeof *s), *key = malloc(V * sizeof *key);
     int *keep = malloc(V * sizeof *keep), *ord = malloc(V * sizeof *ord);
@@ -213,8 +212,8 @@ done:
 }
 
 /* Reference distribution + empirical check in one call. */
-static int check_against_reference(const vrt_sampling_params *p, const float *logits, int V,
-                                   int n, int *seen)
+static int check_against_reference(const vrt_sampling_params *p, const float *logits, int V, int n,
+                                   int *seen)
 {
     double *pen = malloc(V * sizeof *pen), *want = malloc(V * sizeof *want);
     ref_penalize(p, logits, V, NULL, 0, NULL, 0, pen);

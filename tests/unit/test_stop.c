@@ -151,7 +151,9 @@ TEST(stop_multiple_earliest_wins)
 
 TEST(stop_utf8_multibyte)
 {
-    const char *stops[] = {"\xE2\x80\x94" "fin", "\xC3\xA9t\xC3\xA9"}; /* "—fin", "été" */
+    const char *stops[] = {"\xE2\x80\x94"
+                           "fin",
+                           "\xC3\xA9t\xC3\xA9"}; /* "—fin", "été" */
     char got[64];
     int m;
     /* Split inside the multibyte character of the stop string. */
@@ -288,8 +290,8 @@ TEST(stop_random_against_reference)
             if (m < 0) {
                 size_t h = ref_hold(text, fed, stops, ns);
                 if (vrt_stop_held(&s) != h || out.len + h != fed)
-                    TFAIL("iter %d: after %zu bytes of \"%s\" held %zu, want %zu", iter, fed,
-                          text, vrt_stop_held(&s), h);
+                    TFAIL("iter %d: after %zu bytes of \"%s\" held %zu, want %zu", iter, fed, text,
+                          vrt_stop_held(&s), h);
             }
         }
         ASSERT_OK(vrt_stop_flush(&s, &out, &err), &err);

@@ -24,28 +24,6 @@
 
 /* ---- helpers ---------------------------------------------------------- */
 
-static char *read_text(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    if (buf) {
-        buf[n] = '\0';
-        if (len)
-            *len = (size_t)n;
-    }
-    return buf;
-}
-
 /* Hex string -> malloc'd bytes (NUL-terminated), *len bytes. */
 static char *unhex(const char *h, size_t *len)
 {
@@ -175,7 +153,7 @@ static int run_expected(const char *dir, int *n_cases)
     }
     char path[512];
     snprintf(path, sizeof(path), "%s/expected.json", dir);
-    char *text = read_text(path, NULL);
+    char *text = vrt_test_read_file(path, NULL);
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     free(text);
     const cJSON *cases = cJSON_GetObjectItem(root, "cases");
@@ -326,7 +304,7 @@ static int run_variant(const cJSON *v)
     char path[512];
     snprintf(path, sizeof(path), FIX "%s/tokenizer.json",
              cJSON_GetObjectItem(v, "base")->valuestring);
-    char *text = read_text(path, NULL);
+    char *text = vrt_test_read_file(path, NULL);
     cJSON *j = text ? cJSON_Parse(text) : NULL;
     free(text);
     if (!j) {
@@ -405,7 +383,7 @@ static int run_variant(const cJSON *v)
 
 TEST(tokenizer_variants_match_tokenizers)
 {
-    char *text = read_text(FIX "variants.json", NULL);
+    char *text = vrt_test_read_file(FIX "variants.json", NULL);
     cJSON *root = text ? cJSON_Parse(text) : NULL;
     free(text);
     const cJSON *vs = cJSON_GetObjectItem(root, "variants");
