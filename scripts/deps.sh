@@ -12,6 +12,12 @@
 # there).
 set -euo pipefail
 
+# --test also installs what only the tests use: promtool (Debian package
+# prometheus) to check /metrics, curl, and python3 with venv for the
+# end-to-end tests with the real openai / huggingface_hub clients.
+test_deps=0
+[ "${1:-}" = "--test" ] && test_deps=1
+
 missing=()
 need_cmd() { command -v "$1" >/dev/null 2>&1 || missing+=("$2"); }
 need_pc() { pkg-config --exists "$1" 2>/dev/null || missing+=("$2"); }
@@ -27,6 +33,12 @@ need_pc libcjson libcjson-dev
 need_pc libpcre2-8 libpcre2-dev
 need_hdr http_parser.h libhttp-parser-dev
 # OpenMP runtime for gcc comes with gcc (libgomp); nothing else to add.
+if [ "$test_deps" -eq 1 ]; then
+    need_cmd promtool prometheus
+    need_cmd curl curl
+    need_cmd python3 python3
+    python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
     echo "deps: all build dependencies are present"
