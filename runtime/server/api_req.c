@@ -795,7 +795,8 @@ static int parse_oai(pctx *c, vrt_api_request *r, const cJSON *root)
         return rc;
     if (rc) {
         OAI_RANGE("n", v >= 1, "n must be at least 1, got %lld.", v);
-        OAI_RANGE("n", v == 1, "n must be 1: v100rt returns one choice per request, got %lld.", v);
+        OAI_RANGE("n", v <= 16, "n must be at most 16, got %lld.", v);
+        r->n = (int)v;
     }
     if ((rc = get_int(c, root, "best_of", -2147483648.0, 2147483647.0, &v)) < 0)
         return rc;

@@ -360,7 +360,7 @@ char *vrt_api_render_completion(const vrt_api_request *rq, const vrt_api_result 
     cJSON *o = oai_header(&b, rq, res, chat ? "chat.completion" : "text_completion");
     cJSON *choices = add(&b, o, "choices", cJSON_CreateArray());
     cJSON *c = add(&b, choices, NULL, cJSON_CreateObject());
-    add(&b, c, "index", num(0));
+    add(&b, c, "index", num(res->index));
     if (chat) {
         cJSON *m = add(&b, c, "message", cJSON_CreateObject());
         add(&b, m, "role", str("assistant"));
@@ -391,7 +391,7 @@ char *vrt_api_render_oai_chunk(const vrt_api_request *rq, const vrt_api_result *
     cJSON *o = oai_header(&b, rq, meta, chat ? "chat.completion.chunk" : "text_completion");
     cJSON *choices = add(&b, o, "choices", cJSON_CreateArray());
     cJSON *c = add(&b, choices, NULL, cJSON_CreateObject());
-    add(&b, c, "index", num(0));
+    add(&b, c, "index", num(meta->index));
     if (chat) {
         cJSON *delta = add(&b, c, "delta", cJSON_CreateObject());
         if (d->text_len || !d->finish_reason)
@@ -420,7 +420,7 @@ char *vrt_api_render_oai_role_chunk(const vrt_api_request *rq, const vrt_api_res
     cJSON *o = oai_header(&b, rq, meta, "chat.completion.chunk");
     cJSON *choices = add(&b, o, "choices", cJSON_CreateArray());
     cJSON *c = add(&b, choices, NULL, cJSON_CreateObject());
-    add(&b, c, "index", num(0));
+    add(&b, c, "index", num(meta->index));
     cJSON *delta = add(&b, c, "delta", cJSON_CreateObject());
     add(&b, delta, "role", str("assistant"));
     add(&b, delta, "content", str(""));

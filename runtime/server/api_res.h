@@ -38,6 +38,7 @@ typedef struct vrt_api_token {
 
 typedef struct vrt_api_result {
     const char *id;                 /* OpenAI: "cmpl-..." / "chatcmpl-..." */
+    int index;                      /* OpenAI: the choice (0 .. n-1) */
     const char *model;              /* OpenAI "model" */
     int64_t created;                /* unix seconds */
     const char *system_fingerprint; /* NULL: null */

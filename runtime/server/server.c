@@ -24,6 +24,7 @@
 #include "server/metrics.h"
 #include "tokenizer/chat.h"
 
+#include <cJSON.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -63,6 +64,7 @@ typedef struct srv {
 
 typedef struct qev { /* an engine event, copied for the loop thread */
     struct qev *next;
+    int choice; /* which choice (OpenAI n) it belongs to */
     int kind;
     int32_t token;
     float logprob;
@@ -81,26 +83,43 @@ typedef struct qev { /* an engine event, copied for the loop thread */
     char *err_msg;
 } qev;
 
+struct gen;
+
+/* One choice of a request (OpenAI `n`; TGI requests have one): one engine
+ * request and what it generated. */
+typedef struct choice {
+    struct gen *g;
+    int idx;
+    uint64_t engine_id, seed;
+    int submitted, done;
+    char finish[16];
+    char *text;
+    size_t text_len, text_cap;
+    vrt_api_token *toks;
+    vrt_api_token *top; /* [n_toks][g->n_top] */
+    int n_toks, cap_toks;
+    size_t chars_out; /* text bytes already streamed (completions text_offset) */
+    int held;         /* TGI stream: the last token event is held back */
+    float *prompt_lp; /* decoder_input_details, from the finish event */
+    double queue_s, ttft_s;
+} choice;
+
 typedef struct gen {
     srv *s;
     vrt_http_res *res; /* our reference; NULL once released */
     vrt_api_request rq;
-    uint64_t engine_id;
-    int submitted, final_seen, client_gone;
+    choice *ch; /* [n_ch] */
+    int n_ch, n_submitted, n_final;
+    int client_gone;
+    int started;   /* stream: the SSE response has begun */
+    int responded; /* an error was sent: the other choices are cancelled */
+    int fail;      /* -1 or the vrt_fail_kind of the first failure */
     double t_arrival, t_last_token;
     char id[48];
     int32_t *prompt_ids; /* [n_prompt] after truncation */
     int n_prompt;
     char *prompt_text; /* for echo / return_full_text */
-    /* accumulated output */
-    char *text;
-    size_t text_len, text_cap;
-    vrt_api_token *toks;
-    vrt_api_token *top; /* [n_toks][n_top] */
-    int n_toks, cap_toks, n_top;
-    size_t chars_out; /* text bytes already streamed (completions text_offset) */
-    int held;         /* TGI stream: the last token event is held back */
-    int started;      /* stream: the SSE response has begun */
+    int n_top;
     /* engine -> loop queue */
     pthread_mutex_t mu;
     qev *q_head, *q_tail;
@@ -124,6 +143,20 @@ static void qev_free(qev *q)
     free(q);
 }
 
+static void choice_free(choice *c, int n_top)
+{
+    free(c->text);
+    for (int i = 0; i < c->n_toks; i++)
+        free((char *)c->toks[i].text);
+    free(c->toks);
+    if (c->top) {
+        for (int i = 0; i < c->n_toks * n_top; i++)
+            free((char *)c->top[i].text);
+        free(c->top);
+    }
+    free(c->prompt_lp);
+}
+
 static void gen_free(gen *g)
 {
     if (g->res)
@@ -131,15 +164,9 @@ static void gen_free(gen *g)
     vrt_api_request_free(&g->rq);
     free(g->prompt_ids);
     free(g->prompt_text);
-    free(g->text);
-    for (int i = 0; i < g->n_toks; i++)
-        free((char *)g->toks[i].text);
-    free(g->toks);
-    if (g->top) {
-        for (int i = 0; i < g->n_toks * g->n_top; i++)
-            free((char *)g->top[i].text);
-        free(g->top);
-    }
+    for (int i = 0; g->ch && i < g->n_ch; i++)
+        choice_free(&g->ch[i], g->n_top);
+    free(g->ch);
     qev *q = g->q_head;
     while (q) {
         qev *n = q->next;
@@ -188,61 +215,62 @@ static void stream_write(gen *g, char *chunk)
     }
 }
 
-static void fill_result(gen *g, vrt_api_result *res, const qev *fin)
+static void fill_result(gen *g, choice *c, vrt_api_result *res, const char *finish)
 {
     memset(res, 0, sizeof *res);
     res->id = g->id;
     res->model = g->s->model_name;
     res->created = g->s->started;
     res->prompt = g->prompt_text;
-    res->text = g->text ? g->text : "";
-    res->text_len = g->text_len;
-    res->finish_reason = fin ? fin->finish : NULL;
-    res->seed = g->rq.params.sampling.seed;
+    res->index = c->idx;
+    res->text = c->text ? c->text : "";
+    res->text_len = c->text_len;
+    res->finish_reason = finish;
+    res->seed = c->seed;
     res->has_seed = g->rq.params.sampling.do_sample;
     res->n_prompt_tokens = g->n_prompt;
-    res->n_generated_tokens = g->n_toks;
-    res->tokens = g->toks;
-    res->n_tokens = g->n_toks;
-    res->top = g->n_top ? g->top : NULL;
+    res->n_generated_tokens = c->n_toks;
+    res->tokens = c->toks;
+    res->n_tokens = c->n_toks;
+    res->top = g->n_top ? c->top : NULL;
     res->n_top = g->n_top;
 }
 
-static int add_text(gen *g, const char *t, size_t n)
+static int add_text(choice *c, const char *t, size_t n)
 {
-    if (g->text_len + n + 1 > g->text_cap) {
-        size_t c = g->text_cap ? g->text_cap * 2 : 256;
-        while (c < g->text_len + n + 1)
-            c *= 2;
-        char *p = realloc(g->text, c);
+    if (c->text_len + n + 1 > c->text_cap) {
+        size_t cap = c->text_cap ? c->text_cap * 2 : 256;
+        while (cap < c->text_len + n + 1)
+            cap *= 2;
+        char *p = realloc(c->text, cap);
         if (!p)
             return VRT_ENOMEM;
-        g->text = p;
-        g->text_cap = c;
+        c->text = p;
+        c->text_cap = cap;
     }
-    memcpy(g->text + g->text_len, t, n);
-    g->text_len += n;
-    g->text[g->text_len] = 0;
+    memcpy(c->text + c->text_len, t, n);
+    c->text_len += n;
+    c->text[c->text_len] = 0;
     return 0;
 }
 
-static int add_token(gen *g, const qev *q)
+static int add_token(gen *g, choice *c, const qev *q)
 {
-    if (g->n_toks == g->cap_toks) {
-        int c = g->cap_toks ? 2 * g->cap_toks : 32;
-        vrt_api_token *t = realloc(g->toks, (size_t)c * sizeof *t);
+    if (c->n_toks == c->cap_toks) {
+        int cap = c->cap_toks ? 2 * c->cap_toks : 32;
+        vrt_api_token *t = realloc(c->toks, (size_t)cap * sizeof *t);
         if (!t)
             return VRT_ENOMEM;
-        g->toks = t;
+        c->toks = t;
         if (g->n_top) {
-            vrt_api_token *tp = realloc(g->top, (size_t)c * g->n_top * sizeof *tp);
+            vrt_api_token *tp = realloc(c->top, (size_t)cap * g->n_top * sizeof *tp);
             if (!tp)
                 return VRT_ENOMEM;
-            g->top = tp;
+            c->top = tp;
         }
-        g->cap_toks = c;
+        c->cap_toks = cap;
     }
-    vrt_api_token *t = &g->toks[g->n_toks];
+    vrt_api_token *t = &c->toks[c->n_toks];
     t->id = q->token;
     t->logprob = q->logprob;
     t->special = q->special;
@@ -251,27 +279,27 @@ static int add_token(gen *g, const qev *q)
     else
         t->text = q->text ? strndup(q->text, q->text_len) : strdup("");
     for (int j = 0; j < g->n_top; j++) {
-        vrt_api_token *tt = &g->top[(size_t)g->n_toks * g->n_top + j];
+        vrt_api_token *tt = &c->top[(size_t)c->n_toks * g->n_top + j];
         int have = j < q->n_top;
         tt->id = have ? q->top_ids[j] : 0;
         tt->logprob = have ? q->top_lp[j] : NAN;
         tt->special = have ? vrt_tokenizer_is_special(g->s->rt->tok, tt->id) : 0;
         tt->text = have ? piece_text(g->s, tt->id) : strdup("");
     }
-    g->n_toks++;
+    c->n_toks++;
     return 0;
 }
 
 /* TGI streams send each token event once the next event is known. */
-static void tgi_flush_held(gen *g, const vrt_api_result *final)
+static void tgi_flush_held(gen *g, choice *c, const vrt_api_result *final)
 {
-    if (!g->held)
+    if (!c->held)
         return;
-    int i = g->n_toks - 1;
-    stream_write(g, vrt_api_render_tgi_stream_event(&g->rq, &g->toks[i], i,
-                                                    g->n_top ? &g->top[(size_t)i * g->n_top] : NULL,
+    int i = c->n_toks - 1;
+    stream_write(g, vrt_api_render_tgi_stream_event(&g->rq, &c->toks[i], i,
+                                                    g->n_top ? &c->top[(size_t)i * g->n_top] : NULL,
                                                     g->n_top, final));
-    g->held = 0;
+    c->held = 0;
 }
 
 static int fail_kind_of(int code)
@@ -285,71 +313,104 @@ static int fail_kind_of(int code)
     return VRT_FAIL_GENERATION;
 }
 
-static void log_request(gen *g, int status, const qev *fin)
+static int total_tokens(const gen *g)
 {
-    const vrt_http_req *rq = vrt_http_res_req(g->res);
-    VRT_INFO("request %s %s %s status=%d prompt_tokens=%d generated_tokens=%d ttft=%.3fs "
-             "total=%.3fs%s%s",
-             g->id, rq ? rq->method : "?", rq ? rq->path : "?", status, g->n_prompt, g->n_toks,
-             fin ? fin->ttft_s : 0.0, now_s() - g->t_arrival,
-             fin && fin->finish[0] ? " finish=" : "", fin && fin->finish[0] ? fin->finish : "");
+    int n = 0;
+    for (int i = 0; i < g->n_ch; i++)
+        n += g->ch[i].n_toks;
+    return n;
 }
 
-static void start_stream(gen *g);
-
-static void on_final(gen *g, qev *q)
+static void log_request(gen *g, int status, const char *finish, double ttft)
 {
-    srv *s = g->s;
-    vrt_request_record rec = {.fail = -1,
-                              .queue_s = q->queue_s,
-                              .inference_s = q->total_s - q->queue_s,
-                              .e2e_s = now_s() - g->t_arrival,
-                              .input_tokens = g->n_prompt,
-                              .generated_tokens = g->n_toks};
+    const vrt_http_req *rq = g->res ? vrt_http_res_req(g->res) : NULL;
+    VRT_INFO("request %s %s %s status=%d prompt_tokens=%d generated_tokens=%d ttft=%.3fs "
+             "total=%.3fs%s%s",
+             g->id, rq ? rq->method : "?", rq ? rq->path : "?", status, g->n_prompt,
+             g->ch ? total_tokens(g) : 0, ttft, now_s() - g->t_arrival, finish ? " finish=" : "",
+             finish ? finish : "");
+}
+
+static void start_stream(gen *g)
+{
+    if (g->started)
+        return;
+    g->started = 1;
+    vrt_http_res_set_header(g->res, "Cache-Control", "no-cache");
+    vrt_http_stream_begin(g->res, 200, "text/event-stream");
+    if (g->rq.api == VRT_API_OAI_CHAT)
+        for (int i = 0; i < g->n_ch; i++) {
+            vrt_api_result meta;
+            fill_result(g, &g->ch[i], &meta, NULL);
+            stream_write(g, vrt_api_render_oai_role_chunk(&g->rq, &meta));
+        }
+}
+
+/* The status, error_type and message of a failed engine request: a policy
+ * hook that failed is 500 "policy", a refusal (admit hook) 429
+ * "overloaded", anything else 424 "generation" (TGI) / 500 (OpenAI). */
+static void send_error(gen *g, const qev *q)
+{
+    int status = q->err_code == VRT_EPOLICY       ? 500
+                 : q->err_code == VRT_EOVERLOADED ? 429
+                 : vrt_api_is_openai(g->rq.api)   ? 500
+                                                  : 424;
+    const char *type = q->err_code == VRT_EPOLICY       ? "policy"
+                       : q->err_code == VRT_EOVERLOADED ? "overloaded"
+                                                        : "generation";
+    const char *msg = q->err_msg ? q->err_msg : "generation failed";
+    if (g->started) {
+        tgi_flush_held(g, &g->ch[0], NULL);
+        stream_write(g, vrt_api_render_stream_error(g->rq.api, status, type, msg));
+        if (vrt_api_is_openai(g->rq.api))
+            vrt_http_stream_write(g->res, VRT_API_SSE_DONE, strlen(VRT_API_SSE_DONE));
+        vrt_http_stream_end(g->res);
+        status = 200;
+    } else if (vrt_api_is_openai(g->rq.api)) {
+        vrt_api_error e;
+        vrt_api_error_set(&e, g->rq.api, status, NULL, "%s", msg);
+        snprintf(e.type, sizeof e.type, "%s",
+                 status == 429                                 ? "RateLimitError"
+                 : status == 500 && q->err_code == VRT_EPOLICY ? "policy"
+                                                               : "internal_server_error");
+        respond_api_error(g->res, g->rq.api, &e);
+    } else {
+        vrt_http_respond_error(g->res, status, type, msg);
+    }
+    log_request(g, status, NULL, 0.0);
+}
+
+/* Cancels the choices still running (after an error or a disconnect). */
+static void cancel_rest(gen *g)
+{
+    for (int i = 0; i < g->n_ch; i++)
+        if (g->ch[i].submitted && !g->ch[i].done && g->s->eng)
+            vrt_engine_cancel(g->s->eng, g->ch[i].engine_id);
+}
+
+static void on_choice_final(gen *g, choice *c, qev *q)
+{
+    c->done = 1;
+    g->n_final++;
     if (q->kind == VRT_EV_ERROR) {
-        rec.fail = g->client_gone ? VRT_FAIL_CANCELLED : fail_kind_of(q->err_code);
-        vrt_srv_metrics_request_done(&s->mh, &rec);
-        if (g->client_gone || vrt_http_res_closed(g->res)) {
-            log_request(g, 499, NULL);
-            return;
+        if (g->fail < 0)
+            g->fail = g->client_gone ? VRT_FAIL_CANCELLED : fail_kind_of(q->err_code);
+        if (!g->responded && !g->client_gone && !vrt_http_res_closed(g->res)) {
+            g->responded = 1;
+            send_error(g, q);
         }
-        /* Status and error_type: a policy hook that failed is 500 "policy",
-         * a refusal (admit hook) 429 "overloaded", anything else 424
-         * "generation" (TGI) / 500 (OpenAI). */
-        int status = q->err_code == VRT_EPOLICY       ? 500
-                     : q->err_code == VRT_EOVERLOADED ? 429
-                     : vrt_api_is_openai(g->rq.api)   ? 500
-                                                      : 424;
-        const char *type = q->err_code == VRT_EPOLICY       ? "policy"
-                           : q->err_code == VRT_EOVERLOADED ? "overloaded"
-                                                            : "generation";
-        if (g->started) {
-            tgi_flush_held(g, NULL);
-            stream_write(g, vrt_api_render_stream_error(g->rq.api, status, type, q->err_msg));
-            if (vrt_api_is_openai(g->rq.api))
-                vrt_http_stream_write(g->res, VRT_API_SSE_DONE, strlen(VRT_API_SSE_DONE));
-            vrt_http_stream_end(g->res);
-            status = 200;
-        } else if (vrt_api_is_openai(g->rq.api)) {
-            vrt_api_error e;
-            vrt_api_error_set(&e, g->rq.api, status, NULL, "%s", q->err_msg);
-            snprintf(e.type, sizeof e.type, "%s",
-                     status == 429                                 ? "RateLimitError"
-                     : status == 500 && q->err_code == VRT_EPOLICY ? "policy"
-                                                                   : "internal_server_error");
-            respond_api_error(g->res, g->rq.api, &e);
-        } else {
-            vrt_http_respond_error(g->res, status, type, q->err_msg);
-        }
-        log_request(g, status, NULL);
+        cancel_rest(g);
         return;
     }
-    /* FINISH: the text still held back by the detokenizer / stop checker. */
+    c->queue_s = q->queue_s;
+    c->ttft_s = q->ttft_s;
+    snprintf(c->finish, sizeof c->finish, "%s", q->finish);
+    /* The text still held back by the detokenizer / stop checker belongs to
+     * the last token. */
     if (q->text_len) {
-        add_text(g, q->text, q->text_len);
-        if (g->n_toks > 0 && !g->toks[g->n_toks - 1].special) {
-            /* It belongs to the last token's text. */
-            vrt_api_token *t = &g->toks[g->n_toks - 1];
+        add_text(c, q->text, q->text_len);
+        if (c->n_toks > 0 && !c->toks[c->n_toks - 1].special) {
+            vrt_api_token *t = &c->toks[c->n_toks - 1];
             size_t a = strlen(t->text);
             char *nt = malloc(a + q->text_len + 1);
             if (nt) {
@@ -361,78 +422,135 @@ static void on_final(gen *g, qev *q)
             }
         }
     }
-    vrt_api_token *prefill = NULL;
+    c->prompt_lp = q->prompt_lp;
+    q->prompt_lp = NULL;
+    if (g->responded || g->client_gone || !g->rq.stream)
+        return;
+    start_stream(g);
     vrt_api_result res;
-    fill_result(g, &res, q);
-    if (g->rq.decoder_input_details && q->prompt_lp) {
-        prefill = calloc((size_t)g->n_prompt, sizeof *prefill);
-        for (int i = 0; prefill && i < g->n_prompt; i++) {
-            prefill[i].id = g->prompt_ids[i];
-            prefill[i].logprob = q->prompt_lp[i];
-            prefill[i].text = piece_text(s, g->prompt_ids[i]);
-        }
-        res.prefill = prefill;
-        res.n_prefill = prefill ? g->n_prompt : 0;
+    fill_result(g, c, &res, c->finish);
+    if (vrt_api_is_openai(g->rq.api)) {
+        vrt_api_delta d = {.text = q->text ? q->text : "",
+                           .text_len = q->text_len,
+                           .text_offset = c->chars_out,
+                           .finish_reason = c->finish};
+        stream_write(g, vrt_api_render_oai_chunk(&g->rq, &res, &d));
+    } else {
+        tgi_flush_held(g, c, &res);
     }
+}
+
+/* Merges the one-choice bodies of n choices into one (choices, usage). */
+static char *merge_choices(gen *g, char **bodies)
+{
+    cJSON *root = cJSON_Parse(bodies[0]);
+    cJSON *choices = root ? cJSON_GetObjectItem(root, "choices") : NULL;
+    for (int i = 1; choices && i < g->n_ch; i++) {
+        cJSON *o = cJSON_Parse(bodies[i]);
+        cJSON *arr = o ? cJSON_GetObjectItem(o, "choices") : NULL;
+        cJSON *c = arr ? cJSON_DetachItemFromArray(arr, 0) : NULL;
+        if (c)
+            cJSON_AddItemToArray(choices, c);
+        cJSON_Delete(o);
+    }
+    cJSON *usage = root ? cJSON_GetObjectItem(root, "usage") : NULL;
+    if (usage) {
+        int gen_tokens = total_tokens(g);
+        cJSON_ReplaceItemInObject(usage, "completion_tokens", cJSON_CreateNumber(gen_tokens));
+        cJSON_ReplaceItemInObject(usage, "total_tokens",
+                                  cJSON_CreateNumber(g->n_prompt + gen_tokens));
+    }
+    char *out = root ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    return out;
+}
+
+/* All choices ended: the response (unless an error was sent), metrics, log. */
+static void complete(gen *g)
+{
+    srv *s = g->s;
+    choice *c0 = &g->ch[0];
+    vrt_request_record rec = {.fail = g->fail,
+                              .queue_s = c0->queue_s,
+                              .inference_s = now_s() - g->t_arrival - c0->queue_s,
+                              .e2e_s = now_s() - g->t_arrival,
+                              .input_tokens = g->n_prompt,
+                              .generated_tokens = total_tokens(g)};
+    if (g->client_gone && rec.fail < 0)
+        rec.fail = VRT_FAIL_CANCELLED;
     vrt_srv_metrics_request_done(&s->mh, &rec);
+    if (g->responded || g->client_gone || vrt_http_res_closed(g->res)) {
+        if (!g->responded)
+            log_request(g, 499, NULL, 0.0);
+        return;
+    }
     if (g->rq.stream) {
         start_stream(g);
         if (vrt_api_is_openai(g->rq.api)) {
-            vrt_api_delta d = {.text = q->text ? q->text : "",
-                               .text_len = q->text_len,
-                               .text_offset = g->chars_out,
-                               .finish_reason = q->finish};
-            stream_write(g, vrt_api_render_oai_chunk(&g->rq, &res, &d));
-            if (g->rq.include_usage)
+            if (g->rq.include_usage) {
+                vrt_api_result res;
+                fill_result(g, c0, &res, c0->finish);
+                res.n_generated_tokens = total_tokens(g);
                 stream_write(g, vrt_api_render_oai_usage_chunk(&g->rq, &res));
+            }
             vrt_http_stream_write(g->res, VRT_API_SSE_DONE, strlen(VRT_API_SSE_DONE));
-        } else {
-            tgi_flush_held(g, &res);
         }
         vrt_http_stream_end(g->res);
-    } else if (vrt_api_is_openai(g->rq.api)) {
-        respond_json(g->res, 200, vrt_api_render_completion(&g->rq, &res));
     } else {
-        respond_json(g->res, 200, vrt_api_render_generate(&g->rq, &res));
+        char **bodies = calloc((size_t)g->n_ch, sizeof *bodies);
+        vrt_api_token *prefill = NULL;
+        for (int i = 0; bodies && i < g->n_ch; i++) {
+            vrt_api_result res;
+            fill_result(g, &g->ch[i], &res, g->ch[i].finish);
+            if (i == 0 && g->rq.decoder_input_details && c0->prompt_lp) {
+                prefill = calloc((size_t)g->n_prompt, sizeof *prefill);
+                for (int k = 0; prefill && k < g->n_prompt; k++) {
+                    prefill[k].id = g->prompt_ids[k];
+                    prefill[k].logprob = c0->prompt_lp[k];
+                    prefill[k].text = piece_text(s, g->prompt_ids[k]);
+                }
+                res.prefill = prefill;
+                res.n_prefill = prefill ? g->n_prompt : 0;
+            }
+            bodies[i] = vrt_api_is_openai(g->rq.api) ? vrt_api_render_completion(&g->rq, &res)
+                                                     : vrt_api_render_generate(&g->rq, &res);
+        }
+        char *body = NULL;
+        if (bodies && g->n_ch == 1)
+            body = bodies[0], bodies[0] = NULL;
+        else if (bodies)
+            body = merge_choices(g, bodies);
+        respond_json(g->res, 200, body);
+        for (int i = 0; bodies && i < g->n_ch; i++)
+            free(bodies[i]);
+        free(bodies);
+        if (prefill) {
+            for (int k = 0; k < g->n_prompt; k++)
+                free((char *)prefill[k].text);
+            free(prefill);
+        }
     }
-    if (prefill) {
-        for (int i = 0; i < g->n_prompt; i++)
-            free((char *)prefill[i].text);
-        free(prefill);
-    }
-    log_request(g, 200, q);
+    log_request(g, 200, c0->finish[0] ? c0->finish : NULL, c0->ttft_s);
 }
 
-static void start_stream(gen *g)
-{
-    if (g->started)
-        return;
-    g->started = 1;
-    vrt_http_res_set_header(g->res, "Cache-Control", "no-cache");
-    vrt_http_stream_begin(g->res, 200, "text/event-stream");
-    if (g->rq.api == VRT_API_OAI_CHAT) {
-        vrt_api_result meta;
-        fill_result(g, &meta, NULL);
-        stream_write(g, vrt_api_render_oai_role_chunk(&g->rq, &meta));
-    }
-}
-
-static void on_token(gen *g, qev *q)
+static void on_token(gen *g, choice *c, qev *q)
 {
     srv *s = g->s;
     double t = now_s();
-    if (g->n_toks == 0)
-        vrt_metric_observe(s->mh.ttft, t - g->t_arrival);
-    else
-        vrt_metric_observe(s->mh.itl, t - g->t_last_token);
-    g->t_last_token = t;
-    if (g->client_gone)
+    if (c->idx == 0) {
+        if (c->n_toks == 0)
+            vrt_metric_observe(s->mh.ttft, t - g->t_arrival);
+        else
+            vrt_metric_observe(s->mh.itl, t - g->t_last_token);
+        g->t_last_token = t;
+    }
+    if (g->client_gone || g->responded)
         return;
     if (!q->special)
-        add_text(g, q->text ? q->text : "", q->text_len);
+        add_text(c, q->text ? q->text : "", q->text_len);
     if (g->rq.stream && !vrt_api_is_openai(g->rq.api))
-        tgi_flush_held(g, NULL);
-    if (add_token(g, q) != 0)
+        tgi_flush_held(g, c, NULL);
+    if (add_token(g, c, q) != 0)
         return;
     if (!g->rq.stream)
         return;
@@ -441,19 +559,19 @@ static void on_token(gen *g, qev *q)
         if (q->text_len == 0 && g->rq.logprobs < 0)
             return; /* nothing to say yet */
         vrt_api_result meta;
-        fill_result(g, &meta, NULL);
-        int i = g->n_toks - 1;
+        fill_result(g, c, &meta, NULL);
+        int i = c->n_toks - 1;
         vrt_api_delta d = {.text = q->text ? q->text : "",
                            .text_len = q->special ? 0 : q->text_len,
-                           .tokens = &g->toks[i],
+                           .tokens = &c->toks[i],
                            .n_tokens = g->rq.logprobs >= 0 ? 1 : 0,
-                           .top = g->n_top ? &g->top[(size_t)i * g->n_top] : NULL,
+                           .top = g->n_top ? &c->top[(size_t)i * g->n_top] : NULL,
                            .n_top = g->n_top,
-                           .text_offset = g->chars_out};
+                           .text_offset = c->chars_out};
         stream_write(g, vrt_api_render_oai_chunk(&g->rq, &meta, &d));
-        g->chars_out += d.text_len;
+        c->chars_out += d.text_len;
     } else {
-        g->held = 1;
+        c->held = 1;
     }
 }
 
@@ -465,31 +583,33 @@ static void drain(void *ud)
     g->q_head = g->q_tail = NULL;
     g->posted = 0;
     pthread_mutex_unlock(&g->mu);
-    int final = 0;
     while (q) {
         qev *n = q->next;
+        choice *c = &g->ch[q->choice];
         if (q->kind == VRT_EV_TOKEN)
-            on_token(g, q);
-        else {
-            on_final(g, q);
-            final = 1;
-        }
+            on_token(g, c, q);
+        else
+            on_choice_final(g, c, q);
         qev_free(q);
         q = n;
     }
-    if (final)
+    if (g->n_final == g->n_submitted) {
+        complete(g);
         gen_free(g);
+    }
 }
 
 /* Engine thread: copy the event and post a drain unless one is pending. */
 static void on_engine_event(void *ud, const vrt_engine_event *ev)
 {
-    gen *g = ud;
+    choice *c = ud;
+    gen *g = c->g;
     qev *q = calloc(1, sizeof *q);
     if (!q) {
         VRT_ERROR("server: out of memory copying an engine event");
         return;
     }
+    q->choice = c->idx;
     q->kind = ev->kind;
     q->token = ev->token;
     q->logprob = ev->logprob;
@@ -541,8 +661,7 @@ static void on_client_gone(void *ud)
 {
     gen *g = ud;
     g->client_gone = 1;
-    if (g->submitted && g->s->eng)
-        vrt_engine_cancel(g->s->eng, g->engine_id);
+    cancel_rest(g);
 }
 
 static uint64_t random_seed(void)
@@ -565,6 +684,9 @@ static const char *header(const vrt_http_req *req, const char *name)
     return NULL;
 }
 
+/* Most choices one request may ask for (OpenAI n). */
+#define MAX_CHOICES 16
+
 static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_res *res)
 {
     vrt_metric_inc(s->mh.request_count);
@@ -577,6 +699,7 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
     s->n_gens++;
     g->s = s;
     g->res = res;
+    g->fail = -1;
     g->t_arrival = now_s();
     pthread_mutex_init(&g->mu, NULL);
     static uint64_t seq;
@@ -588,8 +711,8 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
         respond_api_error(res, api, &e);
         goto rejected;
     }
-    if (g->rq.n > 1) {
-        vrt_api_error_set(&e, api, 0, "n", "n = %d is not supported; use n = 1", g->rq.n);
+    if (g->rq.n > MAX_CHOICES) {
+        vrt_api_error_set(&e, api, 0, "n", "n must be at most %d, got %d.", MAX_CHOICES, g->rq.n);
         respond_api_error(res, api, &e);
         goto rejected;
     }
@@ -669,8 +792,6 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
     }
     g->prompt_ids = ids;
     g->n_prompt = n;
-    if (!g->rq.seed_set)
-        g->rq.params.sampling.seed = random_seed();
     g->n_top = g->rq.top_n_tokens > 0                                 ? g->rq.top_n_tokens
                : g->rq.logprobs > 0 && api == VRT_API_OAI_COMPLETIONS ? g->rq.logprobs
                : api == VRT_API_OAI_CHAT && g->rq.logprobs > 0        ? g->rq.top_logprobs
@@ -684,26 +805,55 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
         g->rq.params.priority = atoi(prio);
     const char *tenant = header(req, "x-tenant");
     g->rq.params.tenant = tenant ? tenant : g->rq.user ? g->rq.user : req->remote;
-    int rc = vrt_engine_submit(s->eng, g->prompt_ids, g->n_prompt, &g->rq.params, on_engine_event,
-                               g, &g->engine_id, &err);
-    if (rc == VRT_EOVERLOADED) {
-        rec.fail = VRT_FAIL_OVERLOADED;
-        if (vrt_api_is_openai(api)) {
-            vrt_api_error_set(&e, api, 429, NULL, "%s", err.msg);
-            snprintf(e.type, sizeof e.type, "RateLimitError");
-            respond_api_error(res, api, &e);
-        } else {
-            vrt_http_respond_error(res, 429, "overloaded", "Model is overloaded");
-        }
+    g->n_ch = g->rq.n > 1 ? g->rq.n : 1;
+    g->ch = calloc((size_t)g->n_ch, sizeof *g->ch);
+    if (!g->ch) {
+        vrt_http_respond_error(res, 500, "internal", "out of memory");
         goto rejected;
+    }
+    /* One engine request per choice; choice i samples with seed + i (or its
+     * own random seed). */
+    uint64_t seed0 = g->rq.seed_set ? g->rq.params.sampling.seed : random_seed();
+    int rc = 0;
+    for (int i = 0; i < g->n_ch; i++) {
+        choice *c = &g->ch[i];
+        c->g = g;
+        c->idx = i;
+        c->seed = g->rq.seed_set ? seed0 + (uint64_t)i : (i == 0 ? seed0 : random_seed());
+        g->rq.params.sampling.seed = c->seed;
+        rc = vrt_engine_submit(s->eng, g->prompt_ids, g->n_prompt, &g->rq.params, on_engine_event,
+                               c, &c->engine_id, &err);
+        if (rc)
+            break;
+        c->submitted = 1;
+        g->n_submitted++;
     }
     if (rc) {
-        rec.fail = rc == VRT_ECANCELED ? VRT_FAIL_CANCELLED : VRT_FAIL_VALIDATION;
-        vrt_api_error_set(&e, api, rc == VRT_ECANCELED ? 503 : 0, NULL, "%s", err.msg);
-        respond_api_error(res, api, &e);
-        goto rejected;
+        /* Refuse the whole request; choices already queued are cancelled and
+         * their final events drained before g is freed. */
+        if (rc == VRT_EOVERLOADED) {
+            rec.fail = VRT_FAIL_OVERLOADED;
+            if (vrt_api_is_openai(api)) {
+                vrt_api_error_set(&e, api, 429, NULL, "%s", err.msg);
+                snprintf(e.type, sizeof e.type, "RateLimitError");
+                respond_api_error(res, api, &e);
+            } else {
+                vrt_http_respond_error(res, 429, "overloaded", "Model is overloaded");
+            }
+            e.status = 429;
+        } else {
+            rec.fail = rc == VRT_ECANCELED ? VRT_FAIL_CANCELLED : VRT_FAIL_VALIDATION;
+            vrt_api_error_set(&e, api, rc == VRT_ECANCELED ? 503 : 0, NULL, "%s", err.msg);
+            respond_api_error(res, api, &e);
+        }
+        if (g->n_submitted == 0)
+            goto rejected;
+        g->responded = 1;
+        g->fail = rec.fail;
+        log_request(g, e.status, NULL, 0.0);
+        cancel_rest(g);
+        return;
     }
-    g->submitted = 1;
     vrt_http_res_on_close(res, on_client_gone, g);
     /* A stream begins with the first token, so that a request the engine
      * refuses (policy, limits) still gets a proper status. */
@@ -711,7 +861,7 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
 rejected:
     rec.input_tokens = g->n_prompt;
     vrt_srv_metrics_request_done(&s->mh, &rec);
-    log_request(g, e.status ? e.status : 429, NULL);
+    log_request(g, e.status ? e.status : 429, NULL, 0.0);
     gen_free(g);
 }
 

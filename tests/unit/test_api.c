@@ -393,7 +393,7 @@ TEST(api_oai_validation_errors)
     EXPECT_ERR(C, Q("\"max_tokens\":0"), 400, "max_tokens must be at least 1, got 0.",
                "max_tokens");
     EXPECT_ERR(C, Q("\"n\":0"), 400, "n must be at least 1, got 0.", "n");
-    EXPECT_ERR(C, Q("\"n\":2"), 400, "n must be 1", "n");
+    EXPECT_ERR(C, Q("\"n\":17"), 400, "n must be at most 16, got 17.", "n");
     EXPECT_ERR(C, Q("\"best_of\":3"), 400, "best_of is not supported", "best_of");
     EXPECT_ERR(C, Q("\"logprobs\":21"), 400, "logprobs must be in [0, 20], got 21.", "logprobs");
     EXPECT_ERR(C, Q("\"logprobs\":true"), 400, "`logprobs` must be an integer (got boolean)",
