@@ -40,6 +40,10 @@ def line(s):
     print(s, flush=True)
 
 
+def one_line(e):
+    return " | ".join(x for x in str(e).replace("\r", "").split("\n") if x)
+
+
 def run_test(name, fn, *a):
     """Runs one test; an AssertionError (or any exception) is a FAIL."""
     global passed, failed
@@ -47,19 +51,19 @@ def run_test(name, fn, *a):
     try:
         fn(*a)
     except Skip as e:
-        line(f"SKIP  {name}: {e}")
+        line(f"SKIP  {name}: {one_line(e)}")
         return
     except AssertionError as e:
         failed += 1
-        line(f"FAIL  {name}: {e}")
+        line(f"FAIL  {name}: {one_line(e)}")
         return
     except Exception as e:  # an unexpected error is a failure, with its type
         failed += 1
-        line(f"FAIL  {name}: {type(e).__name__}: {e}")
+        line(f"FAIL  {name}: {type(e).__name__}: {one_line(e)}")
         return
     passed += 1
     dt = time.monotonic() - t0
-    line(f"ok    {name}" + (f" ({dt:.1f}s)" if dt >= 2 else ""))
+    line(f"ok    {name}" + (f" ({dt:.1f}s)" if dt >= 1 else ""))
 
 
 def check(cond, why):
@@ -415,7 +419,7 @@ def t_stream_matches(s, refs):
 
 
 def preempt_cases():
-    return [(prompt_of(100 + i, 3 + 2 * i), 40 + (i % 4) * 5) for i in range(16)]
+    return [(prompt_of(100 + i, 2 + i), 40 + (i % 4) * 5) for i in range(16)]
 
 
 def t_preempt_refs(s, prefs):
@@ -456,6 +460,10 @@ def open_stream(port, body, timeout=60):
         if not chunk:
             break
         buf += chunk
+        if b"\r\n\r\n" in buf and not buf.startswith(b"HTTP/1.1 200"):
+            time.sleep(0.1)
+            sk.close()
+            raise AssertionError(f"stream start: {short(buf)}")
     check(buf.startswith(b"HTTP/1.1 200"), f"stream start: {short(buf)}")
     check(b"data:" in buf, f"no event before close: {short(buf)}")
     return sk
@@ -463,8 +471,8 @@ def open_stream(port, body, timeout=60):
 
 def t_disconnects(s, refs):
     def one(i):
-        sk = open_stream(s.port, {"inputs": prompt_of(i, 1 + i % 30), "parameters": {
-            "max_new_tokens": 200, "do_sample": i % 2 == 1}})
+        sk = open_stream(s.port, {"inputs": prompt_of(i, 1 + i % 20), "parameters": {
+            "max_new_tokens": 150, "do_sample": i % 2 == 1}})
         sk.close()
 
     with cf.ThreadPoolExecutor(50) as ex:
@@ -506,8 +514,22 @@ def raw(port, data, timeout=10, read_wait=None):
         sk.close()
 
 
+def long_prompt(s, lo, hi):
+    """A prompt of between lo and hi tokens (asks /tokenize)."""
+    words = []
+    while True:
+        words.append(WORDS[len(words) % len(WORDS)])
+        n = len(post_json(s.port, "/tokenize", {"inputs": " ".join(words)}))
+        if n >= lo:
+            check(n <= hi, f"prompt of {n} tokens, wanted {lo}..{hi}")
+            return " ".join(words)
+
+
 def bad(s, name, path, body, status, *needles, headers=None):
     def t():
+        nonlocal body
+        if callable(body):
+            body = body()
         if isinstance(body, bytes):
             st, _, data = request(s.port, "POST", path, body,
                                   {"Content-Type": "application/json", **(headers or {})})
@@ -563,7 +585,17 @@ def t_promtool(s):
     st, _, data = request(s.port, "GET", "/metrics")
     check(st == 200, f"/metrics {st}")
     p = subprocess.run([pt, "check", "metrics"], input=data, capture_output=True, timeout=60)
-    check(p.returncode == 0, f"promtool exit {p.returncode}: {short(p.stdout + p.stderr, 600)}")
+    # Exit 1 is a parse error; exit 3 is lint problems only. The names TGI and
+    # vLLM chose (tgi_request_count without _total, vllm:* with a colon) break
+    # promtool's naming lints on purpose: dashboards expect them. Any other
+    # lint problem fails.
+    allowed = [r'^tgi_\w+ counter metrics should have "_total" suffix$',
+               r'^tgi_request_count non-histogram and non-summary metrics should not have "_count" suffix$',
+               r"^vllm:\w+ metric names should not contain ':'$"]
+    out = (p.stdout + p.stderr).decode(errors="replace").splitlines()
+    other = [ln for ln in out if ln.strip() and not any(re.match(a, ln) for a in allowed)]
+    check(p.returncode in (0, 3) and not other,
+          f"promtool exit {p.returncode}: {short(chr(10).join(other or out), 600)}")
 
 
 def t_overload_and_drain():
@@ -573,7 +605,7 @@ def t_overload_and_drain():
     rc = None
     try:
         def t429():
-            socks = [open_stream(c.port, {"inputs": "a b c", "parameters": {"max_new_tokens": 250}})
+            socks = [open_stream(c.port, {"inputs": "a b c", "parameters": {"max_new_tokens": 200}})
                      for _ in range(2)]
             try:
                 st, _, data = request(c.port, "POST", "/generate",
@@ -680,7 +712,7 @@ def main():
         bad(a, "empty prompt -> 422", "/generate", {"inputs": ""}, 422)
         run_test("bad input: body over server.payload_limit -> 413", t_payload_limit, a)
         bad(a, "prompt over max_input_tokens -> 422", "/generate",
-            {"inputs": " ".join(["hello"] * 200), "parameters": {"max_new_tokens": 2}}, 422,
+            lambda: {"inputs": long_prompt(a, 130, 200), "parameters": {"max_new_tokens": 2}}, 422,
             "`inputs` must have less than 128 tokens. Given: ")
         bad(a, "prompt + max_new_tokens over max_total_tokens -> 422", "/generate",
             {"inputs": "hello world", "parameters": {"max_new_tokens": 255}}, 422,
