@@ -399,12 +399,15 @@ def batch_cases():
 
 def t_batching(s, refs):
     cases = batch_cases()
+    t0 = time.monotonic()
     for p, n in cases:  # one at a time
         refs.append(greedy(s.port, p, n))
+    t1 = time.monotonic()
     for (p, n), (_, ids, fin) in zip(cases, refs):
         check(len(ids) == n or fin != "length", f"{len(ids)} tokens for max_new_tokens {n}")
     with cf.ThreadPoolExecutor(32) as ex:  # all at once
         got = list(ex.map(lambda c: greedy(s.port, *c), cases))
+    line(f"# batching: sequential {t1 - t0:.1f}s, concurrent {time.monotonic() - t1:.1f}s")
     bad = [i for i in range(32) if got[i] != refs[i]]
     check(not bad, f"{len(bad)} of 32 differ when batched, e.g. #{bad[0] if bad else 0}: "
           f"{got[bad[0]][1] if bad else ''} vs {refs[bad[0]][1] if bad else ''}")
@@ -455,7 +458,7 @@ def open_stream(port, body, timeout=60):
     sk.sendall(b"POST /generate_stream HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                b"Content-Length: %d\r\n\r\n" % len(data) + data)
     buf = b""
-    while b"\ndata:" not in buf or not buf.rstrip(b" ").endswith(b"\n\n"):
+    while b"data:" not in buf or b"\n\n" not in buf[buf.find(b"data:"):]:  # maybe chunked
         chunk = sk.recv(4096)
         if not chunk:
             break
