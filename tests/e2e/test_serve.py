@@ -241,7 +241,8 @@ def sse_events(port, path, body, timeout=120):
 
 
 def metrics(port):
-    """GET /metrics parsed to {sample name: value}, labels dropped and summed."""
+    """GET /metrics parsed to {sample name: value}, labels dropped and summed;
+    labelled samples are also there under their full name{labels}."""
     st, _, data = request(port, "GET", "/metrics", timeout=30)
     check(st == 200, f"/metrics status {st}")
     out = {}
@@ -251,6 +252,8 @@ def metrics(port):
         m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)", ln)
         if m and not m.group(2) or (m and "le=" not in m.group(2)):
             out[m.group(1)] = out.get(m.group(1), 0.0) + float(m.group(3))
+            if m.group(2):
+                out[m.group(1) + m.group(2)] = float(m.group(3))
     return out
 
 
@@ -478,9 +481,25 @@ def t_disconnects(s, refs):
             "max_new_tokens": 150, "do_sample": i % 2 == 1}})
         sk.close()
 
+    def gone(i):  # a non-streaming request whose client leaves at once
+        data = json.dumps({"inputs": prompt_of(i, 5), "parameters": {"max_new_tokens": 150}}).encode()
+        sk = socket.create_connection((HOST, s.port), timeout=30)
+        sk.sendall(b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   b"Content-Length: %d\r\n\r\n" % len(data) + data)
+        sk.close()
+
+    m0 = metrics(s.port)
     with cf.ThreadPoolExecutor(50) as ex:
         list(ex.map(one, range(100)))
-    wait_idle(s.port, 60)
+        list(ex.map(gone, range(20)))
+    m1 = wait_idle(s.port, 60)
+    tokens = m1["vllm:generation_tokens_total"] - m0["vllm:generation_tokens_total"]
+    check(tokens < 120 * 150 / 2, f"{tokens:.0f} tokens generated for 120 dropped requests of 150: "
+          "were they cancelled?")
+    key = 'tgi_request_failure{err="cancelled"}'
+    line(f"# disconnects: {tokens:.0f} tokens generated, {m1.get(key, 0) - m0.get(key, 0):.0f} cancelled")
+    if key in m1:
+        check(m1[key] - m0.get(key, 0) >= 100, f"cancelled went from {m0.get(key)} to {m1[key]}")
     health_ok(s.port)
     p, n = batch_cases()[0]
     check(greedy(s.port, p, n) == refs[0], "a request after the disconnects gives another output")
@@ -669,7 +688,7 @@ def main():
     ap.add_argument("--bin", required=True)
     ap.add_argument("--model", required=True)
     ap.add_argument("--tmp", required=True)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--clients-skip", default="")
     ARGS = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
