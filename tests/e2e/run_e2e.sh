@@ -7,6 +7,8 @@
 # PyPI), the client-library tests print SKIP and everything else still runs
 # with the system python3. Prints one line per test and "RESULT passed failed"
 # last; exit status is non-zero on any failure. Run from anywhere.
+# Servers use one CPU thread (VRT_E2E_THREADS overrides): with two spinning
+# threads on a shared 2-core machine a step can take 100x longer.
 set -u
 cd "$(dirname "$0")/../.."
 BIN=${VRT_BIN:-./v100rt}
@@ -39,4 +41,5 @@ fi
 [ -z "$SKIP" ] && PY=$VENV/bin/python
 
 timeout 600 "$PY" tests/e2e/test_serve.py --bin "$BIN" --model "$TMP/model" --tmp "$TMP" \
+    --threads "${VRT_E2E_THREADS:-1}" \
     --clients-skip "$SKIP"

@@ -446,9 +446,18 @@ def t_preemption(prefs, mode):
         bad = [i for i in range(16) if got[i] != prefs[i]]
         check(not bad, f"{len(bad)} of 16 differ under preemption, e.g. #{bad[0] if bad else 0}")
         m = wait_idle(b.port, 30)
+        line(f"# preemption ({mode}): {m.get('vllm:num_preemptions_total', 0):.0f} preemptions")
         check(m.get("vllm:num_preemptions_total", 0) > 0,
               f"vllm:num_preemptions_total = {m.get('vllm:num_preemptions_total')}, expected > 0")
+        # Clients leaving while their requests are preempted or waiting.
+        with cf.ThreadPoolExecutor(16) as ex:
+            socks = list(ex.map(lambda i: open_stream(b.port, {"inputs": prompt_of(i, 2 + i), "parameters": {
+                "max_new_tokens": 60}}), range(16)))
+        for sk in socks:
+            sk.close()
+        wait_idle(b.port, 30)
         health_ok(b.port)
+        check(greedy(b.port, *preempt_cases()[3]) == prefs[3], "output changed after the disconnects")
     finally:
         rc = b.stop()
     check(rc == 0, f"exit status {rc} after SIGTERM: {b.log_tail()}")
@@ -649,35 +658,60 @@ def t_overload_and_drain():
 
         def drain():
             nonlocal rc
-            res = {}
+            res = [{}, {}]
+            ref = greedy(c.port, "hello world", 60)
+            keep = http.client.HTTPConnection(HOST, c.port, timeout=10)  # a keep-alive connection
+            keep.request("GET", "/health")
+            check(keep.getresponse().read() is not None, "keep-alive /health")
 
-            def reader():
+            def reader(k):
                 try:
-                    res["evs"] = sse_events(c.port, "/generate_stream", {
+                    res[k]["evs"] = sse_events(c.port, "/generate_stream", {
                         "inputs": "hello world", "parameters": {"max_new_tokens": 60, "details": True}})
                 except Exception as e:
-                    res["err"] = e
+                    res[k]["err"] = e
 
-            th = threading.Thread(target=reader)
-            th.start()
-            deadline = time.monotonic() + 30  # until the request is running
-            while time.monotonic() < deadline and metrics(c.port).get("vllm:num_requests_running") != 1:
+            ths = [threading.Thread(target=reader, args=(k,)) for k in range(2)]
+            for th in ths:
+                th.start()
+            deadline = time.monotonic() + 30  # until both requests run
+            while time.monotonic() < deadline and metrics(c.port).get("vllm:num_requests_running") != 2:
                 time.sleep(0.02)
             c.proc.send_signal(signal.SIGTERM)
-            th.join(90)
-            check(not th.is_alive(), "stream still open 90 s after SIGTERM")
-            check("err" not in res, f"stream broke: {res.get('err')!r}")
-            evs = res["evs"]
-            check(len(evs) == 60 and evs[-1]["details"]["generated_tokens"] == 60
-                  and evs[-1]["details"]["finish_reason"] == "length",
-                  f"{len(evs)} events, last {short(json.dumps(evs[-1]) if evs else '')}")
+            time.sleep(0.2)
+            # While draining, a new connection is refused or answered (503),
+            # never left hanging; so is a request on an open keep-alive one.
+            try:
+                st, _, _ = request(c.port, "GET", "/health", timeout=5)
+                check(st == 503, f"/health while draining: {st}")
+            except (ConnectionRefusedError, ConnectionResetError):
+                pass
+            try:
+                keep.request("GET", "/health")
+                st = keep.getresponse().status
+                check(st in (200, 503), f"keep-alive /health while draining: {st}")
+            except (ConnectionError, http.client.RemoteDisconnected):
+                pass
+            finally:
+                keep.close()
+            for th in ths:
+                th.join(90)
+                check(not th.is_alive(), "stream still open 90 s after SIGTERM")
+            for r in res:
+                check("err" not in r, f"stream broke: {r.get('err')!r}")
+                evs = r["evs"]
+                check(len(evs) == 60 and evs[-1]["details"]["generated_tokens"] == 60
+                      and evs[-1]["details"]["finish_reason"] == "length",
+                      f"{len(evs)} events, last {short(json.dumps(evs[-1]) if evs else '')}")
+                check([e["token"]["id"] for e in evs] == ref[1], "drained stream differs from greedy")
             try:
                 rc = c.proc.wait(15)
             except subprocess.TimeoutExpired:
                 raise AssertionError("server still running 15 s after the drained request")
             check(rc == 0, f"exit status {rc}: {c.log_tail()}")
 
-        run_test("SIGTERM drains a running stream, then exits 0", drain)
+        run_test("SIGTERM drains 2 running streams (new connections refused or 503), then exits 0",
+                 drain)
     finally:
         c.stop()
 
