@@ -31,6 +31,7 @@ run_suite() {
 run_suite "C unit tests ($UNIT)" "$UNIT"
 run_suite "Lua tests" timeout 600 ./v100rt run tests/lua/runner.lua tests/lua
 run_suite "CLI tests" timeout 600 bash tests/cli/test_cli.sh
+run_suite "End-to-end server tests" timeout 900 bash tests/e2e/run_e2e.sh
 
 echo
 echo "$total_p passed, $total_f failed"
