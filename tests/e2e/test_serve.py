@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -123,6 +124,8 @@ class Server:
         self.health_errors = []  # connection errors after the port file appeared
 
     def start(self, timeout=60):
+        if os.path.exists(self.port_file):
+            os.unlink(self.port_file)
         log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [ARGS.bin, "serve", self.cfg, "--port", "0", "--port-file", self.port_file],
@@ -299,6 +302,18 @@ def t_startup_health(s):
     check(not s.health_errors, f"connection errors after the port file appeared: {s.health_errors[:3]}")
     bad = [x for x in s.health_seen if x not in (200, 503)]
     check(not bad, f"/health statuses other than 503/200 while loading: {bad}")
+
+
+def t_sigpipe_ignored(s):
+    """Regression: the server died of SIGPIPE (exit -13) when a client left
+    while its stream was being written; it must ignore SIGPIPE."""
+    try:
+        with open(f"/proc/{s.proc.pid}/status") as f:
+            st = f.read()
+    except OSError:
+        raise Skip("no /proc/PID/status")
+    ign = int(re.search(r"^SigIgn:\s*([0-9a-f]+)", st, re.M).group(1), 16)
+    check(ign & (1 << (signal.SIGPIPE - 1)), f"SIGPIPE is not ignored (SigIgn {ign:#x})")
 
 
 def t_basic_routes(s):
@@ -488,6 +503,8 @@ def t_disconnects(s, refs):
     def one(i):
         sk = open_stream(s.port, {"inputs": prompt_of(i, 1 + i % 20), "parameters": {
             "max_new_tokens": 150, "do_sample": i % 2 == 1}})
+        if i % 2 == 0:  # half leave with a reset: the server's next write gets EPIPE
+            sk.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sk.close()
 
     def gone(i):  # a non-streaming request whose client leaves at once
@@ -736,6 +753,8 @@ def main():
         if not started:
             return
         run_test("/health while loading is 503 or 200, never a connection error", t_startup_health, a)
+        run_test("server ignores SIGPIPE (a client leaving mid-write must not kill it)",
+                 t_sigpipe_ignored, a)
         run_test("routes: /info /tokenize / /v1/models", t_basic_routes, a)
         run_test("curl: /health /generate chat stream /metrics", t_curl, a)
         run_test("openai SDK: completions, chat (stream + include_usage), models.list", t_openai, a)
