@@ -12,7 +12,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 BIN=${VRT_BIN:-./v100rt}
-VENV=build/e2e-venv
+VENV=${VRT_E2E_VENV:-build/e2e-venv}
 REQ=tests/e2e/requirements.txt
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/v100rt-e2e.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
