@@ -743,6 +743,41 @@ def t_overload_and_drain():
         c.stop()
 
 
+def t_policy_hooks():
+    """A Lua policy whose priority hook raises for one tenant and loops
+    forever for another: only those requests fail (500, error_type policy);
+    the server keeps serving everyone else."""
+    pol = ("{ priority = function(req) "
+           "local t = req.tenant ~= nil and require('ffi').string(req.tenant) or '' "
+           "if t == 'bad' then error('no priority for tenant bad') end "
+           "if t == 'loop' then while true do end end "
+           "return 0 end }")
+    p = Server("policy", {"num_blocks": 64},
+               {"max_total_tokens": 256, "max_input_tokens": 128, "policy": pol})
+    p.start()
+    try:
+        body = {"inputs": "hello world", "parameters": {"max_new_tokens": 3}}
+        want = post_json(p.port, "/generate", body)["generated_text"]
+        for tenant, needle in (("bad", "no priority for tenant bad"), ("loop", "time budget")):
+            st, _, data = request(p.port, "POST", "/generate", body, headers={"X-Tenant": tenant})
+            check(st == 500, f"tenant {tenant}: status {st}: {short(data)}")
+            j = json.loads(data)
+            check(j.get("error_type") == "policy" and needle in j.get("error", ""),
+                  f"tenant {tenant}: {short(data)}")
+            st, _, data = request(p.port, "POST", "/v1/completions",
+                                  {"model": "tiny", "prompt": "hello world", "max_tokens": 3},
+                                  headers={"X-Tenant": tenant})
+            check(st == 500 and b"policy" in data, f"tenant {tenant} (OpenAI): {st} {short(data)}")
+        # Everyone else is served as before, also streamed.
+        check(post_json(p.port, "/generate", body)["generated_text"] == want, "output changed")
+        ev = sse_events(p.port, "/generate_stream", body)
+        check(ev and ev[-1].get("generated_text") == want, f"stream: {ev[-1:]}")
+        health_ok(p.port)
+    finally:
+        rc = p.stop()
+    check(rc == 0, f"exit status {rc} after SIGTERM: {p.log_tail()}")
+
+
 def main():
     global ARGS
     ap = argparse.ArgumentParser()
@@ -823,6 +858,8 @@ def main():
             check(rc == 0, f"exit status {rc} after SIGTERM: {a.log_tail()}")
 
         run_test("SIGTERM on an idle server: exit 0", stop_main)
+        run_test("Lua policy: a hook that raises and one that loops fail only their requests",
+                 t_policy_hooks)
         t_overload_and_drain()
     finally:
         kill_all()
