@@ -5,6 +5,7 @@
 #   make test      build and run every test; ends with "N passed, N failed"
 #   make demo-model  write models/tiny, the random-weight demo model
 #   make serve     deps + build + demo model + ./v100rt serve configs/tiny.lua
+#   make bench     serve a config and run the HTTP benchmark (scripts/bench.sh)
 #   make asan      switch this tree to the AddressSanitizer+UBSan build
 #   make release   switch back to the normal optimized build
 #   make install   install to $(PREFIX) (default /usr/local)
@@ -64,7 +65,7 @@ MAIN_OBJ := $(B)/runtime/main.o
 NVCC    ?= $(shell command -v nvcc 2>/dev/null)
 
 .PHONY: FORCE all deps test asan release install uninstall clean fmt info check-configs readme \
-	fuzz fuzz-run demo-model serve
+	fuzz fuzz-run demo-model serve bench
 all: v100rt
 
 deps:
@@ -155,6 +156,11 @@ serve:
 	@$(MAKE) --no-print-directory all
 	@$(MAKE) --no-print-directory demo-model
 	./v100rt serve configs/tiny.lua
+
+# The HTTP load benchmark against a freshly started server; appends its
+# table to examples/bench/RESULTS.md. BENCH_CONFIG / BENCH_ARGS adjust it.
+bench: v100rt
+	@bash scripts/bench.sh
 
 demo-model: v100rt
 	@if [ -f models/tiny/config.json ]; then \
