@@ -13,20 +13,20 @@
 __global__ void rope_kernel(float *x, const int32_t *pos, int n_heads, int head_dim, int rot_dim,
                             int interleaved, const float *inv_freq)
 {
-    const int t = blockIdx.x, half = rot_dim / 2;
-    float *cs = vrt_dyn_smem<float>(); /* [half] */
-    float *sn = cs + half;             /* [half] */
-    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    const int t = blockIdx.x, hrot = rot_dim / 2;
+    float *cs = vrt_dyn_smem<float>(); /* [hrot] */
+    float *sn = cs + hrot;             /* [hrot] */
+    for (int i = threadIdx.x; i < hrot; i += blockDim.x) {
         double c, s;
         sincos((double)pos[t] * (double)inv_freq[i], &s, &c);
         cs[i] = (float)c;
         sn[i] = (float)s;
     }
     __syncthreads();
-    for (int j = threadIdx.x; j < n_heads * half; j += blockDim.x) {
-        const int h = j / half, i = j % half;
+    for (int j = threadIdx.x; j < n_heads * hrot; j += blockDim.x) {
+        const int h = j / hrot, i = j % hrot;
         float *v = x + ((int64_t)t * n_heads + h) * head_dim;
-        const int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+        const int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + hrot;
         const float x0 = v[a], x1 = v[b];
         v[a] = x0 * cs[i] - x1 * sn[i];
         v[b] = x0 * sn[i] + x1 * cs[i];
