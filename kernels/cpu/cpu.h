@@ -35,9 +35,8 @@ int vrt__cpu_check_weight(const vrt_weight *w, int64_t n, const char *op, const 
 /* Checks an attention call's arguments (host-readable batch arrays): shapes,
  * q_start/ctx_len consistency, and every block the call reads against
  * num_blocks. Shared with the cuda-emu backend, whose memory is host memory. */
-int vrt__cpu_check_attn_batch(const char *op, const float *out, const float *q,
-                              const uint16_t *kc, const uint16_t *vc, const vrt_attn_batch *a,
-                              vrt_err *err);
+int vrt__cpu_check_attn_batch(const char *op, const float *out, const float *q, const uint16_t *kc,
+                              const uint16_t *vc, const vrt_attn_batch *a, vrt_err *err);
 
 /* embed_norm.c */
 int vrt__cpu_embed(vrt_backend *b, float *out, const vrt_weight *table, const int32_t *ids, int T,

@@ -52,7 +52,7 @@ int vrt__cpu_kv_store(vrt_backend *b, uint16_t *k_cache, uint16_t *v_cache, cons
 }
 
 int vrt__cpu_check_attn_batch(const char *op, const float *out, const float *q, const uint16_t *kc,
-                               const uint16_t *vc, const vrt_attn_batch *a, vrt_err *err)
+                              const uint16_t *vc, const vrt_attn_batch *a, vrt_err *err)
 {
     if (!a)
         return vrt_err_set(err, VRT_EINVAL, "%s: batch is NULL", op);

@@ -22,7 +22,7 @@ __global__ void attention_kernel(float *out, const float *q, const uint16_t *k_c
 {
     const int h = blockIdx.x, t = blockIdx.y, nt = blockDim.x, tid = threadIdx.x;
     const int hd = a.head_dim, bs = a.block_size;
-    int64_t *offs = vrt_dyn_smem<int64_t>();           /* [nt] cache offset of each chunk key */
+    int64_t *offs = vrt_dyn_smem<int64_t>();          /* [nt] cache offset of each chunk key */
     float *qs = reinterpret_cast<float *>(offs + nt); /* [hd] q · scale */
     float *acc = qs + hd;                             /* [hd] */
     float *wts = acc + hd;                            /* [nt] softmax weights of the chunk */

@@ -30,7 +30,7 @@ template <class T> __device__ __forceinline__ T *vrt_dyn_smem()
 #error "compile kernels/cuda/<op>.cu with nvcc, or with g++ -include kernels/emu/cuda_emu.h"
 #endif
 #define VRT_LAUNCH(kernel, grid, block, smem, stream, ...)                                         \
-    vrt_emu::launch_lambda(#kernel, dim3(grid), dim3(block), (size_t)(smem), (stream),            \
+    vrt_emu::launch_lambda(#kernel, dim3(grid), dim3(block), (size_t)(smem), (stream),             \
                            [=]() { kernel(__VA_ARGS__); })
 #define VRT_SHARED(type, name, count)                                                              \
     static const int name##_vrt_site = vrt_emu::site_new();                                        \

@@ -21,7 +21,7 @@ extern "C" int vrt_cuda_embed(float *out, const void *table, int dtype, int D, c
 {
     if (T <= 0)
         return 0;
-    VRT_LAUNCH(embed_kernel, (unsigned)T, EMBED_THREADS, 0, (cudaStream_t)stream, out, table,
-               dtype, D, ids);
+    VRT_LAUNCH(embed_kernel, (unsigned)T, EMBED_THREADS, 0, (cudaStream_t)stream, out, table, dtype,
+               D, ids);
     return (int)cudaGetLastError();
 }

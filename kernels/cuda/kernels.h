@@ -44,8 +44,9 @@ int vrt_cuda_add(float *out, const float *a, const float *c, int64_t n, void *st
 int vrt_cuda_kv_store(uint16_t *k_cache /* [num_slots][n_kv_heads][head_dim] */,
                       uint16_t *v_cache /* [num_slots][n_kv_heads][head_dim] */,
                       const float *k /* [T][n_kv_heads][head_dim] */,
-                      const float *v /* [T][n_kv_heads][head_dim] */, const int32_t *slots /* [T] */,
-                      int T, int n_kv_heads, int head_dim, void *stream);
+                      const float *v /* [T][n_kv_heads][head_dim] */,
+                      const int32_t *slots /* [T] */, int T, int n_kv_heads, int head_dim,
+                      void *stream);
 /* attention.cu: paged causal attention, any q_len (prefill and decode);
  * T = total query tokens, the batch's arrays are device pointers. */
 int vrt_cuda_attention(float *out /* [T][n_heads][head_dim] */,

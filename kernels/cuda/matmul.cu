@@ -15,8 +15,8 @@
 __global__ void matmul_kernel(float *y, const float *x, const void *W, int dtype, int N, int K,
                               const float *bias, int T)
 {
-    VRT_SHARED(float, xs, MM_TILE * MM_BK);       /* [16][MM_BK] */
-    VRT_SHARED(float, ws, MM_TILE * (MM_BK + 1)); /* [16][MM_BK + 1] */
+    VRT_SHARED(float, xs, MM_TILE *MM_BK);       /* [16][MM_BK] */
+    VRT_SHARED(float, ws, MM_TILE *(MM_BK + 1)); /* [16][MM_BK + 1] */
     const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * MM_TILE + tx;
     const int t0 = blockIdx.y * MM_TILE, n0 = blockIdx.x * MM_TILE;
     float acc = 0.0f;
@@ -25,8 +25,8 @@ __global__ void matmul_kernel(float *y, const float *x, const void *W, int dtype
             const int r = e / MM_BK, c = e % MM_BK, kk = k0 + c;
             const int tt = t0 + r, nn = n0 + r;
             xs[r * MM_BK + c] = tt < T && kk < K ? x[(int64_t)tt * K + kk] : 0.0f;
-            ws[r * (MM_BK + 1) + c] = nn < N && kk < K ? vrt_wload(W, dtype, (int64_t)nn * K + kk)
-                                                       : 0.0f;
+            ws[r * (MM_BK + 1) + c] =
+                nn < N && kk < K ? vrt_wload(W, dtype, (int64_t)nn * K + kk) : 0.0f;
         }
         __syncthreads();
         for (int c = 0; c < MM_BK; c++)
@@ -43,7 +43,8 @@ extern "C" int vrt_cuda_matmul(float *y, const float *x, const void *W, int dtyp
 {
     if (T <= 0 || N <= 0)
         return 0;
-    const dim3 grid((unsigned)((N + MM_TILE - 1) / MM_TILE), (unsigned)((T + MM_TILE - 1) / MM_TILE));
+    const dim3 grid((unsigned)((N + MM_TILE - 1) / MM_TILE),
+                    (unsigned)((T + MM_TILE - 1) / MM_TILE));
     VRT_LAUNCH(matmul_kernel, grid, dim3(MM_TILE, MM_TILE), 0, (cudaStream_t)stream, y, x, W, dtype,
                N, K, bias, T);
     return (int)cudaGetLastError();

@@ -267,9 +267,8 @@ static int emu_kv_store(vrt_backend *b, uint16_t *k_cache, uint16_t *v_cache, co
                                "kv_store: slot %d of token %d is out of range: the KV cache "
                                "has %lld slots (num_blocks × block_size)",
                                (int)slots[t], t, (long long)num_slots);
-    return launched(
-        vrt_cuda_kv_store(k_cache, v_cache, k, v, slots, T, n_kv_heads, head_dim, NULL),
-        "kv_store", err);
+    return launched(vrt_cuda_kv_store(k_cache, v_cache, k, v, slots, T, n_kv_heads, head_dim, NULL),
+                    "kv_store", err);
 }
 
 static int attention(const char *op, float *out, const float *q, const uint16_t *k_cache,
@@ -303,9 +302,8 @@ static int emu_attention_prefill(vrt_backend *b, float *out, const float *q,
     return attention("attention_prefill", out, q, k_cache, v_cache, batch, 0, err);
 }
 
-static int emu_attention_decode(vrt_backend *b, float *out, const float *q,
-                                const uint16_t *k_cache, const uint16_t *v_cache,
-                                const vrt_attn_batch *batch, vrt_err *err)
+static int emu_attention_decode(vrt_backend *b, float *out, const float *q, const uint16_t *k_cache,
+                                const uint16_t *v_cache, const vrt_attn_batch *batch, vrt_err *err)
 {
     return attention("attention_decode", out, q, k_cache, v_cache, batch, 1, err);
 }

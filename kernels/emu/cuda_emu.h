@@ -75,11 +75,12 @@ constexpr int warpSize = 32;
 
 /* ---- the emulator's per-fiber state (emu.cc) ---- */
 
-namespace vrt_emu {
+namespace vrt_emu
+{
 
 struct thread_ctx {
     dim3 tid, bid, bdim, gdim;
-    int linear;       /* threadIdx linearized */
+    int linear;        /* threadIdx linearized */
     struct block *blk; /* the block this thread belongs to */
 };
 
@@ -140,12 +141,8 @@ static inline void __syncwarp(unsigned mask = 0xffffffffu)
 {
     vrt_emu::syncwarp(mask);
 }
-static inline void __threadfence()
-{
-}
-static inline void __threadfence_block()
-{
-}
+static inline void __threadfence() {}
+static inline void __threadfence_block() {}
 
 template <class T> static inline T __shfl_sync(unsigned mask, T v, int src, int width = warpSize)
 {

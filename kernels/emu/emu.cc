@@ -18,8 +18,8 @@
  * Under AddressSanitizer the fiber switches are annotated
  * (__sanitizer_start/finish_switch_fiber) so that ASan follows the stacks.
  */
-#include "emu/cuda_emu.h"
 #include "emu/emu.h"
+#include "emu/cuda_emu.h"
 
 #include <algorithm>
 #include <atomic>
@@ -40,11 +40,13 @@
 #define EMU_ASAN 0
 #endif
 
-namespace vrt_emu {
+namespace vrt_emu
+{
 
 thread_local thread_ctx *cur;
 
-namespace {
+namespace
+{
 
 /* Fiber stacks: kernels keep their per-thread locals small (registers on
  * the GPU), but libm and ASan need room. */
@@ -68,7 +70,8 @@ struct fiber {
     void *fake_stack; /* ASan's fake stack while switched out */
 };
 
-namespace {
+namespace
+{
 
 std::atomic<uint64_t> g_seed{0};
 std::atomic<bool> g_seed_set{false};
@@ -128,7 +131,8 @@ struct block {
     size_t main_size;
 };
 
-namespace {
+namespace
+{
 
 thread_local fiber *t_fiber;
 

@@ -69,10 +69,11 @@ int vrt_backend_create(vrt_backend **out, const char *kind, int threads, vrt_err
     if (strcmp(kind, "cuda-emu") == 0)
         return vrt__cuda_emu_backend_create(out, threads, err);
     if (strcmp(kind, "cuda") == 0)
-        return vrt_err_set(err, VRT_EUNSUPPORTED,
-                           "backend \"%s\" is not built in this binary (built in: %s); set "
-                           "device.kind = \"cpu\" (or \"cuda-emu\" to run the CUDA kernels on the CPU)",
-                           kind, vrt_backend_list());
+        return vrt_err_set(
+            err, VRT_EUNSUPPORTED,
+            "backend \"%s\" is not built in this binary (built in: %s); set "
+            "device.kind = \"cpu\" (or \"cuda-emu\" to run the CUDA kernels on the CPU)",
+            kind, vrt_backend_list());
     return vrt_err_set(err, VRT_EINVAL, "unknown backend kind \"%s\" (device.kind); built in: %s",
                        kind, vrt_backend_list());
 }
