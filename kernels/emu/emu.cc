@@ -34,6 +34,8 @@
 #include <omp.h>
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <dlfcn.h>
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define EMU_ASAN 1
 #else
@@ -135,6 +137,23 @@ namespace
 {
 
 thread_local fiber *t_fiber;
+
+#if EMU_ASAN
+/* ASan's swapcontext interceptor warns once per process and clears the
+ * shadow of the whole target stack on every switch; the switches here are
+ * annotated instead, so they go to libc's swapcontext directly. */
+typedef int (*swap_fn)(ucontext_t *, const ucontext_t *);
+swap_fn libc_swapcontext()
+{
+    static swap_fn fn = [] {
+        void *h = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+        void *sym = h ? dlsym(h, "swapcontext") : nullptr;
+        return sym ? reinterpret_cast<swap_fn>(sym) : &swapcontext;
+    }();
+    return fn;
+}
+#define swapcontext(from, to) libc_swapcontext()(from, to)
+#endif
 
 void fail(block *b, const char *msg)
 {
@@ -421,6 +440,12 @@ static bool launch_block(block *b, dim3 grid, dim3 bdim, dim3 bid, size_t smem, 
         makecontext(&f.uc, fiber_entry, 0);
     }
     bool ok = !b->failed && run_block(b);
+#if EMU_ASAN
+    /* Fibers abandoned mid-kernel leave their frames' redzones poisoned. */
+    for (int i = 0; !ok && i < b->n; i++)
+        if (b->f[(size_t)i].stack)
+            __asan_unpoison_memory_region(b->f[(size_t)i].stack, STACK_BYTES);
+#endif
     for (void *p : b->smem)
         free(p);
     b->smem.clear();
