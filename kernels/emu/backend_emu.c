@@ -18,7 +18,6 @@
 #include "cuda/kernels.h"
 #include "emu/emu.h"
 
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -321,10 +320,11 @@ int vrt__cuda_emu_backend_create(vrt_backend **out, int threads, vrt_err *err)
     vrt_backend *b = calloc(1, sizeof *b);
     if (!b)
         return vrt_err_set(err, VRT_ENOMEM, "cuda-emu backend: out of memory");
-    /* Blocks of one launch run on this many OS threads (a process-wide
-     * setting of the emulator). */
-    int nt = threads > 0 ? threads : omp_get_num_procs();
-    vrt_emu_set_threads(nt);
+    /* The blocks of a launch run one after another on the calling thread:
+     * the ops are small (tests, CI), where an OpenMP team per launch costs
+     * more in spinning than it gains, and the run stays deterministic for
+     * a seed. `threads` (device.threads) is accepted and not used. */
+    vrt_emu_set_threads(1);
     b->name = "cuda-emu";
     b->ctx = NULL;
     b->host_memory = false;

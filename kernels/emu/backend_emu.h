@@ -8,7 +8,8 @@
 
 #include "backend/backend.h"
 
-/* threads: OS threads that run the blocks of a launch, 0 = all cores. */
+/* threads: accepted for symmetry with the cpu backend; blocks run in
+ * sequence (see backend_emu.c). */
 int vrt__cuda_emu_backend_create(vrt_backend **out, int threads, vrt_err *err);
 
 #endif

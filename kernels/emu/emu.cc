@@ -1,17 +1,15 @@
 /* emu.cc — the CUDA emulator's runtime: blocks of fibers, barriers, warp exchange.
  *
  * A launch runs its blocks one after another (or on vrt_emu_set_threads OS
- * threads, one block per thread at a time). A block's threads are ucontext
- * fibers with small mmapped stacks (a guard page below each). The block's
- * scheduler runs in passes: each pass resumes every runnable fiber once, in
- * an order shuffled from the seed, and each fiber runs until its next sync
- * point (__syncthreads, a warp shuffle/vote, __syncwarp) or its end. After
- * the pass, warps whose participating lanes all arrived at the same warp op
- * get their results (computed here, per lane, so that a lane running ahead
- * cannot overwrite a value another lane still has to read) and the block
- * barrier opens when every live fiber waits at it (fibers that returned
- * count as arrived, as on the hardware). A block where nothing can move is a
- * deadlock and fails the launch with a message (cudaGetLastError).
+ * threads, one block per thread at a time). A block's threads are fibers
+ * (a register switch on x86-64, ucontext elsewhere) with small mmapped stacks (a guard page below
+ * each). The block's scheduler runs in passes: each pass resumes every runnable fiber once, in an
+ * order shuffled from the seed, and each fiber runs until its next sync point (__syncthreads, a
+ * warp shuffle/vote, __syncwarp) or its end. After the pass, warps whose participating lanes all
+ * arrived at the same warp op get their results (computed here, per lane, so that a lane running
+ * ahead cannot overwrite a value another lane still has to read) and the block barrier opens when
+ * every live fiber waits at it (fibers that returned count as arrived, as on the hardware). A block
+ * where nothing can move is a deadlock and fails the launch with a message (cudaGetLastError).
  *
  * Shared memory (static sites and the dynamic buffer) is allocated per block
  * and filled with 0xff bytes: a float read before it was written is NaN.
@@ -42,6 +40,92 @@
 #define EMU_ASAN 0
 #endif
 
+/* ---- execution contexts ----
+ * On x86-64 a fiber switch is six callee-saved registers and the stack
+ * pointer (vrt_emu_ctx_switch below): glibc's swapcontext also saves the
+ * signal mask with a system call on every switch, which made the emulated
+ * model tests several times slower. Elsewhere (or with -DVRT_EMU_UCONTEXT)
+ * ucontext does the same job. */
+#if defined(__x86_64__) && !defined(VRT_EMU_UCONTEXT)
+extern "C" void vrt_emu_ctx_switch(void **save_sp, void *load_sp);
+/* Pushes the callee-saved registers on the current stack, saves rsp in
+ * *save_sp, loads load_sp and pops the other context's registers; the ret
+ * continues where that context switched out (or in its entry function). */
+__asm__(".text\n"
+        ".globl vrt_emu_ctx_switch\n"
+        ".type vrt_emu_ctx_switch,@function\n"
+        "vrt_emu_ctx_switch:\n"
+        "    pushq %rbp\n"
+        "    pushq %rbx\n"
+        "    pushq %r12\n"
+        "    pushq %r13\n"
+        "    pushq %r14\n"
+        "    pushq %r15\n"
+        "    movq %rsp, (%rdi)\n"
+        "    movq %rsi, %rsp\n"
+        "    popq %r15\n"
+        "    popq %r14\n"
+        "    popq %r13\n"
+        "    popq %r12\n"
+        "    popq %rbx\n"
+        "    popq %rbp\n"
+        "    ret\n"
+        ".size vrt_emu_ctx_switch, .-vrt_emu_ctx_switch\n");
+struct emu_ctx {
+    void *sp;
+};
+/* A fresh context that starts in entry (which must never return). */
+static void ctx_init(emu_ctx *c, char *stack, size_t size, void (*entry)())
+{
+    uintptr_t top = ((uintptr_t)(stack + size)) & ~(uintptr_t)15;
+    void **sp = reinterpret_cast<void **>(top);
+    *--sp = nullptr;                         /* entry's return address: rsp % 16 == 8 */
+    *--sp = reinterpret_cast<void *>(entry); /* popped by ret */
+    for (int i = 0; i < 6; i++)              /* rbp rbx r12 r13 r14 r15 */
+        *--sp = nullptr;
+    c->sp = sp;
+}
+static inline void ctx_swap(emu_ctx *from, emu_ctx *to)
+{
+    vrt_emu_ctx_switch(&from->sp, to->sp);
+}
+#else
+struct emu_ctx {
+    ucontext_t uc;
+};
+#if defined(__SANITIZE_ADDRESS__)
+/* ASan's swapcontext interceptor warns once per process and clears the
+ * shadow of the whole target stack on every switch; the switches here are
+ * annotated instead, so they go to libc's swapcontext directly. */
+typedef int (*swap_fn)(ucontext_t *, const ucontext_t *);
+static swap_fn libc_swapcontext()
+{
+    static swap_fn fn = [] {
+        void *h = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
+        void *sym = h ? dlsym(h, "swapcontext") : nullptr;
+        return sym ? reinterpret_cast<swap_fn>(sym) : &swapcontext;
+    }();
+    return fn;
+}
+#endif
+static void ctx_init(emu_ctx *c, char *stack, size_t size, void (*entry)())
+{
+    getcontext(&c->uc);
+    c->uc.uc_stack.ss_sp = stack;
+    c->uc.uc_stack.ss_size = size;
+    c->uc.uc_link = nullptr;
+    makecontext(&c->uc, entry, 0);
+}
+static inline void ctx_swap(emu_ctx *from, emu_ctx *to)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    libc_swapcontext()(&from->uc, &to->uc);
+#else
+    swapcontext(&from->uc, &to->uc);
+#endif
+}
+#endif
+
 namespace vrt_emu
 {
 
@@ -60,7 +144,7 @@ enum { F_RUN, F_WAIT_BLOCK, F_WAIT_WARP, F_DONE };
 } // namespace
 
 struct fiber {
-    ucontext_t uc;
+    emu_ctx uc;
     thread_ctx tc;
     char *stack; /* usable part, STACK_BYTES */
     int state;
@@ -121,7 +205,7 @@ thread_local stack_pool t_stacks;
 struct block {
     std::vector<fiber> f;
     int n;
-    ucontext_t sched;
+    emu_ctx sched;
     kernel_fn fn;
     void *closure;
     std::vector<void *> smem; /* by site id */
@@ -137,23 +221,6 @@ namespace
 {
 
 thread_local fiber *t_fiber;
-
-#if EMU_ASAN
-/* ASan's swapcontext interceptor warns once per process and clears the
- * shadow of the whole target stack on every switch; the switches here are
- * annotated instead, so they go to libc's swapcontext directly. */
-typedef int (*swap_fn)(ucontext_t *, const ucontext_t *);
-swap_fn libc_swapcontext()
-{
-    static swap_fn fn = [] {
-        void *h = dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD);
-        void *sym = h ? dlsym(h, "swapcontext") : nullptr;
-        return sym ? reinterpret_cast<swap_fn>(sym) : &swapcontext;
-    }();
-    return fn;
-}
-#define swapcontext(from, to) libc_swapcontext()(from, to)
-#endif
 
 void fail(block *b, const char *msg)
 {
@@ -172,7 +239,7 @@ void resume(block *b, fiber *f)
     void *fake = nullptr;
     __sanitizer_start_switch_fiber(&fake, f->stack, STACK_BYTES);
 #endif
-    swapcontext(&b->sched, &f->uc);
+    ctx_swap(&b->sched, &f->uc);
 #if EMU_ASAN
     __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #endif
@@ -188,7 +255,7 @@ void yield(fiber *f)
     __sanitizer_start_switch_fiber(f->state == F_DONE ? nullptr : &f->fake_stack, b->main_bottom,
                                    b->main_size);
 #endif
-    swapcontext(&f->uc, &b->sched);
+    ctx_swap(&f->uc, &b->sched);
 #if EMU_ASAN
     __sanitizer_finish_switch_fiber(f->fake_stack, &b->main_bottom, &b->main_size);
 #endif
@@ -433,11 +500,7 @@ static bool launch_block(block *b, dim3 grid, dim3 bdim, dim3 bid, size_t smem, 
         f.tc.blk = b;
         f.lane = i % 32;
         f.state = F_RUN;
-        getcontext(&f.uc);
-        f.uc.uc_stack.ss_sp = f.stack;
-        f.uc.uc_stack.ss_size = STACK_BYTES;
-        f.uc.uc_link = nullptr;
-        makecontext(&f.uc, fiber_entry, 0);
+        ctx_init(&f.uc, f.stack, STACK_BYTES, fiber_entry);
     }
     bool ok = !b->failed && run_block(b);
 #if EMU_ASAN
