@@ -57,6 +57,10 @@ int vrt_cuda_matmul(float *y /* [T][N] */, const float *x /* [T][K] */, const vo
                     int dtype, int N, int K, const float *bias /* [N] or NULL */, int T,
                     void *stream);
 
+/* moe.cu: softmax over E experts, the k largest (ties: lower index first) */
+int vrt_cuda_moe_topk(const float *router_logits /* [T][E] */, int T, int E, int k, int renormalize,
+                      int32_t *idx /* [T][k] */, float *weights /* [T][k] */, void *stream);
+
 /* The largest head_dim attention and rope accept. */
 #define VRT_CUDA_MAX_HEAD_DIM 1024
 

@@ -8,8 +8,6 @@
  * kernels/cuda (kernels/cuda/kernels.h), compiled with g++ and
  * kernels/emu/cuda_emu.h. A failed launch (a deadlock, a bad
  * configuration) is a VRT_EDEVICE error carrying the emulator's message.
- * moe_topk has no kernel yet: supports_op says so and the op returns
- * VRT_EUNSUPPORTED.
  */
 #include "emu/backend_emu.h"
 
@@ -20,6 +18,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+#define EMU_MOE_MAX_K 64 /* as the cpu backend */
 
 static bool emu_supports_op(vrt_backend *b, vrt_op op, int weight_dtype)
 {
@@ -35,8 +35,8 @@ static bool emu_supports_op(vrt_backend *b, vrt_op op, int weight_dtype)
     case VRT_OP_ADD:
     case VRT_OP_KV_STORE:
     case VRT_OP_ATTN_PREFILL:
-    case VRT_OP_ATTN_DECODE: return true;
-    case VRT_OP_MOE_TOPK:
+    case VRT_OP_ATTN_DECODE:
+    case VRT_OP_MOE_TOPK: return true;
     case VRT_OP_COUNT: break;
     }
     return false;
@@ -310,9 +310,19 @@ static int emu_attention_decode(vrt_backend *b, float *out, const float *q, cons
 static int emu_moe_topk(vrt_backend *b, const float *router_logits, int T, int E, int k,
                         int renormalize, int32_t *idx, float *weights, vrt_err *err)
 {
-    return vrt_err_set(err, VRT_EUNSUPPORTED,
-                       "moe_topk: the cuda-emu backend has no kernel for it yet; use "
-                       "device.kind = \"cpu\"");
+    if (T < 0 || E <= 0 || E > 48 * 1024)
+        return vrt_err_set(err, VRT_EINVAL, "moe_topk: bad shape T = %d, E = %d experts", T, E);
+    if (k < 1 || k > E || k > EMU_MOE_MAX_K)
+        return vrt_err_set(err, VRT_ERANGE,
+                           "moe_topk: k = %d experts per token must be between 1 and the number "
+                           "of experts (%d, at most %d)",
+                           k, E, EMU_MOE_MAX_K);
+    if (T == 0)
+        return 0;
+    if (!router_logits || !idx || !weights)
+        return vrt_err_set(err, VRT_EINVAL, "moe_topk: NULL logits, idx or weights");
+    return launched(vrt_cuda_moe_topk(router_logits, T, E, k, renormalize, idx, weights, NULL),
+                    "moe_topk", err);
 }
 
 int vrt__cuda_emu_backend_create(vrt_backend **out, int threads, vrt_err *err)

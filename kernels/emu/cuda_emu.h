@@ -339,6 +339,10 @@ static inline __half2 operator*(__half2 a, __half2 b)
 
 /* ---- device math that is not in <cmath> ---- */
 
+using std::isfinite; /* CUDA has these in the global namespace */
+using std::isinf;
+using std::isnan;
+
 static inline float rsqrtf(float x)
 {
     return 1.0f / std::sqrt(x);
