@@ -10,6 +10,7 @@
 #   make release   switch back to the normal optimized build
 #   make install   install to $(PREFIX) (default /usr/local)
 #   make fmt       clang-format the C sources
+#   make cuda-check  compile kernels/cuda with nvcc for the archs it offers (no GPU needed)
 #   make readme    regenerate the config reference in README.md
 #
 # The build variant (release or asan) is remembered in .build-variant so
@@ -21,6 +22,10 @@ CC      ?= gcc
 ifeq ($(origin CC),default)
 CC      := gcc
 endif
+CXX     ?= g++
+ifeq ($(origin CXX),default)
+CXX     := g++
+endif
 
 VARIANT := $(shell cat .build-variant 2>/dev/null || echo release)
 B       := build/$(VARIANT)
@@ -29,7 +34,8 @@ PKGS    := luajit libuv libcjson libpcre2-8
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
-BACKENDS := $(if $(wildcard kernels/cpu/*.c),cpu)
+comma   := ,
+BACKENDS := $(if $(wildcard kernels/cpu/*.c),cpu)$(if $(wildcard kernels/cuda/*.cu),$(comma)cuda-emu)
 GIT_REV := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 VERSION := 0.1.0
 
@@ -47,26 +53,34 @@ endif
 CFLAGS  ?=
 ALL_CFLAGS := $(CFLAGS_BASE) $(OPT) $(CFLAGS)
 LDFLAGS_ALL := -rdynamic -fopenmp -pthread $(OPT) $(LDFLAGS)
-LIBS    := $(PKG_LIBS) -lhttp_parser -ldl -lm
+LIBS    := $(PKG_LIBS) -lhttp_parser -ldl -lm -lstdc++
+
+# cuda-emu: kernels/cuda/<op>.cu compiled as C++ with the emulator's header
+# (kernels/emu/cuda_emu.h) and linked into ./v100rt and the tests, so every
+# CUDA kernel runs on the CPU (device.kind = "cuda-emu", test_ops).
+EMU_CXXFLAGS := -std=c++17 -g $(WARN) -fopenmp -pthread -Iruntime -Ikernels
+EMU_CU  := $(sort $(wildcard kernels/cuda/*.cu))
 
 # Library sources: everything under runtime/ except main.c, plus the CPU
 # kernels. kernels/ref is linked into the tests only.
 LIB_SRC := $(filter-out runtime/main.c,$(shell find runtime -name '*.c' | sort)) \
-	$(sort $(wildcard kernels/cpu/*.c))
+	$(sort $(wildcard kernels/cpu/*.c)) $(sort $(wildcard kernels/emu/*.c))
 REF_SRC := $(sort $(wildcard kernels/ref/*.c))
 TEST_SRC := $(sort $(wildcard tests/unit/*.c))
-LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o) $(B)/gen/vrt_cdef.o $(B)/gen/mkmodel_assets.o
+EMU_OBJ := $(EMU_CU:%.cu=$(B)/emu/%.o) $(B)/kernels/emu/emu.o
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/%.o) $(B)/gen/vrt_cdef.o $(B)/gen/mkmodel_assets.o $(EMU_OBJ)
 REF_OBJ := $(REF_SRC:%.c=$(B)/%.o)
-TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o)
+TEST_OBJ := $(TEST_SRC:%.c=$(B)/%.o) \
+	$(patsubst %.cu,$(B)/emu/%.o,$(sort $(wildcard tests/unit/*.cu)))
 MAIN_OBJ := $(B)/runtime/main.o
 
-# CUDA: detected, not required. The CUDA backend is built as a shared object
-# loaded at run time (see the CUDA issue); nothing here needs nvcc yet.
-NVCC    ?= $(shell command -v nvcc 2>/dev/null)
+# CUDA: detected, not required (see the "CUDA (nvcc)" block below).
+NVCC    ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && \
+	echo /usr/local/cuda/bin/nvcc; })
 
 .PHONY: FORCE all deps test asan release install uninstall clean fmt info check-configs readme \
-	fuzz fuzz-run demo-model serve bench
-all: v100rt
+	fuzz fuzz-run demo-model serve bench cuda-check cuda-objs
+all: v100rt $(if $(NVCC),cuda-objs)
 
 deps:
 	@bash scripts/deps.sh
@@ -117,6 +131,16 @@ $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
 	$(Q)$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/emu/%.o: %.cu kernels/emu/cuda_emu.h
+	@mkdir -p $(dir $@)
+	@echo "  CXX-EMU $<"
+	$(Q)$(CXX) $(EMU_CXXFLAGS) $(OPT) -x c++ -include kernels/emu/cuda_emu.h -MMD -MP -c $< -o $@
+
+$(B)/%.o: %.cc
+	@mkdir -p $(dir $@)
+	@echo "  CXX     $<"
+	$(Q)$(CXX) $(EMU_CXXFLAGS) $(OPT) -MMD -MP -c $< -o $@
 
 -include $(shell find build -name '*.d' 2>/dev/null)
 
@@ -220,8 +244,47 @@ fuzz-run: build/fuzz/fuzz_st_header
 		-artifact_prefix=build/fuzz/ \
 		build/fuzz/corpus_st_header tests/fuzz/corpus_st_header
 
+# ---- CUDA (nvcc)
+# The same kernels/cuda/<op>.cu, compiled by nvcc for every arch from 70 to
+# 90 that `nvcc --list-gpu-arch` offers, into build/$(VARIANT)/cuda/ — only
+# compiled (checked), not yet linked into the cuda backend (a later step of
+# the CUDA issue). CUDA 13 dropped sm_70: there this builds 75+ and says
+# that the V100 needs CUDA <= 12.9.
+NVCC_ARCHS := $(if $(NVCC),$(shell $(NVCC) --list-gpu-arch 2>/dev/null | \
+	sed -n 's/^compute_\([0-9]*\)$$/\1/p' | awk '$$1 >= 70 && $$1 <= 90' | sort -n))
+NVCC_GENCODE := $(foreach a,$(NVCC_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
+NVCC_FLAGS := -std=c++17 -O3 -Iruntime -Ikernels -Werror all-warnings \
+	-Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Werror
+CUDA_OBJ := $(EMU_CU:kernels/cuda/%.cu=$(B)/cuda/%.o)
+
+# Part of `make` when nvcc exists (about 15 s for all kernels on 2 cores,
+# and only what changed is rebuilt); NVCC= turns it off.
+cuda-objs: $(CUDA_OBJ)
+
+cuda-check: $(if $(NVCC),cuda-objs)
+	@if [ -z "$(NVCC)" ]; then echo "make cuda-check: nvcc not found (install the CUDA \
+	toolkit, or set NVCC=/path/to/nvcc)" >&2; exit 1; fi
+	@echo "cuda-check: $(words $(CUDA_OBJ)) kernel files compiled by $(NVCC) for \
+	$(patsubst %,sm_%,$(NVCC_ARCHS))"
+
+# Says once per build tree which archs this nvcc builds (and when sm_70 is
+# missing, that the V100 needs an older toolkit).
+$(B)/cuda/archs.txt:
+	@mkdir -p $(dir $@)
+	@echo "nvcc: $(NVCC), archs: $(NVCC_ARCHS)"
+	@case " $(NVCC_ARCHS) " in *" 70 "*) ;; *) echo "note: this nvcc cannot build sm_70: \
+	the V100 needs CUDA <= 12.9 (see DESIGN.md, CUDA without a GPU); building $(NVCC_ARCHS)";; esac
+	@echo "$(NVCC_ARCHS)" > $@
+
+$(B)/cuda/%.o: kernels/cuda/%.cu $(wildcard kernels/cuda/*.cuh kernels/cuda/*.h) \
+		| $(B)/cuda/archs.txt
+	@mkdir -p $(dir $@)
+	@echo "  NVCC    $<"
+	$(Q)$(NVCC) $(NVCC_FLAGS) $(NVCC_GENCODE) -c $< -o $@
+
 fmt:
-	clang-format -i $$(find runtime kernels tests -name '*.[ch]')
+	clang-format -i $$(find runtime kernels tests -name '*.[ch]' -o -name '*.cc' -o -name '*.cu' \
+		-o -name '*.cuh')
 
 clean:
 	rm -rf build v100rt

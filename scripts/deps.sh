@@ -24,6 +24,7 @@ need_pc() { pkg-config --exists "$1" 2>/dev/null || missing+=("$2"); }
 need_hdr() { [ -e "/usr/include/$1" ] || missing+=("$2"); }
 
 need_cmd gcc gcc
+need_cmd g++ g++
 need_cmd make make
 need_cmd git git
 need_cmd pkg-config pkg-config

@@ -32,6 +32,12 @@ int vrt__cpu_backend_create(vrt_backend **out, int threads, vrt_err *err);
 int vrt__cpu_check_weight(const vrt_weight *w, int64_t n, const char *op, const char *what,
                           vrt_err *err);
 
+/* Checks an attention call's arguments (host-readable batch arrays): shapes,
+ * q_start/ctx_len consistency, and every block the call reads against
+ * num_blocks. Shared with the cuda-emu backend, whose memory is host memory. */
+int vrt__cpu_check_attn_batch(const char *op, const float *out, const float *q, const uint16_t *kc,
+                              const uint16_t *vc, const vrt_attn_batch *a, vrt_err *err);
+
 /* embed_norm.c */
 int vrt__cpu_embed(vrt_backend *b, float *out, const vrt_weight *table, const int32_t *ids, int T,
                    vrt_err *err);

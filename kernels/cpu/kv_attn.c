@@ -51,8 +51,8 @@ int vrt__cpu_kv_store(vrt_backend *b, uint16_t *k_cache, uint16_t *v_cache, cons
     return 0;
 }
 
-static int check_batch(const char *op, const float *out, const float *q, const uint16_t *kc,
-                       const uint16_t *vc, const vrt_attn_batch *a, vrt_err *err)
+int vrt__cpu_check_attn_batch(const char *op, const float *out, const float *q, const uint16_t *kc,
+                              const uint16_t *vc, const vrt_attn_batch *a, vrt_err *err)
 {
     if (!a)
         return vrt_err_set(err, VRT_EINVAL, "%s: batch is NULL", op);
@@ -199,7 +199,7 @@ static int attention(vrt_backend *b, float *out, const float *q, const uint16_t 
 int vrt__cpu_attention_prefill(vrt_backend *b, float *out, const float *q, const uint16_t *k_cache,
                                const uint16_t *v_cache, const vrt_attn_batch *batch, vrt_err *err)
 {
-    int rc = check_batch("attention_prefill", out, q, k_cache, v_cache, batch, err);
+    int rc = vrt__cpu_check_attn_batch("attention_prefill", out, q, k_cache, v_cache, batch, err);
     if (rc || batch->n_seqs == 0)
         return rc;
     return attention(b, out, q, k_cache, v_cache, batch);
@@ -208,7 +208,7 @@ int vrt__cpu_attention_prefill(vrt_backend *b, float *out, const float *q, const
 int vrt__cpu_attention_decode(vrt_backend *b, float *out, const float *q, const uint16_t *k_cache,
                               const uint16_t *v_cache, const vrt_attn_batch *batch, vrt_err *err)
 {
-    int rc = check_batch("attention_decode", out, q, k_cache, v_cache, batch, err);
+    int rc = vrt__cpu_check_attn_batch("attention_decode", out, q, k_cache, v_cache, batch, err);
     if (rc || batch->n_seqs == 0)
         return rc;
     for (int s = 0; s < batch->n_seqs; s++) {

@@ -1,12 +1,14 @@
 /* registry.c — the built-in backends by name, and the names of ops and dtypes.
  *
- * vrt_backend_create("cpu", ...) is the one way the runtime gets a backend;
- * the CUDA backends are not built in yet and say so instead of failing
- * later with a missing symbol.
+ * vrt_backend_create("cpu", ...) is the one way the runtime gets a backend.
+ * "cuda-emu" runs the CUDA kernels on the CPU (kernels/emu); the real cuda
+ * backend is not built in yet and says so instead of failing later with a
+ * missing symbol.
  */
 #include "backend/backend.h"
 #include "core/err.h"
 #include "cpu/cpu.h"
+#include "emu/backend_emu.h"
 
 #include <string.h>
 
@@ -45,7 +47,7 @@ const char *vrt_dtype_name(int dtype)
 
 const char *vrt_backend_list(void)
 {
-    return "cpu";
+    return "cpu,cuda-emu";
 }
 
 int vrt_backend_create(vrt_backend **out, const char *kind, int threads, vrt_err *err)
@@ -64,11 +66,14 @@ int vrt_backend_create(vrt_backend **out, const char *kind, int threads, vrt_err
                            kind, threads);
     if (strcmp(kind, "cpu") == 0)
         return vrt__cpu_backend_create(out, threads, err);
-    if (strcmp(kind, "cuda") == 0 || strcmp(kind, "cuda-emu") == 0)
-        return vrt_err_set(err, VRT_EUNSUPPORTED,
-                           "backend \"%s\" is not built in this binary (built in: %s); set "
-                           "device.kind = \"cpu\"",
-                           kind, vrt_backend_list());
+    if (strcmp(kind, "cuda-emu") == 0)
+        return vrt__cuda_emu_backend_create(out, threads, err);
+    if (strcmp(kind, "cuda") == 0)
+        return vrt_err_set(
+            err, VRT_EUNSUPPORTED,
+            "backend \"%s\" is not built in this binary (built in: %s); set "
+            "device.kind = \"cpu\" (or \"cuda-emu\" to run the CUDA kernels on the CPU)",
+            kind, vrt_backend_list());
     return vrt_err_set(err, VRT_EINVAL, "unknown backend kind \"%s\" (device.kind); built in: %s",
                        kind, vrt_backend_list());
 }

@@ -169,7 +169,7 @@ static int step(vrt_model *m, vrt_kv_cache *kv, vrt_block_pool *pool, seq **ss, 
 
 /* Loads the fixture's model and checks logits + greedy of both prompts one
  * at a time, then batched. */
-static void check_model(const char *name, const char *dtype)
+static void check_model_on(const char *name, const char *dtype, const char *backend)
 {
     fixture f;
     ASSERT_EQ_INT(fixture_load(&f, name), 0);
@@ -177,7 +177,7 @@ static void check_model(const char *name, const char *dtype)
     const double *tols = strcmp(dtype, "float16") == 0 ? f.tol_f16w : f.tol_f32kv;
     vrt_err err = {0};
     vrt_backend *be;
-    ASSERT_OK(vrt_backend_create(&be, "cpu", 2, &err), &err);
+    ASSERT_OK(vrt_backend_create(&be, backend, 2, &err), &err);
     vrt_model *m;
     vrt_model_load_opts o = {.dtype = dtype, .quiet = 1};
     ASSERT_OK(vrt_model_load(&m, f.dir, be, &o, &err), &err);
@@ -263,6 +263,11 @@ static void check_model(const char *name, const char *dtype)
     fixture_free(&f);
 }
 
+static void check_model(const char *name, const char *dtype)
+{
+    check_model_on(name, dtype, "cpu");
+}
+
 TEST(forward_llama_gqa_matches_transformers)
 {
     check_model("llama-gqa", "auto");
@@ -290,6 +295,21 @@ TEST(forward_f16_weights_keep_greedy)
 TEST(forward_f32_compute_of_f16_checkpoint)
 {
     check_model("llama-linear-f16", "float32");
+}
+
+/* The same checks with the CUDA kernels, run by the emulator: device-style
+ * memory (weights copied), every op through kernels/cuda. */
+TEST(forward_cuda_emu_llama_gqa_matches_transformers)
+{
+    check_model_on("llama-gqa", "auto", "cuda-emu");
+}
+TEST(forward_cuda_emu_mistral_sliding_window_matches_transformers)
+{
+    check_model_on("mistral-sw", "auto", "cuda-emu");
+}
+TEST(forward_cuda_emu_f16_weights_keep_greedy)
+{
+    check_model_on("llama-linear-f16", "float16", "cuda-emu");
 }
 
 TEST(forward_rejects_bad_batches)

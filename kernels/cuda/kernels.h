@@ -1,0 +1,71 @@
+/* kernels.h — the extern "C" launchers of kernels/cuda/<op>.cu.
+ *
+ * Plain C, so that a backend written in C (kernels/emu/backend_emu.c today,
+ * the cuda backend later) calls the same entry points whichever compiler
+ * built the kernels. Every pointer is a device pointer; stream is a
+ * cudaStream_t (NULL = the default stream). Each launcher only launches:
+ * arguments were validated by the caller (shapes, dtypes, token ids, slots,
+ * block tables), and it returns the launch status (cudaError_t, 0 = ok).
+ * Activations are f32; weights f32 (dtype 0) or f16 (dtype 1); the KV cache
+ * is fp16 bit patterns.
+ */
+#ifndef VRT_CUDA_KERNELS_H
+#define VRT_CUDA_KERNELS_H
+
+#include "backend/backend.h"
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* embed.cu: out[t] = table[ids[t]] */
+int vrt_cuda_embed(float *out /* [T][D] */, const void *table /* [V][D] */, int dtype, int D,
+                   const int32_t *ids /* [T] */, int T, void *stream);
+/* norm.cu: out = x / sqrt(mean(x²) + eps) * (w + w_offset); out may alias x */
+int vrt_cuda_rmsnorm(float *out /* [T][D] */, const float *x /* [T][D] */, const void *w /* [D] */,
+                     int dtype, int T, int D, float eps, float w_offset, void *stream);
+/* norm.cu: out = (x - mean) / sqrt(var + eps) * w + bias (bias may be NULL) */
+int vrt_cuda_layernorm(float *out /* [T][D] */, const float *x /* [T][D] */,
+                       const void *w /* [D] */, int w_dtype, const void *bias /* [D] or NULL */,
+                       int b_dtype, int T, int D, float eps, void *stream);
+/* rope.cu: rotary embedding in place (see backend.h) */
+int vrt_cuda_rope(float *x /* [T][n_heads][head_dim] */, const int32_t *pos /* [T] */, int T,
+                  int n_heads, int head_dim, int rot_dim, int interleaved,
+                  const float *inv_freq /* [rot_dim/2] */, void *stream);
+/* act.cu: element-wise */
+int vrt_cuda_silu_mul(float *out, const float *gate, const float *up, int64_t n, void *stream);
+int vrt_cuda_gelu_mul(float *out, const float *gate, const float *up, int64_t n, int tanh_approx,
+                      void *stream);
+int vrt_cuda_gelu(float *out, const float *x, int64_t n, int tanh_approx, void *stream);
+int vrt_cuda_add(float *out, const float *a, const float *c, int64_t n, void *stream);
+/* kv_store.cu: K/V rounded to fp16 at slots[t] (slot < 0 skips) */
+int vrt_cuda_kv_store(uint16_t *k_cache /* [num_slots][n_kv_heads][head_dim] */,
+                      uint16_t *v_cache /* [num_slots][n_kv_heads][head_dim] */,
+                      const float *k /* [T][n_kv_heads][head_dim] */,
+                      const float *v /* [T][n_kv_heads][head_dim] */,
+                      const int32_t *slots /* [T] */, int T, int n_kv_heads, int head_dim,
+                      void *stream);
+/* attention.cu: paged causal attention, any q_len (prefill and decode);
+ * T = total query tokens, the batch's arrays are device pointers. */
+int vrt_cuda_attention(float *out /* [T][n_heads][head_dim] */,
+                       const float *q /* [T][n_heads][head_dim] */, const uint16_t *k_cache,
+                       const uint16_t *v_cache, vrt_attn_batch batch, int T, void *stream);
+/* matmul.cu: y = x·Wᵀ + bias (tiled FMA; cuBLAS comes later) */
+int vrt_cuda_matmul(float *y /* [T][N] */, const float *x /* [T][K] */, const void *W /* [N][K] */,
+                    int dtype, int N, int K, const float *bias /* [N] or NULL */, int T,
+                    void *stream);
+
+/* moe.cu: softmax over E experts, the k largest (ties: lower index first) */
+int vrt_cuda_moe_topk(const float *router_logits /* [T][E] */, int T, int E, int k, int renormalize,
+                      int32_t *idx /* [T][k] */, float *weights /* [T][k] */, void *stream);
+
+/* The largest head_dim attention and rope accept. */
+#define VRT_CUDA_MAX_HEAD_DIM 1024
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

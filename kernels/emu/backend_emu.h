@@ -1,0 +1,15 @@
+/* backend_emu.h — creating the cuda-emu backend (kernels/emu/backend_emu.c).
+ *
+ * Reached through vrt_backend_create(&b, "cuda-emu", ...) in
+ * runtime/backend/registry.c.
+ */
+#ifndef VRT_KERNELS_BACKEND_EMU_H
+#define VRT_KERNELS_BACKEND_EMU_H
+
+#include "backend/backend.h"
+
+/* threads: accepted for symmetry with the cpu backend; blocks run in
+ * sequence (see backend_emu.c). */
+int vrt__cuda_emu_backend_create(vrt_backend **out, int threads, vrt_err *err);
+
+#endif
