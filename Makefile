@@ -4,7 +4,7 @@
 #   make           build ./v100rt
 #   make test      build and run every test; ends with "N passed, N failed"
 #   make demo-model  write models/tiny, the random-weight demo model
-#   make serve     deps + build + demo model + ./v100rt serve configs/tiny.lua
+#   make serve     deps + build + ./v100rt serve configs/tiny.lua (the trained kjv-tiny)
 #   make bench     serve a config and run the HTTP benchmark (scripts/bench.sh)
 #   make asan      switch this tree to the AddressSanitizer+UBSan build
 #   make release   switch back to the normal optimized build
@@ -172,13 +172,12 @@ info:
 	@echo "cc:      $(CC) ($(shell $(CC) -dumpversion))"
 	@echo "nvcc:    $(if $(NVCC),$(NVCC),not found (CUDA backend not built))"
 
-# The demo model configs/tiny.lua points at (a few MB of random weights).
-# Everything a newcomer needs, then the server on the demo model (port 8080,
-# or PORT=...). Recursive so that the build sees what deps installed.
+# Everything a newcomer needs, then the server on the demo model configs/tiny.lua
+# points at (models-trained/kjv-tiny, committed; port 8080, or PORT=...).
+# Recursive so that the build sees what deps installed.
 serve:
 	@bash scripts/deps.sh
 	@$(MAKE) --no-print-directory all
-	@$(MAKE) --no-print-directory demo-model
 	./v100rt serve configs/tiny.lua
 
 # The HTTP load benchmark against a freshly started server; appends its
@@ -186,6 +185,7 @@ serve:
 bench: v100rt
 	@bash scripts/bench.sh
 
+# A random-weight model (a few MB) for tests and experiments: V100RT_MODEL=models/tiny.
 demo-model: v100rt
 	@if [ -f models/tiny/config.json ]; then \
 		echo "models/tiny already exists (rm -r models/tiny to make it again)"; \

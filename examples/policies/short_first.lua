@@ -2,7 +2,7 @@
 --
 -- Interactive users send short prompts and notice latency; batch jobs send
 -- long ones and care about throughput. This policy serves waiting requests
--- shortest-prompt-first (the priority hook), refuses prompts over 512
+-- shortest-prompt-first (the priority hook), refuses prompts over 192
 -- tokens during busy periods (admit), and when KV blocks run out preempts
 -- the running request with the most tokens left to generate (pick_victim).
 --
@@ -16,15 +16,15 @@ local v100rt = require "v100rt"
 local busy = false
 
 return v100rt.config{
-  model = { path = os.getenv("V100RT_MODEL") or "models/tiny", name = "tiny" },
+  model = { path = os.getenv("V100RT_MODEL") or "models-trained/kjv-tiny", name = "tiny" },
   device = { kind = "auto" },
   batching = {
-    max_input_tokens = 1024,
-    max_total_tokens = 2048,
+    max_input_tokens = 384, -- kjv-tiny has 512 positions
+    max_total_tokens = 512,
     policy = {
       name = "short_first",
       admit = function(req)
-        return not (busy and req.prompt_tokens > 512)
+        return not (busy and req.prompt_tokens > 192)
       end,
       priority = function(req)
         return -req.prompt_tokens -- fewer prompt tokens = larger priority

@@ -50,12 +50,12 @@ run $BIN --help; expect_rc 0; expect_out "commands:"; pass
 
 T="check the demo config: exit 0, resolved table with origins"
 run $BIN check configs/tiny.lua; expect_rc 0
-expect_out "model.path"; expect_out '"models/tiny"'; expect_out "(set)"; expect_out "device.memory_fraction             0.85"
+expect_out "model.path"; expect_out '"models-trained/kjv-tiny"'; expect_out "(set)"; expect_out "device.memory_fraction             0.85"
 expect_err "configs/tiny.lua: ok"; pass
 
 T="check --json prints the resolved config as JSON"
 run $BIN check --json configs/tiny.lua; expect_rc 0
-expect_out '"memory_fraction": 0.85'; expect_out '"max_total_tokens": 2048'; expect_out '"quantize": null'
+expect_out '"memory_fraction": 0.85'; expect_out '"max_total_tokens": 512'; expect_out '"quantize": null'
 head -c1 "$OUT" | grep -q '{' || fail "not a JSON object"; pass
 
 T="every shipped config passes check"
