@@ -327,6 +327,11 @@ int vrt_engine_submit(vrt_engine *e, const int32_t *prompt, int n, const vrt_req
     r->ud = ud;
     r->t_submit = now_s();
     vrt_detok_init(&r->detok, rt->tok, 1);
+    /* The output continues the prompt: its first token keeps its space. */
+    if ((rc = vrt_detok_prime(&r->detok, prompt, (size_t)n, err)) != 0) {
+        req_free(e, r);
+        return rc;
+    }
 
     pthread_mutex_lock(&e->mu);
     if (e->stopping || e->in_flight >= e->max_concurrent) {

@@ -468,7 +468,10 @@ int vrt_runtime_generate_ids(vrt_runtime *rt, const int32_t *ids, int n, const v
     g.text_cap = 1;
     memcpy(toks, ids, (size_t)n * sizeof *toks);
     vrt_detok_init(&g.detok, rt->tok, 1);
-    rc = vrt_stop_init(&g.stop, p->stop, p->n_stop, err);
+    /* The output continues the prompt: its first token keeps its space. */
+    rc = vrt_detok_prime(&g.detok, ids, (size_t)n, err);
+    if (!rc)
+        rc = vrt_stop_init(&g.stop, p->stop, p->n_stop, err);
     if (rc)
         goto out;
     vrt_rng rng;

@@ -71,6 +71,34 @@ static int ends_with_fffd(const char *s, size_t n)
     return n >= 3 && memcmp(s + n - 3, "\xEF\xBF\xBD", 3) == 0;
 }
 
+int vrt_detok_prime(vrt_detok *d, const int32_t *ctx, size_t n, vrt_err *err)
+{
+    const vrt_tokenizer *t = d->t;
+    if (n == 0 || d->n != 0)
+        return 0;
+    int32_t id = ctx[n - 1];
+    if (!tk_piece(t, id) || t->id_skip[id] || is_byte_piece(t, id))
+        return 0;
+    char *anchor = NULL;
+    size_t alen = 0;
+    int rc = vrt_tokenizer_decode(t, &id, 1, 0, &anchor, &alen, err);
+    if (rc)
+        return rc;
+    int32_t *v = realloc(d->ids, 16 * sizeof(*v));
+    if (!v) {
+        free(anchor);
+        return vrt_err_set(err, VRT_ENOMEM, "detokenize: out of memory");
+    }
+    d->ids = v;
+    d->cap = 16;
+    d->ids[0] = id;
+    d->n = d->read = 1;
+    free(d->prefix);
+    d->prefix = anchor;
+    d->prefix_len = alen;
+    return 0;
+}
+
 int vrt_detok_push(vrt_detok *d, int32_t id, char **piece, size_t *len, vrt_err *err)
 {
     const vrt_tokenizer *t = d->t;

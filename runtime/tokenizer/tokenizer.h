@@ -80,6 +80,13 @@ typedef struct vrt_detok {
 } vrt_detok;
 
 void vrt_detok_init(vrt_detok *d, const vrt_tokenizer *t, int skip_special_tokens);
+/* Makes the text continue ctx (the prompt): the first generated token is
+ * decoded after ctx's last token, as a full decode of prompt + output would
+ * (so "▁unto" after "said" keeps its space, like TGI's and vLLM's streamed
+ * text). Call right after init; a special or byte-piece last token is not
+ * used as context. */
+int vrt_detok_prime(vrt_detok *d, const int32_t *ctx, size_t n, vrt_err *err);
+
 /* *piece is malloc'd and NUL-terminated (free with free()), *len its
  * length; an out-of-range id is VRT_ERANGE and leaves d unchanged. */
 int vrt_detok_push(vrt_detok *d, int32_t id, char **piece, size_t *len, vrt_err *err);

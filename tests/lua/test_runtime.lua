@@ -88,7 +88,15 @@ T.runtime_greedy_generate_equals_argmax_of_full_logits = function()
   end
   local r2 = m():generate{ tokens = prompt, max_new_tokens = 24, ignore_eos = true }
   eq_list(r.tokens, r2.tokens, "greedy is deterministic")
-  assert(r.text == m():detokenize(r.tokens), "text is the detokenized ids")
+  -- The text continues the prompt: decode(prompt's last token + output)
+  -- minus decode(prompt's last token), so a leading space is kept.
+  local last = prompt[#prompt]
+  local ctx = m():detokenize({ last })
+  local both = { last }
+  for _, id in ipairs(r.tokens) do both[#both + 1] = id end
+  local full = m():detokenize(both)
+  assert(full:sub(1, #ctx) == ctx and r.text == full:sub(#ctx + 1),
+    ("text %q is not the continuation of %q in %q"):format(r.text, ctx, full))
 end
 
 T.runtime_seeded_sampling_is_reproducible = function()

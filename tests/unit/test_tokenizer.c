@@ -895,3 +895,53 @@ TEST(tokenizer_load_errors)
     ASSERT_EQ_INT(load_err("[1, 2]", NULL, &err), VRT_EFORMAT);
     ASSERT_EQ_INT(load_err("", NULL, &err), VRT_EFORMAT);
 }
+
+/* Regression: generated text lost its leading space ("And God saidunto")
+ * because the first generated "▁unto" was decoded as the first token of a
+ * sequence, whose space the Strip decoder removes. Primed with the prompt,
+ * the detokenizer emits what the output adds to decode(prompt + output). */
+TEST(tokenizer_detok_prime_keeps_the_leading_space)
+{
+    vrt_err err = {0};
+    vrt_tokenizer *t;
+    ASSERT_OK(vrt_tokenizer_load(&t, FIX "sentencepiece", &err), &err);
+    vrt_tokens prompt = {0}, out = {0};
+    ASSERT_OK(vrt_tokenizer_encode(t, "And God said", 12, 1, &prompt, &err), &err);
+    ASSERT_OK(vrt_tokenizer_encode(t, " unto them", 10, 0, &out, &err), &err);
+    /* The SentencePiece normalizer prepends "▁": drop a lone "▁" token. */
+    size_t first = 0;
+    const char *p0 = vrt_tokenizer_piece(t, out.ids[0]);
+    if (p0 && strcmp(p0, "\xe2\x96\x81") == 0)
+        first = 1;
+    for (int primed = 0; primed < 2; primed++) {
+        vrt_detok d;
+        vrt_detok_init(&d, t, 1);
+        if (primed)
+            ASSERT_OK(vrt_detok_prime(&d, prompt.ids, prompt.n, &err), &err);
+        char text[256] = "";
+        for (size_t i = first; i < out.n; i++) {
+            char *piece;
+            size_t len;
+            ASSERT_OK(vrt_detok_push(&d, out.ids[i], &piece, &len, &err), &err);
+            strncat(text, piece, sizeof text - strlen(text) - 1);
+            free(piece);
+        }
+        char *piece;
+        size_t len;
+        ASSERT_OK(vrt_detok_flush(&d, &piece, &len, &err), &err);
+        strncat(text, piece, sizeof text - strlen(text) - 1);
+        free(piece);
+        vrt_detok_free(&d);
+        ASSERT_EQ_STR(text, primed ? " unto them" : "unto them");
+    }
+    /* A prompt ending in a special token gives no context. */
+    int32_t bos = vrt_tokenizer_bos_id(t);
+    vrt_detok d;
+    vrt_detok_init(&d, t, 1);
+    ASSERT_OK(vrt_detok_prime(&d, &bos, 1, &err), &err);
+    ASSERT_EQ_INT(d.n, 0);
+    vrt_detok_free(&d);
+    vrt_tokens_free(&prompt);
+    vrt_tokens_free(&out);
+    vrt_tokenizer_free(t);
+}
