@@ -24,6 +24,16 @@ static inline int vrt__cpu_threads(vrt_backend *b)
     return ((vrt__cpu_ctx *)b->ctx)->threads;
 }
 
+/* The CPU backend's op support, and its memory functions: "device" memory
+ * is host memory (64-byte aligned malloc, memcpy). The cuda-emu backend,
+ * whose memory is host memory too, uses them as well. */
+bool vrt__cpu_supports_op(vrt_backend *b, vrt_op op, int weight_dtype);
+void *vrt__host_alloc(vrt_backend *b, size_t bytes, vrt_err *err);
+void vrt__host_free(vrt_backend *b, void *p);
+int vrt__host_copy(vrt_backend *b, void *dst, const void *src, size_t n, vrt_err *err);
+int vrt__host_memset(vrt_backend *b, void *p, int value, size_t n, vrt_err *err);
+int vrt__host_sync(vrt_backend *b, vrt_err *err);
+
 /* Creates the CPU backend (threads: 0 = all cores). */
 int vrt__cpu_backend_create(vrt_backend **out, int threads, vrt_err *err);
 

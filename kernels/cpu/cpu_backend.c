@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool cpu_supports_op(vrt_backend *b, vrt_op op, int weight_dtype)
+bool vrt__cpu_supports_op(vrt_backend *b, vrt_op op, int weight_dtype)
 {
     switch (op) {
     case VRT_OP_EMBED:
@@ -33,51 +33,52 @@ static bool cpu_supports_op(vrt_backend *b, vrt_op op, int weight_dtype)
     return false;
 }
 
-static void *cpu_alloc(vrt_backend *b, size_t bytes, vrt_err *err)
+void *vrt__host_alloc(vrt_backend *b, size_t bytes, vrt_err *err)
 {
     /* aligned_alloc wants a multiple of the alignment; 0 bytes still gets a
      * unique pointer so that free() stays uniform. */
     size_t n = (bytes + 63) & ~(size_t)63;
     if (n < bytes) {
-        vrt_err_set(err, VRT_ENOMEM, "cpu backend: allocation of %zu bytes is too large", bytes);
+        vrt_err_set(err, VRT_ENOMEM, "%s backend: allocation of %zu bytes is too large", b->name,
+                    bytes);
         return NULL;
     }
     void *p = aligned_alloc(64, n ? n : 64);
     if (!p)
         vrt_err_set(err, VRT_ENOMEM,
-                    "cpu backend: out of memory allocating %zu bytes (%.1f MiB); lower "
+                    "%s backend: out of memory allocating %zu bytes (%.1f MiB); lower "
                     "cache.num_blocks or batching.max_batch_prefill_tokens",
-                    bytes, (double)bytes / (1024.0 * 1024.0));
+                    b->name, bytes, (double)bytes / (1024.0 * 1024.0));
     return p;
 }
 
-static void cpu_free(vrt_backend *b, void *p)
+void vrt__host_free(vrt_backend *b, void *p)
 {
     free(p);
 }
 
-static int cpu_copy(vrt_backend *b, void *dst, const void *src, size_t n, vrt_err *err)
+int vrt__host_copy(vrt_backend *b, void *dst, const void *src, size_t n, vrt_err *err)
 {
     if (n == 0)
         return 0;
     if (!dst || !src)
-        return vrt_err_set(err, VRT_EINVAL, "cpu backend: copy of %zu bytes with a NULL pointer",
-                           n);
+        return vrt_err_set(err, VRT_EINVAL, "%s backend: copy of %zu bytes with a NULL pointer",
+                           b->name, n);
     memmove(dst, src, n);
     return 0;
 }
 
-static int cpu_memset(vrt_backend *b, void *p, int value, size_t n, vrt_err *err)
+int vrt__host_memset(vrt_backend *b, void *p, int value, size_t n, vrt_err *err)
 {
     if (n == 0)
         return 0;
     if (!p)
-        return vrt_err_set(err, VRT_EINVAL, "cpu backend: memset of %zu bytes on NULL", n);
+        return vrt_err_set(err, VRT_EINVAL, "%s backend: memset of %zu bytes on NULL", b->name, n);
     memset(p, value, n);
     return 0;
 }
 
-static int cpu_sync(vrt_backend *b, vrt_err *err)
+int vrt__host_sync(vrt_backend *b, vrt_err *err)
 {
     return 0;
 }
@@ -130,13 +131,13 @@ int vrt__cpu_backend_create(vrt_backend **out, int threads, vrt_err *err)
     b->name = "cpu";
     b->ctx = ctx;
     b->host_memory = true;
-    b->supports_op = cpu_supports_op;
-    b->alloc = cpu_alloc;
-    b->free = cpu_free;
-    b->copy_to_device = cpu_copy;
-    b->copy_to_host = cpu_copy;
-    b->memset = cpu_memset;
-    b->sync = cpu_sync;
+    b->supports_op = vrt__cpu_supports_op;
+    b->alloc = vrt__host_alloc;
+    b->free = vrt__host_free;
+    b->copy_to_device = vrt__host_copy;
+    b->copy_to_host = vrt__host_copy;
+    b->memset = vrt__host_memset;
+    b->sync = vrt__host_sync;
     b->destroy = cpu_destroy;
     b->embed = vrt__cpu_embed;
     b->rmsnorm = vrt__cpu_rmsnorm;

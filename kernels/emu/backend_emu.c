@@ -21,74 +21,8 @@
 
 #define EMU_MOE_MAX_K 64 /* as the cpu backend */
 
-static bool emu_supports_op(vrt_backend *b, vrt_op op, int weight_dtype)
-{
-    switch (op) {
-    case VRT_OP_EMBED:
-    case VRT_OP_RMSNORM:
-    case VRT_OP_LAYERNORM:
-    case VRT_OP_MATMUL: return weight_dtype == VRT_DT_F32 || weight_dtype == VRT_DT_F16;
-    case VRT_OP_ROPE:
-    case VRT_OP_SILU_MUL:
-    case VRT_OP_GELU_MUL:
-    case VRT_OP_GELU:
-    case VRT_OP_ADD:
-    case VRT_OP_KV_STORE:
-    case VRT_OP_ATTN_PREFILL:
-    case VRT_OP_ATTN_DECODE:
-    case VRT_OP_MOE_TOPK: return true;
-    case VRT_OP_COUNT: break;
-    }
-    return false;
-}
-
-/* ---- memory ---- */
-
-static void *emu_alloc(vrt_backend *b, size_t bytes, vrt_err *err)
-{
-    size_t n = (bytes + 63) & ~(size_t)63;
-    if (n < bytes) {
-        vrt_err_set(err, VRT_ENOMEM, "cuda-emu: allocation of %zu bytes is too large", bytes);
-        return NULL;
-    }
-    void *p = aligned_alloc(64, n ? n : 64);
-    if (!p)
-        vrt_err_set(err, VRT_ENOMEM,
-                    "cuda-emu: out of memory allocating %zu bytes (%.1f MiB); lower "
-                    "cache.num_blocks or batching.max_batch_prefill_tokens",
-                    bytes, (double)bytes / (1024.0 * 1024.0));
-    return p;
-}
-
-static void emu_free(vrt_backend *b, void *p)
-{
-    free(p);
-}
-
-static int emu_copy(vrt_backend *b, void *dst, const void *src, size_t n, vrt_err *err)
-{
-    if (n == 0)
-        return 0;
-    if (!dst || !src)
-        return vrt_err_set(err, VRT_EINVAL, "cuda-emu: copy of %zu bytes with a NULL pointer", n);
-    memmove(dst, src, n);
-    return 0;
-}
-
-static int emu_memset(vrt_backend *b, void *p, int value, size_t n, vrt_err *err)
-{
-    if (n == 0)
-        return 0;
-    if (!p)
-        return vrt_err_set(err, VRT_EINVAL, "cuda-emu: memset of %zu bytes on NULL", n);
-    memset(p, value, n);
-    return 0;
-}
-
-static int emu_sync(vrt_backend *b, vrt_err *err)
-{
-    return 0; /* launches run to completion */
-}
+/* The same ops as the cpu backend; memory is host memory (cpu/cpu.h), so
+ * sync has nothing to wait for: launches run to completion. */
 
 static void emu_destroy(vrt_backend *b)
 {
@@ -338,13 +272,13 @@ int vrt__cuda_emu_backend_create(vrt_backend **out, int threads, vrt_err *err)
     b->name = "cuda-emu";
     b->ctx = NULL;
     b->host_memory = false;
-    b->supports_op = emu_supports_op;
-    b->alloc = emu_alloc;
-    b->free = emu_free;
-    b->copy_to_device = emu_copy;
-    b->copy_to_host = emu_copy;
-    b->memset = emu_memset;
-    b->sync = emu_sync;
+    b->supports_op = vrt__cpu_supports_op;
+    b->alloc = vrt__host_alloc;
+    b->free = vrt__host_free;
+    b->copy_to_device = vrt__host_copy;
+    b->copy_to_host = vrt__host_copy;
+    b->memset = vrt__host_memset;
+    b->sync = vrt__host_sync;
     b->destroy = emu_destroy;
     b->embed = emu_embed;
     b->rmsnorm = emu_rmsnorm;
