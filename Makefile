@@ -11,6 +11,7 @@
 #   make install   install to $(PREFIX) (default /usr/local)
 #   make fmt       clang-format the C sources
 #   make cuda-check  compile kernels/cuda with nvcc for the archs it offers (no GPU needed)
+#   make check-sm70  install CUDA 11.8 (Debian non-free, ~2.5 GB) and check kernels/cuda builds for sm_70
 #   make readme    regenerate the config reference in README.md
 #
 # The build variant (release or asan) is remembered in .build-variant so
@@ -79,7 +80,7 @@ NVCC    ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/
 	echo /usr/local/cuda/bin/nvcc; })
 
 .PHONY: FORCE all deps test asan release install uninstall clean fmt info check-configs readme \
-	fuzz fuzz-run demo-model serve bench cuda-check cuda-objs
+	fuzz fuzz-run demo-model serve bench cuda-check cuda-objs check-sm70 sm70-objs
 all: v100rt $(if $(NVCC),cuda-objs)
 
 deps:
@@ -281,6 +282,58 @@ $(B)/cuda/%.o: kernels/cuda/%.cu $(wildcard kernels/cuda/*.cuh kernels/cuda/*.h)
 	@mkdir -p $(dir $@)
 	@echo "  NVCC    $<"
 	$(Q)$(NVCC) $(NVCC_FLAGS) $(NVCC_GENCODE) -c $< -o $@
+
+# ---- sm_70 (V100) check with Debian's CUDA 11.8: `make check-sm70`
+# CUDA 13 has dropped Volta, so the installed nvcc cannot prove the kernels
+# still build for sm_70. This installs bookworm's nvidia-cuda-toolkit 11.8
+# (non-free, about 2.5 GB; scripts/cuda118.sh, needs root or sudo, does
+# nothing when it is there), compiles every kernels/cuda/*.cu with its
+# /usr/bin/nvcc for -arch=sm_70 into build/sm70/, and checks with cuobjdump
+# that each object holds an sm_70 cubin. Not part of `make`, `make test` or
+# CI (too big to install there). 11.8 needs an older host compiler (clang-14,
+# else g++-11). nvcc finds ptxas through PATH, and Debian's is /usr/bin/ptxas:
+# /usr/lib/nvidia-cuda-toolkit/bin and /usr/bin go first, before
+# /usr/local/cuda/bin and /usr/local/bin (which may hold a ptxas shim), or
+# CUDA 13's ptxas is picked up and rejects sm_70 (DESIGN.md, CUDA without a GPU).
+SM70_NVCC  := /usr/bin/nvcc
+SM70_PATH  := /usr/lib/nvidia-cuda-toolkit/bin:/usr/bin:$(PATH)
+SM70_CCBIN  = $(shell command -v clang-14 2>/dev/null || command -v g++-11 2>/dev/null)
+SM70_FLAGS := -arch=sm_70 -std=c++17 -O3 -Iruntime -Ikernels -Werror all-warnings \
+	-Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Werror
+SM70_OBJ   := $(EMU_CU:kernels/cuda/%.cu=build/sm70/%.o)
+# The host compiler searches /usr/local/include before /usr/include, and a
+# machine with CUDA 13 may link its headers there (crt/host_runtime.h of 13
+# breaks 11.8's stubs): build/sm70/include links each name found in both to
+# /usr/include (Debian's 11.8 headers), and goes first with -isystem.
+SM70_INC   := build/sm70/include
+
+check-sm70:
+	@bash scripts/cuda118.sh
+	@$(MAKE) --no-print-directory sm70-objs
+	@export PATH="$(SM70_PATH)"; n=0; bad=""; \
+	for o in $(SM70_OBJ); do \
+		if cuobjdump --list-elf $$o 2>/dev/null | grep -q 'sm_70'; then n=$$((n+1)); \
+		else bad="$$bad $$o"; fi; \
+	done; \
+	if [ -n "$$bad" ]; then echo "check-sm70: no sm_70 cubin in:$$bad" >&2; exit 1; fi; \
+	echo "check-sm70: $$n/$(words $(SM70_OBJ)) kernel files have an sm_70 cubin \
+	($$($(SM70_NVCC) --version | sed -n 's/.*release \([0-9.]*\).*/CUDA \1/p'), \
+	-ccbin $(notdir $(SM70_CCBIN)))"
+
+sm70-objs: $(SM70_OBJ)
+
+$(SM70_INC)/.stamp:
+	@rm -rf $(SM70_INC) && mkdir -p $(SM70_INC)
+	@for f in /usr/local/include/*; do n=$${f##*/}; \
+		if [ -e "/usr/include/$$n" ]; then ln -s "/usr/include/$$n" "$(SM70_INC)/$$n"; fi; \
+	done; touch $@
+
+build/sm70/%.o: kernels/cuda/%.cu $(wildcard kernels/cuda/*.cuh kernels/cuda/*.h) \
+		| $(SM70_INC)/.stamp
+	@mkdir -p $(dir $@)
+	@echo "  NVCC70  $<"
+	$(Q)PATH="$(SM70_PATH)" $(SM70_NVCC) -ccbin $(SM70_CCBIN) -isystem $(SM70_INC) $(SM70_FLAGS) \
+		-c $< -o $@
 
 fmt:
 	clang-format -i $$(find runtime kernels tests -name '*.[ch]' -o -name '*.cc' -o -name '*.cu' \

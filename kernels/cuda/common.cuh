@@ -102,7 +102,7 @@ __device__ __forceinline__ float vrt_wload(const void *w, int dtype, int64_t i)
 
 /* Grid size for n items at `per_block` items per block, capped for the
  * grid-stride loops. */
-static inline unsigned vrt_grid_1d(int64_t n, int per_block)
+inline unsigned vrt_grid_1d(int64_t n, int per_block)
 {
     int64_t g = (n + per_block - 1) / per_block;
     if (g < 1)
