@@ -73,6 +73,17 @@ const vrt_cmd vrt_commands[] = {
      "  --host ADDR        override server.host\n"
      "  --port-file FILE   write the bound port to FILE once listening\n",
      vrt_cmd_serve},
+    {"plan", "print the GPU memory plan of a config (weights, activations, KV cache)",
+     "v100rt plan [--device-memory GIB] [--model-config DIR] CONFIG.lua",
+     "Computes, without a GPU, how a config uses one GPU of --device-memory GiB\n"
+     "(default 16, the 16 GB V100): device.memory_fraction of it, minus the\n"
+     "weights per GPU (fp16, float32, or ~4.5 bits per parameter with\n"
+     "model.quantize, split over parallel.tensor GPUs), minus the activations of\n"
+     "one step, leaves the KV cache: how many blocks and tokens, and how many\n"
+     "sequences of batching.max_total_tokens fit at once. Exits 1 with the\n"
+     "figures and what to change when one sequence does not fit. The model's\n"
+     "config.json is read from model.path, or from --model-config DIR.\n",
+     vrt_cmd_plan},
     {"generate", "load a model and stream the continuation of a prompt",
      "v100rt generate [OPTIONS] CONFIG.lua|MODEL_DIR PROMPT",
      "Loads the model of CONFIG.lua (or a model directory, on the cpu with default\n"

@@ -31,7 +31,7 @@ run $BIN frobnicate; expect_rc 2; expect_err 'unknown command "frobnicate"'; pas
 
 T="help lists only commands that exist"
 run $BIN help; expect_rc 0
-for c in check mkmodel run generate serve help version; do expect_out "  $c "; done
+for c in check mkmodel run generate serve plan help version; do expect_out "  $c "; done
 for c in bench quantize; do grep -q "^  $c " "$OUT" && fail "lists $c, which does not exist yet"; done
 pass
 
@@ -182,6 +182,17 @@ run $BIN generate --temprature 1 "$TMP/gen-model" "Hi"; expect_rc 2; expect_err 
 run $BIN generate --top-p 2 "$TMP/gen-model" "Hi"; expect_rc 2; expect_err "--top-p"
 run $BIN generate "$TMP/no-such-model" "Hi"; expect_rc 1; expect_err "no-such-model"
 run $BIN generate --max-new-tokens 5000 "$TMP/gen-model" "Hi"; expect_rc 1; expect_err "batching.max_total_tokens"
+pass
+
+T="plan: Mistral-7B fits a 16 GB V100 in 4-bit, not in fp16; exit codes"
+M=tests/fixtures/hf_config/mistral_7b_v01
+run $BIN plan --model-config $M configs/mistral-7b-instruct-gptq.lua; expect_rc 0
+expect_out "7.24 B parameters"; expect_out "fits at once"
+run $BIN plan --model-config $M --device-memory 16 configs/tiny.lua; expect_rc 1
+expect_err "the model does not fit"; expect_err 'model.quantize = "awq"'; expect_err "parallel.tensor = 2"
+run $BIN plan --model-config $M --device-memory 32 configs/tiny.lua; expect_rc 0
+run $BIN plan --device-memory lots configs/tiny.lua; expect_rc 2; expect_err "--device-memory"
+run $BIN plan --model-config "$TMP/none" configs/tiny.lua; expect_rc 1; expect_err "--model-config"
 pass
 
 T="help mkmodel documents the presets"

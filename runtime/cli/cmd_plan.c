@@ -1,0 +1,77 @@
+/* cmd_plan.c — `v100rt plan CONFIG.lua`: the GPU memory plan of a config
+ * (engine/plan.h) for a given card, without a GPU: weights, activations and
+ * KV cache per GPU, and whether one sequence of max_total_tokens fits. */
+#include "cli/cli.h"
+#include "core/err.h"
+#include "engine/plan.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int vrt_cmd_plan(int argc, char **argv)
+{
+    const vrt_cmd *self = vrt_cmd_find("plan");
+    vrt_opt opts[] = {{"device-memory", 1, NULL}, {"model-config", 1, NULL}};
+    char *pos[1];
+    int npos = 0;
+    int rc = vrt_cli_parse(self, opts, 2, argc, argv, pos, 1, &npos);
+    if (rc)
+        return rc;
+    if (npos != 1)
+        return vrt_cli_usage(self, "needs one config file");
+    double gb = 16.0;
+    if (opts[0].value) {
+        char *end;
+        errno = 0;
+        gb = strtod(opts[0].value, &end);
+        if (end == opts[0].value || *end || errno || !(gb > 0 && gb <= 4096))
+            return vrt_cli_usage(self, "--device-memory is the GPU memory in GiB, e.g. 16 or 32");
+    }
+    vrt_err err = {0};
+    vrt_config cfg;
+    if (vrt_config_load(&cfg, pos[0], &err) != 0) {
+        fprintf(stderr, "v100rt plan: %s\n", err.msg);
+        vrt_config_free(&cfg);
+        return VRT_EXIT_FAIL;
+    }
+    vrt_model_config mc;
+    const char *dir = opts[1].value ? opts[1].value : cfg.model.path;
+    if (vrt_model_config_load(&mc, dir, &err) != 0) {
+        fprintf(stderr,
+                "v100rt plan: %s\n(--model-config DIR reads config.json from another "
+                "directory)\n",
+                err.msg);
+        vrt_config_free(&cfg);
+        return VRT_EXIT_FAIL;
+    }
+    int64_t total = cfg.batching.max_total_tokens;
+    if (mc.max_position_embeddings > 0 && total > mc.max_position_embeddings)
+        total = mc.max_position_embeddings;
+    vrt_plan_input in = {
+        .model = &mc,
+        .device_bytes = (int64_t)(gb * 1024.0 * 1024.0 * 1024.0),
+        .memory_fraction = cfg.device.memory_fraction,
+        .weight_bytes_per_param = cfg.model.quantize ? 0.5625
+                                  : cfg.model.dtype && strcmp(cfg.model.dtype, "float32") == 0
+                                      ? 4.0
+                                      : 2.0,
+        .tensor = cfg.parallel.tensor > 0 ? cfg.parallel.tensor : 1,
+        .block_size = cfg.cache.block_size > 0 ? cfg.cache.block_size : 16,
+        .max_total_tokens = total,
+        .max_batch_prefill_tokens = cfg.batching.max_batch_prefill_tokens,
+        .max_concurrent_requests = cfg.batching.max_concurrent_requests,
+        .graph_pool_bytes = 0,
+    };
+    vrt_plan p;
+    rc = vrt_plan_compute(&in, &p, &err);
+    char *s = vrt_plan_format(&in, &p);
+    if (s)
+        fputs(s, stdout);
+    free(s);
+    if (rc)
+        fprintf(stderr, "v100rt plan: %s\n", err.msg);
+    vrt_config_free(&cfg);
+    return rc ? VRT_EXIT_FAIL : VRT_EXIT_OK;
+}
