@@ -48,6 +48,19 @@ int vrt__cpu_check_weight(const vrt_weight *w, int64_t n, const char *op, const 
 int vrt__cpu_check_attn_batch(const char *op, const float *out, const float *q, const uint16_t *kc,
                               const uint16_t *vc, const vrt_attn_batch *a, vrt_err *err);
 
+/* Argument checks of single ops, shared with the cuda-emu backend (whose
+ * memory is host memory). Each returns a negative VRT_E* code with a
+ * message, 1 when there is nothing to do (T == 0 ...), or 0 to go on. */
+int vrt__cpu_check_embed(float *out, const vrt_weight *table, const int32_t *ids, int T,
+                         vrt_err *err);
+int vrt__cpu_check_rope(const float *x, const int32_t *pos, int T, int n_heads, int head_dim,
+                        int rot_dim, const float *inv_freq, int max_head_dim, vrt_err *err);
+int vrt__cpu_check_kv_store(const uint16_t *k_cache, const uint16_t *v_cache, const float *k,
+                            const float *v, const int32_t *slots, int T, int n_kv_heads,
+                            int head_dim, int64_t num_slots, vrt_err *err);
+/* Decode takes exactly one query token per sequence. */
+int vrt__cpu_check_decode(const vrt_attn_batch *a, vrt_err *err);
+
 /* embed_norm.c */
 int vrt__cpu_embed(vrt_backend *b, float *out, const vrt_weight *table, const int32_t *ids, int T,
                    vrt_err *err);

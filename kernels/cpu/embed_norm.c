@@ -20,8 +20,8 @@ static inline float wget(const vrt_weight *w, int64_t i)
     return ((const float *)w->data)[i];
 }
 
-int vrt__cpu_embed(vrt_backend *b, float *out, const vrt_weight *table, const int32_t *ids, int T,
-                   vrt_err *err)
+int vrt__cpu_check_embed(float *out, const vrt_weight *table, const int32_t *ids, int T,
+                         vrt_err *err)
 {
     int rc = vrt__cpu_check_weight(table, -1, "embed", "table", err);
     if (rc)
@@ -29,13 +29,22 @@ int vrt__cpu_embed(vrt_backend *b, float *out, const vrt_weight *table, const in
     if (T < 0 || (T > 0 && (!out || !ids)))
         return vrt_err_set(err, VRT_EINVAL, "embed: T = %d with out=%p ids=%p", T, (void *)out,
                            (const void *)ids);
-    const int64_t V = table->rows, D = table->cols;
     for (int t = 0; t < T; t++)
-        if (ids[t] < 0 || ids[t] >= V)
+        if (ids[t] < 0 || ids[t] >= table->rows)
             return vrt_err_set(err, VRT_ERANGE,
                                "embed: token id %d at position %d is out of range: the "
                                "embedding table has %lld rows (vocab size)",
-                               (int)ids[t], t, (long long)V);
+                               (int)ids[t], t, (long long)table->rows);
+    return 0;
+}
+
+int vrt__cpu_embed(vrt_backend *b, float *out, const vrt_weight *table, const int32_t *ids, int T,
+                   vrt_err *err)
+{
+    int rc = vrt__cpu_check_embed(out, table, ids, T, err);
+    if (rc)
+        return rc;
+    const int64_t D = table->cols;
     const int nt = vrt__cpu_threads(b);
 #pragma omp parallel for num_threads(nt) if (T * D > 32768) schedule(static)
     for (int t = 0; t < T; t++) {

@@ -18,17 +18,18 @@
 
 #define ATT_CHUNK 32 /* keys scored before each softmax rescale */
 
-int vrt__cpu_kv_store(vrt_backend *b, uint16_t *k_cache, uint16_t *v_cache, const float *k,
-                      const float *v, const int32_t *slots, int T, int n_kv_heads, int head_dim,
-                      int64_t num_slots, vrt_err *err)
+int vrt__cpu_check_kv_store(const uint16_t *k_cache, const uint16_t *v_cache, const float *k,
+                            const float *v, const int32_t *slots, int T, int n_kv_heads,
+                            int head_dim, int64_t num_slots, vrt_err *err)
 {
-    if (T < 0 || n_kv_heads <= 0 || head_dim <= 0 || num_slots < 0)
+    if (T < 0 || n_kv_heads <= 0 || head_dim <= 0 || num_slots < 0 ||
+        (int64_t)n_kv_heads * head_dim > INT32_MAX)
         return vrt_err_set(err, VRT_EINVAL,
                            "kv_store: bad shape T = %d, n_kv_heads = %d, head_dim = %d, "
                            "num_slots = %lld",
                            T, n_kv_heads, head_dim, (long long)num_slots);
     if (T == 0)
-        return 0;
+        return 1;
     if (!k_cache || !v_cache || !k || !v || !slots)
         return vrt_err_set(err, VRT_EINVAL, "kv_store: NULL cache, k, v or slots");
     /* Check every slot before writing anything. */
@@ -38,6 +39,17 @@ int vrt__cpu_kv_store(vrt_backend *b, uint16_t *k_cache, uint16_t *v_cache, cons
                                "kv_store: slot %d of token %d is out of range: the KV cache "
                                "has %lld slots (num_blocks × block_size)",
                                (int)slots[t], t, (long long)num_slots);
+    return 0;
+}
+
+int vrt__cpu_kv_store(vrt_backend *b, uint16_t *k_cache, uint16_t *v_cache, const float *k,
+                      const float *v, const int32_t *slots, int T, int n_kv_heads, int head_dim,
+                      int64_t num_slots, vrt_err *err)
+{
+    int rc = vrt__cpu_check_kv_store(k_cache, v_cache, k, v, slots, T, n_kv_heads, head_dim,
+                                     num_slots, err);
+    if (rc)
+        return rc < 0 ? rc : 0;
     const int64_t row = (int64_t)n_kv_heads * head_dim;
     const int nt = vrt__cpu_threads(b);
 #pragma omp parallel for num_threads(nt) if (T * row > 65536) schedule(static)
@@ -209,15 +221,22 @@ int vrt__cpu_attention_decode(vrt_backend *b, float *out, const float *q, const 
                               const uint16_t *v_cache, const vrt_attn_batch *batch, vrt_err *err)
 {
     int rc = vrt__cpu_check_attn_batch("attention_decode", out, q, k_cache, v_cache, batch, err);
+    if (!rc)
+        rc = vrt__cpu_check_decode(batch, err);
     if (rc || batch->n_seqs == 0)
         return rc;
-    for (int s = 0; s < batch->n_seqs; s++) {
-        int q_len = batch->q_start[s + 1] - batch->q_start[s];
+    return attention(b, out, q, k_cache, v_cache, batch);
+}
+
+int vrt__cpu_check_decode(const vrt_attn_batch *a, vrt_err *err)
+{
+    for (int s = 0; s < a->n_seqs; s++) {
+        int q_len = a->q_start[s + 1] - a->q_start[s];
         if (q_len != 1)
             return vrt_err_set(err, VRT_EINVAL,
                                "attention_decode: sequence %d has %d query tokens; decode takes "
                                "exactly 1 per sequence (use attention_prefill)",
                                s, q_len);
     }
-    return attention(b, out, q, k_cache, v_cache, batch);
+    return 0;
 }

@@ -42,21 +42,12 @@ static int launched(int rc, const char *op, vrt_err *err)
 static int emu_embed(vrt_backend *b, float *out, const vrt_weight *table, const int32_t *ids, int T,
                      vrt_err *err)
 {
-    int rc = vrt__cpu_check_weight(table, -1, "embed", "table", err);
+    int rc = vrt__cpu_check_embed(out, table, ids, T, err);
     if (rc)
         return rc;
-    if (T < 0 || (T > 0 && (!out || !ids)))
-        return vrt_err_set(err, VRT_EINVAL, "embed: T = %d with out=%p ids=%p", T, (void *)out,
-                           (const void *)ids);
     if (table->cols > INT32_MAX)
         return vrt_err_set(err, VRT_EINVAL, "embed: row of %lld elements is too long",
                            (long long)table->cols);
-    for (int t = 0; t < T; t++)
-        if (ids[t] < 0 || ids[t] >= table->rows)
-            return vrt_err_set(err, VRT_ERANGE,
-                               "embed: token id %d at position %d is out of range: the "
-                               "embedding table has %lld rows (vocab size)",
-                               (int)ids[t], t, (long long)table->rows);
     return launched(vrt_cuda_embed(out, table->data, table->dtype, (int)table->cols, ids, T, NULL),
                     "embed", err);
 }
@@ -103,22 +94,10 @@ static int emu_layernorm(vrt_backend *b, float *out, const float *x, const vrt_w
 static int emu_rope(vrt_backend *b, float *x, const int32_t *pos, int T, int n_heads, int head_dim,
                     int rot_dim, int interleaved, const float *inv_freq, vrt_err *err)
 {
-    if (T < 0 || n_heads <= 0 || head_dim <= 0 || head_dim > VRT_CUDA_MAX_HEAD_DIM)
-        return vrt_err_set(err, VRT_EINVAL,
-                           "rope: bad shape T = %d, n_heads = %d, head_dim = %d (max %d)", T,
-                           n_heads, head_dim, VRT_CUDA_MAX_HEAD_DIM);
-    if (rot_dim < 0 || rot_dim > head_dim || rot_dim % 2 != 0)
-        return vrt_err_set(err, VRT_EINVAL,
-                           "rope: rot_dim = %d must be even and between 0 and head_dim = %d",
-                           rot_dim, head_dim);
-    if (T == 0 || rot_dim == 0)
-        return 0;
-    if (!x || !pos || !inv_freq)
-        return vrt_err_set(err, VRT_EINVAL, "rope: NULL x, pos or inv_freq");
-    for (int t = 0; t < T; t++)
-        if (pos[t] < 0)
-            return vrt_err_set(err, VRT_ERANGE, "rope: position %d of token %d is negative",
-                               (int)pos[t], t);
+    int rc = vrt__cpu_check_rope(x, pos, T, n_heads, head_dim, rot_dim, inv_freq,
+                                 VRT_CUDA_MAX_HEAD_DIM, err);
+    if (rc)
+        return rc < 0 ? rc : 0;
     return launched(
         vrt_cuda_rope(x, pos, T, n_heads, head_dim, rot_dim, interleaved, inv_freq, NULL), "rope",
         err);
@@ -184,22 +163,10 @@ static int emu_kv_store(vrt_backend *b, uint16_t *k_cache, uint16_t *v_cache, co
                         const float *v, const int32_t *slots, int T, int n_kv_heads, int head_dim,
                         int64_t num_slots, vrt_err *err)
 {
-    if (T < 0 || n_kv_heads <= 0 || head_dim <= 0 || num_slots < 0 ||
-        (int64_t)n_kv_heads * head_dim > INT32_MAX)
-        return vrt_err_set(err, VRT_EINVAL,
-                           "kv_store: bad shape T = %d, n_kv_heads = %d, head_dim = %d, "
-                           "num_slots = %lld",
-                           T, n_kv_heads, head_dim, (long long)num_slots);
-    if (T == 0)
-        return 0;
-    if (!k_cache || !v_cache || !k || !v || !slots)
-        return vrt_err_set(err, VRT_EINVAL, "kv_store: NULL cache, k, v or slots");
-    for (int t = 0; t < T; t++) /* every slot before writing anything */
-        if (slots[t] >= num_slots)
-            return vrt_err_set(err, VRT_ERANGE,
-                               "kv_store: slot %d of token %d is out of range: the KV cache "
-                               "has %lld slots (num_blocks × block_size)",
-                               (int)slots[t], t, (long long)num_slots);
+    int rc = vrt__cpu_check_kv_store(k_cache, v_cache, k, v, slots, T, n_kv_heads, head_dim,
+                                     num_slots, err);
+    if (rc)
+        return rc < 0 ? rc : 0;
     return launched(vrt_cuda_kv_store(k_cache, v_cache, k, v, slots, T, n_kv_heads, head_dim, NULL),
                     "kv_store", err);
 }
@@ -213,14 +180,8 @@ static int attention(const char *op, float *out, const float *q, const uint16_t 
     if (a->head_dim > VRT_CUDA_MAX_HEAD_DIM || a->n_heads > 65535)
         return vrt_err_set(err, VRT_EINVAL, "%s: head_dim = %d, n_heads = %d too large", op,
                            a->head_dim, a->n_heads);
-    for (int s = 0; decode && s < a->n_seqs; s++) {
-        int q_len = a->q_start[s + 1] - a->q_start[s];
-        if (q_len != 1)
-            return vrt_err_set(err, VRT_EINVAL,
-                               "attention_decode: sequence %d has %d query tokens; decode takes "
-                               "exactly 1 per sequence (use attention_prefill)",
-                               s, q_len);
-    }
+    if (decode && (rc = vrt__cpu_check_decode(a, err)) != 0)
+        return rc;
     int T = a->q_start[a->n_seqs];
     if (T > 65535)
         return vrt_err_set(err, VRT_EINVAL, "%s: %d query tokens in one call (at most 65535)", op,
