@@ -257,33 +257,10 @@ int vrt_engine_submit(vrt_engine *e, const int32_t *prompt, int n, const vrt_req
     if (!e || !prompt || !p || !fn || !id)
         return vrt_err_set(err, VRT_EINVAL, "vrt_engine_submit: NULL argument");
     vrt_runtime *rt = e->rt;
-    const int V = rt->m->cfg.vocab_size;
-    if (n < 1)
-        return vrt_err_set(err, VRT_EINVAL, "the prompt is empty");
-    for (int i = 0; i < n; i++)
-        if (prompt[i] < 0 || prompt[i] >= V)
-            return vrt_err_set(err, VRT_ERANGE,
-                               "prompt token %d is id %d, outside the vocabulary (0..%d)", i,
-                               prompt[i], V - 1);
-    for (int i = 0; i < p->n_stop_ids; i++)
-        if (p->stop_ids[i] < 0 || p->stop_ids[i] >= V)
-            return vrt_err_set(err, VRT_ERANGE, "stop token id %d is outside the vocabulary",
-                               p->stop_ids[i]);
-    int rc = vrt_sampling_params_validate(&p->sampling, err);
+    int rc = vrt__runtime_check_request(rt, prompt, n, p->max_new_tokens, p->stop_ids,
+                                        p->n_stop_ids, &p->sampling, err);
     if (rc)
         return rc;
-    if (p->max_new_tokens < 1)
-        return vrt_err_set(err, VRT_EINVAL, "max_new_tokens must be at least 1 (got %d)",
-                           p->max_new_tokens);
-    if (n > rt->max_input)
-        return vrt_err_set(err, VRT_ERANGE,
-                           "the prompt has %d tokens, more than batching.max_input_tokens (%d)", n,
-                           rt->max_input);
-    if ((int64_t)n + p->max_new_tokens > rt->max_total)
-        return vrt_err_set(err, VRT_ERANGE,
-                           "prompt (%d tokens) + max_new_tokens (%d) = %lld is more than "
-                           "batching.max_total_tokens (%d)",
-                           n, p->max_new_tokens, (long long)n + p->max_new_tokens, rt->max_total);
     ereq *r = calloc(1, sizeof *r);
     if (!r)
         return vrt_err_set(err, VRT_ENOMEM, "out of memory");

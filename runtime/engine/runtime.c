@@ -359,14 +359,6 @@ static int text_put(vrt_gen_result *r, size_t *cap, const char *s, size_t n)
     return 0;
 }
 
-static uint64_t random_seed(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_sec;
-    return x ^ (uint64_t)(uintptr_t)&ts;
-}
-
 typedef struct gen_state {
     vrt_detok detok;
     vrt_stop_checker stop;
@@ -404,24 +396,47 @@ static int emit(vrt_runtime *rt, gen_state *g, int32_t tok, vrt_stream_fn fn, vo
     return matched >= 0 ? 1 : 0;
 }
 
-int vrt_runtime_generate_ids(vrt_runtime *rt, const int32_t *ids, int n, const vrt_gen_params *p,
-                             vrt_stream_fn fn, void *ud, vrt_gen_result *res, vrt_err *err)
+int vrt__runtime_check_request(const vrt_runtime *rt, const int32_t *ids, int n, int max_new_tokens,
+                               const int32_t *stop_ids, int n_stop_ids,
+                               const vrt_sampling_params *sp, vrt_err *err)
 {
-    memset(res, 0, sizeof *res);
-    if (!rt || !ids || !p)
-        return vrt_err_set(err, VRT_EINVAL, "generate: NULL argument");
     if (n < 1)
-        return vrt_err_set(err, VRT_EINVAL, "generate: the prompt is empty (no tokens)");
+        return vrt_err_set(err, VRT_EINVAL, "the prompt is empty (no tokens)");
     const int V = rt->m->cfg.vocab_size;
     for (int i = 0; i < n; i++)
         if (ids[i] < 0 || ids[i] >= V)
             return vrt_err_set(err, VRT_ERANGE,
                                "prompt token %d is id %d, outside the vocabulary (0..%d)", i,
                                ids[i], V - 1);
-    for (int i = 0; i < p->n_stop_ids; i++)
-        if (p->stop_ids[i] < 0 || p->stop_ids[i] >= V)
+    for (int i = 0; i < n_stop_ids; i++)
+        if (stop_ids[i] < 0 || stop_ids[i] >= V)
             return vrt_err_set(err, VRT_ERANGE, "stop token id %d is outside the vocabulary",
-                               p->stop_ids[i]);
+                               stop_ids[i]);
+    int rc = vrt_sampling_params_validate(sp, err);
+    if (rc)
+        return rc;
+    if (n > rt->max_input)
+        return vrt_err_set(err, VRT_ERANGE,
+                           "the prompt has %d tokens, more than batching.max_input_tokens (%d): "
+                           "shorten it or raise the limit",
+                           n, rt->max_input);
+    if (max_new_tokens < 1)
+        return vrt_err_set(err, VRT_EINVAL, "max_new_tokens must be >= 1 (got %d)", max_new_tokens);
+    if ((int64_t)n + max_new_tokens > rt->max_total)
+        return vrt_err_set(err, VRT_ERANGE,
+                           "prompt (%d tokens) + max_new_tokens (%d) = %lld is more than "
+                           "batching.max_total_tokens (%d): lower max_new_tokens to %d",
+                           n, max_new_tokens, (long long)n + max_new_tokens, rt->max_total,
+                           rt->max_total - n);
+    return 0;
+}
+
+int vrt_runtime_generate_ids(vrt_runtime *rt, const int32_t *ids, int n, const vrt_gen_params *p,
+                             vrt_stream_fn fn, void *ud, vrt_gen_result *res, vrt_err *err)
+{
+    memset(res, 0, sizeof *res);
+    if (!rt || !ids || !p)
+        return vrt_err_set(err, VRT_EINVAL, "generate: NULL argument");
     vrt_sampling_params sp = vrt_sampling_params_default();
     sp.do_sample = p->do_sample && p->temperature > 0.0f;
     sp.temperature = p->temperature > 0.0f ? p->temperature : 1.0f;
@@ -433,24 +448,12 @@ int vrt_runtime_generate_ids(vrt_runtime *rt, const int32_t *ids, int n, const v
     sp.frequency_penalty = p->frequency_penalty;
     sp.presence_penalty = p->presence_penalty;
     sp.n_logprobs = p->n_logprobs;
-    sp.seed = p->has_seed ? p->seed : random_seed();
-    int rc = vrt_sampling_params_validate(&sp, err);
+    sp.seed = p->has_seed ? p->seed : vrt_rng_random_seed();
+    int rc = vrt__runtime_check_request(rt, ids, n, p->max_new_tokens, p->stop_ids, p->n_stop_ids,
+                                        &sp, err);
     if (rc)
         return rc;
-    if (n > rt->max_input)
-        return vrt_err_set(err, VRT_ERANGE,
-                           "the prompt has %d tokens, more than batching.max_input_tokens (%d): "
-                           "shorten it or raise the limit",
-                           n, rt->max_input);
-    if (p->max_new_tokens < 1)
-        return vrt_err_set(err, VRT_EINVAL, "max_new_tokens must be >= 1 (got %d)",
-                           p->max_new_tokens);
-    if ((int64_t)n + p->max_new_tokens > rt->max_total)
-        return vrt_err_set(err, VRT_ERANGE,
-                           "prompt (%d tokens) + max_new_tokens (%d) = %lld is more than "
-                           "batching.max_total_tokens (%d): lower max_new_tokens to %d",
-                           n, p->max_new_tokens, (long long)n + p->max_new_tokens, rt->max_total,
-                           rt->max_total - n);
+    const int V = rt->m->cfg.vocab_size;
     res->seed = sp.seed;
     res->n_prompt_tokens = n;
 

@@ -36,4 +36,12 @@ struct vrt_runtime {
  * sequences must be released). */
 int vrt__runtime_resize_kv(vrt_runtime *rt, int num_blocks, vrt_err *err);
 
+/* The checks every request gets before it runs, in this order: a non-empty
+ * prompt of ids in the vocabulary, stop ids in the vocabulary, sampling
+ * parameters, batching.max_input_tokens, max_new_tokens >= 1, and prompt +
+ * max_new_tokens <= batching.max_total_tokens. */
+int vrt__runtime_check_request(const vrt_runtime *rt, const int32_t *ids, int n, int max_new_tokens,
+                               const int32_t *stop_ids, int n_stop_ids,
+                               const vrt_sampling_params *sp, vrt_err *err);
+
 #endif

@@ -72,6 +72,10 @@ typedef struct vrt_rng {
 
 void vrt_rng_seed(vrt_rng *r, uint64_t seed);
 uint64_t vrt_rng_next(vrt_rng *r);
+/* A fresh seed for a request that did not give one: clock, a process-wide
+ * counter (two calls in the same nanosecond still differ) and a mix.
+ * Thread-safe. */
+uint64_t vrt_rng_random_seed(void);
 /* Uniform in [0, 1) with 53 random bits. */
 double vrt_rng_uniform(vrt_rng *r);
 

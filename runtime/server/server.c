@@ -665,18 +665,6 @@ static void on_client_gone(void *ud)
     cancel_rest(g);
 }
 
-static uint64_t random_seed(void)
-{
-    static uint64_t counter;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x =
-        (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ (++counter * 0x9E3779B97F4A7C15ull);
-    x ^= x >> 31;
-    x *= 0xBF58476D1CE4E5B9ull;
-    return x ^ (x >> 29);
-}
-
 static const char *header(const vrt_http_req *req, const char *name)
 {
     for (int i = 0; i < req->n_headers; i++)
@@ -814,13 +802,13 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
     }
     /* One engine request per choice; choice i samples with seed + i (or its
      * own random seed). */
-    uint64_t seed0 = g->rq.seed_set ? g->rq.params.sampling.seed : random_seed();
+    uint64_t seed0 = g->rq.seed_set ? g->rq.params.sampling.seed : vrt_rng_random_seed();
     int rc = 0;
     for (int i = 0; i < g->n_ch; i++) {
         choice *c = &g->ch[i];
         c->g = g;
         c->idx = i;
-        c->seed = g->rq.seed_set ? seed0 + (uint64_t)i : (i == 0 ? seed0 : random_seed());
+        c->seed = g->rq.seed_set ? seed0 + (uint64_t)i : (i == 0 ? seed0 : vrt_rng_random_seed());
         g->rq.params.sampling.seed = c->seed;
         rc = vrt_engine_submit(s->eng, g->prompt_ids, g->n_prompt, &g->rq.params, on_engine_event,
                                c, &c->engine_id, &err);
