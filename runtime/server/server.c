@@ -919,50 +919,31 @@ static void handle_tokenize(srv *s, const vrt_http_req *req, vrt_http_res *res)
     }
     /* [{"id", "text", "start", "stop"}]: start/stop are byte offsets of the
      * token's text in the decoded prompt. */
-    size_t cap = 64 + (size_t)n * 96, len = 0;
-    char *out = malloc(cap);
+    cJSON *arr = cJSON_CreateArray();
     size_t pos = 0;
-    len += (size_t)snprintf(out + len, cap - len, "[");
-    for (int i = 0; out && i < n; i++) {
+    int ok = arr != NULL;
+    for (int i = 0; ok && i < n; i++) {
         char *piece = piece_text(s, ids[i]);
         size_t pl = strlen(piece);
-        char *esc = vrt_api_utf8_sanitize(piece, pl);
-        size_t need = len + 2 * strlen(esc ? esc : "") + 128;
-        if (need > cap) {
-            cap = need * 2;
-            char *o = realloc(out, cap);
-            if (!o) {
-                free(out);
-                out = NULL;
-                free(piece);
-                free(esc);
-                break;
-            }
-            out = o;
-        }
-        len += (size_t)snprintf(out + len, cap - len, "%s{\"id\":%d,\"text\":\"", i ? "," : "",
-                                ids[i]);
-        for (const char *c = esc ? esc : ""; *c; c++) {
-            unsigned char ch = (unsigned char)*c;
-            if (ch == '"' || ch == '\\')
-                len += (size_t)snprintf(out + len, cap - len, "\\%c", ch);
-            else if (ch < 0x20)
-                len += (size_t)snprintf(out + len, cap - len, "\\u%04x", ch);
-            else
-                out[len++] = (char)ch;
-        }
+        char *clean = vrt_api_utf8_sanitize(piece, pl); /* cJSON writes UTF-8 as is */
         int special = vrt_tokenizer_is_special(s->rt->tok, ids[i]);
         size_t start = pos, stop = special ? pos : pos + pl;
         if (!special)
             pos += pl;
-        len +=
-            (size_t)snprintf(out + len, cap - len, "\",\"start\":%zu,\"stop\":%zu}", start, stop);
+        cJSON *o = cJSON_CreateObject();
+        ok = o && clean && cJSON_AddNumberToObject(o, "id", ids[i]) &&
+             cJSON_AddStringToObject(o, "text", clean) &&
+             cJSON_AddNumberToObject(o, "start", (double)start) &&
+             cJSON_AddNumberToObject(o, "stop", (double)stop);
+        if (o)
+            cJSON_AddItemToArray(arr, o);
         free(piece);
-        free(esc);
+        free(clean);
     }
+    char *out = ok ? cJSON_PrintUnformatted(arr) : NULL;
+    cJSON_Delete(arr);
     if (out) {
-        len += (size_t)snprintf(out + len, cap - len, "]");
-        vrt_http_respond(res, 200, "application/json", out, len);
+        vrt_http_respond(res, 200, "application/json", out, strlen(out));
         free(out);
     } else {
         vrt_http_respond_error(res, 500, "internal", "out of memory");
