@@ -143,15 +143,8 @@ static void finish(vrt_engine *e, ereq *r, const char *reason)
     int rc = 0;
     int stopped = strcmp(reason, "stop_sequence") == 0 && r->stop.matched >= 0;
     if (!stopped) {
-        char *piece = NULL;
-        size_t plen = 0;
-        int matched = -1;
-        rc = vrt_detok_flush(&r->detok, &piece, &plen, &err);
-        if (!rc)
-            rc = vrt_stop_feed(&r->stop, piece ? piece : "", plen, &r->sout, &matched, &err);
-        free(piece);
-        if (!rc && matched < 0)
-            rc = vrt_stop_flush(&r->stop, &r->sout, &err);
+        int matched;
+        rc = vrt__text_step(&r->detok, &r->stop, &r->sout, 0, 1, &matched, &err);
         if (!rc && matched >= 0)
             reason = "stop_sequence";
     }
@@ -602,12 +595,7 @@ static int advance(vrt_engine *e, ereq *r, const float *logits)
     int matched = -1;
     r->sout.len = 0;
     if (!is_eos && !is_stop_id) {
-        char *piece = NULL;
-        size_t plen = 0;
-        rc = vrt_detok_push(&r->detok, tok, &piece, &plen, &err);
-        if (!rc)
-            rc = vrt_stop_feed(&r->stop, piece ? piece : "", plen, &r->sout, &matched, &err);
-        free(piece);
+        rc = vrt__text_step(&r->detok, &r->stop, &r->sout, tok, 0, &matched, &err);
         if (rc) {
             fail(e, r, rc, err.msg);
             return -1;

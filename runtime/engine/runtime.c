@@ -340,6 +340,23 @@ int vrt_runtime_logits(vrt_runtime *rt, const int32_t *ids, int n, float *out, v
     return rc;
 }
 
+int vrt__text_step(vrt_detok *d, vrt_stop_checker *stop, vrt_stop_out *out, int32_t tok, int flush,
+                   int *matched, vrt_err *err)
+{
+    char *piece = NULL;
+    size_t plen = 0;
+    *matched = -1;
+    int rc =
+        flush ? vrt_detok_flush(d, &piece, &plen, err) : vrt_detok_push(d, tok, &piece, &plen, err);
+    if (rc)
+        return rc;
+    rc = vrt_stop_feed(stop, piece ? piece : "", plen, out, matched, err);
+    free(piece);
+    if (!rc && flush && *matched < 0)
+        rc = vrt_stop_flush(stop, out, err);
+    return rc;
+}
+
 /* Appends bytes to the result text. */
 static int text_put(vrt_gen_result *r, size_t *cap, const char *s, size_t n)
 {
@@ -372,17 +389,8 @@ typedef struct gen_state {
 static int emit(vrt_runtime *rt, gen_state *g, int32_t tok, vrt_stream_fn fn, void *ud,
                 vrt_gen_result *res, int flush, vrt_err *err)
 {
-    char *piece = NULL;
-    size_t plen = 0;
-    int rc = flush ? vrt_detok_flush(&g->detok, &piece, &plen, err)
-                   : vrt_detok_push(&g->detok, tok, &piece, &plen, err);
-    if (rc)
-        return rc;
-    int matched = -1;
-    rc = vrt_stop_feed(&g->stop, piece ? piece : "", plen, &g->sout, &matched, err);
-    free(piece);
-    if (!rc && flush && matched < 0)
-        rc = vrt_stop_flush(&g->stop, &g->sout, err);
+    int matched;
+    int rc = vrt__text_step(&g->detok, &g->stop, &g->sout, tok, flush, &matched, err);
     if (rc)
         return rc;
     if (g->sout.len) {

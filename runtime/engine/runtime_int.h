@@ -7,6 +7,7 @@
 
 #include "engine/kv_blocks.h"
 #include "engine/sampler.h"
+#include "engine/stop.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "vrt.h"
@@ -35,6 +36,14 @@ struct vrt_runtime {
 /* Replaces the KV cache and block pool by ones of num_blocks blocks (all
  * sequences must be released). */
 int vrt__runtime_resize_kv(vrt_runtime *rt, int num_blocks, vrt_err *err);
+
+/* One step of a sequence's text: the incremental detokenizer's piece for
+ * tok (flush = 0), or what it still holds at the end (flush = 1), fed
+ * through the stop-string checker; what became final is appended to *out.
+ * At the end, without a stop string, the checker's held tail is released
+ * too. *matched is the stop string found, or -1. */
+int vrt__text_step(vrt_detok *d, vrt_stop_checker *stop, vrt_stop_out *out, int32_t tok, int flush,
+                   int *matched, vrt_err *err);
 
 /* The checks every request gets before it runs, in this order: a non-empty
  * prompt of ids in the vocabulary, stop ids in the vocabulary, sampling
