@@ -65,7 +65,8 @@ EMU_CU  := $(sort $(wildcard kernels/cuda/*.cu))
 # Library sources: everything under runtime/ except main.c, plus the CPU
 # kernels. kernels/ref is linked into the tests only.
 LIB_SRC := $(filter-out runtime/main.c,$(shell find runtime -name '*.c' | sort)) \
-	$(sort $(wildcard kernels/cpu/*.c)) $(sort $(wildcard kernels/emu/*.c))
+	$(sort $(wildcard kernels/cpu/*.c)) $(sort $(wildcard kernels/gpu/*.c)) \
+	$(sort $(wildcard kernels/emu/*.c))
 REF_SRC := $(sort $(wildcard kernels/ref/*.c))
 TEST_SRC := $(sort $(wildcard tests/unit/*.c))
 EMU_OBJ := $(EMU_CU:%.cu=$(B)/emu/%.o) $(B)/kernels/emu/emu.o

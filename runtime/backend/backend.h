@@ -60,6 +60,10 @@ typedef struct vrt_attn_batch {
     float scale;        /* usually 1/sqrt(head_dim) */
     int n_heads, n_kv_heads, head_dim;
     int num_blocks; /* blocks in the cache, for bound checks; 0 = not checked */
+    /* q_start[n_seqs], given by a caller that sets b->inputs_checked (a
+     * device backend then launches without reading q_start back); ignored
+     * otherwise. */
+    int n_tokens;
 } vrt_attn_batch;
 
 typedef enum {
@@ -92,6 +96,13 @@ struct vrt_backend {
     /* Device memory is host memory (cpu): the model may then use weights in
      * place from the mmapped checkpoint instead of copying them. */
     bool host_memory;
+    /* Set by a caller that has checked the contents of the index arrays it
+     * passes (token ids, slots, attention batches) on the host before
+     * copying them: a backend whose device memory is not host-readable
+     * (cuda) then checks only the scalar arguments instead of reading the
+     * arrays back (a wait per op). The model's forward pass sets it for
+     * its own calls. False by default: every op checks everything. */
+    bool inputs_checked;
 
     /* Whether op can run with weights of weight_dtype (ignored by ops
      * without weights). */
@@ -104,6 +115,12 @@ struct vrt_backend {
     int (*copy_to_host)(vrt_backend *b, void *dst, const void *src, size_t n, vrt_err *err);
     int (*memset)(vrt_backend *b, void *p, int value, size_t n, vrt_err *err);
     int (*sync)(vrt_backend *b, vrt_err *err);
+    /* Free and total device memory in bytes (for the memory plan); NULL on
+     * backends whose memory is host memory. */
+    int (*mem_info)(vrt_backend *b, size_t *free_bytes, size_t *total_bytes, vrt_err *err);
+    /* A line describing the device ("NVIDIA ... (sm_70, 16.0 GiB)"); NULL
+     * when there is nothing to say. */
+    const char *(*device_name)(vrt_backend *b);
     void (*destroy)(vrt_backend *b);
 
     /* out[t] = table[ids[t]]; D = table->cols, V = table->rows. */

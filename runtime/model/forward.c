@@ -245,13 +245,20 @@ int vrt_model_forward(vrt_model *m, vrt_kv_cache *kv, const vrt_batch *b, float 
         .n_kv_heads = m->cfg.num_key_value_heads,
         .head_dim = m->cfg.head_dim,
         .num_blocks = kv->num_blocks,
+        .n_tokens = T,
     };
+    /* Token ids, slots, rows and the attention batch were checked above
+     * (check_batch): a GPU backend need not read them back per op. */
+    const bool was_checked = be->inputs_checked;
+    be->inputs_checked = true;
     /* x = embed_tokens(tokens) */
     rc = be->embed(be, w->x, &m->embed, w->tokens, T, err);
     for (int l = 0; l < m->cfg.num_hidden_layers && !rc; l++)
         rc = layer(m, kv, l, T, &ab, all_decode, err);
-    if (rc)
+    if (rc) {
+        be->inputs_checked = was_checked;
         return rc;
+    }
     /* logits = lm_head(norm(x[rows])): gather the rows with the embed op
      * over the residual stream seen as a [T][D] f32 table. */
     vrt_weight xs = {.data = w->x, .dtype = VRT_DT_F32, .rows = T, .cols = D};
@@ -260,6 +267,7 @@ int vrt_model_forward(vrt_model *m, vrt_kv_cache *kv, const vrt_batch *b, float 
         rc = norm(m, w->out_h, w->out_h, &m->final_norm, n_out, err);
     if (!rc)
         rc = be->matmul(be, w->logits, w->out_h, &m->lm_head, NULL, n_out, err);
+    be->inputs_checked = was_checked;
     if (!rc)
         rc = be->copy_to_host(be, logits, w->logits, (size_t)n_out * V * sizeof(float), err);
     return rc;

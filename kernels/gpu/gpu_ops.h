@@ -1,0 +1,66 @@
+/* gpu_ops.h — the ops of a backend that runs the kernels of kernels/cuda.
+ *
+ * Two backends run the same kernels/cuda/<op>.cu sources: cuda-emu (built
+ * with g++ and the emulator, linked into ./v100rt) and cuda (built with
+ * nvcc into libv100rt-cuda.so, loaded at startup). Their ops are the same
+ * code (gpu_ops.c, in ./v100rt): check the arguments, then call a launcher.
+ * What differs is given by the backend as a vrt_gpu_kernels table: the
+ * launchers of its own build of the kernels, its stream, how to read index
+ * arrays back for the checks, and what its launch errors say.
+ *
+ * Index arrays (token ids, slots, block tables) live in device memory. The
+ * ops check them as the cpu backend does, on a host-readable view: the
+ * memory itself (cuda-emu), or a copy read back (cuda) — unless the caller
+ * set b->inputs_checked, having checked them on the host before copying
+ * them (the model's forward pass does), so that a step on a GPU does not
+ * wait for a read-back per op.
+ */
+#ifndef VRT_KERNELS_GPU_OPS_H
+#define VRT_KERNELS_GPU_OPS_H
+
+#include "backend/backend.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct vrt_gpu_kernels {
+    const char *name; /* "cuda" or "cuda-emu", for messages */
+    void *stream;     /* cudaStream_t the launchers get */
+    void *owner;      /* the backend's own state (passed to the hooks) */
+
+    /* Copies n bytes of device memory to the host for the checks; NULL
+     * when device memory is host-readable. */
+    int (*read_back)(void *owner, void *dst, const void *src, size_t n, vrt_err *err);
+    /* Turns a launcher's nonzero status into a vrt error naming op. */
+    int (*launch_error)(void *owner, int status, const char *op, vrt_err *err);
+    /* The dense projection; NULL = vrt_cuda_matmul of `launch` below.
+     * Called after the arguments were checked. */
+    int (*matmul)(void *owner, float *y, const float *x, const vrt_weight *W, const float *bias,
+                  int T, vrt_err *err);
+
+    /* The launchers of kernels/cuda/kernels.h, as built for this backend. */
+    int (*embed)(float *, const void *, int, int, const int32_t *, int, void *);
+    int (*rmsnorm)(float *, const float *, const void *, int, int, int, float, float, void *);
+    int (*layernorm)(float *, const float *, const void *, int, const void *, int, int, int, float,
+                     void *);
+    int (*rope)(float *, const int32_t *, int, int, int, int, int, const float *, void *);
+    int (*silu_mul)(float *, const float *, const float *, int64_t, void *);
+    int (*gelu_mul)(float *, const float *, const float *, int64_t, int, void *);
+    int (*gelu)(float *, const float *, int64_t, int, void *);
+    int (*add)(float *, const float *, const float *, int64_t, void *);
+    int (*kv_store)(uint16_t *, uint16_t *, const float *, const float *, const int32_t *, int, int,
+                    int, void *);
+    int (*attention)(float *, const float *, const uint16_t *, const uint16_t *, vrt_attn_batch, int,
+                     void *);
+    int (*matmul_fma)(float *, const float *, const void *, int, int, int, const float *, int,
+                      void *);
+    int (*moe_topk)(const float *, int, int, int, int, int32_t *, float *, void *);
+} vrt_gpu_kernels;
+
+/* Fills the op entries of b (embed ... moe_topk, supports_op) with the
+ * shared ops; b->ctx must point to a struct whose first member is a
+ * vrt_gpu_kernels (the table the ops read). Memory functions, sync and
+ * destroy stay the backend's own. */
+void vrt__gpu_ops_init(vrt_backend *b);
+
+#endif
