@@ -81,8 +81,8 @@ NVCC    ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/
 	echo /usr/local/cuda/bin/nvcc; })
 
 .PHONY: FORCE all deps test asan release install uninstall clean fmt info check-configs readme \
-	fuzz fuzz-run demo-model serve bench cuda-check cuda-objs check-sm70 sm70-objs
-all: v100rt $(if $(NVCC),cuda-objs)
+	fuzz fuzz-run demo-model serve bench cuda-check cuda-objs cuda-so check-sm70 sm70-objs
+all: v100rt $(if $(NVCC),cuda-so)
 
 deps:
 	@bash scripts/deps.sh
@@ -256,8 +256,28 @@ NVCC_ARCHS := $(if $(NVCC),$(shell $(NVCC) --list-gpu-arch 2>/dev/null | \
 	sed -n 's/^compute_\([0-9]*\)$$/\1/p' | awk '$$1 >= 70 && $$1 <= 90' | sort -n))
 NVCC_GENCODE := $(foreach a,$(NVCC_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
 NVCC_FLAGS := -std=c++17 -O3 -Iruntime -Ikernels -Werror all-warnings \
-	-Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Werror
+	-Xcompiler -fPIC,-Wall,-Wextra,-Wno-unused-parameter,-Werror
 CUDA_OBJ := $(EMU_CU:kernels/cuda/%.cu=$(B)/cuda/%.o)
+CUDA_HOME ?= $(if $(NVCC),$(patsubst %/bin/,%,$(dir $(realpath $(NVCC)))))
+
+# The cuda backend: the kernels as nvcc built them plus backend_cuda.c, in
+# one shared object that ./v100rt loads at startup (device.kind = "cuda"
+# or "auto"), so the binary itself needs no CUDA library. It calls back
+# into the binary (-rdynamic) for the shared ops; -Bsymbolic binds its
+# kernel launchers to its own, not to the binary's cuda-emu ones. Copied
+# beside ./v100rt, where the binary looks first.
+CUDA_SO := $(B)/libv100rt-cuda.so
+cuda-so: $(CUDA_SO) libv100rt-cuda.so
+libv100rt-cuda.so: $(CUDA_SO) FORCE
+	@cmp -s $< $@ || cp $< $@
+$(B)/cuda/backend_cuda.o: kernels/cuda/backend_cuda.c | $(B)/cuda/archs.txt
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (cuda)"
+	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -g -O2 -fPIC $(WARN) -Iruntime -Ikernels \
+		-isystem $(CUDA_HOME)/include -DVRT_CUDA_ARCHS='"$(NVCC_ARCHS)"' -MMD -MP -c $< -o $@
+$(CUDA_SO): $(CUDA_OBJ) $(B)/cuda/backend_cuda.o
+	@echo "  LD      $@"
+	$(Q)$(NVCC) -shared -o $@ $^ -lcublas -Xlinker -Bsymbolic,--no-undefined-version
 
 # Part of `make` when nvcc exists (about 15 s for all kernels on 2 cores,
 # and only what changed is rebuilt); NVCC= turns it off.

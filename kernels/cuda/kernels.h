@@ -56,6 +56,17 @@ int vrt_cuda_attention(float *out /* [T][n_heads][head_dim] */,
 int vrt_cuda_matmul(float *y /* [T][N] */, const float *x /* [T][K] */, const void *W /* [N][K] */,
                     int dtype, int N, int K, const float *bias /* [N] or NULL */, int T,
                     void *stream);
+/* gemv.cu: the same for T <= VRT_CUDA_GEMV_MAX_T tokens (decode): a warp
+ * per output row, 128-bit fp16 weight loads */
+int vrt_cuda_gemv(float *y /* [T][N] */, const float *x /* [T][K] */, const void *W /* [N][K] */,
+                  int dtype, int N, int K, const float *bias /* [N] or NULL */, int T,
+                  void *stream);
+#define VRT_CUDA_GEMV_MAX_T 8
+/* gemv.cu: dst = fp16(src) (round to nearest), for the cuBLAS path */
+int vrt_cuda_to_half(uint16_t *dst, const float *src, int64_t n, void *stream);
+/* gemv.cu: y[t][n] += bias[n] */
+int vrt_cuda_add_bias(float *y /* [T][N] */, const float *bias /* [N] */, int T, int N,
+                      void *stream);
 
 /* moe.cu: softmax over E experts, the k largest (ties: lower index first) */
 int vrt_cuda_moe_topk(const float *router_logits /* [T][E] */, int T, int E, int k, int renormalize,

@@ -57,6 +57,7 @@ int vrt__cuda_emu_backend_create(vrt_backend **out, int threads, vrt_err *err)
         .kv_store = vrt_cuda_kv_store,
         .attention = vrt_cuda_attention,
         .matmul_fma = vrt_cuda_matmul,
+        .gemv = vrt_cuda_gemv,
         .moe_topk = vrt_cuda_moe_topk,
     };
     b->name = "cuda-emu";

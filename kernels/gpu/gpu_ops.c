@@ -157,6 +157,11 @@ static int gpu_matmul(vrt_backend *b, float *y, const float *x, const vrt_weight
                            (long long)W->rows, (long long)W->cols);
     if (T == 0)
         return 0;
+    if (K(b)->gemv && T <= VRT_CUDA_GEMV_MAX_T && !(K(b)->no_custom && K(b)->matmul))
+        return launched(b,
+                        K(b)->gemv(y, x, W->data, W->dtype, (int)W->rows, (int)W->cols, bias, T,
+                                   K(b)->stream),
+                        "matmul", err);
     if (K(b)->matmul)
         return K(b)->matmul(K(b)->owner, y, x, W, bias, T, err);
     return launched(b,

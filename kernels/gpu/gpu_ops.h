@@ -33,8 +33,12 @@ typedef struct vrt_gpu_kernels {
     int (*read_back)(void *owner, void *dst, const void *src, size_t n, vrt_err *err);
     /* Turns a launcher's nonzero status into a vrt error naming op. */
     int (*launch_error)(void *owner, int status, const char *op, vrt_err *err);
-    /* The dense projection; NULL = vrt_cuda_matmul of `launch` below.
-     * Called after the arguments were checked. */
+    /* kernels.custom = false: every op that has a library fallback takes
+     * it (the dense projections go to `matmul` below for any T). */
+    int no_custom;
+    /* The dense projection when the GEMV kernel does not take it (T above
+     * VRT_CUDA_GEMV_MAX_T, or no_custom): cuBLAS on cuda; NULL = the tiled
+     * FMA kernel (matmul_fma). Called after the arguments were checked. */
     int (*matmul)(void *owner, float *y, const float *x, const vrt_weight *W, const float *bias,
                   int T, vrt_err *err);
 
@@ -54,6 +58,7 @@ typedef struct vrt_gpu_kernels {
                      void *);
     int (*matmul_fma)(float *, const float *, const void *, int, int, int, const float *, int,
                       void *);
+    int (*gemv)(float *, const float *, const void *, int, int, int, const float *, int, void *);
     int (*moe_topk)(const float *, int, int, int, int, int32_t *, float *, void *);
 } vrt_gpu_kernels;
 

@@ -187,9 +187,20 @@ struct vrt_backend {
 /* Creates a backend of a built-in kind ("cpu"; see vrt_backend_list()).
  * threads: CPU threads for the kernels, 0 = all cores. */
 int vrt_backend_create(vrt_backend **out, const char *kind, int threads, vrt_err *err);
+typedef struct vrt_backend_opts {
+    int threads;        /* CPU threads for the kernels, 0 = all cores */
+    int custom_kernels; /* kernels.custom: 0 sends every op with a library
+                           fallback to it (cuda: projections to cuBLAS) */
+} vrt_backend_opts;
+int vrt_backend_create_opts(vrt_backend **out, const char *kind, const vrt_backend_opts *o,
+                            vrt_err *err);
+/* GPUs the cuda backend sees (0 if it is not built, cannot load, or sees
+ * none; then why says which, when given). For device.kind = "auto". */
+int vrt_cuda_gpu_count(char *why, size_t why_len);
 /* Frees b and everything it owns (NULL is fine). */
 void vrt_backend_destroy(vrt_backend *b);
-/* The built-in kinds, comma-separated ("cpu"). */
+/* The kinds, comma-separated: "cpu,cuda-emu", plus ",cuda" when
+ * libv100rt-cuda.so is there (whether it loads is told by creating it). */
 const char *vrt_backend_list(void);
 
 #endif

@@ -951,7 +951,10 @@ int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, int max_concurrent, vrt
     /* KV cache: as configured, else room for every concurrent request at
      * its longest, capped at 2 GiB of host memory on the cpu backend. */
     int64_t want = rt->cfg_num_blocks;
-    if (want <= 0) {
+    if (want <= 0 && rt->plan_blocks > 0) {
+        /* A GPU: what the memory plan leaves (vrt_runtime_open). */
+        want = rt->plan_blocks;
+    } else if (want <= 0) {
         int64_t bytes = vrt_kv_block_bytes(&rt->m->cfg, rt->pool.block_size);
         int64_t cap = ((int64_t)2 << 30) / (bytes > 0 ? bytes : 1);
         want = (int64_t)max_concurrent * rt->max_blocks;

@@ -13,6 +13,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "engine/kv_blocks.h"
+#include "engine/plan.h"
 #include "engine/runtime_int.h"
 #include "engine/sampler.h"
 #include "engine/stop.h"
@@ -59,8 +60,8 @@ void vrt_gen_result_free(vrt_gen_result *r)
 
 typedef struct rt_opts {
     const char *model_dir, *tokenizer_dir, *dtype, *kind, *config_path;
-    int threads, block_size, no_prefix_caching;
-    double swap_gib;
+    int threads, block_size, no_prefix_caching, no_custom_kernels, max_concurrent;
+    double swap_gib, memory_fraction;
     int64_t num_blocks, max_total, max_input, max_prefill;
 } rt_opts;
 
@@ -70,18 +71,80 @@ static int ends_with(const char *s, const char *suffix)
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+/* The GPU memory plan (engine/plan.h) from the device's free memory: fails
+ * when one sequence of max_total_tokens cannot fit, else keeps the number
+ * of KV blocks for the engine (rt->plan_blocks). */
+static int plan_device(vrt_runtime *rt, const rt_opts *o, vrt_err *err)
+{
+    size_t free_b = 0, total_b = 0;
+    int rc = rt->be->mem_info(rt->be, &free_b, &total_b, err);
+    if (rc)
+        return rc;
+    vrt_model_config mc;
+    if ((rc = vrt_model_config_load(&mc, o->model_dir, err)) != 0)
+        return rc;
+    int64_t total = o->max_total > 0 ? o->max_total : 4096;
+    if (mc.max_position_embeddings > 0 && total > mc.max_position_embeddings)
+        total = mc.max_position_embeddings;
+    vrt_plan_input in = {
+        .model = &mc,
+        .device_bytes = (int64_t)free_b,
+        .memory_fraction = o->memory_fraction > 0 ? o->memory_fraction : 0.85,
+        .weight_bytes_per_param = o->dtype && strcmp(o->dtype, "float32") == 0 ? 4.0 : 2.0,
+        .tensor = 1,
+        .block_size = o->block_size > 0 ? o->block_size : 16,
+        .max_total_tokens = total,
+        .max_batch_prefill_tokens = o->max_prefill > 0 ? o->max_prefill : 4096,
+        .max_concurrent_requests = o->max_concurrent > 0 ? o->max_concurrent : 128,
+        .graph_pool_bytes = 0,
+    };
+    vrt_plan p;
+    rc = vrt_plan_compute(&in, &p, err);
+    char *table = vrt_plan_format(&in, &p);
+    if (rc) {
+        if (table)
+            VRT_ERROR("memory plan (from %.2f GiB free of %.2f GiB):\n%s", free_b / 1073741824.0,
+                      total_b / 1073741824.0, table);
+        free(table);
+        return rc;
+    }
+    VRT_INFO("memory plan (from %.2f GiB free of %.2f GiB): %lld KV blocks of %d tokens "
+             "(%lld tokens, %lld sequences of %lld)",
+             free_b / 1073741824.0, total_b / 1073741824.0, (long long)p.num_blocks,
+             in.block_size, (long long)p.kv_tokens, (long long)p.full_length_seqs,
+             (long long)total);
+    free(table);
+    rt->plan_blocks = p.num_blocks;
+    return 0;
+}
+
 static int open_with(vrt_runtime **out, const rt_opts *o, vrt_err *err)
 {
     vrt_runtime *rt = calloc(1, sizeof *rt);
     if (!rt)
         return vrt_err_set(err, VRT_ENOMEM, "out of memory");
     rt->model_dir = strdup(o->model_dir);
-    const char *kind = o->kind && strcmp(o->kind, "auto") != 0 ? o->kind : "cpu";
-    if (o->kind && strcmp(o->kind, "auto") == 0)
-        VRT_INFO("device.kind = \"auto\": no CUDA backend in this build, using cpu");
     int rc = rt->model_dir ? 0 : vrt_err_set(err, VRT_ENOMEM, "out of memory");
-    if (!rc)
-        rc = vrt_backend_create(&rt->be, kind, o->threads, err);
+    const char *kind = o->kind ? o->kind : "auto";
+    if (!rc && strcmp(kind, "auto") == 0) {
+        char why[512] = "";
+        int gpus = vrt_cuda_gpu_count(why, sizeof why);
+        kind = gpus > 0 ? "cuda" : "cpu";
+        if (gpus > 0)
+            VRT_INFO("device.kind = \"auto\": %d CUDA GPU(s) found, using cuda", gpus);
+        else
+            VRT_INFO("device.kind = \"auto\": using cpu (%s)", why);
+    }
+    if (!rc) {
+        vrt_backend_opts bo = {.threads = o->threads, .custom_kernels = !o->no_custom_kernels};
+        rc = vrt_backend_create_opts(&rt->be, kind, &bo, err);
+    }
+    if (!rc && rt->be->device_name)
+        VRT_INFO("%s", rt->be->device_name(rt->be));
+    /* On a GPU: the memory plan before the weights are loaded, so that a
+     * model that cannot fit fails now, with the figures. */
+    if (!rc && rt->be->mem_info)
+        rc = plan_device(rt, o, err);
     if (!rc) {
         vrt_model_load_opts lo = {.dtype = o->dtype};
         rc = vrt_model_load(&rt->m, o->model_dir, rt->be, &lo, err);
@@ -178,6 +241,9 @@ int vrt_runtime_open(vrt_runtime **out, const char *path, vrt_err *err)
             .max_input = cfg.batching.max_input_tokens,
             .max_prefill = cfg.batching.max_batch_prefill_tokens,
             .config_path = path,
+            .memory_fraction = cfg.device.memory_fraction,
+            .no_custom_kernels = !cfg.kernels.custom,
+            .max_concurrent = cfg.batching.max_concurrent_requests,
             .no_prefix_caching = !cfg.cache.prefix_caching,
             /* batching.preemption: "recompute" never swaps; "auto" and
              * "swap" use cache.swap_space. */

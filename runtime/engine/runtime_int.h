@@ -28,6 +28,7 @@ struct vrt_runtime {
     int n_eos;
     char desc[512];
     int64_t cfg_num_blocks; /* cache.num_blocks as configured; 0 = derived */
+    int64_t plan_blocks;    /* KV blocks the GPU memory plan leaves (0 = no plan: cpu) */
     char *config_path;      /* the config file, NULL when opened from a directory */
     int prefix_caching;     /* cache.prefix_caching */
     int64_t swap_bytes;     /* cache.swap_space in bytes; 0 = preemption by recompute */

@@ -500,7 +500,8 @@ TEST(ops_matmul)
     const double tol = 1e-5;
     static const int shapes[][4] = {
         /* T, K, N, bias */
-        {1, 37, 19, 0},   {37, 300, 129, 1}, {5, 64, 64, 0},   {67, 128, 33, 1},
+        {1, 37, 19, 0},   {37, 300, 129, 1}, {5, 64, 64, 0},   {67, 128, 33, 1}, {1, 256, 96, 1},
+        {8, 64, 24, 0},   {3, 40, 17, 1},
         {4, 1000, 70, 0}, {2, 8, 1, 1},      {130, 96, 40, 0},
     };
     vrt_backend *bs[MAX_BACKENDS];
@@ -530,7 +531,12 @@ TEST(ops_matmul)
                 double *ref = malloc(sizeof(double) * T * N);
                 int g = dbuf_read(&dy, got, "matmul y") == 0;
                 vrt_ref_matmul(ref, x, &w.host, hb ? bias : NULL, T);
-                failed += !report(b, "matmul", shape, norm_err(got, ref, (size_t)T * N), tol, g);
+                /* cuda sends f16 weights with more than 8 tokens to cuBLAS
+                 * on tensor cores, which takes the activations rounded to
+                 * fp16 (2^-11 relative each): errors of a few 1e-4 of the
+                 * largest |y|, so 2e-3 there. */
+                double t = strcmp(b->name, "cuda") == 0 && dt == VRT_DT_F16 && T > 8 ? 2e-3 : tol;
+                failed += !report(b, "matmul", shape, norm_err(got, ref, (size_t)T * N), t, g);
                 free(x);
                 free(bias);
                 free(got);
@@ -1029,16 +1035,26 @@ TEST(backend_registry)
     ASSERT(b == NULL);
     ASSERT_CONTAINS(err.msg, "tpu");
     ASSERT_CONTAINS(err.msg, vrt_backend_list());
-    if (!strstr(vrt_backend_list(), "cuda")) {
+    /* cuda: listed when libv100rt-cuda.so was built; creating it fails
+     * with what to do where it cannot load or finds no GPU. */
+    if (!strstr(vrt_backend_list(), ",cuda")) {
         ASSERT_EQ_INT(vrt_backend_create(&b, "cuda", 0, &err), VRT_EUNSUPPORTED);
-        ASSERT_CONTAINS(err.msg, "not built in");
+        ASSERT_CONTAINS(err.msg, "libv100rt-cuda.so not found");
+    } else if (vrt_backend_create(&b, "cuda", 0, &err) == 0) {
+        ASSERT_EQ_STR(b->name, "cuda");
+        ASSERT(!b->host_memory);
+        ASSERT(b->mem_info != NULL);
+        vrt_backend_destroy(b);
+    } else {
+        ASSERT(b == NULL);
+        ASSERT_CONTAINS(err.msg, "device.kind = \"cpu\"");
     }
     ASSERT_OK(vrt_backend_create(&b, "cpu", 0, &err), &err);
     ASSERT_EQ_STR(b->name, "cpu");
     vrt_backend_destroy(b);
     /* cuda-emu: always built in; runs the CUDA kernels on the CPU, with
      * device-style memory (the model copies its weights). */
-    ASSERT_EQ_STR(vrt_backend_list(), "cpu,cuda-emu");
+    ASSERT(strncmp(vrt_backend_list(), "cpu,cuda-emu", 12) == 0);
     ASSERT_OK(vrt_backend_create(&b, "cuda-emu", 1, &err), &err);
     ASSERT_EQ_STR(b->name, "cuda-emu");
     ASSERT(!b->host_memory);

@@ -1,0 +1,122 @@
+/* gemv.cu — y = x·Wᵀ + bias for a few tokens (decode), and the small
+ * helpers of the cuBLAS path (activations to fp16, bias add).
+ *
+ * Decode is bound by reading the weights once: one warp owns one output
+ * row n and walks K with 128-bit loads (8 fp16 weights per lane per step,
+ * so a warp reads 512 contiguous bytes at a time), multiplying each weight
+ * with the f32 activations of all TT tokens of the call (TT <= 8, a template
+ * parameter so the partial sums live in registers); then a warp shuffle
+ * reduction. Activations are read from L1/L2 (the same x for every row).
+ * Rows that are not 16-byte aligned or a K that is not a multiple of 8 take
+ * the scalar loop, which is also the path for f32 weights.
+ */
+#include "cuda/common.cuh"
+
+#define GEMV_WARPS 8 /* rows per block */
+
+template <int TT>
+__global__ void gemv_kernel(float *y, const float *x, const void *W, int dtype, int N, int K,
+                            const float *bias, int T, int vec)
+{
+    const int lane = threadIdx.x % 32;
+    const int n = blockIdx.x * GEMV_WARPS + threadIdx.x / 32;
+    if (n >= N) /* a whole warp leaves together */
+        return;
+    float acc[TT];
+    for (int t = 0; t < TT; t++)
+        acc[t] = 0.0f;
+    int k0 = 0;
+    if (vec) {
+        const uint4 *wr = reinterpret_cast<const uint4 *>(reinterpret_cast<const __half *>(W) +
+                                                          (int64_t)n * K);
+        const int nv = K / 8;
+        for (int i = lane; i < nv; i += 32) {
+            const uint4 u = wr[i];
+            /* The halves taken out with shifts, not through a __half2
+             * pointer into u (g++ may drop such aliased reads under
+             * cuda-emu; nvcc emits the same register moves either way). */
+            const unsigned wv[4] = {u.x, u.y, u.z, u.w};
+            float w[8];
+            for (int j = 0; j < 4; j++) {
+                w[2 * j] = __half2float(__ushort_as_half((unsigned short)(wv[j] & 0xffffu)));
+                w[2 * j + 1] = __half2float(__ushort_as_half((unsigned short)(wv[j] >> 16)));
+            }
+            for (int t = 0; t < TT; t++) {
+                if (t < T) {
+                    const float4 *xv = reinterpret_cast<const float4 *>(x + (int64_t)t * K + 8 * i);
+                    const float4 a = xv[0], c = xv[1];
+                    acc[t] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * c.x +
+                              w[5] * c.y + w[6] * c.z + w[7] * c.w;
+                }
+            }
+        }
+        k0 = nv * 8;
+    }
+    for (int k = k0 + lane; k < K; k += 32) {
+        const float w = vrt_wload(W, dtype, (int64_t)n * K + k);
+        for (int t = 0; t < TT; t++)
+            if (t < T)
+                acc[t] += w * x[(int64_t)t * K + k];
+    }
+    for (int t = 0; t < TT; t++) {
+        const float s = vrt_warp_sum(acc[t]);
+        if (lane == 0 && t < T)
+            y[(int64_t)t * N + n] = bias ? s + bias[n] : s;
+    }
+}
+
+extern "C" int vrt_cuda_gemv(float *y, const float *x, const void *W, int dtype, int N, int K,
+                             const float *bias, int T, void *stream)
+{
+    if (T <= 0 || N <= 0)
+        return 0;
+    if (T > VRT_CUDA_GEMV_MAX_T)
+        return (int)cudaErrorInvalidConfiguration;
+    /* 128-bit loads need 16-byte aligned rows (K % 8 == 0 and an aligned
+     * base) and 16-byte aligned activation rows. */
+    const int vec = dtype == 1 && K % 8 == 0 && ((uintptr_t)W % 16) == 0 &&
+                    ((uintptr_t)x % 16) == 0;
+    const unsigned grid = (unsigned)((N + GEMV_WARPS - 1) / GEMV_WARPS);
+    const cudaStream_t s = (cudaStream_t)stream;
+    if (T == 1)
+        VRT_LAUNCH(gemv_kernel<1>, grid, 32 * GEMV_WARPS, 0, s, y, x, W, dtype, N, K, bias, T, vec);
+    else if (T == 2)
+        VRT_LAUNCH(gemv_kernel<2>, grid, 32 * GEMV_WARPS, 0, s, y, x, W, dtype, N, K, bias, T, vec);
+    else if (T <= 4)
+        VRT_LAUNCH(gemv_kernel<4>, grid, 32 * GEMV_WARPS, 0, s, y, x, W, dtype, N, K, bias, T, vec);
+    else
+        VRT_LAUNCH(gemv_kernel<8>, grid, 32 * GEMV_WARPS, 0, s, y, x, W, dtype, N, K, bias, T, vec);
+    return (int)cudaGetLastError();
+}
+
+__global__ void to_half_kernel(__half *dst, const float *src, int64_t n)
+{
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        dst[i] = __float2half_rn(src[i]);
+}
+
+extern "C" int vrt_cuda_to_half(uint16_t *dst, const float *src, int64_t n, void *stream)
+{
+    if (n <= 0)
+        return 0;
+    VRT_LAUNCH(to_half_kernel, vrt_grid_1d(n, 256), 256, 0, (cudaStream_t)stream,
+               reinterpret_cast<__half *>(dst), src, n);
+    return (int)cudaGetLastError();
+}
+
+__global__ void add_bias_kernel(float *y, const float *bias, int64_t n, int N)
+{
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+         i += (int64_t)gridDim.x * blockDim.x)
+        y[i] += bias[i % N];
+}
+
+extern "C" int vrt_cuda_add_bias(float *y, const float *bias, int T, int N, void *stream)
+{
+    const int64_t n = (int64_t)T * N;
+    if (n <= 0)
+        return 0;
+    VRT_LAUNCH(add_bias_kernel, vrt_grid_1d(n, 256), 256, 0, (cudaStream_t)stream, y, bias, n, N);
+    return (int)cudaGetLastError();
+}
