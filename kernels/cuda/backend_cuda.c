@@ -177,6 +177,14 @@ static int cu_copy_to_host(vrt_backend *b, void *dst, const void *src, size_t n,
     return 0;
 }
 
+static int cu_copy_on_device(vrt_backend *b, void *dst, const void *src, size_t n, vrt_err *err)
+{
+    cuda_ctx *c = C(b);
+    if (n)
+        CU(cudaMemcpyAsync(dst, src, n, cudaMemcpyDeviceToDevice, c->stream));
+    return 0;
+}
+
 static int cu_memset(vrt_backend *b, void *p, int value, size_t n, vrt_err *err)
 {
     cuda_ctx *c = C(b);
@@ -358,6 +366,7 @@ VRT_EXPORT int vrt_cuda_backend_create(vrt_backend **out, int threads, int custo
     b->free = cu_free;
     b->copy_to_device = cu_copy_to_device;
     b->copy_to_host = cu_copy_to_host;
+    b->copy_on_device = cu_copy_on_device;
     b->memset = cu_memset;
     b->sync = cu_sync;
     b->mem_info = cu_mem_info;

@@ -67,6 +67,7 @@ int vrt__cuda_emu_backend_create(vrt_backend **out, int threads, vrt_err *err)
     b->free = vrt__host_free;
     b->copy_to_device = vrt__host_copy;
     b->copy_to_host = vrt__host_copy;
+    b->copy_on_device = vrt__host_copy;
     b->memset = vrt__host_memset;
     b->sync = vrt__host_sync;
     b->destroy = emu_destroy;

@@ -84,6 +84,23 @@ const vrt_cmd vrt_commands[] = {
      "figures and what to change when one sequence does not fit. The model's\n"
      "config.json is read from model.path, or from --model-config DIR.\n",
      vrt_cmd_plan},
+    {"bench", "measure prefill and decode speed of the forward pass (tokens/s, GB/s)",
+     "v100rt bench [--batch 1,8,32] [--prompt N] [--steps N] [--device KIND] "
+     "CONFIG.lua|MODEL_DIR",
+     "Loads the model of CONFIG.lua (or MODEL_DIR, on --device KIND, default auto)\n"
+     "and, for each batch size, prefills that many sequences of --prompt random\n"
+     "tokens (default 128), then times --steps decode steps (default 32) over all\n"
+     "of them. Prints a markdown table: prefill and decode tokens/s, ms per decode\n"
+     "step, and the bandwidth at which a step reads the weights, also as a share of\n"
+     "the device's measured copy bandwidth (a decode step at batch 1 is bound by\n"
+     "reading the weights once). The kernels alone: no HTTP, no sampling; `make\n"
+     "bench` measures the server.\n"
+     "\n"
+     "  --batch LIST   comma-separated batch sizes (default 1,8,32)\n"
+     "  --prompt N     tokens per sequence before decoding (default 128)\n"
+     "  --steps N      timed decode steps (default 32, after 2 warm-up steps)\n"
+     "  --device KIND  cpu, cuda, cuda-emu or auto, with a MODEL_DIR\n",
+     vrt_cmd_bench},
     {"generate", "load a model and stream the continuation of a prompt",
      "v100rt generate [OPTIONS] CONFIG.lua|MODEL_DIR PROMPT",
      "Loads the model of CONFIG.lua (or a model directory, on the cpu with default\n"

@@ -218,8 +218,7 @@ int vrt_runtime_open(vrt_runtime **out, const char *path, vrt_err *err)
         return vrt_err_set(err, VRT_EINVAL, "vrt_runtime_open: NULL argument");
     *out = NULL;
     if (!ends_with(path, ".lua")) {
-        rt_opts o = {.model_dir = path, .dtype = "float16", .kind = "auto"};
-        return open_with(out, &o, err);
+        return vrt__runtime_open_dir(out, path, "auto", err);
     }
     vrt_config cfg;
     int rc = vrt_config_load(&cfg, path, err);
@@ -277,6 +276,12 @@ void vrt_runtime_close(vrt_runtime *rt)
     free(rt->model_dir);
     free(rt->config_path);
     free(rt);
+}
+
+int vrt__runtime_open_dir(vrt_runtime **out, const char *dir, const char *kind, vrt_err *err)
+{
+    rt_opts o = {.model_dir = dir, .dtype = "float16", .kind = kind};
+    return open_with(out, &o, err);
 }
 
 int vrt__runtime_resize_kv(vrt_runtime *rt, int num_blocks, vrt_err *err)

@@ -36,6 +36,8 @@ struct vrt_runtime {
 
 /* Replaces the KV cache and block pool by ones of num_blocks blocks (all
  * sequences must be released). */
+/* A model directory with default settings on the given device.kind. */
+int vrt__runtime_open_dir(vrt_runtime **out, const char *dir, const char *kind, vrt_err *err);
 int vrt__runtime_resize_kv(vrt_runtime *rt, int num_blocks, vrt_err *err);
 
 /* One step of a sequence's text: the incremental detokenizer's piece for

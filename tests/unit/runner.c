@@ -122,13 +122,14 @@ static int run_one(const test_case *t, int timeout_s)
 
 int main(int argc, char **argv)
 {
-    const char *pattern = NULL;
-    int list = 0;
+    /* Tests whose name contains any of the patterns (all when none). */
+    const char *patterns[64];
+    int n_pat = 0, list = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--list") == 0)
             list = 1;
-        else
-            pattern = argv[i];
+        else if (n_pat < 64)
+            patterns[n_pat++] = argv[i];
     }
     int timeout_s = 60;
     if (getenv("VRT_TEST_TIMEOUT"))
@@ -139,7 +140,10 @@ int main(int argc, char **argv)
     int passed = 0, failed = 0;
     for (int i = 0; i < g_n; i++) {
         const test_case *t = &g_tests[i];
-        if (pattern && !strstr(t->name, pattern))
+        int match = n_pat == 0;
+        for (int p = 0; p < n_pat && !match; p++)
+            match = strstr(t->name, patterns[p]) != NULL;
+        if (!match)
             continue;
         if (list) {
             printf("%s\n", t->name);
