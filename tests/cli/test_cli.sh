@@ -23,6 +23,16 @@ cfg() { printf '%s\n' "$2" > "$TMP/$1"; echo "$TMP/$1"; }
 T="no arguments lists the commands, exit 2"
 run $BIN; expect_rc 2; expect_out "commands:"; expect_out "check"; pass
 
+T="bench prints a row per batch size on the cpu"
+run $BIN bench --device cpu --batch 1,3 --prompt 8 --steps 2 models-trained/kjv-tiny; expect_rc 0
+expect_out "| batch | prompt |"; expect_out "|     1 |      8 |"; expect_out "|     3 |      8 |"
+expect_out "weights read per decode step: 10.3 MiB"; pass
+
+T="bench refuses a bad batch list and too long a run, with the reason"
+run $BIN bench --batch 0 models-trained/kjv-tiny; expect_rc 2; expect_err "--batch is a comma-separated list"
+run $BIN bench --device cpu --prompt 500 --steps 64 models-trained/kjv-tiny; expect_rc 2
+expect_err "exceed the model's 512 total tokens"; pass
+
 T="unknown command suggests, exit 2"
 run $BIN chekc; expect_rc 2; expect_err 'unknown command "chekc"; did you mean "check"?'; pass
 
@@ -31,8 +41,8 @@ run $BIN frobnicate; expect_rc 2; expect_err 'unknown command "frobnicate"'; pas
 
 T="help lists only commands that exist"
 run $BIN help; expect_rc 0
-for c in check mkmodel run generate serve plan help version; do expect_out "  $c "; done
-for c in bench quantize; do grep -q "^  $c " "$OUT" && fail "lists $c, which does not exist yet"; done
+for c in check mkmodel run generate serve plan bench help version; do expect_out "  $c "; done
+for c in quantize; do grep -q "^  $c " "$OUT" && fail "lists $c, which does not exist yet"; done
 pass
 
 T="help <command> shows usage"
