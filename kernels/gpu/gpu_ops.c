@@ -133,8 +133,23 @@ static int gpu_layernorm(vrt_backend *b, float *out, const float *x, const vrt_w
 static int gpu_rope(vrt_backend *b, float *x, const int32_t *pos, int T, int n_heads, int head_dim,
                     int rot_dim, int interleaved, const float *inv_freq, vrt_err *err)
 {
-    int rc = vrt__cpu_check_rope(x, pos, T, n_heads, head_dim, rot_dim, inv_freq,
+    int rc;
+    if (check_contents(b)) {
+        const void *v;
+        void *copy;
+        if ((rc = host_view(b, pos, T > 0 ? (size_t)T * sizeof *pos : 0, &v, &copy, err)) != 0)
+            return rc;
+        rc = vrt__cpu_check_rope(x, v, T, n_heads, head_dim, rot_dim, inv_freq,
                                  VRT_CUDA_MAX_HEAD_DIM, err);
+        free(copy);
+    } else {
+        /* The positions were checked by the caller: a 0 stands in for
+         * them, so that only the shapes are checked. */
+        static const int32_t zero[1] = {0};
+        rc = T == 0 ? 1
+                    : vrt__cpu_check_rope(x, pos ? zero : NULL, 1, n_heads, head_dim, rot_dim,
+                                          inv_freq, VRT_CUDA_MAX_HEAD_DIM, err);
+    }
     if (rc)
         return rc < 0 ? rc : 0;
     return launched(b,
