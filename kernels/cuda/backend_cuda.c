@@ -219,6 +219,8 @@ static void cu_destroy(vrt_backend *b)
     if (c) {
         if (c->stream)
             cudaStreamSynchronize(c->stream);
+        if (b->alloc)
+            vrt__gpu_ops_release(b);
         if (c->half_ws)
             cudaFree(c->half_ws);
         if (c->blas)
@@ -267,6 +269,7 @@ static int cu_matmul(void *owner, float *y, const float *x, const vrt_weight *W,
             size_t cap = need < (1u << 20) ? (1u << 20) : need;
             CU(cudaMalloc(&c->half_ws, cap));
             c->half_ws_bytes = cap;
+            c->b->buffers_epoch++;
         }
         int rc = vrt_cuda_to_half(c->half_ws, x, (int64_t)T * Kd, c->stream);
         if (rc)
@@ -357,6 +360,9 @@ VRT_EXPORT int vrt_cuda_backend_create(vrt_backend **out, int threads, int custo
         .attention = vrt_cuda_attention,
         .matmul_fma = vrt_cuda_matmul,
         .gemv = vrt_cuda_gemv,
+        .attn_decode = vrt_cuda_attn_decode,
+        .attn_decode_ok = vrt_cuda_attn_decode_ok,
+        .attn_decode_scratch = vrt_cuda_attn_decode_scratch,
         .moe_topk = vrt_cuda_moe_topk,
     };
     b->name = "cuda";

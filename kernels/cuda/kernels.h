@@ -14,6 +14,7 @@
 
 #include "backend/backend.h"
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -52,6 +53,16 @@ int vrt_cuda_kv_store(uint16_t *k_cache /* [num_slots][n_kv_heads][head_dim] */,
 int vrt_cuda_attention(float *out /* [T][n_heads][head_dim] */,
                        const float *q /* [T][n_heads][head_dim] */, const uint16_t *k_cache,
                        const uint16_t *v_cache, vrt_attn_batch batch, int T, void *stream);
+/* attn_decode.cu: decode attention (q_len 1 per sequence) split over the
+ * context, K/V in 128-bit loads; for the shapes attn_decode_ok accepts.
+ * scratch: attn_decode_scratch(batch) bytes of device memory (NULL when
+ * that is 0). The batch pointer of the two helpers is a host struct. */
+int vrt_cuda_attn_decode(float *out, const float *q, const uint16_t *k_cache,
+                         const uint16_t *v_cache, vrt_attn_batch batch, float *scratch,
+                         void *stream);
+int vrt_cuda_attn_decode_ok(int head_dim, int n_heads, int n_kv_heads);
+int vrt_cuda_attn_decode_splits(const vrt_attn_batch *batch);
+size_t vrt_cuda_attn_decode_scratch(const vrt_attn_batch *batch);
 /* matmul.cu: y = x·Wᵀ + bias (tiled FMA; cuBLAS comes later) */
 int vrt_cuda_matmul(float *y /* [T][N] */, const float *x /* [T][K] */, const void *W /* [N][K] */,
                     int dtype, int N, int K, const float *bias /* [N] or NULL */, int T,

@@ -20,6 +20,7 @@
 
 static void emu_destroy(vrt_backend *b)
 {
+    vrt__gpu_ops_release(b);
     free(b->ctx);
     free(b);
 }
@@ -58,6 +59,9 @@ int vrt__cuda_emu_backend_create(vrt_backend **out, int threads, vrt_err *err)
         .attention = vrt_cuda_attention,
         .matmul_fma = vrt_cuda_matmul,
         .gemv = vrt_cuda_gemv,
+        .attn_decode = vrt_cuda_attn_decode,
+        .attn_decode_ok = vrt_cuda_attn_decode_ok,
+        .attn_decode_scratch = vrt_cuda_attn_decode_scratch,
         .moe_topk = vrt_cuda_moe_topk,
     };
     b->name = "cuda-emu";

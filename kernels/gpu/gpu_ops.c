@@ -341,7 +341,34 @@ static int attention(vrt_backend *b, const char *op, float *out, const float *q,
     if (T > 65535)
         return vrt_err_set(err, VRT_EINVAL, "%s: %d query tokens in one call (at most 65535)", op,
                            T);
+    if (decode && K(b)->attn_decode && !K(b)->no_custom &&
+        K(b)->attn_decode_ok(a->head_dim, a->n_heads, a->n_kv_heads)) {
+        size_t need = K(b)->attn_decode_scratch(a);
+        if (need > K(b)->scratch_bytes) {
+            if (K(b)->scratch)
+                b->free(b, K(b)->scratch);
+            K(b)->scratch = NULL;
+            K(b)->scratch_bytes = 0;
+            b->buffers_epoch++;
+            size_t cap = need < ((size_t)1 << 20) ? ((size_t)1 << 20) : need;
+            if (!(K(b)->scratch = b->alloc(b, cap, err)))
+                return vrt_err_prefix(err, "%s: scratch of %zu bytes: ", op, cap);
+            K(b)->scratch_bytes = cap;
+        }
+        return launched(b,
+                        K(b)->attn_decode(out, q, k_cache, v_cache, *a, K(b)->scratch,
+                                          K(b)->stream),
+                        op, err);
+    }
     return launched(b, K(b)->attention(out, q, k_cache, v_cache, *a, T, K(b)->stream), op, err);
+}
+
+void vrt__gpu_ops_release(vrt_backend *b)
+{
+    if (K(b)->scratch)
+        b->free(b, K(b)->scratch);
+    K(b)->scratch = NULL;
+    K(b)->scratch_bytes = 0;
 }
 
 static int gpu_attention_prefill(vrt_backend *b, float *out, const float *q,

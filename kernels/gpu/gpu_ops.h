@@ -59,6 +59,15 @@ typedef struct vrt_gpu_kernels {
     int (*matmul_fma)(float *, const float *, const void *, int, int, int, const float *, int,
                       void *);
     int (*gemv)(float *, const float *, const void *, int, int, int, const float *, int, void *);
+    int (*attn_decode)(float *, const float *, const uint16_t *, const uint16_t *, vrt_attn_batch,
+                       float *, void *);
+    int (*attn_decode_ok)(int, int, int);
+    size_t (*attn_decode_scratch)(const vrt_attn_batch *);
+
+    /* Scratch device memory of the ops (split attention partials), grown
+     * with b->alloc; growing it bumps b->buffers_epoch. */
+    void *scratch;
+    size_t scratch_bytes;
     int (*moe_topk)(const float *, int, int, int, int, int32_t *, float *, void *);
 } vrt_gpu_kernels;
 
@@ -67,5 +76,8 @@ typedef struct vrt_gpu_kernels {
  * vrt_gpu_kernels (the table the ops read). Memory functions, sync and
  * destroy stay the backend's own. */
 void vrt__gpu_ops_init(vrt_backend *b);
+/* Frees what the shared ops allocated (call from destroy, before the
+ * memory functions stop working). */
+void vrt__gpu_ops_release(vrt_backend *b);
 
 #endif

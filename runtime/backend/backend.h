@@ -103,6 +103,10 @@ struct vrt_backend {
      * arrays back (a wait per op). The model's forward pass sets it for
      * its own calls. False by default: every op checks everything. */
     bool inputs_checked;
+    /* Bumped whenever the backend replaces a buffer of its own that
+     * launches point to (scratch, workspaces): recorded launches (CUDA
+     * graphs) made before are then stale. */
+    uint64_t buffers_epoch;
 
     /* Whether op can run with weights of weight_dtype (ignored by ops
      * without weights). */

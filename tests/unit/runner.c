@@ -10,6 +10,7 @@
  */
 #include "test.h"
 
+#include <execinfo.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -75,6 +76,22 @@ static double now(void)
 }
 
 /* Returns 1 if the test passed. */
+/* A crashing test prints where (the child's output so far is flushed
+ * first, then the stack to stderr), so a crash on a machine one cannot log
+ * into (a lent GPU) still says something. */
+static void on_crash(int sig)
+{
+    fflush(stdout);
+    void *frames[48];
+    int n = backtrace(frames, 48);
+    static const char msg[] = "  crash: signal, stack:\n";
+    if (write(2, msg, sizeof msg - 1) < 0)
+        _exit(128 + sig);
+    backtrace_symbols_fd(frames, n, 2);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 static int run_one(const test_case *t, int timeout_s)
 {
     fflush(stdout);
@@ -86,6 +103,9 @@ static int run_one(const test_case *t, int timeout_s)
     }
     if (pid == 0) {
         setpgid(0, 0);
+        signal(SIGSEGV, on_crash);
+        signal(SIGBUS, on_crash);
+        signal(SIGFPE, on_crash);
         alarm((unsigned)timeout_s);
         vrt_test_failed = 0;
         t->fn();

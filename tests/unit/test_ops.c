@@ -787,6 +787,13 @@ static const attn_case attn_cases[] = {
     {"decode x4 GQA", 4, {1, 1, 1, 1}, {40, 1, 77, 16}, 16, 0, 8, 2, 64},
     {"decode x3 window=10", 3, {1, 1, 1}, {40, 9, 33}, 8, 10, 4, 4, 80},
     {"decode x2 bs=32", 2, {1, 1}, {65, 2}, 32, 0, 8, 2, 80},
+    /* head_dim 64/128/256: the split-context decode kernel (attn_decode.cu)
+     * on cuda and cuda-emu; long contexts span many blocks and splits */
+    {"decode long GQA=4 hd=128", 3, {1, 1, 1}, {700, 1, 333}, 16, 0, 16, 4, 128},
+    {"decode GQA=8 window=100", 2, {1, 1}, {300, 150}, 8, 100, 8, 1, 128},
+    {"decode MHA hd=64 1500", 1, {1}, {1500}, 32, 0, 2, 2, 64},
+    {"decode GQA=2 hd=256", 2, {1, 1}, {90, 5}, 16, 0, 4, 2, 256},
+    {"decode GQA=3 hd=64", 2, {1, 1}, {50, 129}, 16, 0, 6, 2, 64},
 };
 
 /* Runs one case on b with op (prefill or decode); returns 1 if it passed. */
