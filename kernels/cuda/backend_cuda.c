@@ -208,6 +208,48 @@ static int cu_mem_info(vrt_backend *b, size_t *free_bytes, size_t *total_bytes, 
     return 0;
 }
 
+static int cu_graph_begin(vrt_backend *b, vrt_err *err)
+{
+    cuda_ctx *c = C(b);
+    CU(cudaStreamBeginCapture(c->stream, cudaStreamCaptureModeThreadLocal));
+    return 0;
+}
+
+static int cu_graph_end(vrt_backend *b, void **graph, vrt_err *err)
+{
+    cuda_ctx *c = C(b);
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(c->stream, &g);
+    if (!graph || e != cudaSuccess) {
+        if (g)
+            cudaGraphDestroy(g);
+        (void)cudaGetLastError();
+        if (graph && e != cudaSuccess)
+            return cuda_fail(e, "cudaStreamEndCapture", __FILE__, __LINE__, c->device, err);
+        return 0;
+    }
+    cudaGraphExec_t x = NULL;
+    e = cudaGraphInstantiateWithFlags(&x, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess)
+        return cuda_fail(e, "cudaGraphInstantiateWithFlags", __FILE__, __LINE__, c->device, err);
+    *graph = x;
+    return 0;
+}
+
+static int cu_graph_launch(vrt_backend *b, void *graph, vrt_err *err)
+{
+    cuda_ctx *c = C(b);
+    CU(cudaGraphLaunch((cudaGraphExec_t)graph, c->stream));
+    return 0;
+}
+
+static void cu_graph_free(vrt_backend *b, void *graph)
+{
+    if (graph)
+        cudaGraphExecDestroy((cudaGraphExec_t)graph);
+}
+
 static const char *cu_device_name(vrt_backend *b)
 {
     return C(b)->desc;
@@ -377,6 +419,10 @@ VRT_EXPORT int vrt_cuda_backend_create(vrt_backend **out, int threads, int custo
     b->sync = cu_sync;
     b->mem_info = cu_mem_info;
     b->device_name = cu_device_name;
+    b->graph_begin = cu_graph_begin;
+    b->graph_end = cu_graph_end;
+    b->graph_launch = cu_graph_launch;
+    b->graph_free = cu_graph_free;
     b->destroy = cu_destroy;
     vrt__gpu_ops_init(b);
     int rc = setup(c, err);

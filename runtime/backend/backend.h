@@ -125,6 +125,16 @@ struct vrt_backend {
     /* Free and total device memory in bytes (for the memory plan); NULL on
      * backends whose memory is host memory. */
     int (*mem_info)(vrt_backend *b, size_t *free_bytes, size_t *total_bytes, vrt_err *err);
+    /* Recording ops for replay (CUDA graphs); NULL where unsupported.
+     * graph_begin starts recording on the backend's stream: ops called
+     * until graph_end are recorded, not run. graph_end always stops the
+     * recording; with graph NULL it discards it, else it returns a
+     * replayable handle. The recorded ops read and write the same buffers
+     * at every replay, with the scalar arguments they had. */
+    int (*graph_begin)(vrt_backend *b, vrt_err *err);
+    int (*graph_end)(vrt_backend *b, void **graph, vrt_err *err);
+    int (*graph_launch)(vrt_backend *b, void *graph, vrt_err *err);
+    void (*graph_free)(vrt_backend *b, void *graph);
     /* A line describing the device ("NVIDIA ... (sm_70, 16.0 GiB)"); NULL
      * when there is nothing to say. */
     const char *(*device_name)(vrt_backend *b);

@@ -176,10 +176,10 @@ int vrt_cmd_bench(int argc, char **argv)
 {
     const vrt_cmd *self = vrt_cmd_find("bench");
     vrt_opt opts[] = {{"batch", 1, NULL}, {"prompt", 1, NULL}, {"steps", 1, NULL},
-                      {"device", 1, NULL}};
+                      {"device", 1, NULL}, {"eager", 0, NULL}};
     char *pos[1];
     int npos = 0;
-    int rc = vrt_cli_parse(self, opts, 4, argc, argv, pos, 1, &npos);
+    int rc = vrt_cli_parse(self, opts, 5, argc, argv, pos, 1, &npos);
     if (rc)
         return rc;
     if (npos != 1)
@@ -218,7 +218,12 @@ int vrt_cmd_bench(int argc, char **argv)
         return VRT_EXIT_USAGE;
     }
     vrt_backend *be = rt->be;
+    if (opts[4].value)
+        rt->m->graphs = 0;
     printf("model: %s\n", vrt_runtime_describe(rt));
+    printf("decode steps: %s\n", rt->m->graphs && be->graph_begin
+                                     ? "recorded as CUDA graphs (per batch bucket)"
+                                     : "eager launches");
     if (be->device_name)
         printf("device: %s\n", be->device_name(be));
     double copy_gbs = copy_bandwidth(be, &err);

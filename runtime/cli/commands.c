@@ -85,7 +85,7 @@ const vrt_cmd vrt_commands[] = {
      "config.json is read from model.path, or from --model-config DIR.\n",
      vrt_cmd_plan},
     {"bench", "measure prefill and decode speed of the forward pass (tokens/s, GB/s)",
-     "v100rt bench [--batch 1,8,32] [--prompt N] [--steps N] [--device KIND] "
+     "v100rt bench [--batch 1,8,32] [--prompt N] [--steps N] [--device KIND] [--eager] "
      "CONFIG.lua|MODEL_DIR",
      "Loads the model of CONFIG.lua (or MODEL_DIR, on --device KIND, default auto)\n"
      "and, for each batch size, prefills that many sequences of --prompt random\n"
@@ -99,7 +99,8 @@ const vrt_cmd vrt_commands[] = {
      "  --batch LIST   comma-separated batch sizes (default 1,8,32)\n"
      "  --prompt N     tokens per sequence before decoding (default 128)\n"
      "  --steps N      timed decode steps (default 32, after 2 warm-up steps)\n"
-     "  --device KIND  cpu, cuda, cuda-emu or auto, with a MODEL_DIR\n",
+     "  --device KIND  cpu, cuda, cuda-emu or auto, with a MODEL_DIR\n"
+     "  --eager        no CUDA graphs (as kernels.cuda_graphs = false)\n",
      vrt_cmd_bench},
     {"generate", "load a model and stream the continuation of a prompt",
      "v100rt generate [OPTIONS] CONFIG.lua|MODEL_DIR PROMPT",

@@ -60,7 +60,7 @@ void vrt_gen_result_free(vrt_gen_result *r)
 
 typedef struct rt_opts {
     const char *model_dir, *tokenizer_dir, *dtype, *kind, *config_path;
-    int threads, block_size, no_prefix_caching, no_custom_kernels, max_concurrent;
+    int threads, block_size, no_prefix_caching, no_custom_kernels, no_graphs, max_concurrent;
     double swap_gib, memory_fraction;
     int64_t num_blocks, max_total, max_input, max_prefill;
 } rt_opts;
@@ -149,6 +149,10 @@ static int open_with(vrt_runtime **out, const rt_opts *o, vrt_err *err)
         vrt_model_load_opts lo = {.dtype = o->dtype};
         rc = vrt_model_load(&rt->m, o->model_dir, rt->be, &lo, err);
     }
+    /* kernels.cuda_graphs: decode steps recorded once per batch bucket
+     * (only where the backend records graphs: cuda). */
+    if (!rc)
+        rt->m->graphs = o->no_graphs ? 0 : 1;
     if (!rc) {
         rc = vrt_tokenizer_load(&rt->tok, o->tokenizer_dir ? o->tokenizer_dir : o->model_dir, err);
         if (rc)
@@ -242,6 +246,7 @@ int vrt_runtime_open(vrt_runtime **out, const char *path, vrt_err *err)
             .config_path = path,
             .memory_fraction = cfg.device.memory_fraction,
             .no_custom_kernels = !cfg.kernels.custom,
+            .no_graphs = !cfg.kernels.cuda_graphs,
             .max_concurrent = cfg.batching.max_concurrent_requests,
             .no_prefix_caching = !cfg.cache.prefix_caching,
             /* batching.preemption: "recompute" never swaps; "auto" and

@@ -21,6 +21,7 @@
 #include "model/model.h"
 
 #include "core/err.h"
+#include "core/log.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -179,6 +180,117 @@ static int layer(vrt_model *m, vrt_kv_cache *kv, int l, int T, const vrt_attn_ba
     return 0;
 }
 
+/* Embedding, the layers and the logits rows: every op of one step, on
+ * the inputs already in the workspace (recorded as a graph as is). */
+static int run_ops(vrt_model *m, vrt_kv_cache *kv, int T, int n_out, const vrt_attn_batch *ab,
+                   int all_decode, vrt_err *err)
+{
+    vrt_backend *be = m->be;
+    vrt_workspace *w = &m->ws;
+    const int D = m->cfg.hidden_size;
+    /* x = embed_tokens(tokens) */
+    int rc = be->embed(be, w->x, &m->embed, w->tokens, T, err);
+    for (int l = 0; l < m->cfg.num_hidden_layers && !rc; l++)
+        rc = layer(m, kv, l, T, ab, all_decode, err);
+    if (rc)
+        return rc;
+    /* logits = lm_head(norm(x[rows])): gather the rows with the embed op
+     * over the residual stream seen as a [T][D] f32 table. */
+    vrt_weight xs = {.data = w->x, .dtype = VRT_DT_F32, .rows = T, .cols = D};
+    rc = be->embed(be, w->out_h, &xs, w->rows, n_out, err);
+    if (!rc)
+        rc = norm(m, w->out_h, w->out_h, &m->final_norm, n_out, err);
+    if (!rc)
+        rc = be->matmul(be, w->logits, w->out_h, &m->lm_head, NULL, n_out, err);
+    return rc;
+}
+
+/* The graph bucket of a decode step of n sequences (0 = none fits). */
+static int graph_bucket(int n)
+{
+    static const int buckets[] = {1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256};
+    for (size_t i = 0; i < sizeof buckets / sizeof buckets[0]; i++)
+        if (n <= buckets[i])
+            return buckets[i];
+    return 0;
+}
+
+void vrt__model_graphs_free(vrt_model *m);
+
+/* The cache entry for (bucket, table width, KV cache); entries recorded
+ * against moved buffers are dropped first. NULL when the cache is full. */
+static vrt_graph_entry *graph_entry(vrt_model *m, vrt_kv_cache *kv, int bucket, int max_blocks)
+{
+    vrt_backend *be = m->be;
+    vrt_graph_entry *free_slot = NULL;
+    for (int i = 0; i < m->n_graphs; i++) {
+        vrt_graph_entry *e = &m->graph_cache[i];
+        if (e->ws_epoch != m->ws.epoch || e->be_epoch != be->buffers_epoch ||
+            (e->kv_id && e->kv_id != (const void *)kv->k[0])) {
+            if (e->graph)
+                be->graph_free(be, e->graph);
+            memset(e, 0, sizeof *e);
+        }
+        if (e->bucket == bucket && e->max_blocks == max_blocks && e->kv_id == kv->k[0])
+            return e;
+        if (!e->bucket && !free_slot)
+            free_slot = e;
+    }
+    if (!free_slot && m->n_graphs < VRT_MAX_GRAPHS)
+        free_slot = &m->graph_cache[m->n_graphs++];
+    if (free_slot)
+        *free_slot = (vrt_graph_entry){.bucket = bucket,
+                                       .max_blocks = max_blocks,
+                                       .kv_id = kv->k[0],
+                                       .ws_epoch = m->ws.epoch,
+                                       .be_epoch = be->buffers_epoch};
+    return free_slot;
+}
+
+/* Runs the ops of a padded decode step through its graph: replays it when
+ * recorded, records it on the second sight (the first runs eagerly, so
+ * that every buffer an op grows exists before recording), else eager. */
+static int run_graphed(vrt_model *m, vrt_kv_cache *kv, int bucket, int max_blocks,
+                       const vrt_attn_batch *ab, vrt_err *err)
+{
+    vrt_backend *be = m->be;
+    vrt_graph_entry *e = m->graphs == 1 && be->graph_begin ? graph_entry(m, kv, bucket, max_blocks)
+                                                           : NULL;
+    if (e && e->graph)
+        return be->graph_launch(be, e->graph, err);
+    if (!e || !e->seen) {
+        int rc = run_ops(m, kv, bucket, bucket, ab, 1, err);
+        if (!rc && e) {
+            e->seen = 1;
+            e->be_epoch = be->buffers_epoch; /* the warm-up may have grown scratch */
+        }
+        return rc;
+    }
+    int rc = be->graph_begin(be, err);
+    if (!rc) {
+        rc = run_ops(m, kv, bucket, bucket, ab, 1, err);
+        void *g = NULL;
+        if (rc) {
+            be->graph_end(be, NULL, NULL);
+        } else {
+            rc = be->graph_end(be, &g, err);
+            if (!rc)
+                e->graph = g;
+        }
+    }
+    if (rc) {
+        /* Recording failed: say so once and run eagerly from now on. */
+        VRT_WARN("decode step of %d sequences could not be recorded as a graph (%s); running "
+                 "without graphs (kernels.cuda_graphs = false silences this)",
+                 bucket, err->msg);
+        vrt__model_graphs_free(m);
+        m->graphs = 0;
+        *err = (vrt_err){0};
+        return run_ops(m, kv, bucket, bucket, ab, 1, err);
+    }
+    return be->graph_launch(be, e->graph, err);
+}
+
 int vrt_model_forward(vrt_model *m, vrt_kv_cache *kv, const vrt_batch *b, float *logits,
                       vrt_err *err)
 {
@@ -199,33 +311,68 @@ int vrt_model_forward(vrt_model *m, vrt_kv_cache *kv, const vrt_batch *b, float 
     const int n_out = b->out_rows ? b->n_out : b->n_seqs;
     if (n_out < 1)
         return vrt_err_set(err, VRT_EINVAL, "batch: no logits rows asked for");
-    const int D = m->cfg.hidden_size, V = m->cfg.vocab_size;
+    const int V = m->cfg.vocab_size, mb = b->max_blocks_per_seq;
 
-    int32_t *host = malloc((size_t)(2 * T + n_out) * sizeof *host);
+    /* A decode step may run padded to a graph bucket: the extra sequences
+     * are one token (id 0, position 0) whose K/V is not stored (slot -1)
+     * and whose attention reads block 0; their rows are not copied back. */
+    int bucket = 0;
+    int rows_default = !b->out_rows || n_out == T;
+    for (int i = 0; b->out_rows && rows_default && i < n_out; i++)
+        rows_default = b->out_rows[i] == i;
+    if (m->graphs && rows_default && T == b->n_seqs && (m->graphs == 2 || m->be->graph_begin))
+        bucket = graph_bucket(b->n_seqs);
+    const int Tr = bucket ? bucket : T, n_seqs_r = bucket ? bucket : b->n_seqs;
+    const int n_out_r = bucket ? bucket : n_out;
+    size_t n_host = (size_t)3 * Tr + n_out_r + (size_t)(n_seqs_r + 1) + n_seqs_r;
+    if (bucket)
+        n_host += (size_t)bucket * mb;
+    int32_t *host = malloc(n_host * sizeof *host);
     if (!host)
         return vrt_err_set(err, VRT_ENOMEM, "out of memory");
-    int32_t *pos = host, *slots = host + T, *rows = host + 2 * T;
+    int32_t *pos = host, *slots = host + Tr, *rows = host + 2 * Tr, *tok = host + 2 * Tr + n_out_r;
+    int32_t *qs = tok + Tr, *ctx = qs + n_seqs_r + 1, *table = ctx + n_seqs_r;
     int all_decode, max_ctx;
     int rc = check_batch(m, kv, b, T, n_out, pos, slots, rows, &all_decode, &max_ctx, err);
+    const int32_t *tokens_r = b->tokens, *q_start_r = b->q_start, *ctx_r = b->ctx_len;
+    const int32_t *table_r = b->block_table;
+    if (!rc && bucket) {
+        memcpy(tok, b->tokens, (size_t)T * sizeof *tok);
+        memcpy(qs, b->q_start, (size_t)(T + 1) * sizeof *qs);
+        memcpy(ctx, b->ctx_len, (size_t)T * sizeof *ctx);
+        memcpy(table, b->block_table, (size_t)T * mb * sizeof *table);
+        for (int i = T; i < bucket; i++) {
+            tok[i] = 0;
+            pos[i] = 0;
+            slots[i] = -1;
+            rows[i] = i;
+            qs[i + 1] = i + 1;
+            ctx[i] = 1;
+            memset(table + (size_t)i * mb, 0, (size_t)mb * sizeof *table);
+        }
+        tokens_r = tok;
+        q_start_r = qs;
+        ctx_r = ctx;
+        table_r = table;
+    }
     if (!rc)
-        rc = vrt__model_workspace(m, T, n_out, b->n_seqs, b->max_blocks_per_seq, err);
+        rc = vrt__model_workspace(m, Tr, n_out_r, n_seqs_r, mb, err);
     vrt_backend *be = m->be;
     vrt_workspace *w = &m->ws;
     if (!rc)
-        rc = be->copy_to_device(be, w->tokens, b->tokens, (size_t)T * 4, err);
+        rc = be->copy_to_device(be, w->tokens, tokens_r, (size_t)Tr * 4, err);
     if (!rc)
-        rc = be->copy_to_device(be, w->pos, pos, (size_t)T * 4, err);
+        rc = be->copy_to_device(be, w->pos, pos, (size_t)Tr * 4, err);
     if (!rc)
-        rc = be->copy_to_device(be, w->slots, slots, (size_t)T * 4, err);
+        rc = be->copy_to_device(be, w->slots, slots, (size_t)Tr * 4, err);
     if (!rc)
-        rc = be->copy_to_device(be, w->rows, rows, (size_t)n_out * 4, err);
+        rc = be->copy_to_device(be, w->rows, rows, (size_t)n_out_r * 4, err);
     if (!rc)
-        rc = be->copy_to_device(be, w->q_start, b->q_start, (size_t)(b->n_seqs + 1) * 4, err);
+        rc = be->copy_to_device(be, w->q_start, q_start_r, (size_t)(n_seqs_r + 1) * 4, err);
     if (!rc)
-        rc = be->copy_to_device(be, w->ctx_len, b->ctx_len, (size_t)b->n_seqs * 4, err);
+        rc = be->copy_to_device(be, w->ctx_len, ctx_r, (size_t)n_seqs_r * 4, err);
     if (!rc)
-        rc = be->copy_to_device(be, w->block_table, b->block_table,
-                                (size_t)b->n_seqs * b->max_blocks_per_seq * 4, err);
+        rc = be->copy_to_device(be, w->block_table, table_r, (size_t)n_seqs_r * mb * 4, err);
     free(host);
     if (!rc)
         rc = update_inv_freq(m, max_ctx, err);
@@ -233,11 +380,11 @@ int vrt_model_forward(vrt_model *m, vrt_kv_cache *kv, const vrt_batch *b, float 
         return rc;
 
     vrt_attn_batch ab = {
-        .n_seqs = b->n_seqs,
+        .n_seqs = n_seqs_r,
         .q_start = w->q_start,
         .ctx_len = w->ctx_len,
         .block_table = w->block_table,
-        .max_blocks_per_seq = b->max_blocks_per_seq,
+        .max_blocks_per_seq = mb,
         .block_size = kv->block_size,
         .sliding_window = m->arch.sliding_window,
         .scale = 1.0f / sqrtf((float)m->cfg.head_dim),
@@ -245,28 +392,16 @@ int vrt_model_forward(vrt_model *m, vrt_kv_cache *kv, const vrt_batch *b, float 
         .n_kv_heads = m->cfg.num_key_value_heads,
         .head_dim = m->cfg.head_dim,
         .num_blocks = kv->num_blocks,
-        .n_tokens = T,
+        .n_tokens = Tr,
     };
     /* Token ids, slots, rows and the attention batch were checked above
      * (check_batch): a GPU backend need not read them back per op. */
     const bool was_checked = be->inputs_checked;
     be->inputs_checked = true;
-    /* x = embed_tokens(tokens) */
-    rc = be->embed(be, w->x, &m->embed, w->tokens, T, err);
-    for (int l = 0; l < m->cfg.num_hidden_layers && !rc; l++)
-        rc = layer(m, kv, l, T, &ab, all_decode, err);
-    if (rc) {
-        be->inputs_checked = was_checked;
-        return rc;
-    }
-    /* logits = lm_head(norm(x[rows])): gather the rows with the embed op
-     * over the residual stream seen as a [T][D] f32 table. */
-    vrt_weight xs = {.data = w->x, .dtype = VRT_DT_F32, .rows = T, .cols = D};
-    rc = be->embed(be, w->out_h, &xs, w->rows, n_out, err);
-    if (!rc)
-        rc = norm(m, w->out_h, w->out_h, &m->final_norm, n_out, err);
-    if (!rc)
-        rc = be->matmul(be, w->logits, w->out_h, &m->lm_head, NULL, n_out, err);
+    if (bucket)
+        rc = run_graphed(m, kv, bucket, mb, &ab, err);
+    else
+        rc = run_ops(m, kv, T, n_out, &ab, all_decode, err);
     be->inputs_checked = was_checked;
     if (!rc)
         rc = be->copy_to_host(be, logits, w->logits, (size_t)n_out * V * sizeof(float), err);

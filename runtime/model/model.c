@@ -329,10 +329,19 @@ int vrt_model_load(vrt_model **out, const char *dir, vrt_backend *be,
 
 static void ws_free(vrt_model *m);
 
+void vrt__model_graphs_free(vrt_model *m)
+{
+    for (int i = 0; i < m->n_graphs; i++)
+        if (m->graph_cache[i].graph && m->be->graph_free)
+            m->be->graph_free(m->be, m->graph_cache[i].graph);
+    m->n_graphs = 0;
+}
+
 void vrt_model_free(vrt_model *m)
 {
     if (!m)
         return;
+    vrt__model_graphs_free(m);
     ws_free(m);
     for (int i = 0; i < m->n_owned_; i++)
         m->be->free(m->be, m->owned_[i]);
@@ -407,7 +416,9 @@ static void ws_free(vrt_model *m)
     for (size_t i = 0; i < sizeof ptrs / sizeof ptrs[0]; i++)
         if (ptrs[i])
             m->be->free(m->be, ptrs[i]);
+    uint64_t epoch = w->epoch;
     memset(w, 0, sizeof *w);
+    w->epoch = epoch + 1; /* recorded graphs point to the freed buffers */
 }
 
 /* Makes the workspace hold T tokens, n_out logit rows, n_seqs sequences with

@@ -58,7 +58,19 @@ typedef struct vrt_workspace {
     int32_t *q_start, *ctx_len;           /* [n_seqs+1], [n_seqs] */
     int32_t *block_table;                 /* [n_seqs][max_blocks] */
     float *inv_freq;                      /* [rot_dim/2] */
+    uint64_t epoch;                       /* bumped when the buffers move */
 } vrt_workspace;
+
+/* A recorded decode step (CUDA graph) for `bucket` sequences. */
+typedef struct vrt_graph_entry {
+    int bucket, max_blocks;   /* batch size and block table width it was recorded for */
+    const void *kv_id;        /* the KV cache (its first layer's K) */
+    uint64_t ws_epoch, be_epoch;
+    int seen;                 /* ran eagerly once (warm-up) */
+    void *graph;              /* the backend's handle, or NULL */
+} vrt_graph_entry;
+
+#define VRT_MAX_GRAPHS 32
 
 typedef struct vrt_model_load_opts {
     const char *dtype; /* "float16" (default), "float32" or "auto" (as stored;
@@ -83,6 +95,13 @@ typedef struct vrt_model {
     vrt_workspace ws;
     float *inv_freq_host; /* [rot_dim/2] */
     int inv_freq_len;     /* seq_len the table was computed for (dynamic rope) */
+    /* Decode steps as graphs (kernels.cuda_graphs): 0 off; 1 where the
+     * backend records them, a decode batch padded to the next bucket size
+     * (1, 2, 4, 8, 16, 24, 32, ... 256) and recorded once per bucket; 2
+     * pads without recording (tests the padding on any backend). */
+    int graphs;
+    vrt_graph_entry graph_cache[VRT_MAX_GRAPHS];
+    int n_graphs;
 } vrt_model;
 
 /* The paged KV cache memory of every layer: [num_blocks][block_size]
