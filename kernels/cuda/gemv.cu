@@ -12,7 +12,8 @@
  */
 #include "cuda/common.cuh"
 
-#define GEMV_WARPS 8 /* rows per block */
+#define GEMV_WARPS 8  /* rows per block */
+#define GEMV_UNROLL 4 /* 128-bit weight loads in flight per lane */
 
 template <int TT>
 __global__ void gemv_kernel(float *y, const float *x, const void *W, int dtype, int N, int K,
@@ -27,26 +28,42 @@ __global__ void gemv_kernel(float *y, const float *x, const void *W, int dtype, 
         acc[t] = 0.0f;
     int k0 = 0;
     if (vec) {
+        /* GEMV_UNROLL 128-bit loads per lane in flight before their use:
+         * one load at a time leaves the warp waiting on memory latency. */
         const uint4 *wr = reinterpret_cast<const uint4 *>(reinterpret_cast<const __half *>(W) +
                                                           (int64_t)n * K);
         const int nv = K / 8;
-        for (int i = lane; i < nv; i += 32) {
-            const uint4 u = wr[i];
-            /* The halves taken out with shifts, not through a __half2
-             * pointer into u (g++ may drop such aliased reads under
-             * cuda-emu; nvcc emits the same register moves either way). */
-            const unsigned wv[4] = {u.x, u.y, u.z, u.w};
-            float w[8];
-            for (int j = 0; j < 4; j++) {
-                w[2 * j] = __half2float(__ushort_as_half((unsigned short)(wv[j] & 0xffffu)));
-                w[2 * j + 1] = __half2float(__ushort_as_half((unsigned short)(wv[j] >> 16)));
+        for (int i0 = lane; i0 < nv; i0 += 32 * GEMV_UNROLL) {
+            uint4 u[GEMV_UNROLL];
+            for (int j = 0; j < GEMV_UNROLL; j++) {
+                const int i = i0 + 32 * j;
+                if (i < nv)
+                    u[j] = wr[i];
+                else
+                    u[j] = make_uint4(0u, 0u, 0u, 0u);
             }
-            for (int t = 0; t < TT; t++) {
-                if (t < T) {
-                    const float4 *xv = reinterpret_cast<const float4 *>(x + (int64_t)t * K + 8 * i);
-                    const float4 a = xv[0], c = xv[1];
-                    acc[t] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * c.x +
-                              w[5] * c.y + w[6] * c.z + w[7] * c.w;
+            for (int j = 0; j < GEMV_UNROLL; j++) {
+                const int i = i0 + 32 * j;
+                if (i >= nv)
+                    break;
+                /* The halves taken out with shifts, not through a __half2
+                 * pointer into u (g++ may drop such aliased reads under
+                 * cuda-emu; nvcc emits the same register moves either
+                 * way). */
+                const unsigned wv[4] = {u[j].x, u[j].y, u[j].z, u[j].w};
+                float w[8];
+                for (int e = 0; e < 4; e++) {
+                    w[2 * e] = __half2float(__ushort_as_half((unsigned short)(wv[e] & 0xffffu)));
+                    w[2 * e + 1] = __half2float(__ushort_as_half((unsigned short)(wv[e] >> 16)));
+                }
+                for (int t = 0; t < TT; t++) {
+                    if (t < T) {
+                        const float4 *xv =
+                            reinterpret_cast<const float4 *>(x + (int64_t)t * K + 8 * i);
+                        const float4 a = xv[0], c = xv[1];
+                        acc[t] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w +
+                                  w[4] * c.x + w[5] * c.y + w[6] * c.z + w[7] * c.w;
+                    }
                 }
             }
         }
@@ -82,10 +99,8 @@ extern "C" int vrt_cuda_gemv(float *y, const float *x, const void *W, int dtype,
         VRT_LAUNCH(gemv_kernel<1>, grid, 32 * GEMV_WARPS, 0, s, y, x, W, dtype, N, K, bias, T, vec);
     else if (T == 2)
         VRT_LAUNCH(gemv_kernel<2>, grid, 32 * GEMV_WARPS, 0, s, y, x, W, dtype, N, K, bias, T, vec);
-    else if (T <= 4)
-        VRT_LAUNCH(gemv_kernel<4>, grid, 32 * GEMV_WARPS, 0, s, y, x, W, dtype, N, K, bias, T, vec);
     else
-        VRT_LAUNCH(gemv_kernel<8>, grid, 32 * GEMV_WARPS, 0, s, y, x, W, dtype, N, K, bias, T, vec);
+        VRT_LAUNCH(gemv_kernel<4>, grid, 32 * GEMV_WARPS, 0, s, y, x, W, dtype, N, K, bias, T, vec);
     return (int)cudaGetLastError();
 }
 

@@ -72,7 +72,9 @@ int vrt_cuda_matmul(float *y /* [T][N] */, const float *x /* [T][K] */, const vo
 int vrt_cuda_gemv(float *y /* [T][N] */, const float *x /* [T][K] */, const void *W /* [N][K] */,
                   int dtype, int N, int K, const float *bias /* [N] or NULL */, int T,
                   void *stream);
-#define VRT_CUDA_GEMV_MAX_T 8
+/* Up to 4 tokens: on an H100 the GEMV beat cuBLAS at 1 and 2 tokens and
+ * lost at 8 (examples/bench/RESULTS.md). */
+#define VRT_CUDA_GEMV_MAX_T 4
 /* gemv.cu: dst = fp16(src) (round to nearest), for the cuBLAS path */
 int vrt_cuda_to_half(uint16_t *dst, const float *src, int64_t n, void *stream);
 /* gemv.cu: y[t][n] += bias[n] */

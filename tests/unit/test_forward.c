@@ -168,7 +168,7 @@ static int step(vrt_model *m, vrt_kv_cache *kv, vrt_block_pool *pool, seq **ss, 
 }
 
 /* The cuda backend rounds activations to fp16 where fp16 weights meet
- * them in cuBLAS (prefill steps of more than 8 tokens); its tolerance is
+ * them in cuBLAS (steps of more than 4 tokens); its tolerance is
  * this many times the fixture's (fp16 KV cache) one. */
 #define CUDA_F16_TOL_SCALE 4.0
 
