@@ -634,6 +634,7 @@ TEST(ops_matmul_q4)
         {1, 256, 19, 32, 0, 0},  {1, 200, 33, 32, 1, 1},  {3, 264, 17, 128, 1, 0},
         {1, 37, 9, -1, 1, 1},    {37, 300, 41, -1, 0, 1}, {37, 384, 64, 128, 1, 1},
         {17, 96, 7, 32, 1, 0},   {4, 1000, 70, 64, 0, 0}, {70, 160, 13, 32, 1, 1},
+        {8, 2080, 5, 32, 1, 1},  {9, 128, 130, 64, 1, 1}, {2, 1100, 3, -1, 0, 0},
     };
     vrt_backend *bs[MAX_BACKENDS];
     int nb = open_backends(bs), failed = 0;
@@ -1218,7 +1219,8 @@ TEST(backend_registry)
     ASSERT_EQ_STR(b->name, "cuda-emu");
     ASSERT(!b->host_memory);
     ASSERT(b->supports_op(b, VRT_OP_RMSNORM, VRT_DT_F16));
-    ASSERT(!b->supports_op(b, VRT_OP_MATMUL, VRT_DT_Q4));
+    ASSERT(b->supports_op(b, VRT_OP_MATMUL, VRT_DT_Q4)); /* kernels/cuda/matmul_q4.cu */
+    ASSERT(!b->supports_op(b, VRT_OP_EMBED, VRT_DT_Q4));
     vrt_backend_destroy(b);
     for (int op = 0; op < VRT_OP_COUNT; op++)
         ASSERT(strcmp(vrt_op_name((vrt_op)op), "unknown") != 0);
