@@ -88,22 +88,35 @@ static void gather_x(float *xs, float *xsum, const float *x, const int32_t *perm
     }
 }
 
-/* Σ q·x' over blocks [b0, b1) of one row (words q, shuffled activations xs). */
+/* 4 lanes of 32-bit values: GCC/Clang vector extensions, which become SSE2 on
+ * x86-64, NEON on arm64 and VSX on POWER without intrinsics. */
+typedef uint32_t v4u __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+typedef float v4f __attribute__((vector_size(16)));
+
+/* Σ q·x' over blocks [b0, b1) of one row (words q, shuffled activations xs):
+ * lane l of the 4-word vector of block b holds columns 32b + 8l + j in its
+ * nibbles j, and xs holds them at 32b + 4j + l, so each shift by 4j meets
+ * one contiguous vector of activations. Two accumulators hide the add
+ * latency. */
 static inline float nib_dot(const uint32_t *q, const float *xs, int64_t b0, int64_t b1)
 {
-    float a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    const v4u m = {15u, 15u, 15u, 15u};
+    v4f a0 = {0, 0, 0, 0}, a1 = {0, 0, 0, 0};
     for (int64_t b = b0; b < b1; b++) {
-        const uint32_t *w = q + 4 * b;
+        v4u w;
+        memcpy(&w, q + 4 * b, sizeof w);
         const float *xv = xs + 32 * b;
-        uint32_t w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
-        for (int j = 0; j < 8; j++) {
-            a0 += (float)(int32_t)((w0 >> (4 * j)) & 15u) * xv[4 * j + 0];
-            a1 += (float)(int32_t)((w1 >> (4 * j)) & 15u) * xv[4 * j + 1];
-            a2 += (float)(int32_t)((w2 >> (4 * j)) & 15u) * xv[4 * j + 2];
-            a3 += (float)(int32_t)((w3 >> (4 * j)) & 15u) * xv[4 * j + 3];
+        for (int j = 0; j < 8; j += 2) {
+            v4f x0, x1;
+            memcpy(&x0, xv + 4 * j, sizeof x0);
+            memcpy(&x1, xv + 4 * j + 4, sizeof x1);
+            a0 += __builtin_convertvector((v4i)((w >> (unsigned)(4 * j)) & m), v4f) * x0;
+            a1 += __builtin_convertvector((v4i)((w >> (unsigned)(4 * j + 4)) & m), v4f) * x1;
         }
     }
-    return (a0 + a1) + (a2 + a3);
+    v4f a = a0 + a1;
+    return (a[0] + a[1]) + (a[2] + a[3]);
 }
 
 /* One output: row n's words q against token t's shuffled x' and group sums. */
