@@ -7,7 +7,8 @@
  * gates on a time. Build and run from the repository root after `make`:
  *
  *   gcc -O2 -fopenmp -Iruntime -Ikernels examples/bench/q4_matmul.c \
- *       $(find build/release -name '*.o' ! -name main.o ! -path '*tests*' ! -path '*ref*' ! -path '*release/cuda/*') \
+ *       $(find build/release -name '*.o' ! -name main.o ! -path '*tests*' ! -path '*ref*' ! -path
+ * '*release/cuda/*') \
  *       $(pkg-config --libs luajit libuv libcjson libpcre2-8) -lhttp_parser -ldl -lm -lstdc++ \
  *       -o build/q4_matmul && build/q4_matmul [N K threads]
  */

@@ -85,7 +85,7 @@ static int run(int N, int K, int G, bool perm, bool timing)
         CK(cudaMemcpy(y.data(), dy, (size_t)T * N * 4, cudaMemcpyDeviceToHost));
         /* float64 reference on a sample of rows (all rows for small N) */
         double md = 0, mr = 0;
-        for (int n = 0; n < N; n += N > 512 ? 37 : 1)
+        for (int n = 0; n<N; n += N> 512 ? 37 : 1)
             for (int t = 0; t < T; t++) {
                 double acc = 0;
                 for (int k = 0; k < K; k++) {

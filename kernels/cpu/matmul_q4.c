@@ -36,8 +36,8 @@ int vrt__cpu_check_q4(const vrt_weight *w, const char *op, const char *what, vrt
 {
     const vrt_q4 *q = w->q4;
     if (!q)
-        return vrt_err_set(err, VRT_EINVAL, "%s: weight %s has dtype q4 but no int4 descriptor",
-                           op, what);
+        return vrt_err_set(err, VRT_EINVAL, "%s: weight %s has dtype q4 but no int4 descriptor", op,
+                           what);
     if (!q->qweight || !q->scales || !q->zeros)
         return vrt_err_set(err, VRT_EINVAL, "%s: q4 weight %s lacks qweight, scales or zeros", op,
                            what);
@@ -258,9 +258,9 @@ int vrt__cpu_matmul_q4(vrt_backend *b, float *y, const float *x, const vrt_weigh
         for (int64_t n = 0; n < a.N; n++) {
             const uint32_t *qr = q->qweight + n * a.wpr;
             for (int t = 0; t < T; t++) {
-                float v = row_out(qr, q->scales + n * a.ng, q->zeros + n * a.ng,
-                                  xs + (int64_t)t * a.Kp, xsum + (int64_t)t * a.ng, a.ng, a.bpg,
-                                  a.nblk);
+                float v =
+                    row_out(qr, q->scales + n * a.ng, q->zeros + n * a.ng, xs + (int64_t)t * a.Kp,
+                            xsum + (int64_t)t * a.ng, a.ng, a.bpg, a.nblk);
                 y[(int64_t)t * a.N + n] = bias ? v + bias[n] : v;
             }
         }

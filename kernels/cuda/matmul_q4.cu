@@ -24,12 +24,12 @@
  */
 #include "cuda/common.cuh"
 
-#define Q4_GEMV_MAXT 8     /* tokens the GEMV path takes */
-#define Q4_GEMV_WARPS 8    /* warps per GEMV block */
-#define Q4_GEMV_RPW 2      /* rows per warp */
-#define Q4_CHUNK 1024      /* columns staged per step: 32 lanes × 32 */
-#define Q4_TILE 64         /* tokens and rows per tiled block */
-#define Q4_BK 32           /* K step of the tiled path */
+#define Q4_GEMV_MAXT 8  /* tokens the GEMV path takes */
+#define Q4_GEMV_WARPS 8 /* warps per GEMV block */
+#define Q4_GEMV_RPW 2   /* rows per warp */
+#define Q4_CHUNK 1024   /* columns staged per step: 32 lanes × 32 */
+#define Q4_TILE 64      /* tokens and rows per tiled block */
+#define Q4_BK 32        /* K step of the tiled path */
 
 /* The activation column of internal column k, 0 past K (padding). */
 __device__ __forceinline__ float q4_xload(const float *xr, const int32_t *perm, int k, int K)
@@ -133,7 +133,8 @@ __global__ void matmul_q4_tiled(float *y, const float *x, vrt_q4 q, int N, int K
         }
         for (int e = tid; e < Q4_TILE * Q4_BK; e += 256) {
             const int r = e / Q4_BK, c = e % Q4_BK, t = t0 + r;
-            xs[r * (Q4_BK + 1) + c] = t < T ? q4_xload(x + (int64_t)t * K, q.perm, k0 + c, K) : 0.0f;
+            xs[r * (Q4_BK + 1) + c] =
+                t < T ? q4_xload(x + (int64_t)t * K, q.perm, k0 + c, K) : 0.0f;
         }
         __syncthreads();
         for (int c = 0; c < Q4_BK; c++) {
@@ -169,13 +170,13 @@ extern "C" int vrt_cuda_matmul_q4(float *y, const float *x, vrt_q4 q, int N, int
     if (T <= Q4_GEMV_MAXT) {
         const int rows_per_block = Q4_GEMV_WARPS * Q4_GEMV_RPW;
         const dim3 grid((unsigned)((N + rows_per_block - 1) / rows_per_block));
-        VRT_LAUNCH(matmul_q4_gemv, grid, dim3(32 * Q4_GEMV_WARPS), 0, (cudaStream_t)stream, y, x,
-                   q, N, K, Kp, bias, T);
+        VRT_LAUNCH(matmul_q4_gemv, grid, dim3(32 * Q4_GEMV_WARPS), 0, (cudaStream_t)stream, y, x, q,
+                   N, K, Kp, bias, T);
     } else {
         const dim3 grid((unsigned)((N + Q4_TILE - 1) / Q4_TILE),
                         (unsigned)((T + Q4_TILE - 1) / Q4_TILE));
-        VRT_LAUNCH(matmul_q4_tiled, grid, dim3(16, 16), 0, (cudaStream_t)stream, y, x, q, N, K,
-                   Kp, bias, T);
+        VRT_LAUNCH(matmul_q4_tiled, grid, dim3(16, 16), 0, (cudaStream_t)stream, y, x, q, N, K, Kp,
+                   bias, T);
     }
     return (int)cudaGetLastError();
 }

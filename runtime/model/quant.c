@@ -234,13 +234,14 @@ int vrt_quant_config_load(vrt_quant_config *qc, const char *dir, vrt_err *err)
     static const struct {
         const char *name;
         int gptq, awq;
-    } files[] = {{"quantize_config.json", 1, 0}, {"quant_config.json", 0, 1}, {"config.json", 0, 0}};
+    } files[] = {
+        {"quantize_config.json", 1, 0}, {"quant_config.json", 0, 1}, {"config.json", 0, 0}};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char *path = vrt_path_join(dir, files[i].name), *text = NULL;
         if (!path)
             return vrt_err_set(err, VRT_ENOMEM, "out of memory");
-        int rc = vrt_read_file(path, MAX_QCONFIG_BYTES, "a quantization config", 1, &text, NULL,
-                               err);
+        int rc =
+            vrt_read_file(path, MAX_QCONFIG_BYTES, "a quantization config", 1, &text, NULL, err);
         free(path);
         if (rc == 1)
             continue;
@@ -326,8 +327,7 @@ void vrt_q4_host_free(vrt_q4_host *h)
 }
 
 /* scales [ng][N] (F16, F32 or BF16) -> out [N][ng] fp16. */
-static int transpose_scales(const vrt_st_tensor *t, int64_t N, int ng, uint16_t *out,
-                            vrt_err *err)
+static int transpose_scales(const vrt_st_tensor *t, int64_t N, int ng, uint16_t *out, vrt_err *err)
 {
     uint16_t *tmp = malloc((size_t)(N * ng) * 2);
     if (!tmp)
@@ -566,8 +566,10 @@ int vrt_gptq_pack(const uint8_t *q, const uint8_t *z, int64_t N, int64_t K, int 
                   uint32_t *qweight, uint32_t *qzeros, vrt_err *err)
 {
     if (K % 8 || N % 8 || ng <= 0)
-        return vrt_err_set(err, VRT_EINVAL, "gptq pack: K = %lld and N = %lld must be multiples "
-                           "of 8", (long long)K, (long long)N);
+        return vrt_err_set(err, VRT_EINVAL,
+                           "gptq pack: K = %lld and N = %lld must be multiples "
+                           "of 8",
+                           (long long)K, (long long)N);
     memset(qweight, 0, (size_t)(K / 8 * N) * 4);
     memset(qzeros, 0, (size_t)(ng * (N / 8)) * 4);
     for (int64_t k = 0; k < K; k++)

@@ -23,14 +23,14 @@ enum { VRT_QUANT_NONE = 0, VRT_QUANT_GPTQ = 1, VRT_QUANT_AWQ = 2 };
 enum { VRT_GPTQ_V1 = 1, VRT_GPTQ_V2 = 2 };
 
 typedef struct vrt_quant_config {
-    int method;       /* VRT_QUANT_* */
-    int bits;         /* 4 */
-    int group_size;   /* > 0, or -1: one group over all of K */
-    bool sym;         /* GPTQ: symmetric (zero 8) */
-    bool desc_act;    /* GPTQ: act-order (g_idx is read either way) */
-    int gptq_format;  /* VRT_GPTQ_V1 / V2, as labelled (checkpoint_format) */
-    int gptq_detected; /* 0 until the first layer's zeros were looked at */
-    char source[64];  /* the file the config came from, for messages */
+    int method;         /* VRT_QUANT_* */
+    int bits;           /* 4 */
+    int group_size;     /* > 0, or -1: one group over all of K */
+    bool sym;           /* GPTQ: symmetric (zero 8) */
+    bool desc_act;      /* GPTQ: act-order (g_idx is read either way) */
+    int gptq_format;    /* VRT_GPTQ_V1 / V2, as labelled (checkpoint_format) */
+    int gptq_detected;  /* 0 until the first layer's zeros were looked at */
+    char source[64];    /* the file the config came from, for messages */
     char **not_convert; /* modules_to_not_convert (substrings), [n_not_convert] */
     int n_not_convert;
 } vrt_quant_config;

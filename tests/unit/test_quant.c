@@ -213,7 +213,7 @@ static void round_trip(int awq, int fmt, int64_t N, int64_t K, int G, int act_or
     vrt_err err = {0};
     int64_t qw_shape[2], qz_shape[2] = {ng, N / 8}, s_shape[2] = {ng, N};
     uint16_t *st = malloc((size_t)(ng * N) * 2); /* scales [ng][N] */
-    uint8_t *zt = malloc((size_t)(ng * N));     /* z is [ng][N] already */
+    uint8_t *zt = malloc((size_t)(ng * N));      /* z is [ng][N] already */
     memcpy(zt, z, (size_t)(ng * N));
     memcpy(st, s, (size_t)(ng * N) * 2);
     if (awq) {
@@ -227,9 +227,9 @@ static void round_trip(int awq, int fmt, int64_t N, int64_t K, int G, int act_or
     }
     const char *dir = tmpdir();
     ASSERT(dir);
-    ASSERT_OK(write_linear(dir, qw, qw_shape, qz, qz_shape, st, s_shape,
-                           awq ? NULL : g_idx, K, &err),
-              &err);
+    ASSERT_OK(
+        write_linear(dir, qw, qw_shape, qz, qz_shape, st, s_shape, awq ? NULL : g_idx, K, &err),
+        &err);
     char cfg[256];
     snprintf(cfg, sizeof cfg,
              "{\"quantization_config\": {\"quant_method\": \"%s\", \"bits\": 4, \"group_size\": "
@@ -261,8 +261,8 @@ static void round_trip(int awq, int fmt, int64_t N, int64_t K, int G, int act_or
             int64_t k = h.perm ? h.perm[i] : i;
             uint32_t nib = (h.qweight[n * words + i / 8] >> (4 * (i % 8))) & 15u;
             if (nib != q[n * K + k] && bad++ < 6)
-                fprintf(stderr, "  nibble [%lld][%lld] = %u, want %u\n", (long long)n,
-                        (long long)i, nib, q[n * K + k]);
+                fprintf(stderr, "  nibble [%lld][%lld] = %u, want %u\n", (long long)n, (long long)i,
+                        nib, q[n * K + k]);
         }
     ASSERT_EQ_INT(bad, 0);
     free(W);
@@ -371,8 +371,8 @@ TEST(quant_config_keys_and_errors)
          "\"GEMV\""},
         {"{\"w_bit\": 4, \"q_group_size\": 128, \"zero_point\": false}", 0, 1, VRT_EUNSUPPORTED,
          "zero_point"},
-        {"{\"quantization_config\": {\"quant_method\": \"bitsandbytes\"}}", 0, 0,
-         VRT_EUNSUPPORTED, "\"bitsandbytes\""},
+        {"{\"quantization_config\": {\"quant_method\": \"bitsandbytes\"}}", 0, 0, VRT_EUNSUPPORTED,
+         "\"bitsandbytes\""},
         {"{\"quantization_config\": {\"quant_method\": \"awq\", \"bits\": 4, \"group_size\": 128, "
          "\"modules_to_not_convert\": \"gate\"}}",
          0, 0, VRT_ECONFIG, "modules_to_not_convert"},
@@ -394,9 +394,8 @@ TEST(quant_config_keys_and_errors)
 /* Copies fixture src to a temp dir, leaving out tensor `drop` and
  * replacing tensor `repl` (when not NULL) by the given one; config files
  * are copied (quantize_config.json's text replaced by cfg when given). */
-static const char *corrupt(const char *src, const char *drop, const char *repl, int dtype,
-                           int ndim, const int64_t *shape, const void *data, uint64_t nbytes,
-                           const char *cfg)
+static const char *corrupt(const char *src, const char *drop, const char *repl, int dtype, int ndim,
+                           const int64_t *shape, const void *data, uint64_t nbytes, const char *cfg)
 {
     const char *dir = tmpdir();
     if (!dir)
