@@ -12,8 +12,10 @@
  *    loads the uint4 (32 nibbles, one group) at columns k0 + 32l of a
  *    1024-column chunk. The block stages the chunk of x', gathered through
  *    perm (the activations are gathered, never the weights), in shared
- *    memory in a lane-major order (element e of lane l at e*32 + l: no bank
- *    conflicts); each nibble is dequantized once and used for every token.
+ *    memory in a lane-major order (element e of lane l at e*33 + l: no bank
+ *    conflicts when a warp reads one e for its 32 lanes, nor when
+ *    consecutive threads write consecutive columns); each nibble is
+ *    dequantized once and used for every token.
  *    The warp sum gives the output.
  *  - Tiled (larger T, prefill): a 16×16 block computes 64 tokens × 64 rows
  *    (4×4 per thread) in K steps of 32: each thread loads one packed word
@@ -28,6 +30,7 @@
 #define Q4_GEMV_WARPS 8 /* warps per GEMV block */
 #define Q4_GEMV_RPW 2   /* rows per warp */
 #define Q4_CHUNK 1024   /* columns staged per step: 32 lanes × 32 */
+#define Q4_XS (32 * 33) /* one token's staged chunk, padded against bank conflicts */
 #define Q4_TILE 64      /* tokens and rows per tiled block */
 #define Q4_BK 32        /* K step of the tiled path */
 
@@ -42,7 +45,7 @@ __device__ __forceinline__ float q4_xload(const float *xr, const int32_t *perm, 
 __global__ void matmul_q4_gemv(float *y, const float *x, vrt_q4 q, int N, int K, int Kp,
                                const float *bias, int T)
 {
-    VRT_SHARED(float, xs, Q4_GEMV_MAXT *Q4_CHUNK); /* [T][e*32 + lane] */
+    VRT_SHARED(float, xs, Q4_GEMV_MAXT *Q4_XS); /* [T][e*33 + lane] */
     const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     const int wpr = Kp / 8; /* words per row */
     const int G = q.group_size >= K ? Kp : q.group_size;
@@ -53,11 +56,11 @@ __global__ void matmul_q4_gemv(float *y, const float *x, vrt_q4 q, int N, int K,
             acc[r][t] = 0.0f;
     for (int k0 = 0; k0 < Kp; k0 += Q4_CHUNK) {
         /* Stage x'[t][k0 .. k0 + 1024) lane-major: column k0 + 32l + e at
-         * e*32 + l. Consecutive threads read consecutive columns. */
+         * e*33 + l. Consecutive threads read consecutive columns. */
         __syncthreads();
         for (int i = threadIdx.x; i < T * Q4_CHUNK; i += blockDim.x) {
             const int t = i / Q4_CHUNK, c = i % Q4_CHUNK;
-            xs[t * Q4_CHUNK + (c % 32) * 32 + c / 32] =
+            xs[t * Q4_XS + (c % 32) * 33 + c / 32] =
                 q4_xload(x + (int64_t)t * K, q.perm, k0 + c, K);
         }
         __syncthreads();
@@ -82,7 +85,7 @@ __global__ void matmul_q4_gemv(float *y, const float *x, vrt_q4 q, int N, int K,
                     const int e = 8 * i + j;
                     for (int t = 0; t < Q4_GEMV_MAXT; t++)
                         if (t < T)
-                            part[t] += wq * xs[t * Q4_CHUNK + e * 32 + lane];
+                            part[t] += wq * xs[t * Q4_XS + e * 33 + lane];
                 }
             for (int t = 0; t < Q4_GEMV_MAXT; t++)
                 acc[r][t] += s * part[t];

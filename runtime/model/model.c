@@ -195,9 +195,11 @@ static int place_q4(vrt_model *m, vrt_q4_host *h, vrt_weight *w, vrt_err *err)
         if (!arr[i].src)
             continue;
         arr[i].dst = dev_alloc(m, arr[i].bytes, err);
-        if (!arr[i].dst ||
-            m->be->copy_to_device(m->be, arr[i].dst, arr[i].src, arr[i].bytes, err) != 0)
-            return -1;
+        if (!arr[i].dst)
+            return err ? err->code : VRT_ENOMEM;
+        int rc = m->be->copy_to_device(m->be, arr[i].dst, arr[i].src, arr[i].bytes, err);
+        if (rc)
+            return rc;
         m->weight_bytes += (int64_t)arr[i].bytes;
         m->copied_bytes += (int64_t)arr[i].bytes;
     }
