@@ -2,7 +2,8 @@
  *
  * The CPU backend keeps activations in f32, reads f32 or f16 weights in
  * place (f16 rows are converted on the fly into small per-thread buffers,
- * never copied whole) and an fp16 paged KV cache. Kernels are plain C with
+ * never copied whole), int4 (VRT_DT_Q4) matmul weights dequantized group by
+ * group, and an fp16 paged KV cache. Kernels are plain C with
  * OpenMP; each op file implements one op family and is reached only through
  * the vtable built in cpu_backend.c.
  */
@@ -74,6 +75,11 @@ int vrt__cpu_rope(vrt_backend *b, float *x, const int32_t *pos, int T, int n_hea
 /* matmul.c */
 int vrt__cpu_matmul(vrt_backend *b, float *y, const float *x, const vrt_weight *W,
                     const float *bias, int T, vrt_err *err);
+/* matmul_q4.c: checks a VRT_DT_Q4 weight's descriptor (shared with
+ * cuda-emu), and the int4 matmul (arguments already checked). */
+int vrt__cpu_check_q4(const vrt_weight *w, const char *op, const char *what, vrt_err *err);
+int vrt__cpu_matmul_q4(vrt_backend *b, float *y, const float *x, const vrt_weight *W,
+                       const float *bias, int T, vrt_err *err);
 /* act.c */
 int vrt__cpu_silu_mul(vrt_backend *b, float *out, const float *gate, const float *up, int64_t n,
                       vrt_err *err);

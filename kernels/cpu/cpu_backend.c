@@ -17,8 +17,10 @@ bool vrt__cpu_supports_op(vrt_backend *b, vrt_op op, int weight_dtype)
     switch (op) {
     case VRT_OP_EMBED:
     case VRT_OP_RMSNORM:
-    case VRT_OP_LAYERNORM:
-    case VRT_OP_MATMUL: return weight_dtype == VRT_DT_F32 || weight_dtype == VRT_DT_F16;
+    case VRT_OP_LAYERNORM: return weight_dtype == VRT_DT_F32 || weight_dtype == VRT_DT_F16;
+    case VRT_OP_MATMUL:
+        return weight_dtype == VRT_DT_F32 || weight_dtype == VRT_DT_F16 ||
+               weight_dtype == VRT_DT_Q4;
     case VRT_OP_ROPE:
     case VRT_OP_SILU_MUL:
     case VRT_OP_GELU_MUL:
@@ -98,8 +100,8 @@ int vrt__cpu_check_weight(const vrt_weight *w, int64_t n, const char *op, const 
         return vrt_err_set(err, VRT_EINVAL, "%s: weight %s is missing (NULL)", op, what);
     if (w->dtype == VRT_DT_Q4)
         return vrt_err_set(err, VRT_EUNSUPPORTED,
-                           "%s: weight %s has dtype q4, which the cpu backend does not run "
-                           "(only f32 and f16)",
+                           "%s: weight %s has dtype q4, which only matmul takes (here f32 or "
+                           "f16)",
                            op, what);
     if (w->dtype != VRT_DT_F32 && w->dtype != VRT_DT_F16)
         return vrt_err_set(err, VRT_EINVAL,

@@ -1,4 +1,4 @@
-/* matmul.c — CPU y = x·Wᵀ + bias with f32 or f16 weights.
+/* matmul.c — CPU y = x·Wᵀ + bias with f32 or f16 weights (int4: matmul_q4.c).
  *
  * The output [T][N] is cut into tiles of MM_NB weight rows × MM_TB tokens;
  * OpenMP threads take tiles (row-block major, so one thread's consecutive
@@ -117,7 +117,9 @@ static void tile(float *y, const float *x, const float *wr, const float *bias, i
 int vrt__cpu_matmul(vrt_backend *b, float *y, const float *x, const vrt_weight *W,
                     const float *bias, int T, vrt_err *err)
 {
-    int rc = vrt__cpu_check_weight(W, -1, "matmul", "W", err);
+    int q4 = W && W->data && W->dtype == VRT_DT_Q4;
+    int rc = q4 ? vrt__cpu_check_q4(W, "matmul", "W", err)
+                : vrt__cpu_check_weight(W, -1, "matmul", "W", err);
     if (rc)
         return rc;
     if (T < 0)
@@ -126,6 +128,8 @@ int vrt__cpu_matmul(vrt_backend *b, float *y, const float *x, const vrt_weight *
         return 0;
     if (!y || !x)
         return vrt_err_set(err, VRT_EINVAL, "matmul: NULL x or y");
+    if (q4)
+        return vrt__cpu_matmul_q4(b, y, x, W, bias, T, err);
     const int64_t N = W->rows, K = W->cols;
     const int f16 = W->dtype == VRT_DT_F16;
     const int64_t nblk = (N + MM_NB - 1) / MM_NB, ntb = (T + MM_TB - 1) / MM_TB;

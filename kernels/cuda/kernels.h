@@ -6,8 +6,8 @@
  * cudaStream_t (NULL = the default stream). Each launcher only launches:
  * arguments were validated by the caller (shapes, dtypes, token ids, slots,
  * block tables), and it returns the launch status (cudaError_t, 0 = ok).
- * Activations are f32; weights f32 (dtype 0) or f16 (dtype 1); the KV cache
- * is fp16 bit patterns.
+ * Activations are f32; weights f32 (dtype 0) or f16 (dtype 1), or int4
+ * (matmul_q4.cu); the KV cache is fp16 bit patterns.
  */
 #ifndef VRT_CUDA_KERNELS_H
 #define VRT_CUDA_KERNELS_H
@@ -80,6 +80,13 @@ int vrt_cuda_to_half(uint16_t *dst, const float *src, int64_t n, void *stream);
 /* gemv.cu: y[t][n] += bias[n] */
 int vrt_cuda_add_bias(float *y /* [T][N] */, const float *bias /* [N] */, int T, int N,
                       void *stream);
+/* matmul_q4.cu: y = x·Wᵀ + bias with W [N][K] in the internal int4 layout
+ * (backend.h vrt_q4: q's arrays are device pointers, its group_size a
+ * multiple of 32 or >= K, qweight rows 16-byte aligned). A GEMV kernel for
+ * T <= 8 (decode), a tiled one above. Launches need N <= 65535 * 16 and
+ * T <= 65535 * 64 (grid limits). */
+int vrt_cuda_matmul_q4(float *y /* [T][N] */, const float *x /* [T][K] */, vrt_q4 q, int N, int K,
+                       const float *bias /* [N] or NULL */, int T, void *stream);
 
 /* moe.cu: softmax over E experts, the k largest (ties: lower index first) */
 int vrt_cuda_moe_topk(const float *router_logits /* [T][E] */, int T, int E, int k, int renormalize,

@@ -59,6 +59,7 @@ int vrt__cuda_emu_backend_create(vrt_backend **out, int threads, vrt_err *err)
         .attention = vrt_cuda_attention,
         .matmul_fma = vrt_cuda_matmul,
         .gemv = vrt_cuda_gemv,
+        .matmul_q4 = vrt_cuda_matmul_q4,
         .attn_decode = vrt_cuda_attn_decode,
         .attn_decode_ok = vrt_cuda_attn_decode_ok,
         .attn_decode_scratch = vrt_cuda_attn_decode_scratch,

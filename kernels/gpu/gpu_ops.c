@@ -11,6 +11,7 @@
 #include "cpu/cpu.h"
 #include "cuda/kernels.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -161,12 +162,29 @@ static int gpu_rope(vrt_backend *b, float *x, const int32_t *pos, int T, int n_h
 static int gpu_matmul(vrt_backend *b, float *y, const float *x, const vrt_weight *W,
                       const float *bias, int T, vrt_err *err)
 {
-    int rc = vrt__cpu_check_weight(W, -1, "matmul", "W", err);
+    const int q4 = W && W->data && W->dtype == VRT_DT_Q4 && K(b)->matmul_q4;
+    int rc = q4 ? vrt__cpu_check_q4(W, "matmul", "W", err)
+                : vrt__cpu_check_weight(W, -1, "matmul", "W", err);
     if (rc)
         return rc;
     if (T < 0 || (T > 0 && (!y || !x)))
         return vrt_err_set(err, VRT_EINVAL, "matmul: T = %d with y=%p x=%p", T, (void *)y,
                            (const void *)x);
+    if (q4) {
+        if (W->rows > 65535LL * 16 || T > 65535 * 64)
+            return vrt_err_set(err, VRT_EINVAL, "matmul: q4 W of %lld rows with T = %d is too large",
+                               (long long)W->rows, T);
+        if ((uintptr_t)W->q4->qweight % 16 != 0)
+            return vrt_err_set(err, VRT_EINVAL,
+                               "matmul: q4 qweight at %p is not 16-byte aligned (128-bit loads)",
+                               (const void *)W->q4->qweight);
+        if (T == 0)
+            return 0;
+        return launched(b,
+                        K(b)->matmul_q4(y, x, *W->q4, (int)W->rows, (int)W->cols, bias, T,
+                                        K(b)->stream),
+                        "matmul", err);
+    }
     if (W->rows > INT32_MAX || W->cols > INT32_MAX || W->rows > 65535LL * 16)
         return vrt_err_set(err, VRT_EINVAL, "matmul: W of [%lld][%lld] is too large",
                            (long long)W->rows, (long long)W->cols);

@@ -59,6 +59,7 @@ typedef struct vrt_gpu_kernels {
     int (*matmul_fma)(float *, const float *, const void *, int, int, int, const float *, int,
                       void *);
     int (*gemv)(float *, const float *, const void *, int, int, int, const float *, int, void *);
+    int (*matmul_q4)(float *, const float *, vrt_q4, int, int, const float *, int, void *);
     int (*attn_decode)(float *, const float *, const uint16_t *, const uint16_t *, vrt_attn_batch,
                        float *, void *);
     int (*attn_decode_ok)(int, int, int);

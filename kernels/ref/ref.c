@@ -117,16 +117,43 @@ void vrt_ref_rope(double *out, const float *x, const int32_t *pos, int T, int n_
 }
 
 /* F.linear(x, W, bias) */
+/* W[n][perm[k]] = (q(n, k) - zeros[n][k / G]) * scales[n][k / G], straight
+ * from the layout description in backend.h (internal column k is nibble
+ * k % 8 of word k / 8 of row n, rows Kp / 8 words long). */
+void vrt_ref_q4_dequant(double *out, const vrt_weight *W)
+{
+    const vrt_q4 *q = W->q4;
+    int64_t N = W->rows, K = W->cols;
+    int64_t words = (K + VRT_Q4_KBLOCK - 1) / VRT_Q4_KBLOCK * VRT_Q4_KBLOCK / 8;
+    int64_t G = q->group_size >= K ? K : q->group_size;
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t k = 0; k < K; k++) {
+            uint32_t word = q->qweight[n * words + k / 8];
+            int nib = (int)((word >> (4 * (k % 8))) & 15u);
+            int64_t g = k / G;
+            double s = vrt_ref_f16_to_double(q->scales[n * q->n_groups + g]);
+            double z = vrt_ref_f16_to_double(q->zeros[n * q->n_groups + g]);
+            int64_t col = q->perm ? q->perm[k] : k;
+            out[n * K + col] = (nib - z) * s;
+        }
+}
+
 void vrt_ref_matmul(double *y, const float *x, const vrt_weight *W, const float *bias, int T)
 {
     int64_t N = W->rows, K = W->cols;
+    double *dq = NULL;
+    if (W->dtype == VRT_DT_Q4) {
+        dq = malloc((size_t)(N * K) * sizeof *dq);
+        vrt_ref_q4_dequant(dq, W);
+    }
     for (int t = 0; t < T; t++)
         for (int64_t n = 0; n < N; n++) {
             double s = bias ? bias[n] : 0.0;
             for (int64_t k = 0; k < K; k++)
-                s += (double)x[t * K + k] * wval(W, n * K + k);
+                s += (double)x[t * K + k] * (dq ? dq[n * K + k] : wval(W, n * K + k));
             y[t * N + n] = s;
         }
+    free(dq);
 }
 
 static double gelu_d(double g, int tanh_approx)

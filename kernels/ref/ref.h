@@ -30,8 +30,11 @@ void vrt_ref_rope(double *out /* [T][n_heads][head_dim] */,
                   const float *x /* [T][n_heads][head_dim] */, const int32_t *pos /* [T] */, int T,
                   int n_heads, int head_dim, int rot_dim, int interleaved,
                   const float *inv_freq /* [rot_dim/2] */);
+/* W may be f32, f16 or q4 (dequantized with vrt_ref_q4_dequant first). */
 void vrt_ref_matmul(double *y /* [T][N] */, const float *x /* [T][K] */,
                     const vrt_weight *W /* [N][K] */, const float *bias /* [N] or NULL */, int T);
+/* The q4 weight W (host memory) dequantized, in activation column order. */
+void vrt_ref_q4_dequant(double *out /* [N][K] */, const vrt_weight *W);
 void vrt_ref_silu_mul(double *out, const float *gate, const float *up, int64_t n);
 void vrt_ref_gelu_mul(double *out, const float *gate, const float *up, int64_t n, int tanh_approx);
 void vrt_ref_gelu(double *out, const float *x, int64_t n, int tanh_approx);

@@ -10,7 +10,9 @@
  * Conventions shared by all ops:
  *  - every pointer is a device pointer (alloc'ed by the same backend);
  *  - activations are f32, row-major [T][...];
- *  - weights are vrt_weight matrices, f32 or f16 (VRT_DT_Q4 is reserved);
+ *  - weights are vrt_weight matrices, f32, f16 or the internal int4 layout
+ *    (VRT_DT_Q4, matmul only; see vrt_q4 below and README "Internal int4
+ *    layout");
  *  - the KV cache of one layer is fp16 (uint16_t bit patterns)
  *    [num_blocks][block_size][n_kv_heads][head_dim] for K and the same for V;
  *  - every op returns 0 or a negative VRT_E* code and validates its
@@ -29,15 +31,40 @@
 typedef enum {
     VRT_DT_F32 = 0,
     VRT_DT_F16 = 1,
-    VRT_DT_Q4 = 2 /* reserved: internal int4 layout, a later issue */
+    VRT_DT_Q4 = 2 /* internal int4 layout (vrt_q4), matmul weights only */
 } vrt_dtype;
+
+/* Round-up of K in the int4 layout: rows are padded to whole 128-bit
+ * vectors of 32 nibbles. */
+#define VRT_Q4_KBLOCK 32
+
+/* The internal int4 layout of a [N][K] weight (GPTQ and AWQ checkpoints are
+ * repacked into it at load; README "Internal int4 layout"). Let
+ * Kp = K rounded up to VRT_Q4_KBLOCK and ng = ceil(K / group_size).
+ * Internal column k (0 <= k < Kp) of row n is nibble k % 8 (bits
+ * [4(k%8), 4(k%8)+4)) of word k / 8 of row n; columns >= K are padding and
+ * hold 0. It belongs to group k / group_size and dequantizes to
+ *     W[n][k] = (q - zeros[n][g]) * scales[n][g]        (in f32)
+ * Internal column k multiplies activation column perm[k] (act-order
+ * checkpoints: columns sorted by group so that groups are contiguous), or
+ * column k when perm is NULL. The struct itself lives in host memory; its
+ * arrays are device pointers of the backend the weight is on. */
+typedef struct vrt_q4 {
+    const uint32_t *qweight; /* [N][Kp/8] packed nibbles, rows 16-byte aligned */
+    const uint16_t *scales;  /* [N][ng] fp16 */
+    const uint16_t *zeros;   /* [N][ng] fp16 zero points (integers 0..16) */
+    const int32_t *perm;     /* [K] activation column of internal column k, or NULL */
+    int group_size;          /* a multiple of VRT_Q4_KBLOCK, or >= K (one group) */
+    int n_groups;            /* ng */
+} vrt_q4;
 
 /* A [rows][cols] row-major matrix in nn.Linear layout (y = x·Wᵀ, so rows is
  * the output size and cols the input size); a vector is rows = 1. */
 typedef struct vrt_weight {
-    const void *data; /* [rows][cols] of dtype */
+    const void *data; /* [rows][cols] of dtype; for VRT_DT_Q4 q4->qweight */
     int dtype;        /* vrt_dtype */
     int64_t rows, cols;
+    const vrt_q4 *q4; /* VRT_DT_Q4 only (else NULL): the int4 descriptor */
 } vrt_weight;
 
 /* The sequences of one attention call. The position of query token j

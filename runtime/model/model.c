@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 int vrt_arch_describe(const vrt_model_config *c, vrt_arch_desc *a, vrt_err *err)
@@ -178,6 +179,113 @@ static int load_bias(loader *ld, const char *name, int64_t n, float **out, vrt_e
     return rc;
 }
 
+/* Places a repacked int4 linear on the backend as a VRT_DT_Q4 weight. */
+static int place_q4(vrt_model *m, vrt_q4_host *h, vrt_weight *w, vrt_err *err)
+{
+    const int64_t words = vrt_q4_kp(h->K) / 8, ng = h->desc.n_groups;
+    struct {
+        const void *src;
+        size_t bytes;
+        void *dst;
+    } arr[4] = {{h->qweight, (size_t)(h->N * words) * 4, NULL},
+                {h->scales, (size_t)(h->N * ng) * 2, NULL},
+                {h->zeros, (size_t)(h->N * ng) * 2, NULL},
+                {h->perm, h->perm ? (size_t)h->K * 4 : 0, NULL}};
+    for (int i = 0; i < 4; i++) {
+        if (!arr[i].src)
+            continue;
+        arr[i].dst = dev_alloc(m, arr[i].bytes, err);
+        if (!arr[i].dst)
+            return err ? err->code : VRT_ENOMEM;
+        int rc = m->be->copy_to_device(m->be, arr[i].dst, arr[i].src, arr[i].bytes, err);
+        if (rc)
+            return rc;
+        m->weight_bytes += (int64_t)arr[i].bytes;
+        m->copied_bytes += (int64_t)arr[i].bytes;
+    }
+    vrt_q4 *d = &m->q4_desc[m->n_q4++];
+    *d = (vrt_q4){arr[0].dst, arr[1].dst, arr[2].dst, arr[3].dst, h->desc.group_size,
+                  h->desc.n_groups};
+    *w = (vrt_weight){.data = d->qweight, .dtype = VRT_DT_Q4, .rows = h->N, .cols = h->K, .q4 = d};
+    return 0;
+}
+
+/* True when all n values of an F16/F32/BF16 vector are zero. */
+static int all_zero(const vrt_st_tensor *t, int64_t n, vrt_err *err, int *rc)
+{
+    float *v = malloc((size_t)n * sizeof *v);
+    if (!v) {
+        *rc = vrt_err_set(err, VRT_ENOMEM, "out of memory");
+        return 0;
+    }
+    *rc = vrt_st_to_f32(t, v, err);
+    int z = 1;
+    for (int64_t i = 0; !*rc && i < n && z; i++)
+        z = v[i] == 0.0f;
+    free(v);
+    return z;
+}
+
+/* A projection prefix ("model.layers.0.self_attn.q_proj") of [rows][cols]:
+ * the dense prefix.weight, or on a quantized checkpoint the int4 linear
+ * prefix.qweight/qzeros/scales(/g_idx) unless modules_to_not_convert lists
+ * it. Old AutoGPTQ files carry a prefix.bias for every quantized linear
+ * (FORMATS.md §3.1): when the architecture has no bias there, an all-zero
+ * one is ignored and a non-zero one is used (*bias). */
+static int load_proj(loader *ld, const char *prefix, int64_t rows, int64_t cols, vrt_weight *w,
+                     float **bias, int arch_bias, vrt_err *err)
+{
+    vrt_model *m = ld->m;
+    char name[300];
+    snprintf(name, sizeof name, "%s.qweight", prefix);
+    int quant = m->qc.method != VRT_QUANT_NONE && !vrt_quant_not_converted(&m->qc, prefix);
+    if (quant && !vrt_checkpoint_find(&m->ck, name)) {
+        snprintf(name, sizeof name, "%s.weight", prefix);
+        if (!vrt_checkpoint_find(&m->ck, name)) {
+            progress(ld);
+            return vrt_err_set(err, VRT_ENOENT,
+                               "tensor %s.qweight not found in checkpoint %s: %s says the model "
+                               "is %s-quantized and %s is not in modules_to_not_convert (and "
+                               "there is no unquantized %s.weight either)",
+                               prefix, m->ck.dir, m->qc.source,
+                               vrt_quant_method_name(m->qc.method), prefix, prefix);
+        }
+        VRT_WARN("%s: no %s.qweight, loading the unquantized %s.weight", m->ck.dir, prefix,
+                 prefix);
+        quant = 0;
+    }
+    if (!quant) {
+        snprintf(name, sizeof name, "%s.weight", prefix);
+        if (m->qc.method != VRT_QUANT_NONE && !vrt_checkpoint_find(&m->ck, name)) {
+            progress(ld);
+            return vrt_err_set(err, VRT_ENOENT,
+                               "tensor %s not found in checkpoint %s: %s lists %s in "
+                               "modules_to_not_convert, so it must be stored unquantized",
+                               name, m->ck.dir, m->qc.source, prefix);
+        }
+        return load_mat(ld, name, rows, cols, w, err);
+    }
+    vrt_q4_host h;
+    int rc = vrt_q4_load(&h, &m->ck, prefix, rows, cols, &m->qc, err);
+    if (!rc)
+        rc = place_q4(m, &h, w, err);
+    vrt_q4_host_free(&h);
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    const vrt_st_tensor *bt = vrt_checkpoint_find(&m->ck, name);
+    if (!rc && !arch_bias && bt) {
+        int64_t shape = rows;
+        rc = vrt_checkpoint_get(&m->ck, name, 1, &shape, &bt, err);
+        if (!rc && !all_zero(bt, rows, err, &rc) && !rc) {
+            VRT_INFO("%s: %s is not all zero: applying it", m->ck.dir, name);
+            vrt_weight bw;
+            rc = place(m, bt, VRT_DT_F32, 1, rows, &bw, err);
+            *bias = (float *)bw.data;
+        }
+    }
+    progress(ld);
+    return rc;
+}
+
 static int load_weights(loader *ld, vrt_err *err)
 {
     vrt_model *m = ld->m;
@@ -190,7 +298,8 @@ static int load_weights(loader *ld, vrt_err *err)
     ld->total =
         2 + (a->tied_embeddings ? 0 : 1) + L * (9 + (a->attn_bias ? 4 : 0) + (a->mlp_bias ? 3 : 0));
     m->layers = calloc((size_t)L, sizeof *m->layers);
-    if (!m->layers)
+    m->q4_desc = calloc((size_t)L * 7 + 1, sizeof *m->q4_desc);
+    if (!m->layers || !m->q4_desc)
         return vrt_err_set(err, VRT_ENOMEM, "out of memory");
     int rc = load_mat(ld, "model.embed_tokens.weight", V, D, &m->embed, err);
     if (rc)
@@ -202,13 +311,17 @@ static int load_weights(loader *ld, vrt_err *err)
         const char *p = "model.layers";
         rc = load_vec(ld, NAME("%s.%d.input_layernorm.weight", p, l), D, &lw->attn_norm, err);
         if (!rc)
-            rc = load_mat(ld, NAME("%s.%d.self_attn.q_proj.weight", p, l), qd, D, &lw->wq, err);
+            rc = load_proj(ld, NAME("%s.%d.self_attn.q_proj", p, l), qd, D, &lw->wq, &lw->bq,
+                           a->attn_bias, err);
         if (!rc)
-            rc = load_mat(ld, NAME("%s.%d.self_attn.k_proj.weight", p, l), kvd, D, &lw->wk, err);
+            rc = load_proj(ld, NAME("%s.%d.self_attn.k_proj", p, l), kvd, D, &lw->wk, &lw->bk,
+                           a->attn_bias, err);
         if (!rc)
-            rc = load_mat(ld, NAME("%s.%d.self_attn.v_proj.weight", p, l), kvd, D, &lw->wv, err);
+            rc = load_proj(ld, NAME("%s.%d.self_attn.v_proj", p, l), kvd, D, &lw->wv, &lw->bv,
+                           a->attn_bias, err);
         if (!rc)
-            rc = load_mat(ld, NAME("%s.%d.self_attn.o_proj.weight", p, l), D, qd, &lw->wo, err);
+            rc = load_proj(ld, NAME("%s.%d.self_attn.o_proj", p, l), D, qd, &lw->wo, &lw->bo,
+                           a->attn_bias, err);
         if (!rc && a->attn_bias) {
             rc = load_bias(ld, NAME("%s.%d.self_attn.q_proj.bias", p, l), qd, &lw->bq, err);
             if (!rc)
@@ -222,11 +335,14 @@ static int load_weights(loader *ld, vrt_err *err)
             rc = load_vec(ld, NAME("%s.%d.post_attention_layernorm.weight", p, l), D, &lw->ffn_norm,
                           err);
         if (!rc)
-            rc = load_mat(ld, NAME("%s.%d.mlp.gate_proj.weight", p, l), F, D, &lw->w_gate, err);
+            rc = load_proj(ld, NAME("%s.%d.mlp.gate_proj", p, l), F, D, &lw->w_gate, &lw->b_gate,
+                           a->mlp_bias, err);
         if (!rc)
-            rc = load_mat(ld, NAME("%s.%d.mlp.up_proj.weight", p, l), F, D, &lw->w_up, err);
+            rc = load_proj(ld, NAME("%s.%d.mlp.up_proj", p, l), F, D, &lw->w_up, &lw->b_up,
+                           a->mlp_bias, err);
         if (!rc)
-            rc = load_mat(ld, NAME("%s.%d.mlp.down_proj.weight", p, l), D, F, &lw->w_down, err);
+            rc = load_proj(ld, NAME("%s.%d.mlp.down_proj", p, l), D, F, &lw->w_down, &lw->b_down,
+                           a->mlp_bias, err);
         if (!rc && a->mlp_bias) {
             rc = load_bias(ld, NAME("%s.%d.mlp.gate_proj.bias", p, l), F, &lw->b_gate, err);
             if (!rc)
@@ -292,6 +408,28 @@ int vrt_model_load(vrt_model **out, const char *dir, vrt_backend *be,
         rc = vrt_arch_describe(&m->cfg, &m->arch, err);
     if (!rc)
         rc = vrt_checkpoint_open(&m->ck, dir, err);
+    if (!rc)
+        rc = vrt_quant_config_load(&m->qc, dir, err);
+    if (!rc && opts && opts->quantize) {
+        const char *want = opts->quantize, *have = vrt_quant_method_name(m->qc.method);
+        if (strcasecmp(want, have) != 0) {
+            if (m->qc.method == VRT_QUANT_NONE)
+                rc = vrt_err_set(err, VRT_ECONFIG,
+                                 "model.quantize = \"%s\" but the checkpoint is not quantized "
+                                 "(no quantization_config in config.json, no quantize_config.json "
+                                 "or quant_config.json): remove model.quantize or point "
+                                 "model.path at a %s checkpoint",
+                                 want, want);
+            else
+                rc = vrt_err_set(err, VRT_ECONFIG,
+                                 "the checkpoint is a %d-bit %s checkpoint (group_size %d, from "
+                                 "%s) but model.quantize is %s%s%s: set model.quantize = \"%s\"",
+                                 m->qc.bits, have, m->qc.group_size, m->qc.source,
+                                 strcmp(want, "none") == 0 ? "nil" : "\"",
+                                 strcmp(want, "none") == 0 ? "" : want,
+                                 strcmp(want, "none") == 0 ? "" : "\"", have);
+        }
+    }
     if (!rc && auto_dtype) {
         /* The storage dtype of the embedding decides (BF16 runs as F16). */
         const vrt_st_tensor *t = vrt_checkpoint_find(&m->ck, "model.embed_tokens.weight");
@@ -307,6 +445,11 @@ int vrt_model_load(vrt_model **out, const char *dir, vrt_backend *be,
                                  "backend %s cannot run %s with %s weights; set model.dtype to "
                                  "another value or use device.kind = \"cpu\"",
                                  be->name, need[i], vrt_dtype_name(m->wdtype));
+        if (!rc && m->qc.method != VRT_QUANT_NONE && !be->supports_op(be, VRT_OP_MATMUL, VRT_DT_Q4))
+            rc = vrt_err_set(err, VRT_EUNSUPPORTED,
+                             "backend %s cannot run int4 (%s) matmuls; use device.kind = "
+                             "\"cpu\" or the fp16 model",
+                             be->name, vrt_quant_method_name(m->qc.method));
     }
     if (!rc) {
         loader ld = {.m = m, .tty = !(opts && opts->quiet) && isatty(2)};
@@ -347,6 +490,8 @@ void vrt_model_free(vrt_model *m)
         m->be->free(m->be, m->owned_[i]);
     free(m->owned_);
     free(m->layers);
+    free(m->q4_desc);
+    vrt_quant_config_free(&m->qc);
     free(m->inv_freq_host);
     vrt_checkpoint_close(&m->ck);
     free(m);

@@ -4,7 +4,9 @@
  * Weights are used in place from the mmapped checkpoint whenever the
  * backend's memory is host memory, the tensor's dtype is what the model
  * runs with and the data is aligned; otherwise they are converted (BF16 ->
- * F16, F32 <-> F16 as model.dtype asks) into backend memory. Architectures
+ * F16, F32 <-> F16 as model.dtype asks) into backend memory. The 4-bit
+ * linears of GPTQ and AWQ checkpoints are repacked into the internal int4
+ * layout (quant.h) and run as VRT_DT_Q4 weights. Architectures
  * differ only by the vrt_arch_desc data; the forward pass (forward.c) is
  * written once.
  *
@@ -18,6 +20,7 @@
 #include "backend/backend.h"
 #include "model/checkpoint.h"
 #include "model/hf_config.h"
+#include "model/quant.h"
 
 enum { VRT_NORM_RMS = 0, VRT_NORM_LAYER = 1 };
 enum { VRT_MLP_SILU_GATED = 0, VRT_MLP_GELU_GATED = 1, VRT_MLP_GELU = 2 };
@@ -76,6 +79,8 @@ typedef struct vrt_model_load_opts {
     const char *dtype; /* "float16" (default), "float32" or "auto" (as stored;
                           BF16 becomes F16) */
     int quiet;         /* no progress output */
+    const char *quantize; /* model.quantize: NULL accepts what the checkpoint
+                             is; "none", "gptq" or "awq" must match it */
 } vrt_model_load_opts;
 
 typedef struct vrt_model {
@@ -88,6 +93,9 @@ typedef struct vrt_model {
     vrt_weight final_norm;     /* [D] */
     vrt_weight lm_head;        /* [V][D] (the embedding when tied) */
     vrt_layer_weights *layers; /* [L] */
+    vrt_quant_config qc;       /* the checkpoint's quantization (method NONE: none) */
+    vrt_q4 *q4_desc;           /* [7 L] int4 descriptors the q4 weights point at */
+    int n_q4;                  /* how many are in use */
     void **owned_;             /* backend allocations to free */
     int n_owned_, cap_owned_;
     int64_t weight_bytes; /* bytes of weights (in place or copied) */

@@ -223,10 +223,10 @@ static int tweight_new(tweight *w, vrt_backend *b, int dtype, int64_t rows, int6
         else
             ((float *)w->h)[i] = v;
     }
-    w->host = (vrt_weight){w->h, dtype, rows, cols};
+    w->host = (vrt_weight){w->h, dtype, rows, cols, NULL};
     if (dbuf_new(&w->buf, b, n * es, w->h))
         return -1;
-    w->dev = (vrt_weight){w->buf.p, dtype, rows, cols};
+    w->dev = (vrt_weight){w->buf.p, dtype, rows, cols, NULL};
     return 0;
 }
 
@@ -548,6 +548,182 @@ TEST(ops_matmul)
             }
     close_backends(bs, nb);
     ASSERT_EQ_INT(failed, 0);
+}
+
+/* ---- int4 matmul ---- */
+
+/* A random q4 weight [N][K]: nibbles, scales in [0.01, 0.05), zero points
+ * 0..16 (16 happens with GPTQ v1 files), padding nibbles 0, and a random
+ * permutation when perm is set. dev points at device copies, host at the
+ * host arrays (for the reference). */
+typedef struct {
+    vrt_q4 dq, hq;
+    vrt_weight dev, host;
+    dbuf bq, bs, bz, bp;
+    uint32_t *qw;
+    uint16_t *s, *z;
+    int32_t *perm;
+} tq4;
+
+static int tq4_new(tq4 *w, vrt_backend *b, int N, int K, int G, int perm)
+{
+    memset(w, 0, sizeof *w);
+    int Kp = (K + 31) / 32 * 32, words = Kp / 8;
+    int gs = G <= 0 || G >= K ? K : G, ng = (K + gs - 1) / gs;
+    w->qw = calloc((size_t)N * words, 4);
+    w->s = malloc((size_t)N * ng * 2);
+    w->z = malloc((size_t)N * ng * 2);
+    w->perm = malloc((size_t)K * 4);
+    for (int n = 0; n < N; n++)
+        for (int k = 0; k < K; k++)
+            w->qw[(size_t)n * words + k / 8] |= (uint32_t)rng_int(16) << (4 * (k % 8));
+    for (int i = 0; i < N * ng; i++) {
+        w->s[i] = vrt_f32_to_f16(rng_f(0.01f, 0.05f));
+        w->z[i] = vrt_f32_to_f16((float)rng_int(17));
+    }
+    for (int k = 0; k < K; k++)
+        w->perm[k] = k;
+    for (int k = K - 1; perm && k > 0; k--) { /* Fisher-Yates */
+        int j = rng_int(k + 1), t = w->perm[k];
+        w->perm[k] = w->perm[j];
+        w->perm[j] = t;
+    }
+    if (dbuf_new(&w->bq, b, (size_t)N * words * 4, w->qw) ||
+        dbuf_new(&w->bs, b, (size_t)N * ng * 2, w->s) ||
+        dbuf_new(&w->bz, b, (size_t)N * ng * 2, w->z) ||
+        dbuf_new(&w->bp, b, (size_t)K * 4, w->perm))
+        return -1;
+    w->hq = (vrt_q4){w->qw, w->s, w->z, perm ? w->perm : NULL, gs, ng};
+    w->dq = (vrt_q4){w->bq.p, w->bs.p, w->bz.p, perm ? w->bp.p : NULL, gs, ng};
+    w->host = (vrt_weight){w->qw, VRT_DT_Q4, N, K, &w->hq};
+    w->dev = (vrt_weight){w->bq.p, VRT_DT_Q4, N, K, &w->dq};
+    return 0;
+}
+
+/* Checks that no device array of the weight was written (guards and data). */
+static int tq4_unchanged(tq4 *w)
+{
+    int ok = 1;
+    dbuf *d[] = {&w->bq, &w->bs, &w->bz, &w->bp};
+    const void *h[] = {w->qw, w->s, w->z, w->perm};
+    for (int i = 0; i < 4; i++) {
+        void *back = malloc(d[i]->n + 1);
+        ok &= dbuf_read(d[i], back, "q4 weight") == 0 && memcmp(back, h[i], d[i]->n) == 0;
+        free(back);
+    }
+    return ok;
+}
+
+static void tq4_free(tq4 *w)
+{
+    dbuf_free(&w->bq);
+    dbuf_free(&w->bs);
+    dbuf_free(&w->bz);
+    dbuf_free(&w->bp);
+    free(w->qw);
+    free(w->s);
+    free(w->z);
+    free(w->perm);
+}
+
+TEST(ops_matmul_q4)
+{
+    /* The kernels compute s·(Σq·x − z·Σx) per group in f32: the two sums
+     * are ~15× larger than their difference at worst (q, z up to 15-16,
+     * x in [-1, 1]), so f32 rounding of K-long sums gives ~sqrt(K)·2^-24·15
+     * relative to |y|; 2e-5 covers K = 1000 while a wrong nibble, group or
+     * permutation entry (errors ~1e-2 and up) cannot pass. The reference
+     * dequantizes exactly in double from the layout description. */
+    const double tol = 2e-5;
+    static const int shapes[][6] = {
+        /* T, K, N, G (-1: one group), perm, bias */
+        {1, 256, 19, 32, 0, 0},  {1, 200, 33, 32, 1, 1},  {3, 264, 17, 128, 1, 0},
+        {1, 37, 9, -1, 1, 1},    {37, 300, 41, -1, 0, 1}, {37, 384, 64, 128, 1, 1},
+        {17, 96, 7, 32, 1, 0},   {4, 1000, 70, 64, 0, 0}, {70, 160, 13, 32, 1, 1},
+        {8, 2080, 5, 32, 1, 1},  {9, 128, 130, 64, 1, 1}, {2, 1100, 3, -1, 0, 0},
+    };
+    vrt_backend *bs[MAX_BACKENDS];
+    int nb = open_backends(bs), failed = 0;
+    rng_seed(14);
+    for (int bi = 0; bi < nb; bi++)
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            vrt_backend *b = bs[bi];
+            int T = shapes[si][0], K = shapes[si][1], N = shapes[si][2], G = shapes[si][3];
+            int perm = shapes[si][4], hb = shapes[si][5];
+            char shape[128];
+            snprintf(shape, sizeof shape, "T=%d K=%d N=%d q4 g%d%s%s", T, K, N, G,
+                     perm ? " perm" : "", hb ? " +bias" : "");
+            if (skip(b, VRT_OP_MATMUL, VRT_DT_Q4, shape))
+                continue;
+            float *x = rand_f32((size_t)T * K, -1, 1);
+            float *bias = rand_f32((size_t)N, -1, 1);
+            tq4 w;
+            ASSERT_EQ_INT(tq4_new(&w, b, N, K, G, perm), 0);
+            dbuf dx, dy, dbias;
+            ASSERT_EQ_INT(dbuf_new(&dx, b, sizeof(float) * T * K, x), 0);
+            ASSERT_EQ_INT(dbuf_new(&dy, b, sizeof(float) * T * N, NULL), 0);
+            ASSERT_EQ_INT(dbuf_new(&dbias, b, sizeof(float) * N, bias), 0);
+            vrt_err err = {0};
+            ASSERT_OK(b->matmul(b, dy.p, dx.p, &w.dev, hb ? dbias.p : NULL, T, &err), &err);
+            float *got = malloc(sizeof(float) * T * N);
+            double *ref = malloc(sizeof(double) * T * N);
+            int g = dbuf_read(&dy, got, "matmul y") == 0;
+            g &= dbuf_read(&dx, NULL, "matmul x") == 0 && tq4_unchanged(&w);
+            vrt_ref_matmul(ref, x, &w.host, hb ? bias : NULL, T);
+            failed += !report(b, "matmul", shape, norm_err(got, ref, (size_t)T * N), tol, g);
+            free(x);
+            free(bias);
+            free(got);
+            free(ref);
+            dbuf_free(&dx);
+            dbuf_free(&dy);
+            dbuf_free(&dbias);
+            tq4_free(&w);
+        }
+    close_backends(bs, nb);
+    ASSERT_EQ_INT(failed, 0);
+}
+
+/* A q4 descriptor that does not describe the weight is an error, not a crash. */
+TEST(ops_matmul_q4_errors)
+{
+    vrt_backend *bs[MAX_BACKENDS];
+    int nb = open_backends(bs);
+    rng_seed(15);
+    for (int bi = 0; bi < nb; bi++) {
+        vrt_backend *b = bs[bi];
+        if (!b->supports_op(b, VRT_OP_MATMUL, VRT_DT_Q4))
+            continue;
+        tq4 w;
+        ASSERT_EQ_INT(tq4_new(&w, b, 8, 96, 32, 0), 0);
+        dbuf dx, dy;
+        ASSERT_EQ_INT(dbuf_new(&dx, b, 96 * 4, NULL), 0);
+        ASSERT_EQ_INT(dbuf_new(&dy, b, 8 * 4, NULL), 0);
+        vrt_err err = {0};
+        vrt_weight bad = w.dev;
+        bad.q4 = NULL;
+        ASSERT_EQ_INT(b->matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
+        ASSERT_CONTAINS(err.msg, "descriptor");
+        vrt_q4 q = w.dq;
+        q.n_groups = 2;
+        bad.q4 = &q;
+        ASSERT_EQ_INT(b->matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
+        ASSERT_CONTAINS(err.msg, "expected ceil(96 / 32) = 3");
+        q = w.dq;
+        q.group_size = 48;
+        ASSERT_EQ_INT(b->matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
+        ASSERT_CONTAINS(err.msg, "group_size 48");
+        q = w.dq;
+        q.scales = NULL;
+        ASSERT_EQ_INT(b->matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
+        /* q4 is a matmul dtype only */
+        ASSERT(!b->supports_op(b, VRT_OP_RMSNORM, VRT_DT_Q4));
+        ASSERT_EQ_INT(b->rmsnorm(b, dy.p, dy.p, &w.dev, 1, 8, 1e-5f, 0, &err), VRT_EUNSUPPORTED);
+        dbuf_free(&dx);
+        dbuf_free(&dy);
+        tq4_free(&w);
+    }
+    close_backends(bs, nb);
 }
 
 /* ---- element-wise ---- */
@@ -1066,7 +1242,8 @@ TEST(backend_registry)
     ASSERT_EQ_STR(b->name, "cuda-emu");
     ASSERT(!b->host_memory);
     ASSERT(b->supports_op(b, VRT_OP_RMSNORM, VRT_DT_F16));
-    ASSERT(!b->supports_op(b, VRT_OP_MATMUL, VRT_DT_Q4));
+    ASSERT(b->supports_op(b, VRT_OP_MATMUL, VRT_DT_Q4)); /* kernels/cuda/matmul_q4.cu */
+    ASSERT(!b->supports_op(b, VRT_OP_EMBED, VRT_DT_Q4));
     vrt_backend_destroy(b);
     for (int op = 0; op < VRT_OP_COUNT; op++)
         ASSERT(strcmp(vrt_op_name((vrt_op)op), "unknown") != 0);
