@@ -105,6 +105,22 @@ const vrt_cmd vrt_commands[] = {
      "  --no-special-tokens       do not add BOS to the prompt\n"
      "  --quiet                   print only the generated text\n",
      vrt_cmd_generate},
+    {"perplexity", "perplexity of a model over a text file (sliding window)",
+     "v100rt perplexity [--context N] [--stride N] [--quiet] CONFIG.lua|MODEL_DIR FILE.txt",
+     "Tokenizes FILE.txt as the model does (BOS first) and computes the model's\n"
+     "perplexity over it with a sliding window, like Hugging Face's strided\n"
+     "perplexity: windows of --context tokens start every --stride tokens and each\n"
+     "scores only the tokens the previous window did not score, conditioned on the\n"
+     "rest of its window. Uses the model, backend (device.kind) and dtype of the\n"
+     "config. Prints progress to stderr and one line to stdout:\n"
+     "  perplexity: X (N tokens, W windows of C, stride S, mean nll L)\n"
+     "\n"
+     "  --context N   tokens per window (default: batching.max_total_tokens, which\n"
+     "                is capped by the model's max_position_embeddings)\n"
+     "  --stride N    tokens between window starts (default context/2); a stride\n"
+     "                equal to the context gives independent chunks\n"
+     "  --quiet       print only the result line\n",
+     vrt_cmd_perplexity},
     {"help", "show help for a command, or the config reference (help config)",
      "v100rt help [COMMAND | config]",
      "Without arguments lists the commands. `v100rt help COMMAND` shows one\n"

@@ -31,8 +31,8 @@ run $BIN frobnicate; expect_rc 2; expect_err 'unknown command "frobnicate"'; pas
 
 T="help lists only commands that exist"
 run $BIN help; expect_rc 0
-for c in check mkmodel run generate serve plan help version; do expect_out "  $c "; done
-for c in bench quantize; do grep -q "^  $c " "$OUT" && fail "lists $c, which does not exist yet"; done
+for c in check mkmodel run generate serve plan perplexity help version; do expect_out "  $c "; done
+for c in bench; do grep -q "^  $c " "$OUT" && fail "lists $c, which does not exist yet"; done
 pass
 
 T="help <command> shows usage"
@@ -193,6 +193,54 @@ expect_err "the model does not fit"; expect_err 'model.quantize = "awq"'; expect
 run $BIN plan --model-config $M --device-memory 32 configs/tiny.lua; expect_rc 0
 run $BIN plan --device-memory lots configs/tiny.lua; expect_rc 2; expect_err "--device-memory"
 run $BIN plan --model-config "$TMP/none" configs/tiny.lua; expect_rc 1; expect_err "--model-config"
+pass
+
+T="perplexity: kjv-tiny on the held-out text reproduces transformers' 67.70 (one window)"
+# tests/fixtures/kjv/expected.json: perplexity 67.7015 from transformers, one
+# window over <s> + text (503 tokens), fp16 weights computed in fp32. The
+# paged KV cache is fp16, so 0.1% (as in tests/lua/test_trained.lua).
+PPL_CFG=$(cfg ppl.lua 'local v100rt = require "v100rt"
+return v100rt.config{ model = { path = "models-trained/kjv-tiny", dtype = "float32" },
+  device = { kind = "cpu", threads = 2 },
+  batching = { max_input_tokens = 511, max_total_tokens = 512, max_batch_prefill_tokens = 512 } }')
+run $BIN perplexity "$PPL_CFG" tests/fixtures/kjv/heldout.txt; expect_rc 0
+expect_out "(502 tokens, 1 window of 512, stride 256"; expect_err "503 tokens (with BOS), context 512"; expect_err "[1/1] 502 tokens scored"
+WANT=$(grep -o '"perplexity": [0-9.]*' tests/fixtures/kjv/expected.json | awk '{print $2}')
+GOT=$(awk '/^perplexity:/{print $2}' "$OUT")
+awk -v g="$GOT" -v w="$WANT" 'BEGIN{d=(g-w)/w; if (d<0) d=-d; exit !(w > 60 && d < 1e-3)}' || fail "perplexity $GOT, transformers $WANT (tolerance 0.1%)"
+pass
+
+T="perplexity: a sliding window scores every token once; stride = context gives chunks"
+run $BIN perplexity --quiet --context 128 "$PPL_CFG" tests/fixtures/kjv/heldout.txt; expect_rc 0
+expect_out "(502 tokens, 7 windows of 128, stride 64"; [ -s "$ERR" ] && fail "--quiet wrote to stderr"
+P128=$(awk '/^perplexity:/{print $2}' "$OUT")
+run $BIN perplexity --quiet --context 128 --stride 128 "$PPL_CFG" tests/fixtures/kjv/heldout.txt; expect_rc 0
+expect_out "(499 tokens, 4 windows of 128, stride 128"
+# Less context per token cannot be the same number as the full window's.
+awk -v a="$P128" -v b="$GOT" 'BEGIN{exit !(a > 30 && a < 120 && a != b)}' || fail "context 128 gave $P128 (full window $GOT)"
+pass
+
+T="perplexity: cuda-emu (device.kind from the config) agrees with cpu"
+head -c 500 tests/fixtures/kjv/heldout.txt > "$TMP/short.txt"
+run $BIN perplexity --quiet "$PPL_CFG" "$TMP/short.txt"; expect_rc 0; PC=$(awk '/^perplexity:/{print $2}' "$OUT")
+EMU_CFG=$(cfg ppl-emu.lua "$(sed 's/kind = "cpu"/kind = "cuda-emu"/; s/float32/float16/' "$PPL_CFG")")
+if $BIN version | grep -q cuda-emu; then
+  run $BIN perplexity --quiet "$EMU_CFG" "$TMP/short.txt"; expect_rc 0; PE=$(awk '/^perplexity:/{print $2}' "$OUT")
+  # fp16 weights on cuda-emu vs fp32 on cpu: within 1% (tests/lua/test_trained.lua's bound).
+  awk -v a="$PC" -v b="$PE" 'BEGIN{d=(a-b)/a; if (d<0) d=-d; exit !(a > 1 && d < 1e-2)}' || fail "cpu $PC vs cuda-emu $PE"
+fi
+pass
+
+T="perplexity: bad usage exits 2, bad files exit 1"
+run $BIN perplexity; expect_rc 2; expect_err "usage: v100rt perplexity"
+run $BIN perplexity "$PPL_CFG"; expect_rc 2; expect_err "needs a text file"
+run $BIN perplexity --context 1 "$PPL_CFG" tests/fixtures/kjv/heldout.txt; expect_rc 2; expect_err "--context: expected an integer in 2.."
+run $BIN perplexity --context 1024 "$PPL_CFG" tests/fixtures/kjv/heldout.txt; expect_rc 2; expect_err "batching.max_total_tokens"
+run $BIN perplexity --context 64 --stride 65 "$PPL_CFG" tests/fixtures/kjv/heldout.txt; expect_rc 2; expect_err "--stride 65 is more than --context 64"
+run $BIN perplexity --strid 5 "$PPL_CFG" tests/fixtures/kjv/heldout.txt; expect_rc 2; expect_err "did you mean --stride?"
+run $BIN perplexity "$PPL_CFG" "$TMP/no-such.txt"; expect_rc 1; expect_err "no-such.txt"
+: > "$TMP/empty.txt"
+run $BIN perplexity "$PPL_CFG" "$TMP/empty.txt"; expect_rc 1; expect_err "needs at least 2"
 pass
 
 T="help mkmodel documents the presets"
