@@ -31,7 +31,7 @@ run $BIN frobnicate; expect_rc 2; expect_err 'unknown command "frobnicate"'; pas
 
 T="help lists only commands that exist"
 run $BIN help; expect_rc 0
-for c in check mkmodel run generate serve plan perplexity help version; do expect_out "  $c "; done
+for c in check mkmodel run generate serve plan perplexity quantize help version; do expect_out "  $c "; done
 for c in bench; do grep -q "^  $c " "$OUT" && fail "lists $c, which does not exist yet"; done
 pass
 
@@ -241,6 +241,61 @@ run $BIN perplexity --strid 5 "$PPL_CFG" tests/fixtures/kjv/heldout.txt; expect_
 run $BIN perplexity "$PPL_CFG" "$TMP/no-such.txt"; expect_rc 1; expect_err "no-such.txt"
 : > "$TMP/empty.txt"
 run $BIN perplexity "$PPL_CFG" "$TMP/empty.txt"; expect_rc 1; expect_err "needs at least 2"
+pass
+
+T="quantize: bad usage exits 2 with what to do"
+run $BIN quantize; expect_rc 2; expect_err "usage: v100rt quantize"
+run $BIN quantize --method gptq models-trained/kjv-tiny; expect_rc 2; expect_err "needs an output directory"
+run $BIN quantize models-trained/kjv-tiny "$TMP/q0"; expect_rc 2; expect_err "needs --method gptq, awq or rtn"
+run $BIN quantize --method gtpq models-trained/kjv-tiny "$TMP/q0"; expect_rc 2; expect_err 'did you mean "gptq"?'
+run $BIN quantize --method rtn --bits 3 models-trained/kjv-tiny "$TMP/q0"; expect_rc 2; expect_err "--bits: only 4"
+run $BIN quantize --method rtn --group-size 0 models-trained/kjv-tiny "$TMP/q0"; expect_rc 2; expect_err "--group-size"
+run $BIN quantize --method gptq models-trained/kjv-tiny "$TMP/q0"; expect_rc 2; expect_err "--calibration FILE.txt"
+run $BIN quantize --method awq --act-order --calibration x models-trained/kjv-tiny "$TMP/q0"; expect_rc 2; expect_err "--act-order needs --method gptq"
+run $BIN quantize --method awq --sym --calibration x models-trained/kjv-tiny "$TMP/q0"; expect_rc 2; expect_err "--sym"
+run $BIN quantize --method rtn --calibration x models-trained/kjv-tiny "$TMP/q0"; expect_rc 2; expect_err "no calibration data"
+run $BIN quantize --method gptq --calibration "$TMP/none.txt" models-trained/kjv-tiny "$TMP/q0"; expect_rc 1; expect_err "none.txt"
+run $BIN quantize --method rtn "$TMP/no-model" "$TMP/q0"; expect_rc 1; expect_err "no-model"
+run $BIN quantize --method rtn models-trained/kjv-tiny models-trained/kjv-tiny; expect_rc 1; expect_err "is the input model directory"
+[ -e "$TMP/q0" ] && fail "a failed quantize created $TMP/q0"
+pass
+
+# Quantized checkpoints of a small random model, checked against FORMATS.md by
+# tests/fixtures/quant_out/check_quant.py (numpy, independent of v100rt).
+run $BIN mkmodel --seed 7 "$TMP/qm"
+HAVE_NUMPY=0; python3 -c "import numpy" 2>/dev/null && HAVE_NUMPY=1
+[ "$HAVE_NUMPY" = 1 ] || echo "skip  quantize output decoded with numpy (python3 numpy not installed)"
+qcheck() { # qcheck DIR: structure (always), numpy decode (when numpy is there)
+  [ -s "$1/model.safetensors" ] && [ -s "$1/tokenizer.json" ] && [ -s "$1/config.json" ] || fail "$1: files missing"
+  grep -q '"quantization_config"' "$1/config.json" || fail "$1: no quantization_config"
+  if [ "$HAVE_NUMPY" = 1 ]; then
+    python3 tests/fixtures/quant_out/check_quant.py "$TMP/qm" "$1" >"$TMP/qc.out" 2>&1 || fail "$(cat "$TMP/qc.out")"
+  fi
+}
+for args in "rtn" "rtn --sym --group-size 32" "gptq" "gptq --act-order --sym --group-size 64" "gptq --group-size -1" "awq --group-size 64" "awq --group-size 8"; do
+  T="quantize --method $args: standard files that decode by FORMATS.md"
+  D="$TMP/q-$(echo "$args" | tr -c 'a-z0-9' '_')"
+  CAL=""; case "$args" in rtn*) ;; *) CAL="--calibration tests/fixtures/kjv/heldout.txt --samples 3 --seqlen 64";; esac
+  run $BIN quantize --quiet --method $args $CAL "$TMP/qm" "$D"; expect_rc 0; expect_out "wrote $D"
+  qcheck "$D"
+  case "$args" in
+    rtn*|gptq*) grep -q '"quant_method":[[:space:]]*"gptq"' "$D/quantize_config.json" || fail "quantize_config.json: quant_method"
+                grep -q '"checkpoint_format":[[:space:]]*"gptq"' "$D/config.json" || fail "config.json: checkpoint_format";;
+    awq*) grep -q '"version":[[:space:]]*"GEMM"' "$D/quant_config.json" || fail "quant_config.json: version"
+          grep -q '"version":[[:space:]]*"gemm"' "$D/config.json" || fail "config.json: version";;
+  esac
+  case "$args" in gptq*) expect_out "calibration 3 x 64 tokens";; esac
+  pass
+done
+T="quantize --method awq: a linear the format cannot hold stays float16, listed in modules_to_not_convert"
+# mkmodel's tiny model has intermediate_size 344: 344 % 64 != 0, so down_proj is kept.
+grep -q '"model.layers.0.mlp.down_proj"' "$TMP/q-awq___group_size_64_/config.json" || fail "down_proj not in modules_to_not_convert"
+grep -q 'modules_to_not_convert":[[:space:]]*null' "$TMP/q-awq___group_size_8_/config.json" || fail "group size 8 should quantize every linear"
+pass
+
+T="quantize: refuses a non-empty OUT_DIR unless --force"
+run $BIN quantize --method rtn "$TMP/qm" "$TMP/q-rtn_"; expect_rc 1; expect_err "not empty"; expect_err "--force"
+run $BIN quantize --quiet --method rtn --force "$TMP/qm" "$TMP/q-rtn_"; expect_rc 0
 pass
 
 T="help mkmodel documents the presets"
