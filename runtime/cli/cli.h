@@ -50,5 +50,7 @@ int vrt_cmd_generate(int argc, char **argv);
 int vrt_cmd_serve(int argc, char **argv);
 int vrt_cmd_plan(int argc, char **argv);
 int vrt_cmd_bench(int argc, char **argv);
+int vrt_cmd_perplexity(int argc, char **argv);
+int vrt_cmd_quantize(int argc, char **argv);
 
 #endif

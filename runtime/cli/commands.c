@@ -123,6 +123,60 @@ const vrt_cmd vrt_commands[] = {
      "  --no-special-tokens       do not add BOS to the prompt\n"
      "  --quiet                   print only the generated text\n",
      vrt_cmd_generate},
+    {"perplexity", "perplexity of a model over a text file (sliding window)",
+     "v100rt perplexity [--context N] [--stride N] [--quiet] CONFIG.lua|MODEL_DIR FILE.txt",
+     "Tokenizes FILE.txt as the model does (BOS first) and computes the model's\n"
+     "perplexity over it with a sliding window, like Hugging Face's strided\n"
+     "perplexity: windows of --context tokens start every --stride tokens and each\n"
+     "scores only the tokens the previous window did not score, conditioned on the\n"
+     "rest of its window. Uses the model, backend (device.kind) and dtype of the\n"
+     "config. Prints progress to stderr and one line to stdout:\n"
+     "  perplexity: X (N tokens, W windows of C, stride S, mean nll L)\n"
+     "\n"
+     "  --context N   tokens per window (default: batching.max_total_tokens, which\n"
+     "                is capped by the model's max_position_embeddings)\n"
+     "  --stride N    tokens between window starts (default context/2); a stride\n"
+     "                equal to the context gives independent chunks\n"
+     "  --quiet       print only the result line\n",
+     vrt_cmd_perplexity},
+    {"quantize", "write a 4-bit GPTQ or AWQ checkpoint of a model (rtn, gptq, awq)",
+     "v100rt quantize --method gptq|awq|rtn [--bits 4] [--group-size N] [--act-order] [--sym] "
+     "[--calibration FILE.txt] [--samples N] [--seqlen N] [--damp X] [--threads N] [--force] "
+     "IN_DIR OUT_DIR",
+     "Reads a float16/float32/bfloat16 Hugging Face model directory (Llama or Mistral)\n"
+     "and writes a 4-bit checkpoint in a standard on-disk format that AutoGPTQ,\n"
+     "AutoAWQ, transformers, vLLM and v100rt load. The linears of every decoder layer\n"
+     "are quantized; embeddings, norms and lm_head stay float16; tokenizer files are\n"
+     "copied; config.json gets quantization_config.\n"
+     "\n"
+     "  --method rtn    round-to-nearest per group (no calibration), written in the\n"
+     "                  GPTQ v1 format (quantize_config.json, checkpoint_format gptq)\n"
+     "  --method gptq   GPTQ: Hessian 2XᵀX/n of each linear's calibration inputs,\n"
+     "                  Cholesky inverse, column-by-column error feedback; GPTQ v1\n"
+     "  --method awq    AWQ: per-channel scales s = mean|x|^α (20 α in [0, 1]) chosen\n"
+     "                  to minimize the output error, folded into the RMSNorm / previous\n"
+     "                  linear; AutoAWQ GEMM format (quant_config.json, version gemm)\n"
+     "  --bits 4              bits per weight (4 only)\n"
+     "  --group-size N        inputs per scale/zero group (default 128; -1 = whole row);\n"
+     "                        AWQ needs in_features % N == 0, else the linear stays\n"
+     "                        float16 (listed in modules_to_not_convert)\n"
+     "  --act-order           gptq: columns by descending Hessian diagonal (desc_act, g_idx)\n"
+     "  --sym                 rtn/gptq: symmetric (zero point 8); default asymmetric\n"
+     "  --calibration FILE    gptq/awq: calibration text, tokenized with the model's\n"
+     "                        tokenizer (required for gptq and awq)\n"
+     "  --samples N, --seqlen N  calibration sequences and their length in tokens\n"
+     "                        (default 128 x 512, fewer when the text is shorter)\n"
+     "  --damp X              gptq: dampening, fraction of mean diag(H) (default 0.01)\n"
+     "  --threads N           cpu threads for the calibration forward pass (0 = all)\n"
+     "  --force               write into a non-empty OUT_DIR\n"
+     "  --quiet               no progress on stderr\n"
+     "\n"
+     "Calibration runs the model on the cpu backend one layer at a time: layer l's\n"
+     "inputs come from layers already quantized. Memory: the input model (mmapped),\n"
+     "one float16 copy of its linears, the packed output, and one layer's work\n"
+     "(GPTQ: its four K x K float64 Hessians and two more K x K work matrices; AWQ: up\n"
+     "to 2048 calibration rows per input).\n",
+     vrt_cmd_quantize},
     {"help", "show help for a command, or the config reference (help config)",
      "v100rt help [COMMAND | config]",
      "Without arguments lists the commands. `v100rt help COMMAND` shows one\n"

@@ -22,12 +22,32 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "model/capture.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 int vrt__model_workspace(vrt_model *m, int T, int n_out, int n_seqs, int max_blocks, vrt_err *err);
+
+/* The calibration hook of capture.h: per thread, for one model. */
+static _Thread_local struct {
+    const vrt_model *m;
+    vrt_capture_fn fn;
+    void *ud;
+} capture;
+
+int vrt__model_set_capture(vrt_model *m, vrt_capture_fn fn, void *ud, vrt_err *err)
+{
+    if (fn && (!m || !m->be->host_memory))
+        return vrt_err_set(err, VRT_EUNSUPPORTED,
+                           "activation capture needs a backend with host memory (cpu), not %s",
+                           m ? m->be->name : "(no model)");
+    capture.m = fn ? m : NULL;
+    capture.fn = fn;
+    capture.ud = fn ? ud : NULL;
+    return 0;
+}
 
 /* Checks the batch against the model and the cache; fills pos, slots and
  * rows (host arrays of T, T and n_out entries). */
@@ -135,8 +155,16 @@ static int layer(vrt_model *m, vrt_kv_cache *kv, int l, int T, const vrt_attn_ba
         if ((rc = (call)) != 0)                                                                    \
             return vrt_err_prefix(err, "layer %d: ", l);                                           \
     } while (0)
+    /* The calibration hook (capture.h), only when set for this model. */
+    const int cap = capture.fn && capture.m == m;
+#define CAPTURE(which, x, K)                                                                       \
+    do {                                                                                           \
+        if (cap && (rc = capture.fn(capture.ud, l, (which), (x), T, (K), err)) != 0)               \
+            return rc;                                                                             \
+    } while (0)
     /* h = input_layernorm(x) */
     TRY(norm(m, w->xn, w->x, &lw->attn_norm, T, err));
+    CAPTURE(VRT_CAP_ATTN_IN, w->xn, D);
     /* q, k, v projections */
     TRY(be->matmul(be, w->q, w->xn, &lw->wq, lw->bq, T, err));
     TRY(be->matmul(be, w->k, w->xn, &lw->wk, lw->bk, T, err));
@@ -154,10 +182,12 @@ static int layer(vrt_model *m, vrt_kv_cache *kv, int l, int T, const vrt_attn_ba
     else
         TRY(be->attention_prefill(be, w->attn, w->q, kv->k[l], kv->v[l], ab, err));
     /* x = x + o_proj(attn) */
+    CAPTURE(VRT_CAP_O_IN, w->attn, H * hd);
     TRY(be->matmul(be, w->xn, w->attn, &lw->wo, lw->bo, T, err));
     TRY(be->add(be, w->x, w->x, w->xn, (int64_t)T * D, err));
     /* x = x + down(act(gate(h)) * up(h)), h = post_attention_layernorm(x) */
     TRY(norm(m, w->xn, w->x, &lw->ffn_norm, T, err));
+    CAPTURE(VRT_CAP_MLP_IN, w->xn, D);
     int64_t n = (int64_t)T * F;
     switch (m->arch.mlp_kind) {
     case VRT_MLP_SILU_GATED:
@@ -174,8 +204,10 @@ static int layer(vrt_model *m, vrt_kv_cache *kv, int l, int T, const vrt_attn_ba
         TRY(be->gelu(be, w->gate, w->gate, n, m->arch.gelu_tanh, err));
         break;
     }
+    CAPTURE(VRT_CAP_DOWN_IN, w->gate, F);
     TRY(be->matmul(be, w->xn, w->gate, &lw->w_down, lw->b_down, T, err));
     TRY(be->add(be, w->x, w->x, w->xn, (int64_t)T * D, err));
+#undef CAPTURE
 #undef TRY
     return 0;
 }

@@ -41,8 +41,7 @@ run $BIN frobnicate; expect_rc 2; expect_err 'unknown command "frobnicate"'; pas
 
 T="help lists only commands that exist"
 run $BIN help; expect_rc 0
-for c in check mkmodel run generate serve plan bench help version; do expect_out "  $c "; done
-for c in quantize; do grep -q "^  $c " "$OUT" && fail "lists $c, which does not exist yet"; done
+for c in check mkmodel run generate serve plan bench perplexity quantize help version; do expect_out "  $c "; done
 pass
 
 T="help <command> shows usage"
@@ -203,6 +202,109 @@ expect_err "the model does not fit"; expect_err 'model.quantize = "awq"'; expect
 run $BIN plan --model-config $M --device-memory 32 configs/tiny.lua; expect_rc 0
 run $BIN plan --device-memory lots configs/tiny.lua; expect_rc 2; expect_err "--device-memory"
 run $BIN plan --model-config "$TMP/none" configs/tiny.lua; expect_rc 1; expect_err "--model-config"
+pass
+
+T="perplexity: kjv-tiny on the held-out text reproduces transformers' 67.70 (one window)"
+# tests/fixtures/kjv/expected.json: perplexity 67.7015 from transformers, one
+# window over <s> + text (503 tokens), fp16 weights computed in fp32. The
+# paged KV cache is fp16, so 0.1% (as in tests/lua/test_trained.lua).
+PPL_CFG=$(cfg ppl.lua 'local v100rt = require "v100rt"
+return v100rt.config{ model = { path = "models-trained/kjv-tiny", dtype = "float32" },
+  device = { kind = "cpu", threads = 2 },
+  batching = { max_input_tokens = 511, max_total_tokens = 512, max_batch_prefill_tokens = 512 } }')
+run $BIN perplexity "$PPL_CFG" tests/fixtures/kjv/heldout.txt; expect_rc 0
+expect_out "(502 tokens, 1 window of 512, stride 256"; expect_err "503 tokens (with BOS), context 512"; expect_err "[1/1] 502 tokens scored"
+WANT=$(grep -o '"perplexity": [0-9.]*' tests/fixtures/kjv/expected.json | awk '{print $2}')
+GOT=$(awk '/^perplexity:/{print $2}' "$OUT")
+awk -v g="$GOT" -v w="$WANT" 'BEGIN{d=(g-w)/w; if (d<0) d=-d; exit !(w > 60 && d < 1e-3)}' || fail "perplexity $GOT, transformers $WANT (tolerance 0.1%)"
+pass
+
+T="perplexity: a sliding window scores every token once; stride = context gives chunks"
+run $BIN perplexity --quiet --context 128 "$PPL_CFG" tests/fixtures/kjv/heldout.txt; expect_rc 0
+expect_out "(502 tokens, 7 windows of 128, stride 64"; [ -s "$ERR" ] && fail "--quiet wrote to stderr"
+P128=$(awk '/^perplexity:/{print $2}' "$OUT")
+run $BIN perplexity --quiet --context 128 --stride 128 "$PPL_CFG" tests/fixtures/kjv/heldout.txt; expect_rc 0
+expect_out "(499 tokens, 4 windows of 128, stride 128"
+# Less context per token cannot be the same number as the full window's.
+awk -v a="$P128" -v b="$GOT" 'BEGIN{exit !(a > 30 && a < 120 && a != b)}' || fail "context 128 gave $P128 (full window $GOT)"
+pass
+
+T="perplexity: cuda-emu (device.kind from the config) agrees with cpu"
+head -c 500 tests/fixtures/kjv/heldout.txt > "$TMP/short.txt"
+run $BIN perplexity --quiet "$PPL_CFG" "$TMP/short.txt"; expect_rc 0; PC=$(awk '/^perplexity:/{print $2}' "$OUT")
+EMU_CFG=$(cfg ppl-emu.lua "$(sed 's/kind = "cpu"/kind = "cuda-emu"/; s/float32/float16/' "$PPL_CFG")")
+if $BIN version | grep -q cuda-emu; then
+  run $BIN perplexity --quiet "$EMU_CFG" "$TMP/short.txt"; expect_rc 0; PE=$(awk '/^perplexity:/{print $2}' "$OUT")
+  # fp16 weights on cuda-emu vs fp32 on cpu: within 1% (tests/lua/test_trained.lua's bound).
+  awk -v a="$PC" -v b="$PE" 'BEGIN{d=(a-b)/a; if (d<0) d=-d; exit !(a > 1 && d < 1e-2)}' || fail "cpu $PC vs cuda-emu $PE"
+fi
+pass
+
+T="perplexity: bad usage exits 2, bad files exit 1"
+run $BIN perplexity; expect_rc 2; expect_err "usage: v100rt perplexity"
+run $BIN perplexity "$PPL_CFG"; expect_rc 2; expect_err "needs a text file"
+run $BIN perplexity --context 1 "$PPL_CFG" tests/fixtures/kjv/heldout.txt; expect_rc 2; expect_err "--context: expected an integer in 2.."
+run $BIN perplexity --context 1024 "$PPL_CFG" tests/fixtures/kjv/heldout.txt; expect_rc 2; expect_err "batching.max_total_tokens"
+run $BIN perplexity --context 64 --stride 65 "$PPL_CFG" tests/fixtures/kjv/heldout.txt; expect_rc 2; expect_err "--stride 65 is more than --context 64"
+run $BIN perplexity --strid 5 "$PPL_CFG" tests/fixtures/kjv/heldout.txt; expect_rc 2; expect_err "did you mean --stride?"
+run $BIN perplexity "$PPL_CFG" "$TMP/no-such.txt"; expect_rc 1; expect_err "no-such.txt"
+: > "$TMP/empty.txt"
+run $BIN perplexity "$PPL_CFG" "$TMP/empty.txt"; expect_rc 1; expect_err "needs at least 2"
+pass
+
+T="quantize: bad usage exits 2 with what to do"
+run $BIN quantize; expect_rc 2; expect_err "usage: v100rt quantize"
+run $BIN quantize --method gptq models-trained/kjv-tiny; expect_rc 2; expect_err "needs an output directory"
+run $BIN quantize models-trained/kjv-tiny "$TMP/q0"; expect_rc 2; expect_err "needs --method gptq, awq or rtn"
+run $BIN quantize --method gtpq models-trained/kjv-tiny "$TMP/q0"; expect_rc 2; expect_err 'did you mean "gptq"?'
+run $BIN quantize --method rtn --bits 3 models-trained/kjv-tiny "$TMP/q0"; expect_rc 2; expect_err "--bits: only 4"
+run $BIN quantize --method rtn --group-size 0 models-trained/kjv-tiny "$TMP/q0"; expect_rc 2; expect_err "--group-size"
+run $BIN quantize --method gptq models-trained/kjv-tiny "$TMP/q0"; expect_rc 2; expect_err "--calibration FILE.txt"
+run $BIN quantize --method awq --act-order --calibration x models-trained/kjv-tiny "$TMP/q0"; expect_rc 2; expect_err "--act-order needs --method gptq"
+run $BIN quantize --method awq --sym --calibration x models-trained/kjv-tiny "$TMP/q0"; expect_rc 2; expect_err "--sym"
+run $BIN quantize --method rtn --calibration x models-trained/kjv-tiny "$TMP/q0"; expect_rc 2; expect_err "no calibration data"
+run $BIN quantize --method gptq --calibration "$TMP/none.txt" models-trained/kjv-tiny "$TMP/q0"; expect_rc 1; expect_err "none.txt"
+run $BIN quantize --method rtn "$TMP/no-model" "$TMP/q0"; expect_rc 1; expect_err "no-model"
+run $BIN quantize --method rtn models-trained/kjv-tiny models-trained/kjv-tiny; expect_rc 1; expect_err "is the input model directory"
+[ -e "$TMP/q0" ] && fail "a failed quantize created $TMP/q0"
+pass
+
+# Quantized checkpoints of a small random model, checked against FORMATS.md by
+# tests/fixtures/quant_out/check_quant.py (numpy, independent of v100rt).
+run $BIN mkmodel --seed 7 "$TMP/qm"
+HAVE_NUMPY=0; python3 -c "import numpy" 2>/dev/null && HAVE_NUMPY=1
+[ "$HAVE_NUMPY" = 1 ] || echo "skip  quantize output decoded with numpy (python3 numpy not installed)"
+qcheck() { # qcheck DIR: structure (always), numpy decode (when numpy is there)
+  [ -s "$1/model.safetensors" ] && [ -s "$1/tokenizer.json" ] && [ -s "$1/config.json" ] || fail "$1: files missing"
+  grep -q '"quantization_config"' "$1/config.json" || fail "$1: no quantization_config"
+  if [ "$HAVE_NUMPY" = 1 ]; then
+    python3 tests/fixtures/quant_out/check_quant.py "$TMP/qm" "$1" >"$TMP/qc.out" 2>&1 || fail "$(cat "$TMP/qc.out")"
+  fi
+}
+for args in "rtn" "rtn --sym --group-size 32" "gptq" "gptq --act-order --sym --group-size 64" "gptq --group-size -1" "awq --group-size 64" "awq --group-size 8"; do
+  T="quantize --method $args: standard files that decode by FORMATS.md"
+  D="$TMP/q-$(echo "$args" | tr -c 'a-z0-9' '_')"
+  CAL=""; case "$args" in rtn*) ;; *) CAL="--calibration tests/fixtures/kjv/heldout.txt --samples 3 --seqlen 64";; esac
+  run $BIN quantize --quiet --method $args $CAL "$TMP/qm" "$D"; expect_rc 0; expect_out "wrote $D"
+  qcheck "$D"
+  case "$args" in
+    rtn*|gptq*) grep -q '"quant_method":[[:space:]]*"gptq"' "$D/quantize_config.json" || fail "quantize_config.json: quant_method"
+                grep -q '"checkpoint_format":[[:space:]]*"gptq"' "$D/config.json" || fail "config.json: checkpoint_format";;
+    awq*) grep -q '"version":[[:space:]]*"GEMM"' "$D/quant_config.json" || fail "quant_config.json: version"
+          grep -q '"version":[[:space:]]*"gemm"' "$D/config.json" || fail "config.json: version";;
+  esac
+  case "$args" in gptq*) expect_out "calibration 3 x 64 tokens";; esac
+  pass
+done
+T="quantize --method awq: a linear the format cannot hold stays float16, listed in modules_to_not_convert"
+# mkmodel's tiny model has intermediate_size 344: 344 % 64 != 0, so down_proj is kept.
+grep -q '"model.layers.0.mlp.down_proj"' "$TMP/q-awq___group_size_64_/config.json" || fail "down_proj not in modules_to_not_convert"
+grep -q 'modules_to_not_convert":[[:space:]]*null' "$TMP/q-awq___group_size_8_/config.json" || fail "group size 8 should quantize every linear"
+pass
+
+T="quantize: refuses a non-empty OUT_DIR unless --force"
+run $BIN quantize --method rtn "$TMP/qm" "$TMP/q-rtn_"; expect_rc 1; expect_err "not empty"; expect_err "--force"
+run $BIN quantize --quiet --method rtn --force "$TMP/qm" "$TMP/q-rtn_"; expect_rc 0
 pass
 
 T="help mkmodel documents the presets"
