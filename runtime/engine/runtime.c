@@ -60,6 +60,7 @@ void vrt_gen_result_free(vrt_gen_result *r)
 
 typedef struct rt_opts {
     const char *model_dir, *tokenizer_dir, *dtype, *kind, *config_path;
+    const char *quantize; /* model.quantize ("none" when unset); NULL = as the checkpoint is */
     int threads, block_size, no_prefix_caching, no_custom_kernels, no_graphs, max_concurrent;
     double swap_gib, memory_fraction;
     int64_t num_blocks, max_total, max_input, max_prefill;
@@ -90,7 +91,9 @@ static int plan_device(vrt_runtime *rt, const rt_opts *o, vrt_err *err)
         .model = &mc,
         .device_bytes = (int64_t)free_b,
         .memory_fraction = o->memory_fraction > 0 ? o->memory_fraction : 0.85,
-        .weight_bytes_per_param = o->dtype && strcmp(o->dtype, "float32") == 0 ? 4.0 : 2.0,
+        .weight_bytes_per_param = o->quantize && strcmp(o->quantize, "none") != 0 ? 0.5625
+                                  : o->dtype && strcmp(o->dtype, "float32") == 0 ? 4.0
+                                                                                 : 2.0,
         .tensor = 1,
         .block_size = o->block_size > 0 ? o->block_size : 16,
         .max_total_tokens = total,
@@ -146,7 +149,7 @@ static int open_with(vrt_runtime **out, const rt_opts *o, vrt_err *err)
     if (!rc && rt->be->mem_info)
         rc = plan_device(rt, o, err);
     if (!rc) {
-        vrt_model_load_opts lo = {.dtype = o->dtype};
+        vrt_model_load_opts lo = {.dtype = o->dtype, .quantize = o->quantize};
         rc = vrt_model_load(&rt->m, o->model_dir, rt->be, &lo, err);
     }
     /* kernels.cuda_graphs: decode steps recorded once per batch bucket
@@ -255,13 +258,9 @@ int vrt_runtime_open(vrt_runtime **out, const char *path, vrt_err *err)
                             ? 0.0
                             : cfg.cache.swap_space,
         };
-        if (cfg.model.quantize)
-            rc = vrt_err_set(err, VRT_EUNSUPPORTED,
-                             "model.quantize = \"%s\": GPTQ/AWQ checkpoints are not supported "
-                             "by this build yet; use an fp16 checkpoint",
-                             cfg.model.quantize);
-        else
-            rc = open_with(out, &o, err);
+        /* model.quantize must agree with the checkpoint (unset = fp16). */
+        o.quantize = cfg.model.quantize ? cfg.model.quantize : "none";
+        rc = open_with(out, &o, err);
     }
     vrt_config_free(&cfg);
     return rc;
