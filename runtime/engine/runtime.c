@@ -421,6 +421,11 @@ int vrt__text_step(vrt_detok *d, vrt_stop_checker *stop, vrt_stop_out *out, int3
     char *piece = NULL;
     size_t plen = 0;
     *matched = -1;
+    /* An id the model can produce but the tokenizer has no token for
+     * (padded embedding rows) is text "", as transformers and vLLM decode
+     * it, not a failed request. */
+    if (!flush && !vrt_detok_knows(d, tok))
+        return 0;
     int rc =
         flush ? vrt_detok_flush(d, &piece, &plen, err) : vrt_detok_push(d, tok, &piece, &plen, err);
     if (rc)

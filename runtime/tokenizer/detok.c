@@ -99,6 +99,11 @@ int vrt_detok_prime(vrt_detok *d, const int32_t *ctx, size_t n, vrt_err *err)
     return 0;
 }
 
+int vrt_detok_knows(const vrt_detok *d, int32_t id)
+{
+    return tk_piece(d->t, id) != NULL;
+}
+
 int vrt_detok_push(vrt_detok *d, int32_t id, char **piece, size_t *len, vrt_err *err)
 {
     const vrt_tokenizer *t = d->t;

@@ -87,6 +87,10 @@ void vrt_detok_init(vrt_detok *d, const vrt_tokenizer *t, int skip_special_token
  * used as context. */
 int vrt_detok_prime(vrt_detok *d, const int32_t *ctx, size_t n, vrt_err *err);
 
+/* Whether the tokenizer has a token for id (a model's vocabulary may be
+ * larger than its tokenizer's: padded embedding rows have no text). */
+int vrt_detok_knows(const vrt_detok *d, int32_t id);
+
 /* *piece is malloc'd and NUL-terminated (free with free()), *len its
  * length; an out-of-range id is VRT_ERANGE and leaves d unchanged. */
 int vrt_detok_push(vrt_detok *d, int32_t id, char **piece, size_t *len, vrt_err *err);

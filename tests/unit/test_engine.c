@@ -553,3 +553,44 @@ TEST(engine_prefix_cache_hits_and_changes_nothing)
     free(c);
     cleanup();
 }
+
+/* A model whose vocabulary is larger than its tokenizer's (padded
+ * embedding rows, as many real checkpoints have): sampling such an id gives
+ * no text instead of failing the request (it failed with "token id ... is
+ * not in the vocabulary" before). */
+TEST(engine_ids_beyond_the_tokenizer_decode_to_nothing)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, "/tmp/vrt-test-padvocab-%d", (int)getpid());
+    vrt_mkmodel_opts o;
+    vrt_err err = {0};
+    ASSERT_OK(vrt_mkmodel_preset(&o, "tiny", 1, &err), &err);
+    o.seed = 5;
+    o.force = true;
+    o.vocab_size = vrt_mkmodel_tokenizer_vocab() + 1000; /* a third of the rows have no token */
+    ASSERT_OK(vrt_mkmodel_write(&o, dir, &err), &err);
+    vrt_runtime *rt;
+    ASSERT_OK(vrt_runtime_open(&rt, dir, &err), &err);
+    vrt_gen_params g;
+    vrt_gen_params_init(&g);
+    g.max_new_tokens = 48;
+    g.ignore_eos = 1;
+    g.do_sample = 1;
+    g.temperature = 1.5f;
+    g.seed = 3;
+    g.has_seed = 1;
+    int32_t prompt[3] = {1, 100, 200};
+    vrt_gen_result r;
+    ASSERT_OK(vrt_runtime_generate_ids(rt, prompt, 3, &g, NULL, NULL, &r, &err), &err);
+    int beyond = 0;
+    for (int i = 0; i < r.n_tokens; i++)
+        beyond += r.tokens[i] >= vrt_mkmodel_tokenizer_vocab();
+    ASSERT_EQ_INT(r.n_tokens, 48);
+    ASSERT(beyond > 0); /* the case under test happened */
+    ASSERT(r.text != NULL);
+    vrt_gen_result_free(&r);
+    vrt_runtime_close(rt);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    ASSERT_EQ_INT(system(cmd), 0);
+}
