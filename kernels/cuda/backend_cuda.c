@@ -46,6 +46,8 @@ typedef struct cuda_ctx {
     cublasHandle_t blas;
     void *half_ws; /* activations rounded to fp16 for cublasGemmEx */
     size_t half_ws_bytes;
+    void *deq_ws; /* an int4 weight dequantized to fp16 (prefill) */
+    size_t deq_ws_bytes;
     char desc[256];
     struct cudaDeviceProp prop;
 } cuda_ctx;
@@ -265,6 +267,8 @@ static void cu_destroy(vrt_backend *b)
             vrt__gpu_ops_release(b);
         if (c->half_ws)
             cudaFree(c->half_ws);
+        if (c->deq_ws)
+            cudaFree(c->deq_ws);
         if (c->blas)
             cublasDestroy(c->blas);
         if (c->stream)
@@ -326,6 +330,31 @@ static int cu_matmul(void *owner, float *y, const float *x, const vrt_weight *W,
             return cu_launch_error(c, rc, "matmul (bias)", err);
     }
     return 0;
+}
+
+/* An int4 projection of many tokens: the weight dequantized to fp16 into
+ * a workspace (one pass over it, at the bandwidth limit), then the fp16
+ * GEMM on tensor cores: far faster than dequantizing tile by tile in FMA
+ * kernels once T is large (prefill). */
+static int cu_matmul_q4_large(void *owner, float *y, const float *x, const vrt_weight *W,
+                              const float *bias, int T, vrt_err *err)
+{
+    cuda_ctx *c = owner;
+    const size_t need = (size_t)W->rows * W->cols * 2;
+    if (need > c->deq_ws_bytes) {
+        if (c->deq_ws)
+            CU(cudaFree(c->deq_ws));
+        c->deq_ws = NULL;
+        c->deq_ws_bytes = 0;
+        c->b->buffers_epoch++;
+        CU(cudaMalloc(&c->deq_ws, need));
+        c->deq_ws_bytes = need;
+    }
+    int rc = vrt_cuda_q4_dequant(c->deq_ws, *W->q4, (int)W->rows, (int)W->cols, c->stream);
+    if (rc)
+        return cu_launch_error(c, rc, "matmul (int4 dequantize)", err);
+    vrt_weight w16 = {.data = c->deq_ws, .dtype = VRT_DT_F16, .rows = W->rows, .cols = W->cols};
+    return cu_matmul(c, y, x, &w16, bias, T, err);
 }
 
 /* ---- creation ---- */
@@ -390,6 +419,7 @@ VRT_EXPORT int vrt_cuda_backend_create(vrt_backend **out, int threads, int custo
         .launch_error = cu_launch_error,
         .no_custom = !custom_kernels,
         .matmul = cu_matmul,
+        .matmul_q4_large = cu_matmul_q4_large,
         .embed = vrt_cuda_embed,
         .rmsnorm = vrt_cuda_rmsnorm,
         .layernorm = vrt_cuda_layernorm,

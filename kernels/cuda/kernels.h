@@ -82,9 +82,13 @@ int vrt_cuda_add_bias(float *y /* [T][N] */, const float *bias /* [N] */, int T,
                       void *stream);
 /* matmul_q4.cu: y = x·Wᵀ + bias with W [N][K] in the internal int4 layout
  * (backend.h vrt_q4: q's arrays are device pointers, its group_size a
- * multiple of 32 or >= K, qweight rows 16-byte aligned). A GEMV kernel for
- * T <= 8 (decode), a tiled one above. Launches need N <= 65535 * 16 and
+ * multiple of 32 or >= K, qweight rows 16-byte aligned). A warp-per-row
+ * GEMV for T <= 4, a staged GEMV for T <= 8, a tiled kernel above (the cuda
+ * backend sends T > 4 to vrt_cuda_q4_dequant + cuBLAS instead). Launches need N <= 65535 * 16 and
  * T <= 65535 * 64 (grid limits). */
+/* matmul_q4.cu: dst [N][K] fp16 = the dequantized weight in its original
+ * column order (the cuda backend's prefill path: then cuBLAS). */
+int vrt_cuda_q4_dequant(uint16_t *dst, vrt_q4 q, int N, int K, void *stream);
 int vrt_cuda_matmul_q4(float *y /* [T][N] */, const float *x /* [T][K] */, vrt_q4 q, int N, int K,
                        const float *bias /* [N] or NULL */, int T, void *stream);
 

@@ -164,13 +164,136 @@ __global__ void matmul_q4_tiled(float *y, const float *x, vrt_q4 q, int N, int K
     }
 }
 
+/* Decode (T <= Q4D_MAXT): one warp per output row, no staging. Lane l
+ * reads the uint4 words l, l + 32, ... of its row (32 columns each,
+ * Q4D_UNROLL loads in flight) and the matching activations straight from
+ * global memory (L1/L2: every row reads the same x), 4 floats at a time
+ * where rows allow, through perm one by one otherwise. Per word it sums
+ * q·x and x, and adds s·(Σqx − z·Σx): one scale and zero per 32 columns,
+ * since groups are whole multiples of 32. */
+#define Q4D_MAXT 4
+#define Q4D_WARPS 8
+#define Q4D_UNROLL 2
+
+template <int TT>
+__global__ void matmul_q4_gemv_direct(float *y, const float *x, vrt_q4 q, int N, int K, int Kp,
+                                      const float *bias, int T, int vec)
+{
+    const int lane = threadIdx.x % 32;
+    const int n = blockIdx.x * Q4D_WARPS + threadIdx.x / 32;
+    if (n >= N) /* the whole warp leaves */
+        return;
+    const int nv = Kp / 32;
+    const int G = q.group_size >= K ? Kp : q.group_size;
+    const uint4 *wr = reinterpret_cast<const uint4 *>(q.qweight + (int64_t)n * (Kp / 8));
+    const uint16_t *sr = q.scales + (int64_t)n * q.n_groups;
+    const uint16_t *zr = q.zeros + (int64_t)n * q.n_groups;
+    float acc[TT];
+    for (int t = 0; t < TT; t++)
+        acc[t] = 0.0f;
+    for (int i0 = lane; i0 < nv; i0 += 32 * Q4D_UNROLL) {
+        uint4 u[Q4D_UNROLL];
+        for (int j = 0; j < Q4D_UNROLL; j++)
+            u[j] = i0 + 32 * j < nv ? wr[i0 + 32 * j] : make_uint4(0u, 0u, 0u, 0u);
+        for (int j = 0; j < Q4D_UNROLL; j++) {
+            const int i = i0 + 32 * j;
+            if (i >= nv)
+                break;
+            const int kb = 32 * i, g = kb / G;
+            const float s = __half2float(__ushort_as_half(sr[g]));
+            const float z = __half2float(__ushort_as_half(zr[g]));
+            const unsigned wv[4] = {u[j].x, u[j].y, u[j].z, u[j].w};
+            for (int t = 0; t < TT; t++) {
+                if (t >= T)
+                    break;
+                const float *xr = x + (int64_t)t * K;
+                float dot = 0.0f, xs = 0.0f;
+                if (vec && kb + 32 <= K) {
+                    const float4 *xv = reinterpret_cast<const float4 *>(xr + kb);
+                    for (int e4 = 0; e4 < 8; e4++) {
+                        const float4 a = xv[e4];
+                        const unsigned w = wv[e4 / 2] >> (16 * (e4 % 2));
+                        dot += (float)(w & 15u) * a.x + (float)((w >> 4) & 15u) * a.y +
+                               (float)((w >> 8) & 15u) * a.z + (float)((w >> 12) & 15u) * a.w;
+                        xs += (a.x + a.y) + (a.z + a.w);
+                    }
+                } else {
+                    for (int e = 0; e < 32; e++) {
+                        const int k = kb + e;
+                        if (k >= K)
+                            break;
+                        const float xv = xr[q.perm ? q.perm[k] : k];
+                        dot += (float)((wv[e / 8] >> (4 * (e % 8))) & 15u) * xv;
+                        xs += xv;
+                    }
+                }
+                acc[t] += s * (dot - z * xs);
+            }
+        }
+    }
+    for (int t = 0; t < TT; t++) {
+        if (t >= T)
+            break;
+        const float v = vrt_warp_sum(acc[t]);
+        if (lane == 0)
+            y[(int64_t)t * N + n] = bias ? v + bias[n] : v;
+    }
+}
+
+/* dst[n][perm[k]] = fp16((q - z)·s): the whole matrix in its original
+ * column order (so no activation gather is needed), for the prefill path
+ * of the cuda backend (then an fp16 GEMM on tensor cores). One thread per
+ * packed word. */
+__global__ void q4_dequant_kernel(__half *dst, vrt_q4 q, int N, int K, int Kp)
+{
+    const int wpr = Kp / 8;
+    const int G = q.group_size >= K ? Kp : q.group_size;
+    const int64_t total = (int64_t)N * wpr;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        const int n = (int)(i / wpr), kb = 8 * (int)(i % wpr), g = kb / G;
+        const float s = __half2float(__ushort_as_half(q.scales[(int64_t)n * q.n_groups + g]));
+        const float z = __half2float(__ushort_as_half(q.zeros[(int64_t)n * q.n_groups + g]));
+        const unsigned w = q.qweight[i];
+        __half *row = dst + (int64_t)n * K;
+        for (int j = 0; j < 8; j++) {
+            const int k = kb + j;
+            if (k < K)
+                row[q.perm ? q.perm[k] : k] = __float2half_rn(((float)((w >> (4 * j)) & 15u) - z) * s);
+        }
+    }
+}
+
+extern "C" int vrt_cuda_q4_dequant(uint16_t *dst, vrt_q4 q, int N, int K, void *stream)
+{
+    if (N <= 0 || K <= 0)
+        return 0;
+    const int Kp = (K + VRT_Q4_KBLOCK - 1) / VRT_Q4_KBLOCK * VRT_Q4_KBLOCK;
+    VRT_LAUNCH(q4_dequant_kernel, vrt_grid_1d((int64_t)N * (Kp / 8), 256), 256, 0,
+               (cudaStream_t)stream, reinterpret_cast<__half *>(dst), q, N, K, Kp);
+    return (int)cudaGetLastError();
+}
+
 extern "C" int vrt_cuda_matmul_q4(float *y, const float *x, vrt_q4 q, int N, int K,
                                   const float *bias, int T, void *stream)
 {
     if (T <= 0 || N <= 0)
         return 0;
     const int Kp = (K + VRT_Q4_KBLOCK - 1) / VRT_Q4_KBLOCK * VRT_Q4_KBLOCK;
-    if (T <= Q4_GEMV_MAXT) {
+    if (T <= Q4D_MAXT) {
+        const int vec = !q.perm && K % 4 == 0 && ((uintptr_t)x % 16) == 0;
+        const dim3 grid((unsigned)((N + Q4D_WARPS - 1) / Q4D_WARPS));
+        const cudaStream_t st = (cudaStream_t)stream;
+        if (T == 1)
+            VRT_LAUNCH(matmul_q4_gemv_direct<1>, grid, 32 * Q4D_WARPS, 0, st, y, x, q, N, K, Kp,
+                       bias, T, vec);
+        else if (T == 2)
+            VRT_LAUNCH(matmul_q4_gemv_direct<2>, grid, 32 * Q4D_WARPS, 0, st, y, x, q, N, K, Kp,
+                       bias, T, vec);
+        else
+            VRT_LAUNCH(matmul_q4_gemv_direct<4>, grid, 32 * Q4D_WARPS, 0, st, y, x, q, N, K, Kp,
+                       bias, T, vec);
+    } else if (T <= Q4_GEMV_MAXT) {
         const int rows_per_block = Q4_GEMV_WARPS * Q4_GEMV_RPW;
         const dim3 grid((unsigned)((N + rows_per_block - 1) / rows_per_block));
         VRT_LAUNCH(matmul_q4_gemv, grid, dim3(32 * Q4_GEMV_WARPS), 0, (cudaStream_t)stream, y, x, q,

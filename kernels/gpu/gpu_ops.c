@@ -180,6 +180,8 @@ static int gpu_matmul(vrt_backend *b, float *y, const float *x, const vrt_weight
                                (const void *)W->q4->qweight);
         if (T == 0)
             return 0;
+        if (T > VRT_CUDA_GEMV_MAX_T && K(b)->matmul_q4_large)
+            return K(b)->matmul_q4_large(K(b)->owner, y, x, W, bias, T, err);
         return launched(b,
                         K(b)->matmul_q4(y, x, *W->q4, (int)W->rows, (int)W->cols, bias, T,
                                         K(b)->stream),

@@ -60,6 +60,11 @@ typedef struct vrt_gpu_kernels {
                       void *);
     int (*gemv)(float *, const float *, const void *, int, int, int, const float *, int, void *);
     int (*matmul_q4)(float *, const float *, vrt_q4, int, int, const float *, int, void *);
+    /* An int4 projection of more than VRT_CUDA_GEMV_MAX_T tokens, when the
+     * backend has a better way (cuda: dequantize, then cuBLAS); NULL =
+     * matmul_q4. Called after the arguments were checked. */
+    int (*matmul_q4_large)(void *owner, float *y, const float *x, const vrt_weight *W,
+                           const float *bias, int T, vrt_err *err);
     int (*attn_decode)(float *, const float *, const uint16_t *, const uint16_t *, vrt_attn_batch,
                        float *, void *);
     int (*attn_decode_ok)(int, int, int);

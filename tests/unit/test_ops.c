@@ -670,7 +670,11 @@ TEST(ops_matmul_q4)
             int g = dbuf_read(&dy, got, "matmul y") == 0;
             g &= dbuf_read(&dx, NULL, "matmul x") == 0 && tq4_unchanged(&w);
             vrt_ref_matmul(ref, x, &w.host, hb ? bias : NULL, T);
-            failed += !report(b, "matmul", shape, norm_err(got, ref, (size_t)T * N), tol, g);
+            /* cuda takes more than 4 tokens through an fp16 dequantized
+             * weight and fp16-rounded activations (cuBLAS): 2^-11 relative
+             * per factor, so 3e-3 there, as for f16 matmul. */
+            double t = strcmp(b->name, "cuda") == 0 && T > 4 ? 3e-3 : tol;
+            failed += !report(b, "matmul", shape, norm_err(got, ref, (size_t)T * N), t, g);
             free(x);
             free(bias);
             free(got);
