@@ -165,9 +165,12 @@ install: v100rt
 	cd lua && find . -type d -exec install -d $(DESTDIR)$(PREFIX)/share/v100rt/lua/{} \;
 	cd lua && find . -type f -name '*.lua' -exec install -m 644 {} $(DESTDIR)$(PREFIX)/share/v100rt/lua/{} \;
 	install -m 644 configs/*.lua $(DESTDIR)$(PREFIX)/share/v100rt/configs/
+	if [ -f libv100rt-cuda.so ]; then install -d $(DESTDIR)$(PREFIX)/lib/v100rt && \
+		install -m 755 libv100rt-cuda.so $(DESTDIR)$(PREFIX)/lib/v100rt/; fi
 
 uninstall:
-	rm -rf $(DESTDIR)$(PREFIX)/bin/v100rt $(DESTDIR)$(PREFIX)/share/v100rt
+	rm -rf $(DESTDIR)$(PREFIX)/bin/v100rt $(DESTDIR)$(PREFIX)/share/v100rt \
+		$(DESTDIR)$(PREFIX)/lib/v100rt
 
 info:
 	@echo "variant: $(VARIANT)"
@@ -361,4 +364,4 @@ fmt:
 		-o -name '*.cuh')
 
 clean:
-	rm -rf build v100rt
+	rm -rf build v100rt libv100rt-cuda.so
