@@ -436,6 +436,8 @@ VRT_EXPORT int vrt_cuda_backend_create(vrt_backend **out, int threads, int custo
         .attn_decode = vrt_cuda_attn_decode,
         .attn_decode_ok = vrt_cuda_attn_decode_ok,
         .attn_decode_scratch = vrt_cuda_attn_decode_scratch,
+        .attn_prefill = vrt_cuda_attn_prefill,
+        .attn_prefill_ok = vrt_cuda_attn_prefill_ok,
         .moe_topk = vrt_cuda_moe_topk,
     };
     b->name = "cuda";

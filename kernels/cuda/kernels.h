@@ -63,6 +63,12 @@ int vrt_cuda_attn_decode(float *out, const float *q, const uint16_t *k_cache,
 int vrt_cuda_attn_decode_ok(int head_dim, int n_heads, int n_kv_heads);
 int vrt_cuda_attn_decode_splits(const vrt_attn_batch *batch);
 size_t vrt_cuda_attn_decode_scratch(const vrt_attn_batch *batch);
+/* attn_prefill.cu: prefill attention on tensor cores (wmma 16×16×16, fp16
+ * Q and probabilities, f32 softmax and sums) for the head_dims
+ * attn_prefill_ok accepts (multiples of 16 up to 128). */
+int vrt_cuda_attn_prefill(float *out, const float *q, const uint16_t *k_cache,
+                          const uint16_t *v_cache, vrt_attn_batch batch, int T, void *stream);
+int vrt_cuda_attn_prefill_ok(int head_dim);
 /* matmul.cu: y = x·Wᵀ + bias (tiled FMA; cuBLAS comes later) */
 int vrt_cuda_matmul(float *y /* [T][N] */, const float *x /* [T][K] */, const void *W /* [N][K] */,
                     int dtype, int N, int K, const float *bias /* [N] or NULL */, int T,

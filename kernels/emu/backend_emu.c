@@ -30,7 +30,7 @@ static int emu_launch_error(void *owner, int status, const char *op, vrt_err *er
     return vrt_err_set(err, VRT_EDEVICE, "cuda-emu: %s: %s", op, vrt_emu_last_error());
 }
 
-int vrt__cuda_emu_backend_create(vrt_backend **out, int threads, vrt_err *err)
+int vrt__cuda_emu_backend_create(vrt_backend **out, int threads, int custom_kernels, vrt_err *err)
 {
     vrt_backend *b = calloc(1, sizeof *b);
     vrt_gpu_kernels *k = calloc(1, sizeof *k);
@@ -46,6 +46,7 @@ int vrt__cuda_emu_backend_create(vrt_backend **out, int threads, vrt_err *err)
     vrt_emu_set_threads(1);
     *k = (vrt_gpu_kernels){
         .name = "cuda-emu",
+        .no_custom = !custom_kernels,
         .launch_error = emu_launch_error,
         .embed = vrt_cuda_embed,
         .rmsnorm = vrt_cuda_rmsnorm,
@@ -63,6 +64,8 @@ int vrt__cuda_emu_backend_create(vrt_backend **out, int threads, vrt_err *err)
         .attn_decode = vrt_cuda_attn_decode,
         .attn_decode_ok = vrt_cuda_attn_decode_ok,
         .attn_decode_scratch = vrt_cuda_attn_decode_scratch,
+        .attn_prefill = vrt_cuda_attn_prefill,
+        .attn_prefill_ok = vrt_cuda_attn_prefill_ok,
         .moe_topk = vrt_cuda_moe_topk,
     };
     b->name = "cuda-emu";

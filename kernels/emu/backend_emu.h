@@ -9,7 +9,8 @@
 #include "backend/backend.h"
 
 /* threads: accepted for symmetry with the cpu backend; blocks run in
- * sequence (see backend_emu.c). */
-int vrt__cuda_emu_backend_create(vrt_backend **out, int threads, vrt_err *err);
+ * sequence (see backend_emu.c). custom_kernels = 0 takes the simpler
+ * kernels, as kernels.custom = false does on cuda. */
+int vrt__cuda_emu_backend_create(vrt_backend **out, int threads, int custom_kernels, vrt_err *err);
 
 #endif

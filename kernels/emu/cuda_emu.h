@@ -24,6 +24,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 extern "C" {
 #include "backend/half.h"
@@ -363,6 +364,92 @@ static inline int __float2int_rn(float x)
 {
     return (int)std::nearbyint(x);
 }
+
+
+/* ---- wmma (Volta tensor cores) for the shape kernels use: 16×16×16,
+ * fp16 inputs, f32 accumulator ----
+ * Each lane holds the whole tile (the hardware spreads it over the warp in
+ * an unspecified layout, so kernels may only use the collective calls
+ * below, never the elements: then a full copy per lane gives the same
+ * results). mma_sync multiplies the fp16 values exactly and sums in f32. */
+namespace nvcuda
+{
+namespace wmma
+{
+struct matrix_a {
+};
+struct matrix_b {
+};
+struct accumulator {
+};
+struct row_major {
+};
+struct col_major {
+};
+enum layout_t { mem_row_major, mem_col_major };
+
+template <class Use, int M, int N, int K, class T, class Layout = void> struct fragment {
+    static_assert(M == 16 && N == 16 && K == 16, "cuda-emu: wmma shape 16x16x16 only");
+    T v[16 * 16]; /* row-major: [m][k] (a), [k][n] (b), [m][n] (accumulator) */
+};
+
+template <class Use, class T, class L>
+static inline void fill_fragment(fragment<Use, 16, 16, 16, T, L> &f, T value)
+{
+    for (int i = 0; i < 256; i++)
+        f.v[i] = value;
+}
+
+template <class Use, class L>
+static inline void load_matrix_sync(fragment<Use, 16, 16, 16, __half, L> &f, const __half *p,
+                                    unsigned ldm)
+{
+    const bool col = std::is_same<L, col_major>::value;
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++)
+            f.v[r * 16 + c] = col ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c];
+}
+
+static inline void load_matrix_sync(fragment<accumulator, 16, 16, 16, float> &f, const float *p,
+                                    unsigned ldm, layout_t layout)
+{
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++)
+            f.v[r * 16 + c] =
+                layout == mem_col_major ? p[(size_t)c * ldm + r] : p[(size_t)r * ldm + c];
+}
+
+static inline void store_matrix_sync(float *p, const fragment<accumulator, 16, 16, 16, float> &f,
+                                     unsigned ldm, layout_t layout)
+{
+    for (int r = 0; r < 16; r++)
+        for (int c = 0; c < 16; c++) {
+            if (layout == mem_col_major)
+                p[(size_t)c * ldm + r] = f.v[r * 16 + c];
+            else
+                p[(size_t)r * ldm + c] = f.v[r * 16 + c];
+        }
+}
+
+template <class LA, class LB>
+static inline void mma_sync(fragment<accumulator, 16, 16, 16, float> &d,
+                            const fragment<matrix_a, 16, 16, 16, __half, LA> &a,
+                            const fragment<matrix_b, 16, 16, 16, __half, LB> &b,
+                            const fragment<accumulator, 16, 16, 16, float> &c)
+{
+    float out[256];
+    for (int m = 0; m < 16; m++)
+        for (int n = 0; n < 16; n++) {
+            float acc = c.v[m * 16 + n];
+            for (int k = 0; k < 16; k++)
+                acc += __half2float(a.v[m * 16 + k]) * __half2float(b.v[k * 16 + n]);
+            out[m * 16 + n] = acc;
+        }
+    for (int i = 0; i < 256; i++)
+        d.v[i] = out[i];
+}
+} // namespace wmma
+} // namespace nvcuda
 
 /* ---- the runtime calls launchers use ---- */
 

@@ -380,6 +380,9 @@ static int attention(vrt_backend *b, const char *op, float *out, const float *q,
                                           K(b)->stream),
                         op, err);
     }
+    if (!decode && K(b)->attn_prefill && !K(b)->no_custom && K(b)->attn_prefill_ok(a->head_dim))
+        return launched(b, K(b)->attn_prefill(out, q, k_cache, v_cache, *a, T, K(b)->stream), op,
+                        err);
     return launched(b, K(b)->attention(out, q, k_cache, v_cache, *a, T, K(b)->stream), op, err);
 }
 

@@ -68,6 +68,9 @@ typedef struct vrt_gpu_kernels {
     int (*attn_decode)(float *, const float *, const uint16_t *, const uint16_t *, vrt_attn_batch,
                        float *, void *);
     int (*attn_decode_ok)(int, int, int);
+    int (*attn_prefill)(float *, const float *, const uint16_t *, const uint16_t *, vrt_attn_batch,
+                        int, void *);
+    int (*attn_prefill_ok)(int);
     size_t (*attn_decode_scratch)(const vrt_attn_batch *);
 
     /* Scratch device memory of the ops (split attention partials), grown

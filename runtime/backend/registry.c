@@ -191,7 +191,7 @@ int vrt_backend_create_opts(vrt_backend **out, const char *kind, const vrt_backe
     if (strcmp(kind, "cpu") == 0)
         return vrt__cpu_backend_create(out, threads, err);
     if (strcmp(kind, "cuda-emu") == 0)
-        return vrt__cuda_emu_backend_create(out, threads, err);
+        return vrt__cuda_emu_backend_create(out, threads, o ? o->custom_kernels : 1, err);
     if (strcmp(kind, "cuda") == 0) {
         pthread_once(&cuda_lib.once, cuda_lib_load);
         if (!cuda_lib.handle)
