@@ -80,6 +80,19 @@ typedef struct vrt_gpu_kernels {
     int (*moe_topk)(const float *, int, int, int, int, int32_t *, float *, void *);
 } vrt_gpu_kernels;
 
+/* The launcher entries of a vrt_gpu_kernels initializer: the same list for
+ * cuda-emu and cuda, each expanding it in its own build (so each names its
+ * own copy of the vrt_cuda_* functions). */
+#define VRT_GPU_LAUNCHERS                                                                          \
+    .embed = vrt_cuda_embed, .rmsnorm = vrt_cuda_rmsnorm, .layernorm = vrt_cuda_layernorm,         \
+    .rope = vrt_cuda_rope, .silu_mul = vrt_cuda_silu_mul, .gelu_mul = vrt_cuda_gelu_mul,           \
+    .gelu = vrt_cuda_gelu, .add = vrt_cuda_add, .kv_store = vrt_cuda_kv_store,                     \
+    .attention = vrt_cuda_attention, .matmul_fma = vrt_cuda_matmul, .gemv = vrt_cuda_gemv,         \
+    .matmul_q4 = vrt_cuda_matmul_q4, .attn_decode = vrt_cuda_attn_decode,                          \
+    .attn_decode_ok = vrt_cuda_attn_decode_ok,                                                     \
+    .attn_decode_scratch = vrt_cuda_attn_decode_scratch, .attn_prefill = vrt_cuda_attn_prefill,    \
+    .attn_prefill_ok = vrt_cuda_attn_prefill_ok, .moe_topk = vrt_cuda_moe_topk
+
 /* Fills the op entries of b (embed ... moe_topk, supports_op) with the
  * shared ops; b->ctx must point to a struct whose first member is a
  * vrt_gpu_kernels (the table the ops read). Memory functions, sync and

@@ -2,7 +2,9 @@
 #include "cli/cli.h"
 #include "core/util.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int vrt_cli_usage(const vrt_cmd *cmd, const char *problem)
@@ -74,5 +76,22 @@ int vrt_cli_parse(const vrt_cmd *cmd, vrt_opt *opts, size_t n_opts, int argc, ch
         }
     }
     *n_pos = np;
+    return 0;
+}
+
+int vrt_cli_int(const vrt_cmd *cmd, const vrt_opt *o, long long lo, long long hi, int *out)
+{
+    if (!o->value)
+        return 0;
+    char *end;
+    errno = 0;
+    long long v = strtoll(o->value, &end, 10);
+    if (errno || end == o->value || *end || v < lo || v > hi) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "--%s: expected an integer in %lld..%lld, got \"%s\"", o->name,
+                 lo, hi, o->value);
+        return vrt_cli_usage(cmd, msg);
+    }
+    *out = (int)v;
     return 0;
 }

@@ -41,6 +41,11 @@ int vrt_cli_parse(const vrt_cmd *cmd, vrt_opt *opts, size_t n_opts, int argc, ch
 /* Prints "usage: ..." and a hint to stderr; returns VRT_EXIT_USAGE. */
 int vrt_cli_usage(const vrt_cmd *cmd, const char *problem);
 
+/* The integer value of option o, when given, into *out (left as is when
+ * absent); a value that is not an integer in lo..hi prints a usage error
+ * naming the option and returns VRT_EXIT_USAGE. */
+int vrt_cli_int(const vrt_cmd *cmd, const vrt_opt *o, long long lo, long long hi, int *out);
+
 int vrt_cmd_help(int argc, char **argv);
 int vrt_cmd_version(int argc, char **argv);
 int vrt_cmd_check(int argc, char **argv);

@@ -185,10 +185,9 @@ int vrt_cmd_bench(int argc, char **argv)
     if (npos != 1)
         return vrt_cli_usage(self, "needs one config file or model directory");
     int P = 128, S = 32;
-    if (opts[1].value && parse_int(opts[1].value, 1, 1 << 20, &P))
-        return vrt_cli_usage(self, "--prompt is a token count >= 1");
-    if (opts[2].value && parse_int(opts[2].value, 1, 1 << 20, &S))
-        return vrt_cli_usage(self, "--steps is a count >= 1");
+    if ((rc = vrt_cli_int(self, &opts[1], 1, 1 << 20, &P)) != 0 ||
+        (rc = vrt_cli_int(self, &opts[2], 1, 1 << 20, &S)) != 0)
+        return rc;
     int batches[32], nb = 0;
     char list[256];
     snprintf(list, sizeof list, "%s", opts[0].value ? opts[0].value : "1,8,32");

@@ -39,24 +39,6 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Parses a positive integer option; 0 (unset), a value, or -1 (usage error printed). */
-static long long int_opt(const vrt_cmd *self, const vrt_opt *o, long long lo, long long hi)
-{
-    if (!o->value)
-        return 0;
-    char *end;
-    errno = 0;
-    long long v = strtoll(o->value, &end, 10);
-    if (errno || end == o->value || *end || v < lo || v > hi) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "--%s: expected an integer in %lld..%lld, got \"%s\"", o->name,
-                 lo, hi, o->value);
-        vrt_cli_usage(self, msg);
-        return -1;
-    }
-    return v;
-}
-
 /* log p(id | row) = row[id] - logsumexp(row), in double. */
 static double logprob(const float *row, int V, int id)
 {
@@ -87,10 +69,10 @@ int vrt_cmd_perplexity(int argc, char **argv)
         return vrt_cli_usage(self, npos == 0 ? "needs a config file (or model directory) and a "
                                                "text file"
                                              : "needs a text file");
-    long long ctx_opt = int_opt(self, &opts[O_CONTEXT], 2, 1 << 24);
-    long long stride_opt = int_opt(self, &opts[O_STRIDE], 1, 1 << 24);
-    if (ctx_opt < 0 || stride_opt < 0)
-        return VRT_EXIT_USAGE;
+    int ctx_opt = 0, stride_opt = 0;
+    if ((rc = vrt_cli_int(self, &opts[O_CONTEXT], 2, 1 << 24, &ctx_opt)) != 0 ||
+        (rc = vrt_cli_int(self, &opts[O_STRIDE], 1, 1 << 24, &stride_opt)) != 0)
+        return rc;
     int quiet = opts[O_QUIET].value != NULL;
 
     vrt_err err = {0};
@@ -124,7 +106,7 @@ int vrt_cmd_perplexity(int argc, char **argv)
         goto out;
     }
     const int max_total = vrt_runtime_max_total_tokens(rt), V = vrt_runtime_vocab_size(rt);
-    int ctx = ctx_opt ? (int)ctx_opt : max_total;
+    int ctx = ctx_opt ? ctx_opt : max_total;
     if (ctx > max_total) {
         fprintf(stderr,
                 "v100rt perplexity: --context %d is more than the %d tokens one sequence may "
@@ -135,7 +117,7 @@ int vrt_cmd_perplexity(int argc, char **argv)
         exit_code = VRT_EXIT_USAGE;
         goto out;
     }
-    int stride = stride_opt ? (int)stride_opt : (ctx / 2 > 0 ? ctx / 2 : 1);
+    int stride = stride_opt ? stride_opt : (ctx / 2 > 0 ? ctx / 2 : 1);
     if (stride > ctx) {
         fprintf(stderr,
                 "v100rt perplexity: --stride %d is more than --context %d: tokens between "

@@ -32,23 +32,6 @@ enum {
     O_N
 };
 
-static int int_opt(const vrt_cmd *self, const vrt_opt *o, long long lo, long long hi, int *out)
-{
-    if (!o->value)
-        return 0;
-    char *end;
-    errno = 0;
-    long long v = strtoll(o->value, &end, 10);
-    if (errno || end == o->value || *end || v < lo || v > hi) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "--%s: expected an integer in %lld..%lld, got \"%s\"", o->name,
-                 lo, hi, o->value);
-        return vrt_cli_usage(self, msg);
-    }
-    *out = (int)v;
-    return 0;
-}
-
 typedef struct bar {
     int tty;
     double t0;
@@ -104,11 +87,11 @@ int vrt_cmd_quantize(int argc, char **argv)
                  opts[O_METHOD].value, s ? "; did you mean \"" : "", s ? s : "", s ? "\"?" : "");
         return vrt_cli_usage(self, msg);
     }
-    if ((rc = int_opt(self, &opts[O_BITS], 1, 16, &o.bits)) ||
-        (rc = int_opt(self, &opts[O_GROUP], -1, 1 << 20, &o.group_size)) ||
-        (rc = int_opt(self, &opts[O_SAMPLES], 1, 1 << 20, &o.samples)) ||
-        (rc = int_opt(self, &opts[O_SEQLEN], 2, 1 << 20, &o.seqlen)) ||
-        (rc = int_opt(self, &opts[O_THREADS], 0, 4096, &o.threads)))
+    if ((rc = vrt_cli_int(self, &opts[O_BITS], 1, 16, &o.bits)) ||
+        (rc = vrt_cli_int(self, &opts[O_GROUP], -1, 1 << 20, &o.group_size)) ||
+        (rc = vrt_cli_int(self, &opts[O_SAMPLES], 1, 1 << 20, &o.samples)) ||
+        (rc = vrt_cli_int(self, &opts[O_SEQLEN], 2, 1 << 20, &o.seqlen)) ||
+        (rc = vrt_cli_int(self, &opts[O_THREADS], 0, 4096, &o.threads)))
         return rc;
     if (o.bits != 4)
         return vrt_cli_usage(self, "--bits: only 4 is implemented (the GPTQ and AWQ formats "

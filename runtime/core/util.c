@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 char *vrt_path_join(const char *dir, const char *name)
 {
@@ -115,4 +116,48 @@ const char *vrt_suggest(const char *word, const char *const *candidates, size_t 
     if (limit < 2)
         limit = 2;
     return best && bestd <= limit ? best : NULL;
+}
+
+int vrt_write_file(const char *dir, const char *name, const void *data, size_t len, vrt_err *err)
+{
+    char *path = vrt_path_join(dir, name);
+    if (!path)
+        return vrt_err_set(err, VRT_ENOMEM, "out of memory");
+    int rc = 0;
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        rc = vrt_err_set(err, VRT_EIO, "%s: cannot create: %s", path, strerror(errno));
+    } else {
+        size_t k = fwrite(data, 1, len, f);
+        int e = errno;
+        if (fclose(f) != 0 && k == len)
+            e = errno, k = 0;
+        if (k != len)
+            rc = vrt_err_set(err, VRT_EIO, "%s: write failed: %s", path, strerror(e));
+    }
+    free(path);
+    return rc;
+}
+
+int vrt_make_dirs(const char *dir, vrt_err *err)
+{
+    char *p = strdup(dir);
+    if (!p)
+        return vrt_err_set(err, VRT_ENOMEM, "out of memory");
+    int rc = 0;
+    for (char *s = p + 1;; s++) {
+        if (*s != '/' && *s != '\0')
+            continue;
+        char c = *s;
+        *s = '\0';
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+            rc = vrt_err_set(err, VRT_EIO, "%s: cannot create directory: %s", p, strerror(errno));
+            break;
+        }
+        *s = c;
+        if (c == '\0')
+            break;
+    }
+    free(p);
+    return rc;
 }

@@ -22,4 +22,10 @@ char *vrt_path_join(const char *dir, const char *name);
 int vrt_read_file(const char *path, size_t max_bytes, const char *what, int missing_ok, char **out,
                   size_t *len, vrt_err *err);
 
+/* Writes len bytes to dir/name (created or truncated); VRT_EIO or
+ * VRT_ENOMEM with a message naming the path. */
+int vrt_write_file(const char *dir, const char *name, const void *data, size_t len, vrt_err *err);
+/* mkdir -p dir (mode 0755); VRT_EIO naming the part that failed. */
+int vrt_make_dirs(const char *dir, vrt_err *err);
+
 #endif

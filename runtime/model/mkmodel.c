@@ -409,59 +409,7 @@ static const char generation_config_json[] = "{\n"
 
 /* ---- the directory ---------------------------------------------------- */
 
-static char *join(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p)
-        snprintf(p, n, "%s/%s", dir, name);
-    return p;
-}
 
-static int write_file(const char *dir, const char *name, const void *data, size_t len, vrt_err *err)
-{
-    char *path = join(dir, name);
-    if (!path)
-        return vrt_err_set(err, VRT_ENOMEM, "out of memory");
-    int rc = 0;
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        rc = vrt_err_set(err, VRT_EIO, "%s: cannot create: %s", path, strerror(errno));
-    } else {
-        size_t k = fwrite(data, 1, len, f);
-        int e = errno;
-        if (fclose(f) != 0 && k == len)
-            e = errno, k = 0;
-        if (k != len)
-            rc = vrt_err_set(err, VRT_EIO, "%s: write failed: %s", path, strerror(e));
-    }
-    free(path);
-    return rc;
-}
-
-/* mkdir -p. */
-static int make_dirs(const char *dir, vrt_err *err)
-{
-    char *p = strdup(dir);
-    if (!p)
-        return vrt_err_set(err, VRT_ENOMEM, "out of memory");
-    int rc = 0;
-    for (char *s = p + 1;; s++) {
-        if (*s != '/' && *s != '\0')
-            continue;
-        char c = *s;
-        *s = '\0';
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-            rc = vrt_err_set(err, VRT_EIO, "%s: cannot create directory: %s", p, strerror(errno));
-            break;
-        }
-        *s = c;
-        if (c == '\0')
-            break;
-    }
-    free(p);
-    return rc;
-}
 
 /* Creates dir or checks that it may be written into. */
 static int prepare_dir(const char *dir, bool force, vrt_err *err)
@@ -470,7 +418,7 @@ static int prepare_dir(const char *dir, bool force, vrt_err *err)
     if (stat(dir, &st) != 0) {
         if (errno != ENOENT)
             return vrt_err_set(err, VRT_EIO, "%s: %s", dir, strerror(errno));
-        return make_dirs(dir, err);
+        return vrt_make_dirs(dir, err);
     }
     if (!S_ISDIR(st.st_mode))
         return vrt_err_set(err, VRT_EINVAL, "%s exists and is not a directory", dir);
@@ -493,7 +441,7 @@ static int prepare_dir(const char *dir, bool force, vrt_err *err)
                            dir);
     if (!empty) {
         /* An index left by a sharded model would shadow model.safetensors. */
-        char *idx = join(dir, "model.safetensors.index.json");
+        char *idx = vrt_path_join(dir, "model.safetensors.index.json");
         if (!idx)
             return vrt_err_set(err, VRT_ENOMEM, "out of memory");
         int r = unlink(idx);
@@ -520,18 +468,18 @@ int vrt_mkmodel_write(const vrt_mkmodel_opts *o, const char *dir, vrt_err *err)
     int cfg_len = config_json(o, cfg, sizeof cfg);
     if (cfg_len < 0)
         return vrt_err_set(err, VRT_EINTERNAL, "config.json longer than %zu bytes", sizeof cfg);
-    if ((rc = write_file(dir, "config.json", cfg, (size_t)cfg_len, err)) != 0 ||
-        (rc = write_file(dir, "generation_config.json", generation_config_json,
+    if ((rc = vrt_write_file(dir, "config.json", cfg, (size_t)cfg_len, err)) != 0 ||
+        (rc = vrt_write_file(dir, "generation_config.json", generation_config_json,
                          sizeof generation_config_json - 1, err)) != 0 ||
-        (rc = write_file(dir, "tokenizer.json", vrt__asset_tokenizer_json,
+        (rc = vrt_write_file(dir, "tokenizer.json", vrt__asset_tokenizer_json,
                          vrt__asset_tokenizer_json_len, err)) != 0 ||
-        (rc = write_file(dir, "tokenizer_config.json", vrt__asset_tokenizer_config_json,
+        (rc = vrt_write_file(dir, "tokenizer_config.json", vrt__asset_tokenizer_config_json,
                          vrt__asset_tokenizer_config_json_len, err)) != 0)
         return rc;
 
     int n = list_tensors(o, NULL);
     gen_tensor *t = calloc((size_t)n, sizeof *t);
-    char *path = join(dir, "model.safetensors");
+    char *path = vrt_path_join(dir, "model.safetensors");
     if (!t || !path) {
         free(t);
         free(path);

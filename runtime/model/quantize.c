@@ -74,26 +74,6 @@ static double now_s(void)
 
 /* ---- files ------------------------------------------------------------------ */
 
-static int write_file(const char *dir, const char *name, const void *data, size_t len, vrt_err *err)
-{
-    char *path = vrt_path_join(dir, name);
-    if (!path)
-        return vrt_err_set(err, VRT_ENOMEM, "out of memory");
-    int rc = 0;
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        rc = vrt_err_set(err, VRT_EIO, "%s: cannot create: %s", path, strerror(errno));
-    } else {
-        size_t k = fwrite(data, 1, len, f);
-        int e = errno;
-        if (fclose(f) != 0 && k == len)
-            e = errno, k = 0;
-        if (k != len)
-            rc = vrt_err_set(err, VRT_EIO, "%s: write failed: %s", path, strerror(e));
-    }
-    free(path);
-    return rc;
-}
 
 static int copy_file(const char *in_dir, const char *out_dir, const char *name, vrt_err *err)
 {
@@ -106,33 +86,11 @@ static int copy_file(const char *in_dir, const char *out_dir, const char *name, 
     if (rc == 1)
         return 0; /* absent: nothing to copy */
     if (!rc)
-        rc = write_file(out_dir, name, data, len, err);
+        rc = vrt_write_file(out_dir, name, data, len, err);
     free(data);
     return rc;
 }
 
-static int make_dirs(const char *dir, vrt_err *err)
-{
-    char *p = strdup(dir);
-    if (!p)
-        return vrt_err_set(err, VRT_ENOMEM, "out of memory");
-    int rc = 0;
-    for (char *s = p + 1;; s++) {
-        if (*s != '/' && *s != '\0')
-            continue;
-        char c = *s;
-        *s = '\0';
-        if (mkdir(p, 0755) != 0 && errno != EEXIST) {
-            rc = vrt_err_set(err, VRT_EIO, "%s: cannot create directory: %s", p, strerror(errno));
-            break;
-        }
-        *s = c;
-        if (c == '\0')
-            break;
-    }
-    free(p);
-    return rc;
-}
 
 static int prepare_out_dir(const char *in_dir, const char *dir, bool force, vrt_err *err)
 {
@@ -145,7 +103,7 @@ static int prepare_out_dir(const char *in_dir, const char *dir, bool force, vrt_
     if (stat(dir, &st) != 0) {
         if (errno != ENOENT)
             return vrt_err_set(err, VRT_EIO, "%s: %s", dir, strerror(errno));
-        return make_dirs(dir, err);
+        return vrt_make_dirs(dir, err);
     }
     if (!S_ISDIR(st.st_mode))
         return vrt_err_set(err, VRT_EINVAL, "%s exists and is not a directory", dir);
@@ -638,7 +596,7 @@ static int write_json(const char *dir, const char *name, cJSON *j, vrt_err *err)
     }
     t[n] = '\n';
     t[n + 1] = 0;
-    int rc = write_file(dir, name, t, n + 1, err);
+    int rc = vrt_write_file(dir, name, t, n + 1, err);
     free(t);
     return rc;
 }
