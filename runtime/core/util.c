@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 char *vrt_path_join(const char *dir, const char *name)
 {
@@ -160,4 +162,45 @@ int vrt_make_dirs(const char *dir, vrt_err *err)
     }
     free(p);
     return rc;
+}
+
+int vrt_prepare_out_dir(const char *dir, int force, const char *const *stale, size_t n_stale,
+                        vrt_err *err)
+{
+    struct stat st;
+    if (stat(dir, &st) != 0) {
+        if (errno != ENOENT)
+            return vrt_err_set(err, VRT_EIO, "%s: %s", dir, strerror(errno));
+        return vrt_make_dirs(dir, err);
+    }
+    if (!S_ISDIR(st.st_mode))
+        return vrt_err_set(err, VRT_EINVAL, "%s exists and is not a directory", dir);
+    DIR *d = opendir(dir);
+    if (!d)
+        return vrt_err_set(err, VRT_EIO, "%s: cannot read directory: %s", dir, strerror(errno));
+    int empty = 1;
+    struct dirent *de;
+    while (empty && (de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            empty = 0;
+    closedir(d);
+    if (empty)
+        return 0;
+    if (!force)
+        return vrt_err_set(err, VRT_EINVAL,
+                           "%s is not empty; refusing to overwrite it (pass --force to replace "
+                           "the model files in it, or choose another directory)",
+                           dir);
+    for (size_t i = 0; i < n_stale; i++) {
+        char *p = vrt_path_join(dir, stale[i]);
+        if (!p)
+            return vrt_err_set(err, VRT_ENOMEM, "out of memory");
+        int r = unlink(p);
+        int e = errno;
+        free(p);
+        if (r != 0 && e != ENOENT)
+            return vrt_err_set(err, VRT_EIO, "%s/%s: cannot remove: %s", dir, stale[i],
+                               strerror(e));
+    }
+    return 0;
 }

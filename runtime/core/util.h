@@ -28,4 +28,11 @@ int vrt_write_file(const char *dir, const char *name, const void *data, size_t l
 /* mkdir -p dir (mode 0755); VRT_EIO naming the part that failed. */
 int vrt_make_dirs(const char *dir, vrt_err *err);
 
+/* Makes dir ready to receive a model: creates it (mkdir -p) or checks that
+ * it is a directory and empty; a non-empty one is refused unless force,
+ * and with force the files named in stale (left by another format, and
+ * that loaders would read first) are removed. */
+int vrt_prepare_out_dir(const char *dir, int force, const char *const *stale, size_t n_stale,
+                        vrt_err *err);
+
 #endif

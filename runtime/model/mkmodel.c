@@ -411,47 +411,12 @@ static const char generation_config_json[] = "{\n"
 
 
 
-/* Creates dir or checks that it may be written into. */
+/* Creates dir or checks that it may be written into; an index left by a
+ * sharded model would shadow model.safetensors. */
 static int prepare_dir(const char *dir, bool force, vrt_err *err)
 {
-    struct stat st;
-    if (stat(dir, &st) != 0) {
-        if (errno != ENOENT)
-            return vrt_err_set(err, VRT_EIO, "%s: %s", dir, strerror(errno));
-        return vrt_make_dirs(dir, err);
-    }
-    if (!S_ISDIR(st.st_mode))
-        return vrt_err_set(err, VRT_EINVAL, "%s exists and is not a directory", dir);
-    DIR *d = opendir(dir);
-    if (!d)
-        return vrt_err_set(err, VRT_EIO, "%s: cannot read directory: %s", dir, strerror(errno));
-    int empty = 1;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
-            empty = 0;
-            break;
-        }
-    closedir(d);
-    if (!empty && !force)
-        return vrt_err_set(err, VRT_EINVAL,
-                           "%s is not empty; refusing to overwrite it (pass --force "
-                           "to replace the model files in it, or choose another "
-                           "directory)",
-                           dir);
-    if (!empty) {
-        /* An index left by a sharded model would shadow model.safetensors. */
-        char *idx = vrt_path_join(dir, "model.safetensors.index.json");
-        if (!idx)
-            return vrt_err_set(err, VRT_ENOMEM, "out of memory");
-        int r = unlink(idx);
-        int e = errno;
-        free(idx);
-        if (r != 0 && e != ENOENT)
-            return vrt_err_set(err, VRT_EIO, "%s/model.safetensors.index.json: cannot remove: %s",
-                               dir, strerror(e));
-    }
-    return 0;
+    static const char *const stale[] = {"model.safetensors.index.json"};
+    return vrt_prepare_out_dir(dir, force, stale, 1, err);
 }
 
 int vrt_mkmodel_write(const vrt_mkmodel_opts *o, const char *dir, vrt_err *err)

@@ -99,41 +99,10 @@ static int prepare_out_dir(const char *in_dir, const char *dir, bool force, vrt_
         return vrt_err_set(err, VRT_EINVAL,
                            "OUT_DIR %s is the input model directory; write to another directory",
                            dir);
-    struct stat st;
-    if (stat(dir, &st) != 0) {
-        if (errno != ENOENT)
-            return vrt_err_set(err, VRT_EIO, "%s: %s", dir, strerror(errno));
-        return vrt_make_dirs(dir, err);
-    }
-    if (!S_ISDIR(st.st_mode))
-        return vrt_err_set(err, VRT_EINVAL, "%s exists and is not a directory", dir);
-    DIR *d = opendir(dir);
-    if (!d)
-        return vrt_err_set(err, VRT_EIO, "%s: cannot read directory: %s", dir, strerror(errno));
-    int empty = 1;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-            empty = 0;
-    closedir(d);
-    if (!empty && !force)
-        return vrt_err_set(err, VRT_EINVAL,
-                           "%s is not empty; refusing to overwrite it (pass --force to replace "
-                           "the model files in it, or choose another directory)",
-                           dir);
-    if (!empty) {
-        /* Files of another format left there would confuse loaders. */
-        const char *stale[] = {"model.safetensors.index.json", "quantize_config.json",
-                               "quant_config.json"};
-        for (size_t i = 0; i < sizeof stale / sizeof stale[0]; i++) {
-            char *p = vrt_path_join(dir, stale[i]);
-            if (!p)
-                return vrt_err_set(err, VRT_ENOMEM, "out of memory");
-            unlink(p);
-            free(p);
-        }
-    }
-    return 0;
+    /* Files of another format left there would confuse loaders. */
+    static const char *const stale[] = {"model.safetensors.index.json", "quantize_config.json",
+                                        "quant_config.json"};
+    return vrt_prepare_out_dir(dir, force, stale, sizeof stale / sizeof stale[0], err);
 }
 
 /* ---- the state of one run --------------------------------------------------- */
