@@ -19,26 +19,6 @@
 #define MM_NB 16 /* weight rows per tile */
 #define MM_TB 64 /* tokens per tile */
 
-/* r[0..3] = w0·x_j, r[4..7] = w1·x_j for the four token rows x0..x3. */
-static inline void dot_2x4(const float *w0, const float *w1, const float *x0, const float *x1,
-                           const float *x2, const float *x3, int64_t K, float *r)
-{
-    float a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
-#pragma omp simd reduction(+ : a0, a1, a2, a3, b0, b1, b2, b3)
-    for (int64_t k = 0; k < K; k++) {
-        float u = w0[k], v = w1[k];
-        a0 += u * x0[k];
-        a1 += u * x1[k];
-        a2 += u * x2[k];
-        a3 += u * x3[k];
-        b0 += v * x0[k];
-        b1 += v * x1[k];
-        b2 += v * x2[k];
-        b3 += v * x3[k];
-    }
-    r[0] = a0, r[1] = a1, r[2] = a2, r[3] = a3;
-    r[4] = b0, r[5] = b1, r[6] = b2, r[7] = b3;
-}
 
 static inline void dot_1x4(const float *w0, const float *x0, const float *x1, const float *x2,
                            const float *x3, int64_t K, float *r)
@@ -66,14 +46,6 @@ static inline void dot_2x1(const float *w0, const float *w1, const float *x0, in
     r[0] = a0, r[1] = b0;
 }
 
-static inline float dot_1x1(const float *w0, const float *x0, int64_t K)
-{
-    float a0 = 0;
-#pragma omp simd reduction(+ : a0)
-    for (int64_t k = 0; k < K; k++)
-        a0 += w0[k] * x0[k];
-    return a0;
-}
 
 /* y[t0..t1)[n0..n0+nb) for weight rows wr (nb of them, contiguous, stride K). */
 static void tile(float *y, const float *x, const float *wr, const float *bias, int64_t N, int64_t K,

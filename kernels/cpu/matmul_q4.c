@@ -141,34 +141,7 @@ static void unpack_row(float *o, const uint32_t *q, int64_t nblk)
                 o[32 * b + 4 * j + l] = (float)(int32_t)((q[4 * b + l] >> (4 * j)) & 15u);
 }
 
-static inline void dot_2x4(const float *w0, const float *w1, const float *x0, const float *x1,
-                           const float *x2, const float *x3, int64_t n, float *r)
-{
-    float a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
-#pragma omp simd reduction(+ : a0, a1, a2, a3, b0, b1, b2, b3)
-    for (int64_t k = 0; k < n; k++) {
-        float u = w0[k], v = w1[k];
-        a0 += u * x0[k];
-        a1 += u * x1[k];
-        a2 += u * x2[k];
-        a3 += u * x3[k];
-        b0 += v * x0[k];
-        b1 += v * x1[k];
-        b2 += v * x2[k];
-        b3 += v * x3[k];
-    }
-    r[0] = a0, r[1] = a1, r[2] = a2, r[3] = a3;
-    r[4] = b0, r[5] = b1, r[6] = b2, r[7] = b3;
-}
 
-static inline float dot_1x1(const float *w0, const float *x0, int64_t n)
-{
-    float a0 = 0;
-#pragma omp simd reduction(+ : a0)
-    for (int64_t k = 0; k < n; k++)
-        a0 += w0[k] * x0[k];
-    return a0;
-}
 
 typedef struct q4_args {
     const vrt_q4 *q;
