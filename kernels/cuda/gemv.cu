@@ -15,14 +15,12 @@
 #define GEMV_WARPS 8  /* rows per block */
 #define GEMV_UNROLL 4 /* 128-bit weight loads in flight per lane */
 
+/* Row n of y = x·Wᵀ + bias, by the calling warp. */
 template <int TT>
-__global__ void gemv_kernel(float *y, const float *x, const void *W, int dtype, int N, int K,
-                            const float *bias, int T, int vec)
+__device__ __forceinline__ void gemv_row(float *y, const float *x, const void *W, int dtype, int N,
+                                         int K, const float *bias, int T, int vec, int n)
 {
     const int lane = threadIdx.x % 32;
-    const int n = blockIdx.x * GEMV_WARPS + threadIdx.x / 32;
-    if (n >= N) /* a whole warp leaves together */
-        return;
     float acc[TT];
     for (int t = 0; t < TT; t++)
         acc[t] = 0.0f;
@@ -80,6 +78,55 @@ __global__ void gemv_kernel(float *y, const float *x, const void *W, int dtype, 
         if (lane == 0 && t < T)
             y[(int64_t)t * N + n] = bias ? s + bias[n] : s;
     }
+}
+
+template <int TT>
+__global__ void gemv_kernel(float *y, const float *x, const void *W, int dtype, int N, int K,
+                            const float *bias, int T, int vec)
+{
+    const int n = blockIdx.x * GEMV_WARPS + threadIdx.x / 32;
+    if (n < N) /* a whole warp takes the same branch */
+        gemv_row<TT>(y, x, W, dtype, N, K, bias, T, vec, n);
+}
+
+/* Several projections of the same x in one launch (q/k/v, gate/up): the
+ * rows of all of them numbered one after another, a warp per row. */
+template <int TT>
+__global__ void gemv_group_kernel(vrt_gemv_group g, const float *x, int dtype, int K, int T,
+                                  unsigned vec_mask)
+{
+    int n = blockIdx.x * GEMV_WARPS + threadIdx.x / 32, m = 0;
+    while (m < g.n && n >= g.N[m]) {
+        n -= g.N[m];
+        m++;
+    }
+    if (m < g.n)
+        gemv_row<TT>(g.y[m], x, g.W[m], dtype, g.N[m], K, g.bias[m], T, (vec_mask >> m) & 1, n);
+}
+
+extern "C" int vrt_cuda_gemv_group(vrt_gemv_group g, const float *x, int dtype, int K, int T,
+                                   void *stream)
+{
+    if (T <= 0 || g.n <= 0)
+        return 0;
+    if (T > VRT_CUDA_GEMV_MAX_T || g.n > VRT_CUDA_GEMV_GROUP)
+        return (int)cudaErrorInvalidConfiguration;
+    int64_t rows = 0;
+    unsigned vec = 0;
+    for (int m = 0; m < g.n; m++) {
+        rows += g.N[m];
+        if (dtype == 1 && K % 8 == 0 && ((uintptr_t)g.W[m] % 16) == 0 && ((uintptr_t)x % 16) == 0)
+            vec |= 1u << m;
+    }
+    const unsigned grid = (unsigned)((rows + GEMV_WARPS - 1) / GEMV_WARPS);
+    const cudaStream_t s = (cudaStream_t)stream;
+    if (T == 1)
+        VRT_LAUNCH(gemv_group_kernel<1>, grid, 32 * GEMV_WARPS, 0, s, g, x, dtype, K, T, vec);
+    else if (T == 2)
+        VRT_LAUNCH(gemv_group_kernel<2>, grid, 32 * GEMV_WARPS, 0, s, g, x, dtype, K, T, vec);
+    else
+        VRT_LAUNCH(gemv_group_kernel<4>, grid, 32 * GEMV_WARPS, 0, s, g, x, dtype, K, T, vec);
+    return (int)cudaGetLastError();
 }
 
 extern "C" int vrt_cuda_gemv(float *y, const float *x, const void *W, int dtype, int N, int K,

@@ -27,6 +27,10 @@ int vrt_cuda_embed(float *out /* [T][D] */, const void *table /* [V][D] */, int 
 /* norm.cu: out = x / sqrt(mean(x²) + eps) * (w + w_offset); out may alias x */
 int vrt_cuda_rmsnorm(float *out /* [T][D] */, const float *x /* [T][D] */, const void *w /* [D] */,
                      int dtype, int T, int D, float eps, float w_offset, void *stream);
+/* norm.cu: x += a, then out = rmsnorm(x) (out may alias a) */
+int vrt_cuda_add_rmsnorm(float *x /* [T][D] */, const float *a /* [T][D] */, float *out /* [T][D] */,
+                         const void *w /* [D] */, int dtype, int T, int D, float eps,
+                         float w_offset, void *stream);
 /* norm.cu: out = (x - mean) / sqrt(var + eps) * w + bias (bias may be NULL) */
 int vrt_cuda_layernorm(float *out /* [T][D] */, const float *x /* [T][D] */,
                        const void *w /* [D] */, int w_dtype, const void *bias /* [D] or NULL */,
@@ -81,6 +85,17 @@ int vrt_cuda_gemv(float *y /* [T][N] */, const float *x /* [T][K] */, const void
 /* Up to 4 tokens: on an H100 the GEMV beat cuBLAS at 1 and 2 tokens and
  * lost at 8 (examples/bench/RESULTS.md). */
 #define VRT_CUDA_GEMV_MAX_T 4
+/* gemv.cu: up to VRT_CUDA_GEMV_GROUP projections of the same x (same K,
+ * same dtype) in one launch, T <= VRT_CUDA_GEMV_MAX_T. */
+#define VRT_CUDA_GEMV_GROUP 4
+typedef struct vrt_gemv_group {
+    int n;
+    const void *W[VRT_CUDA_GEMV_GROUP]; /* [N[m]][K] */
+    float *y[VRT_CUDA_GEMV_GROUP];      /* [T][N[m]] */
+    const float *bias[VRT_CUDA_GEMV_GROUP];
+    int N[VRT_CUDA_GEMV_GROUP];
+} vrt_gemv_group;
+int vrt_cuda_gemv_group(vrt_gemv_group g, const float *x, int dtype, int K, int T, void *stream);
 /* gemv.cu: dst = fp16(src) (round to nearest), for the cuBLAS path */
 int vrt_cuda_to_half(uint16_t *dst, const float *src, int64_t n, void *stream);
 /* gemv.cu: y[t][n] += bias[n] */

@@ -171,6 +171,13 @@ __global__ void matmul_q4_tiled(float *y, const float *x, vrt_q4 q, int N, int K
  * where rows allow, through perm one by one otherwise. Per word it sums
  * q·x and x, and adds s·(Σqx − z·Σx): one scale and zero per 32 columns,
  * since groups are whole multiples of 32. */
+/* A nibble (0..15) as a float without an int-to-float conversion (a slow
+ * instruction on every GPU): 2^23 + u has u in its low mantissa bits. */
+__device__ __forceinline__ float q4_nib(unsigned u)
+{
+    return __uint_as_float(0x4B000000u | u) - 8388608.0f;
+}
+
 #define Q4D_MAXT 4
 #define Q4D_WARPS 8
 #define Q4D_UNROLL 2
@@ -213,8 +220,8 @@ __global__ void matmul_q4_gemv_direct(float *y, const float *x, vrt_q4 q, int N,
                     for (int e4 = 0; e4 < 8; e4++) {
                         const float4 a = xv[e4];
                         const unsigned w = wv[e4 / 2] >> (16 * (e4 % 2));
-                        dot += (float)(w & 15u) * a.x + (float)((w >> 4) & 15u) * a.y +
-                               (float)((w >> 8) & 15u) * a.z + (float)((w >> 12) & 15u) * a.w;
+                        dot += q4_nib(w & 15u) * a.x + q4_nib((w >> 4) & 15u) * a.y +
+                               q4_nib((w >> 8) & 15u) * a.z + q4_nib((w >> 12) & 15u) * a.w;
                         xs += (a.x + a.y) + (a.z + a.w);
                     }
                 } else {
@@ -223,7 +230,7 @@ __global__ void matmul_q4_gemv_direct(float *y, const float *x, vrt_q4 q, int N,
                         if (k >= K)
                             break;
                         const float xv = xr[q.perm ? q.perm[k] : k];
-                        dot += (float)((wv[e / 8] >> (4 * (e % 8))) & 15u) * xv;
+                        dot += q4_nib((wv[e / 8] >> (4 * (e % 8))) & 15u) * xv;
                         xs += xv;
                     }
                 }
@@ -259,7 +266,8 @@ __global__ void q4_dequant_kernel(__half *dst, vrt_q4 q, int N, int K, int Kp)
         for (int j = 0; j < 8; j++) {
             const int k = kb + j;
             if (k < K)
-                row[q.perm ? q.perm[k] : k] = __float2half_rn(((float)((w >> (4 * j)) & 15u) - z) * s);
+                row[q.perm ? q.perm[k] : k] =
+                    __float2half_rn((q4_nib((w >> (4 * j)) & 15u) - z) * s);
         }
     }
 }

@@ -25,6 +25,27 @@ __global__ void rmsnorm_kernel(float *out, const float *x, const void *w, int dt
         o[i] = xr[i] * inv * (vrt_wload(w, dtype, i) + w_offset);
 }
 
+/* x += a, then out = rmsnorm(x): the residual add fused into the norm
+ * that follows it. out may alias a: each element of a is read by the
+ * thread that later writes out there. */
+__global__ void add_rmsnorm_kernel(float *x, const float *a, float *out, const void *w, int dtype,
+                                   int D, float eps, float w_offset)
+{
+    float *xr = x + (int64_t)blockIdx.x * D;
+    const float *ar = a + (int64_t)blockIdx.x * D;
+    float *o = out + (int64_t)blockIdx.x * D;
+    float ss = 0.0f;
+    for (int i = threadIdx.x; i < D; i += blockDim.x) {
+        const float v = xr[i] + ar[i];
+        xr[i] = v;
+        ss += v * v;
+    }
+    ss = vrt_block_sum(ss);
+    const float inv = 1.0f / sqrtf(ss / (float)D + eps);
+    for (int i = threadIdx.x; i < D; i += blockDim.x)
+        o[i] = xr[i] * inv * (vrt_wload(w, dtype, i) + w_offset);
+}
+
 __global__ void layernorm_kernel(float *out, const float *x, const void *w, int w_dtype,
                                  const void *bias, int b_dtype, int D, float eps)
 {
@@ -58,6 +79,16 @@ extern "C" int vrt_cuda_rmsnorm(float *out, const float *x, const void *w, int d
         return 0;
     VRT_LAUNCH(rmsnorm_kernel, (unsigned)T, norm_threads(D), 0, (cudaStream_t)stream, out, x, w,
                dtype, D, eps, w_offset);
+    return (int)cudaGetLastError();
+}
+
+extern "C" int vrt_cuda_add_rmsnorm(float *x, const float *a, float *out, const void *w, int dtype,
+                                    int T, int D, float eps, float w_offset, void *stream)
+{
+    if (T <= 0)
+        return 0;
+    VRT_LAUNCH(add_rmsnorm_kernel, (unsigned)T, norm_threads(D), 0, (cudaStream_t)stream, x, a, out,
+               w, dtype, D, eps, w_offset);
     return (int)cudaGetLastError();
 }
 

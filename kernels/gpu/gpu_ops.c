@@ -115,6 +115,23 @@ static int gpu_rmsnorm(vrt_backend *b, float *out, const float *x, const vrt_wei
                     "rmsnorm", err);
 }
 
+static int gpu_add_rmsnorm(vrt_backend *b, float *x, const float *a, float *out,
+                           const vrt_weight *w, int T, int D, float eps, float w_offset,
+                           vrt_err *err)
+{
+    int rc = check_rows("add_rmsnorm", out, x, T, D, eps, err);
+    if (!rc && T > 0 && !a)
+        rc = vrt_err_set(err, VRT_EINVAL, "add_rmsnorm: NULL a");
+    if (!rc)
+        rc = vrt__cpu_check_weight(w, D, "add_rmsnorm", "w", err);
+    if (rc || T == 0)
+        return rc;
+    return launched(b,
+                    K(b)->add_rmsnorm(x, a, out, w->data, w->dtype, T, D, eps, w_offset,
+                                      K(b)->stream),
+                    "add_rmsnorm", err);
+}
+
 static int gpu_layernorm(vrt_backend *b, float *out, const float *x, const vrt_weight *w,
                          const vrt_weight *bias, int T, int D, float eps, vrt_err *err)
 {
@@ -202,6 +219,42 @@ static int gpu_matmul(vrt_backend *b, float *y, const float *x, const vrt_weight
     return launched(b,
                     K(b)->matmul_fma(y, x, W->data, W->dtype, (int)W->rows, (int)W->cols, bias, T,
                                      K(b)->stream),
+                    "matmul", err);
+}
+
+static int gpu_matmul_group(vrt_backend *b, int n, float *const *y, const float *x,
+                            const vrt_weight *const *W, const float *const *bias, int T,
+                            vrt_err *err)
+{
+    if (n < 1 || !y || !W || !bias)
+        return vrt_err_set(err, VRT_EINVAL, "matmul_group: n = %d or a NULL array", n);
+    /* One launch when every weight is an f16/f32 matrix of the same dtype
+     * and width and the GEMV takes the token count; else one call each. */
+    int one = K(b)->gemv_group && !K(b)->no_custom && T >= 1 && T <= VRT_CUDA_GEMV_MAX_T &&
+              n <= VRT_CUDA_GEMV_GROUP && x;
+    for (int i = 0; i < n && one; i++)
+        one = W[i] && y[i] && (W[i]->dtype == VRT_DT_F16 || W[i]->dtype == VRT_DT_F32) &&
+              W[i]->dtype == W[0]->dtype && W[i]->cols == W[0]->cols && W[i]->rows <= INT32_MAX &&
+              W[i]->cols <= INT32_MAX;
+    if (!one) {
+        for (int i = 0; i < n; i++) {
+            int rc = gpu_matmul(b, y[i], x, W[i], bias[i], T, err);
+            if (rc)
+                return rc;
+        }
+        return 0;
+    }
+    vrt_gemv_group g = {.n = n};
+    for (int i = 0; i < n; i++) {
+        int rc = vrt__cpu_check_weight(W[i], -1, "matmul", "W", err);
+        if (rc)
+            return rc;
+        g.W[i] = W[i]->data;
+        g.y[i] = y[i];
+        g.bias[i] = bias[i];
+        g.N[i] = (int)W[i]->rows;
+    }
+    return launched(b, K(b)->gemv_group(g, x, W[0]->dtype, (int)W[0]->cols, T, K(b)->stream),
                     "matmul", err);
 }
 
@@ -432,9 +485,11 @@ void vrt__gpu_ops_init(vrt_backend *b)
     b->supports_op = vrt__cpu_supports_op;
     b->embed = gpu_embed;
     b->rmsnorm = gpu_rmsnorm;
+    b->add_rmsnorm = K(b)->no_custom ? NULL : gpu_add_rmsnorm;
     b->layernorm = gpu_layernorm;
     b->rope = gpu_rope;
     b->matmul = gpu_matmul;
+    b->matmul_group = gpu_matmul_group;
     b->silu_mul = gpu_silu_mul;
     b->gelu_mul = gpu_gelu_mul;
     b->gelu = gpu_gelu;

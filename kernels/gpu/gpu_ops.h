@@ -19,6 +19,7 @@
 #define VRT_KERNELS_GPU_OPS_H
 
 #include "backend/backend.h"
+#include "cuda/kernels.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -45,6 +46,8 @@ typedef struct vrt_gpu_kernels {
     /* The launchers of kernels/cuda/kernels.h, as built for this backend. */
     int (*embed)(float *, const void *, int, int, const int32_t *, int, void *);
     int (*rmsnorm)(float *, const float *, const void *, int, int, int, float, float, void *);
+    int (*add_rmsnorm)(float *, const float *, float *, const void *, int, int, int, float, float,
+                       void *);
     int (*layernorm)(float *, const float *, const void *, int, const void *, int, int, int, float,
                      void *);
     int (*rope)(float *, const int32_t *, int, int, int, int, int, const float *, void *);
@@ -60,6 +63,7 @@ typedef struct vrt_gpu_kernels {
                       void *);
     int (*gemv)(float *, const float *, const void *, int, int, int, const float *, int, void *);
     int (*matmul_q4)(float *, const float *, vrt_q4, int, int, const float *, int, void *);
+    int (*gemv_group)(vrt_gemv_group, const float *, int, int, int, void *);
     /* An int4 projection of more than VRT_CUDA_GEMV_MAX_T tokens, when the
      * backend has a better way (cuda: dequantize, then cuBLAS); NULL =
      * matmul_q4. Called after the arguments were checked. */
@@ -84,11 +88,12 @@ typedef struct vrt_gpu_kernels {
  * cuda-emu and cuda, each expanding it in its own build (so each names its
  * own copy of the vrt_cuda_* functions). */
 #define VRT_GPU_LAUNCHERS                                                                          \
-    .embed = vrt_cuda_embed, .rmsnorm = vrt_cuda_rmsnorm, .layernorm = vrt_cuda_layernorm,         \
+    .embed = vrt_cuda_embed, .rmsnorm = vrt_cuda_rmsnorm,                                  \
+    .add_rmsnorm = vrt_cuda_add_rmsnorm, .layernorm = vrt_cuda_layernorm,         \
     .rope = vrt_cuda_rope, .silu_mul = vrt_cuda_silu_mul, .gelu_mul = vrt_cuda_gelu_mul,           \
     .gelu = vrt_cuda_gelu, .add = vrt_cuda_add, .kv_store = vrt_cuda_kv_store,                     \
     .attention = vrt_cuda_attention, .matmul_fma = vrt_cuda_matmul, .gemv = vrt_cuda_gemv,         \
-    .matmul_q4 = vrt_cuda_matmul_q4, .attn_decode = vrt_cuda_attn_decode,                          \
+    .matmul_q4 = vrt_cuda_matmul_q4, .gemv_group = vrt_cuda_gemv_group, .attn_decode = vrt_cuda_attn_decode,                          \
     .attn_decode_ok = vrt_cuda_attn_decode_ok,                                                     \
     .attn_decode_scratch = vrt_cuda_attn_decode_scratch, .attn_prefill = vrt_cuda_attn_prefill,    \
     .attn_prefill_ok = vrt_cuda_attn_prefill_ok, .moe_topk = vrt_cuda_moe_topk

@@ -175,6 +175,12 @@ struct vrt_backend {
     int (*rmsnorm)(vrt_backend *b, float *out /* [T][D] */, const float *x /* [T][D] */,
                    const vrt_weight *w /* [D] */, int T, int D, float eps, float w_offset,
                    vrt_err *err);
+    /* x = x + a, then out = rmsnorm(x) as above: the residual add fused
+     * into the norm after it. out may alias a. Optional: NULL where a
+     * backend has nothing better than add then rmsnorm. */
+    int (*add_rmsnorm)(vrt_backend *b, float *x /* [T][D] */, const float *a /* [T][D] */,
+                       float *out /* [T][D] */, const vrt_weight *w /* [D] */, int T, int D,
+                       float eps, float w_offset, vrt_err *err);
     /* out = (x - mean) / sqrt(var + eps) * w + bias. out may alias x. */
     int (*layernorm)(vrt_backend *b, float *out /* [T][D] */, const float *x /* [T][D] */,
                      const vrt_weight *w /* [D] */, const vrt_weight *bias /* [D] or NULL */, int T,
@@ -191,6 +197,12 @@ struct vrt_backend {
     int (*matmul)(vrt_backend *b, float *y /* [T][N] */, const float *x /* [T][K] */,
                   const vrt_weight *W /* [N][K] */, const float *bias /* [N] or NULL */, int T,
                   vrt_err *err);
+    /* Several projections of the same x at once (q/k/v, gate/up):
+     * y[i] = x·W[i]ᵀ + bias[i] for i < n (bias[i] may be NULL). Optional:
+     * NULL where a backend has nothing better than n matmul calls (the
+     * forward pass then makes them). */
+    int (*matmul_group)(vrt_backend *b, int n, float *const *y, const float *x,
+                        const vrt_weight *const *W, const float *const *bias, int T, vrt_err *err);
     /* out = silu(gate) * up. */
     int (*silu_mul)(vrt_backend *b, float *out /* [n] */, const float *gate /* [n] */,
                     const float *up /* [n] */, int64_t n, vrt_err *err);

@@ -140,8 +140,41 @@ static int update_inv_freq(vrt_model *m, int max_ctx, vrt_err *err)
     return rc;
 }
 
+/* y[i] = x·W[i]ᵀ + bias[i]: one matmul_group call where the backend has
+ * it, else one matmul each. */
+static int matmul_n(vrt_backend *be, int n, float *const *y, const float *x,
+                    const vrt_weight *const *W, const float *const *bias, int T, vrt_err *err)
+{
+    if (be->matmul_group)
+        return be->matmul_group(be, n, y, x, W, bias, T, err);
+    for (int i = 0; i < n; i++) {
+        int rc = be->matmul(be, y[i], x, W[i], bias[i], T, err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* x = x + a, then out = norm(x): one fused op where the backend has it
+ * (RMSNorm), else add then norm. */
+static int add_norm(vrt_model *m, float *x, const float *a, float *out, const vrt_weight *w, int T,
+                    vrt_err *err)
+{
+    vrt_backend *be = m->be;
+    const int D = m->cfg.hidden_size;
+    if (be->add_rmsnorm && m->arch.norm_kind != VRT_NORM_LAYER)
+        return be->add_rmsnorm(be, x, a, out, w, T, D, (float)m->cfg.rms_norm_eps,
+                               m->arch.norm_w_offset, err);
+    int rc = be->add(be, x, x, a, (int64_t)T * D, err);
+    return rc ? rc : norm(m, out, x, w, T, err);
+}
+
+/* One decoder layer. fused: the backend fuses residual adds into norms:
+ * this layer starts by adding the previous layer's MLP output (left in
+ * xn, pending unless l == 0) and leaves its own in xn for the next one
+ * (run_ops adds the last). */
 static int layer(vrt_model *m, vrt_kv_cache *kv, int l, int T, const vrt_attn_batch *ab,
-                 int all_decode, vrt_err *err)
+                 int all_decode, int fused, vrt_err *err)
 {
     vrt_backend *be = m->be;
     vrt_workspace *w = &m->ws;
@@ -162,13 +195,19 @@ static int layer(vrt_model *m, vrt_kv_cache *kv, int l, int T, const vrt_attn_ba
         if (cap && (rc = capture.fn(capture.ud, l, (which), (x), T, (K), err)) != 0)               \
             return rc;                                                                             \
     } while (0)
-    /* h = input_layernorm(x) */
-    TRY(norm(m, w->xn, w->x, &lw->attn_norm, T, err));
+    /* h = input_layernorm(x) (after x += the previous MLP's output) */
+    if (fused && l > 0)
+        TRY(add_norm(m, w->x, w->xn, w->xn, &lw->attn_norm, T, err));
+    else
+        TRY(norm(m, w->xn, w->x, &lw->attn_norm, T, err));
     CAPTURE(VRT_CAP_ATTN_IN, w->xn, D);
-    /* q, k, v projections */
-    TRY(be->matmul(be, w->q, w->xn, &lw->wq, lw->bq, T, err));
-    TRY(be->matmul(be, w->k, w->xn, &lw->wk, lw->bk, T, err));
-    TRY(be->matmul(be, w->v, w->xn, &lw->wv, lw->bv, T, err));
+    /* q, k, v projections (one launch where the backend can) */
+    {
+        float *const ys[3] = {w->q, w->k, w->v};
+        const vrt_weight *const ws[3] = {&lw->wq, &lw->wk, &lw->wv};
+        const float *const bs[3] = {lw->bq, lw->bk, lw->bv};
+        TRY(matmul_n(be, 3, ys, w->xn, ws, bs, T, err));
+    }
     /* rotary embedding on q and k */
     TRY(be->rope(be, w->q, w->pos, T, H, hd, m->arch.rot_dim, m->arch.rope_interleaved, w->inv_freq,
                  err));
@@ -184,16 +223,19 @@ static int layer(vrt_model *m, vrt_kv_cache *kv, int l, int T, const vrt_attn_ba
     /* x = x + o_proj(attn) */
     CAPTURE(VRT_CAP_O_IN, w->attn, H * hd);
     TRY(be->matmul(be, w->xn, w->attn, &lw->wo, lw->bo, T, err));
-    TRY(be->add(be, w->x, w->x, w->xn, (int64_t)T * D, err));
     /* x = x + down(act(gate(h)) * up(h)), h = post_attention_layernorm(x) */
-    TRY(norm(m, w->xn, w->x, &lw->ffn_norm, T, err));
+    TRY(add_norm(m, w->x, w->xn, w->xn, &lw->ffn_norm, T, err));
     CAPTURE(VRT_CAP_MLP_IN, w->xn, D);
     int64_t n = (int64_t)T * F;
     switch (m->arch.mlp_kind) {
     case VRT_MLP_SILU_GATED:
     case VRT_MLP_GELU_GATED:
-        TRY(be->matmul(be, w->gate, w->xn, &lw->w_gate, lw->b_gate, T, err));
-        TRY(be->matmul(be, w->up, w->xn, &lw->w_up, lw->b_up, T, err));
+    {
+        float *const ys[2] = {w->gate, w->up};
+        const vrt_weight *const ws[2] = {&lw->w_gate, &lw->w_up};
+        const float *const bs[2] = {lw->b_gate, lw->b_up};
+        TRY(matmul_n(be, 2, ys, w->xn, ws, bs, T, err));
+    }
         if (m->arch.mlp_kind == VRT_MLP_SILU_GATED)
             TRY(be->silu_mul(be, w->gate, w->gate, w->up, n, err));
         else
@@ -206,7 +248,8 @@ static int layer(vrt_model *m, vrt_kv_cache *kv, int l, int T, const vrt_attn_ba
     }
     CAPTURE(VRT_CAP_DOWN_IN, w->gate, F);
     TRY(be->matmul(be, w->xn, w->gate, &lw->w_down, lw->b_down, T, err));
-    TRY(be->add(be, w->x, w->x, w->xn, (int64_t)T * D, err));
+    if (!fused)
+        TRY(be->add(be, w->x, w->x, w->xn, (int64_t)T * D, err));
 #undef CAPTURE
 #undef TRY
     return 0;
@@ -222,8 +265,11 @@ static int run_ops(vrt_model *m, vrt_kv_cache *kv, int T, int n_out, const vrt_a
     const int D = m->cfg.hidden_size;
     /* x = embed_tokens(tokens) */
     int rc = be->embed(be, w->x, &m->embed, w->tokens, T, err);
+    const int fused = be->add_rmsnorm && m->arch.norm_kind != VRT_NORM_LAYER;
     for (int l = 0; l < m->cfg.num_hidden_layers && !rc; l++)
-        rc = layer(m, kv, l, T, ab, all_decode, err);
+        rc = layer(m, kv, l, T, ab, all_decode, fused, err);
+    if (!rc && fused) /* the last layer's MLP output */
+        rc = be->add(be, w->x, w->x, w->xn, (int64_t)T * D, err);
     if (rc)
         return rc;
     /* logits = lm_head(norm(x[rows])): gather the rows with the embed op

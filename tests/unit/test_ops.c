@@ -496,6 +496,128 @@ TEST(ops_rope)
 
 /* ---- matmul ---- */
 
+/* add_rmsnorm: x += a, out = rmsnorm(x), on the backends that fuse it;
+ * out aliasing a as the forward pass uses it. */
+TEST(ops_add_rmsnorm)
+{
+    const double tol = 1e-5;
+    static const int shapes[][2] = {{1, 37}, {37, 64}, {5, 4096}, {3, 300}};
+    vrt_backend *bs[MAX_BACKENDS];
+    int nb = open_backends(bs), failed = 0, ran = 0;
+    rng_seed(15);
+    for (int bi = 0; bi < nb; bi++)
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            vrt_backend *b = bs[bi];
+            if (!b->add_rmsnorm)
+                continue;
+            const int T = shapes[si][0], D = shapes[si][1];
+            const size_t n = (size_t)T * D;
+            float *x = rand_f32(n, -2, 2), *a = rand_f32(n, -2, 2), *sum = malloc(n * 4);
+            for (size_t i = 0; i < n; i++)
+                sum[i] = x[i] + a[i];
+            tweight w;
+            ASSERT_EQ_INT(tweight_new(&w, b, VRT_DT_F16, 1, D, 0.5f, 1.5f), 0);
+            dbuf dx, da;
+            ASSERT_EQ_INT(dbuf_new(&dx, b, n * 4, x), 0);
+            ASSERT_EQ_INT(dbuf_new(&da, b, n * 4, a), 0);
+            vrt_err err = {0};
+            ASSERT_OK(b->add_rmsnorm(b, dx.p, da.p, da.p, &w.dev, T, D, 1e-5f, 0.0f, &err), &err);
+            float *got_x = malloc(n * 4), *got = malloc(n * 4);
+            double *ref = malloc(n * sizeof(double)), *ref_x = malloc(n * sizeof(double));
+            int g = dbuf_read(&dx, got_x, "x") == 0 && dbuf_read(&da, got, "out") == 0;
+            vrt_ref_rmsnorm(ref, sum, &w.host, T, D, 1e-5f, 0.0f);
+            for (size_t i = 0; i < n; i++)
+                ref_x[i] = sum[i];
+            char shape[64];
+            snprintf(shape, sizeof shape, "T=%d D=%d (x and out)", T, D);
+            double e = fmax(norm_err(got, ref, n), norm_err(got_x, ref_x, n));
+            failed += !report(b, "add_rmsnorm", shape, e, tol, g);
+            ran++;
+            free(x);
+            free(a);
+            free(sum);
+            free(got_x);
+            free(got);
+            free(ref);
+            free(ref_x);
+            dbuf_free(&dx);
+            dbuf_free(&da);
+            tweight_free(&w);
+        }
+    close_backends(bs, nb);
+    ASSERT(ran > 0);
+    ASSERT_EQ_INT(failed, 0);
+}
+
+/* matmul_group: projections of one x in one call (q/k/v, gate/up), on
+ * the backends that have it; each output against the reference. */
+TEST(ops_matmul_group)
+{
+    const double tol = 1e-5;
+    static const int shapes[][5] = {
+        /* T, K, N0, N1, N2 (0 = only two) */
+        {1, 256, 64, 16, 16}, {3, 40, 9, 33, 0}, {4, 1024, 128, 32, 32}, {2, 96, 7, 5, 3},
+        {9, 64, 16, 8, 8}, /* above the GEMV's 4 tokens: one matmul each */
+    };
+    vrt_backend *bs[MAX_BACKENDS];
+    int nb = open_backends(bs), failed = 0, ran = 0;
+    rng_seed(14);
+    for (int bi = 0; bi < nb; bi++)
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++)
+            for (int dt = VRT_DT_F32; dt <= VRT_DT_F16; dt++) {
+                vrt_backend *b = bs[bi];
+                if (!b->matmul_group)
+                    continue;
+                const int T = shapes[si][0], K = shapes[si][1], n = shapes[si][4] ? 3 : 2;
+                float *x = rand_f32((size_t)T * K, -1, 1);
+                dbuf dx, dy[3], dbias[3];
+                tweight w[3];
+                float *bias[3];
+                ASSERT_EQ_INT(dbuf_new(&dx, b, sizeof(float) * T * K, x), 0);
+                float *ys[3];
+                const vrt_weight *ws[3];
+                const float *bsv[3];
+                for (int i = 0; i < n; i++) {
+                    const int N = shapes[si][2 + i];
+                    bias[i] = rand_f32((size_t)N, -1, 1);
+                    ASSERT_EQ_INT(tweight_new(&w[i], b, dt, N, K, -1, 1), 0);
+                    ASSERT_EQ_INT(dbuf_new(&dy[i], b, sizeof(float) * T * N, NULL), 0);
+                    ASSERT_EQ_INT(dbuf_new(&dbias[i], b, sizeof(float) * N, bias[i]), 0);
+                    ys[i] = dy[i].p;
+                    ws[i] = &w[i].dev;
+                    bsv[i] = i == 1 ? NULL : dbias[i].p; /* one without bias */
+                }
+                vrt_err err = {0};
+                ASSERT_OK(b->matmul_group(b, n, ys, dx.p, ws, bsv, T, &err), &err);
+                for (int i = 0; i < n; i++) {
+                    const int N = shapes[si][2 + i];
+                    float *got = malloc(sizeof(float) * T * N);
+                    double *ref = malloc(sizeof(double) * T * N);
+                    int g = dbuf_read(&dy[i], got, "matmul_group y") == 0;
+                    vrt_ref_matmul(ref, x, &w[i].host, i == 1 ? NULL : bias[i], T);
+                    char shape[128];
+                    snprintf(shape, sizeof shape, "T=%d K=%d N=%d %s (%d of %d)", T, K, N, dtn(dt),
+                             i + 1, n);
+                    double t = strcmp(b->name, "cuda") == 0 && dt == VRT_DT_F16 && T > 4 ? 2e-3
+                                                                                         : tol;
+                    failed += !report(b, "matmul_group", shape, norm_err(got, ref, (size_t)T * N),
+                                      t, g);
+                    ran++;
+                    free(got);
+                    free(ref);
+                    dbuf_free(&dy[i]);
+                    dbuf_free(&dbias[i]);
+                    tweight_free(&w[i]);
+                    free(bias[i]);
+                }
+                dbuf_free(&dx);
+                free(x);
+            }
+    close_backends(bs, nb);
+    ASSERT(ran > 0);
+    ASSERT_EQ_INT(failed, 0);
+}
+
 TEST(ops_matmul)
 {
     /* f32 accumulation of K products in [-1, 1]: SIMD partial sums keep the
