@@ -230,7 +230,9 @@ static int gpu_matmul_group(vrt_backend *b, int n, float *const *y, const float 
         return vrt_err_set(err, VRT_EINVAL, "matmul_group: n = %d or a NULL array", n);
     /* One launch when every weight is an f16/f32 matrix of the same dtype
      * and width and the GEMV takes the token count; else one call each. */
-    int one = K(b)->gemv_group && !K(b)->no_custom && T >= 1 && T <= VRT_CUDA_GEMV_MAX_T &&
+    /* Only from 3 tokens: on an H100 one launch for q/k/v and for gate/up
+     * gained 6 % at 4 tokens and lost 8 % at 1 (examples/bench/RESULTS.md). */
+    int one = K(b)->gemv_group && !K(b)->no_custom && T >= 3 && T <= VRT_CUDA_GEMV_MAX_T &&
               n <= VRT_CUDA_GEMV_GROUP && x;
     for (int i = 0; i < n && one; i++)
         one = W[i] && y[i] && (W[i]->dtype == VRT_DT_F16 || W[i]->dtype == VRT_DT_F32) &&
@@ -482,14 +484,21 @@ static int gpu_moe_topk(vrt_backend *b, const float *router_logits, int T, int E
 
 void vrt__gpu_ops_init(vrt_backend *b)
 {
+    /* V100RT_NO_FUSION=1 leaves the fused ops out (the forward pass then
+     * makes separate calls), =group or =norm only one of them: for
+     * comparing them in benchmarks. */
+    const char *nf = getenv("V100RT_NO_FUSION");
+    const int off = nf && *nf && strcmp(nf, "0") != 0;
+    const int fuse_group = !(off && strcmp(nf, "norm") != 0);
+    const int fuse = !(off && strcmp(nf, "group") != 0);
     b->supports_op = vrt__cpu_supports_op;
     b->embed = gpu_embed;
     b->rmsnorm = gpu_rmsnorm;
-    b->add_rmsnorm = K(b)->no_custom ? NULL : gpu_add_rmsnorm;
+    b->add_rmsnorm = K(b)->no_custom || !fuse ? NULL : gpu_add_rmsnorm;
     b->layernorm = gpu_layernorm;
     b->rope = gpu_rope;
     b->matmul = gpu_matmul;
-    b->matmul_group = gpu_matmul_group;
+    b->matmul_group = fuse_group ? gpu_matmul_group : NULL;
     b->silu_mul = gpu_silu_mul;
     b->gelu_mul = gpu_gelu_mul;
     b->gelu = gpu_gelu;

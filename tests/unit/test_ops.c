@@ -556,7 +556,7 @@ TEST(ops_matmul_group)
     const double tol = 1e-5;
     static const int shapes[][5] = {
         /* T, K, N0, N1, N2 (0 = only two) */
-        {1, 256, 64, 16, 16}, {3, 40, 9, 33, 0}, {4, 1024, 128, 32, 32}, {2, 96, 7, 5, 3},
+        {1, 256, 64, 16, 16}, {3, 40, 9, 33, 0}, {4, 1024, 128, 32, 32}, {3, 96, 7, 5, 3},
         {9, 64, 16, 8, 8}, /* above the GEMV's 4 tokens: one matmul each */
     };
     vrt_backend *bs[MAX_BACKENDS];
