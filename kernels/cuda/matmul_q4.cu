@@ -180,70 +180,76 @@ __device__ __forceinline__ float q4_nib(unsigned u)
 
 #define Q4D_MAXT 4
 #define Q4D_WARPS 8
-#define Q4D_UNROLL 2
+#define Q4D_RPW 4 /* rows per warp: each activation load serves 4 rows */
 
 template <int TT>
 __global__ void matmul_q4_gemv_direct(float *y, const float *x, vrt_q4 q, int N, int K, int Kp,
                                       const float *bias, int T, int vec)
 {
     const int lane = threadIdx.x % 32;
-    const int n = blockIdx.x * Q4D_WARPS + threadIdx.x / 32;
-    if (n >= N) /* the whole warp leaves */
+    const int n0 = (blockIdx.x * Q4D_WARPS + threadIdx.x / 32) * Q4D_RPW;
+    if (n0 >= N) /* the whole warp leaves */
         return;
-    const int nv = Kp / 32;
+    const int nv = Kp / 32, wpr = Kp / 8;
     const int G = q.group_size >= K ? Kp : q.group_size;
-    const uint4 *wr = reinterpret_cast<const uint4 *>(q.qweight + (int64_t)n * (Kp / 8));
-    const uint16_t *sr = q.scales + (int64_t)n * q.n_groups;
-    const uint16_t *zr = q.zeros + (int64_t)n * q.n_groups;
-    float acc[TT];
-    for (int t = 0; t < TT; t++)
-        acc[t] = 0.0f;
-    for (int i0 = lane; i0 < nv; i0 += 32 * Q4D_UNROLL) {
-        uint4 u[Q4D_UNROLL];
-        for (int j = 0; j < Q4D_UNROLL; j++)
-            u[j] = i0 + 32 * j < nv ? wr[i0 + 32 * j] : make_uint4(0u, 0u, 0u, 0u);
-        for (int j = 0; j < Q4D_UNROLL; j++) {
-            const int i = i0 + 32 * j;
-            if (i >= nv)
+    float acc[Q4D_RPW][TT];
+    for (int r = 0; r < Q4D_RPW; r++)
+        for (int t = 0; t < TT; t++)
+            acc[r][t] = 0.0f;
+    for (int i = lane; i < nv; i += 32) {
+        /* The word i of each of the warp's rows: Q4D_RPW loads in flight. */
+        uint4 u[Q4D_RPW];
+        for (int r = 0; r < Q4D_RPW; r++)
+            u[r] = n0 + r < N ? reinterpret_cast<const uint4 *>(q.qweight +
+                                                                (int64_t)(n0 + r) * wpr)[i]
+                              : make_uint4(0u, 0u, 0u, 0u);
+        const int kb = 32 * i, g = kb / G;
+        for (int t = 0; t < TT; t++) {
+            if (t >= T)
                 break;
-            const int kb = 32 * i, g = kb / G;
-            const float s = __half2float(__ushort_as_half(sr[g]));
-            const float z = __half2float(__ushort_as_half(zr[g]));
-            const unsigned wv[4] = {u[j].x, u[j].y, u[j].z, u[j].w};
-            for (int t = 0; t < TT; t++) {
-                if (t >= T)
-                    break;
-                const float *xr = x + (int64_t)t * K;
-                float dot = 0.0f, xs = 0.0f;
-                if (vec && kb + 32 <= K) {
-                    const float4 *xv = reinterpret_cast<const float4 *>(xr + kb);
-                    for (int e4 = 0; e4 < 8; e4++) {
-                        const float4 a = xv[e4];
-                        const unsigned w = wv[e4 / 2] >> (16 * (e4 % 2));
-                        dot += q4_nib(w & 15u) * a.x + q4_nib((w >> 4) & 15u) * a.y +
-                               q4_nib((w >> 8) & 15u) * a.z + q4_nib((w >> 12) & 15u) * a.w;
-                        xs += (a.x + a.y) + (a.z + a.w);
-                    }
-                } else {
-                    for (int e = 0; e < 32; e++) {
-                        const int k = kb + e;
-                        if (k >= K)
-                            break;
-                        const float xv = xr[q.perm ? q.perm[k] : k];
-                        dot += q4_nib((wv[e / 8] >> (4 * (e % 8))) & 15u) * xv;
-                        xs += xv;
-                    }
+            /* The 32 activations of these columns, once for all rows. */
+            const float *xr = x + (int64_t)t * K;
+            float xv[32], xs = 0.0f;
+            if (vec && kb + 32 <= K) {
+                const float4 *x4 = reinterpret_cast<const float4 *>(xr + kb);
+                for (int e4 = 0; e4 < 8; e4++) {
+                    const float4 a = x4[e4];
+                    xv[4 * e4] = a.x;
+                    xv[4 * e4 + 1] = a.y;
+                    xv[4 * e4 + 2] = a.z;
+                    xv[4 * e4 + 3] = a.w;
                 }
-                acc[t] += s * (dot - z * xs);
+            } else {
+                for (int e = 0; e < 32; e++) {
+                    const int k = kb + e;
+                    xv[e] = k < K ? xr[q.perm ? q.perm[k] : k] : 0.0f;
+                }
+            }
+            for (int e = 0; e < 32; e++)
+                xs += xv[e];
+            for (int r = 0; r < Q4D_RPW; r++) {
+                if (n0 + r >= N)
+                    break;
+                const unsigned wv[4] = {u[r].x, u[r].y, u[r].z, u[r].w};
+                float dot = 0.0f;
+                for (int e = 0; e < 32; e++)
+                    dot += q4_nib((wv[e / 8] >> (4 * (e % 8))) & 15u) * xv[e];
+                const int64_t sg = (int64_t)(n0 + r) * q.n_groups + g;
+                const float sc = __half2float(__ushort_as_half(q.scales[sg]));
+                const float z = __half2float(__ushort_as_half(q.zeros[sg]));
+                acc[r][t] += sc * (dot - z * xs);
             }
         }
     }
-    for (int t = 0; t < TT; t++) {
-        if (t >= T)
-            break;
-        const float v = vrt_warp_sum(acc[t]);
-        if (lane == 0)
-            y[(int64_t)t * N + n] = bias ? v + bias[n] : v;
+    for (int r = 0; r < Q4D_RPW; r++) {
+        const int n = n0 + r;
+        for (int t = 0; t < TT; t++) {
+            if (t >= T)
+                break;
+            const float v = vrt_warp_sum(acc[r][t]);
+            if (lane == 0 && n < N)
+                y[(int64_t)t * N + n] = bias ? v + bias[n] : v;
+        }
     }
 }
 
@@ -290,7 +296,8 @@ extern "C" int vrt_cuda_matmul_q4(float *y, const float *x, vrt_q4 q, int N, int
     const int Kp = (K + VRT_Q4_KBLOCK - 1) / VRT_Q4_KBLOCK * VRT_Q4_KBLOCK;
     if (T <= Q4D_MAXT) {
         const int vec = !q.perm && K % 4 == 0 && ((uintptr_t)x % 16) == 0;
-        const dim3 grid((unsigned)((N + Q4D_WARPS - 1) / Q4D_WARPS));
+        const int rows_per_block = Q4D_WARPS * Q4D_RPW;
+        const dim3 grid((unsigned)((N + rows_per_block - 1) / rows_per_block));
         const cudaStream_t st = (cudaStream_t)stream;
         if (T == 1)
             VRT_LAUNCH(matmul_q4_gemv_direct<1>, grid, 32 * Q4D_WARPS, 0, st, y, x, q, N, K, Kp,
