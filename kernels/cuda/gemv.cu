@@ -80,6 +80,69 @@ __device__ __forceinline__ void gemv_row(float *y, const float *x, const void *W
     }
 }
 
+/* Rows n and n + 1 (when < N) by the calling warp, 128-bit loads only
+ * (K % 8 == 0, aligned): each activation load serves both rows. */
+template <int TT>
+__device__ __forceinline__ void gemv_rows2(float *y, const float *x, const void *W, int N, int K,
+                                           const float *bias, int T, int n)
+{
+    const int lane = threadIdx.x % 32, nv = K / 8;
+    const bool two = n + 1 < N;
+    const uint4 *wr0 = reinterpret_cast<const uint4 *>(reinterpret_cast<const __half *>(W) +
+                                                       (int64_t)n * K);
+    const uint4 *wr1 = two ? wr0 + nv : wr0;
+    float acc[2][TT];
+    for (int r = 0; r < 2; r++)
+        for (int t = 0; t < TT; t++)
+            acc[r][t] = 0.0f;
+    for (int i0 = lane; i0 < nv; i0 += 32 * (GEMV_UNROLL / 2)) {
+        uint4 u[2][GEMV_UNROLL / 2];
+        for (int j = 0; j < GEMV_UNROLL / 2; j++) {
+            const int i = i0 + 32 * j;
+            u[0][j] = i < nv ? wr0[i] : make_uint4(0u, 0u, 0u, 0u);
+            u[1][j] = i < nv ? wr1[i] : make_uint4(0u, 0u, 0u, 0u);
+        }
+        for (int j = 0; j < GEMV_UNROLL / 2; j++) {
+            const int i = i0 + 32 * j;
+            if (i >= nv)
+                break;
+            float w[2][8];
+            for (int r = 0; r < 2; r++) {
+                const unsigned wv[4] = {u[r][j].x, u[r][j].y, u[r][j].z, u[r][j].w};
+                for (int e = 0; e < 4; e++) {
+                    w[r][2 * e] = __half2float(__ushort_as_half((unsigned short)(wv[e] & 0xffffu)));
+                    w[r][2 * e + 1] = __half2float(__ushort_as_half((unsigned short)(wv[e] >> 16)));
+                }
+            }
+            for (int t = 0; t < TT; t++) {
+                if (t >= T)
+                    break;
+                const float4 *xv = reinterpret_cast<const float4 *>(x + (int64_t)t * K + 8 * i);
+                const float4 a = xv[0], c = xv[1];
+                for (int r = 0; r < 2; r++)
+                    acc[r][t] += w[r][0] * a.x + w[r][1] * a.y + w[r][2] * a.z + w[r][3] * a.w +
+                                 w[r][4] * c.x + w[r][5] * c.y + w[r][6] * c.z + w[r][7] * c.w;
+            }
+        }
+    }
+    for (int r = 0; r < 2; r++)
+        for (int t = 0; t < TT; t++) {
+            const float v = vrt_warp_sum(acc[r][t]);
+            if (lane == 0 && t < T && (r == 0 || two))
+                y[(int64_t)t * N + n + r] = bias ? v + bias[n + r] : v;
+        }
+}
+
+/* The vectorized path: two rows per warp. */
+template <int TT>
+__global__ void gemv2_kernel(float *y, const float *x, const void *W, int N, int K,
+                             const float *bias, int T)
+{
+    const int n = (blockIdx.x * GEMV_WARPS + threadIdx.x / 32) * 2;
+    if (n < N) /* a whole warp takes the same branch */
+        gemv_rows2<TT>(y, x, W, N, K, bias, T, n);
+}
+
 template <int TT>
 __global__ void gemv_kernel(float *y, const float *x, const void *W, int dtype, int N, int K,
                             const float *bias, int T, int vec)
@@ -140,8 +203,18 @@ extern "C" int vrt_cuda_gemv(float *y, const float *x, const void *W, int dtype,
      * base) and 16-byte aligned activation rows. */
     const int vec = dtype == 1 && K % 8 == 0 && ((uintptr_t)W % 16) == 0 &&
                     ((uintptr_t)x % 16) == 0;
-    const unsigned grid = (unsigned)((N + GEMV_WARPS - 1) / GEMV_WARPS);
     const cudaStream_t s = (cudaStream_t)stream;
+    if (vec) {
+        const unsigned grid2 = (unsigned)((N + 2 * GEMV_WARPS - 1) / (2 * GEMV_WARPS));
+        if (T == 1)
+            VRT_LAUNCH(gemv2_kernel<1>, grid2, 32 * GEMV_WARPS, 0, s, y, x, W, N, K, bias, T);
+        else if (T == 2)
+            VRT_LAUNCH(gemv2_kernel<2>, grid2, 32 * GEMV_WARPS, 0, s, y, x, W, N, K, bias, T);
+        else
+            VRT_LAUNCH(gemv2_kernel<4>, grid2, 32 * GEMV_WARPS, 0, s, y, x, W, N, K, bias, T);
+        return (int)cudaGetLastError();
+    }
+    const unsigned grid = (unsigned)((N + GEMV_WARPS - 1) / GEMV_WARPS);
     if (T == 1)
         VRT_LAUNCH(gemv_kernel<1>, grid, 32 * GEMV_WARPS, 0, s, y, x, W, dtype, N, K, bias, T, vec);
     else if (T == 2)
