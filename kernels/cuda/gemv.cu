@@ -204,14 +204,12 @@ extern "C" int vrt_cuda_gemv(float *y, const float *x, const void *W, int dtype,
     const int vec = dtype == 1 && K % 8 == 0 && ((uintptr_t)W % 16) == 0 &&
                     ((uintptr_t)x % 16) == 0;
     const cudaStream_t s = (cudaStream_t)stream;
-    if (vec) {
+    /* Two rows per warp only at two tokens: on an H100 it took a step from
+     * 2.50 to 2.18 ms there, but from 2.07 to 2.52 ms at one token (half
+     * the warps) and from 2.86 to 3.11 at four (examples/bench/RESULTS.md). */
+    if (vec && T == 2) {
         const unsigned grid2 = (unsigned)((N + 2 * GEMV_WARPS - 1) / (2 * GEMV_WARPS));
-        if (T == 1)
-            VRT_LAUNCH(gemv2_kernel<1>, grid2, 32 * GEMV_WARPS, 0, s, y, x, W, N, K, bias, T);
-        else if (T == 2)
-            VRT_LAUNCH(gemv2_kernel<2>, grid2, 32 * GEMV_WARPS, 0, s, y, x, W, N, K, bias, T);
-        else
-            VRT_LAUNCH(gemv2_kernel<4>, grid2, 32 * GEMV_WARPS, 0, s, y, x, W, N, K, bias, T);
+        VRT_LAUNCH(gemv2_kernel<2>, grid2, 32 * GEMV_WARPS, 0, s, y, x, W, N, K, bias, T);
         return (int)cudaGetLastError();
     }
     const unsigned grid = (unsigned)((N + GEMV_WARPS - 1) / GEMV_WARPS);
