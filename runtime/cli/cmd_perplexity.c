@@ -19,6 +19,7 @@
  */
 #include "cli/cli.h"
 #include "core/err.h"
+#include "engine/sampler.h"
 #include "core/log.h"
 #include "core/util.h"
 
@@ -37,19 +38,6 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* log p(id | row) = row[id] - logsumexp(row), in double. */
-static double logprob(const float *row, int V, int id)
-{
-    double mx = row[0];
-    for (int i = 1; i < V; i++)
-        if (row[i] > mx)
-            mx = row[i];
-    double s = 0;
-    for (int i = 0; i < V; i++)
-        s += exp((double)row[i] - mx);
-    return (double)row[id] - mx - log(s);
 }
 
 int vrt_cmd_perplexity(int argc, char **argv)
@@ -156,7 +144,7 @@ int vrt_cmd_perplexity(int argc, char **argv)
             goto out;
         }
         for (int t = first; t < end; t++) {
-            double lp = logprob(logits + (size_t)(t - 1 - begin) * V, V, ids[t]);
+            double lp = vrt_token_logprob(logits + (size_t)(t - 1 - begin) * V, V, ids[t]);
             nll -= lp;
             scored++;
         }

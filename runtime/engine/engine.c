@@ -652,19 +652,6 @@ static int pick_victim(vrt_engine *e)
     return v;
 }
 
-/* log-softmax of logits at token. */
-static float logprob_of(const float *logits, int V, int32_t token)
-{
-    float m = logits[0];
-    for (int i = 1; i < V; i++)
-        if (logits[i] > m)
-            m = logits[i];
-    double z = 0;
-    for (int i = 0; i < V; i++)
-        z += exp((double)(logits[i] - m));
-    return (float)((double)(logits[token] - m) - log(z));
-}
-
 /* One scheduling step; returns 1 if it ran a forward, 0 if idle. */
 static int step(vrt_engine *e)
 {
@@ -844,7 +831,7 @@ static int step(vrt_engine *e)
             int pos = e->b_row_pos[row];
             const float *lg = e->logits + (size_t)row * V;
             if (r->plp && pos < r->n_prompt - 1)
-                r->plp[pos + 1] = logprob_of(lg, V, r->toks[pos + 1]);
+                r->plp[pos + 1] = (float)vrt_token_logprob(lg, V, r->toks[pos + 1]);
             if (pos == r->len - 1)
                 last_logits = lg;
             row++;

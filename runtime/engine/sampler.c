@@ -564,3 +564,15 @@ int vrt_sample(const vrt_sampling_params *p, const float *logits, int V, const i
     out->logprob = (float)((double)work[token] - log_z);
     return 0;
 }
+
+double vrt_token_logprob(const float *logits, int V, int id)
+{
+    double mx = logits[0];
+    for (int i = 1; i < V; i++)
+        if (logits[i] > mx)
+            mx = logits[i];
+    double s = 0;
+    for (int i = 0; i < V; i++)
+        s += exp((double)logits[i] - mx);
+    return (double)logits[id] - mx - log(s);
+}

@@ -93,6 +93,10 @@ typedef struct vrt_sample_scratch {
 int vrt_sample_scratch_init(vrt_sample_scratch *s, int V, vrt_err *err);
 void vrt_sample_scratch_free(vrt_sample_scratch *s);
 
+/* log-softmax(logits)[id] in double precision (prompt logprobs, and
+ * `v100rt perplexity`). */
+double vrt_token_logprob(const float *logits, int V, int id);
+
 typedef struct vrt_sample_result {
     int32_t token;
     /* log-softmax of the penalized logits (before temperature and
