@@ -323,7 +323,7 @@ SM70_NVCC  := /usr/bin/nvcc
 SM70_PATH  := /usr/lib/nvidia-cuda-toolkit/bin:/usr/bin:$(PATH)
 SM70_CCBIN  = $(shell command -v clang-14 2>/dev/null || command -v g++-11 2>/dev/null)
 SM70_FLAGS := -arch=sm_70 -std=c++17 -O3 -Iruntime -Ikernels -Werror all-warnings \
-	-Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-Werror
+	-Xcompiler -fPIC,-Wall,-Wextra,-Wno-unused-parameter,-Werror
 SM70_OBJ   := $(EMU_CU:kernels/cuda/%.cu=build/sm70/%.o)
 # The host compiler searches /usr/local/include before /usr/include, and a
 # machine with CUDA 13 may link its headers there (crt/host_runtime.h of 13
@@ -333,7 +333,7 @@ SM70_INC   := build/sm70/include
 
 check-sm70:
 	@bash scripts/cuda118.sh
-	@$(MAKE) --no-print-directory sm70-objs
+	@$(MAKE) --no-print-directory sm70-objs build/sm70/libv100rt-cuda.so
 	@export PATH="$(SM70_PATH)"; n=0; bad=""; \
 	for o in $(SM70_OBJ); do \
 		if cuobjdump --list-elf $$o 2>/dev/null | grep -q 'sm_70'; then n=$$((n+1)); \
@@ -343,8 +343,26 @@ check-sm70:
 	echo "check-sm70: $$n/$(words $(SM70_OBJ)) kernel files have an sm_70 cubin \
 	($$($(SM70_NVCC) --version | sed -n 's/.*release \([0-9.]*\).*/CUDA \1/p'), \
 	-ccbin $(notdir $(SM70_CCBIN)))"
+	@export PATH="$(SM70_PATH)"; cuobjdump --list-elf build/sm70/libv100rt-cuda.so | grep -q sm_70 && \
+	nm -D build/sm70/libv100rt-cuda.so | grep -q ' T vrt_cuda_backend_create' || \
+	{ echo "check-sm70: build/sm70/libv100rt-cuda.so has no sm_70 code or no entry point" >&2; \
+	exit 1; }; echo "check-sm70: build/sm70/libv100rt-cuda.so (the whole cuda backend, \
+	$$(ldd build/sm70/libv100rt-cuda.so | grep -o 'libcublas.so.[0-9]*' | head -1)) built for sm_70"
 
 sm70-objs: $(SM70_OBJ)
+
+# The whole cuda backend for the V100, from the same sources: backend_cuda.c
+# against the 11.8 headers (Debian's /usr/bin/gcc: the toolkit's bin dir
+# holds a gcc wrapper that refuses unsupported versions).
+build/sm70/backend_cuda.o: kernels/cuda/backend_cuda.c | $(SM70_INC)/.stamp
+	@mkdir -p $(dir $@)
+	@echo "  CC70    $<"
+	$(Q)/usr/bin/gcc -std=c11 -D_GNU_SOURCE -O2 -fPIC $(WARN) -Iruntime -Ikernels \
+		-isystem $(SM70_INC) -DVRT_CUDA_ARCHS='"70"' -c $< -o $@
+build/sm70/libv100rt-cuda.so: $(SM70_OBJ) build/sm70/backend_cuda.o
+	@echo "  LD70    $@"
+	$(Q)PATH="$(SM70_PATH)" $(SM70_NVCC) -ccbin $(SM70_CCBIN) -shared -arch=sm_70 -o $@ $^ \
+		-lcublas -Xlinker -Bsymbolic
 
 $(SM70_INC)/.stamp:
 	@rm -rf $(SM70_INC) && mkdir -p $(SM70_INC)
