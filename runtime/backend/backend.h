@@ -145,8 +145,8 @@ struct vrt_backend {
     int (*copy_to_device)(vrt_backend *b, void *dst, const void *src, size_t n, vrt_err *err);
     int (*copy_to_host)(vrt_backend *b, void *dst, const void *src, size_t n, vrt_err *err);
     int (*memset)(vrt_backend *b, void *p, int value, size_t n, vrt_err *err);
-    /* Device to device, in order with the ops (for swapping blocks and for
-     * `v100rt bench`'s copy bandwidth). */
+    /* Device to device, in order with the ops (`v100rt bench` measures the
+     * device's copy bandwidth with it). */
     int (*copy_on_device)(vrt_backend *b, void *dst, const void *src, size_t n, vrt_err *err);
     int (*sync)(vrt_backend *b, vrt_err *err);
     /* Free and total device memory in bytes (for the memory plan); NULL on
