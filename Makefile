@@ -223,7 +223,7 @@ FUZZ_FLAGS   := -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror \
 	-Iruntime $(shell pkg-config --cflags libcjson 2>/dev/null)
 FUZZ_LIBS    := $(shell pkg-config --libs libcjson 2>/dev/null) -lm
 FUZZ_ST_SRC  := tests/fuzz/fuzz_st_header.c runtime/model/safetensors.c \
-	runtime/core/err.c
+	runtime/core/err.c runtime/core/util.c
 
 fuzz: build/fuzz/fuzz_st_header
 

@@ -13,8 +13,8 @@
 
 #define ACT_PAR_MIN 65536 /* below this many elements one thread is faster */
 
-static int check(const char *op, const float *out, const float *a, const float *c, int64_t n,
-                 vrt_err *err)
+int vrt__cpu_check_elem(const char *op, const float *out, const float *a, const float *c, int64_t n,
+                        vrt_err *err)
 {
     if (n < 0)
         return vrt_err_set(err, VRT_EINVAL, "%s: n = %lld", op, (long long)n);
@@ -40,7 +40,7 @@ static inline float gelu1(float g, int tanh_approx)
 int vrt__cpu_silu_mul(vrt_backend *b, float *out, const float *gate, const float *up, int64_t n,
                       vrt_err *err)
 {
-    int rc = check("silu_mul", out, gate, up, n, err);
+    int rc = vrt__cpu_check_elem("silu_mul", out, gate, up, n, err);
     if (rc)
         return rc;
     const int nt = vrt__cpu_threads(b);
@@ -53,7 +53,7 @@ int vrt__cpu_silu_mul(vrt_backend *b, float *out, const float *gate, const float
 int vrt__cpu_gelu_mul(vrt_backend *b, float *out, const float *gate, const float *up, int64_t n,
                       int tanh_approx, vrt_err *err)
 {
-    int rc = check("gelu_mul", out, gate, up, n, err);
+    int rc = vrt__cpu_check_elem("gelu_mul", out, gate, up, n, err);
     if (rc)
         return rc;
     const int nt = vrt__cpu_threads(b);
@@ -66,7 +66,7 @@ int vrt__cpu_gelu_mul(vrt_backend *b, float *out, const float *gate, const float
 int vrt__cpu_gelu(vrt_backend *b, float *out, const float *x, int64_t n, int tanh_approx,
                   vrt_err *err)
 {
-    int rc = check("gelu", out, x, x, n, err);
+    int rc = vrt__cpu_check_elem("gelu", out, x, x, n, err);
     if (rc)
         return rc;
     const int nt = vrt__cpu_threads(b);
@@ -79,7 +79,7 @@ int vrt__cpu_gelu(vrt_backend *b, float *out, const float *x, int64_t n, int tan
 int vrt__cpu_add(vrt_backend *b, float *out, const float *a, const float *c, int64_t n,
                  vrt_err *err)
 {
-    int rc = check("add", out, a, c, n, err);
+    int rc = vrt__cpu_check_elem("add", out, a, c, n, err);
     if (rc)
         return rc;
     const int nt = vrt__cpu_threads(b);

@@ -59,6 +59,13 @@ int vrt__cpu_check_rope(const float *x, const int32_t *pos, int T, int n_heads, 
 int vrt__cpu_check_kv_store(const uint16_t *k_cache, const uint16_t *v_cache, const float *k,
                             const float *v, const int32_t *slots, int T, int n_kv_heads,
                             int head_dim, int64_t num_slots, vrt_err *err);
+/* Norms over rows: T >= 0 rows of D > 0, no NULL array when T > 0, eps >= 0. */
+int vrt__cpu_check_rows(const char *op, const float *out, const float *x, int T, int D, float eps,
+                        vrt_err *err);
+/* Element-wise ops: n >= 0, and no NULL array when n > 0 (c may repeat a
+ * for one-input ops). */
+int vrt__cpu_check_elem(const char *op, const float *out, const float *a, const float *c, int64_t n,
+                        vrt_err *err);
 /* Decode takes exactly one query token per sequence. */
 int vrt__cpu_check_decode(const vrt_attn_batch *a, vrt_err *err);
 

@@ -59,25 +59,26 @@ int vrt__cpu_embed(vrt_backend *b, float *out, const vrt_weight *table, const in
     return 0;
 }
 
-static int check_rows(const char *op, const float *out, const float *x, int T, int D, vrt_err *err)
+int vrt__cpu_check_rows(const char *op, const float *out, const float *x, int T, int D, float eps,
+                        vrt_err *err)
 {
     if (T < 0 || D <= 0)
         return vrt_err_set(err, VRT_EINVAL, "%s: bad shape T = %d, D = %d", op, T, D);
     if (T > 0 && (!out || !x))
         return vrt_err_set(err, VRT_EINVAL, "%s: NULL input or output", op);
+    if (!(eps >= 0))
+        return vrt_err_set(err, VRT_ERANGE, "%s: eps = %g must be >= 0", op, (double)eps);
     return 0;
 }
 
 int vrt__cpu_rmsnorm(vrt_backend *b, float *out, const float *x, const vrt_weight *w, int T, int D,
                      float eps, float w_offset, vrt_err *err)
 {
-    int rc = check_rows("rmsnorm", out, x, T, D, err);
+    int rc = vrt__cpu_check_rows("rmsnorm", out, x, T, D, eps, err);
     if (!rc)
         rc = vrt__cpu_check_weight(w, D, "rmsnorm", "w", err);
     if (rc)
         return rc;
-    if (!(eps >= 0))
-        return vrt_err_set(err, VRT_ERANGE, "rmsnorm: eps = %g must be >= 0", (double)eps);
     const int nt = vrt__cpu_threads(b);
 #pragma omp parallel for num_threads(nt) if ((int64_t)T * D > 32768) schedule(static)
     for (int t = 0; t < T; t++) {
@@ -104,15 +105,13 @@ int vrt__cpu_rmsnorm(vrt_backend *b, float *out, const float *x, const vrt_weigh
 int vrt__cpu_layernorm(vrt_backend *b, float *out, const float *x, const vrt_weight *w,
                        const vrt_weight *bias, int T, int D, float eps, vrt_err *err)
 {
-    int rc = check_rows("layernorm", out, x, T, D, err);
+    int rc = vrt__cpu_check_rows("layernorm", out, x, T, D, eps, err);
     if (!rc)
         rc = vrt__cpu_check_weight(w, D, "layernorm", "w", err);
     if (!rc && bias)
         rc = vrt__cpu_check_weight(bias, D, "layernorm", "bias", err);
     if (rc)
         return rc;
-    if (!(eps >= 0))
-        return vrt_err_set(err, VRT_ERANGE, "layernorm: eps = %g must be >= 0", (double)eps);
     const int nt = vrt__cpu_threads(b);
 #pragma omp parallel for num_threads(nt) if ((int64_t)T * D > 32768) schedule(static)
     for (int t = 0; t < T; t++) {

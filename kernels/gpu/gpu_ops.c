@@ -90,22 +90,10 @@ static int gpu_embed(vrt_backend *b, float *out, const vrt_weight *table, const 
                     "embed", err);
 }
 
-static int check_rows(const char *op, const float *out, const float *x, int T, int D, float eps,
-                      vrt_err *err)
-{
-    if (T < 0 || D <= 0)
-        return vrt_err_set(err, VRT_EINVAL, "%s: bad shape T = %d, D = %d", op, T, D);
-    if (T > 0 && (!out || !x))
-        return vrt_err_set(err, VRT_EINVAL, "%s: NULL input or output", op);
-    if (!(eps >= 0))
-        return vrt_err_set(err, VRT_ERANGE, "%s: eps = %g must be >= 0", op, (double)eps);
-    return 0;
-}
-
 static int gpu_rmsnorm(vrt_backend *b, float *out, const float *x, const vrt_weight *w, int T,
                        int D, float eps, float w_offset, vrt_err *err)
 {
-    int rc = check_rows("rmsnorm", out, x, T, D, eps, err);
+    int rc = vrt__cpu_check_rows("rmsnorm", out, x, T, D, eps, err);
     if (!rc)
         rc = vrt__cpu_check_weight(w, D, "rmsnorm", "w", err);
     if (rc || T == 0)
@@ -119,7 +107,7 @@ static int gpu_add_rmsnorm(vrt_backend *b, float *x, const float *a, float *out,
                            const vrt_weight *w, int T, int D, float eps, float w_offset,
                            vrt_err *err)
 {
-    int rc = check_rows("add_rmsnorm", out, x, T, D, eps, err);
+    int rc = vrt__cpu_check_rows("add_rmsnorm", out, x, T, D, eps, err);
     if (!rc && T > 0 && !a)
         rc = vrt_err_set(err, VRT_EINVAL, "add_rmsnorm: NULL a");
     if (!rc)
@@ -135,7 +123,7 @@ static int gpu_add_rmsnorm(vrt_backend *b, float *x, const float *a, float *out,
 static int gpu_layernorm(vrt_backend *b, float *out, const float *x, const vrt_weight *w,
                          const vrt_weight *bias, int T, int D, float eps, vrt_err *err)
 {
-    int rc = check_rows("layernorm", out, x, T, D, eps, err);
+    int rc = vrt__cpu_check_rows("layernorm", out, x, T, D, eps, err);
     if (!rc)
         rc = vrt__cpu_check_weight(w, D, "layernorm", "w", err);
     if (!rc && bias)
@@ -260,20 +248,10 @@ static int gpu_matmul_group(vrt_backend *b, int n, float *const *y, const float 
                     "matmul", err);
 }
 
-static int check_elem(const char *op, const float *out, const float *a, const float *c, int64_t n,
-                      vrt_err *err)
-{
-    if (n < 0)
-        return vrt_err_set(err, VRT_EINVAL, "%s: n = %lld", op, (long long)n);
-    if (n > 0 && (!out || !a || !c))
-        return vrt_err_set(err, VRT_EINVAL, "%s: NULL input or output", op);
-    return 0;
-}
-
 static int gpu_silu_mul(vrt_backend *b, float *out, const float *gate, const float *up, int64_t n,
                         vrt_err *err)
 {
-    int rc = check_elem("silu_mul", out, gate, up, n, err);
+    int rc = vrt__cpu_check_elem("silu_mul", out, gate, up, n, err);
     if (rc || n == 0)
         return rc;
     return launched(b, K(b)->silu_mul(out, gate, up, n, K(b)->stream), "silu_mul", err);
@@ -282,7 +260,7 @@ static int gpu_silu_mul(vrt_backend *b, float *out, const float *gate, const flo
 static int gpu_gelu_mul(vrt_backend *b, float *out, const float *gate, const float *up, int64_t n,
                         int tanh_approx, vrt_err *err)
 {
-    int rc = check_elem("gelu_mul", out, gate, up, n, err);
+    int rc = vrt__cpu_check_elem("gelu_mul", out, gate, up, n, err);
     if (rc || n == 0)
         return rc;
     return launched(b, K(b)->gelu_mul(out, gate, up, n, tanh_approx, K(b)->stream), "gelu_mul",
@@ -292,7 +270,7 @@ static int gpu_gelu_mul(vrt_backend *b, float *out, const float *gate, const flo
 static int gpu_gelu(vrt_backend *b, float *out, const float *x, int64_t n, int tanh_approx,
                     vrt_err *err)
 {
-    int rc = check_elem("gelu", out, x, x, n, err);
+    int rc = vrt__cpu_check_elem("gelu", out, x, x, n, err);
     if (rc || n == 0)
         return rc;
     return launched(b, K(b)->gelu(out, x, n, tanh_approx, K(b)->stream), "gelu", err);
@@ -301,7 +279,7 @@ static int gpu_gelu(vrt_backend *b, float *out, const float *x, int64_t n, int t
 static int gpu_add(vrt_backend *b, float *out, const float *a, const float *c, int64_t n,
                    vrt_err *err)
 {
-    int rc = check_elem("add", out, a, c, n, err);
+    int rc = vrt__cpu_check_elem("add", out, a, c, n, err);
     if (rc || n == 0)
         return rc;
     return launched(b, K(b)->add(out, a, c, n, K(b)->stream), "add", err);

@@ -204,3 +204,31 @@ int vrt_prepare_out_dir(const char *dir, int force, const char *const *stale, si
     }
     return 0;
 }
+
+int vrt_strbuf_reserve(vrt_strbuf *b, size_t extra)
+{
+    if (b->oom)
+        return -1;
+    if (b->len + extra + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+        b->oom = 1;
+        return -1;
+    }
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+void vrt_strbuf_put(vrt_strbuf *b, const char *s, size_t n)
+{
+    if (vrt_strbuf_reserve(b, n))
+        return;
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}

@@ -22,6 +22,18 @@ char *vrt_path_join(const char *dir, const char *name);
 int vrt_read_file(const char *path, size_t max_bytes, const char *what, int missing_ok, char **out,
                   size_t *len, vrt_err *err);
 
+/* A growable NUL-terminated string for building output (JSON headers,
+ * metrics, chat prompts). A failed allocation sets oom and every later
+ * append does nothing, so callers check oom once at the end. */
+typedef struct vrt_strbuf {
+    char *p; /* [len] bytes + NUL (NULL while empty) */
+    size_t len, cap;
+    int oom;
+} vrt_strbuf;
+/* Makes room for extra more bytes and the NUL: 0, or -1 with oom set. */
+int vrt_strbuf_reserve(vrt_strbuf *b, size_t extra);
+void vrt_strbuf_put(vrt_strbuf *b, const char *s, size_t n);
+
 /* Writes len bytes to dir/name (created or truncated); VRT_EIO or
  * VRT_ENOMEM with a message naming the path. */
 int vrt_write_file(const char *dir, const char *name, const void *data, size_t len, vrt_err *err);

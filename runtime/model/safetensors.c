@@ -10,6 +10,7 @@
 #include "model/safetensors.h"
 
 #include "core/err.h"
+#include "core/util.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -857,32 +858,12 @@ int vrt_st_writer_add_fill(vrt_st_writer *w, const char *name, int dtype,
                       err);
 }
 
-/* A growable string for the header. */
-typedef struct {
-    char *s;
-    size_t n, cap;
-    int oom;
-} sbuf;
+/* The header is built in a growable string. */
+typedef vrt_strbuf sbuf;
 
 static void sb_put(sbuf *b, const char *s, size_t n)
 {
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->n + n + 1)
-            cap *= 2;
-        char *ns = realloc(b->s, cap);
-        if (!ns) {
-            b->oom = 1;
-            return;
-        }
-        b->s = ns;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = '\0';
+    vrt_strbuf_put(b, s, n);
 }
 
 static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
@@ -1038,12 +1019,12 @@ int vrt_st_writer_write(vrt_st_writer *w, const char *path,
     qsort(ord, (size_t)w->n, sizeof *ord, cmp_wentry);
 
     sb_put(&b, "{", 1);
-    size_t before = b.n;
+    size_t before = b.len;
     if ((rc = build_metadata(&b, metadata_json, err)) != 0) {
         vrt_err_prefix(err, "%s: ", path);
         goto done;
     }
-    int need_comma = b.n != before;
+    int need_comma = b.len != before;
     uint64_t off = 0;
     for (int i = 0; i < w->n; i++) {
         const struct vrt_st_wentry *e = ord[i];
@@ -1061,18 +1042,18 @@ int vrt_st_writer_write(vrt_st_writer *w, const char *path,
         sb_fmt(&b, ",%llu]}", off);
     }
     sb_put(&b, "}", 1);
-    while (!b.oom && b.n % 8 != 0)
+    while (!b.oom && b.len % 8 != 0)
         sb_put(&b, " ", 1);
     if (b.oom) {
         rc = vrt_err_set(err, VRT_ENOMEM, "%s: out of memory for the header",
                          path);
         goto done;
     }
-    if (b.n > VRT_ST_MAX_HEADER) {
+    if (b.len > VRT_ST_MAX_HEADER) {
         rc = vrt_err_set(err, VRT_ERANGE,
                          "%s: header would be %zu bytes, over the %llu "
                          "limit (too many tensors)",
-                         path, b.n, (unsigned long long)VRT_ST_MAX_HEADER);
+                         path, b.len, (unsigned long long)VRT_ST_MAX_HEADER);
         goto done;
     }
 
@@ -1093,8 +1074,8 @@ int vrt_st_writer_write(vrt_st_writer *w, const char *path,
     }
     unsigned char len8[8];
     for (int i = 0; i < 8; i++)
-        len8[i] = (unsigned char)((uint64_t)b.n >> (8 * i));
-    int bad = write_all(fd, len8, 8) || write_all(fd, b.s, b.n);
+        len8[i] = (unsigned char)((uint64_t)b.len >> (8 * i));
+    int bad = write_all(fd, len8, 8) || write_all(fd, b.p, b.len);
     for (int i = 0; i < w->n && !bad; i++) {
         if (ord[i]->fill) {
             if ((rc = write_filled(fd, ord[i], &chunk, path, err)) != 0)
@@ -1130,7 +1111,7 @@ done:
         free(tmp);
     }
     free(chunk);
-    free(b.s);
+    free(b.p);
     free(ord);
     return rc;
 }

@@ -8,6 +8,8 @@
  */
 #include "server/metrics.h"
 
+#include "core/util.h"
+
 #include <math.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -86,36 +88,11 @@ static int valid_label_name(const char *s)
 
 /* ---- a growable output buffer -------------------------------------------- */
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-    int oom;
-} buf;
-
-static void buf_reserve(buf *b, size_t extra)
-{
-    if (b->oom || b->n + extra + 1 <= b->cap)
-        return;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->n + extra + 1)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        b->oom = 1;
-        return;
-    }
-    b->p = p;
-    b->cap = cap;
-}
+typedef vrt_strbuf buf;
 
 static void buf_put(buf *b, const char *s, size_t n)
 {
-    buf_reserve(b, n);
-    if (b->oom)
-        return;
-    memcpy(b->p + b->n, s, n);
-    b->n += n;
-    b->p[b->n] = 0;
+    vrt_strbuf_put(b, s, n);
 }
 
 static void buf_puts(buf *b, const char *s)
@@ -138,13 +115,13 @@ __attribute__((format(printf, 2, 3))) static void buf_printf(buf *b, const char 
         buf_put(b, tmp, (size_t)n);
         return;
     }
-    buf_reserve(b, (size_t)n);
+    vrt_strbuf_reserve(b, (size_t)n);
     if (b->oom)
         return;
     va_start(ap, fmt);
-    vsnprintf(b->p + b->n, (size_t)n + 1, fmt, ap);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
-    b->n += (size_t)n;
+    b->len += (size_t)n;
 }
 
 /* Escapes for label values ("\\", "\"", "\n") or, with quote = 0, for HELP
@@ -604,6 +581,6 @@ int vrt_metrics_render(vrt_metrics *m, char **out, size_t *len)
         return VRT_ENOMEM;
     }
     *out = b.p;
-    *len = b.n;
+    *len = b.len;
     return 0;
 }
