@@ -71,9 +71,15 @@ static double copy_bandwidth(vrt_backend *be, vrt_err *err)
     return gbs;
 }
 
-typedef struct bench_seq {
-    int32_t *blocks; /* this sequence's blocks in the table */
-} bench_seq;
+/* What one decode step reads: every weight, except that only B rows of
+ * an untied embedding table are looked up. */
+static int64_t step_weight_bytes(const vrt_model *m)
+{
+    int64_t bytes = m->weight_bytes;
+    if (m->lm_head.data != m->embed.data)
+        bytes -= m->embed.rows * m->embed.cols * (m->embed.dtype == VRT_DT_F16 ? 2 : 4);
+    return bytes;
+}
 
 /* One batch size: prefill B × P tokens, S decode steps. */
 static int run_batch(vrt_runtime *rt, int B, int P, int S, double copy_gbs, vrt_err *err)
@@ -149,11 +155,7 @@ static int run_batch(vrt_runtime *rt, int B, int P, int S, double copy_gbs, vrt_
     }
     t_decode = now_s() - t0;
     if (!rc) {
-        /* What one decode step reads: every weight, except that only B
-         * rows of an untied embedding table are looked up. */
-        int64_t bytes = m->weight_bytes;
-        if (m->lm_head.data != m->embed.data)
-            bytes -= m->embed.rows * m->embed.cols * (m->embed.dtype == VRT_DT_F16 ? 2 : 4);
+        const int64_t bytes = step_weight_bytes(m);
         double step_s = t_decode / S;
         double gbs = bytes / step_s / 1e9;
         char pct[32] = "";
@@ -229,12 +231,7 @@ int vrt_cmd_bench(int argc, char **argv)
     if (copy_gbs > 0)
         printf("device copy bandwidth: %.1f GB/s (read + write, 256 MiB buffers)\n", copy_gbs);
     printf("weights read per decode step: %.1f MiB\n\n",
-           (double)(rt->m->weight_bytes -
-                    (rt->m->lm_head.data != rt->m->embed.data
-                         ? rt->m->embed.rows * rt->m->embed.cols *
-                               (rt->m->embed.dtype == VRT_DT_F16 ? 2 : 4)
-                         : 0)) /
-               1048576.0);
+           (double)step_weight_bytes(rt->m) / 1048576.0);
     printf("| batch | prompt | prefill tok/s | decode tok/s | ms/step | weight GB/s | of copy |\n");
     printf("|------:|-------:|----------:|----------:|---------:|---------:|-------:|\n");
     for (int i = 0; i < nb && !rc; i++)
