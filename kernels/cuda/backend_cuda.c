@@ -369,7 +369,13 @@ static int setup(cuda_ctx *c, vrt_err *err)
                            "\"cpu\" to run on the CPU",
                            getenv("CUDA_VISIBLE_DEVICES") ? getenv("CUDA_VISIBLE_DEVICES")
                                                           : "unset");
-    c->device = 0;
+    if (c->device < 0 || c->device >= n)
+        return vrt_err_set(err, VRT_EDEVICE,
+                           "device.gpus names GPU %d but %d CUDA GPU%s visible (ordinals 0..%d; "
+                           "CUDA_VISIBLE_DEVICES=%s renumbers them): list a GPU that exists",
+                           c->device, n, n == 1 ? " is" : "s are", n - 1,
+                           getenv("CUDA_VISIBLE_DEVICES") ? getenv("CUDA_VISIBLE_DEVICES")
+                                                          : "unset");
     CU(cudaSetDevice(c->device));
     CU(cudaGetDeviceProperties(&c->prop, c->device));
     /* A first kernel launch tells whether this build has an image for the
@@ -401,8 +407,8 @@ static int setup(cuda_ctx *c, vrt_err *err)
 }
 
 /* The entry point ./v100rt looks up with dlsym. */
-VRT_EXPORT int vrt_cuda_backend_create(vrt_backend **out, int threads, int custom_kernels,
-                                       vrt_err *err)
+VRT_EXPORT int vrt_cuda_backend_create_dev(vrt_backend **out, int threads, int custom_kernels,
+                                           int device, vrt_err *err)
 {
     vrt_backend *b = calloc(1, sizeof *b);
     cuda_ctx *c = calloc(1, sizeof *c);
@@ -412,6 +418,7 @@ VRT_EXPORT int vrt_cuda_backend_create(vrt_backend **out, int threads, int custo
         return vrt_err_set(err, VRT_ENOMEM, "cuda backend: out of memory");
     }
     c->b = b;
+    c->device = device;
     c->k = (vrt_gpu_kernels){
         .name = "cuda",
         .owner = c,

@@ -247,6 +247,8 @@ typedef struct vrt_backend_opts {
     int threads;        /* CPU threads for the kernels, 0 = all cores */
     int custom_kernels; /* kernels.custom: 0 sends every op with a library
                            fallback to it (cuda: projections to cuBLAS) */
+    int device;         /* cuda: the CUDA device ordinal (device.gpus[0]);
+                           ignored by cpu and cuda-emu */
 } vrt_backend_opts;
 int vrt_backend_create_opts(vrt_backend **out, const char *kind, const vrt_backend_opts *o,
                             vrt_err *err);

@@ -55,7 +55,7 @@ const char *vrt_dtype_name(int dtype)
     return "unknown";
 }
 
-typedef int (*cuda_create_fn)(vrt_backend **, int, int, vrt_err *);
+typedef int (*cuda_create_fn)(vrt_backend **, int, int, int, vrt_err *);
 typedef int (*cuda_count_fn)(void);
 
 static struct {
@@ -117,12 +117,12 @@ static void cuda_lib_load(void)
                      cand[i], dlerror());
             return;
         }
-        cuda_lib.create = (cuda_create_fn)(uintptr_t)dlsym(h, "vrt_cuda_backend_create");
+        cuda_lib.create = (cuda_create_fn)(uintptr_t)dlsym(h, "vrt_cuda_backend_create_dev");
         cuda_lib.count = (cuda_count_fn)(uintptr_t)dlsym(h, "vrt_cuda_device_count");
         if (!cuda_lib.create || !cuda_lib.count) {
             snprintf(cuda_lib.error, sizeof cuda_lib.error,
                      "%s is not a v100rt cuda backend of this version (no "
-                     "vrt_cuda_backend_create); rebuild it with `make`",
+                     "vrt_cuda_backend_create_dev); rebuild it with `make`",
                      cand[i]);
             dlclose(h);
             cuda_lib.create = NULL;
@@ -199,7 +199,7 @@ int vrt_backend_create_opts(vrt_backend **out, const char *kind, const vrt_backe
                                "backend \"cuda\": %s; or set device.kind = \"cpu\" (\"cuda-emu\" "
                                "runs the CUDA kernels on the CPU)",
                                cuda_lib.error);
-        int rc = cuda_lib.create(out, threads, o ? o->custom_kernels : 1, err);
+        int rc = cuda_lib.create(out, threads, o ? o->custom_kernels : 1, o ? o->device : 0, err);
         if (rc)
             vrt_err_prefix(err, "backend \"cuda\" (%s): ", cuda_lib.path);
         return rc;
