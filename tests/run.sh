@@ -32,7 +32,9 @@ run_suite() {
 
 run_suite "C unit tests ($UNIT)" "$UNIT"
 run_suite "Lua tests" timeout 600 ./v100rt run tests/lua/runner.lua tests/lua
-run_suite "CLI tests" timeout 600 bash tests/cli/test_cli.sh
+for t in tests/cli/test_*.sh; do
+    run_suite "CLI tests ($t)" timeout 600 bash "$t"
+done
 run_suite "End-to-end server tests" timeout 900 bash tests/e2e/run_e2e.sh
 
 echo
