@@ -110,6 +110,22 @@ typedef struct vrt_config {
  * whether or not the load succeeded. */
 int vrt_config_load(vrt_config *cfg, const char *path, vrt_err *err);
 void vrt_config_free(vrt_config *cfg);
+
+/* Where a config comes from: a Lua file, or a model directory (then the
+ * config is {model = {path = DIR}} and every other key is the schema's
+ * default), plus flags typed on the command line and, when use_env is set,
+ * TGI's environment variables (MAX_TOTAL_TOKENS, PORT, ...). Precedence,
+ * highest first: argv flags, the file, the environment, the defaults. argv
+ * holds the words as typed ("--port", "9000", "--max-total-tokens=512",
+ * "--device", "cpu"): every TGI/vLLM flag the schema's aliases know, plus
+ * v100rt's own overrides (--device KIND, --port, --host, --KEY.PATH VALUE). */
+typedef struct vrt_config_source {
+    const char *path; /* CONFIG.lua or MODEL_DIR */
+    const char *const *argv;
+    int argc;
+    int use_env;
+} vrt_config_source;
+int vrt_config_load_src(vrt_config *cfg, const vrt_config_source *src, vrt_err *err);
 /* Used by the Lua side to hand strings to the struct. */
 const char *vrt_config_strdup(vrt_config *cfg, const char *s);
 const char **vrt_config_strv(vrt_config *cfg, int n);
