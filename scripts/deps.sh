@@ -13,9 +13,9 @@
 set -euo pipefail
 
 # --test also installs what only the tests use: promtool (Debian package
-# prometheus) to check /metrics, curl, python3 with venv for the
-# end-to-end tests with the real openai / huggingface_hub clients, and numpy
-# for tests/fixtures/quant/make_fixtures.py (the quantized-model tests).
+# prometheus) to check /metrics, curl, and python3 with venv, in which
+# scripts/test-env.sh (run by `make test`) installs numpy and the real
+# openai / huggingface_hub clients.
 test_deps=0
 [ "${1:-}" = "--test" ] && test_deps=1
 
@@ -40,7 +40,6 @@ if [ "$test_deps" -eq 1 ]; then
     need_cmd curl curl
     need_cmd python3 python3
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
-    python3 -c 'import numpy' >/dev/null 2>&1 || missing+=(python3-numpy)
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -10,6 +10,12 @@ cd "$(dirname "$0")/.."
 UNIT=${VRT_UNIT_TESTS:-build/release/unit_tests}
 # OpenMP threads wait passively (see runtime/main.c): much faster on a busy machine.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+# What the tests need besides the build (promtool, curl, a Python with numpy
+# and the real API clients) is set up here, so `make test` works on a fresh
+# machine; its venv's python3 comes first on PATH for every suite.
+venv_bin=$(bash scripts/test-env.sh | tail -n 1)
+export PATH="$venv_bin:$PATH"
+export VRT_TEST_VENV_BIN=$venv_bin
 total_p=0; total_f=0
 
 run_suite() {

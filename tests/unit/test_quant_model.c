@@ -56,7 +56,8 @@ static int make_variant(const char *name, const char *args)
     if (rc != 0)
         fprintf(stderr,
                 "  `%s` failed (%d): the quantized-model tests need python3 with numpy "
-                "(scripts/deps.sh --test installs them)\n",
+                "(`make test` puts build/test-venv, made by scripts/test-env.sh, first on "
+                "PATH)\n",
                 cmd, rc);
     return rc;
 }
