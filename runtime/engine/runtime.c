@@ -74,14 +74,6 @@ const char *vrt__config_quantize(const vrt_config *cfg)
     return "none";
 }
 
-/* The bytes per parameter of the weights the memory plan counts. */
-static double weight_bytes(const vrt_config *cfg, const char *quantize)
-{
-    if (quantize && strcmp(quantize, "none") != 0)
-        return 0.5625; /* 4-bit, group 128 */
-    return cfg->model.dtype && strcmp(cfg->model.dtype, "float32") == 0 ? 4.0 : 2.0;
-}
-
 /* The GPU memory plan (engine/plan.h) from the device's free memory: fails
  * when one sequence of max_total_tokens cannot fit, else keeps the number
  * of KV blocks for the engine (rt->plan_blocks). */
@@ -101,7 +93,7 @@ static int plan_device(vrt_runtime *rt, const vrt_config *cfg, const char *quant
         .model = &mc,
         .device_bytes = (int64_t)free_b,
         .memory_fraction = cfg->device.memory_fraction,
-        .weight_bytes_per_param = weight_bytes(cfg, quantize),
+        .weight_bytes_per_param = vrt_plan_weight_bytes(cfg->model.dtype, quantize),
         .tensor = 1,
         .block_size = cfg->cache.block_size,
         .max_total_tokens = total,

@@ -266,11 +266,18 @@ M=tests/fixtures/hf_config/mistral_7b_v01
 run $BIN plan --model-config $M configs/mistral-7b-instruct-gptq.lua; expect_rc 0
 expect_out "7.24 B parameters"; expect_out "fits at once"
 run $BIN plan --model-config $M --device-memory 16 configs/tiny.lua; expect_rc 1
-expect_err "the model does not fit"; expect_err 'model.quantize = "awq"'; expect_err "parallel.tensor = 2"
+expect_err "the model does not fit"; expect_err 'model.quantize = "awq"'
+grep -qF "parallel.tensor" "$ERR" && fail "plan proposes parallel.tensor, which v100rt cannot run"
 run $BIN plan --model-config $M --device-memory 32 configs/tiny.lua; expect_rc 0
 run $BIN plan --device-memory lots configs/tiny.lua; expect_rc 2; expect_err "--device-memory"
 run $BIN plan --model-config "$TMP/none" configs/tiny.lua; expect_rc 1; expect_err "--model-config"
 pass
+
+T="plan: parallel.tensor > 1 is refused like check does"
+run $BIN plan --model-config $M configs/llama-2-13b-chat-gptq-2gpu.lua; expect_rc 1
+expect_err "parallel.tensor = 2: tensor parallelism is not implemented yet"
+run env NUM_SHARD=2 $BIN plan --model-config $M configs/mistral-7b-instruct-gptq.lua; expect_rc 1
+expect_err "(env NUM_SHARD): tensor parallelism is not implemented yet"; pass
 
 T="perplexity: kjv-tiny on the held-out text reproduces transformers' 67.70 (one window)"
 # tests/fixtures/kjv/expected.json: perplexity 67.7015 from transformers, one
