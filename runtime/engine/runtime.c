@@ -121,6 +121,15 @@ static int plan_device(vrt_runtime *rt, const vrt_config *cfg, const char *quant
     return 0;
 }
 
+vrt_backend_opts vrt__backend_opts_of(const vrt_config *cfg)
+{
+    /* device.gpus[1] (C index 0): the one GPU the model runs on. */
+    vrt_backend_opts bo = {.threads = cfg->device.threads,
+                           .custom_kernels = cfg->kernels.custom,
+                           .device = cfg->device.n_gpus > 0 ? cfg->device.gpus[0] : 0};
+    return bo;
+}
+
 int vrt__runtime_open_cfg(vrt_runtime **out, const vrt_config *cfg, vrt_err *err)
 {
     if (!out || !cfg || !cfg->model.path)
@@ -157,10 +166,7 @@ int vrt__runtime_open_cfg(vrt_runtime **out, const vrt_config *cfg, vrt_err *err
             VRT_INFO("device.kind = \"auto\": using cpu (%s)", why);
     }
     if (!rc) {
-        /* device.gpus[1] (C index 0): the one GPU the model runs on. */
-        vrt_backend_opts bo = {.threads = cfg->device.threads,
-                               .custom_kernels = cfg->kernels.custom,
-                               .device = cfg->device.n_gpus > 0 ? cfg->device.gpus[0] : 0};
+        vrt_backend_opts bo = vrt__backend_opts_of(cfg);
         rc = vrt_backend_create_opts(&rt->be, kind, &bo, err);
     }
     if (!rc && rt->be->device_name)

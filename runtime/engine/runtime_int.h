@@ -44,6 +44,9 @@ int vrt__runtime_open_cfg(vrt_runtime **out, const vrt_config *cfg, vrt_err *err
 /* A model directory with the schema's defaults on the given device.kind
  * (NULL: the default). */
 int vrt__runtime_open_dir(vrt_runtime **out, const char *dir, const char *kind, vrt_err *err);
+/* The backend options of a config: device.threads, kernels.custom, and
+ * device.gpus[1] as the CUDA device ordinal. */
+vrt_backend_opts vrt__backend_opts_of(const vrt_config *cfg);
 /* What the loader checks model.quantize against: cfg->model.quantize;
  * unset, "none" (an unquantized checkpoint), except for a model directory
  * opened without a config file, where NULL (as the checkpoint is). */
