@@ -258,7 +258,7 @@ int vrt_cmd_help(int argc, char **argv)
         fprintf(stderr, "\n(`v100rt help` lists the commands)\n");
         return VRT_EXIT_USAGE;
     }
-    printf("usage: %s\n\n%s — %s\n\n%s", c->usage, c->name, c->summary, c->help);
+    vrt_cli_print_help(c);
     return VRT_EXIT_OK;
 }
 
