@@ -1,6 +1,8 @@
 /* cli.c — option parsing and usage messages for the commands. */
 #include "cli/cli.h"
+#include "core/log.h"
 #include "core/util.h"
+#include "vrt.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -144,4 +146,23 @@ int vrt_cli_int(const vrt_cmd *cmd, const vrt_opt *o, long long lo, long long hi
     }
     *out = (int)v;
     return 0;
+}
+
+int vrt_cli_open_runtime(const char *path, const char *device, vrt_runtime **rt, vrt_err *err)
+{
+    *rt = NULL;
+    const char *flags[2] = {"--device", device};
+    vrt_config_source src = {.path = path, .argv = flags, .argc = device ? 2 : 0, .use_env = 0};
+    vrt_config cfg;
+    int rc = vrt_config_load_src(&cfg, &src, err);
+    if (!rc) {
+        int level = cfg.logging.level ? vrt_log_level_parse(cfg.logging.level) : -1;
+        if (level >= 0)
+            vrt_log_set_level(level);
+        if (cfg.logging.format && strcmp(cfg.logging.format, "json") == 0)
+            vrt_log_set_format(VRT_LOG_JSON);
+        rc = vrt_runtime_open_config(rt, &cfg, err);
+    }
+    vrt_config_free(&cfg);
+    return rc;
 }

@@ -7,6 +7,8 @@
 #ifndef VRT_CLI_H
 #define VRT_CLI_H
 
+#include "vrt.h"
+
 #include <stddef.h>
 
 #define VRT_EXIT_OK 0
@@ -62,6 +64,12 @@ int vrt_cli_is_help(const char *arg);
  * absent); a value that is not an integer in lo..hi prints a usage error
  * naming the option and returns VRT_EXIT_USAGE. */
 int vrt_cli_int(const vrt_cmd *cmd, const vrt_opt *o, long long lo, long long hi, int *out);
+
+/* Loads the config of path (a *.lua file or a model directory with the
+ * defaults) through vrt_config_load_src, with "--device KIND" as its one
+ * flag when device is not NULL (no environment variables: those are for
+ * `serve`), applies its logging settings and opens its runtime. */
+int vrt_cli_open_runtime(const char *path, const char *device, vrt_runtime **rt, vrt_err *err);
 
 int vrt_cmd_help(int argc, char **argv);
 int vrt_cmd_version(int argc, char **argv);
