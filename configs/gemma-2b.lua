@@ -2,6 +2,11 @@
 -- Hugging Face repository: google/gemma-2b (gated: accept the licence first)
 --   huggingface-cli download google/gemma-2b --local-dir /models/gemma-2b
 -- Guide row: 1 GPU, max_tokens 4096, no quantization needed.
+--
+-- NOT RUNNABLE YET: the loader supports LlamaForCausalLM and MistralForCausalLM;
+-- this model is GemmaForCausalLM. `v100rt check` passes this file while model.path
+-- does not exist, and refuses it, naming the supported architectures, once
+-- the model directory is there (it reads config.json as the loader does).
 local v100rt = require "v100rt"
 
 return v100rt.config{

@@ -2,6 +2,11 @@
 -- Hugging Face repository: microsoft/phi-2
 --   huggingface-cli download microsoft/phi-2 --local-dir /models/phi-2
 -- Guide row: 1 GPU, max_tokens 4096, no quantization needed.
+--
+-- NOT RUNNABLE YET: the loader supports LlamaForCausalLM and MistralForCausalLM;
+-- this model is PhiForCausalLM. `v100rt check` passes this file while model.path
+-- does not exist, and refuses it, naming the supported architectures, once
+-- the model directory is there (it reads config.json as the loader does).
 local v100rt = require "v100rt"
 
 return v100rt.config{

@@ -57,8 +57,7 @@ typedef struct vrt_config {
         int threads;
     } device;
     struct {
-        int tensor;
-        int loading_workers;
+        int tensor; /* 1: tensor parallelism is not implemented yet (check refuses more) */
     } parallel;
     struct {
         int block_size;
@@ -101,13 +100,21 @@ typedef struct vrt_config {
         const char *level;
         const char *format;
     } logging;
+    /* Notes and warnings of the load, one line each ("note: --x ignored:
+     * ...", "warning: device.gpus lists 2 GPUs ..."): `check` prints them,
+     * the runtime logs them when it opens. */
+    const char **notes;
+    int n_notes;
     void *mem_; /* internal: strings owned by the struct */
 } vrt_config;
 
 /* Runs a config file (Lua), validates it and fills *cfg. On error returns
  * VRT_ECONFIG (or another code) and err->msg lists every problem found, one
  * per line, each naming the key. *cfg must be freed with vrt_config_free
- * whether or not the load succeeded. */
+ * whether or not the load succeeded. path may also be a model directory
+ * (see vrt_config_load_src). This is vrt_config_load_src without flags and
+ * without the environment: what a library or script loads does not change
+ * with the variables of the process that runs it. */
 int vrt_config_load(vrt_config *cfg, const char *path, vrt_err *err);
 void vrt_config_free(vrt_config *cfg);
 
@@ -118,9 +125,16 @@ void vrt_config_free(vrt_config *cfg);
  * highest first: argv flags, the file, the environment, the defaults. argv
  * holds the words as typed ("--port", "9000", "--max-total-tokens=512",
  * "--device", "cpu"): every TGI/vLLM flag the schema's aliases know, plus
- * v100rt's own overrides (--device KIND, --port, --host, --KEY.PATH VALUE). */
+ * v100rt's own overrides (--device KIND, --threads N, --port, --host,
+ * --SECTION.KEY VALUE). A flag overrides the file's value; two flags that
+ * set one key differently are an error. Container runtime flags (--ipc,
+ * --shm-size, ...) are refused with a pointer to the README. path NULL:
+ * the first word of argv that is not a flag or a flag's value is the path;
+ * without one the config is the flags and the environment alone (TGI's
+ * --model-id / MODEL_ID give model.path). cfg->source is the path used.
+ * `serve`, `check` and `generate` load with use_env = 1. */
 typedef struct vrt_config_source {
-    const char *path; /* CONFIG.lua or MODEL_DIR */
+    const char *path; /* CONFIG.lua or MODEL_DIR, or NULL */
     const char *const *argv;
     int argc;
     int use_env;
@@ -131,7 +145,8 @@ const char *vrt_config_strdup(vrt_config *cfg, const char *s);
 const char **vrt_config_strv(vrt_config *cfg, int n);
 size_t vrt_config_sizeof(void);
 /* Sets the NCCL variables of cfg->nccl.env in the environment; a variable
- * already set there is left alone (the operator's environment wins). */
+ * already set there is left alone (the operator's environment wins). Logs
+ * at INFO which it set and which it left. */
 int vrt_config_apply_nccl_env(const vrt_config *cfg, vrt_err *err);
 
 /* ---- the model runtime (runtime/engine/runtime.c) ----------------------

@@ -35,13 +35,12 @@ local SECTIONS = {
   } },
   { name = "device", doc = "Where the model runs.", keys = {
     { "kind", "enum", "auto", "Backend: \"auto\" (cuda when a GPU is present, else cpu), \"cpu\", \"cuda\", or \"cuda-emu\" (the CUDA kernels run on the CPU; for tests).", values = { "auto", "cpu", "cuda", "cuda-emu" } },
-    { derived = true, "gpus", "list_integer", "{0 .. parallel.tensor-1}", "CUDA device ordinals to use (like CUDA_VISIBLE_DEVICES). All must be on one node.", min = 0, max = 63, max_len = 16 },
+    { derived = true, "gpus", "list_integer", "{0}", "CUDA device ordinals (as nvidia-smi numbers them, after CUDA_VISIBLE_DEVICES). The model runs on the first, device.gpus[1]; listing more is accepted for when tensor parallelism lands, and `check` says that only the first is used.", min = 0, max = 63, max_len = 16 },
     { "memory_fraction", "number", 0.85, "Fraction of each GPU's free memory v100rt may use (weights + activations + KV cache); the rest is left for the driver and other processes.", min = 0, min_open = true, max = 1 },
     { "threads", "integer", 0, "CPU threads for the cpu and cuda-emu backends; 0 = all cores.", min = 0, max = 1024 },
   } },
-  { name = "parallel", doc = "Sharding over the GPUs of one node.", keys = {
-    { derived = true, "tensor", "integer", "#device.gpus", "Tensor-parallel size: the model is split over this many GPUs (NCCL). Must equal the number of device.gpus.", min = 1, max = 16 },
-    { derived = true, "loading_workers", "integer", "parallel.tensor", "Threads loading weight shards in parallel (TGI's --max-parallel-loading-workers).", min = 1, max = 64 },
+  { name = "parallel", doc = "Sharding over the GPUs of one node (tensor parallelism: not implemented yet).", keys = {
+    { "tensor", "integer", 1, "Tensor-parallel size. Only 1 runs today: tensor parallelism is not implemented yet, and a larger value is refused by `check` and at startup (quantize with model.quantize to fit one GPU: see `v100rt plan`).", min = 1, max = 16 },
   } },
   { name = "cache", doc = "The paged KV cache.", keys = {
     { "block_size", "integer", 16, "Tokens per KV cache block: 8, 16 or 32.", values = { 8, 16, 32 } },
@@ -53,7 +52,7 @@ local SECTIONS = {
     { derived = true, "max_input_tokens", "integer", "min(2048, max_total_tokens - 1)", "Longest prompt in tokens; longer prompts get 422 unless the request asks to truncate.", min = 1 },
     { derived = true, "max_total_tokens", "integer", "model.max_model_len or 4096", "Longest prompt + max_new_tokens of one request; also the memory plan's worst case for one sequence.", min = 2 },
     { "max_batch_prefill_tokens", "integer", 4096, "Most prompt tokens prefilled in one step (across requests).", min = 1 },
-    { derived = true, "max_concurrent_requests", "integer", "8 x number of GPUs", "Requests in flight (running + waiting); more get 429.", min = 1 },
+    { derived = true, "max_concurrent_requests", "integer", "8 x parallel.tensor (8 per GPU the model runs on)", "Requests in flight (running + waiting); more get 429.", min = 1 },
     { "max_batch_size", "integer", nil, "Most sequences in one decode step; nil = limited by KV blocks only.", min = 1 },
     { "max_waiting_tokens", "integer", 20, "Decode steps a waiting prefill may be deferred before it is forced into the batch (TGI).", min = 0 },
     { "chunked_prefill", "boolean", true, "Split long prompts into chunks of at most max_batch_prefill_tokens; when false, max_batch_prefill_tokens must be >= max_input_tokens." },
@@ -108,7 +107,6 @@ local ALIASES = {
   { "num_shard", "parallel.tensor", "TGI --num-shard" },
   { "tensor_parallel_size", "parallel.tensor", "vLLM --tensor-parallel-size" },
   { "sharded", "parallel.tensor", "TGI --sharded (true = shard over all device.gpus)", sharded = true },
-  { "max_parallel_loading_workers", "parallel.loading_workers", "TGI/vLLM --max-parallel-loading-workers" },
   { "block_size", "cache.block_size", "vLLM --block-size" },
   { "swap_space", "cache.swap_space", "vLLM --swap-space" },
   { "enable_prefix_caching", "cache.prefix_caching", "vLLM --enable-prefix-caching" },
@@ -134,9 +132,53 @@ local ALIASES = {
 
 -- Flags that exist in TGI/vLLM but mean nothing here; accepted with a note so
 -- pasted flag sets keep working.
+-- `value` says whether the flag takes a value (for parsing a command line).
+local LOADING_NOTE = "no effect in v100rt: the weights are memory-mapped and loaded by one thread "
+  .. "(loading is bound by the disk, not by a worker count)"
 local IGNORED_FLAGS = {
-  disable_flash_attention = "v100rt never uses FlashAttention (it needs sm_80); its own attention kernels run on sm_70",
-  disable_log_stats = "statistics go to /metrics",
+  disable_flash_attention = { "v100rt never uses FlashAttention (it needs sm_80); its own attention kernels run on sm_70" },
+  disable_log_stats = { "statistics go to /metrics" },
+  max_parallel_loading_workers = { LOADING_NOTE, value = true },
+}
+
+-- Keys that were in the schema and are gone: written in a config they give
+-- a note, not an error, so an older config keeps loading.
+local REMOVED_KEYS = {
+  ["parallel.loading_workers"] = LOADING_NOTE,
+}
+
+-- v100rt's own command-line flags beyond the aliases (--port and --host are
+-- aliases). Any schema key is also a flag: --section.key VALUE.
+local OWN_FLAGS = {
+  device = { "device.kind", "--device KIND: cpu, cuda, cuda-emu or auto" },
+  threads = { "device.threads", "--threads N: CPU threads of the cpu and cuda-emu backends" },
+}
+
+-- Flags of container runtimes (docker run, podman, a Kubernetes pod spec)
+-- that operators paste by habit next to TGI/vLLM flags; true = takes a value.
+local CONTAINER_FLAGS = {
+  ipc = true, ulimit = true, shm_size = true, gpus = true, runtime = true, privileged = false,
+  network = true, net = true, cap_add = true, security_opt = true, volume = true, mount = true,
+  publish = true, env = true, env_file = true, rm = false, restart = true, pid = true,
+  detach = false, interactive = false, tty = false, entrypoint = true,
+}
+
+-- TGI reads each of its launcher flags from an environment variable of the
+-- same name in capitals (clap `env`): MAX_TOTAL_TOKENS is --max-total-tokens.
+-- These are the ones that map onto v100rt keys, through the aliases.
+local ENV_ALIASES = {
+  "model_id", "quantize", "num_shard", "sharded", "dtype", "trust_remote_code",
+  "max_input_tokens", "max_input_length", "max_total_tokens", "max_batch_prefill_tokens",
+  "max_batch_size", "max_waiting_tokens", "max_concurrent_requests", "cuda_memory_fraction",
+  "disable_custom_kernels", "hostname", "port", "payload_limit", "json_output",
+  "cors_allow_origin", "api_key",
+}
+-- TGI variables that change nothing here: read with a note.
+local IGNORED_ENV = {
+  MAX_BATCH_TOTAL_TOKENS = "v100rt sizes the KV cache from the memory plan (cache.num_blocks overrides it)",
+  WAITING_SERVED_RATIO = "v100rt's scheduler uses batching.max_waiting_tokens",
+  MAX_PARALLEL_LOADING_WORKERS = LOADING_NOTE,
+  DISABLE_FLASH_ATTENTION = IGNORED_FLAGS.disable_flash_attention[1],
 }
 
 -- Indexes.
@@ -158,18 +200,22 @@ end
 
 M.SECTIONS, M.ALIASES, M.KEY_BY_PATH = SECTIONS, ALIASES, KEY_BY_PATH
 
+-- The refusal of tensor parallelism (what names it: a key, alias, flag or
+-- variable); also used by `v100rt plan`.
+function M.tp_refusal(what)
+  return what .. ": tensor parallelism is not implemented yet; use parallel.tensor = 1 (one GPU), "
+    .. "or quantize (model.quantize) to fit one GPU: see `v100rt plan`"
+end
+M.ENV_ALIASES, M.IGNORED_FLAGS, M.REMOVED_KEYS = ENV_ALIASES, IGNORED_FLAGS, REMOVED_KEYS
+
 -- Defaults that depend on other values are written as strings in the
 -- schema (for the docs) and computed here, in dependency order.
 local function derive_defaults(r, given)
   local d, p, b = r.device, r.parallel, r.batching
-  if not given["parallel.tensor"] then
-    p.tensor = given["device.gpus"] and math.max(#d.gpus, 1) or 1
-  end
   if not given["device.gpus"] then
     d.gpus = {}
-    for i = 1, p.tensor do d.gpus[i] = i - 1 end
+    for i = 1, math.max(p.tensor or 1, 1) do d.gpus[i] = i - 1 end
   end
-  if not given["parallel.loading_workers"] then p.loading_workers = p.tensor end
   if not given["batching.max_total_tokens"] then
     b.max_total_tokens = r.model.max_model_len or 4096
   end
@@ -177,14 +223,14 @@ local function derive_defaults(r, given)
     b.max_input_tokens = math.max(1, math.min(2048, b.max_total_tokens - 1))
   end
   if not given["batching.max_concurrent_requests"] then
-    b.max_concurrent_requests = 8 * math.max(#d.gpus, 1)
+    b.max_concurrent_requests = 8 * math.max(p.tensor or 1, 1)
   end
 end
 
 -- Cross-field rules. Each adds errors naming every key involved. A rule runs
 -- only when the keys it reads are valid themselves (clean), so one typo does
 -- not cause a second, misleading error.
-local function cross_check(r, add, clean)
+local function cross_check(r, add, clean, origin, notes)
   local b, c, d, p = r.batching, r.cache, r.device, r.parallel
   if clean("batching.max_total_tokens", "batching.max_input_tokens", "model.max_model_len")
     and b.max_total_tokens <= b.max_input_tokens then
@@ -206,12 +252,15 @@ local function cross_check(r, add, clean)
       ("batching.max_total_tokens (%d) is larger than model.max_model_len (%d): lower it or raise max_model_len")
         :format(b.max_total_tokens, r.model.max_model_len))
   end
-  if clean("parallel.tensor", "device.gpus", "sharded") and p.tensor ~= #d.gpus then
-    add("parallel.tensor",
-      ("parallel.tensor (%d) must equal the number of GPUs in device.gpus (%d: {%s}): "
-        .. "list one GPU per shard, e.g. device.gpus = {%s}")
-        :format(p.tensor, #d.gpus, table.concat(d.gpus, ", "),
-          table.concat((function() local t = {} for i = 1, p.tensor do t[i] = i - 1 end return t end)(), ", ")))
+  if clean("parallel.tensor") and p.tensor > 1 then
+    local o = origin["parallel.tensor"]
+    add("parallel.tensor", M.tp_refusal(("parallel.tensor = %d%s"):format(p.tensor,
+      (o and o ~= "set" and o ~= "default") and (" (" .. o .. ")") or "")))
+  elseif clean("parallel.tensor", "device.gpus") and #d.gpus > 1 then
+    notes[#notes + 1] = ("warning: device.gpus lists %d GPUs {%s} but parallel.tensor = 1: only the first, "
+      .. "GPU %d (device.gpus[1]), is used. To use all of them, run one server per GPU "
+      .. "(device.gpus = {N} or --device.gpus N) as replicas behind one Service; tensor parallelism is planned")
+      :format(#d.gpus, table.concat(d.gpus, ", "), d.gpus[1])
   end
   local seen = {}
   for _, g in ipairs(d.gpus) do
@@ -441,70 +490,266 @@ local function copy(v)
   return t
 end
 
--- Splits a flag string ("--num-shard 2 --sharded=true --enforce-eager")
--- into a table of alias names → values.
-local function parse_flags(s, add)
-  local out, words = {}, {}
-  for w in s:gmatch("%S+") do words[#words + 1] = w end
+-- Turns a string typed on a command line or in the environment into the
+-- type its key wants: numbers, booleans (true/false, 1/0, yes/no, on/off)
+-- and comma-separated lists. What does not convert stays a string, so the
+-- schema check names the key and the bad value.
+local function coerce(a, e, s)
+  if (a and (a.invert or a.sharded or a.json)) or e.type == "boolean" then
+    local l = s:lower()
+    if l == "true" or l == "1" or l == "yes" or l == "on" then return true end
+    if l == "false" or l == "0" or l == "no" or l == "off" then return false end
+    return s
+  end
+  if e.type == "integer" or e.type == "number" then return tonumber(s) or s end
+  if e.type == "list_integer" or e.type == "list_string" then
+    local t = {}
+    for x in s:gmatch("[^,]+") do
+      x = x:match("^%s*(.-)%s*$")
+      t[#t + 1] = e.type == "list_integer" and (tonumber(x) or x) or x
+    end
+    return t
+  end
+  return s
+end
+
+-- The key a flag name sets: an own flag (--device), a key path
+-- (--batching.max_total_tokens) or an alias. Returns the alias (or nil) and
+-- the schema entry, or nothing when the name is none of these.
+local function flag_target(name)
+  if OWN_FLAGS[name] then return nil, KEY_BY_PATH[OWN_FLAGS[name][1]] end
+  if name:find(".", 1, true) then return nil, KEY_BY_PATH[name] end
+  local a = ALIAS_BY_NAME[name]
+  if a then return a, KEY_BY_PATH[a.path] end
+end
+
+-- Whether a flag takes the next word as its value. Booleans do only when it
+-- is true or false, so `--enforce-eager config.lua` leaves the path alone.
+local function takes_value(name)
+  local a, e = flag_target(name)
+  if e then return not ((a and (a.invert or a.sharded or a.json)) or e.type == "boolean") end
+  if IGNORED_FLAGS[name] then return IGNORED_FLAGS[name].value == true end
+  if CONTAINER_FLAGS[name] ~= nil then return CONTAINER_FLAGS[name] end
+  return true -- unknown: the next word is most likely its value
+end
+
+-- Splits a command line ({"--num-shard", "2", "--port=9000", "--enforce-eager"})
+-- into flags { name = "num_shard", value = "2" | true, flag = "--num-shard",
+-- text = "--num-shard 2" } and positional words.
+local function split_words(words, add)
+  local flags, pos = {}, {}
   local i = 1
   while i <= #words do
     local w = words[i]
-    local name, val = w:match("^%-%-([%w%-_]+)=(.*)$")
-    if not name then
-      name = w:match("^%-%-([%w%-_]+)$")
-      if not name then
-        add("flags", ("%s is not a --flag"):format(fmt_value(w)))
-        i = i + 1
-        goto continue
+    local name, val = w:match("^%-%-(%w[%w%-_%.]*)=(.*)$")
+    if not name then name = w:match("^%-%-(%w[%w%-_%.]*)$") end
+    if name then
+      local norm = name:gsub("%-", "_")
+      local text = w
+      if val == nil then
+        local nxt = words[i + 1]
+        local known = flag_target(norm) ~= nil or IGNORED_FLAGS[norm] or CONTAINER_FLAGS[norm] ~= nil
+        if takes_value(norm) then
+          if nxt ~= nil and not nxt:match("^%-%-") then
+            val, i, text = nxt, i + 1, w .. " " .. nxt
+          elseif known and CONTAINER_FLAGS[norm] == nil then
+            add("flags", ("%s needs a value (%s VALUE or %s=VALUE)"):format(w, w, w))
+            val = false
+          else
+            val = true
+          end
+        elseif nxt and (nxt:lower() == "true" or nxt:lower() == "false") then
+          val, i, text = nxt, i + 1, w .. " " .. nxt
+        else
+          val = true
+        end
       end
-      if words[i + 1] and not words[i + 1]:match("^%-%-") then
-        val = words[i + 1]
-        i = i + 1
-      else
-        val = "true"
+      if val ~= false then
+        if type(val) == "string" then val = val:gsub('^"(.*)"$', "%1"):gsub("^'(.*)'$", "%1") end
+        flags[#flags + 1] = { name = norm, value = val, flag = "--" .. name, text = text }
       end
+    elseif w:match("^%-%a") then
+      add("flags", ("%s: v100rt's flags are long, --name VALUE (e.g. --port 8080); see `v100rt help serve`")
+        :format(fmt_value(w)))
+    else
+      pos[#pos + 1] = w
     end
-    name = name:gsub("%-", "_")
-    if val == "true" then val = true
-    elseif val == "false" then val = false
-    elseif tonumber(val) then val = tonumber(val)
-    else val = val:gsub('^"(.*)"$', "%1")
-    end
-    out[name] = val
     i = i + 1
-    ::continue::
+  end
+  return flags, pos
+end
+M.split_words = split_words
+
+-- What an alias, flag or variable sets: { path, value (normalized), raw,
+-- from } or { sharded = bool, from }; nil after add() when the value is bad.
+-- Strings from a command line or the environment are converted first.
+local function setting(name, v, from, add, from_text)
+  local a, e = flag_target(name)
+  local path = e.path
+  if from_text and type(v) == "string" then v = coerce(a, e, v) end
+  local raw = v
+  if a and (a.invert or a.sharded or a.json) then
+    if type(v) ~= "boolean" then
+      add(a.name, ("%s (%s): expected true or false, got %s"):format(from, a.path, fmt_value(v)))
+      return nil
+    end
+    if a.sharded then return { sharded = v, from = from } end
+    if a.invert then v = not v else v = v and "json" or "text" end
+  end
+  local nv, msg = check_value(e, v)
+  if msg then
+    add(path, ("%s (%s): %s"):format(from, path, msg))
+    return nil
+  end
+  return { path = path, value = nv, raw = raw, from = from }
+end
+
+local function suggest_flag(name)
+  local cands = {}
+  for _, a in ipairs(ALIASES) do cands[#cands + 1] = a.name end
+  for k in pairs(OWN_FLAGS) do cands[#cands + 1] = k end
+  for k in pairs(IGNORED_FLAGS) do cands[#cands + 1] = k end
+  if name:find(".", 1, true) then
+    cands = {}
+    for p in pairs(KEY_BY_PATH) do cands[#cands + 1] = p end
+    table.sort(cands)
+  end
+  local s = suggest(name, cands)
+  if s and not s:find(".", 1, true) then s = s:gsub("_", "-") end
+  return s and ("--" .. s)
+end
+
+-- The settings of parsed flags (from = "flag" on the command line, "config
+-- flags" in a config's flags string); notes for ignored flags, errors for
+-- container flags and unknown ones.
+local function flag_settings(flags, from, add, notes)
+  local out = {}
+  for _, f in ipairs(flags) do
+    local name = f.name
+    local a, e = flag_target(name)
+    if CONTAINER_FLAGS[name] ~= nil or (name == "device" and type(f.value) == "string" and f.value:match("^/dev/")) then
+      add("flags", ("%s is a container runtime flag (docker/podman/Kubernetes), not a v100rt flag; "
+        .. "see README, Kubernetes"):format(f.text))
+    elseif IGNORED_FLAGS[name] then
+      notes[#notes + 1] = ("note: %s ignored: %s"):format(f.flag, IGNORED_FLAGS[name][1])
+    elseif REMOVED_KEYS[name] then
+      notes[#notes + 1] = ("note: %s ignored: %s"):format(f.flag, REMOVED_KEYS[name])
+    elseif e then
+      local s = setting(name, f.value, from .. " " .. f.flag, add, true)
+      if s then out[#out + 1] = s end
+    else
+      local s = suggest_flag(name)
+      add("flags", ("%s is not a flag v100rt knows%s; it takes the TGI/vLLM flags of `v100rt help config` "
+        .. "(aliases), --device, --threads and --SECTION.KEY VALUE for any key")
+        :format(f.flag, s and (" (did you mean " .. s .. "?)") or ""))
+    end
   end
   return out
 end
 
----------------------------------------------------------------------------
--- resolve(t) → resolved, origin, errors, notes
---   resolved: every section with every key (defaults filled)
---   origin:   key path → "set" | "alias NAME" | "default"
---   errors:   list of {path=, msg=}
---   notes:    list of strings (ignored flags and similar)
+local function is_ip(s)
+  return s:match("^%d+%.%d+%.%d+%.%d+$") ~= nil or (s:find(":", 1, true) ~= nil and s:match("^[%x:%.]+$") ~= nil)
+end
 
-function M.resolve(t)
-  local errors, notes = {}, {}
+-- The settings of TGI's environment variables (env: NAME → value).
+local function env_settings(env, add, notes)
+  local out = {}
+  for _, name in ipairs(ENV_ALIASES) do
+    local var = name:upper()
+    local v = env[var]
+    if v ~= nil and v ~= "" then
+      if name == "hostname" and not is_ip(v) then
+        notes[#notes + 1] = ("note: HOSTNAME=%s ignored: not an IP address (Docker and Kubernetes set HOSTNAME "
+          .. "to the container's name); set server.host or --host to choose the address"):format(v)
+      else
+        local s = setting(name, v, "env " .. var, add, true)
+        if s then out[#out + 1] = s end
+      end
+    end
+  end
+  local ign = {}
+  for var in pairs(IGNORED_ENV) do ign[#ign + 1] = var end
+  table.sort(ign)
+  for _, var in ipairs(ign) do
+    if env[var] ~= nil and env[var] ~= "" then
+      notes[#notes + 1] = ("note: %s=%s ignored: %s"):format(var, env[var], IGNORED_ENV[var])
+    end
+  end
+  return out
+end
+
+-- The environment variables load_src reads (TGI's names).
+function M.env_names()
+  local t = {}
+  for _, name in ipairs(ENV_ALIASES) do t[#t + 1] = name:upper() end
+  for var in pairs(IGNORED_ENV) do t[#t + 1] = var end
+  table.sort(t)
+  return t
+end
+
+---------------------------------------------------------------------------
+-- resolve(t, src) → resolved, origin, errors, notes
+--   t:        the table a config file returned
+--   src:      optional: flags = parsed command-line flags (split_words),
+--             env = { NAME = value } of TGI's variables, errors/notes to
+--             append to
+--   resolved: every section with every key (defaults filled)
+--   origin:   key path → "set" | "alias NAME" | "flag --x" | "env X" | "default" ...
+--   errors:   list of {path=, msg=}
+--   notes:    list of strings, "note: ..." or "warning: ..."
+--
+-- Precedence, highest first: command-line flags, the file (its sections,
+-- aliases and flags string: two of them disagreeing is an error), the
+-- environment, the defaults.
+
+function M.resolve(t, src)
+  src = src or {}
+  local errors, notes = src.errors or {}, src.notes or {}
   local function add(path, msg) errors[#errors + 1] = { path = path, msg = msg } end
   if type(t) ~= "table" then
     add("(config)", ("the config file must return a table (usually v100rt.config{...}), got %s"):format(type(t)))
     return nil, {}, errors, notes
   end
 
-  local section_names, alias_names, all_paths = {}, {}, {}
-  for _, sec in ipairs(SECTIONS) do
-    section_names[#section_names + 1] = sec.name
-    for _, e in ipairs(sec.keys) do all_paths[#all_paths + 1] = e.path end
-  end
+  local section_names, alias_names = {}, {}
+  for _, sec in ipairs(SECTIONS) do section_names[#section_names + 1] = sec.name end
   for _, a in ipairs(ALIASES) do alias_names[#alias_names + 1] = a.name end
 
+  -- given[path] = the layer that set it: "file", "env" or "flag".
   local given, origin, values = {}, {}, {}
-  local alias_vals = {}
+  for _, sec in ipairs(SECTIONS) do values[sec.name] = {} end
+  local file_settings = {}
+  local sharded = {}
+
+  local function shown(path)
+    local sec, key = path:match("^(%w+)%.(.+)$")
+    local o = origin[path]
+    return ("%s = %s%s"):format(path, fmt_value(values[sec][key]), o == "set" and "" or (" (" .. o .. ")"))
+  end
+  local function apply(s, layer)
+    if s.sharded ~= nil then sharded[layer] = s return end
+    local sec, key = s.path:match("^(%w+)%.(.+)$")
+    local prev = given[s.path]
+    local same = prev and fmt_value(values[sec][key]) == fmt_value(s.value)
+    if prev == layer and not same then
+      add(s.path, ("%s = %s conflicts with %s: set only one"):format(s.from, fmt_value(s.raw), shown(s.path)))
+      return
+    end
+    if layer == "env" and prev == "file" then
+      if not same then
+        notes[#notes + 1] = ("note: %s = %s is overridden by the config file: %s")
+          :format(s.from, fmt_value(s.raw), shown(s.path))
+      end
+      return
+    end
+    values[sec][key] = s.value
+    given[s.path] = layer
+    origin[s.path] = s.from
+  end
 
   -- Top level: sections, aliases, `flags`.
   local top = {}
-  for k, v in pairs(t) do top[#top + 1] = k end
+  for k in pairs(t) do top[#top + 1] = k end
   table.sort(top, function(a, b) return tostring(a) < tostring(b) end)
   for _, k in ipairs(top) do
     local v = t[k]
@@ -518,24 +763,23 @@ function M.resolve(t)
       if type(v) ~= "string" then
         add("flags", "flags must be a string of --flags as given to TGI or vLLM")
       else
-        for name, fv in pairs(parse_flags(v, add)) do
-          if ALIAS_BY_NAME[name] then
-            alias_vals[name] = { value = fv, from = "flag --" .. name:gsub("_", "-") }
-          elseif IGNORED_FLAGS[name] then
-            notes[#notes + 1] = ("--%s ignored: %s"):format(name:gsub("_", "-"), IGNORED_FLAGS[name])
-          else
-            local s = suggest(name, alias_names)
-            add("flags", ("--%s is not a flag v100rt knows%s; flags it maps: see `v100rt help config`")
-              :format(name:gsub("_", "-"), s and (" (did you mean --" .. s:gsub("_", "-") .. "?)") or ""))
-          end
+        local words = {}
+        for w in v:gmatch("%S+") do words[#words + 1] = w end
+        local fl, pos = split_words(words, add)
+        for _, w in ipairs(pos) do
+          add("flags", ("flags: %s is not a --flag"):format(fmt_value(w)))
+        end
+        for _, s in ipairs(flag_settings(fl, "config flags", add, notes)) do
+          file_settings[#file_settings + 1] = s
         end
       end
     else
       local norm = k:gsub("%-", "_")
       if ALIAS_BY_NAME[norm] then
-        alias_vals[norm] = { value = v, from = "alias " .. k }
+        local s = setting(norm, v, "alias " .. k, add, false)
+        if s then file_settings[#file_settings + 1] = s end
       elseif IGNORED_FLAGS[norm] then
-        notes[#notes + 1] = ("%s ignored: %s"):format(k, IGNORED_FLAGS[norm])
+        notes[#notes + 1] = ("note: %s ignored: %s"):format(k, IGNORED_FLAGS[norm][1])
       else
         -- Maybe a key of some section written at the top level.
         local where
@@ -554,7 +798,6 @@ function M.resolve(t)
   -- Section keys.
   for _, sec in ipairs(SECTIONS) do
     local st = t[sec.name]
-    values[sec.name] = {}
     if type(st) == "table" then
       local keys = {}
       for k in pairs(st) do keys[#keys + 1] = k end
@@ -562,7 +805,9 @@ function M.resolve(t)
       for _, k in ipairs(keys) do
         local e = sec.by_key[k]
         local path = sec.name .. "." .. tostring(k)
-        if not e then
+        if not e and REMOVED_KEYS[path] then
+          notes[#notes + 1] = ("note: %s ignored: %s"):format(path, REMOVED_KEYS[path])
+        elseif not e then
           local names = {}
           for _, x in ipairs(sec.keys) do names[#names + 1] = x.key end
           local s = type(k) == "string" and suggest(k, names)
@@ -581,56 +826,21 @@ function M.resolve(t)
           if msg then
             add(path, path .. ": " .. msg)
           else
-            values[sec.name][k] = v
-            given[path] = true
-            origin[path] = "set"
+            apply({ path = path, value = v, raw = st[k], from = "set" }, "file")
           end
         end
       end
     end
   end
 
-  -- Aliases (after explicit keys, so conflicts can be named).
-  local anames = {}
-  for k in pairs(alias_vals) do anames[#anames + 1] = k end
-  table.sort(anames)
-  for _, name in ipairs(anames) do
-    local a, av = ALIAS_BY_NAME[name], alias_vals[name]
-    local v = av.value
-    local e = KEY_BY_PATH[a.path]
-    local sec, key = a.path:match("^(%w+)%.(.+)$")
-    local ok = true
-    if a.invert or a.sharded or a.json then
-      if type(v) ~= "boolean" then
-        add(name, ("%s (%s): expected true or false, got %s"):format(av.from, a.path, fmt_value(v)))
-        ok = false
-      elseif a.invert then
-        v = not v
-      elseif a.json then
-        v = v and "json" or "text"
-      end
-    end
-    if ok and a.sharded then
-      -- sharded = true: one shard per listed GPU (num_shard wins if also given).
-      if v and not alias_vals.num_shard and not alias_vals.tensor_parallel_size and not given["parallel.tensor"] then
-        values.parallel.sharded_ = true
-      end
-      goto next_alias
-    end
-    if ok then
-      local nv, msg = check_value(e, v)
-      if msg then
-        add(a.path, ("%s (%s): %s"):format(av.from, a.path, msg))
-      elseif given[a.path] and fmt_value(values[sec][key]) ~= fmt_value(nv) then
-        add(a.path, ("%s = %s conflicts with %s = %s: set only one")
-          :format(av.from, fmt_value(v), a.path, fmt_value(values[sec][key])))
-      else
-        values[sec][key] = nv
-        given[a.path] = true
-        origin[a.path] = av.from
-      end
-    end
-    ::next_alias::
+  -- Aliases and the flags string (after explicit keys, so conflicts can be
+  -- named), then the environment, then the command line.
+  for _, s in ipairs(file_settings) do apply(s, "file") end
+  if src.env then
+    for _, s in ipairs(env_settings(src.env, add, notes)) do apply(s, "env") end
+  end
+  if src.flags then
+    for _, s in ipairs(flag_settings(src.flags, "flag", add, notes)) do apply(s, "flag") end
   end
 
   -- Defaults and the resolved table.
@@ -645,13 +855,16 @@ function M.resolve(t)
       origin[e.path] = origin[e.path] or "default"
     end
   end
-  if values.parallel.sharded_ then
+  -- sharded = true (TGI): one shard per listed GPU, unless the tensor size
+  -- is given; the highest layer that says anything about it decides.
+  local sh = sharded.flag or sharded.file or sharded.env
+  if sh and sh.sharded and not given["parallel.tensor"] then
     if given["device.gpus"] then
       r.parallel.tensor = #r.device.gpus
       given["parallel.tensor"] = true
-      origin["parallel.tensor"] = "alias sharded"
+      origin["parallel.tensor"] = sh.from
     else
-      add("sharded", "sharded = true needs device.gpus listing the GPUs to shard over (or num_shard = N)")
+      add("sharded", M.tp_refusal(sh.from .. " = true (shard over every GPU)"))
     end
   end
   for _, e in pairs(KEY_BY_PATH) do
@@ -667,7 +880,7 @@ function M.resolve(t)
       if bad[path] then return false end
     end
     return true
-  end)
+  end, origin, notes)
   return r, origin, errors, notes
 end
 
@@ -819,26 +1032,102 @@ function M.reference()
   w("")
   w("Accepted and ignored, with a note: " .. table.concat((function()
     local t = {}
-    for i, k in ipairs(ign) do t[i] = "`" .. k .. "` (" .. IGNORED_FLAGS[k] .. ")" end
+    for i, k in ipairs(ign) do t[i] = "`" .. k .. "` (" .. IGNORED_FLAGS[k][1] .. ")" end
     return t
   end)(), "; ") .. ".")
+  local rem = {}
+  for k in pairs(REMOVED_KEYS) do rem[#rem + 1] = "`" .. k .. "` (" .. REMOVED_KEYS[k] .. ")" end
+  table.sort(rem)
+  w("Removed keys, accepted with a note: " .. table.concat(rem, "; ") .. ".")
+  w("")
+  w("### On the command line and in the environment")
+  w("")
+  w("`v100rt serve` and `v100rt check` (and `generate`) take `CONFIG.lua` or a model directory, then")
+  w("flags: every alias above as `--name VALUE`, `--name=VALUE` (dashes or underscores; a boolean")
+  w("alone is true), `--device KIND` (device.kind), `--threads N` (device.threads) and")
+  w("`--SECTION.KEY VALUE` for any key (lists comma-separated: `--device.gpus 1`). Flags override the")
+  w("file. Container runtime flags (`--ipc`, `--shm-size`, `--ulimit`, `--gpus`, ...) are refused with")
+  w("a pointer to the Kubernetes section.")
+  w("")
+  w("TGI's environment variables are read as TGI reads them, below the file in precedence")
+  w("(flags > file > environment > defaults): " .. table.concat((function()
+    local t = {}
+    for i, name in ipairs(ENV_ALIASES) do t[i] = "`" .. name:upper() .. "`" end
+    return t
+  end)(), ", ") .. ", each as its alias. `HOSTNAME` is used only when it is an IP address.")
   return table.concat(out, "\n") .. "\n"
 end
 
 ---------------------------------------------------------------------------
 -- Loading a file and filling the C struct (called from runtime/lua/config.c).
 
--- Runs the config file and resolves it. Returns resolved, origin, errors, notes.
-function M.load_file(path)
+-- "dir", "file" or "missing": a directory opens for reading on Linux, and
+-- reading from it fails with EISDIR.
+local function path_kind(path)
+  local f = io.open(path, "r")
+  if not f then return "missing" end
+  local _, _, code = f:read(1)
+  f:close()
+  return code == 21 and "dir" or "file"
+end
+
+-- Runs a config file: the table it returns, or nil and the error.
+local function run_file(path)
   local chunk, err = loadfile(path)
-  if not chunk then
-    return nil, {}, { { path = "(file)", msg = err } }, {}
-  end
+  if not chunk then return nil, err end
   local ok, t = xpcall(chunk, debug.traceback)
-  if not ok then
-    return nil, {}, { { path = "(file)", msg = tostring(t) } }, {}
+  if not ok then return nil, tostring(t) end
+  return t
+end
+
+-- A config from where `serve`, `check` and `generate` take it (vrt.h,
+-- vrt_config_load_src): path is CONFIG.lua, a model directory
+-- ({model = {path = DIR}}), or nil (then the first positional word of argv,
+-- if any; else the config is the flags and the environment alone); argv the
+-- command-line words; use_env reads TGI's variables (getenv, default
+-- os.getenv). Returns resolved, origin, errors, notes, path.
+function M.load_src(path, argv, use_env, getenv)
+  local errors, notes = {}, {}
+  local function add(p, msg) errors[#errors + 1] = { path = p, msg = msg } end
+  local flags, pos = split_words(argv or {}, add)
+  if path == nil or path == "" then path = table.remove(pos, 1) end
+  for _, w in ipairs(pos) do
+    add("(command line)", ("unexpected argument %s: give one CONFIG.lua or MODEL_DIR, then --flags")
+      :format(fmt_value(w)))
   end
-  return M.resolve(t)
+  local env
+  if use_env then
+    getenv = getenv or os.getenv
+    env = {}
+    for _, name in ipairs(M.env_names()) do env[name] = getenv(name) end
+  end
+  local t, kind = {}, nil
+  if path ~= nil then
+    kind = path_kind(path)
+    if kind == "dir" then
+      t = { model = { path = path } }
+    elseif kind == "missing" and not path:match("%.lua$") then
+      add("(file)", ("%s: no such config file (*.lua) or model directory"):format(path))
+      return nil, {}, errors, notes, path
+    else
+      local err
+      t, err = run_file(path)
+      if t == nil then
+        add("(file)", err)
+        return nil, {}, errors, notes, path
+      end
+    end
+  end
+  local r, origin = M.resolve(t, { flags = flags, env = env, errors = errors, notes = notes })
+  if kind == "dir" and origin["model.path"] == "set" then origin["model.path"] = "model directory" end
+  return r, origin, errors, notes, path
+end
+
+-- Runs a config file (or a model directory) and resolves it, without
+-- flags or the environment. Returns resolved, origin, errors, notes.
+function M.load_file(path)
+  local r, origin, errors, notes = M.load_src(path, nil, false)
+  return r, origin, errors, notes
 end
 
 -- Joins errors into one message, one per line.

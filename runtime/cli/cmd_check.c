@@ -1,20 +1,31 @@
-/* cmd_check.c — `v100rt check CONFIG.lua`: validate and print a config.
+/* cmd_check.c — `v100rt check CONFIG.lua|MODEL_DIR [flags]`: validate and
+ * print a config.
  *
- * Loads the file the way `serve` will (vrt_config_load), so that what check
- * accepts is exactly what the server accepts; then prints the resolved
- * configuration with the origin of each value.
+ * Loads the config the way `serve` will (vrt_config_load_src: the file or
+ * model directory, the command-line flags, TGI's environment variables), so
+ * that what check accepts is what the server accepts; when model.path
+ * exists, reads its config.json and quantization config with the loader's
+ * own code (the architecture and model.quantize must be ones the loader
+ * takes); then prints the resolved configuration with the origin of each
+ * value.
  */
 #include "cli/cli.h"
 #include "core/err.h"
+#include "core/util.h"
+#include "engine/runtime_int.h"
 #include "lua/host.h"
+#include "model/hf_config.h"
+#include "model/quant.h"
 
 #include <lauxlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-/* Prints the resolved config (and notes) through the Lua schema module. */
-static int print_resolved(const char *path, int as_json, vrt_err *err)
+/* Prints the resolved config through the Lua schema module, from the same
+ * source as vrt_config_load_src (the environment is read the same way). */
+static int print_resolved(const vrt_config_source *src, int as_json, vrt_err *err)
 {
     lua_State *L = vrt_lua_new(err);
     if (!L)
@@ -26,16 +37,19 @@ static int print_resolved(const char *path, int as_json, vrt_err *err)
     if ((rc = vrt_lua_pcall(L, 1, 1, err)) != 0)
         goto out;
     int mod = lua_gettop(L);
-    lua_getfield(L, mod, "load_file");
-    lua_pushstring(L, path);
-    if ((rc = vrt_lua_pcall(L, 1, 4, err)) != 0)
-        goto out;
-    int notes = mod + 4;
-    for (size_t i = 1; i <= lua_objlen(L, notes); i++) {
-        lua_rawgeti(L, notes, (int)i);
-        fprintf(stderr, "%s: note: %s\n", path, lua_tostring(L, -1));
-        lua_pop(L, 1);
+    lua_getfield(L, mod, "load_src");
+    if (src->path)
+        lua_pushstring(L, src->path);
+    else
+        lua_pushnil(L);
+    lua_createtable(L, src->argc, 0);
+    for (int i = 0; i < src->argc; i++) {
+        lua_pushstring(L, src->argv[i]);
+        lua_rawseti(L, -2, i + 1);
     }
+    lua_pushboolean(L, src->use_env);
+    if ((rc = vrt_lua_pcall(L, 3, 4, err)) != 0)
+        goto out;
     lua_getfield(L, mod, "format");
     lua_pushvalue(L, mod + 1);
     lua_pushvalue(L, mod + 2);
@@ -48,54 +62,128 @@ out:
     return rc;
 }
 
+/* Prints "NAME: N error(s):" and one "  - line" per line of msg. */
+static void print_errors(const char *name, char *msg)
+{
+    int n = 1;
+    for (const char *p = msg; *p; p++)
+        n += *p == '\n';
+    fprintf(stderr, "%s: %d error%s:\n", name, n, n == 1 ? "" : "s");
+    char *line = msg;
+    while (line && *line) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        fprintf(stderr, "  - %s\n", line);
+        line = nl ? nl + 1 : NULL;
+    }
+}
+
+/* What the loader will say about model.path, when it exists: its
+ * config.json (architecture, rope, activation: vrt_model_config_load) and
+ * whether model.quantize agrees with the checkpoint. */
+static int check_model_dir(const vrt_config *cfg, vrt_err *err)
+{
+    vrt_err e = {0};
+    vrt_model_config mc;
+    int rc = vrt_model_config_load(&mc, cfg->model.path, &e);
+    if (rc)
+        return vrt_err_set(err, rc, "model.path \"%s\": %s; the loader cannot serve this model",
+                           cfg->model.path, e.msg);
+    vrt_quant_config qc;
+    rc = vrt_quant_config_load(&qc, cfg->model.path, &e);
+    const char *want = vrt__config_quantize(cfg); /* NULL: as the checkpoint is */
+    if (!rc && want)
+        rc = vrt_quant_config_agrees(&qc, want, &e);
+    vrt_quant_config_free(&qc);
+    if (rc)
+        return vrt_err_set(err, rc, "model.path \"%s\": %s", cfg->model.path, e.msg);
+    return 0;
+}
+
 int vrt_cmd_check(int argc, char **argv)
 {
     const vrt_cmd *self = vrt_cmd_find("check");
-    vrt_opt opts[] = {{"json", 0, NULL}, {"quiet", 0, NULL}};
-    char *pos[1];
-    int npos = 0;
-    int rc = vrt_cli_parse(self, opts, 2, argc, argv, pos, 1, &npos);
-    if (rc)
-        return rc;
-    if (npos != 1)
-        return vrt_cli_usage(self, "needs one config file");
-    const char *path = pos[0];
+    int as_json = 0, quiet = 0;
+    /* check's own options; every other word goes to the config loader (the
+     * path, then flags as `serve` takes them). */
+    const char **words = calloc((size_t)argc + 1, sizeof *words);
+    if (!words)
+        return VRT_EXIT_FAIL;
+    int n = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--json") == 0)
+            as_json = 1;
+        else if (strcmp(a, "--quiet") == 0)
+            quiet = 1;
+        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            printf("usage: %s\n\n%s", self->usage, self->help);
+            free(words);
+            return VRT_EXIT_OK;
+        } else {
+            /* A misspelt --json or --quiet is a usage error, not a flag. */
+            static const char *const own[] = {"json", "quiet"};
+            const char *s = strncmp(a, "--", 2) == 0 && !strchr(a, '=') && !strchr(a, '.')
+                                ? vrt_suggest(a + 2, own, 2)
+                                : NULL;
+            if (s) {
+                char m[160];
+                snprintf(m, sizeof m, "unknown option \"%s\"; did you mean --%s?", a, s);
+                free(words);
+                return vrt_cli_usage(self, m);
+            }
+            words[n++] = a;
+        }
+    }
+    if (n == 0) {
+        free(words);
+        return vrt_cli_usage(self, "needs a config file or a model directory");
+    }
 
+    vrt_config_source src = {.path = NULL, .argv = words, .argc = n, .use_env = 1};
     vrt_config cfg;
     vrt_err err = {0};
-    if (vrt_config_load(&cfg, path, &err) != 0) {
-        int n = 1;
-        for (const char *p = err.msg; *p; p++)
-            n += *p == '\n';
-        fprintf(stderr, "%s: %d error%s:\n", path, n, n == 1 ? "" : "s");
-        char *line = err.msg;
-        while (line && *line) {
-            char *nl = strchr(line, '\n');
-            if (nl)
-                *nl = '\0';
-            fprintf(stderr, "  - %s\n", line);
-            line = nl ? nl + 1 : NULL;
-        }
-        vrt_config_free(&cfg);
-        return VRT_EXIT_FAIL;
+    int rc = vrt_config_load_src(&cfg, &src, &err);
+    const char *name = cfg.source ? cfg.source : "(command line)";
+    char *label = strdup(name);
+    for (int i = 0; i < cfg.n_notes; i++)
+        fprintf(stderr, "%s: %s\n", name, cfg.notes[i]);
+    if (rc != 0) {
+        print_errors(label ? label : "check", err.msg);
+        goto fail;
     }
-
     struct stat st;
     if (stat(cfg.model.path, &st) != 0)
-        fprintf(stderr, "%s: warning: model.path \"%s\" does not exist (yet)\n", path,
+        fprintf(stderr, "%s: warning: model.path \"%s\" does not exist (yet)\n", name,
                 cfg.model.path);
     else if (!S_ISDIR(st.st_mode))
-        fprintf(stderr, "%s: warning: model.path \"%s\" is not a directory\n", path,
+        fprintf(stderr, "%s: warning: model.path \"%s\" is not a directory\n", name,
                 cfg.model.path);
-    vrt_config_free(&cfg);
-
-    if (opts[1].value) /* --quiet */
-        return VRT_EXIT_OK;
-    if (print_resolved(path, opts[0].value != NULL, &err) != 0) {
-        fprintf(stderr, "%s: %s\n", path, err.msg);
-        return VRT_EXIT_FAIL;
+    else {
+        if (check_model_dir(&cfg, &err) != 0) {
+            print_errors(name, err.msg);
+            goto fail;
+        }
     }
-    if (!opts[0].value)
-        fprintf(stderr, "%s: ok\n", path);
+    vrt_config_free(&cfg);
+    if (!quiet) {
+        /* The same source again: Lua finds the same path among the words. */
+        if (print_resolved(&src, as_json, &err) != 0) {
+            fprintf(stderr, "%s: %s\n", label ? label : "check", err.msg);
+            free(label);
+            free(words);
+            return VRT_EXIT_FAIL;
+        }
+        if (!as_json)
+            fprintf(stderr, "%s: ok\n", label ? label : "check");
+    }
+    free(label);
+    free(words);
     return VRT_EXIT_OK;
+fail:
+    vrt_config_free(&cfg);
+    free(label);
+    free(words);
+    return VRT_EXIT_FAIL;
 }

@@ -1,6 +1,7 @@
 /* cmd_plan.c — `v100rt plan CONFIG.lua`: the GPU memory plan of a config
  * (engine/plan.h) for a given card, without a GPU: weights, activations and
- * KV cache per GPU, and whether one sequence of max_total_tokens fits. */
+ * KV cache per GPU, and whether one sequence of max_total_tokens fits. It
+ * proposes only what v100rt runs (no tensor parallelism yet). */
 #include "cli/cli.h"
 #include "core/err.h"
 #include "engine/plan.h"
@@ -31,7 +32,10 @@ int vrt_cmd_plan(int argc, char **argv)
     }
     vrt_err err = {0};
     vrt_config cfg;
-    if (vrt_config_load(&cfg, pos[0], &err) != 0) {
+    /* As `serve` loads it (TGI's environment variables included); the
+     * config refuses parallel.tensor > 1 like `check` does. */
+    vrt_config_source src = {.path = pos[0], .use_env = 1};
+    if (vrt_config_load_src(&cfg, &src, &err) != 0) {
         fprintf(stderr, "v100rt plan: %s\n", err.msg);
         vrt_config_free(&cfg);
         return VRT_EXIT_FAIL;
@@ -53,12 +57,9 @@ int vrt_cmd_plan(int argc, char **argv)
         .model = &mc,
         .device_bytes = (int64_t)(gb * 1024.0 * 1024.0 * 1024.0),
         .memory_fraction = cfg.device.memory_fraction,
-        .weight_bytes_per_param = cfg.model.quantize ? 0.5625
-                                  : cfg.model.dtype && strcmp(cfg.model.dtype, "float32") == 0
-                                      ? 4.0
-                                      : 2.0,
-        .tensor = cfg.parallel.tensor > 0 ? cfg.parallel.tensor : 1,
-        .block_size = cfg.cache.block_size > 0 ? cfg.cache.block_size : 16,
+        .weight_bytes_per_param = vrt_plan_weight_bytes(cfg.model.dtype, cfg.model.quantize),
+        .tensor = cfg.parallel.tensor,
+        .block_size = cfg.cache.block_size,
         .max_total_tokens = total,
         .max_batch_prefill_tokens = cfg.batching.max_batch_prefill_tokens,
         .max_concurrent_requests = cfg.batching.max_concurrent_requests,

@@ -12,12 +12,19 @@
 #include <string.h>
 
 const vrt_cmd vrt_commands[] = {
-    {"check", "validate a config file and print the resolved configuration",
-     "v100rt check [--json] [--quiet] CONFIG.lua",
-     "Runs CONFIG.lua, validates every key against the schema (lua/v100rt/config.lua)\n"
-     "and prints the resolved configuration: every key, its value, and where the\n"
-     "value came from (set, an alias, or the default). Prints every error found\n"
-     "and exits 1 if the config is invalid (like `nginx -t`).\n"
+    {"check", "validate a config (file or model directory + flags) and print the resolved configuration",
+     "v100rt check [--json] [--quiet] CONFIG.lua|MODEL_DIR [FLAGS...]",
+     "Loads the config exactly as `serve` will: CONFIG.lua or a model directory\n"
+     "(then the config is {model = {path = DIR}} and the schema's defaults), the\n"
+     "FLAGS after it (TGI/vLLM flags, --device KIND, --threads N, --port, --host,\n"
+     "--SECTION.KEY VALUE; they override the file) and TGI's environment variables\n"
+     "(MAX_TOTAL_TOKENS, PORT, ...; below the file). Validates every key against the\n"
+     "schema (lua/v100rt/config.lua); when model.path exists, reads its config.json\n"
+     "and quantization config as the loader does (the architecture must be one it\n"
+     "supports, model.quantize must agree with the checkpoint). Prints the resolved\n"
+     "configuration: every key, its value, and where the value came from (set, alias\n"
+     "x, flag --x, env X, model directory, or the default), and notes and warnings.\n"
+     "Prints every error found and exits 1 if the config is invalid (like `nginx -t`).\n"
      "\n"
      "  --json    print the resolved configuration as JSON\n"
      "  --quiet   print nothing on success (errors still go to stderr)\n",

@@ -17,6 +17,13 @@ static int64_t div_up(int64_t a, int64_t b)
     return (a + b - 1) / b;
 }
 
+double vrt_plan_weight_bytes(const char *dtype, const char *quantize)
+{
+    if (quantize && strcmp(quantize, "none") != 0)
+        return 0.5625; /* 4 bits + an f16 scale and a 4-bit zero per group of 128 */
+    return dtype && strcmp(dtype, "float32") == 0 ? 4.0 : 2.0;
+}
+
 int vrt_plan_compute(const vrt_plan_input *in, vrt_plan *p, vrt_err *err)
 {
     memset(p, 0, sizeof *p);
@@ -71,16 +78,17 @@ int vrt_plan_compute(const vrt_plan_input *in, vrt_plan *p, vrt_err *err)
         "(%.2f B parameters / %d GPU%s), %.2f GiB of activations for %lld prefill tokens and "
         "%.2f GiB of graph pools leaves %.2f GiB for the KV cache: %lld tokens, but one sequence "
         "of batching.max_total_tokens = %lld needs %lld blocks of %.2f MiB (%.2f GiB). Options: "
-        "model.quantize = \"awq\" or \"gptq\" (4-bit weights: about %.2f GiB per GPU); "
-        "parallel.tensor = %d%s; a smaller batching.max_batch_prefill_tokens; a larger "
-        "device.memory_fraction",
+        "model.quantize = \"awq\" or \"gptq\" with a 4-bit checkpoint (weights: about %.2f GiB "
+        "per GPU)%s; a smaller batching.max_batch_prefill_tokens; a larger "
+        "device.memory_fraction; a GPU with more memory (tensor parallelism over several GPUs "
+        "is not implemented yet)",
         gib(p->budget), in->memory_fraction * 100.0, gib(in->device_bytes), gib(p->weights),
         (double)p->params / 1e9, (int)t, t > 1 ? "s" : "", gib(p->workspace),
         (long long)in->max_batch_prefill_tokens, gib(p->graph_pools),
         p->kv_bytes > 0 ? gib(p->kv_bytes) : 0.0, (long long)(fit > 0 ? fit : 0),
         (long long)in->max_total_tokens, (long long)p->blocks_per_seq,
         (double)p->block_bytes / (1024.0 * 1024.0), gib(p->blocks_per_seq * p->block_bytes),
-        w4 / (1024.0 * 1024.0 * 1024.0), (int)(t * 2), shorter);
+        w4 / (1024.0 * 1024.0 * 1024.0), shorter);
 }
 
 char *vrt_plan_format(const vrt_plan_input *in, const vrt_plan *p)

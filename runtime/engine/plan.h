@@ -8,8 +8,10 @@
  *
  * Pure arithmetic on the model's config.json and the limits: no CUDA call,
  * so the serve-time check (CUDA issue) and a `v100rt plan` command share
- * it, and it is tested on this CPU-only machine. With tensor parallelism
- * each GPU holds 1/tensor of the sharded weights and of the KV heads.
+ * it, and it is tested on this CPU-only machine. The arithmetic takes a
+ * tensor-parallel size (each GPU holds 1/tensor of the sharded weights and
+ * of the KV heads) for when tensor parallelism lands; today the config
+ * refuses parallel.tensor > 1, so callers pass 1, and no message proposes it.
  */
 #ifndef VRT_ENGINE_PLAN_H
 #define VRT_ENGINE_PLAN_H
@@ -46,11 +48,15 @@ typedef struct vrt_plan {
     int64_t params;           /* parameters of the whole model */
 } vrt_plan;
 
+/* Bytes per parameter of the weights: 2 (float16), 4 (float32), 0.5625
+ * with model.quantize (4-bit, group 128); quantize NULL or "none": none. */
+double vrt_plan_weight_bytes(const char *dtype, const char *quantize);
+
 /* Computes the plan. When one sequence of max_total_tokens does not fit,
- * returns VRT_EDEVICEOOM with the figures and what to change (quantize,
- * parallel.tensor, a smaller batching.max_total_tokens or
- * max_batch_prefill_tokens, a larger memory_fraction); *plan is filled
- * either way. */
+ * returns VRT_EDEVICEOOM with the figures and what to change, only options
+ * v100rt runs (quantize, a smaller batching.max_total_tokens or
+ * max_batch_prefill_tokens, a larger memory_fraction, a larger GPU); *plan
+ * is filled either way. */
 int vrt_plan_compute(const vrt_plan_input *in, vrt_plan *plan, vrt_err *err);
 
 /* A human-readable table of the plan (malloc'd). */

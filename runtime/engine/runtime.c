@@ -58,47 +58,47 @@ void vrt_gen_result_free(vrt_gen_result *r)
     memset(r, 0, sizeof *r);
 }
 
-typedef struct rt_opts {
-    const char *model_dir, *tokenizer_dir, *dtype, *kind, *config_path;
-    const char *quantize; /* model.quantize ("none" when unset); NULL = as the checkpoint is */
-    int threads, block_size, no_prefix_caching, no_custom_kernels, no_graphs, max_concurrent;
-    double swap_gib, memory_fraction;
-    int64_t num_blocks, max_total, max_input, max_prefill;
-} rt_opts;
-
 static int ends_with(const char *s, const char *suffix)
 {
     size_t a = strlen(s), b = strlen(suffix);
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+const char *vrt__config_quantize(const vrt_config *cfg)
+{
+    if (cfg->model.quantize)
+        return cfg->model.quantize;
+    /* A model directory opened without a config: as the checkpoint is. */
+    if (cfg->source && cfg->model.path && strcmp(cfg->source, cfg->model.path) == 0)
+        return NULL;
+    return "none";
+}
+
 /* The GPU memory plan (engine/plan.h) from the device's free memory: fails
  * when one sequence of max_total_tokens cannot fit, else keeps the number
  * of KV blocks for the engine (rt->plan_blocks). */
-static int plan_device(vrt_runtime *rt, const rt_opts *o, vrt_err *err)
+static int plan_device(vrt_runtime *rt, const vrt_config *cfg, const char *quantize, vrt_err *err)
 {
     size_t free_b = 0, total_b = 0;
     int rc = rt->be->mem_info(rt->be, &free_b, &total_b, err);
     if (rc)
         return rc;
     vrt_model_config mc;
-    if ((rc = vrt_model_config_load(&mc, o->model_dir, err)) != 0)
+    if ((rc = vrt_model_config_load(&mc, cfg->model.path, err)) != 0)
         return rc;
-    int64_t total = o->max_total > 0 ? o->max_total : 4096;
+    int64_t total = cfg->batching.max_total_tokens;
     if (mc.max_position_embeddings > 0 && total > mc.max_position_embeddings)
         total = mc.max_position_embeddings;
     vrt_plan_input in = {
         .model = &mc,
         .device_bytes = (int64_t)free_b,
-        .memory_fraction = o->memory_fraction > 0 ? o->memory_fraction : 0.85,
-        .weight_bytes_per_param = o->quantize && strcmp(o->quantize, "none") != 0 ? 0.5625
-                                  : o->dtype && strcmp(o->dtype, "float32") == 0 ? 4.0
-                                                                                 : 2.0,
+        .memory_fraction = cfg->device.memory_fraction,
+        .weight_bytes_per_param = vrt_plan_weight_bytes(cfg->model.dtype, quantize),
         .tensor = 1,
-        .block_size = o->block_size > 0 ? o->block_size : 16,
+        .block_size = cfg->cache.block_size,
         .max_total_tokens = total,
-        .max_batch_prefill_tokens = o->max_prefill > 0 ? o->max_prefill : 4096,
-        .max_concurrent_requests = o->max_concurrent > 0 ? o->max_concurrent : 128,
+        .max_batch_prefill_tokens = cfg->batching.max_batch_prefill_tokens,
+        .max_concurrent_requests = cfg->batching.max_concurrent_requests,
         .graph_pool_bytes = 0,
     };
     vrt_plan p;
@@ -121,14 +121,41 @@ static int plan_device(vrt_runtime *rt, const rt_opts *o, vrt_err *err)
     return 0;
 }
 
-static int open_with(vrt_runtime **out, const rt_opts *o, vrt_err *err)
+vrt_backend_opts vrt__backend_opts_of(const vrt_config *cfg)
 {
+    /* device.gpus[1] (C index 0): the one GPU the model runs on. */
+    vrt_backend_opts bo = {.threads = cfg->device.threads,
+                           .custom_kernels = cfg->kernels.custom,
+                           .device = cfg->device.n_gpus > 0 ? cfg->device.gpus[0] : 0};
+    return bo;
+}
+
+int vrt__runtime_open_cfg(vrt_runtime **out, const vrt_config *cfg, vrt_err *err)
+{
+    if (!out || !cfg || !cfg->model.path)
+        return vrt_err_set(err, VRT_EINVAL, "vrt__runtime_open_cfg: no config or no model.path");
+    *out = NULL;
+    /* What the config rules refuse is refused here too, for a struct that
+     * did not come through vrt_config_load. */
+    if (cfg->parallel.tensor > 1)
+        return vrt_err_set(err, VRT_ECONFIG,
+                           "parallel.tensor = %d: tensor parallelism is not implemented yet; use "
+                           "parallel.tensor = 1 (one GPU), or quantize (model.quantize) to fit "
+                           "one GPU: see `v100rt plan`",
+                           cfg->parallel.tensor);
+    for (int i = 0; i < cfg->n_notes; i++) {
+        if (strncmp(cfg->notes[i], "warning: ", 9) == 0)
+            VRT_WARN("%s: %s", cfg->source ? cfg->source : "config", cfg->notes[i] + 9);
+        else
+            VRT_INFO("%s: %s", cfg->source ? cfg->source : "config", cfg->notes[i]);
+    }
     vrt_runtime *rt = calloc(1, sizeof *rt);
     if (!rt)
         return vrt_err_set(err, VRT_ENOMEM, "out of memory");
-    rt->model_dir = strdup(o->model_dir);
+    rt->model_dir = strdup(cfg->model.path);
     int rc = rt->model_dir ? 0 : vrt_err_set(err, VRT_ENOMEM, "out of memory");
-    const char *kind = o->kind ? o->kind : "auto";
+    const char *quantize = vrt__config_quantize(cfg);
+    const char *kind = cfg->device.kind;
     if (!rc && strcmp(kind, "auto") == 0) {
         char why[512] = "";
         int gpus = vrt_cuda_gpu_count(why, sizeof why);
@@ -139,7 +166,7 @@ static int open_with(vrt_runtime **out, const rt_opts *o, vrt_err *err)
             VRT_INFO("device.kind = \"auto\": using cpu (%s)", why);
     }
     if (!rc) {
-        vrt_backend_opts bo = {.threads = o->threads, .custom_kernels = !o->no_custom_kernels};
+        vrt_backend_opts bo = vrt__backend_opts_of(cfg);
         rc = vrt_backend_create_opts(&rt->be, kind, &bo, err);
     }
     if (!rc && rt->be->device_name)
@@ -147,17 +174,19 @@ static int open_with(vrt_runtime **out, const rt_opts *o, vrt_err *err)
     /* On a GPU: the memory plan before the weights are loaded, so that a
      * model that cannot fit fails now, with the figures. */
     if (!rc && rt->be->mem_info)
-        rc = plan_device(rt, o, err);
+        rc = plan_device(rt, cfg, quantize, err);
     if (!rc) {
-        vrt_model_load_opts lo = {.dtype = o->dtype, .quantize = o->quantize};
-        rc = vrt_model_load(&rt->m, o->model_dir, rt->be, &lo, err);
+        vrt_model_load_opts lo = {.dtype = cfg->model.dtype, .quantize = quantize};
+        rc = vrt_model_load(&rt->m, cfg->model.path, rt->be, &lo, err);
     }
     /* kernels.cuda_graphs: decode steps recorded once per batch bucket
      * (only where the backend records graphs: cuda). */
     if (!rc)
-        rt->m->graphs = o->no_graphs ? 0 : 1;
+        rt->m->graphs = cfg->kernels.cuda_graphs ? 1 : 0;
     if (!rc) {
-        rc = vrt_tokenizer_load(&rt->tok, o->tokenizer_dir ? o->tokenizer_dir : o->model_dir, err);
+        rc = vrt_tokenizer_load(&rt->tok, cfg->model.tokenizer ? cfg->model.tokenizer
+                                                                : cfg->model.path,
+                                err);
         if (rc)
             vrt_err_prefix(err, "loading the tokenizer: ");
     }
@@ -165,7 +194,7 @@ static int open_with(vrt_runtime **out, const rt_opts *o, vrt_err *err)
         goto fail;
     const vrt_model_config *c = &rt->m->cfg;
     /* A sequence may not outgrow the model's positions nor the config. */
-    int64_t max_total = o->max_total > 0 ? o->max_total : 4096;
+    int64_t max_total = cfg->batching.max_total_tokens;
     if (c->max_position_embeddings > 0 && max_total > c->max_position_embeddings) {
         VRT_INFO("max_total_tokens %lld is more than the model's max_position_embeddings "
                  "(%lld): using %lld",
@@ -174,16 +203,27 @@ static int open_with(vrt_runtime **out, const rt_opts *o, vrt_err *err)
         max_total = c->max_position_embeddings;
     }
     rt->max_total = (int)max_total;
-    rt->cfg_num_blocks = o->num_blocks > 0 ? o->num_blocks : 0;
-    rt->config_path = o->config_path ? strdup(o->config_path) : NULL;
-    rt->prefix_caching = !o->no_prefix_caching;
-    rt->swap_bytes = (int64_t)(o->swap_gib * 1024.0 * 1024.0 * 1024.0);
-    rt->max_input =
-        (int)(o->max_input > 0 && o->max_input < max_total ? o->max_input : max_total - 1);
-    rt->max_prefill = (int)(o->max_prefill > 0 ? o->max_prefill : 4096);
-    int bs = o->block_size > 0 ? o->block_size : 16;
+    rt->cfg_num_blocks = cfg->cache.num_blocks > 0 ? cfg->cache.num_blocks : 0;
+    /* The scheduling policy the engine loads: a built-in name, or the config
+     * file that holds the hook table. */
+    {
+        const char *pol = cfg->batching.policy;
+        const char *p = pol && strcmp(pol, "custom") == 0 ? cfg->source : pol;
+        rt->config_path = p ? strdup(p) : NULL;
+    }
+    rt->prefix_caching = cfg->cache.prefix_caching;
+    /* batching.preemption: "recompute" never swaps; "auto" and "swap" use
+     * cache.swap_space. */
+    double swap_gib = cfg->batching.preemption && strcmp(cfg->batching.preemption, "recompute") == 0
+                          ? 0.0
+                          : cfg->cache.swap_space;
+    rt->swap_bytes = (int64_t)(swap_gib * 1024.0 * 1024.0 * 1024.0);
+    rt->max_input = (int)(cfg->batching.max_input_tokens < max_total ? cfg->batching.max_input_tokens
+                                                                     : max_total - 1);
+    rt->max_prefill = (int)cfg->batching.max_batch_prefill_tokens;
+    int bs = cfg->cache.block_size;
     rt->max_blocks = (int)((max_total + bs - 1) / bs);
-    int64_t nb = o->num_blocks > 0 ? o->num_blocks : rt->max_blocks;
+    int64_t nb = cfg->cache.num_blocks > 0 ? cfg->cache.num_blocks : rt->max_blocks;
     if (nb < rt->max_blocks) {
         rc = vrt_err_set(err, VRT_ECONFIG,
                          "cache.num_blocks (%lld) cannot hold one sequence of %d tokens (%d "
@@ -205,13 +245,6 @@ static int open_with(vrt_runtime **out, const rt_opts *o, vrt_err *err)
     int32_t te = vrt_tokenizer_eos_id(rt->tok);
     if (te >= 0 && !vrt_is_stop_token(rt->eos, rt->n_eos, te))
         rt->eos[rt->n_eos++] = te;
-    snprintf(rt->desc, sizeof rt->desc,
-             "%s: %s, %d layers, dim %d, %d heads (%d kv), vocab %d, %s weights (%.1f MiB), "
-             "%s backend, %d KV blocks of %d",
-             o->model_dir, c->arch_name, c->num_hidden_layers, c->hidden_size,
-             c->num_attention_heads, c->num_key_value_heads, c->vocab_size,
-             vrt_dtype_name(rt->m->wdtype), (double)rt->m->weight_bytes / (1024.0 * 1024.0),
-             rt->be->name, (int)nb, bs);
     *out = rt;
     return 0;
 fail:
@@ -224,44 +257,19 @@ int vrt_runtime_open(vrt_runtime **out, const char *path, vrt_err *err)
     if (!out || !path)
         return vrt_err_set(err, VRT_EINVAL, "vrt_runtime_open: NULL argument");
     *out = NULL;
-    if (!ends_with(path, ".lua")) {
-        return vrt__runtime_open_dir(out, path, "auto", err);
-    }
+    /* A config file or a model directory ({model = {path = DIR}} through
+     * the schema's defaults): no flags, no environment. */
     vrt_config cfg;
     int rc = vrt_config_load(&cfg, path, err);
-    if (!rc) {
+    if (!rc && ends_with(path, ".lua")) {
         int level = cfg.logging.level ? vrt_log_level_parse(cfg.logging.level) : -1;
         if (level >= 0)
             vrt_log_set_level(level);
         if (cfg.logging.format && strcmp(cfg.logging.format, "json") == 0)
             vrt_log_set_format(VRT_LOG_JSON);
-        rt_opts o = {
-            .model_dir = cfg.model.path,
-            .tokenizer_dir = cfg.model.tokenizer,
-            .dtype = cfg.model.dtype,
-            .kind = cfg.device.kind,
-            .threads = cfg.device.threads,
-            .block_size = cfg.cache.block_size,
-            .num_blocks = cfg.cache.num_blocks,
-            .max_total = cfg.batching.max_total_tokens,
-            .max_input = cfg.batching.max_input_tokens,
-            .max_prefill = cfg.batching.max_batch_prefill_tokens,
-            .config_path = path,
-            .memory_fraction = cfg.device.memory_fraction,
-            .no_custom_kernels = !cfg.kernels.custom,
-            .no_graphs = !cfg.kernels.cuda_graphs,
-            .max_concurrent = cfg.batching.max_concurrent_requests,
-            .no_prefix_caching = !cfg.cache.prefix_caching,
-            /* batching.preemption: "recompute" never swaps; "auto" and
-             * "swap" use cache.swap_space. */
-            .swap_gib = cfg.batching.preemption && strcmp(cfg.batching.preemption, "recompute") == 0
-                            ? 0.0
-                            : cfg.cache.swap_space,
-        };
-        /* model.quantize must agree with the checkpoint (unset = fp16). */
-        o.quantize = cfg.model.quantize ? cfg.model.quantize : "none";
-        rc = open_with(out, &o, err);
     }
+    if (!rc)
+        rc = vrt__runtime_open_cfg(out, &cfg, err);
     vrt_config_free(&cfg);
     return rc;
 }
@@ -284,8 +292,18 @@ void vrt_runtime_close(vrt_runtime *rt)
 
 int vrt__runtime_open_dir(vrt_runtime **out, const char *dir, const char *kind, vrt_err *err)
 {
-    rt_opts o = {.model_dir = dir, .dtype = "float16", .kind = kind};
-    return open_with(out, &o, err);
+    if (!out || !dir)
+        return vrt_err_set(err, VRT_EINVAL, "vrt__runtime_open_dir: NULL argument");
+    *out = NULL;
+    /* {model = {path = DIR}} through the schema, device.kind overridden. */
+    const char *argv[] = {"--device", kind};
+    vrt_config_source src = {.path = dir, .argv = argv, .argc = kind ? 2 : 0};
+    vrt_config cfg;
+    int rc = vrt_config_load_src(&cfg, &src, err);
+    if (!rc)
+        rc = vrt__runtime_open_cfg(out, &cfg, err);
+    vrt_config_free(&cfg);
+    return rc;
 }
 
 int vrt__runtime_resize_kv(vrt_runtime *rt, int num_blocks, vrt_err *err)
@@ -328,7 +346,29 @@ int vrt_runtime_max_total_tokens(const vrt_runtime *rt)
 }
 const char *vrt_runtime_describe(const vrt_runtime *rt)
 {
-    return rt->desc;
+    /* Made when asked: the engine resizes the KV cache after open. */
+    vrt_runtime *w = (vrt_runtime *)rt; /* rt points at a mutable struct */
+    const vrt_model_config *c = &rt->m->cfg;
+    const vrt_quant_config *q = &rt->m->qc;
+    char weights[96], group[32];
+    if (q->method != VRT_QUANT_NONE) {
+        if (q->group_size > 0)
+            snprintf(group, sizeof group, "group %d", q->group_size);
+        else
+            snprintf(group, sizeof group, "one group per row");
+        snprintf(weights, sizeof weights, "int%d (%s, %s) + %s weights", q->bits,
+                 vrt_quant_method_name(q->method), group, vrt_dtype_name(rt->m->wdtype));
+    } else {
+        snprintf(weights, sizeof weights, "%s weights", vrt_dtype_name(rt->m->wdtype));
+    }
+    snprintf(w->desc, sizeof w->desc,
+             "%s: %s, %d layers, dim %d, %d heads (%d kv), vocab %d, %s (%.1f MiB), "
+             "%s backend, %d KV blocks of %d",
+             rt->model_dir, c->arch_name, c->num_hidden_layers, c->hidden_size,
+             c->num_attention_heads, c->num_key_value_heads, c->vocab_size, weights,
+             (double)rt->m->weight_bytes / (1024.0 * 1024.0), rt->be->name, rt->pool.num_blocks,
+             rt->pool.block_size);
+    return w->desc;
 }
 
 int vrt_runtime_tokenize(vrt_runtime *rt, const char *text, size_t len, int add_special_tokens,

@@ -29,15 +29,30 @@ struct vrt_runtime {
     char desc[512];
     int64_t cfg_num_blocks; /* cache.num_blocks as configured; 0 = derived */
     int64_t plan_blocks;    /* KV blocks the GPU memory plan leaves (0 = no plan: cpu) */
-    char *config_path;      /* the config file, NULL when opened from a directory */
+    char *config_path;      /* batching.policy: a built-in policy name, or the config
+                               file holding the hook table ("custom") */
     int prefix_caching;     /* cache.prefix_caching */
     int64_t swap_bytes;     /* cache.swap_space in bytes; 0 = preemption by recompute */
 };
 
+/* Opens the runtime of a loaded config (vrt_config_load_src: a file or a
+ * model directory, flags, the environment): `serve` and `generate` load
+ * with the command line's flags, then open with this. Every setting comes
+ * from cfg (the schema's defaults included): nothing is restated here.
+ * Logs cfg->notes; refuses parallel.tensor > 1. */
+int vrt__runtime_open_cfg(vrt_runtime **out, const vrt_config *cfg, vrt_err *err);
+/* A model directory with the schema's defaults on the given device.kind
+ * (NULL: the default). */
+int vrt__runtime_open_dir(vrt_runtime **out, const char *dir, const char *kind, vrt_err *err);
+/* The backend options of a config: device.threads, kernels.custom, and
+ * device.gpus[1] as the CUDA device ordinal. */
+vrt_backend_opts vrt__backend_opts_of(const vrt_config *cfg);
+/* What the loader checks model.quantize against: cfg->model.quantize;
+ * unset, "none" (an unquantized checkpoint), except for a model directory
+ * opened without a config file, where NULL (as the checkpoint is). */
+const char *vrt__config_quantize(const vrt_config *cfg);
 /* Replaces the KV cache and block pool by ones of num_blocks blocks (all
  * sequences must be released). */
-/* A model directory with default settings on the given device.kind. */
-int vrt__runtime_open_dir(vrt_runtime **out, const char *dir, const char *kind, vrt_err *err);
 int vrt__runtime_resize_kv(vrt_runtime *rt, int num_blocks, vrt_err *err);
 
 /* One step of a sequence's text: the incremental detokenizer's piece for

@@ -5,6 +5,7 @@
  * copy the resolved values into the struct through the FFI (M.fill). After
  * vrt_config_load returns, the state is gone: C never walks Lua tables.
  */
+#include "core/log.h"
 #include "lua/host.h"
 #include "vrt.h"
 
@@ -60,10 +61,25 @@ void vrt_config_free(vrt_config *cfg)
     memset(cfg, 0, sizeof *cfg);
 }
 
-int vrt_config_load(vrt_config *cfg, const char *path, vrt_err *err)
+/* Copies a Lua array of strings (at index idx) into the struct. */
+static const char **strv_from_lua(lua_State *L, int idx, vrt_config *cfg, int *n)
+{
+    int len = (int)lua_objlen(L, idx);
+    const char **v = vrt_config_strv(cfg, len);
+    *n = 0;
+    if (!v)
+        return NULL;
+    for (int i = 1; i <= len; i++) {
+        lua_rawgeti(L, idx, i);
+        v[(*n)++] = vrt_config_strdup(cfg, lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    return v;
+}
+
+int vrt_config_load_src(vrt_config *cfg, const vrt_config_source *src, vrt_err *err)
 {
     memset(cfg, 0, sizeof *cfg);
-    cfg->source = vrt_config_strdup(cfg, path);
     lua_State *L = vrt_lua_new(err);
     if (!L)
         return err ? err->code : VRT_ENOMEM;
@@ -79,12 +95,24 @@ int vrt_config_load(vrt_config *cfg, const char *path, vrt_err *err)
     }
     int mod = lua_gettop(L);
 
-    /* resolved, origin, errors, notes = M.load_file(path) */
-    lua_getfield(L, mod, "load_file");
-    lua_pushstring(L, path);
-    if ((rc = vrt_lua_pcall(L, 1, 4, err)) != 0)
+    /* resolved, origin, errors, notes, path = M.load_src(path, argv, use_env) */
+    lua_getfield(L, mod, "load_src");
+    if (src->path)
+        lua_pushstring(L, src->path);
+    else
+        lua_pushnil(L);
+    lua_createtable(L, src->argc > 0 ? src->argc : 0, 0);
+    for (int i = 0; i < src->argc; i++) {
+        lua_pushstring(L, src->argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushboolean(L, src->use_env);
+    if ((rc = vrt_lua_pcall(L, 3, 5, err)) != 0)
         goto out;
-    int resolved = mod + 1, errors = mod + 3;
+    int resolved = mod + 1, errors = mod + 3, notes = mod + 4, path = mod + 5;
+    if (lua_isstring(L, path))
+        cfg->source = vrt_config_strdup(cfg, lua_tostring(L, path));
+    cfg->notes = strv_from_lua(L, notes, cfg, &cfg->n_notes);
     if (lua_objlen(L, errors) > 0) {
         lua_getfield(L, mod, "error_text");
         lua_pushvalue(L, errors);
@@ -99,7 +127,8 @@ int vrt_config_load(vrt_config *cfg, const char *path, vrt_err *err)
     lua_pushlightuserdata(L, cfg);
     lua_pushvalue(L, resolved);
     if ((rc = vrt_lua_pcall(L, 2, 0, err)) != 0) {
-        vrt_err_prefix(err, "%s: cannot copy the config to C: ", path);
+        vrt_err_prefix(err, "%s: cannot copy the config to C: ",
+                       cfg->source ? cfg->source : "(command line)");
         goto out;
     }
     rc = 0;
@@ -108,8 +137,19 @@ out:
     return rc;
 }
 
+int vrt_config_load(vrt_config *cfg, const char *path, vrt_err *err)
+{
+    vrt_config_source src = {.path = path};
+    if (!path) {
+        memset(cfg, 0, sizeof *cfg);
+        return vrt_err_set(err, VRT_EINVAL, "vrt_config_load: no path");
+    }
+    return vrt_config_load_src(cfg, &src, err);
+}
+
 int vrt_config_apply_nccl_env(const vrt_config *cfg, vrt_err *err)
 {
+    char set[2048] = "", kept[2048] = "";
     for (int i = 0; i < cfg->nccl.n_env; i++) {
         const char *kv = cfg->nccl.env[i];
         const char *eq = strchr(kv, '=');
@@ -121,8 +161,20 @@ int vrt_config_apply_nccl_env(const vrt_config *cfg, vrt_err *err)
             return vrt_err_set(err, VRT_EINVAL, "nccl: variable name too long in \"%s\"", kv);
         memcpy(name, kv, n);
         name[n] = '\0';
+        const char *had = getenv(name);
+        if (had) {
+            size_t k = strlen(kept);
+            snprintf(kept + k, sizeof kept - k, "%s%s=%s", k ? " " : "", name, had);
+            continue;
+        }
         if (setenv(name, eq + 1, 0) != 0)
             return vrt_err_set(err, VRT_EINVAL, "nccl: cannot set %s", name);
+        size_t k = strlen(set);
+        snprintf(set + k, sizeof set - k, "%s%s", k ? " " : "", kv);
     }
+    if (cfg->nccl.n_env > 0)
+        VRT_INFO("nccl: set %s%s%s%s", set[0] ? set : "nothing",
+                 kept[0] ? "; left as the environment has them: " : "", kept,
+                 kept[0] ? " (the environment wins over the nccl section)" : "");
     return 0;
 }

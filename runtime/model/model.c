@@ -482,26 +482,8 @@ int vrt_model_load(vrt_model **out, const char *dir, vrt_backend *be,
         rc = vrt_checkpoint_open(&m->ck, dir, err);
     if (!rc)
         rc = vrt_quant_config_load(&m->qc, dir, err);
-    if (!rc && opts && opts->quantize) {
-        const char *want = opts->quantize, *have = vrt_quant_method_name(m->qc.method);
-        if (strcasecmp(want, have) != 0) {
-            if (m->qc.method == VRT_QUANT_NONE)
-                rc = vrt_err_set(err, VRT_ECONFIG,
-                                 "model.quantize = \"%s\" but the checkpoint is not quantized "
-                                 "(no quantization_config in config.json, no quantize_config.json "
-                                 "or quant_config.json): remove model.quantize or point "
-                                 "model.path at a %s checkpoint",
-                                 want, want);
-            else
-                rc = vrt_err_set(err, VRT_ECONFIG,
-                                 "the checkpoint is a %d-bit %s checkpoint (group_size %d, from "
-                                 "%s) but model.quantize is %s%s%s: set model.quantize = \"%s\"",
-                                 m->qc.bits, have, m->qc.group_size, m->qc.source,
-                                 strcmp(want, "none") == 0 ? "nil" : "\"",
-                                 strcmp(want, "none") == 0 ? "" : want,
-                                 strcmp(want, "none") == 0 ? "" : "\"", have);
-        }
-    }
+    if (!rc && opts && opts->quantize)
+        rc = vrt_quant_config_agrees(&m->qc, opts->quantize, err);
     if (!rc && auto_dtype) {
         /* The storage dtype of the embedding decides (BF16 runs as F16). */
         const vrt_st_tensor *t = vrt_checkpoint_find(&m->ck, "model.embed_tokens.weight");

@@ -37,6 +37,28 @@ const char *vrt_quant_method_name(int method)
     return "unknown";
 }
 
+int vrt_quant_config_agrees(const vrt_quant_config *qc, const char *want, vrt_err *err)
+{
+    const char *have = vrt_quant_method_name(qc->method);
+    if (!want)
+        want = "none";
+    if (strcasecmp(want, have) == 0)
+        return 0;
+    if (qc->method == VRT_QUANT_NONE)
+        return vrt_err_set(err, VRT_ECONFIG,
+                           "model.quantize = \"%s\" but the checkpoint is not quantized "
+                           "(no quantization_config in config.json, no quantize_config.json "
+                           "or quant_config.json): remove model.quantize or point "
+                           "model.path at a %s checkpoint",
+                           want, want);
+    int none = strcmp(want, "none") == 0;
+    return vrt_err_set(err, VRT_ECONFIG,
+                       "the checkpoint is a %d-bit %s checkpoint (group_size %d, from "
+                       "%s) but model.quantize is %s%s%s: set model.quantize = \"%s\"",
+                       qc->bits, have, qc->group_size, qc->source, none ? "nil" : "\"",
+                       none ? "" : want, none ? "" : "\"", have);
+}
+
 /* ---- config -------------------------------------------------------------- */
 
 void vrt_quant_config_free(vrt_quant_config *qc)

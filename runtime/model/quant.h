@@ -37,6 +37,11 @@ typedef struct vrt_quant_config {
 
 /* "none", "gptq", "awq". */
 const char *vrt_quant_method_name(int method);
+/* Whether model.quantize (want: "gptq", "awq", or NULL / "none" for an
+ * unquantized checkpoint) agrees with the checkpoint's quantization config;
+ * VRT_ECONFIG saying what to set otherwise. Used by the loader and by
+ * `v100rt check`. */
+int vrt_quant_config_agrees(const vrt_quant_config *qc, const char *want, vrt_err *err);
 
 /* Reads dir's quantization config: quantize_config.json, else
  * quant_config.json, else config.json "quantization_config"; method NONE

@@ -1037,10 +1037,10 @@ static void on_step(void *ud, double seconds, int n_prefill_tokens, int n_decode
 static void load_work(uv_work_t *w)
 {
     srv *s = w->data;
-    if (vrt_runtime_open(&s->rt, s->cfg->source, &s->load_err) != 0)
+    /* The config as loaded (file, flags, environment), not its file again. */
+    if (vrt__runtime_open_cfg(&s->rt, s->cfg, &s->load_err) != 0)
         return;
-    int maxc =
-        s->cfg->batching.max_concurrent_requests > 0 ? s->cfg->batching.max_concurrent_requests : 8;
+    int maxc = s->cfg->batching.max_concurrent_requests;
     if (vrt_engine_create(&s->eng, s->rt, maxc, &s->load_err) != 0) {
         vrt_runtime_close(s->rt);
         s->rt = NULL;

@@ -67,14 +67,34 @@ run $BIN check --json configs/tiny.lua; expect_rc 0
 expect_out '"memory_fraction": 0.85'; expect_out '"max_total_tokens": 512'; expect_out '"quantize": null'
 head -c1 "$OUT" | grep -q '{' || fail "not a JSON object"; pass
 
-T="every shipped config passes check"
-for f in configs/*.lua; do run $BIN check --quiet "$f"; [ "$RC" -eq 0 ] || fail "$f: exit $RC"; done; pass
+T="every shipped config passes check, except the 2-GPU one (tensor parallelism)"
+for f in configs/*.lua; do
+  case "$f" in *-2gpu.lua) continue;; esac
+  run $BIN check --quiet "$f"; [ "$RC" -eq 0 ] || fail "$f: exit $RC"
+done
+run $BIN check --quiet configs/llama-2-13b-chat-gptq-2gpu.lua; expect_rc 1
+expect_err "parallel.tensor = 2: tensor parallelism is not implemented yet; use parallel.tensor = 1 (one GPU), or quantize (model.quantize) to fit one GPU: see \`v100rt plan\`"
+grep -qF -- "--parallel.tensor 1 --device.gpus 0" configs/llama-2-13b-chat-gptq-2gpu.lua || fail "the 2-GPU file does not say how to run it today"
+pass
 
 T="seed configs carry the guide's settings"
-run $BIN check --json configs/llama-2-13b-chat-gptq-2gpu.lua; expect_rc 0
-expect_out '"tensor": 2'; expect_out '"max_concurrent_requests": 16'; expect_out '"quantize": "gptq"'
+run $BIN check --json configs/llama-2-13b-chat-gptq-2gpu.lua --parallel.tensor 1 --device.gpus 0; expect_rc 0
+expect_out '"tensor": 1'; expect_out '"gpus": [0]'; expect_out '"max_concurrent_requests": 16'; expect_out '"quantize": "gptq"'
 run $BIN check --json configs/mistral-7b-awq.lua; expect_out '"quantize": "awq"'; expect_out '"block_size": 16'; expect_out '"swap_space": 4'
 pass
+
+T="check: phi-2 and gemma configs are refused once their model directory is there"
+mkdir -p "$TMP/phi-2" && cp tests/fixtures/hf_config/phi2/config.json "$TMP/phi-2/"
+run env V100RT_MODEL="$TMP/phi-2" $BIN check configs/phi-2.lua; expect_rc 1
+expect_err "architectures[0] 'PhiForCausalLM' is not supported (supported: LlamaForCausalLM, MistralForCausalLM)"
+expect_err "the loader cannot serve this model"
+run $BIN check "$TMP/phi-2"; expect_rc 1; expect_err "PhiForCausalLM"
+run env V100RT_MODEL="$TMP/phi-2" $BIN check configs/gemma-2b.lua; expect_rc 1; expect_err "PhiForCausalLM"; pass
+
+T="check: model.quantize must agree with the checkpoint"
+run $BIN check --quiet models-trained/kjv-tiny --quantize gptq; expect_rc 1
+expect_err 'model.quantize = "gptq" but the checkpoint is not quantized'
+run $BIN check --quiet models-trained/kjv-tiny; expect_rc 0; pass
 
 T="check: unknown section modle suggests model, exit 1"
 F=$(cfg modle.lua 'return { model = { path = "x" }, modle = {} }')
@@ -98,15 +118,63 @@ run timeout 60 $BIN check "$F"; expect_rc 1; expect_err "time budget"; pass
 
 T="check: bad usage exits 2 with a suggestion"
 run $BIN check; expect_rc 2; expect_err "usage: v100rt check"
-run $BIN check --jsn configs/tiny.lua; expect_rc 2; expect_err "did you mean --json?"
-run $BIN check a.lua b.lua; expect_rc 2; expect_err 'unexpected argument "b.lua"'; pass
+run $BIN check --jsn configs/tiny.lua; expect_rc 2; expect_err "did you mean --json?"; pass
+
+T="check: two paths is an error naming the second; --help exits 0"
+run $BIN check a.lua b.lua; expect_rc 1; expect_err 'unexpected argument "b.lua": give one CONFIG.lua or MODEL_DIR'
+run $BIN check --help; expect_rc 0; expect_out "usage: v100rt check"; pass
 
 T="check: missing file, exit 1"
 run $BIN check /nonexistent/x.lua; expect_rc 1; expect_err "/nonexistent/x.lua"; pass
 
 T="check: pasted TGI flags"
-F=$(cfg flags.lua 'return { model = { path = "x" }, flags = "--num-shard 2 --max-total-tokens 8192 --enforce-eager" }')
-run $BIN check "$F"; expect_rc 0; expect_out "(flag --num-shard)"; expect_out "kernels.cuda_graphs                false"; pass
+F=$(cfg flags.lua 'return { model = { path = "x" }, flags = "--num-shard 1 --max-total-tokens 8192 --enforce-eager" }')
+run $BIN check "$F"; expect_rc 0; expect_out "(config flags --num-shard)"; expect_out "kernels.cuda_graphs                false"; pass
+
+T="check MODEL_DIR [flags]: what serve will run, with each value's origin"
+run $BIN check models-trained/kjv-tiny --port 9000 --device cpu --max-total-tokens=256 --enforce-eager; expect_rc 0
+expect_out 'model.path                         "models-trained/kjv-tiny" (model directory)'
+expect_out "server.port                        9000                     (flag --port)"
+expect_out 'device.kind                        "cpu"                    (flag --device)'
+expect_out "batching.max_total_tokens          256                      (flag --max-total-tokens)"
+expect_out "kernels.cuda_graphs                false                    (flag --enforce-eager)"
+F=$(cfg over.lua 'return { model = { path = "models-trained/kjv-tiny" }, server = { port = 8000 } }')
+run $BIN check "$F" --server.port 8001; expect_rc 0; expect_out "server.port                        8001                     (flag --server.port)"; pass
+
+T="check: TGI environment variables, below the file, origin shown; a bad one is named"
+run env PORT=9100 MAX_TOTAL_TOKENS=300 $BIN check models-trained/kjv-tiny; expect_rc 0
+expect_out "server.port                        9100                     (env PORT)"
+expect_out "batching.max_total_tokens          300                      (env MAX_TOTAL_TOKENS)"
+run env MAX_TOTAL_TOKENS=300 $BIN check configs/tiny.lua; expect_rc 0
+expect_out "batching.max_total_tokens          512                      (set)"
+expect_err "note: env MAX_TOTAL_TOKENS = 300 is overridden by the config file"
+run env CUDA_MEMORY_FRACTION=most $BIN check models-trained/kjv-tiny; expect_rc 1
+expect_err "env CUDA_MEMORY_FRACTION (device.memory_fraction): expected a number"
+run env MODEL_ID=models-trained/kjv-tiny $BIN check --port 9000; expect_rc 0; expect_out "(env MODEL_ID)"; pass
+
+T="check: container runtime flags point to the README, not 'unknown flag'"
+run $BIN check models-trained/kjv-tiny --ipc=host --ulimit memlock=-1 --shm-size 1g; expect_rc 1
+expect_err "--ipc=host is a container runtime flag (docker/podman/Kubernetes), not a v100rt flag; see README, Kubernetes"
+expect_err "--ulimit memlock=-1 is a container runtime flag"; expect_err "--shm-size 1g is a container runtime flag"
+F=$(cfg dock.lua 'return { model = { path = "x" }, flags = "--max-total-tokens 512 --ipc=host" }')
+run $BIN check "$F"; expect_rc 1; expect_err "--ipc=host is a container runtime flag"; pass
+
+T="check: tensor parallelism refused from every spelling"
+for a in "--num-shard 2" "--tensor-parallel-size 2" "--parallel.tensor 2" "--sharded"; do
+  run $BIN check --quiet models-trained/kjv-tiny $a; expect_rc 1; expect_err "tensor parallelism is not implemented yet"
+done
+run env NUM_SHARD=2 $BIN check --quiet models-trained/kjv-tiny; expect_rc 1; expect_err "(env NUM_SHARD): tensor parallelism"; pass
+
+T="check: several GPUs with tensor 1 warn that only the first is used"
+run $BIN check --quiet models-trained/kjv-tiny --device.gpus 1,2; expect_rc 0
+expect_err "warning: device.gpus lists 2 GPUs {1, 2} but parallel.tensor = 1: only the first, GPU 1 (device.gpus[1]), is used"
+expect_err "one server per GPU"; pass
+
+T="check: loading workers have no effect: a note, not an error"
+F=$(cfg lw.lua 'return { model = { path = "x" }, parallel = { loading_workers = 4 } }')
+run $BIN check --quiet "$F" --max-parallel-loading-workers 2; expect_rc 0
+expect_err "note: parallel.loading_workers ignored: no effect in v100rt"
+expect_err "note: --max-parallel-loading-workers ignored: no effect in v100rt"; pass
 
 T="run: script gets args, require v100rt and the FFI API"
 F=$(cfg s.lua 'local v = require "v100rt"; local F = require "v100rt.ffi"
@@ -198,11 +266,18 @@ M=tests/fixtures/hf_config/mistral_7b_v01
 run $BIN plan --model-config $M configs/mistral-7b-instruct-gptq.lua; expect_rc 0
 expect_out "7.24 B parameters"; expect_out "fits at once"
 run $BIN plan --model-config $M --device-memory 16 configs/tiny.lua; expect_rc 1
-expect_err "the model does not fit"; expect_err 'model.quantize = "awq"'; expect_err "parallel.tensor = 2"
+expect_err "the model does not fit"; expect_err 'model.quantize = "awq"'
+grep -qF "parallel.tensor" "$ERR" && fail "plan proposes parallel.tensor, which v100rt cannot run"
 run $BIN plan --model-config $M --device-memory 32 configs/tiny.lua; expect_rc 0
 run $BIN plan --device-memory lots configs/tiny.lua; expect_rc 2; expect_err "--device-memory"
 run $BIN plan --model-config "$TMP/none" configs/tiny.lua; expect_rc 1; expect_err "--model-config"
 pass
+
+T="plan: parallel.tensor > 1 is refused like check does"
+run $BIN plan --model-config $M configs/llama-2-13b-chat-gptq-2gpu.lua; expect_rc 1
+expect_err "parallel.tensor = 2: tensor parallelism is not implemented yet"
+run env NUM_SHARD=2 $BIN plan --model-config $M configs/mistral-7b-instruct-gptq.lua; expect_rc 1
+expect_err "(env NUM_SHARD): tensor parallelism is not implemented yet"; pass
 
 T="perplexity: kjv-tiny on the held-out text reproduces transformers' 67.70 (one window)"
 # tests/fixtures/kjv/expected.json: perplexity 67.7015 from transformers, one
