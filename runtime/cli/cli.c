@@ -2,6 +2,7 @@
 #include "cli/cli.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "engine/runtime_int.h"
 #include "vrt.h"
 
 #include <errno.h>
@@ -148,7 +149,8 @@ int vrt_cli_int(const vrt_cmd *cmd, const vrt_opt *o, long long lo, long long hi
     return 0;
 }
 
-int vrt_cli_open_runtime(const char *path, const char *device, vrt_runtime **rt, vrt_err *err)
+int vrt_cli_open_runtime(const char *path, const char *device, int quiet, vrt_runtime **rt,
+                         vrt_err *err)
 {
     *rt = NULL;
     const char *flags[2] = {"--device", device};
@@ -157,11 +159,11 @@ int vrt_cli_open_runtime(const char *path, const char *device, vrt_runtime **rt,
     int rc = vrt_config_load_src(&cfg, &src, err);
     if (!rc) {
         int level = cfg.logging.level ? vrt_log_level_parse(cfg.logging.level) : -1;
-        if (level >= 0)
+        if (level >= 0 && !quiet)
             vrt_log_set_level(level);
         if (cfg.logging.format && strcmp(cfg.logging.format, "json") == 0)
             vrt_log_set_format(VRT_LOG_JSON);
-        rc = vrt_runtime_open_config(rt, &cfg, err);
+        rc = vrt__runtime_open_cfg(rt, &cfg, err);
     }
     vrt_config_free(&cfg);
     return rc;

@@ -200,7 +200,7 @@ int vrt_cmd_bench(int argc, char **argv)
     }
     vrt_err err = {0};
     vrt_runtime *rt = NULL;
-    rc = vrt_cli_open_runtime(pos[0], opts[3].value, &rt, &err);
+    rc = vrt_cli_open_runtime(pos[0], opts[3].value, 0, &rt, &err);
     if (rc) {
         fprintf(stderr, "v100rt bench: %s\n", err.msg);
         return VRT_EXIT_FAIL;

@@ -174,9 +174,7 @@ int vrt_cmd_generate(int argc, char **argv)
     vrt_runtime *rt;
     if (quiet)
         vrt_log_set_level(VRT_LOG_WARN);
-    int rc_open = vrt_cli_open_runtime(pos[0], opts[O_DEVICE].value, &rt, &err);
-    if (quiet && vrt_log_get_level() < VRT_LOG_WARN)
-        vrt_log_set_level(VRT_LOG_WARN); /* the config's logging.level may have lowered it */
+    int rc_open = vrt_cli_open_runtime(pos[0], opts[O_DEVICE].value, quiet, &rt, &err);
     if (rc_open != 0) {
         fprintf(stderr, "v100rt generate: %s\n", err.msg);
         free(prompt);

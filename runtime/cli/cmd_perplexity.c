@@ -77,9 +77,7 @@ int vrt_cmd_perplexity(int argc, char **argv)
     int n = 0, exit_code = VRT_EXIT_FAIL;
     if (quiet)
         vrt_log_set_level(VRT_LOG_WARN);
-    int rc_open = vrt_cli_open_runtime(pos[0], opts[O_DEVICE].value, &rt, &err);
-    if (quiet && vrt_log_get_level() < VRT_LOG_WARN)
-        vrt_log_set_level(VRT_LOG_WARN); /* the config's logging.level may have lowered it */
+    int rc_open = vrt_cli_open_runtime(pos[0], opts[O_DEVICE].value, quiet, &rt, &err);
     if (rc_open != 0) {
         fprintf(stderr, "v100rt perplexity: %s\n", err.msg);
         goto out;

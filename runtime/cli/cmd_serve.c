@@ -21,7 +21,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define MAX_FLAGS 256
+#define MAX_POS 8      /* positional words (one is right; the loader names the rest) */
+#define MAX_WORDS 264
 
 /* A word that names a config or a model: an existing *.lua file or a
  * directory with a config.json. */
@@ -55,38 +56,31 @@ int vrt_cmd_serve(int argc, char **argv)
 {
     const vrt_cmd *self = vrt_cmd_find("serve");
     vrt_opt opts[] = {{"port-file", 1, NULL}};
-    char *pos[1], *flags[MAX_FLAGS];
-    int taken[MAX_FLAGS];
+    char *words[MAX_WORDS];
+    int taken[MAX_WORDS];
     int npos = 0, nflags = 0;
-    int rc = vrt_cli_parse_pass(self, opts, 1, argc, argv, pos, 1, &npos, flags, MAX_FLAGS,
-                                &nflags, taken);
+    /* Positional words first, then the flags in their order: the loader
+     * (which knows which flags take a value) takes the first positional word
+     * as the config or model, and refuses any other. */
+    int rc = vrt_cli_parse_pass(self, opts, 1, argc, argv, words, MAX_POS, &npos, words + MAX_POS,
+                                MAX_WORDS - MAX_POS, &nflags, taken + MAX_POS);
     if (rc)
         return rc;
-    const char *path = npos ? pos[0] : model_id_flag(flags, nflags);
-    if (!path) {
-        /* `serve --enforce-eager MODEL`: the flag parser took MODEL as the
-         * value of a flag that takes none; a word that names a config or a
-         * model is the positional. */
-        for (int i = 0; i < nflags && !path; i++)
-            if (taken[i] && names_model(flags[i])) {
-                path = flags[i];
-                memmove(&flags[i], &flags[i + 1], sizeof *flags * (size_t)(nflags - i - 1));
-                nflags--;
-            }
-    }
-    if (!path) {
-        const char *env = getenv("MODEL_ID");
-        if (env && *env)
-            path = env; /* TGI reads its model from MODEL_ID */
-    }
-    if (!path)
+    int has_model = npos > 0 || model_id_flag(words + MAX_POS, nflags) != NULL;
+    /* `serve --enforce-eager MODEL`: the word after a flag may be the
+     * model rather than the flag's value. */
+    for (int i = MAX_POS; i < MAX_POS + nflags && !has_model; i++)
+        has_model = taken[i] && names_model(words[i]);
+    const char *env = getenv("MODEL_ID"); /* TGI's model, read by the loader */
+    if (!has_model && !(env && *env))
         return vrt_cli_usage(self, "needs a config file or a model directory: `v100rt serve "
                                    "CONFIG.lua|MODEL_DIR [FLAGS]`, or TGI's `v100rt serve "
                                    "--model-id MODEL_DIR [FLAGS]`");
+    memmove(words + npos, words + MAX_POS, sizeof *words * (size_t)nflags);
     vrt_err err = {0};
     vrt_config cfg;
     vrt_config_source src = {
-        .path = path, .argv = (const char *const *)flags, .argc = nflags, .use_env = 1};
+        .path = NULL, .argv = (const char *const *)words, .argc = npos + nflags, .use_env = 1};
     if (vrt_config_load_src(&cfg, &src, &err) != 0) {
         fprintf(stderr, "v100rt serve: %s\n", err.msg);
         vrt_config_free(&cfg);
