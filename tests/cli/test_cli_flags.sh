@@ -147,6 +147,30 @@ else
 fi
 pass
 
+T="a cuda library whose driver finds no GPU: the error says --device cpu too"
+# A stand-in libv100rt-cuda.so (V100RT_CUDA_LIB) that fails to open a device
+# the way the real one does on a machine with a driver and no GPU.
+cat > "$TMP/fakecuda.c" <<'C'
+#include <stdio.h>
+typedef struct { int code; char msg[4096]; } err_t;
+int vrt_cuda_device_count(void) { return 0; }
+int vrt_cuda_backend_create_dev(void **out, int threads, int custom, int dev, err_t *e)
+{
+    (void)threads; (void)custom; (void)dev; *out = 0;
+    e->code = -9;
+    snprintf(e->msg, sizeof e->msg, "cudaSetDevice(0): no CUDA-capable device is detected");
+    return -9;
+}
+C
+if ${CC:-cc} -shared -fPIC -o "$TMP/libfakecuda.so" "$TMP/fakecuda.c" 2>"$ERR"; then
+    V100RT_CUDA_LIB=$TMP/libfakecuda.so run $BIN generate "$CUDA_CFG" "In"; expect_rc 1
+    expect_err "no CUDA-capable device is detected"; expect_err "--device cpu"
+    V100RT_CUDA_LIB=$TMP/libfakecuda.so run $BIN generate --device cpu --quiet --max-new-tokens 2 "$CUDA_CFG" "In"; expect_rc 0
+else
+    fail "cannot compile the stand-in library"
+fi
+pass
+
 # ---- 3. --help / -h on every command ----------------------------------------
 
 T="--help and -h on every command print its usage to stdout, exit 0"
