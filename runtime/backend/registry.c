@@ -205,9 +205,13 @@ int vrt_backend_create_opts(vrt_backend **out, const char *kind, const vrt_backe
         int rc = cuda_lib.create(out, threads, o ? o->custom_kernels : 1, o ? o->device : 0, err);
         if (rc) {
             vrt_err_prefix(err, "backend \"cuda\" (%s): ", cuda_lib.path);
+            /* The backend may already name device.kind; the flag is added. */
             size_t used = err ? strlen(err->msg) : 0;
-            if (err && used < sizeof err->msg)
-                snprintf(err->msg + used, sizeof err->msg - used, "; %s", CPU_HINT);
+            if (err && used < sizeof err->msg && !strstr(err->msg, "--device cpu"))
+                snprintf(err->msg + used, sizeof err->msg - used, "; %s",
+                         strstr(err->msg, "device.kind = \"cpu\"")
+                             ? "or pass --device cpu to serve, generate, bench or perplexity"
+                             : CPU_HINT);
         }
         return rc;
     }
