@@ -201,7 +201,9 @@ typedef int (*vrt_stream_fn)(void *ud, const char *text, size_t len);
 void vrt_gen_params_init(vrt_gen_params *p);
 void vrt_gen_result_free(vrt_gen_result *r);
 
-/* Opens a config file (*.lua) or a model directory (cpu, defaults). */
+/* Opens a config file (*.lua) or a model directory (then the config is
+ * {model = {path = DIR}} with the schema's defaults: device.kind "auto").
+ * No flags and no environment variables are read (vrt_config_load). */
 int vrt_runtime_open(vrt_runtime **out, const char *config_or_dir, vrt_err *err);
 void vrt_runtime_close(vrt_runtime *rt);
 

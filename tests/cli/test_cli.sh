@@ -273,6 +273,15 @@ run $BIN plan --device-memory lots configs/tiny.lua; expect_rc 2; expect_err "--
 run $BIN plan --model-config "$TMP/none" configs/tiny.lua; expect_rc 1; expect_err "--model-config"
 pass
 
+T="plan: device.memory_fraction sets the budget"
+F=$(cfg mf.lua 'return { model = { path = "x", quantize = "gptq" }, device = { memory_fraction = 0.5 } }')
+run $BIN plan --model-config $M "$F"; expect_rc 0; expect_out "memory_fraction 0.50 -> budget 8.00 GiB per GPU"
+F2=$(cfg mf2.lua 'return { model = { path = "x", quantize = "gptq" } }')
+run $BIN plan --model-config $M "$F2"; expect_rc 0; expect_out "memory_fraction 0.85 -> budget 13.60 GiB per GPU"
+run $BIN plan --model-config $M "$F"; B1=$(grep "^KV cache" "$OUT")
+run $BIN plan --model-config $M "$F2"; [ "$(grep "^KV cache" "$OUT")" != "$B1" ] || fail "the KV cache does not change with memory_fraction"
+pass
+
 T="plan: parallel.tensor > 1 is refused like check does"
 run $BIN plan --model-config $M configs/llama-2-13b-chat-gptq-2gpu.lua; expect_rc 1
 expect_err "parallel.tensor = 2: tensor parallelism is not implemented yet"

@@ -161,4 +161,40 @@ T.runtime_errors_carry_the_c_message = function()
   raises(function() v100rt.load(DIR .. "-missing") end, "-missing")
 end
 
+local function config_file(body)
+  local path = tmp .. "-cfg2.lua"
+  local f = assert(io.open(path, "w"))
+  f:write("return " .. body .. "\n")
+  f:close()
+  return path
+end
+
+-- model.dtype, device.kind, cache.block_size / num_blocks as the runtime
+-- reports them (vrt_runtime_describe).
+T.runtime_dtype_kind_and_cache_keys_take_effect = function()
+  local a = v100rt.load(config_file(("{ model = { path = %q, dtype = 'float32' }, device = { kind = 'cpu' } }"):format(DIR)))
+  assert(a.description:find("f32 weights", 1, true), a.description)
+  assert(a.description:find("cpu backend", 1, true), a.description)
+  a:close()
+  local b = v100rt.load(config_file(("{ model = { path = %q }, device = { kind = 'cuda-emu', threads = 2 },"
+    .. " cache = { block_size = 32, num_blocks = 100 } }"):format(DIR)))
+  assert(b.description:find("f16 weights", 1, true), b.description)
+  assert(b.description:find("cuda-emu backend, 100 KV blocks of 32", 1, true), b.description)
+  b:close()
+end
+
+-- model.tokenizer: a model directory without tokenizer files loads with the
+-- tokenizer of another directory, and fails without it.
+T.runtime_model_tokenizer_dir_is_used = function()
+  local bare = tmp .. "-bare"
+  sh(("mkdir -p %s && cp %s/config.json %s/*.safetensors %s/"):format(bare, DIR, DIR, bare))
+  raises(function()
+    v100rt.load(config_file(("{ model = { path = %q }, device = { kind = 'cpu' } }"):format(bare)))
+  end, "loading the tokenizer")
+  local m2 = v100rt.load(config_file(("{ model = { path = %q, tokenizer = %q }, device = { kind = 'cpu' } }"):format(bare, DIR)))
+  eq_list(m2:tokenize("In the beginning"), m():tokenize("In the beginning"), "tokens with model.tokenizer")
+  m2:close()
+  sh("rm -rf " .. bare)
+end
+
 return T
