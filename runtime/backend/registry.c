@@ -174,7 +174,7 @@ int vrt_backend_create(vrt_backend **out, const char *kind, int threads, vrt_err
 
 /* How to run without a GPU, appended to every error of the cuda backend. */
 #define CPU_HINT                                                                                   \
-    "without a GPU, set device.kind = \"cpu\" (or \"auto\") in the config, or pass --device cpu "   \
+    "without a GPU, set device.kind = \"cpu\" (or \"auto\") in the config, or pass --device cpu "  \
     "to serve, generate, bench or perplexity (\"cuda-emu\" runs the CUDA kernels on the CPU)"
 
 int vrt_backend_create_opts(vrt_backend **out, const char *kind, const vrt_backend_opts *o,

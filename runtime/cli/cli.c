@@ -154,7 +154,7 @@ int vrt_cli_open_runtime(const char *path, const char *device, int quiet, vrt_ru
 {
     *rt = NULL;
     const char *flags[2] = {"--device", device};
-    vrt_config_source src = {.path = path, .argv = flags, .argc = device ? 2 : 0, .use_env = 0};
+    vrt_config_source src = {.path = path, .argv = flags, .argc = device ? 2 : 0, .use_env = 1};
     vrt_config cfg;
     int rc = vrt_config_load_src(&cfg, &src, err);
     if (!rc) {

@@ -66,10 +66,10 @@ int vrt_cli_is_help(const char *arg);
 int vrt_cli_int(const vrt_cmd *cmd, const vrt_opt *o, long long lo, long long hi, int *out);
 
 /* Loads the config of path (a *.lua file or a model directory with the
- * defaults) through vrt_config_load_src, with "--device KIND" as its one
- * flag when device is not NULL (no environment variables: those are for
- * `serve`), applies its logging settings (not logging.level when quiet:
- * the command's --quiet wins) and opens its runtime. */
+ * defaults) as `serve` would (vrt_config_load_src: TGI's environment
+ * variables below the file), with "--device KIND" as its one flag when
+ * device is not NULL, applies its logging settings (not logging.level when
+ * quiet: the command's --quiet wins) and opens its runtime. */
 int vrt_cli_open_runtime(const char *path, const char *device, int quiet, vrt_runtime **rt,
                          vrt_err *err);
 

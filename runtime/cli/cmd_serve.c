@@ -21,7 +21,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define MAX_POS 8      /* positional words (one is right; the loader names the rest) */
+#define MAX_POS 8 /* positional words (one is right; the loader names the rest) */
 #define MAX_WORDS 264
 
 /* A word that names a config or a model: an existing *.lua file or a

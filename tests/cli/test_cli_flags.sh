@@ -107,6 +107,11 @@ serve "$MODEL" --port 0 --model.name renamed-model || serve_fails "server not re
 [ -n "$T" ] && { curl -s "$URL/info" >"$OUT"; expect_out '"model_id":"renamed-model"'; }
 pass
 
+T="serve with MODEL_ID in the environment (TGI's manifests) needs no path"
+MODEL_ID=$MODEL serve --port 0 || serve_fails "server not ready"
+[ -n "$T" ] && { served || fail "/generate gave no text"; }
+pass
+
 T="serve without a config or a model: exit 2 naming both ways"
 run $BIN serve; expect_rc 2; expect_err "CONFIG.lua|MODEL_DIR"; expect_err "--model-id"
 run $BIN serve --port 9000; expect_rc 2; expect_err "--model-id"; pass
@@ -129,6 +134,12 @@ expect_out "cpu backend"; expect_out "|     1 |      8 |"; pass
 T="perplexity --device cpu overrides device.kind of a config"
 printf 'In the beginning God created the heaven and the earth.\n' > "$TMP/short.txt"
 run $BIN perplexity --quiet --device cpu "$CUDA_CFG" "$TMP/short.txt"; expect_rc 0; expect_out "perplexity: "; pass
+
+T="generate, bench and perplexity read TGI's environment as serve does"
+MAX_TOTAL_TOKENS=100 run $BIN generate --max-new-tokens 200 "$MODEL" "Hi"; expect_rc 1; expect_err "batching.max_total_tokens"
+MAX_TOTAL_TOKENS=100 run $BIN bench --device cpu --batch 1 --prompt 90 --steps 16 "$MODEL"; expect_rc 2; expect_err "exceed the model's 100 total tokens"
+MAX_TOTAL_TOKENS=64 run $BIN perplexity --quiet "$MODEL" "$TMP/short.txt"; expect_rc 0; expect_out "window of 64"
+pass
 
 T="--device with a bad kind is refused naming device.kind"
 run $BIN generate --device gpu "$MODEL" "Hi"; expect_rc 1; expect_err "device.kind"
