@@ -206,6 +206,32 @@ T="help serve shows the new usage"
 run $BIN help serve; expect_rc 0; expect_out "usage: v100rt serve CONFIG.lua|MODEL_DIR [FLAGS]"
 expect_out "--device KIND"; expect_out "--port-file FILE"; pass
 
+T="every --option a command's help lists is one it takes"
+for c in mkmodel bench generate perplexity quantize plan; do
+    for o in $($BIN help $c | grep -o -- '--[a-z][a-z-]*' | sort -u); do
+        run $BIN $c $o; grep -q "unknown option" "$ERR" && fail "$c: $o (in its help) is an unknown option"
+    done
+done
+run $BIN generate --no-such-option; expect_rc 2; expect_err "unknown option"
+# serve's flags go to the config loader: each one listed sets its key.
+for o in $($BIN help serve | grep -o -- '--[a-z][a-z._-]*[a-z]' | sort -u); do
+    case $o in
+        --ipc|--shm-size|--ulimit|--gpus) continue ;;  # listed as refused; tested below
+        --port-file) continue ;;                       # serve's own, used by every serve test
+        --device) v=cpu; key=device.kind ;;
+        --port) v=1234; key=server.port ;;
+        --host) v=0.0.0.0; key=server.host ;;
+        --threads) v=3; key=device.threads ;;
+        --max-total-tokens) v=300; key=batching.max_total_tokens ;;
+        --max-num-seqs|--batching.max_batch_size) v=5; key=batching.max_batch_size ;;
+        --model-id) v=$MODEL; key=model.path ;;
+        *) fail "serve's help lists $o: add it to this test"; continue ;;
+    esac
+    run $BIN check "$MODEL" "$o" "$v"; expect_rc 0
+    grep -q "^$key .*(flag $o)" "$OUT" || fail "$o does not set $key"
+done
+pass
+
 # ---- 4. container runtime flags ----------------------------------------------
 
 T="container runtime flags pasted into serve point to the README, Kubernetes"
