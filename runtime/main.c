@@ -1,5 +1,9 @@
 /* main.c — `v100rt <command> [args]`: dispatch to the command table
- * (cli/commands.c). Unknown commands get a suggestion and exit code 2. */
+ * (cli/commands.c). Unknown commands get a suggestion and exit code 2.
+ * `v100rt COMMAND --help` (or -h) prints the command's help and exits 0:
+ * here when it is the first argument (so also for run, help and version,
+ * which parse no options), else where vrt_cli_parse meets it. Arguments
+ * after `run`'s script belong to the script, --help included. */
 #include "cli/cli.h"
 #include "core/util.h"
 
@@ -50,5 +54,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "\n(`v100rt help` lists the commands)\n");
         return VRT_EXIT_USAGE;
     }
-    return c->fn(argc - 1, argv + 1);
+    if (argc > 2 && vrt_cli_is_help(argv[2])) {
+        vrt_cli_print_help(c);
+        return VRT_EXIT_OK;
+    }
+    int rc = c->fn(argc - 1, argv + 1);
+    return rc == VRT_CLI_HELP_SHOWN ? VRT_EXIT_OK : rc;
 }

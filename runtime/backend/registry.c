@@ -172,6 +172,11 @@ int vrt_backend_create(vrt_backend **out, const char *kind, int threads, vrt_err
     return vrt_backend_create_opts(out, kind, &o, err);
 }
 
+/* How to run without a GPU, appended to every error of the cuda backend. */
+#define CPU_HINT                                                                                   \
+    "without a GPU, set device.kind = \"cpu\" (or \"auto\") in the config, or pass --device cpu "  \
+    "to serve, generate, bench or perplexity (\"cuda-emu\" runs the CUDA kernels on the CPU)"
+
 int vrt_backend_create_opts(vrt_backend **out, const char *kind, const vrt_backend_opts *o,
                             vrt_err *err)
 {
@@ -196,12 +201,18 @@ int vrt_backend_create_opts(vrt_backend **out, const char *kind, const vrt_backe
         pthread_once(&cuda_lib.once, cuda_lib_load);
         if (!cuda_lib.handle)
             return vrt_err_set(err, cuda_lib.found ? VRT_EDEVICE : VRT_EUNSUPPORTED,
-                               "backend \"cuda\": %s; or set device.kind = \"cpu\" (\"cuda-emu\" "
-                               "runs the CUDA kernels on the CPU)",
-                               cuda_lib.error);
+                               "backend \"cuda\": %s; %s", cuda_lib.error, CPU_HINT);
         int rc = cuda_lib.create(out, threads, o ? o->custom_kernels : 1, o ? o->device : 0, err);
-        if (rc)
+        if (rc) {
             vrt_err_prefix(err, "backend \"cuda\" (%s): ", cuda_lib.path);
+            /* The backend may already name device.kind; the flag is added. */
+            size_t used = err ? strlen(err->msg) : 0;
+            if (err && used < sizeof err->msg && !strstr(err->msg, "--device cpu"))
+                snprintf(err->msg + used, sizeof err->msg - used, "; %s",
+                         strstr(err->msg, "device.kind = \"cpu\"")
+                             ? "or pass --device cpu to serve, generate, bench or perplexity"
+                             : CPU_HINT);
+        }
         return rc;
     }
     return vrt_err_set(err, VRT_EINVAL, "unknown backend kind \"%s\" (device.kind); built in: %s",

@@ -1,6 +1,9 @@
 /* cli.c — option parsing and usage messages for the commands. */
 #include "cli/cli.h"
+#include "core/log.h"
 #include "core/util.h"
+#include "engine/runtime_int.h"
+#include "vrt.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -15,10 +18,24 @@ int vrt_cli_usage(const vrt_cmd *cmd, const char *problem)
     return VRT_EXIT_USAGE;
 }
 
-int vrt_cli_parse(const vrt_cmd *cmd, vrt_opt *opts, size_t n_opts, int argc, char **argv,
-                  char **pos, int max_pos, int *n_pos)
+void vrt_cli_print_help(const vrt_cmd *cmd)
 {
-    int np = 0, only_pos = 0;
+    printf("usage: %s\n\n%s — %s\n\n%s", cmd->usage, cmd->name, cmd->summary, cmd->help);
+    fflush(stdout);
+}
+
+int vrt_cli_is_help(const char *arg)
+{
+    return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
+}
+
+/* vrt_cli_parse and vrt_cli_parse_pass: rest == NULL refuses unknown
+ * options. */
+static int parse(const vrt_cmd *cmd, vrt_opt *opts, size_t n_opts, int argc, char **argv,
+                 char **pos, int max_pos, int *n_pos, char **rest, int max_rest, int *n_rest,
+                 int *val_taken)
+{
+    int np = 0, nr = 0, only_pos = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (only_pos || a[0] != '-' || a[1] == '\0') {
@@ -41,6 +58,26 @@ int vrt_cli_parse(const vrt_cmd *cmd, vrt_opt *opts, size_t n_opts, int argc, ch
         for (size_t k = 0; k < n_opts; k++)
             if (strlen(opts[k].name) == len && strncmp(opts[k].name, name, len) == 0)
                 o = &opts[k];
+        if (!o && vrt_cli_is_help(a)) {
+            vrt_cli_print_help(cmd);
+            return VRT_CLI_HELP_SHOWN;
+        }
+        if (!o && rest) {
+            /* Another parser's option: keep it, with its value. */
+            int with_value = !eq && i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0 &&
+                             !vrt_cli_is_help(argv[i + 1]);
+            if (nr + 1 + with_value > max_rest)
+                return vrt_cli_usage(cmd, "too many options");
+            if (val_taken)
+                val_taken[nr] = 0;
+            rest[nr++] = argv[i];
+            if (with_value) {
+                if (val_taken)
+                    val_taken[nr] = 1;
+                rest[nr++] = argv[++i];
+            }
+            continue;
+        }
         if (!o) {
             char word[128];
             snprintf(word, sizeof word, "%.*s", (int)len, name);
@@ -76,7 +113,23 @@ int vrt_cli_parse(const vrt_cmd *cmd, vrt_opt *opts, size_t n_opts, int argc, ch
         }
     }
     *n_pos = np;
+    if (n_rest)
+        *n_rest = nr;
     return 0;
+}
+
+int vrt_cli_parse(const vrt_cmd *cmd, vrt_opt *opts, size_t n_opts, int argc, char **argv,
+                  char **pos, int max_pos, int *n_pos)
+{
+    return parse(cmd, opts, n_opts, argc, argv, pos, max_pos, n_pos, NULL, 0, NULL, NULL);
+}
+
+int vrt_cli_parse_pass(const vrt_cmd *cmd, vrt_opt *opts, size_t n_opts, int argc, char **argv,
+                       char **pos, int max_pos, int *n_pos, char **rest, int max_rest,
+                       int *n_rest, int *val_taken)
+{
+    return parse(cmd, opts, n_opts, argc, argv, pos, max_pos, n_pos, rest, max_rest, n_rest,
+                 val_taken);
 }
 
 int vrt_cli_int(const vrt_cmd *cmd, const vrt_opt *o, long long lo, long long hi, int *out)
@@ -94,4 +147,24 @@ int vrt_cli_int(const vrt_cmd *cmd, const vrt_opt *o, long long lo, long long hi
     }
     *out = (int)v;
     return 0;
+}
+
+int vrt_cli_open_runtime(const char *path, const char *device, int quiet, vrt_runtime **rt,
+                         vrt_err *err)
+{
+    *rt = NULL;
+    const char *flags[2] = {"--device", device};
+    vrt_config_source src = {.path = path, .argv = flags, .argc = device ? 2 : 0, .use_env = 1};
+    vrt_config cfg;
+    int rc = vrt_config_load_src(&cfg, &src, err);
+    if (!rc) {
+        int level = cfg.logging.level ? vrt_log_level_parse(cfg.logging.level) : -1;
+        if (level >= 0 && !quiet)
+            vrt_log_set_level(level);
+        if (cfg.logging.format && strcmp(cfg.logging.format, "json") == 0)
+            vrt_log_set_format(VRT_LOG_JSON);
+        rc = vrt__runtime_open_cfg(rt, &cfg, err);
+    }
+    vrt_config_free(&cfg);
+    return rc;
 }

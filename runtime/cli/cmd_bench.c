@@ -200,13 +200,7 @@ int vrt_cmd_bench(int argc, char **argv)
     }
     vrt_err err = {0};
     vrt_runtime *rt = NULL;
-    size_t len = strlen(pos[0]);
-    int is_config = len > 4 && strcmp(pos[0] + len - 4, ".lua") == 0;
-    if (opts[3].value && is_config)
-        return vrt_cli_usage(self, "--device goes with a model directory (a config sets "
-                                   "device.kind)");
-    rc = is_config || !opts[3].value ? vrt_runtime_open(&rt, pos[0], &err)
-                                     : vrt__runtime_open_dir(&rt, pos[0], opts[3].value, &err);
+    rc = vrt_cli_open_runtime(pos[0], opts[3].value, 0, &rt, &err);
     if (rc) {
         fprintf(stderr, "v100rt bench: %s\n", err.msg);
         return VRT_EXIT_FAIL;

@@ -77,6 +77,7 @@ enum {
     O_IGNORE_EOS,
     O_NO_BOS,
     O_QUIET,
+    O_DEVICE,
     O_N
 };
 
@@ -98,6 +99,7 @@ int vrt_cmd_generate(int argc, char **argv)
         [O_IGNORE_EOS] = {"ignore-eos", 0, NULL},
         [O_NO_BOS] = {"no-special-tokens", 0, NULL},
         [O_QUIET] = {"quiet", 0, NULL},
+        [O_DEVICE] = {"device", 1, NULL},
     };
     char *pos[2];
     int npos = 0;
@@ -172,9 +174,7 @@ int vrt_cmd_generate(int argc, char **argv)
     vrt_runtime *rt;
     if (quiet)
         vrt_log_set_level(VRT_LOG_WARN);
-    int rc_open = vrt_runtime_open(&rt, pos[0], &err);
-    if (quiet && vrt_log_get_level() < VRT_LOG_WARN)
-        vrt_log_set_level(VRT_LOG_WARN); /* the config's logging.level may have lowered it */
+    int rc_open = vrt_cli_open_runtime(pos[0], opts[O_DEVICE].value, quiet, &rt, &err);
     if (rc_open != 0) {
         fprintf(stderr, "v100rt generate: %s\n", err.msg);
         free(prompt);

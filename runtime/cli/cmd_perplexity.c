@@ -12,8 +12,8 @@
  * the file (the BOS) is never scored. With a window that covers the whole
  * text this is exactly exp(-mean log p(ids[t] | ids[..t])) for t = 1..n-1.
  *
- * The model, backend (device.kind), dtype and limits come from the config
- * (a model directory also works: cpu, defaults); the window may not exceed
+ * The model, backend (device.kind, or --device KIND), dtype and limits come
+ * from the config (a model directory also works: the defaults); the window may not exceed
  * batching.max_total_tokens (which the runtime already caps at the model's
  * max_position_embeddings).
  */
@@ -31,7 +31,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { O_CONTEXT, O_STRIDE, O_QUIET, O_N };
+enum { O_CONTEXT, O_STRIDE, O_QUIET, O_DEVICE, O_N };
 
 static double now_s(void)
 {
@@ -47,6 +47,7 @@ int vrt_cmd_perplexity(int argc, char **argv)
         [O_CONTEXT] = {"context", 1, NULL},
         [O_STRIDE] = {"stride", 1, NULL},
         [O_QUIET] = {"quiet", 0, NULL},
+        [O_DEVICE] = {"device", 1, NULL},
     };
     char *pos[2];
     int npos = 0;
@@ -76,7 +77,8 @@ int vrt_cmd_perplexity(int argc, char **argv)
     int n = 0, exit_code = VRT_EXIT_FAIL;
     if (quiet)
         vrt_log_set_level(VRT_LOG_WARN);
-    if (vrt_runtime_open(&rt, pos[0], &err) != 0) {
+    int rc_open = vrt_cli_open_runtime(pos[0], opts[O_DEVICE].value, quiet, &rt, &err);
+    if (rc_open != 0) {
         fprintf(stderr, "v100rt perplexity: %s\n", err.msg);
         goto out;
     }

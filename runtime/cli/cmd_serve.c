@@ -1,37 +1,87 @@
-/* cmd_serve.c — `v100rt serve CONFIG.lua`: the TGI- and OpenAI-compatible
- * HTTP server (runtime/server/server.c). */
+/* cmd_serve.c — `v100rt serve CONFIG.lua|MODEL_DIR [FLAGS]`: the TGI- and
+ * OpenAI-compatible HTTP server (runtime/server/server.c).
+ *
+ * Like `vllm serve MODEL` and `text-generation-launcher --model-id MODEL`:
+ * the positional argument is a config file or a model directory (or TGI's
+ * --model-id DIR), and every other word except serve's own --port-file is
+ * handed to the config loader (vrt_config_load_src) as command-line flags,
+ * with TGI's environment variables: TGI/vLLM flags through the schema's
+ * aliases, --device/--port/--host/--threads and --SECTION.KEY VALUE
+ * overrides; the loader refuses container runtime flags (--ipc=host,
+ * --shm-size, ...) and unknown ones. Flags may stand before or after the
+ * positional.
+ */
 #include "cli/cli.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "server/server.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#define MAX_POS 8 /* positional words (one is right; the loader names the rest) */
+#define MAX_WORDS 264
+
+/* A word that names a config or a model: an existing *.lua file or a
+ * directory with a config.json. */
+static int names_model(const char *w)
+{
+    struct stat st;
+    size_t n = strlen(w);
+    if (n > 4 && strcmp(w + n - 4, ".lua") == 0)
+        return stat(w, &st) == 0 && S_ISREG(st.st_mode);
+    char p[4096];
+    if (snprintf(p, sizeof p, "%s/config.json", w) >= (int)sizeof p)
+        return 0;
+    return stat(w, &st) == 0 && S_ISDIR(st.st_mode) && stat(p, &st) == 0;
+}
+
+/* The value of --model-id among the flags, or NULL. */
+static const char *model_id_flag(char **flags, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const char *f = flags[i];
+        if (strncmp(f, "--model-id=", 11) == 0 || strncmp(f, "--model_id=", 11) == 0)
+            return f + 11;
+        if ((strcmp(f, "--model-id") == 0 || strcmp(f, "--model_id") == 0) && i + 1 < n &&
+            flags[i + 1][0] != '-')
+            return flags[i + 1];
+    }
+    return NULL;
+}
 
 int vrt_cmd_serve(int argc, char **argv)
 {
     const vrt_cmd *self = vrt_cmd_find("serve");
-    vrt_opt opts[] = {{"port", 1, NULL}, {"host", 1, NULL}, {"port-file", 1, NULL}};
-    char *pos[1];
-    int npos = 0;
-    int rc = vrt_cli_parse(self, opts, 3, argc, argv, pos, 1, &npos);
+    vrt_opt opts[] = {{"port-file", 1, NULL}};
+    char *words[MAX_WORDS];
+    int taken[MAX_WORDS];
+    int npos = 0, nflags = 0;
+    /* Positional words first, then the flags in their order: the loader
+     * (which knows which flags take a value) takes the first positional word
+     * as the config or model, and refuses any other. */
+    int rc = vrt_cli_parse_pass(self, opts, 1, argc, argv, words, MAX_POS, &npos, words + MAX_POS,
+                                MAX_WORDS - MAX_POS, &nflags, taken + MAX_POS);
     if (rc)
         return rc;
-    if (npos != 1)
-        return vrt_cli_usage(self, "needs one config file");
-    long port = -1;
-    if (opts[0].value) {
-        char *end;
-        errno = 0;
-        port = strtol(opts[0].value, &end, 10);
-        if (end == opts[0].value || *end || errno || port < 0 || port > 65535)
-            return vrt_cli_usage(self, "--port must be a number in [0, 65535] (0 = any free port)");
-    }
+    int has_model = npos > 0 || model_id_flag(words + MAX_POS, nflags) != NULL;
+    /* `serve --enforce-eager MODEL`: the word after a flag may be the
+     * model rather than the flag's value. */
+    for (int i = MAX_POS; i < MAX_POS + nflags && !has_model; i++)
+        has_model = taken[i] && names_model(words[i]);
+    const char *env = getenv("MODEL_ID"); /* TGI's model, read by the loader */
+    if (!has_model && !(env && *env))
+        return vrt_cli_usage(self, "needs a config file or a model directory: `v100rt serve "
+                                   "CONFIG.lua|MODEL_DIR [FLAGS]`, or TGI's `v100rt serve "
+                                   "--model-id MODEL_DIR [FLAGS]`");
+    memmove(words + npos, words + MAX_POS, sizeof *words * (size_t)nflags);
     vrt_err err = {0};
     vrt_config cfg;
-    if (vrt_config_load(&cfg, pos[0], &err) != 0) {
+    vrt_config_source src = {
+        .path = NULL, .argv = (const char *const *)words, .argc = npos + nflags, .use_env = 1};
+    if (vrt_config_load_src(&cfg, &src, &err) != 0) {
         fprintf(stderr, "v100rt serve: %s\n", err.msg);
         vrt_config_free(&cfg);
         return VRT_EXIT_FAIL;
@@ -41,13 +91,9 @@ int vrt_cmd_serve(int argc, char **argv)
         vrt_log_set_level(level);
     if (cfg.logging.format && strcmp(cfg.logging.format, "json") == 0)
         vrt_log_set_format(VRT_LOG_JSON);
-    if (port >= 0)
-        cfg.server.port = (int)port;
-    if (opts[1].value)
-        cfg.server.host = vrt_config_strdup(&cfg, opts[1].value);
     if (vrt_config_apply_nccl_env(&cfg, &err) != 0)
         VRT_WARN("%s", err.msg);
-    rc = vrt_serve(&cfg, opts[2].value, &err);
+    rc = vrt_serve(&cfg, opts[0].value, &err);
     if (err.code) {
         fprintf(stderr, "v100rt serve: %s\n", err.msg);
         if (rc == 0)

@@ -66,8 +66,10 @@ const vrt_cmd vrt_commands[] = {
      "the exit code.\n",
      vrt_cmd_run},
     {"serve", "serve a model over the TGI and OpenAI HTTP APIs",
-     "v100rt serve [--port N] [--host ADDR] CONFIG.lua",
-     "Loads the config, listens on server.host:server.port (or --host/--port; port 0\n"
+     "v100rt serve CONFIG.lua|MODEL_DIR [FLAGS]",
+     "Serves CONFIG.lua, or a model directory with the default settings, like\n"
+     "`vllm serve MODEL` (TGI's `--model-id MODEL_DIR` works too, and so does\n"
+     "MODEL_ID in the environment). Listens on server.host:server.port (port 0\n"
      "picks a free one), loads the model in the background (GET /health is 503\n"
      "until it is ready) and serves the TGI routes (/generate, /generate_stream, /,\n"
      "/info, /health, /metrics, /tokenize) and the OpenAI routes\n"
@@ -76,9 +78,19 @@ const vrt_cmd vrt_commands[] = {
      "requests finish (up to 30 s) and exit 0. API keys: server.api_keys or\n"
      "V100RT_API_KEYS=key1,key2.\n"
      "\n"
-     "  --port N           override server.port\n"
-     "  --host ADDR        override server.host\n"
-     "  --port-file FILE   write the bound port to FILE once listening\n",
+     "FLAGS, before or after the config, override single keys of it (or of the\n"
+     "defaults); they win over the file, which wins over TGI's environment\n"
+     "variables (MAX_TOTAL_TOKENS, PORT, ...; README, Configuration):\n"
+     "  --device KIND         device.kind: auto, cpu, cuda or cuda-emu\n"
+     "  --port N              server.port (0 = any free port)\n"
+     "  --host ADDR           server.host (0.0.0.0 in a container)\n"
+     "  --threads N           device.threads (cpu and cuda-emu)\n"
+     "  --SECTION.KEY VALUE   any key, e.g. --batching.max_batch_size 16\n"
+     "  --TGI-OR-VLLM-FLAG    TGI and vLLM flags, e.g. --max-total-tokens 4096,\n"
+     "                        --max-num-seqs 16 (the aliases of `v100rt help config`)\n"
+     "  --port-file FILE      write the bound port to FILE once listening\n"
+     "Container runtime flags (--ipc=host, --shm-size, --ulimit, --gpus) are\n"
+     "refused: they belong to docker run or the pod spec (README, Kubernetes).\n",
      vrt_cmd_serve},
     {"plan", "print the GPU memory plan of a config (weights, activations, KV cache)",
      "v100rt plan [--device-memory GIB] [--model-config DIR] CONFIG.lua",
@@ -94,7 +106,7 @@ const vrt_cmd vrt_commands[] = {
     {"bench", "measure prefill and decode speed of the forward pass (tokens/s, GB/s)",
      "v100rt bench [--batch 1,8,32] [--prompt N] [--steps N] [--device KIND] [--eager] "
      "CONFIG.lua|MODEL_DIR",
-     "Loads the model of CONFIG.lua (or MODEL_DIR, on --device KIND, default auto)\n"
+     "Loads the model of CONFIG.lua (or MODEL_DIR with the default settings)\n"
      "and, for each batch size, prefills that many sequences of --prompt random\n"
      "tokens (default 128), then times --steps decode steps (default 32) over all\n"
      "of them. Prints a markdown table: prefill and decode tokens/s, ms per decode\n"
@@ -106,12 +118,12 @@ const vrt_cmd vrt_commands[] = {
      "  --batch LIST   comma-separated batch sizes (default 1,8,32)\n"
      "  --prompt N     tokens per sequence before decoding (default 128)\n"
      "  --steps N      timed decode steps (default 32, after 2 warm-up steps)\n"
-     "  --device KIND  cpu, cuda, cuda-emu or auto, with a MODEL_DIR\n"
+     "  --device KIND  device.kind: cpu, cuda, cuda-emu or auto (overrides the config)\n"
      "  --eager        no CUDA graphs (as kernels.cuda_graphs = false)\n",
      vrt_cmd_bench},
     {"generate", "load a model and stream the continuation of a prompt",
      "v100rt generate [OPTIONS] CONFIG.lua|MODEL_DIR PROMPT",
-     "Loads the model of CONFIG.lua (or a model directory, on the cpu with default\n"
+     "Loads the model of CONFIG.lua (or a model directory with the default\n"
      "settings), prints PROMPT and streams its continuation to stdout; then prints\n"
      "the prompt (prefill) and generation (decode) speeds to stderr. PROMPT \"-\"\n"
      "reads the prompt from stdin. Greedy unless --temperature or a sampling\n"
@@ -128,22 +140,27 @@ const vrt_cmd vrt_commands[] = {
      "  --stop STRING             stop when STRING is generated (not printed)\n"
      "  --ignore-eos              do not stop at the end-of-sequence token\n"
      "  --no-special-tokens       do not add BOS to the prompt\n"
+     "  --device KIND             device.kind: cpu, cuda, cuda-emu or auto (overrides\n"
+     "                            the config)\n"
      "  --quiet                   print only the generated text\n",
      vrt_cmd_generate},
     {"perplexity", "perplexity of a model over a text file (sliding window)",
-     "v100rt perplexity [--context N] [--stride N] [--quiet] CONFIG.lua|MODEL_DIR FILE.txt",
+     "v100rt perplexity [--context N] [--stride N] [--device KIND] [--quiet] "
+     "CONFIG.lua|MODEL_DIR FILE.txt",
      "Tokenizes FILE.txt as the model does (BOS first) and computes the model's\n"
      "perplexity over it with a sliding window, like Hugging Face's strided\n"
      "perplexity: windows of --context tokens start every --stride tokens and each\n"
      "scores only the tokens the previous window did not score, conditioned on the\n"
      "rest of its window. Uses the model, backend (device.kind) and dtype of the\n"
-     "config. Prints progress to stderr and one line to stdout:\n"
+     "config (a model directory: the default settings). Prints progress to stderr\n"
+     "and one line to stdout:\n"
      "  perplexity: X (N tokens, W windows of C, stride S, mean nll L)\n"
      "\n"
      "  --context N   tokens per window (default: batching.max_total_tokens, which\n"
      "                is capped by the model's max_position_embeddings)\n"
      "  --stride N    tokens between window starts (default context/2); a stride\n"
      "                equal to the context gives independent chunks\n"
+     "  --device KIND device.kind: cpu, cuda, cuda-emu or auto (overrides the config)\n"
      "  --quiet       print only the result line\n",
      vrt_cmd_perplexity},
     {"quantize", "write a 4-bit GPTQ or AWQ checkpoint of a model (rtn, gptq, awq)",
@@ -265,7 +282,7 @@ int vrt_cmd_help(int argc, char **argv)
         fprintf(stderr, "\n(`v100rt help` lists the commands)\n");
         return VRT_EXIT_USAGE;
     }
-    printf("usage: %s\n\n%s — %s\n\n%s", c->usage, c->name, c->summary, c->help);
+    vrt_cli_print_help(c);
     return VRT_EXIT_OK;
 }
 

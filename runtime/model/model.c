@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 int vrt_arch_describe(const vrt_model_config *c, vrt_arch_desc *a, vrt_err *err)
@@ -127,15 +128,67 @@ static int place(vrt_model *m, const vrt_st_tensor *t, int want, int64_t rows, i
     return rc;
 }
 
+/* Loading progress, on stderr: a bar redrawn in place on a terminal; else
+ * (Kubernetes logs, a file) an INFO line when loading starts, one at most
+ * every VRT_PROGRESS_LOG_S seconds, and one at the end. Bytes are those of
+ * the checkpoint's tensors as stored. */
+#define VRT_PROGRESS_LOG_S 5.0
+
 typedef struct loader {
     vrt_model *m;
     int done, total;
-    int tty;
+    int tty;             /* draw the bar */
+    int log;             /* log lines (no terminal) */
+    int64_t done_bytes, total_bytes;
+    double t0, last_log; /* seconds (monotonic) */
 } loader;
 
-static void progress(loader *ld)
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Bytes in the unit of scale (GiB from 1 GiB on, else MiB): "%.2f GiB". */
+static double in_unit(int64_t bytes, int64_t scale, const char **unit)
+{
+    int gib = scale >= ((int64_t)1 << 30);
+    *unit = gib ? "GiB" : "MiB";
+    return (double)bytes / (gib ? 1073741824.0 : 1048576.0);
+}
+
+static void progress_start(loader *ld)
+{
+    ld->t0 = ld->last_log = mono_s();
+    for (int i = 0; i < vrt_checkpoint_count(&ld->m->ck); i++)
+        ld->total_bytes += (int64_t)vrt_checkpoint_tensor(&ld->m->ck, i)->nbytes;
+    const char *u;
+    double t = in_unit(ld->total_bytes, ld->total_bytes, &u);
+    if (ld->log)
+        VRT_INFO("loading %s: %d tensors, %.2f %s", ld->m->ck.dir, ld->total, t, u);
+}
+
+/* One more tensor (or quantized linear) of bytes bytes is loaded. */
+static void progress(loader *ld, int64_t bytes)
 {
     ld->done++;
+    ld->done_bytes += bytes;
+    if (ld->log) {
+        double now = mono_s();
+        const char *u;
+        double d = in_unit(ld->done_bytes, ld->total_bytes, &u);
+        double t = in_unit(ld->total_bytes, ld->total_bytes, &u);
+        if (ld->done == ld->total)
+            VRT_INFO("loaded %s: %d tensors, %.2f %s in %.1f s", ld->m->ck.dir, ld->done, d, u,
+                     now - ld->t0);
+        else if (now - ld->last_log >= VRT_PROGRESS_LOG_S) {
+            ld->last_log = now;
+            VRT_INFO("loading: %d/%d tensors, %.2f/%.2f %s, %d%%", ld->done, ld->total, d, t, u,
+                     ld->total_bytes ? (int)(100 * ld->done_bytes / ld->total_bytes)
+                                     : 100 * ld->done / ld->total);
+        }
+    }
     if (!ld->tty)
         return;
     int width = 30, fill = ld->total ? ld->done * width / ld->total : width;
@@ -144,6 +197,24 @@ static void progress(loader *ld)
     if (ld->done == ld->total)
         fputc('\n', stderr);
     fflush(stderr);
+}
+
+static int64_t tensor_bytes(const vrt_st_tensor *t)
+{
+    return t ? (int64_t)t->nbytes : 0;
+}
+
+/* The stored bytes of a quantized linear prefix.{qweight,qzeros,scales,g_idx}. */
+static int64_t q4_bytes(const vrt_checkpoint *ck, const char *prefix)
+{
+    static const char *const parts[] = {"qweight", "qzeros", "scales", "g_idx"};
+    int64_t n = 0;
+    char name[320];
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        snprintf(name, sizeof name, "%s.%s", prefix, parts[i]);
+        n += tensor_bytes(vrt_checkpoint_find(ck, name));
+    }
+    return n;
 }
 
 /* A 2-D weight [rows][cols] named name. */
@@ -155,7 +226,7 @@ static int load_mat(loader *ld, const char *name, int64_t rows, int64_t cols, vr
     int rc = vrt_checkpoint_get(&ld->m->ck, name, 2, shape, &t, err);
     if (!rc)
         rc = place(ld->m, t, ld->m->wdtype, rows, cols, w, err);
-    progress(ld);
+    progress(ld, rc ? 0 : tensor_bytes(t));
     return rc;
 }
 
@@ -167,7 +238,7 @@ static int load_vec(loader *ld, const char *name, int64_t n, vrt_weight *w, vrt_
     int rc = vrt_checkpoint_get(&ld->m->ck, name, 1, &n, &t, err);
     if (!rc)
         rc = place(ld->m, t, VRT_DT_F32, 1, n, w, err);
-    progress(ld);
+    progress(ld, rc ? 0 : tensor_bytes(t));
     return rc;
 }
 
@@ -242,7 +313,7 @@ static int load_proj(loader *ld, const char *prefix, int64_t rows, int64_t cols,
     if (quant && !vrt_checkpoint_find(&m->ck, name)) {
         snprintf(name, sizeof name, "%s.weight", prefix);
         if (!vrt_checkpoint_find(&m->ck, name)) {
-            progress(ld);
+            progress(ld, 0);
             return vrt_err_set(err, VRT_ENOENT,
                                "tensor %s.qweight not found in checkpoint %s: %s says the model "
                                "is %s-quantized and %s is not in modules_to_not_convert (and "
@@ -257,7 +328,7 @@ static int load_proj(loader *ld, const char *prefix, int64_t rows, int64_t cols,
     if (!quant) {
         snprintf(name, sizeof name, "%s.weight", prefix);
         if (m->qc.method != VRT_QUANT_NONE && !vrt_checkpoint_find(&m->ck, name)) {
-            progress(ld);
+            progress(ld, 0);
             return vrt_err_set(err, VRT_ENOENT,
                                "tensor %s not found in checkpoint %s: %s lists %s in "
                                "modules_to_not_convert, so it must be stored unquantized",
@@ -282,7 +353,7 @@ static int load_proj(loader *ld, const char *prefix, int64_t rows, int64_t cols,
             *bias = (float *)bw.data;
         }
     }
-    progress(ld);
+    progress(ld, q4_bytes(&m->ck, prefix) + tensor_bytes(bt));
     return rc;
 }
 
@@ -297,6 +368,7 @@ static int load_weights(loader *ld, vrt_err *err)
     int L = c->num_hidden_layers;
     ld->total =
         2 + (a->tied_embeddings ? 0 : 1) + L * (9 + (a->attn_bias ? 4 : 0) + (a->mlp_bias ? 3 : 0));
+    progress_start(ld);
     m->layers = calloc((size_t)L, sizeof *m->layers);
     m->q4_desc = calloc((size_t)L * 7 + 1, sizeof *m->q4_desc);
     if (!m->layers || !m->q4_desc)
@@ -434,7 +506,8 @@ int vrt_model_load(vrt_model **out, const char *dir, vrt_backend *be,
                              be->name, vrt_quant_method_name(m->qc.method));
     }
     if (!rc) {
-        loader ld = {.m = m, .tty = !(opts && opts->quiet) && isatty(2)};
+        int show = !(opts && opts->quiet);
+        loader ld = {.m = m, .tty = show && isatty(2), .log = show && !isatty(2)};
         rc = load_weights(&ld, err);
     }
     if (!rc) {
