@@ -45,8 +45,9 @@ static void cleanup(void)
         fprintf(stderr, "cleanup failed\n");
 }
 
-/* Writes a config for the model with extra Lua settings; returns its path. */
-static const char *config(const char *extra)
+/* Writes a config for the model with extra Lua settings (top level, and
+ * inside `batching`); returns its path. */
+static const char *config_b(const char *extra, const char *batching)
 {
     static char path[300];
     snprintf(path, sizeof path, "%s.lua", g_dir);
@@ -54,10 +55,29 @@ static const char *config(const char *extra)
     fprintf(f,
             "local v100rt = require \"v100rt\"\n"
             "return v100rt.config{ model = { path = \"%s\", dtype = \"float32\" },\n"
-            "  device = { kind = \"cpu\", threads = 2 }, %s }\n",
-            g_dir, extra);
+            "  device = { kind = \"cpu\", threads = 2 }, %s\n"
+            "  batching = { %s } }\n",
+            g_dir, extra, batching);
     fclose(f);
     return path;
+}
+
+static const char *config(const char *extra)
+{
+    return config_b(extra, "");
+}
+
+/* The engine for rt, with the config last written (config_b). */
+static int engine_open(vrt_engine **e, vrt_runtime *rt, vrt_err *err)
+{
+    char path[300];
+    snprintf(path, sizeof path, "%s.lua", g_dir);
+    vrt_config cfg;
+    int rc = vrt_config_load(&cfg, path, err);
+    if (!rc)
+        rc = vrt_engine_create(e, rt, &cfg, err);
+    vrt_config_free(&cfg);
+    return rc;
 }
 
 enum { MAXR = 40, MAXT = 96 };
@@ -177,17 +197,60 @@ static int reference(vrt_runtime *rt, int n, int sample, int out[][MAXT], int *n
 
 static vrt_engine_stats g_last_stats;
 
-static void check_batched(const char *extra, int n, int sample, int want_preemptions)
+/* What the trace hook saw: the largest step, and per request id the
+ * prefill chunks it ran and the step of its first one. */
+typedef struct trace {
+    pthread_mutex_t mu;
+    int max_seqs, steps;
+    int chunks[MAXR + 8][8]; /* by engine id (1-based ids, small) */
+    int n_chunks[MAXR + 8];
+    int first_step[MAXR + 8];
+    int n_decode_steps[MAXR + 8];
+} trace;
+
+static void on_trace(void *ud, const vrt_engine_step_info *st)
+{
+    trace *t = ud;
+    pthread_mutex_lock(&t->mu);
+    t->steps = (int)st->step;
+    if (st->n_seqs > t->max_seqs)
+        t->max_seqs = st->n_seqs;
+    for (int i = 0; i < st->n_seqs; i++) {
+        uint64_t id = st->seqs[i].id;
+        if (id >= MAXR + 8)
+            continue;
+        if (!t->first_step[id])
+            t->first_step[id] = (int)st->step;
+        if (st->seqs[i].prefill && t->n_chunks[id] < 8)
+            t->chunks[id][t->n_chunks[id]++] = st->seqs[i].n_tokens;
+        if (!st->seqs[i].prefill)
+            t->n_decode_steps[id]++;
+    }
+    pthread_mutex_unlock(&t->mu);
+}
+
+static trace g_trace;
+
+/* Runs n requests at once with the engine (config: extra at the top level,
+ * batching inside `batching`) and checks that each gives what it gives
+ * alone; g_trace has what the steps ran. */
+static void check_batched_b(const char *extra, const char *batching, int n, int sample,
+                            int want_preemptions)
 {
     ASSERT(model_dir() != NULL);
     vrt_err err = {0};
     vrt_runtime *rt;
-    ASSERT_OK(vrt_runtime_open(&rt, config(extra), &err), &err);
+    char b[2048];
+    snprintf(b, sizeof b, "max_concurrent_requests = 64, %s", batching);
+    ASSERT_OK(vrt_runtime_open(&rt, config_b(extra, b), &err), &err);
     static int ref[MAXR][MAXT];
     int n_ref[MAXR];
     ASSERT_EQ_INT(reference(rt, n, sample, ref, n_ref), 0);
     vrt_engine *e;
-    ASSERT_OK(vrt_engine_create(&e, rt, 64, &err), &err);
+    ASSERT_OK(engine_open(&e, rt, &err), &err);
+    memset(&g_trace, 0, sizeof g_trace);
+    pthread_mutex_init(&g_trace.mu, NULL);
+    vrt_engine_set_trace_hook(e, on_trace, &g_trace);
     collect *c = calloc(1, sizeof *c);
     pthread_mutex_init(&c->mu, NULL);
     slot slots[MAXR];
@@ -225,13 +288,13 @@ static void check_batched(const char *extra, int n, int sample, int want_preempt
 
 TEST(engine_batched_greedy_equals_alone)
 {
-    check_batched("", 32, 0, 0);
+    check_batched_b("", "", 32, 0, 0);
     cleanup();
 }
 
 TEST(engine_batched_seeded_sampling_equals_alone)
 {
-    check_batched("", 24, 1, 0);
+    check_batched_b("", "", 24, 1, 0);
     cleanup();
 }
 
@@ -240,17 +303,17 @@ TEST(engine_preemption_loses_nothing)
     /* 12 blocks of 16 = 192 slots for 16 requests of up to ~90 tokens, and
      * prefill chunks of 16 tokens: requests must be preempted and resumed.
      * By default (preemption "auto", swap_space 4 GiB) they are swapped. */
-    check_batched("cache = { num_blocks = 12 }, batching = { max_total_tokens = 128, "
-                  "max_input_tokens = 64, max_batch_prefill_tokens = 16 }",
-                  16, 1, 1);
+    check_batched_b("cache = { num_blocks = 12 },",
+                    "max_total_tokens = 128, max_input_tokens = 64, max_batch_prefill_tokens = 16",
+                    16, 1, 1);
     if (g_last_stats.swap_outs == 0)
         TFAIL("no preemption swapped (%llu preemptions)",
               (unsigned long long)g_last_stats.preemptions);
     /* By recompute only, and without the prefix cache to help. */
-    check_batched("cache = { num_blocks = 12, prefix_caching = false }, batching = { "
-                  "max_total_tokens = 128, max_input_tokens = 64, max_batch_prefill_tokens = 16, "
-                  "preemption = \"recompute\" }",
-                  16, 1, 1);
+    check_batched_b("cache = { num_blocks = 12, prefix_caching = false },",
+                    "max_total_tokens = 128, max_input_tokens = 64, max_batch_prefill_tokens = 16, "
+                    "preemption = \"recompute\"",
+                    16, 1, 1);
     ASSERT_EQ_INT(g_last_stats.swap_outs, 0);
     cleanup();
 }
@@ -260,9 +323,9 @@ TEST(engine_cancel_frees_blocks_and_overload_is_refused)
     ASSERT(model_dir() != NULL);
     vrt_err err = {0};
     vrt_runtime *rt;
-    ASSERT_OK(vrt_runtime_open(&rt, config(""), &err), &err);
+    ASSERT_OK(vrt_runtime_open(&rt, config_b("", "max_concurrent_requests = 2"), &err), &err);
     vrt_engine *e;
-    ASSERT_OK(vrt_engine_create(&e, rt, 2, &err), &err);
+    ASSERT_OK(engine_open(&e, rt, &err), &err);
     collect *c = calloc(1, sizeof *c);
     pthread_mutex_init(&c->mu, NULL);
     slot slots[3] = {{c, 0}, {c, 1}, {c, 2}};
@@ -339,7 +402,7 @@ TEST(engine_stop_strings_and_eos_end_requests)
     const char *first = strstr(r.text, stop);
     size_t want_len = (size_t)(first - r.text);
     vrt_engine *e;
-    ASSERT_OK(vrt_engine_create(&e, rt, 4, &err), &err);
+    ASSERT_OK(engine_open(&e, rt, &err), &err);
     collect *c = calloc(1, sizeof *c);
     pthread_mutex_init(&c->mu, NULL);
     slot s0 = {c, 0}, s1 = {c, 1};
@@ -390,7 +453,7 @@ TEST(engine_policy_hook_errors_fail_only_their_request)
     vrt_err err = {0};
     vrt_runtime *rt;
     ASSERT_OK(vrt_runtime_open(&rt,
-                               config("batching = { policy = {\n"
+                               config_b("", "policy = {\n"
                                       "  priority = function(req)\n"
                                       "    local t = require('ffi').string(req.tenant)\n"
                                       "    if t == 'bad' then error('no priority for you') end\n"
@@ -398,11 +461,11 @@ TEST(engine_policy_hook_errors_fail_only_their_request)
                                       "    return req.prompt_tokens\n"
                                       "  end,\n"
                                       "  admit = function(req) return req.prompt_tokens < 40 end,\n"
-                                      "} },"),
+                                      "}"),
                                &err),
               &err);
     vrt_engine *e;
-    ASSERT_OK(vrt_engine_create(&e, rt, 8, &err), &err);
+    ASSERT_OK(engine_open(&e, rt, &err), &err);
     collect *c = calloc(1, sizeof *c);
     pthread_mutex_init(&c->mu, NULL);
     slot sl[5] = {{c, 0}, {c, 1}, {c, 2}, {c, 3}, {c, 4}};
@@ -442,14 +505,15 @@ TEST(engine_policy_pick_victim_and_builtins)
 {
     /* A Lua pick_victim (the oldest request) under preemption: outputs are
      * still those of the requests run alone. */
-    check_batched("cache = { num_blocks = 12 }, batching = { max_total_tokens = 128, "
-                  "max_input_tokens = 64, max_batch_prefill_tokens = 16, policy = {\n"
-                  "  pick_victim = function(running) return 1 end,\n"
-                  "  on_step = function(stats) assert(stats.num_blocks == 12) end } }",
-                  12, 1, 1);
+    check_batched_b("cache = { num_blocks = 12 },",
+                    "max_total_tokens = 128, max_input_tokens = 64, max_batch_prefill_tokens = 16, "
+                    "policy = {\n"
+                    "  pick_victim = function(running) return 1 end,\n"
+                    "  on_step = function(stats) assert(stats.num_blocks == 12) end }",
+                    12, 1, 1);
     /* The built-in policies load and run. */
-    check_batched("batching = { policy = \"fair\" }", 6, 0, 0);
-    check_batched("batching = { policy = \"priority\" }", 6, 0, 0);
+    check_batched_b("", "policy = \"fair\"", 6, 0, 0);
+    check_batched_b("", "policy = \"priority\"", 6, 0, 0);
     cleanup();
 }
 
@@ -524,7 +588,7 @@ TEST(engine_prefix_cache_hits_and_changes_nothing)
         vrt_gen_result_free(&r);
     }
     vrt_engine *e;
-    ASSERT_OK(vrt_engine_create(&e, rt, 8, &err), &err);
+    ASSERT_OK(engine_open(&e, rt, &err), &err);
     collect *c = calloc(1, sizeof *c);
     pthread_mutex_init(&c->mu, NULL);
     slot sl[3] = {{c, 0}, {c, 1}, {c, 2}};
