@@ -15,7 +15,7 @@
  *      free blocks and max_batch_size allow; with chunked_prefill = false a
  *      prompt waits for a step that can take all of it; while a batch runs,
  *      new requests wait up to max_waiting_tokens steps unless enough of
- *      them are waiting (TGI's rule, see admit_new below);
+ *      them are waiting (TGI's rule, see defer_new_requests);
  *   4. runs one forward over the flattened batch;
  *   5. samples a token for every request that caught up, and reports it.
  *
