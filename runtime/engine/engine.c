@@ -79,10 +79,10 @@ typedef struct ereq {
 
 struct vrt_engine {
     vrt_runtime *rt;
-    int max_concurrent;   /* batching.max_concurrent_requests */
-    int max_batch_size;   /* batching.max_batch_size; 0 = no limit */
+    int max_concurrent;     /* batching.max_concurrent_requests */
+    int max_batch_size;     /* batching.max_batch_size; 0 = no limit */
     int max_waiting_tokens; /* batching.max_waiting_tokens */
-    int chunked_prefill;  /* batching.chunked_prefill */
+    int chunked_prefill;    /* batching.chunked_prefill */
     pthread_t thread;
     int thread_started;
     pthread_mutex_t mu;
@@ -107,7 +107,7 @@ struct vrt_engine {
     void *trace_ud;
     int steps_since_admit; /* steps since one admitted a new request */
     vrt_policy *policy;
-    int policy_off;        /* the policy was disabled (handled once) */
+    int policy_off; /* the policy was disabled (handled once) */
     double last_on_step_warn;
     double t_start;
     int64_t swap_used;     /* bytes of the CPU swap space in use */

@@ -150,7 +150,7 @@ typedef struct vrt_engine_step_info {
     uint64_t step; /* 1-based count of forwards */
     int n_seqs;    /* sequences in the forward */
     int n_prefill_tokens, n_decode;
-    int waiting;   /* requests still waiting after the batch was built */
+    int waiting;                     /* requests still waiting after the batch was built */
     const vrt_engine_step_seq *seqs; /* [n_seqs] */
 } vrt_engine_step_info;
 typedef void (*vrt_engine_trace_fn)(void *ud, const vrt_engine_step_info *st);

@@ -29,19 +29,19 @@ static const char *const hook_names[H_N] = {"admit", "priority", "on_step", "pic
 typedef struct chan {
     pthread_mutex_t mu;
     pthread_cond_t to_worker, to_engine;
-    int refs;           /* engine + policy thread */
-    uint64_t called;    /* calls handed over */
-    uint64_t answered;  /* calls answered */
-    int abandoned;      /* the engine gave up: the thread ends after this call */
-    int op;             /* H_* or OP_* */
+    int refs;          /* engine + policy thread */
+    uint64_t called;   /* calls handed over */
+    uint64_t answered; /* calls answered */
+    int abandoned;     /* the engine gave up: the thread ends after this call */
+    int op;            /* H_* or OP_* */
     /* Arguments (copies). */
     vrt_policy_req *reqs;
     int n_reqs, cap_reqs;
     char *strs; /* the tenants of reqs */
     size_t cap_strs;
     vrt_policy_stats stats;
-    char *config_path;  /* OP_LOAD: the config file, or NULL */
-    char builtin[32];   /* OP_LOAD: the built-in policy, when no config_path */
+    char *config_path; /* OP_LOAD: the config file, or NULL */
+    char builtin[32];  /* OP_LOAD: the built-in policy, when no config_path */
     double budget_s;
     /* Results. */
     int rc;
@@ -106,8 +106,7 @@ static int w_load(worker *w, chan *c, vrt_err *err)
     }
     if ((rc = vrt_lua_pcall(L, 1, 2, err)) != 0)
         return rc;
-    snprintf(c->name, sizeof c->name, "%s",
-             lua_tostring(L, -1) ? lua_tostring(L, -1) : "custom");
+    snprintf(c->name, sizeof c->name, "%s", lua_tostring(L, -1) ? lua_tostring(L, -1) : "custom");
     lua_pop(L, 1);
     /* wrap(hooks) */
     lua_getfield(L, mod, "wrap");

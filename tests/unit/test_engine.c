@@ -459,8 +459,9 @@ TEST(engine_policy_hook_errors_fail_only_their_request)
     ASSERT(model_dir() != NULL);
     vrt_err err = {0};
     vrt_runtime *rt;
-    ASSERT_OK(vrt_runtime_open(&rt,
-                               config_b("", "policy = {\n"
+    ASSERT_OK(
+        vrt_runtime_open(&rt,
+                         config_b("", "policy = {\n"
                                       "  priority = function(req)\n"
                                       "    local t = require('ffi').string(req.tenant)\n"
                                       "    if t == 'bad' then error('no priority for you') end\n"
@@ -469,8 +470,8 @@ TEST(engine_policy_hook_errors_fail_only_their_request)
                                       "  end,\n"
                                       "  admit = function(req) return req.prompt_tokens < 40 end,\n"
                                       "}"),
-                               &err),
-              &err);
+                         &err),
+        &err);
     vrt_engine *e;
     ASSERT_OK(engine_open(&e, rt, &err), &err);
     collect *c = calloc(1, sizeof *c);
@@ -704,9 +705,9 @@ typedef struct late {
     collect *c;
     slot slots[MAXR];
     int n_first, n_late;
-    int late_len;      /* prompt tokens of each late request; 0: prompt_of */
+    int late_len; /* prompt tokens of each late request; 0: prompt_of */
     int late_max_new;
-    int at_step;       /* the step after which they were submitted */
+    int at_step; /* the step after which they were submitted */
     int rc;
 } late;
 

@@ -49,20 +49,20 @@ static double now_s(void)
 #define POLICY_ALL                                                                                 \
     "{\n"                                                                                          \
     "  admit = function(req)\n"                                                                    \
-    "    local t = req.tenant ~= nil and require('ffi').string(req.tenant) or ''\n"              \
-    "    if t == 'stuck-admit' then " STUCK " end\n"                                             \
+    "    local t = req.tenant ~= nil and require('ffi').string(req.tenant) or ''\n"                \
+    "    if t == 'stuck-admit' then " STUCK " end\n"                                               \
     "    return t ~= 'refused'\n"                                                                  \
     "  end,\n"                                                                                     \
     "  priority = function(req)\n"                                                                 \
-    "    local t = req.tenant ~= nil and require('ffi').string(req.tenant) or ''\n"              \
-    "    if t == 'stuck' then " STUCK " end\n"                                                   \
-    "    if t == 'raise' then error('no priority for you') end\n"                                 \
-    "    if t == 'loop' then while true do end end\n"                                             \
+    "    local t = req.tenant ~= nil and require('ffi').string(req.tenant) or ''\n"                \
+    "    if t == 'stuck' then " STUCK " end\n"                                                     \
+    "    if t == 'raise' then error('no priority for you') end\n"                                  \
+    "    if t == 'loop' then while true do end end\n"                                              \
     "    return req.priority * 10\n"                                                               \
     "  end,\n"                                                                                     \
-    "  on_step = function(st) if st.steps == 99 then " STUCK " end end,\n"                       \
+    "  on_step = function(st) if st.steps == 99 then " STUCK " end end,\n"                         \
     "  pick_victim = function(running)\n"                                                          \
-    "    if running[1].priority == 99 then " STUCK " end\n"                                      \
+    "    if running[1].priority == 99 then " STUCK " end\n"                                        \
     "    return 1\n"                                                                               \
     "  end,\n"                                                                                     \
     "}"
@@ -225,9 +225,9 @@ TEST(policy_hook_call_rate)
 {
     vrt_err err = {0};
     vrt_policy *p;
-    ASSERT_OK(load_policy(&p, "{ priority = function(req) return req.priority end }", 0.1, 1.0,
-                          &err),
-              &err);
+    ASSERT_OK(
+        load_policy(&p, "{ priority = function(req) return req.priority end }", 0.1, 1.0, &err),
+        &err);
     vrt_policy_req r = req_of("t", 5, 1);
     double t0 = now_s(), prio = 0;
     int n = 20000;
