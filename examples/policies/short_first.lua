@@ -8,9 +8,10 @@
 --
 --   ./v100rt serve examples/policies/short_first.lua
 --
--- Hooks run on the engine thread once per request / step / preemption,
+-- Hooks run on their own thread once per request / step / preemption,
 -- never per token; an error or an endless loop in a hook fails only the
--- request concerned (HTTP 500, error_type "policy").
+-- request concerned (HTTP 500, error_type "policy"); a hook stuck in a C
+-- function for 1 s also disables the policy (fcfs until restart).
 local v100rt = require "v100rt"
 
 local busy = false

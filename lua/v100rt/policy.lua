@@ -1,10 +1,12 @@
--- v100rt.policy — runs a scheduling policy's hooks for the engine thread.
+-- v100rt.policy — runs a scheduling policy's hooks for the engine.
 --
--- The engine thread has its own Lua state (with the JIT off and a time
--- budget per call). It loads the config, takes batching.policy — a built-in
--- name (lua/v100rt/policies/<name>.lua) or a table of hooks — and calls the
--- functions returned here. Requests and stats reach Lua as FFI views of C
--- structs (vrt_policy_req, vrt_policy_stats in runtime/vrt.h), read-only:
+-- The policy has its own Lua state on its own thread (with the JIT off and
+-- a time budget per call; the engine waits for each call up to a deadline
+-- and abandons a call stuck in C, see runtime/engine/policy.h). It loads a
+-- built-in policy by name (lua/v100rt/policies/<name>.lua) or, for a table
+-- of hooks, the config file again, and calls the functions returned here.
+-- Requests and stats reach Lua as FFI views of C structs (vrt_policy_req,
+-- vrt_policy_stats in runtime/vrt.h), read-only copies:
 --
 --   admit(req)            -> false/nil to refuse the request (429), true to queue it
 --   priority(req)         -> number; larger runs first (once per request)
@@ -20,16 +22,10 @@ local ffi = require("v100rt.ffi").ffi
 
 local M = {}
 
--- Returns the hook table for a built-in policy name or a config file, plus
--- the policy's name.
+-- Returns the hook table of the config file's batching.policy, plus the
+-- policy's name (the engine calls M.builtin directly for a built-in name).
 function M.load(config_path)
   local cfg = require "v100rt.config"
-  local p
-  if type(config_path) == "string" and config_path:match("^%a+$") then
-    -- A built-in policy's name (the runtime passes the resolved batching.policy).
-    local ok, builtin = pcall(require, "v100rt.policies." .. config_path)
-    if ok then return builtin, config_path end
-  end
   -- The config file holding the hook table; only its batching.policy
   -- matters here (the rest was validated with the command line's flags).
   local r, _, errors = cfg.load_file(config_path)
@@ -38,13 +34,16 @@ function M.load(config_path)
       error(cfg.error_text(errors), 0)
     end
   end
-  p = r.batching.policy or "fcfs"
-  if type(p) == "string" then
-    local ok, mod = pcall(require, "v100rt.policies." .. p)
-    if not ok then error(("cannot load the built-in policy %q: %s"):format(p, mod), 0) end
-    return mod, p
-  end
+  local p = r.batching.policy or "fcfs"
+  if type(p) == "string" then return M.builtin(p) end
   return p, p.name or "custom"
+end
+
+-- Returns the hook table of a built-in policy, plus its name.
+function M.builtin(name)
+  local ok, mod = pcall(require, "v100rt.policies." .. name)
+  if not ok then error(("cannot load the built-in policy %q: %s"):format(name, mod), 0) end
+  return mod, name
 end
 
 local req_t = ffi.typeof("const vrt_policy_req *")

@@ -11,8 +11,11 @@
  *      the front of the queue) the most recently admitted request when the
  *      blocks run out;
  *   3. continues chunked prefills and admits waiting requests in policy
- *      order while the prefill token budget (max_batch_prefill_tokens) and
- *      the free blocks allow;
+ *      order while the prefill token budget (max_batch_prefill_tokens), the
+ *      free blocks and max_batch_size allow; with chunked_prefill = false a
+ *      prompt waits for a step that can take all of it; while a batch runs,
+ *      new requests wait up to max_waiting_tokens steps unless enough of
+ *      them are waiting (TGI's rule, see defer_new_requests);
  *   4. runs one forward over the flattened batch;
  *   5. samples a token for every request that caught up, and reports it.
  *
@@ -36,8 +39,18 @@
 
 enum { RQ_WAITING = 0, RQ_RUNNING = 1 };
 
+/* A policy hook's time budget inside Lua, and how long the engine waits for
+ * it before abandoning it (policy.h). */
+#define POLICY_BUDGET_S 0.1
+#define POLICY_DEADLINE_S 1.0
+/* TGI's waiting_served_ratio (its default): while a batch runs, new
+ * requests join it before max_waiting_tokens steps have passed only when at
+ * least this many times the running requests are waiting. */
+#define WAITING_SERVED_RATIO 1.2
+
 typedef struct ereq {
     uint64_t id;
+    char lid[64];   /* the id in logs: the server's (vrt_request_params.log_id) */
     uint64_t order; /* admission order (for policies and victims) */
     int32_t *toks;  /* [cap]: prompt then generated */
     int n_prompt, len, cap, computed;
@@ -66,7 +79,10 @@ typedef struct ereq {
 
 struct vrt_engine {
     vrt_runtime *rt;
-    int max_concurrent;
+    int max_concurrent;     /* batching.max_concurrent_requests */
+    int max_batch_size;     /* batching.max_batch_size; 0 = no limit */
+    int max_waiting_tokens; /* batching.max_waiting_tokens */
+    int chunked_prefill;    /* batching.chunked_prefill */
     pthread_t thread;
     int thread_started;
     pthread_mutex_t mu;
@@ -87,7 +103,12 @@ struct vrt_engine {
     uint64_t next_order;
     vrt_engine_step_fn step_fn;
     void *step_ud;
+    vrt_engine_trace_fn trace_fn;
+    void *trace_ud;
+    int steps_since_admit; /* steps since one admitted a new request */
     vrt_policy *policy;
+    int policy_off; /* the policy was disabled (handled once) */
+    double last_on_step_warn;
     double t_start;
     int64_t swap_used;     /* bytes of the CPU swap space in use */
     vrt_policy_req *views; /* [cap_views] for pick_victim */
@@ -98,6 +119,7 @@ struct vrt_engine {
     int *b_row_pos;   /* per out row: token position */
     ereq **b_seqs;
     int *b_take;
+    vrt_engine_step_seq *b_trace;
     float *logits;
     int cap_tokens, cap_seqs, cap_rows;
 };
@@ -149,6 +171,8 @@ static void finish(vrt_engine *e, ereq *r, const char *reason)
             reason = "stop_sequence";
     }
     double t = now_s();
+    VRT_DEBUG("engine: request %s finished: %s, %d prompt + %d generated tokens", r->lid,
+              rc ? "error" : reason, r->n_prompt, r->len - r->n_prompt);
     if (rc) {
         emit_error(r, rc, err.msg);
     } else {
@@ -176,6 +200,7 @@ static void finish(vrt_engine *e, ereq *r, const char *reason)
 
 static void fail(vrt_engine *e, ereq *r, int code, const char *msg)
 {
+    VRT_DEBUG("engine: request %s failed: %s", r->lid, msg);
     emit_error(r, code, msg);
     pthread_mutex_lock(&e->mu);
     e->in_flight--;
@@ -242,6 +267,48 @@ static void view_of(const vrt_engine *e, const ereq *r, vrt_policy_req *v)
     v->preempted = r->n_preempted;
 }
 
+/* A policy call failed (err). Once a call overran its deadline the policy
+ * is disabled: that is logged once as an ERROR, and the waiting requests
+ * are put back in arrival order (fcfs, what the policy answers since).
+ * Other failures are logged as warnings by the caller. Returns 1 when this
+ * failure disabled the policy. */
+static int policy_disabled_now(vrt_engine *e, const ereq *r, const vrt_err *err)
+{
+    if (e->policy_off || !vrt_policy_disabled(e->policy))
+        return 0;
+    e->policy_off = 1;
+    if (r)
+        VRT_ERROR("engine: request %s: %s", r->lid, err->msg);
+    else
+        VRT_ERROR("engine: %s", err->msg);
+    for (int i = 0; i < e->n_waiting; i++)
+        e->waiting[i]->prio = -(e->waiting[i]->t_submit - e->t_start);
+    for (int i = 1; i < e->n_waiting; i++) { /* insertion sort: stable */
+        ereq *x = e->waiting[i];
+        int j = i;
+        while (j > 0 && before(e, x, e->waiting[j - 1])) {
+            e->waiting[j] = e->waiting[j - 1];
+            j--;
+        }
+        e->waiting[j] = x;
+    }
+    pthread_mutex_lock(&e->mu);
+    e->stats.policy_disabled = 1;
+    pthread_mutex_unlock(&e->mu);
+    return 1;
+}
+
+/* Fails r because a policy hook failed on it: the log has the whole
+ * message (with the Lua traceback), the client a short one. */
+static void fail_policy(vrt_engine *e, ereq *r, const vrt_err *err)
+{
+    if (!policy_disabled_now(e, r, err))
+        VRT_WARN("engine: request %s failed: %s", r->lid, err->msg);
+    char msg[512];
+    vrt_policy_client_msg(err->msg, msg, sizeof msg);
+    fail(e, r, VRT_EPOLICY, msg);
+}
+
 /* ---- submit side ---------------------------------------------------------- */
 
 int vrt_engine_submit(vrt_engine *e, const int32_t *prompt, int n, const vrt_request_params *p,
@@ -293,6 +360,8 @@ int vrt_engine_submit(vrt_engine *e, const int32_t *prompt, int n, const vrt_req
     r->ignore_eos = p->ignore_eos;
     r->prompt_logprobs = p->prompt_logprobs;
     r->priority = p->priority;
+    if (p->log_id && p->log_id[0])
+        snprintf(r->lid, sizeof r->lid, "%s", p->log_id);
     r->fn = fn;
     r->ud = ud;
     r->t_submit = now_s();
@@ -317,6 +386,8 @@ int vrt_engine_submit(vrt_engine *e, const int32_t *prompt, int n, const vrt_req
     }
     r->id = ++e->next_id;
     *id = r->id;
+    if (!r->lid[0])
+        snprintf(r->lid, sizeof r->lid, "%llu", (unsigned long long)r->id);
     e->in_flight++;
     if (e->incoming_tail)
         e->incoming_tail->next = r;
@@ -354,6 +425,12 @@ void vrt_engine_set_step_hook(vrt_engine *e, vrt_engine_step_fn fn, void *ud)
 {
     e->step_fn = fn;
     e->step_ud = ud;
+}
+
+void vrt_engine_set_trace_hook(vrt_engine *e, vrt_engine_trace_fn fn, void *ud)
+{
+    e->trace_fn = fn;
+    e->trace_ud = ud;
 }
 
 void vrt_engine_stats_get(vrt_engine *e, vrt_engine_stats *out)
@@ -399,7 +476,10 @@ static int grow_batch(vrt_engine *e, int tokens, int seqs, int rows, vrt_err *er
         int *k = realloc(e->b_take, (size_t)seqs * sizeof *k);
         if (k)
             e->b_take = k;
-        if (!q || !c || !t || !s || !k)
+        vrt_engine_step_seq *tr = realloc(e->b_trace, (size_t)seqs * sizeof *tr);
+        if (tr)
+            e->b_trace = tr;
+        if (!q || !c || !t || !s || !k || !tr)
             return vrt_err_set(err, VRT_ENOMEM, "engine: out of memory");
         e->cap_seqs = seqs;
     }
@@ -461,8 +541,8 @@ static int swap_out(vrt_engine *e, ereq *r)
         return 0;
     vrt_err err = {0};
     if (swap_copy(e, r, n_blk, 1, &err) != 0) {
-        VRT_WARN("swap out of request %llu failed (%s); it will be recomputed",
-                 (unsigned long long)r->id, err.msg);
+        VRT_WARN("engine: swap out of request %s failed (%s); it will be recomputed", r->lid,
+                 err.msg);
         free(r->swap_buf);
         r->swap_buf = NULL;
         return 0;
@@ -501,16 +581,19 @@ static void preempt_at(vrt_engine *e, int i)
     int swapped = swap_out(e, r);
     vrt_block_pool_release(&e->rt->pool, &r->blocks);
     r->computed = 0;
-    if (swapped)
-        VRT_DEBUG("engine: request %llu swapped out (%d tokens)", (unsigned long long)r->id,
-                  r->swap_tokens);
     r->state = RQ_WAITING;
     r->n_preempted++;
     pthread_mutex_lock(&e->mu);
-    e->stats.preemptions++;
+    uint64_t n_pre = ++e->stats.preemptions;
     pthread_mutex_unlock(&e->mu);
-    VRT_DEBUG("engine: preempted request %llu (recompute of %d tokens)", (unsigned long long)r->id,
-              r->len);
+    if (swapped)
+        VRT_INFO("engine: preempted request %s (swap: %d tokens of K/V copied to the CPU swap "
+                 "space; %llu preemptions so far)",
+                 r->lid, r->swap_tokens, (unsigned long long)n_pre);
+    else
+        VRT_INFO("engine: preempted request %s (recompute: its %d tokens are computed again when "
+                 "it resumes; %llu preemptions so far)",
+                 r->lid, r->len, (unsigned long long)n_pre);
     if (enqueue_waiting(e, r))
         fail(e, r, VRT_ENOMEM, "engine: out of memory");
 }
@@ -541,8 +624,7 @@ static void take_incoming(vrt_engine *e)
         int admit = 1;
         if (vrt_policy_admit(e->policy, &v, &admit, &err) != 0 ||
             vrt_policy_priority(e->policy, &v, &r->prio, &err) != 0) {
-            VRT_WARN("request %llu failed: %s", (unsigned long long)r->id, err.msg);
-            fail(e, r, VRT_EPOLICY, err.msg);
+            fail_policy(e, r, &err);
             continue;
         }
         if (!admit) {
@@ -646,10 +728,29 @@ static int pick_victim(vrt_engine *e)
         view_of(e, e->running[i], &e->views[i]);
     vrt_err err = {0};
     if (vrt_policy_pick_victim(e->policy, e->views, n, &v, &err) != 0) {
-        VRT_WARN("%s; preempting the most recent request instead", err.msg);
+        if (!policy_disabled_now(e, NULL, &err))
+            VRT_WARN("engine: %s; preempting the most recent request instead", err.msg);
         v = n - 1;
     }
     return v;
+}
+
+/* batching.max_waiting_tokens, TGI's rule: while a batch runs, new
+ * requests (never scheduled; preempted ones resume as soon as they fit)
+ * join it only when max_waiting_tokens steps have run since new requests
+ * last joined, or when at least WAITING_SERVED_RATIO times as many new
+ * requests wait as run. Each join adds prefill work to a step and so slows
+ * the running requests' next token; waiting lets several join at once.
+ * 0 admits at once. */
+static int defer_new_requests(const vrt_engine *e)
+{
+    if (e->n_running == 0 || e->max_waiting_tokens == 0 ||
+        e->steps_since_admit >= e->max_waiting_tokens)
+        return 0;
+    int n_new = 0;
+    for (int i = 0; i < e->n_waiting; i++)
+        n_new += e->waiting[i]->n_preempted == 0;
+    return n_new < (int)floor(e->n_running * WAITING_SERVED_RATIO);
 }
 
 /* One scheduling step; returns 1 if it ran a forward, 0 if idle. */
@@ -705,9 +806,14 @@ static int step(vrt_engine *e)
         e->b_seqs[n_seqs] = r;
         e->b_take[n_seqs++] = take;
     }
+    int defer_new = defer_new_requests(e), admitted_new = 0;
     while (e->n_waiting > 0 && budget > 0) {
         int wi = 0;
         ereq *r = e->waiting[wi];
+        if (e->max_batch_size > 0 && e->n_running >= e->max_batch_size)
+            break; /* batching.max_batch_size: the others wait */
+        if (defer_new && r->n_preempted == 0)
+            break; /* batching.max_waiting_tokens: not yet */
         /* Full blocks of the prompt that are in the prefix cache are taken
          * over instead of computed (not when prompt logprobs are asked). */
         int base = r->swap_buf ? r->swap_tokens : 0;
@@ -717,6 +823,14 @@ static int step(vrt_engine *e)
             base = r->computed;
         int todo = r->len - base;
         int take = todo < budget ? todo : budget;
+        if (!e->chunked_prefill && take < todo && todo <= rt->max_prefill) {
+            /* batching.chunked_prefill = false: the prefill runs in one
+             * step; it waits for a step with room for all of it. (Only a
+             * recompute longer than the whole budget is chunked.) */
+            vrt_block_pool_release(&rt->pool, &r->blocks);
+            r->computed = 0;
+            break;
+        }
         if (vrt_block_pool_reserve(&rt->pool, &r->blocks, base + take, &err) != 0) {
             /* No room now: it waits, holding nothing. */
             vrt_block_pool_release(&rt->pool, &r->blocks);
@@ -724,8 +838,7 @@ static int step(vrt_engine *e)
             break;
         }
         if (r->swap_buf && swap_in(e, r, &err) != 0) {
-            VRT_WARN("swap in of request %llu failed (%s); recomputing it",
-                     (unsigned long long)r->id, err.msg);
+            VRT_WARN("engine: swap in of request %s failed (%s); recomputing it", r->lid, err.msg);
             r->computed = 0;
             take = r->len < budget ? r->len : budget;
             if (vrt_block_pool_reserve(&rt->pool, &r->blocks, take, &err) != 0) {
@@ -738,8 +851,14 @@ static int step(vrt_engine *e)
             fail(e, r, VRT_ENOMEM, "engine: out of memory");
             continue;
         }
-        if (r->t_sched == 0)
+        if (r->t_sched == 0) {
             r->t_sched = now_s();
+            VRT_DEBUG("engine: request %s scheduled (%d prompt tokens, %d from the prefix "
+                      "cache; waited %.3f s)",
+                      r->lid, r->n_prompt, r->computed, r->t_sched - r->t_submit);
+        }
+        if (r->n_preempted == 0)
+            admitted_new = 1;
         r->state = RQ_RUNNING;
         budget -= take;
         e->b_seqs[n_seqs] = r;
@@ -747,6 +866,10 @@ static int step(vrt_engine *e)
     }
     if (n_seqs == 0)
         return 0;
+    if (admitted_new)
+        e->steps_since_admit = 0;
+    else if (e->steps_since_admit < INT32_MAX)
+        e->steps_since_admit++;
 
     /* 4. Flatten and run. */
     e->b_qstart[0] = 0;
@@ -811,15 +934,28 @@ static int step(vrt_engine *e)
     int n_prefill_tokens = 0, n_sampled = 0, n_decode = 0;
     for (int s = 0; s < n_seqs; s++) {
         ereq *r = e->b_seqs[s];
-        if (r->computed < r->n_prompt)
-            n_prefill_tokens += e->b_take[s];
-        else
+        /* One token after the prompt, computed alone: a decode. Anything
+         * else (a prompt, a chunk, a recompute) is prefill. */
+        int decode = e->b_take[s] == 1 && r->len > r->n_prompt && r->computed == r->len - 1;
+        if (decode)
             n_decode++;
+        else
+            n_prefill_tokens += e->b_take[s];
+        e->b_trace[s] = (vrt_engine_step_seq){r->id, e->b_take[s], !decode};
         r->computed += e->b_take[s];
         vrt_block_pool_commit(&rt->pool, &r->blocks, r->toks, r->computed);
     }
     if (e->step_fn)
         e->step_fn(e->step_ud, dt, n_prefill_tokens, n_decode);
+    if (e->trace_fn) {
+        vrt_engine_step_info info = {.step = e->stats.steps + 1,
+                                     .n_seqs = n_seqs,
+                                     .n_prefill_tokens = n_prefill_tokens,
+                                     .n_decode = n_decode,
+                                     .waiting = e->n_waiting,
+                                     .seqs = e->b_trace};
+        e->trace_fn(e->trace_ud, &info);
+    }
 
     /* 5. Prompt logprobs and sampling. */
     const int V = rt->m->cfg.vocab_size;
@@ -865,12 +1001,11 @@ static int step(vrt_engine *e)
                            .preemptions = e->stats.preemptions,
                            .last_step_s = dt};
     pthread_mutex_unlock(&e->mu);
-    if (vrt_policy_on_step(e->policy, &ps, &err) != 0) {
-        static double last_warn;
+    if (vrt_policy_on_step(e->policy, &ps, &err) != 0 && !policy_disabled_now(e, NULL, &err)) {
         double t = now_s();
-        if (t - last_warn > 10.0) { /* at most one warning per 10 s */
-            VRT_WARN("%s", err.msg);
-            last_warn = t;
+        if (t - e->last_on_step_warn > 10.0) { /* at most one warning per 10 s */
+            VRT_WARN("engine: %s", err.msg);
+            e->last_on_step_warn = t;
         }
     }
     return 1;
@@ -907,6 +1042,9 @@ static void *engine_main(void *arg)
              * never be scheduled (cannot happen with a valid plan). */
             ereq *r = e->waiting[0];
             remove_at(e->waiting, &e->n_waiting, 0);
+            VRT_WARN("engine: request %s failed: the KV cache (%d blocks of %d tokens) cannot "
+                     "hold its %d tokens",
+                     r->lid, e->rt->pool.num_blocks, e->rt->pool.block_size, r->len);
             fail(e, r, VRT_ENOSPC, "the KV cache cannot hold this request");
         } else if (!ran && e->n_running > 0) {
             /* Chunked prefills each holding part of the blocks and none
@@ -928,13 +1066,31 @@ static void *engine_main(void *arg)
     return NULL;
 }
 
-int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, int max_concurrent, vrt_err *err)
+int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, const vrt_config *cfg, vrt_err *err)
 {
     *out = NULL;
-    if (!rt)
-        return vrt_err_set(err, VRT_EINVAL, "vrt_engine_create: no runtime");
+    if (!rt || !cfg)
+        return vrt_err_set(err, VRT_EINVAL, "vrt_engine_create: no runtime or no config");
+    /* The values come resolved from the schema; these are its own limits. */
+    const int max_concurrent = cfg->batching.max_concurrent_requests;
     if (max_concurrent < 1)
-        max_concurrent = 1;
+        return vrt_err_set(err, VRT_EINVAL,
+                           "batching.max_concurrent_requests must be at least 1 (got %d)",
+                           max_concurrent);
+    if (cfg->batching.max_batch_size < 0)
+        return vrt_err_set(err, VRT_EINVAL,
+                           "batching.max_batch_size must be at least 1, or unset (got %d)",
+                           cfg->batching.max_batch_size);
+    if (cfg->batching.max_waiting_tokens < 0)
+        return vrt_err_set(err, VRT_EINVAL,
+                           "batching.max_waiting_tokens must be at least 0 (got %d)",
+                           cfg->batching.max_waiting_tokens);
+    if (!cfg->batching.chunked_prefill && rt->max_prefill < rt->max_input)
+        return vrt_err_set(err, VRT_EINVAL,
+                           "batching.max_batch_prefill_tokens (%d) must be at least "
+                           "batching.max_input_tokens (%d) when batching.chunked_prefill is "
+                           "false: raise it, lower max_input_tokens, or enable chunked_prefill",
+                           rt->max_prefill, rt->max_input);
     /* KV cache: as configured, else room for every concurrent request at
      * its longest, capped at 2 GiB of host memory on the cpu backend. */
     int64_t want = rt->cfg_num_blocks;
@@ -961,7 +1117,7 @@ int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, int max_concurrent, vrt
             return rc;
     }
     vrt_policy *pol;
-    int prc = vrt_policy_load(&pol, rt->config_path, 0.1, err);
+    int prc = vrt_policy_load(&pol, cfg, POLICY_BUDGET_S, POLICY_DEADLINE_S, err);
     if (prc)
         return prc;
     vrt_engine *e = calloc(1, sizeof *e);
@@ -973,6 +1129,9 @@ int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, int max_concurrent, vrt
     e->t_start = now_s();
     e->rt = rt;
     e->max_concurrent = max_concurrent;
+    e->max_batch_size = cfg->batching.max_batch_size;
+    e->max_waiting_tokens = cfg->batching.max_waiting_tokens;
+    e->chunked_prefill = cfg->batching.chunked_prefill;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     e->stats.num_blocks = e->stats.free_blocks = rt->pool.num_blocks;
@@ -984,12 +1143,18 @@ int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, int max_concurrent, vrt
         return vrt_err_set(err, VRT_ENOMEM, "cannot start the engine thread");
     }
     e->thread_started = 1;
+    char mbs[48] = "any number of sequences";
+    if (e->max_batch_size > 0)
+        snprintf(mbs, sizeof mbs, "at most %d sequences", e->max_batch_size);
     VRT_INFO("engine: policy \"%s\", %d KV blocks of %d tokens (%.1f MiB), up to %d requests "
-             "in flight",
+             "in flight; steps of %s and %d prefill tokens (%s); new requests join a running "
+             "batch after up to %d steps (max_waiting_tokens)",
              vrt_policy_name(e->policy), rt->pool.num_blocks, rt->pool.block_size,
              (double)rt->pool.num_blocks * vrt_kv_block_bytes(&rt->m->cfg, rt->pool.block_size) /
                  (1024.0 * 1024.0),
-             max_concurrent);
+             max_concurrent, mbs, rt->max_prefill,
+             e->chunked_prefill ? "prompts in chunks" : "every prompt in one step",
+             e->max_waiting_tokens);
     *out = e;
     return 0;
 }
@@ -1024,6 +1189,7 @@ void vrt_engine_destroy(vrt_engine *e)
     free(e->b_row_pos);
     free(e->b_seqs);
     free(e->b_take);
+    free(e->b_trace);
     free(e->logits);
     free(e->views);
     vrt_policy_free(e->policy);

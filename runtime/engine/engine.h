@@ -4,16 +4,25 @@
  * its prompt ids and parameters here. The engine thread owns the model, the
  * KV cache and its block pool; each step it runs every running decode plus
  * as many waiting prefills as batching.max_batch_prefill_tokens and the free
- * blocks allow (long prompts in chunks), samples one token per sequence,
- * detokenizes it incrementally, checks stop ids and stop strings, and
- * reports events through the request's callback. When blocks run out, a
- * victim is preempted (its blocks freed, its tokens recomputed later) and
- * resumed; nothing is lost. Cancel frees a request's blocks at the next step.
+ * blocks allow (long prompts in chunks unless batching.chunked_prefill is
+ * false), never more than batching.max_batch_size sequences, and defers new
+ * prefills while a batch decodes as batching.max_waiting_tokens says (TGI);
+ * it samples one token per sequence, detokenizes it incrementally, checks
+ * stop ids and stop strings, and reports events through the request's
+ * callback. When blocks run out, a victim is preempted (swapped out or its
+ * blocks freed and its tokens recomputed later) and resumed; nothing is
+ * lost. Cancel frees a request's blocks at the next step.
+ *
+ * The scheduling policy's Lua hooks (policy.h) run on their own thread
+ * under a deadline: a hook that does not return in time is abandoned, the
+ * request it was called for fails (VRT_EPOLICY) and the engine schedules
+ * first come, first served from then on.
  *
  * Threads: submit, cancel, stats and stop may be called from any thread.
  * Event callbacks run on the engine thread; they must be quick (copy and
  * post to the loop, see vrt_http_server_post) and must not call back into
- * the engine except vrt_engine_cancel.
+ * the engine except vrt_engine_cancel. The step and trace hooks may also
+ * call vrt_engine_submit.
  */
 #ifndef VRT_ENGINE_ENGINE_H
 #define VRT_ENGINE_ENGINE_H
@@ -39,6 +48,9 @@ typedef struct vrt_request_params {
                             every prompt position) */
     int priority;        /* larger runs first under the "priority" policy */
     const char *tenant;  /* API key or tenant name, for the "fair" policy */
+    const char *log_id;  /* the id the server logs the request under
+                            ("cmpl-..."); engine log lines about the request
+                            use it (NULL: the engine's numeric id) */
 } vrt_request_params;
 
 enum {
@@ -89,15 +101,21 @@ typedef struct vrt_engine_stats {
     uint64_t prompt_tokens, generation_tokens;        /* totals */
     uint64_t prefix_cache_queries, prefix_cache_hits; /* in blocks */
     uint64_t steps;
-    double last_step_s; /* duration of the last forward */
+    double last_step_s;  /* duration of the last forward */
+    int policy_disabled; /* 1: a policy hook overran its deadline; fcfs since */
 } vrt_engine_stats;
 
 /* Creates the engine for a runtime (it takes over the runtime's model, KV
  * cache and tokenizer for its thread; the runtime must outlive the engine
- * and not be used for generation meanwhile) and starts its thread.
- * max_concurrent: requests in flight (running + waiting) before submit
- * returns VRT_EOVERLOADED. */
-int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, int max_concurrent, vrt_err *err);
+ * and not be used for generation meanwhile) and starts its thread. From
+ * cfg (resolved by the schema, lua/v100rt/config.lua) it takes
+ * batching.max_concurrent_requests (requests in flight, running + waiting,
+ * before submit returns VRT_EOVERLOADED), max_batch_size,
+ * max_waiting_tokens, chunked_prefill and policy (a built-in name, or
+ * "custom": the hooks of the config file cfg->source). The prefill budget
+ * (max_batch_prefill_tokens) and the KV cache are the runtime's. cfg is not
+ * kept. */
+int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, const vrt_config *cfg, vrt_err *err);
 /* Stops the thread (requests still in flight end with an ERROR event,
  * code VRT_ECANCELED) and frees the engine. */
 void vrt_engine_destroy(vrt_engine *e);
@@ -118,6 +136,27 @@ void vrt_engine_stats_get(vrt_engine *e, vrt_engine_stats *out);
  * before the first submit. */
 typedef void (*vrt_engine_step_fn)(void *ud, double seconds, int n_prefill_tokens, int n_decode);
 void vrt_engine_set_step_hook(vrt_engine *e, vrt_engine_step_fn fn, void *ud);
+
+/* What one step ran, sequence by sequence (tests, debugging): for each
+ * sequence of the forward, its request id, the tokens it computed and
+ * whether they were prefill (prompt, or recompute after a preemption) or
+ * one decode token. */
+typedef struct vrt_engine_step_seq {
+    uint64_t id;
+    int n_tokens;
+    int prefill; /* 1: prefill (chunk), 0: decode */
+} vrt_engine_step_seq;
+typedef struct vrt_engine_step_info {
+    uint64_t step; /* 1-based count of forwards */
+    int n_seqs;    /* sequences in the forward */
+    int n_prefill_tokens, n_decode;
+    int waiting;                     /* requests still waiting after the batch was built */
+    const vrt_engine_step_seq *seqs; /* [n_seqs] */
+} vrt_engine_step_info;
+typedef void (*vrt_engine_trace_fn)(void *ud, const vrt_engine_step_info *st);
+/* Called on the engine thread after every forward, before its tokens are
+ * reported. Set it before the first submit. */
+void vrt_engine_set_trace_hook(vrt_engine *e, vrt_engine_trace_fn fn, void *ud);
 /* Requests running + waiting. */
 int vrt_engine_in_flight(vrt_engine *e);
 

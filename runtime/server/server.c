@@ -794,6 +794,7 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
         g->rq.params.priority = atoi(prio);
     const char *tenant = header(req, "x-tenant");
     g->rq.params.tenant = tenant ? tenant : g->rq.user ? g->rq.user : req->remote;
+    g->rq.params.log_id = g->id;
     g->n_ch = g->rq.n > 1 ? g->rq.n : 1;
     g->ch = calloc((size_t)g->n_ch, sizeof *g->ch);
     if (!g->ch) {
@@ -1040,8 +1041,7 @@ static void load_work(uv_work_t *w)
     /* The config as loaded (file, flags, environment), not its file again. */
     if (vrt__runtime_open_cfg(&s->rt, s->cfg, &s->load_err) != 0)
         return;
-    int maxc = s->cfg->batching.max_concurrent_requests;
-    if (vrt_engine_create(&s->eng, s->rt, maxc, &s->load_err) != 0) {
+    if (vrt_engine_create(&s->eng, s->rt, s->cfg, &s->load_err) != 0) {
         vrt_runtime_close(s->rt);
         s->rt = NULL;
         return;
