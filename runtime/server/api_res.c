@@ -489,13 +489,18 @@ char *vrt_api_render_models(const vrt_api_info *in)
     cJSON *o = cJSON_CreateObject();
     add(&b, o, "object", str("list"));
     cJSON *data = add(&b, o, "data", cJSON_CreateArray());
-    cJSON *m = add(&b, data, NULL, cJSON_CreateObject());
-    add(&b, m, "id", str(in->model_id));
-    add(&b, m, "object", str("model"));
-    add(&b, m, "created", num((double)in->created));
-    add(&b, m, "owned_by", str("v100rt"));
-    add(&b, m, "root", str(in->model_id));
-    add(&b, m, "parent", cJSON_CreateNull());
-    add(&b, m, "max_model_len", num(in->max_total_tokens));
+    int n = in->model_names && in->n_model_names > 0 ? in->n_model_names : 1;
+    for (int i = 0; i < n; i++) {
+        const char *id = in->model_names && in->n_model_names > 0 ? in->model_names[i]
+                                                                  : in->model_id;
+        cJSON *m = add(&b, data, NULL, cJSON_CreateObject());
+        add(&b, m, "id", str(id));
+        add(&b, m, "object", str("model"));
+        add(&b, m, "created", num((double)in->created));
+        add(&b, m, "owned_by", str("v100rt"));
+        add(&b, m, "root", str(in->model_root ? in->model_root : id));
+        add(&b, m, "parent", cJSON_CreateNull());
+        add(&b, m, "max_model_len", num(in->max_total_tokens));
+    }
     return finish_plain(&b, o);
 }

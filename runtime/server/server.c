@@ -47,7 +47,9 @@ typedef struct srv {
     vrt_metrics metrics;
     vrt_srv_metrics mh;
     uint64_t last_preemptions, last_steps, last_pc_queries, last_pc_hits;
-    char model_name[256];
+    char model_name[256]; /* the reported name: names[0] */
+    const char *names[1 + 32]; /* model.name, server.served_model_names (max_len 32) */
+    int n_names;
     const char *chat_template; /* built-in template name */
     vrt_chat_lua *chat_lua;    /* model.chat_template as a Lua function, or NULL */
     const char *bos_text, *eos_text;
@@ -117,6 +119,7 @@ typedef struct gen {
     int fail;      /* -1 or the vrt_fail_kind of the first failure */
     double t_arrival, t_last_token;
     char id[48];
+    const char *model; /* the name responses report (vrt_api_model_name) */
     int32_t *prompt_ids; /* [n_prompt] after truncation */
     int n_prompt;
     char *prompt_text; /* for echo / return_full_text */
@@ -208,6 +211,33 @@ static void respond_api_error(vrt_http_res *r, int api, const vrt_api_error *e)
     respond_json(r, e->status, vrt_api_error_body(api, e));
 }
 
+/* A prompt the tokenizer could not encode: its message (which names the
+ * tokenizer's path) goes to the log; the client gets 422 / 400 (the text
+ * made a pre-tokenizer regex reach its match limit) or 500 (out of memory)
+ * without it. e is filled for the caller to send. */
+static void tokenize_failure(int api, const char *id, const vrt_err *err, vrt_api_error *e)
+{
+    VRT_WARN("request %s: tokenizing the prompt failed: %s", id ? id : "(tokenize)", err->msg);
+    if (err->code == VRT_ENOMEM) {
+        vrt_api_error_set(e, api, 500, NULL,
+                          "out of memory while tokenizing the prompt; see the server log");
+        snprintf(e->type, sizeof e->type, "%s",
+                 vrt_api_is_openai(api) ? "internal_server_error" : "internal");
+    } else {
+        vrt_api_error_set(e, api, 0, vrt_api_is_openai(api) ? "prompt" : "inputs",
+                          "the tokenizer cannot encode this text (a pre-tokenizer pattern "
+                          "reached its match limit); see the server log");
+    }
+}
+
+static void respond_tokenize_failure(vrt_http_res *res, int api, const char *id,
+                                     const vrt_err *err)
+{
+    vrt_api_error e;
+    tokenize_failure(api, id, err, &e);
+    respond_api_error(res, api, &e);
+}
+
 static void stream_write(gen *g, char *chunk)
 {
     if (chunk) {
@@ -220,7 +250,7 @@ static void fill_result(gen *g, choice *c, vrt_api_result *res, const char *fini
 {
     memset(res, 0, sizeof *res);
     res->id = g->id;
-    res->model = g->s->model_name;
+    res->model = g->model ? g->model : g->s->model_name;
     res->created = g->s->started;
     res->prompt = g->prompt_text;
     res->index = c->idx;
@@ -349,7 +379,11 @@ static void start_stream(gen *g)
 
 /* The status, error_type and message of a failed engine request: a policy
  * hook that failed is 500 "policy", a refusal (admit hook) 429
- * "overloaded", anything else 424 "generation" (TGI) / 500 (OpenAI). */
+ * "overloaded", anything else 424 "generation" (TGI) / 500 (OpenAI).
+ * A 5xx or 424 tells the client what failed, not why: the engine's message
+ * can hold a Lua traceback and the server's file paths, so it goes to the
+ * log with the request id and the client gets a short message naming the
+ * error_type and that id. */
 static void send_error(gen *g, const qev *q)
 {
     int status = q->err_code == VRT_EPOLICY       ? 500
@@ -359,7 +393,23 @@ static void send_error(gen *g, const qev *q)
     const char *type = q->err_code == VRT_EPOLICY       ? "policy"
                        : q->err_code == VRT_EOVERLOADED ? "overloaded"
                                                         : "generation";
-    const char *msg = q->err_msg ? q->err_msg : "generation failed";
+    const char *detail = q->err_msg ? q->err_msg : "generation failed";
+    char msg[512];
+    if (status >= 500 || status == 424) {
+        VRT_ERROR("request %s failed (error_type %s): %s", g->id, type, detail);
+        if (q->err_code == VRT_EPOLICY)
+            snprintf(msg, sizeof msg,
+                     "the scheduling policy failed for this request (error_type policy); "
+                     "see the server log (request %s)",
+                     g->id);
+        else
+            snprintf(msg, sizeof msg,
+                     "Request failed during generation: %s (error_type %s); see the server log "
+                     "(request %s)",
+                     vrt_strerror(q->err_code), type, g->id);
+    } else {
+        snprintf(msg, sizeof msg, "%s", detail);
+    }
     if (g->started) {
         tgi_flush_held(g, &g->ch[0], NULL);
         stream_write(g, vrt_api_render_stream_error(g->rq.api, status, type, msg));
@@ -705,12 +755,13 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
         respond_api_error(res, api, &e);
         goto rejected;
     }
-    if (g->rq.model && vrt_api_is_openai(api) && strcmp(g->rq.model, s->model_name) != 0 &&
-        strcmp(g->rq.model, s->rt->model_dir) != 0) {
-        vrt_api_error_set(&e, api, 404, "model",
-                          "The model `%s` does not exist (this server has `%s`)", g->rq.model,
-                          s->model_name);
-        snprintf(e.type, sizeof e.type, "NotFoundError");
+    /* "model": any value (TGI), or a served name (server.strict_model_name). */
+    vrt_api_models models = {.names = s->names,
+                             .n_names = s->n_names,
+                             .paths = {s->cfg->model.path, s->rt->model_dir},
+                             .strict = s->cfg->server.strict_model_name};
+    if (vrt_api_model_name(&models, api, vrt_api_is_openai(api) ? g->rq.model : NULL, &g->model,
+                           &e) != 0) {
         respond_api_error(res, api, &e);
         goto rejected;
     }
@@ -758,7 +809,7 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
         if (vrt_runtime_tokenize(s->rt, text ? text : "", text ? strlen(text) : 0, add_special,
                                  &ids, &n, &err) != 0) {
             free(rendered);
-            vrt_api_error_set(&e, api, 0, "prompt", "%s", err.msg);
+            tokenize_failure(api, g->id, &err, &e);
             respond_api_error(res, api, &e);
             goto rejected;
         }
@@ -831,8 +882,21 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
             }
             e.status = 429;
         } else {
+            /* The engine's refusals are its own fixed wording (4xx, or
+             * 503 while shutting down); anything else is a 500 whose
+             * detail stays in the log. */
             rec.fail = rc == VRT_ECANCELED ? VRT_FAIL_CANCELLED : VRT_FAIL_VALIDATION;
-            vrt_api_error_set(&e, api, rc == VRT_ECANCELED ? 503 : 0, NULL, "%s", err.msg);
+            if (rc == VRT_ECANCELED || rc == VRT_EINVAL || rc == VRT_ERANGE) {
+                vrt_api_error_set(&e, api, rc == VRT_ECANCELED ? 503 : 0, NULL, "%s", err.msg);
+            } else {
+                VRT_ERROR("request %s: the engine refused it: %s", g->id, err.msg);
+                vrt_api_error_set(&e, api, 500, NULL,
+                                  "the engine could not take this request: %s; see the server "
+                                  "log (request %s)",
+                                  vrt_strerror(rc), g->id);
+                snprintf(e.type, sizeof e.type, "%s",
+                         vrt_api_is_openai(api) ? "internal_server_error" : "internal");
+            }
             respond_api_error(res, api, &e);
         }
         if (g->n_submitted == 0)
@@ -860,6 +924,9 @@ static void fill_info(srv *s, vrt_api_info *info)
 {
     memset(info, 0, sizeof *info);
     info->model_id = s->model_name;
+    info->model_names = s->names;
+    info->n_model_names = s->n_names;
+    info->model_root = s->rt && s->rt->model_dir ? s->rt->model_dir : s->cfg->model.path;
     info->model_dtype = s->cfg->model.dtype ? s->cfg->model.dtype : "float16";
     info->model_device_type = s->rt && s->rt->be ? s->rt->be->name : "cpu";
     info->max_concurrent_requests = s->cfg->batching.max_concurrent_requests;
@@ -908,37 +975,34 @@ static void handle_tokenize(srv *s, const vrt_http_req *req, vrt_http_res *res)
         respond_api_error(res, VRT_API_TGI_GENERATE, &e);
         return;
     }
-    int32_t *ids = NULL;
-    int n = 0;
+    vrt_tokens toks = {0};
+    size_t *off = NULL;
     vrt_err err = {0};
     const char *text = rq.prompt ? rq.prompt : "";
-    if (vrt_runtime_tokenize(s->rt, text, strlen(text), 1, &ids, &n, &err) != 0) {
+    size_t tlen = strlen(text);
+    if (vrt_tokenizer_encode_offsets(s->rt->tok, text, tlen, 1, &toks, &off, &err) != 0) {
         vrt_api_request_free(&rq);
-        vrt_http_respond_error(res, 422, "validation", err.msg);
+        respond_tokenize_failure(res, VRT_API_TGI_GENERATE, NULL, &err);
         return;
     }
-    /* [{"id", "text", "start", "stop"}]: start/stop are byte offsets of the
-     * token's text in the decoded prompt. */
+    /* [{"id", "text", "start", "stop"}] as TGI: start/stop are the byte
+     * offsets of the tokenizers crate's Encoding and text is that slice of
+     * the input (BOS: [0, 0) and ""). */
     cJSON *arr = cJSON_CreateArray();
-    size_t pos = 0;
     int ok = arr != NULL;
-    for (int i = 0; ok && i < n; i++) {
-        char *piece = piece_text(s, ids[i]);
-        size_t pl = strlen(piece);
-        char *clean = vrt_api_utf8_sanitize(piece, pl); /* cJSON writes UTF-8 as is */
-        int special = vrt_tokenizer_is_special(s->rt->tok, ids[i]);
-        size_t start = pos, stop = special ? pos : pos + pl;
-        if (!special)
-            pos += pl;
+    for (size_t i = 0; ok && i < toks.n; i++) {
+        size_t start = off[2 * i], stop = off[2 * i + 1];
+        if (stop > tlen || start > stop) /* cannot happen: the input is valid UTF-8 */
+            start = stop = 0;
+        char *slice = vrt_api_utf8_sanitize(text + start, stop - start);
         cJSON *o = cJSON_CreateObject();
-        ok = o && clean && cJSON_AddNumberToObject(o, "id", ids[i]) &&
-             cJSON_AddStringToObject(o, "text", clean) &&
+        ok = o && slice && cJSON_AddNumberToObject(o, "id", toks.ids[i]) &&
+             cJSON_AddStringToObject(o, "text", slice) &&
              cJSON_AddNumberToObject(o, "start", (double)start) &&
              cJSON_AddNumberToObject(o, "stop", (double)stop);
         if (o)
             cJSON_AddItemToArray(arr, o);
-        free(piece);
-        free(clean);
+        free(slice);
     }
     char *out = ok ? cJSON_PrintUnformatted(arr) : NULL;
     cJSON_Delete(arr);
@@ -948,8 +1012,17 @@ static void handle_tokenize(srv *s, const vrt_http_req *req, vrt_http_res *res)
     } else {
         vrt_http_respond_error(res, 500, "internal", "out of memory");
     }
-    free(ids);
+    free(off);
+    vrt_tokens_free(&toks);
     vrt_api_request_free(&rq);
+}
+
+/* Why a request before "ready" gets 503; the load error itself (with the
+ * model's paths) is in the log. */
+static const char *not_ready_msg(const srv *s)
+{
+    return s->load_failed ? "the model failed to load; see the server log"
+                          : "the model is loading";
 }
 
 static void handler(void *ud, const vrt_http_req *req, vrt_http_res *res)
@@ -961,8 +1034,7 @@ static void handler(void *ud, const vrt_http_req *req, vrt_http_res *res)
         if (s->ready)
             vrt_http_respond(res, 200, "application/json", "", 0);
         else
-            vrt_http_respond_error(res, 503, "unhealthy",
-                                   s->load_failed ? s->load_err.msg : "the model is loading");
+            vrt_http_respond_error(res, 503, "unhealthy", not_ready_msg(s));
         vrt_http_res_release(res);
         return;
     }
@@ -979,8 +1051,7 @@ static void handler(void *ud, const vrt_http_req *req, vrt_http_res *res)
         return;
     }
     if (!s->ready) {
-        vrt_http_respond_error(res, 503, "unhealthy",
-                               s->load_failed ? s->load_err.msg : "the model is loading");
+        vrt_http_respond_error(res, 503, "unhealthy", not_ready_msg(s));
         vrt_http_res_release(res);
         return;
     }
@@ -1170,7 +1241,20 @@ int vrt_serve(const vrt_config *cfg, const char *port_file, vrt_err *err)
      * program. Ignored, the write fails with EPIPE and only that request ends. */
     signal(SIGPIPE, SIG_IGN);
     s->started = (int64_t)time(NULL);
-    const char *name = cfg->model.name;
+    /* The names: model.name, then server.served_model_names (the first of
+     * which is reported when model.name is unset), else the base name of
+     * model.path. */
+    if (cfg->model.name)
+        s->names[s->n_names++] = cfg->model.name;
+    for (int i = 0; i < cfg->server.n_served_model_names; i++) {
+        const char *nm = cfg->server.served_model_names[i];
+        int dup = !nm || !*nm;
+        for (int k = 0; !dup && k < s->n_names; k++)
+            dup = strcmp(s->names[k], nm) == 0;
+        if (!dup && s->n_names < (int)(sizeof s->names / sizeof s->names[0]))
+            s->names[s->n_names++] = nm;
+    }
+    const char *name = s->n_names ? s->names[0] : NULL;
     if (!name) {
         const char *p = cfg->model.path ? cfg->model.path : "model";
         size_t l = strlen(p);
@@ -1183,6 +1267,9 @@ int vrt_serve(const vrt_config *cfg, const char *port_file, vrt_err *err)
     } else {
         snprintf(s->model_name, sizeof s->model_name, "%s", name);
     }
+    s->names[0] = s->model_name;
+    if (s->n_names == 0)
+        s->n_names = 1;
     int rc = vrt_metrics_init(&s->metrics, err);
     vrt_srv_metrics_opts mo = {.model_name = s->model_name,
                                .max_input_tokens = (int)cfg->batching.max_input_tokens,

@@ -889,4 +889,67 @@ TEST(api_render_info_models)
     ASSERT_EQ_STR(jstr(m, "object"), "model");
     cJSON_Delete(j);
     free(s);
+    /* server.served_model_names: one entry per name, root the model's path. */
+    const char *names[] = {"tiny", "gpt-3.5-turbo"};
+    in.model_names = names;
+    in.n_model_names = 2;
+    in.model_root = "/models/tiny";
+    s = vrt_api_render_models(&in);
+    j = jparse(s);
+    cJSON *data = cJSON_GetObjectItem(j, "data");
+    ASSERT_EQ_INT(cJSON_GetArraySize(data), 2);
+    ASSERT_EQ_STR(jstr(cJSON_GetArrayItem(data, 0), "id"), "tiny");
+    ASSERT_EQ_STR(jstr(cJSON_GetArrayItem(data, 1), "id"), "gpt-3.5-turbo");
+    ASSERT_EQ_STR(jstr(cJSON_GetArrayItem(data, 1), "root"), "/models/tiny");
+    cJSON_Delete(j);
+    free(s);
+}
+
+/* Regression: huggingface_hub's InferenceClient(base_url=...).chat_completion
+ * sends "model": "tgi" and got 404. server.strict_model_name = false (the
+ * default) accepts any "model" as TGI does and reports the served name;
+ * a listed name (server.served_model_names) is reported as given. */
+TEST(api_model_name_any_by_default)
+{
+    const char *names[] = {"tiny", "alias-b"};
+    vrt_api_models m = {.names = names, .n_names = 2, .paths = {"models/tiny", "/abs/models/tiny"}};
+    vrt_api_error e = {0};
+    const char *got = NULL;
+    ASSERT_EQ_INT(vrt_api_model_name(&m, VRT_API_OAI_CHAT, "tgi", &got, &e), 0);
+    ASSERT_EQ_STR(got, "tiny");
+    ASSERT_EQ_INT(vrt_api_model_name(&m, VRT_API_OAI_CHAT, NULL, &got, &e), 0);
+    ASSERT_EQ_STR(got, "tiny");
+    ASSERT_EQ_INT(vrt_api_model_name(&m, VRT_API_OAI_COMPLETIONS, "alias-b", &got, &e), 0);
+    ASSERT_EQ_STR(got, "alias-b");
+    ASSERT_EQ_INT(vrt_api_model_name(&m, VRT_API_OAI_COMPLETIONS, "models/tiny", &got, &e), 0);
+    ASSERT_EQ_STR(got, "tiny");
+}
+
+/* server.strict_model_name = true is vLLM: a name that is neither listed
+ * nor the model's path is 404 with the OpenAI error envelope. */
+TEST(api_model_name_strict_is_vllm)
+{
+    const char *names[] = {"tiny", "alias-b"};
+    vrt_api_models m = {.names = names,
+                        .n_names = 2,
+                        .paths = {"models/tiny", "/abs/models/tiny"},
+                        .strict = 1};
+    vrt_api_error e = {0};
+    const char *got = NULL;
+    ASSERT_EQ_INT(vrt_api_model_name(&m, VRT_API_OAI_CHAT, "alias-b", &got, &e), 0);
+    ASSERT_EQ_STR(got, "alias-b");
+    ASSERT_EQ_INT(vrt_api_model_name(&m, VRT_API_OAI_CHAT, "/abs/models/tiny", &got, &e), 0);
+    ASSERT_EQ_STR(got, "tiny");
+    ASSERT_EQ_INT(vrt_api_model_name(&m, VRT_API_OAI_CHAT, "tgi", &got, &e), VRT_ENOENT);
+    ASSERT_EQ_INT(e.status, 404);
+    char *s = vrt_api_error_body(VRT_API_OAI_CHAT, &e);
+    cJSON *j = jparse(s);
+    cJSON *eo = cJSON_GetObjectItem(j, "error");
+    ASSERT_KEYS(eo, "message,type,param,code");
+    ASSERT_EQ_STR(jstr(eo, "type"), "NotFoundError");
+    ASSERT_EQ_STR(jstr(eo, "param"), "model");
+    ASSERT_CONTAINS(jstr(eo, "message"), "The model `tgi` does not exist");
+    ASSERT_CONTAINS(jstr(eo, "message"), "`tiny`, `alias-b`");
+    cJSON_Delete(j);
+    free(s);
 }
