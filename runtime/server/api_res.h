@@ -120,7 +120,7 @@ typedef struct vrt_api_info {
     const char *model_id;
     const char *const *model_names; /* /v1/models: [n_model_names] (NULL: model_id) */
     int n_model_names;
-    const char *model_root; /* /v1/models "root" (the model's path); NULL: the id */
+    const char *model_root;        /* /v1/models "root" (the model's path); NULL: the id */
     const char *model_dtype;       /* "float16" */
     const char *model_device_type; /* "cuda" | "cpu" */
     int max_concurrent_requests;

@@ -47,7 +47,7 @@ typedef struct srv {
     vrt_metrics metrics;
     vrt_srv_metrics mh;
     uint64_t last_preemptions, last_steps, last_pc_queries, last_pc_hits;
-    char model_name[256]; /* the reported name: names[0] */
+    char model_name[256];      /* the reported name: names[0] */
     const char *names[1 + 32]; /* model.name, server.served_model_names (max_len 32) */
     int n_names;
     const char *chat_template; /* built-in template name */
@@ -105,6 +105,11 @@ typedef struct choice {
     int held;         /* TGI stream: the last token event is held back */
     float *prompt_lp; /* decoder_input_details, from the finish event */
     double queue_s, ttft_s;
+    /* OpenAI logprobs: the engine's detokenizer replayed (primed with the
+     * prompt, fed the chosen tokens), so that each alternative's text is
+     * what it would have added in the chosen token's place. */
+    vrt_detok ctx;
+    int has_ctx;
 } choice;
 
 typedef struct gen {
@@ -119,7 +124,7 @@ typedef struct gen {
     int fail;      /* -1 or the vrt_fail_kind of the first failure */
     double t_arrival, t_last_token;
     char id[48];
-    const char *model; /* the name responses report (vrt_api_model_name) */
+    const char *model;   /* the name responses report (vrt_api_model_name) */
     int32_t *prompt_ids; /* [n_prompt] after truncation */
     int n_prompt;
     char *prompt_text; /* for echo / return_full_text */
@@ -149,6 +154,8 @@ static void qev_free(qev *q)
 
 static void choice_free(choice *c, int n_top)
 {
+    if (c->has_ctx)
+        vrt_detok_free(&c->ctx);
     free(c->text);
     for (int i = 0; i < c->n_toks; i++)
         free((char *)c->toks[i].text);
@@ -194,6 +201,61 @@ static char *piece_text(srv *s, int32_t id)
     return t;
 }
 
+/* The text id would add after what d has seen (d is left as it was): how
+ * the engine's detokenizer turns a chosen token into text, so that an
+ * alternative reads like the chosen token would have ("▁the" after "said"
+ * is " the", not "the" as decoded alone). Text the detokenizer holds back
+ * (part of a character, a skipped special token) is the token decoded
+ * alone instead ("\ufffd", "</s>"). */
+static char *text_in_context(srv *s, const vrt_detok *d, int32_t id)
+{
+    vrt_detok c = *d;
+    c.ids = malloc((d->cap ? d->cap : 1) * sizeof *c.ids);
+    c.prefix = d->prefix ? malloc(d->prefix_len + 1) : NULL;
+    char *piece = NULL;
+    size_t len = 0;
+    vrt_err err = {0};
+    if (c.ids && (!d->prefix || c.prefix)) {
+        if (d->n)
+            memcpy(c.ids, d->ids, d->n * sizeof *c.ids);
+        if (d->prefix)
+            memcpy(c.prefix, d->prefix, d->prefix_len + 1);
+        if (!vrt_detok_knows(&c, id) || vrt_detok_push(&c, id, &piece, &len, &err) != 0)
+            piece = NULL;
+    }
+    vrt_detok_free(&c);
+    if (piece && len > 0)
+        return piece;
+    free(piece);
+    return piece_text(s, id);
+}
+
+/* For the OpenAI routes, the text of each of ids[0..n) (a prompt, for echo
+ * with logprobs) as it reads in the decoded text: what the token adds to
+ * decode(ids) without special tokens, in context; special tokens read as
+ * themselves. NULL entries when out of memory. */
+static char **prompt_texts(srv *s, const int32_t *ids, int n)
+{
+    char **out = calloc((size_t)(n > 0 ? n : 1), sizeof *out);
+    if (!out)
+        return NULL;
+    vrt_detok d;
+    vrt_detok_init(&d, s->rt->tok, 1);
+    for (int i = 0; i < n; i++) {
+        char *piece = NULL;
+        size_t len = 0;
+        vrt_err err = {0};
+        if (vrt_tokenizer_is_special(s->rt->tok, ids[i]) || !vrt_detok_knows(&d, ids[i]) ||
+            vrt_detok_push(&d, ids[i], &piece, &len, &err) != 0) {
+            free(piece);
+            piece = piece_text(s, ids[i]);
+        }
+        out[i] = piece;
+    }
+    vrt_detok_free(&d);
+    return out;
+}
+
 /* ---- responses --------------------------------------------------------------- */
 
 static void respond_json(vrt_http_res *r, int status, char *body)
@@ -230,8 +292,7 @@ static void tokenize_failure(int api, const char *id, const vrt_err *err, vrt_ap
     }
 }
 
-static void respond_tokenize_failure(vrt_http_res *res, int api, const char *id,
-                                     const vrt_err *err)
+static void respond_tokenize_failure(vrt_http_res *res, int api, const char *id, const vrt_err *err)
 {
     vrt_api_error e;
     tokenize_failure(api, id, err, &e);
@@ -309,13 +370,24 @@ static int add_token(gen *g, choice *c, const qev *q)
         t->text = piece_text(g->s, q->token);
     else
         t->text = q->text ? strndup(q->text, q->text_len) : strdup("");
+    /* Alternatives: in the chosen token's context on the OpenAI routes
+     * (vLLM); decoded alone for TGI's top_tokens, as TGI does. */
     for (int j = 0; j < g->n_top; j++) {
         vrt_api_token *tt = &c->top[(size_t)c->n_toks * g->n_top + j];
         int have = j < q->n_top;
         tt->id = have ? q->top_ids[j] : 0;
         tt->logprob = have ? q->top_lp[j] : NAN;
         tt->special = have ? vrt_tokenizer_is_special(g->s->rt->tok, tt->id) : 0;
-        tt->text = have ? piece_text(g->s, tt->id) : strdup("");
+        tt->text = !have        ? strdup("")
+                   : c->has_ctx ? text_in_context(g->s, &c->ctx, tt->id)
+                                : piece_text(g->s, tt->id);
+    }
+    if (c->has_ctx && vrt_detok_knows(&c->ctx, q->token)) {
+        char *piece = NULL;
+        vrt_err err = {0};
+        if (vrt_detok_push(&c->ctx, q->token, &piece, NULL, &err) != 0)
+            VRT_WARN("request %s: logprobs context: %s", g->id, err.msg);
+        free(piece);
     }
     c->n_toks++;
     return 0;
@@ -555,11 +627,22 @@ static void complete(gen *g)
             fill_result(g, &g->ch[i], &res, g->ch[i].finish);
             if (i == 0 && g->rq.decoder_input_details && c0->prompt_lp) {
                 prefill = calloc((size_t)g->n_prompt, sizeof *prefill);
+                /* TGI: each token decoded alone (as TGI's prefill); OpenAI
+                 * echo: as the tokens read in the echoed prompt. */
+                char **texts = vrt_api_is_openai(g->rq.api)
+                                   ? prompt_texts(s, g->prompt_ids, g->n_prompt)
+                                   : NULL;
                 for (int k = 0; prefill && k < g->n_prompt; k++) {
                     prefill[k].id = g->prompt_ids[k];
                     prefill[k].logprob = c0->prompt_lp[k];
-                    prefill[k].text = piece_text(s, g->prompt_ids[k]);
+                    prefill[k].text =
+                        texts && texts[k] ? texts[k] : piece_text(s, g->prompt_ids[k]);
+                    if (texts)
+                        texts[k] = NULL;
                 }
+                for (int k = 0; texts && k < g->n_prompt; k++)
+                    free(texts[k]);
+                free(texts);
                 res.prefill = prefill;
                 res.n_prefill = prefill ? g->n_prompt : 0;
             }
@@ -861,6 +944,13 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
         c->idx = i;
         c->seed = g->rq.seed_set ? seed0 + (uint64_t)i : (i == 0 ? seed0 : vrt_rng_random_seed());
         g->rq.params.sampling.seed = c->seed;
+        if (g->n_top > 0 && vrt_api_is_openai(api)) {
+            /* As the engine's detokenizer: special tokens skipped, primed. */
+            vrt_detok_init(&c->ctx, s->rt->tok, 1);
+            c->has_ctx = 1;
+            if (vrt_detok_prime(&c->ctx, g->prompt_ids, (size_t)g->n_prompt, &err) != 0)
+                VRT_WARN("request %s: logprobs context: %s", g->id, err.msg);
+        }
         rc = vrt_engine_submit(s->eng, g->prompt_ids, g->n_prompt, &g->rq.params, on_engine_event,
                                c, &c->engine_id, &err);
         if (rc)
@@ -1021,8 +1111,7 @@ static void handle_tokenize(srv *s, const vrt_http_req *req, vrt_http_res *res)
  * model's paths) is in the log. */
 static const char *not_ready_msg(const srv *s)
 {
-    return s->load_failed ? "the model failed to load; see the server log"
-                          : "the model is loading";
+    return s->load_failed ? "the model failed to load; see the server log" : "the model is loading";
 }
 
 static void handler(void *ud, const vrt_http_req *req, vrt_http_res *res)

@@ -402,9 +402,7 @@ static int surface_step(const tk_decoder *d, tk_buf *cur)
             }
         }
         break;
-    default: /* Fuse and Strip act on the whole text, not on one token */
-        replace = 0;
-        break;
+    default: /* Fuse and Strip act on the whole text, not on one token */ replace = 0; break;
     }
     if (rc == 0 && replace) {
         if (!b.p)

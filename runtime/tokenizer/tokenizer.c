@@ -957,8 +957,8 @@ static long long count_spaces(const seg_ctx *c, const char *s, size_t n, int ali
 /* Where surface s[0..m) stands at p: the literal reading or the one with a
  * prepended space (see align_segment). Returns 1 and sets [*a, *b) and the
  * new position *np, or 0. */
-static int place_at(const seg_ctx *c, size_t p, const char *s, size_t m, int want_pre,
-                    size_t *a, size_t *b, size_t *np, int *used_pre)
+static int place_at(const seg_ctx *c, size_t p, const char *s, size_t m, int want_pre, size_t *a,
+                    size_t *b, size_t *np, int *used_pre)
 {
     size_t e_lit = 0, e_pre = 0;
     int lit = m > 0 && match_at(c, p, s, m, &e_lit);
@@ -1062,8 +1062,8 @@ static int align_segment(const vrt_tokenizer *t, const char *o, size_t n, size_t
             while (t->bpe.fuse_unk && b < n) {
                 size_t x, y, z;
                 int u;
-                if (i + 1 < k && place_at(&c, b, sf[i + 1].p ? sf[i + 1].p : "", sf[i + 1].len,
-                                          0, &x, &y, &z, &u))
+                if (i + 1 < k && place_at(&c, b, sf[i + 1].p ? sf[i + 1].p : "", sf[i + 1].len, 0,
+                                          &x, &y, &z, &u))
                     break;
                 b += char_len_at(o + b, n - b);
             }
@@ -1141,8 +1141,8 @@ static int encode_text(const vrt_tokenizer *t, const char *s, size_t n, vrt_toke
 }
 
 /* vrt_tokenizer_encode, with offsets when o is not NULL. */
-static int encode_impl(const vrt_tokenizer *t, const char *text, size_t len,
-                       int add_special_tokens, vrt_tokens *out, offs *o, vrt_err *err)
+static int encode_impl(const vrt_tokenizer *t, const char *text, size_t len, int add_special_tokens,
+                       vrt_tokens *out, offs *o, vrt_err *err)
 {
     tk_buf in = {0};
     size_t n0 = out->n;
@@ -1190,8 +1190,7 @@ int vrt_tokenizer_encode_offsets(const vrt_tokenizer *t, const char *text, size_
     *offsets = NULL;
     int rc = encode_impl(t, text, len, add_special_tokens, out, &o, err);
     if (rc == 0 && o.n != out->n - n0) /* cannot happen: one span per id */
-        rc = vrt_err_set(err, VRT_EINTERNAL, "encode: %zu offsets for %zu ids", o.n,
-                         out->n - n0);
+        rc = vrt_err_set(err, VRT_EINTERNAL, "encode: %zu offsets for %zu ids", o.n, out->n - n0);
     if (rc == 0 && !o.v && !(o.v = malloc(2 * sizeof(size_t))))
         rc = vrt_err_set(err, VRT_ENOMEM, "encode: out of memory");
     if (rc) {

@@ -142,7 +142,6 @@ static int check_decode(const vrt_tokenizer *t, const vrt_tokens *ids, int skip,
     return bad;
 }
 
-
 /* vrt_tokenizer_encode_offsets on in[0..len): the same ids as encode, and
  * spans that lie in the text, cover whole characters and start in order.
  * Returns 0, or 1 after printing what is wrong. */
@@ -1007,12 +1006,15 @@ TEST(tokenizer_offsets_match_tokenizers)
         size_t off[80];
     } cases[] = {
         {"models-trained/kjv-tiny", 0, 8, {0, 0, 0, 1, 1, 4, 4, 5, 5, 12, 12, 16, 16, 20, 20, 25}},
-        {"models-trained/kjv-tiny", 1, 9,
+        {"models-trained/kjv-tiny",
+         1,
+         9,
          {0, 0, 0, 1, 0, 1, 1, 5, 5, 6, 6, 9, 9, 11, 11, 13, 13, 14}},
-        {"models-trained/kjv-tiny", 2, 36, {0,  0,  0,  1,  1,  2,  2,  4,  2,  4,  4,  6,  6,  9,  9,
-                                            10, 10, 12, 10, 12, 12, 13, 13, 16, 13, 16, 13, 16, 16, 18,
-                                            18, 20, 20, 22, 22, 25, 22, 25, 22, 25, 25, 26, 26, 29, 26,
-                                            29, 26, 29, 29, 32, 29, 32, 29, 32, 32, 35, 32, 35, 32, 35,
+        {"models-trained/kjv-tiny", 2, 36, {0,  0,  0,  1,  1,  2,  2,  4,  2,  4,  4,  6,
+                                            6,  9,  9,  10, 10, 12, 10, 12, 12, 13, 13, 16,
+                                            13, 16, 13, 16, 16, 18, 18, 20, 20, 22, 22, 25,
+                                            22, 25, 22, 25, 25, 26, 26, 29, 26, 29, 26, 29,
+                                            29, 32, 29, 32, 29, 32, 32, 35, 32, 35, 32, 35,
                                             35, 36, 36, 40, 36, 40, 36, 40, 36, 40, 40, 41}},
         {FIX "sentencepiece", 0, 7, {0, 0, 0, 5, 5, 11, 11, 12, 12, 16, 16, 20, 20, 25}},
         {FIX "sentencepiece", 1, 8, {0, 0, 0, 1, 0, 1, 1, 5, 5, 6, 6, 9, 9, 13, 13, 14}},
