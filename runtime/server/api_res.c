@@ -487,6 +487,29 @@ char *vrt_api_render_info(const vrt_api_info *in)
     return finish_plain(&b, o);
 }
 
+static cJSON *model_card(jb *b, const vrt_api_info *in, const char *id)
+{
+    cJSON *m = cJSON_CreateObject();
+    if (!m) {
+        b->ok = 0;
+        return NULL;
+    }
+    add(b, m, "id", str(id));
+    add(b, m, "object", str("model"));
+    add(b, m, "created", num((double)in->created));
+    add(b, m, "owned_by", str("v100rt"));
+    add(b, m, "root", str(in->model_root ? in->model_root : id));
+    add(b, m, "parent", cJSON_CreateNull());
+    add(b, m, "max_model_len", num(in->max_total_tokens));
+    return m;
+}
+
+char *vrt_api_render_model(const vrt_api_info *in, const char *id)
+{
+    jb b = {1};
+    return finish_plain(&b, model_card(&b, in, id));
+}
+
 char *vrt_api_render_models(const vrt_api_info *in)
 {
     jb b = {1};
@@ -497,14 +520,7 @@ char *vrt_api_render_models(const vrt_api_info *in)
     for (int i = 0; i < n; i++) {
         const char *id =
             in->model_names && in->n_model_names > 0 ? in->model_names[i] : in->model_id;
-        cJSON *m = add(&b, data, NULL, cJSON_CreateObject());
-        add(&b, m, "id", str(id));
-        add(&b, m, "object", str("model"));
-        add(&b, m, "created", num((double)in->created));
-        add(&b, m, "owned_by", str("v100rt"));
-        add(&b, m, "root", str(in->model_root ? in->model_root : id));
-        add(&b, m, "parent", cJSON_CreateNull());
-        add(&b, m, "max_model_len", num(in->max_total_tokens));
+        add(&b, data, NULL, model_card(&b, in, id));
     }
     return finish_plain(&b, o);
 }

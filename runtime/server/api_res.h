@@ -140,5 +140,7 @@ char *vrt_api_render_info(const vrt_api_info *info);
  * owned_by "v100rt", root, parent null, max_model_len}]}, one entry per
  * name (as vLLM lists each --served-model-name). */
 char *vrt_api_render_models(const vrt_api_info *info);
+/* GET /v1/models/{id}: that one entry (the OpenAI "retrieve model"). */
+char *vrt_api_render_model(const vrt_api_info *info, const char *id);
 
 #endif

@@ -622,19 +622,22 @@ static void complete(gen *g)
     } else {
         char **bodies = calloc((size_t)g->n_ch, sizeof *bodies);
         vrt_api_token *prefill = NULL;
+        /* The prompt tokens (TGI decoder_input_details, OpenAI echo with
+         * logprobs): the same prompt for every choice, each with the
+         * logprobs its engine request reported. */
         for (int i = 0; bodies && i < g->n_ch; i++) {
             vrt_api_result res;
             fill_result(g, &g->ch[i], &res, g->ch[i].finish);
-            if (i == 0 && g->rq.decoder_input_details && c0->prompt_lp) {
+            if (g->rq.params.prompt_logprobs && g->ch[i].prompt_lp && !prefill && g->n_prompt > 0)
                 prefill = calloc((size_t)g->n_prompt, sizeof *prefill);
+            if (prefill && g->ch[i].prompt_lp && !prefill[0].text) {
                 /* TGI: each token decoded alone (as TGI's prefill); OpenAI
                  * echo: as the tokens read in the echoed prompt. */
                 char **texts = vrt_api_is_openai(g->rq.api)
                                    ? prompt_texts(s, g->prompt_ids, g->n_prompt)
                                    : NULL;
-                for (int k = 0; prefill && k < g->n_prompt; k++) {
+                for (int k = 0; k < g->n_prompt; k++) {
                     prefill[k].id = g->prompt_ids[k];
-                    prefill[k].logprob = c0->prompt_lp[k];
                     prefill[k].text =
                         texts && texts[k] ? texts[k] : piece_text(s, g->prompt_ids[k]);
                     if (texts)
@@ -643,8 +646,12 @@ static void complete(gen *g)
                 for (int k = 0; texts && k < g->n_prompt; k++)
                     free(texts[k]);
                 free(texts);
+            }
+            if (prefill && g->ch[i].prompt_lp) {
+                for (int k = 0; k < g->n_prompt; k++)
+                    prefill[k].logprob = g->ch[i].prompt_lp[k];
                 res.prefill = prefill;
-                res.n_prefill = prefill ? g->n_prompt : 0;
+                res.n_prefill = g->n_prompt;
             }
             bodies[i] = vrt_api_is_openai(g->rq.api) ? vrt_api_render_completion(&g->rq, &res)
                                                      : vrt_api_render_generate(&g->rq, &res);
@@ -922,7 +929,8 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
     if (g->n_top > VRT_SAMPLE_MAX_LOGPROBS)
         g->n_top = VRT_SAMPLE_MAX_LOGPROBS;
     g->rq.params.sampling.n_logprobs = g->n_top;
-    g->rq.params.prompt_logprobs = g->rq.decoder_input_details;
+    /* params.prompt_logprobs is the parser's: TGI decoder_input_details
+     * with details, OpenAI completions echo with logprobs. */
     const char *prio = header(req, "x-priority");
     if (prio)
         g->rq.params.priority = atoi(prio);
@@ -1107,6 +1115,45 @@ static void handle_tokenize(srv *s, const vrt_http_req *req, vrt_http_res *res)
     vrt_api_request_free(&rq);
 }
 
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* GET /v1/models/{id} (the OpenAI SDK's models.retrieve): the entry of a
+ * served name, else 404 as OpenAI and vLLM answer for an unknown model. */
+static void handle_model(srv *s, const char *raw_id, vrt_http_res *res)
+{
+    char id[512];
+    size_t n = 0;
+    for (const char *q = raw_id; *q && n + 1 < sizeof id; q++) { /* percent-decoding */
+        int hi, lo;
+        if (q[0] == '%' && (hi = hexval(q[1])) >= 0 && (lo = hexval(q[2])) >= 0) {
+            id[n++] = (char)(hi * 16 + lo);
+            q += 2;
+        } else {
+            id[n++] = *q;
+        }
+    }
+    id[n] = 0;
+    vrt_api_info info;
+    fill_info(s, &info);
+    for (int i = 0; i < s->n_names; i++)
+        if (strcmp(id, s->names[i]) == 0) {
+            respond_json(res, 200, vrt_api_render_model(&info, s->names[i]));
+            return;
+        }
+    vrt_api_error e;
+    vrt_api_error_set(&e, VRT_API_OAI_COMPLETIONS, 404, "model",
+                      "The model `%s` does not exist. Served: `%s` (GET /v1/models lists them)", id,
+                      s->names[0]);
+    snprintf(e.type, sizeof e.type, "NotFoundError");
+    respond_api_error(res, VRT_API_OAI_COMPLETIONS, &e);
+}
+
 /* Why a request before "ready" gets 503; the load error itself (with the
  * model's paths) is in the log. */
 static const char *not_ready_msg(const srv *s)
@@ -1151,6 +1198,8 @@ static void handler(void *ud, const vrt_http_req *req, vrt_http_res *res)
     } else if (strcmp(p, "/v1/models") == 0 && get) {
         fill_info(s, &info);
         respond_json(res, 200, vrt_api_render_models(&info));
+    } else if (strncmp(p, "/v1/models/", 11) == 0 && get) {
+        handle_model(s, p + 11, res);
     } else if (strcmp(p, "/tokenize") == 0 && post) {
         handle_tokenize(s, req, res);
     } else if (post && (strcmp(p, "/generate") == 0 || strcmp(p, "/generate_stream") == 0 ||
@@ -1167,7 +1216,8 @@ static void handler(void *ud, const vrt_http_req *req, vrt_http_res *res)
         int known = strcmp(p, "/info") == 0 || strcmp(p, "/v1/models") == 0 ||
                     strcmp(p, "/tokenize") == 0 || strcmp(p, "/generate") == 0 ||
                     strcmp(p, "/generate_stream") == 0 || strcmp(p, "/") == 0 ||
-                    strcmp(p, "/v1/completions") == 0 || strcmp(p, "/v1/chat/completions") == 0;
+                    strcmp(p, "/v1/completions") == 0 || strcmp(p, "/v1/chat/completions") == 0 ||
+                    strncmp(p, "/v1/models/", 11) == 0;
         char msg[512];
         if (known) {
             snprintf(msg, sizeof msg, "method %s is not allowed on %s", m, p);
@@ -1175,7 +1225,8 @@ static void handler(void *ud, const vrt_http_req *req, vrt_http_res *res)
         } else {
             snprintf(msg, sizeof msg,
                      "no route %s %s (routes: /generate, /generate_stream, /, /info, /health, "
-                     "/metrics, /tokenize, /v1/completions, /v1/chat/completions, /v1/models)",
+                     "/metrics, /tokenize, /v1/completions, /v1/chat/completions, /v1/models, "
+                     "/v1/models/{id})",
                      m, p);
             vrt_http_respond_error(res, 404, "not_found", msg);
         }

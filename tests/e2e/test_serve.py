@@ -392,6 +392,14 @@ def t_openai(s):
           "no chunk with finish_reason length")
     models = [m.id for m in c.models.list()]
     check(models == ["tiny"], f"models.list: {models}")
+    # Found with the client: models.retrieve (GET /v1/models/{id}) was 404.
+    m = c.models.retrieve("tiny")
+    check(m.id == "tiny" and m.object == "model", f"models.retrieve: {m}")
+    try:
+        c.models.retrieve("nope")
+        raise AssertionError("models.retrieve of an unknown model succeeded")
+    except openai.NotFoundError:
+        pass
     # server.strict_model_name = false (default): any "model", as TGI; the
     # response reports the served name.
     r = c.completions.create(model="nope", prompt="hello world", max_tokens=8, temperature=0)
@@ -423,12 +431,26 @@ def t_openai_logprobs(s):
               f"entry: {top}")
         check(len(top) <= 6, f"position {i}: {len(top)} entries for logprobs=5: {top}")
     check(spaced > 0, f"no generated token starts with a space: {lp.tokens} (the test needs one)")
+    # Found with the client: echo with logprobs left out the prompt tokens
+    # (vLLM puts them first, the first with null logprob), for every choice.
+    r = c.completions.create(model="tiny", prompt=prompt, max_tokens=4, temperature=0, logprobs=2,
+                             echo=True, n=2)
+    for ch in r.choices:
+        elp = ch.logprobs
+        check(len(elp.tokens) == r.usage.prompt_tokens + 4, f"echo: {len(elp.tokens)} tokens for "
+              f"{r.usage.prompt_tokens} prompt + 4: {elp.tokens}")
+        check(elp.token_logprobs[0] is None and elp.top_logprobs[0] is None
+              and all(x is not None for x in elp.token_logprobs[1:]), f"echo logprobs {elp.token_logprobs}")
+        check("".join(elp.tokens[1:]) == ch.text and ch.text.startswith(prompt),
+              f"echo: tokens {elp.tokens[1:]} do not make the text {ch.text!r}")
     # Streamed, the same entries.
     st = [ch.choices[0].logprobs for ch in c.completions.create(
         model="tiny", prompt=prompt, max_tokens=16, temperature=0, logprobs=5, stream=True)
         if ch.choices and ch.choices[0].logprobs and ch.choices[0].logprobs.tokens]
-    check([t for x in st for t in x.tokens] == lp.tokens, "stream tokens differ")
-    check([t for x in st for t in x.top_logprobs] == lp.top_logprobs, "stream top_logprobs differ")
+    stoks = [t for x in st for t in x.tokens]
+    check(stoks == lp.tokens, f"stream tokens {stoks} differ from {lp.tokens}")
+    stop = [t for x in st for t in x.top_logprobs]
+    check(stop == lp.top_logprobs, f"stream top_logprobs {stop} differ from {lp.top_logprobs}")
     # Chat: top_logprobs[0] is the chosen token, same text and bytes.
     msgs = [{"role": "user", "content": prompt}]
     r = c.chat.completions.create(model="tiny", messages=msgs, max_tokens=12, temperature=0,

@@ -949,6 +949,13 @@ TEST(api_render_info_models)
     ASSERT_EQ_STR(jstr(cJSON_GetArrayItem(data, 1), "root"), "/models/tiny");
     cJSON_Delete(j);
     free(s);
+    /* GET /v1/models/{id}: the one entry. */
+    s = vrt_api_render_model(&in, "gpt-3.5-turbo");
+    j = jparse(s);
+    ASSERT_KEYS(j, "id,object,created,owned_by,root,parent,max_model_len");
+    ASSERT_EQ_STR(jstr(j, "id"), "gpt-3.5-turbo");
+    cJSON_Delete(j);
+    free(s);
 }
 
 /* Regression: huggingface_hub's InferenceClient(base_url=...).chat_completion
