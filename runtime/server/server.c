@@ -101,7 +101,8 @@ typedef struct choice {
     vrt_api_token *toks;
     vrt_api_token *top; /* [n_toks][g->n_top] */
     int n_toks, cap_toks;
-    size_t chars_out; /* text bytes already streamed (completions text_offset) */
+    size_t chars_out; /* characters already streamed (completions text_offset) */
+    int echoed;       /* completions stream with echo: the prompt was sent */
     int held;         /* TGI stream: the last token event is held back */
     float *prompt_lp; /* decoder_input_details, from the finish event */
     double queue_s, ttft_s;
@@ -511,6 +512,41 @@ static void cancel_rest(gen *g)
             vrt_engine_cancel(g->s->eng, g->ch[i].engine_id);
 }
 
+static size_t utf8_count(const char *t, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += ((unsigned char)t[i] & 0xC0) != 0x80;
+    return k;
+}
+
+/* An OpenAI stream chunk of choice c carrying text t[0..n): completions
+ * with echo send the prompt first, in the choice's first chunk (as vLLM);
+ * text_offset counts characters, the prompt's included. */
+static void oai_stream_chunk(gen *g, choice *c, const vrt_api_result *meta, vrt_api_delta *d)
+{
+    size_t gen_chars = utf8_count(d->text, d->text_len);
+    char *buf = NULL;
+    if (g->rq.echo && g->rq.api == VRT_API_OAI_COMPLETIONS && !c->echoed) {
+        const char *pt = g->prompt_text ? g->prompt_text : "";
+        size_t pl = strlen(pt);
+        buf = malloc(pl + d->text_len + 1);
+        if (buf) {
+            memcpy(buf, pt, pl);
+            memcpy(buf + pl, d->text, d->text_len);
+            buf[pl + d->text_len] = 0;
+            d->text = buf;
+            d->text_len += pl;
+            c->chars_out += utf8_count(pt, pl);
+        }
+        c->echoed = 1;
+    }
+    d->text_offset = c->chars_out;
+    stream_write(g, vrt_api_render_oai_chunk(&g->rq, meta, d));
+    c->chars_out += gen_chars;
+    free(buf);
+}
+
 static void on_choice_final(gen *g, choice *c, qev *q)
 {
     c->done = 1;
@@ -553,11 +589,9 @@ static void on_choice_final(gen *g, choice *c, qev *q)
     vrt_api_result res;
     fill_result(g, c, &res, c->finish);
     if (vrt_api_is_openai(g->rq.api)) {
-        vrt_api_delta d = {.text = q->text ? q->text : "",
-                           .text_len = q->text_len,
-                           .text_offset = c->chars_out,
-                           .finish_reason = c->finish};
-        stream_write(g, vrt_api_render_oai_chunk(&g->rq, &res, &d));
+        vrt_api_delta d = {
+            .text = q->text ? q->text : "", .text_len = q->text_len, .finish_reason = c->finish};
+        oai_stream_chunk(g, c, &res, &d);
     } else {
         tgi_flush_held(g, c, &res);
     }
@@ -697,7 +731,7 @@ static void on_token(gen *g, choice *c, qev *q)
         return;
     start_stream(g);
     if (vrt_api_is_openai(g->rq.api)) {
-        if (q->text_len == 0 && g->rq.logprobs < 0)
+        if (q->text_len == 0 && g->rq.logprobs < 0 && (c->echoed || !g->rq.echo))
             return; /* nothing to say yet */
         vrt_api_result meta;
         fill_result(g, c, &meta, NULL);
@@ -707,10 +741,8 @@ static void on_token(gen *g, choice *c, qev *q)
                            .tokens = &c->toks[i],
                            .n_tokens = g->rq.logprobs >= 0 ? 1 : 0,
                            .top = g->n_top ? &c->top[(size_t)i * g->n_top] : NULL,
-                           .n_top = g->n_top,
-                           .text_offset = c->chars_out};
-        stream_write(g, vrt_api_render_oai_chunk(&g->rq, &meta, &d));
-        c->chars_out += d.text_len;
+                           .n_top = g->n_top};
+        oai_stream_chunk(g, c, &meta, &d);
     } else {
         c->held = 1;
     }

@@ -377,6 +377,14 @@ def t_openai(s):
     parts = [ch.choices[0].text for ch in c.completions.create(
         model="tiny", prompt="hello world", max_tokens=8, temperature=0, stream=True) if ch.choices]
     check("".join(parts) == ref_text, f"stream text {''.join(parts)!r} != {ref_text!r}")
+    # Found with the client: a stream with echo left the prompt out (vLLM
+    # sends it first); not streamed, it was there.
+    parts = [ch.choices[0].text for ch in c.completions.create(
+        model="tiny", prompt="hello world", max_tokens=8, temperature=0, stream=True, echo=True)
+        if ch.choices]
+    r = c.completions.create(model="tiny", prompt="hello world", max_tokens=8, temperature=0, echo=True)
+    check("".join(parts) == r.choices[0].text == "hello world" + ref_text,
+          f"echo: stream {''.join(parts)!r}, reply {r.choices[0].text!r}, want {'hello world' + ref_text!r}")
     msgs = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there"}]
     r = c.chat.completions.create(model="tiny", messages=msgs, max_tokens=6, temperature=0)
     text = r.choices[0].message.content
