@@ -104,7 +104,8 @@ typedef struct choice {
     size_t chars_out; /* characters already streamed (completions text_offset) */
     int echoed;       /* completions stream with echo: the prompt was sent */
     int held;         /* TGI stream: the last token event is held back */
-    float *prompt_lp; /* decoder_input_details, from the finish event */
+    float *prompt_lp; /* prompt logprobs (TGI decoder_input_details, OpenAI echo),
+                         from the finish event */
     double queue_s, ttft_s;
     /* OpenAI logprobs: the engine's detokenizer replayed (primed with the
      * prompt, fed the chosen tokens), so that each alternative's text is
@@ -520,9 +521,9 @@ static size_t utf8_count(const char *t, size_t n)
     return k;
 }
 
-/* An OpenAI stream chunk of choice c carrying text t[0..n): completions
- * with echo send the prompt first, in the choice's first chunk (as vLLM);
- * text_offset counts characters, the prompt's included. */
+/* Sends the OpenAI stream chunk d of choice c: completions with echo send
+ * the prompt first, in the choice's first chunk (as vLLM); text_offset
+ * counts characters, the prompt's included. */
 static void oai_stream_chunk(gen *g, choice *c, const vrt_api_result *meta, vrt_api_delta *d)
 {
     size_t gen_chars = utf8_count(d->text, d->text_len);
