@@ -87,6 +87,9 @@ typedef struct vrt_config {
         double keep_alive_timeout;
         const char **cors_allow_origin;
         int n_cors_allow_origin;
+        const char **served_model_names;
+        int n_served_model_names;
+        bool strict_model_name;
     } server;
     struct {
         bool custom;

@@ -133,6 +133,38 @@ int vrt_api_error_set(vrt_api_error *e, int api_kind, int status, const char *pa
     return rc;
 }
 
+int vrt_api_model_name(const vrt_api_models *m, int api_kind, const char *requested,
+                       const char **reported, vrt_api_error *e)
+{
+    *reported = m->names[0];
+    if (!requested || !*requested)
+        return 0;
+    for (int i = 0; i < m->n_names; i++)
+        if (strcmp(requested, m->names[i]) == 0) {
+            *reported = m->names[i];
+            return 0;
+        }
+    for (int i = 0; i < 2; i++)
+        if (m->paths[i] && strcmp(requested, m->paths[i]) == 0)
+            return 0;
+    if (!m->strict)
+        return 0;
+    char list[512] = "";
+    size_t at = 0;
+    for (int i = 0; i < m->n_names && at < sizeof list; i++) {
+        int w = snprintf(list + at, sizeof list - at, "%s`%s`", i ? ", " : "", m->names[i]);
+        if (w < 0)
+            break;
+        at += (size_t)w;
+    }
+    vrt_api_error_set(e, api_kind, 404, "model",
+                      "The model `%s` does not exist. Served: %s (server.strict_model_name = "
+                      "true)",
+                      requested, list);
+    snprintf(e->type, sizeof e->type, "NotFoundError");
+    return VRT_ENOENT;
+}
+
 char *vrt_api_error_body(int api_kind, const vrt_api_error *e)
 {
     cJSON *root = cJSON_CreateObject();

@@ -131,6 +131,25 @@ int vrt_api_check_limits(vrt_api_request *r, const vrt_api_limits *lim, int n_pr
 int vrt_api_error_set(vrt_api_error *e, int api_kind, int status, const char *param,
                       const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
+/* The names the served model answers to: names[0] is the one reported
+ * (model.name, else the first of server.served_model_names, else the
+ * model directory's base name), the others are listed too; paths are
+ * model.path as configured and as resolved (either may be NULL). */
+typedef struct vrt_api_models {
+    const char *const *names; /* [n_names], n_names >= 1 */
+    int n_names;
+    const char *paths[2];
+    int strict; /* server.strict_model_name */
+} vrt_api_models;
+
+/* The name a response reports for a request whose "model" was requested
+ * (NULL when absent): a listed name is reported as given; absent, a path
+ * or (unless strict) any other value reports names[0], as TGI accepts the
+ * placeholders clients send ("tgi"). Strict (vLLM): another value is 404
+ * NotFoundError naming the served names; returns VRT_ENOENT with e filled. */
+int vrt_api_model_name(const vrt_api_models *m, int api_kind, const char *requested,
+                       const char **reported, vrt_api_error *e);
+
 /* The JSON body of an error for a route (malloc'd; NULL when out of memory):
  * TGI {"error","error_type"}, OpenAI {"error":{"message","type","param","code"}}. */
 char *vrt_api_error_body(int api_kind, const vrt_api_error *e);

@@ -283,12 +283,14 @@ static cJSON *completion_logprobs(jb *b, const vrt_api_token *pre, int n_pre,
             continue;
         }
         /* The sampled token, then the top ones (vLLM always includes the
-         * sampled token); a repeated text keeps its first value. */
+         * sampled token); the sampled token among the top ones is the same
+         * entry (its text is the sampled token's); another token with the
+         * same text keeps the first value. */
         cJSON *d = add(b, jtop, NULL, cJSON_CreateObject());
         for (int k = -1; k < (top ? n_top : 0); k++) {
             const vrt_api_token *c = k < 0 ? t : &top[(size_t)(i - n_pre) * n_top + k];
-            char *key =
-                vrt_api_utf8_sanitize(c->text ? c->text : "", c->text ? strlen(c->text) : 0);
+            const char *txt = c->id == t->id ? t->text : c->text;
+            char *key = vrt_api_utf8_sanitize(txt ? txt : "", txt ? strlen(txt) : 0);
             if (!key) {
                 b->ok = 0;
                 break;
@@ -316,10 +318,12 @@ static cJSON *chat_logprobs(jb *b, const vrt_api_token *toks, int n, const vrt_a
         int k_n = top ? (want_top < n_top ? want_top : n_top) : 0;
         for (int k = 0; k < k_n; k++) {
             const vrt_api_token *c = &top[(size_t)i * n_top + k];
+            /* The chosen token among the top ones reads as chosen. */
+            const char *txt = c->id == toks[i].id ? toks[i].text : c->text;
             cJSON *x = add(b, tl, NULL, cJSON_CreateObject());
-            add(b, x, "token", str(c->text));
+            add(b, x, "token", str(txt));
             add(b, x, "logprob", f32(c->logprob));
-            add(b, x, "bytes", bytes_of(c->text));
+            add(b, x, "bytes", bytes_of(txt));
         }
     }
     return lp;
@@ -483,19 +487,40 @@ char *vrt_api_render_info(const vrt_api_info *in)
     return finish_plain(&b, o);
 }
 
+static cJSON *model_card(jb *b, const vrt_api_info *in, const char *id)
+{
+    cJSON *m = cJSON_CreateObject();
+    if (!m) {
+        b->ok = 0;
+        return NULL;
+    }
+    add(b, m, "id", str(id));
+    add(b, m, "object", str("model"));
+    add(b, m, "created", num((double)in->created));
+    add(b, m, "owned_by", str("v100rt"));
+    add(b, m, "root", str(in->model_root ? in->model_root : id));
+    add(b, m, "parent", cJSON_CreateNull());
+    add(b, m, "max_model_len", num(in->max_total_tokens));
+    return m;
+}
+
+char *vrt_api_render_model(const vrt_api_info *in, const char *id)
+{
+    jb b = {1};
+    return finish_plain(&b, model_card(&b, in, id));
+}
+
 char *vrt_api_render_models(const vrt_api_info *in)
 {
     jb b = {1};
     cJSON *o = cJSON_CreateObject();
     add(&b, o, "object", str("list"));
     cJSON *data = add(&b, o, "data", cJSON_CreateArray());
-    cJSON *m = add(&b, data, NULL, cJSON_CreateObject());
-    add(&b, m, "id", str(in->model_id));
-    add(&b, m, "object", str("model"));
-    add(&b, m, "created", num((double)in->created));
-    add(&b, m, "owned_by", str("v100rt"));
-    add(&b, m, "root", str(in->model_id));
-    add(&b, m, "parent", cJSON_CreateNull());
-    add(&b, m, "max_model_len", num(in->max_total_tokens));
+    int n = in->model_names && in->n_model_names > 0 ? in->n_model_names : 1;
+    for (int i = 0; i < n; i++) {
+        const char *id =
+            in->model_names && in->n_model_names > 0 ? in->model_names[i] : in->model_id;
+        add(&b, data, NULL, model_card(&b, in, id));
+    }
     return finish_plain(&b, o);
 }

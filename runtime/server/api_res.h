@@ -118,6 +118,9 @@ char *vrt_api_render_stream_error(int api_kind, int status, const char *type, co
 
 typedef struct vrt_api_info {
     const char *model_id;
+    const char *const *model_names; /* /v1/models: [n_model_names] (NULL: model_id) */
+    int n_model_names;
+    const char *model_root;        /* /v1/models "root" (the model's path); NULL: the id */
     const char *model_dtype;       /* "float16" */
     const char *model_device_type; /* "cuda" | "cpu" */
     int max_concurrent_requests;
@@ -134,7 +137,10 @@ typedef struct vrt_api_info {
 /* GET /info (TGI Info, router "v100rt", sha and docker_label null). */
 char *vrt_api_render_info(const vrt_api_info *info);
 /* GET /v1/models: {"object": "list", "data": [{id, object "model", created,
- * owned_by "v100rt", root, parent null, max_model_len}]}. */
+ * owned_by "v100rt", root, parent null, max_model_len}]}, one entry per
+ * name (as vLLM lists each --served-model-name). */
 char *vrt_api_render_models(const vrt_api_info *info);
+/* GET /v1/models/{id}: that one entry (the OpenAI "retrieve model"). */
+char *vrt_api_render_model(const vrt_api_info *info, const char *id);
 
 #endif

@@ -5,6 +5,7 @@
 #include "core/log.h"
 #include "lua/host.h"
 
+#include <ctype.h>
 #include <lauxlib.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,34 @@ void vrt_chat_lua_free(vrt_chat_lua *c)
     free(c);
 }
 
+/* Removes the "CHUNK:LINE: " that Lua puts before an error message
+ * ("/etc/v100rt/config.lua:12: ", "[string \"...\"]:3: "), repeatedly. */
+static void strip_location(char *msg)
+{
+    for (;;) {
+        char *p = msg;
+        if (strncmp(p, "[string \"", 9) == 0) {
+            char *q = strstr(p, "\"]:");
+            if (!q)
+                return;
+            p = q + 2;
+        } else {
+            while (*p && *p != ':' && *p != ' ' && *p != '\n')
+                p++;
+            if (p == msg)
+                return;
+        }
+        if (*p != ':' || !isdigit((unsigned char)p[1]))
+            return;
+        p++;
+        while (isdigit((unsigned char)*p))
+            p++;
+        if (p[0] != ':' || p[1] != ' ')
+            return;
+        memmove(msg, p + 2, strlen(p + 2) + 1);
+    }
+}
+
 int vrt_chat_lua_render(vrt_chat_lua *c, const vrt_chat_msg *msgs, int n, const char *bos,
                         const char *eos, int add_generation_prompt, char **out, vrt_err *err)
 {
@@ -88,12 +117,14 @@ int vrt_chat_lua_render(vrt_chat_lua *c, const vrt_chat_msg *msgs, int n, const 
     lua_setfield(L, -2, "eos_token");
     if (vrt_lua_pcall(L, 2, 1, err) != 0) {
         lua_settop(L, 0);
-        /* The client gets the message; the traceback goes to the log. */
+        /* The client gets the message (the template's error() text, e.g.
+         * "roles must alternate"); the traceback and the location in the
+         * config file go to the log. */
+        vrt_log(VRT_LOG_WARN, "model.chat_template failed: %s", err->msg);
         char *tb = strstr(err->msg, "\nstack traceback");
-        if (tb) {
-            vrt_log(VRT_LOG_WARN, "model.chat_template failed: %s", err->msg);
+        if (tb)
             *tb = 0;
-        }
+        strip_location(err->msg);
         vrt_err_prefix(err, "model.chat_template: ");
         err->code = VRT_EINVAL;
         return VRT_EINVAL;

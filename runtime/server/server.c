@@ -47,7 +47,9 @@ typedef struct srv {
     vrt_metrics metrics;
     vrt_srv_metrics mh;
     uint64_t last_preemptions, last_steps, last_pc_queries, last_pc_hits;
-    char model_name[256];
+    char model_name[256];      /* the reported name: names[0] */
+    const char *names[1 + 32]; /* model.name, server.served_model_names (max_len 32) */
+    int n_names;
     const char *chat_template; /* built-in template name */
     vrt_chat_lua *chat_lua;    /* model.chat_template as a Lua function, or NULL */
     const char *bos_text, *eos_text;
@@ -99,10 +101,17 @@ typedef struct choice {
     vrt_api_token *toks;
     vrt_api_token *top; /* [n_toks][g->n_top] */
     int n_toks, cap_toks;
-    size_t chars_out; /* text bytes already streamed (completions text_offset) */
+    size_t chars_out; /* characters already streamed (completions text_offset) */
+    int echoed;       /* completions stream with echo: the prompt was sent */
     int held;         /* TGI stream: the last token event is held back */
-    float *prompt_lp; /* decoder_input_details, from the finish event */
+    float *prompt_lp; /* prompt logprobs (TGI decoder_input_details, OpenAI echo),
+                         from the finish event */
     double queue_s, ttft_s;
+    /* OpenAI logprobs: the engine's detokenizer replayed (primed with the
+     * prompt, fed the chosen tokens), so that each alternative's text is
+     * what it would have added in the chosen token's place. */
+    vrt_detok ctx;
+    int has_ctx;
 } choice;
 
 typedef struct gen {
@@ -117,6 +126,7 @@ typedef struct gen {
     int fail;      /* -1 or the vrt_fail_kind of the first failure */
     double t_arrival, t_last_token;
     char id[48];
+    const char *model;   /* the name responses report (vrt_api_model_name) */
     int32_t *prompt_ids; /* [n_prompt] after truncation */
     int n_prompt;
     char *prompt_text; /* for echo / return_full_text */
@@ -146,6 +156,8 @@ static void qev_free(qev *q)
 
 static void choice_free(choice *c, int n_top)
 {
+    if (c->has_ctx)
+        vrt_detok_free(&c->ctx);
     free(c->text);
     for (int i = 0; i < c->n_toks; i++)
         free((char *)c->toks[i].text);
@@ -191,6 +203,61 @@ static char *piece_text(srv *s, int32_t id)
     return t;
 }
 
+/* The text id would add after what d has seen (d is left as it was): how
+ * the engine's detokenizer turns a chosen token into text, so that an
+ * alternative reads like the chosen token would have ("▁the" after "said"
+ * is " the", not "the" as decoded alone). Text the detokenizer holds back
+ * (part of a character, a skipped special token) is the token decoded
+ * alone instead ("\ufffd", "</s>"). */
+static char *text_in_context(srv *s, const vrt_detok *d, int32_t id)
+{
+    vrt_detok c = *d;
+    c.ids = malloc((d->cap ? d->cap : 1) * sizeof *c.ids);
+    c.prefix = d->prefix ? malloc(d->prefix_len + 1) : NULL;
+    char *piece = NULL;
+    size_t len = 0;
+    vrt_err err = {0};
+    if (c.ids && (!d->prefix || c.prefix)) {
+        if (d->n)
+            memcpy(c.ids, d->ids, d->n * sizeof *c.ids);
+        if (d->prefix)
+            memcpy(c.prefix, d->prefix, d->prefix_len + 1);
+        if (!vrt_detok_knows(&c, id) || vrt_detok_push(&c, id, &piece, &len, &err) != 0)
+            piece = NULL;
+    }
+    vrt_detok_free(&c);
+    if (piece && len > 0)
+        return piece;
+    free(piece);
+    return piece_text(s, id);
+}
+
+/* For the OpenAI routes, the text of each of ids[0..n) (a prompt, for echo
+ * with logprobs) as it reads in the decoded text: what the token adds to
+ * decode(ids) without special tokens, in context; special tokens read as
+ * themselves. NULL entries when out of memory. */
+static char **prompt_texts(srv *s, const int32_t *ids, int n)
+{
+    char **out = calloc((size_t)(n > 0 ? n : 1), sizeof *out);
+    if (!out)
+        return NULL;
+    vrt_detok d;
+    vrt_detok_init(&d, s->rt->tok, 1);
+    for (int i = 0; i < n; i++) {
+        char *piece = NULL;
+        size_t len = 0;
+        vrt_err err = {0};
+        if (vrt_tokenizer_is_special(s->rt->tok, ids[i]) || !vrt_detok_knows(&d, ids[i]) ||
+            vrt_detok_push(&d, ids[i], &piece, &len, &err) != 0) {
+            free(piece);
+            piece = piece_text(s, ids[i]);
+        }
+        out[i] = piece;
+    }
+    vrt_detok_free(&d);
+    return out;
+}
+
 /* ---- responses --------------------------------------------------------------- */
 
 static void respond_json(vrt_http_res *r, int status, char *body)
@@ -208,6 +275,32 @@ static void respond_api_error(vrt_http_res *r, int api, const vrt_api_error *e)
     respond_json(r, e->status, vrt_api_error_body(api, e));
 }
 
+/* A prompt the tokenizer could not encode: its message (which names the
+ * tokenizer's path) goes to the log; the client gets 422 / 400 (the text
+ * made a pre-tokenizer regex reach its match limit) or 500 (out of memory)
+ * without it. e is filled for the caller to send. */
+static void tokenize_failure(int api, const char *id, const vrt_err *err, vrt_api_error *e)
+{
+    VRT_WARN("request %s: tokenizing the prompt failed: %s", id ? id : "(tokenize)", err->msg);
+    if (err->code == VRT_ENOMEM) {
+        vrt_api_error_set(e, api, 500, NULL,
+                          "out of memory while tokenizing the prompt; see the server log");
+        snprintf(e->type, sizeof e->type, "%s",
+                 vrt_api_is_openai(api) ? "internal_server_error" : "internal");
+    } else {
+        vrt_api_error_set(e, api, 0, vrt_api_is_openai(api) ? "prompt" : "inputs",
+                          "the tokenizer cannot encode this text (a pre-tokenizer pattern "
+                          "reached its match limit); see the server log");
+    }
+}
+
+static void respond_tokenize_failure(vrt_http_res *res, int api, const char *id, const vrt_err *err)
+{
+    vrt_api_error e;
+    tokenize_failure(api, id, err, &e);
+    respond_api_error(res, api, &e);
+}
+
 static void stream_write(gen *g, char *chunk)
 {
     if (chunk) {
@@ -220,7 +313,7 @@ static void fill_result(gen *g, choice *c, vrt_api_result *res, const char *fini
 {
     memset(res, 0, sizeof *res);
     res->id = g->id;
-    res->model = g->s->model_name;
+    res->model = g->model ? g->model : g->s->model_name;
     res->created = g->s->started;
     res->prompt = g->prompt_text;
     res->index = c->idx;
@@ -279,13 +372,24 @@ static int add_token(gen *g, choice *c, const qev *q)
         t->text = piece_text(g->s, q->token);
     else
         t->text = q->text ? strndup(q->text, q->text_len) : strdup("");
+    /* Alternatives: in the chosen token's context on the OpenAI routes
+     * (vLLM); decoded alone for TGI's top_tokens, as TGI does. */
     for (int j = 0; j < g->n_top; j++) {
         vrt_api_token *tt = &c->top[(size_t)c->n_toks * g->n_top + j];
         int have = j < q->n_top;
         tt->id = have ? q->top_ids[j] : 0;
         tt->logprob = have ? q->top_lp[j] : NAN;
         tt->special = have ? vrt_tokenizer_is_special(g->s->rt->tok, tt->id) : 0;
-        tt->text = have ? piece_text(g->s, tt->id) : strdup("");
+        tt->text = !have        ? strdup("")
+                   : c->has_ctx ? text_in_context(g->s, &c->ctx, tt->id)
+                                : piece_text(g->s, tt->id);
+    }
+    if (c->has_ctx && vrt_detok_knows(&c->ctx, q->token)) {
+        char *piece = NULL;
+        vrt_err err = {0};
+        if (vrt_detok_push(&c->ctx, q->token, &piece, NULL, &err) != 0)
+            VRT_WARN("request %s: logprobs context: %s", g->id, err.msg);
+        free(piece);
     }
     c->n_toks++;
     return 0;
@@ -349,7 +453,11 @@ static void start_stream(gen *g)
 
 /* The status, error_type and message of a failed engine request: a policy
  * hook that failed is 500 "policy", a refusal (admit hook) 429
- * "overloaded", anything else 424 "generation" (TGI) / 500 (OpenAI). */
+ * "overloaded", anything else 424 "generation" (TGI) / 500 (OpenAI).
+ * A 5xx or 424 tells the client what failed, not why: the engine's message
+ * can hold a Lua traceback and the server's file paths, so it goes to the
+ * log with the request id and the client gets a short message naming the
+ * error_type and that id. */
 static void send_error(gen *g, const qev *q)
 {
     int status = q->err_code == VRT_EPOLICY       ? 500
@@ -359,7 +467,23 @@ static void send_error(gen *g, const qev *q)
     const char *type = q->err_code == VRT_EPOLICY       ? "policy"
                        : q->err_code == VRT_EOVERLOADED ? "overloaded"
                                                         : "generation";
-    const char *msg = q->err_msg ? q->err_msg : "generation failed";
+    const char *detail = q->err_msg ? q->err_msg : "generation failed";
+    char msg[512];
+    if (status >= 500 || status == 424) {
+        VRT_ERROR("request %s failed (error_type %s): %s", g->id, type, detail);
+        if (q->err_code == VRT_EPOLICY)
+            snprintf(msg, sizeof msg,
+                     "the scheduling policy failed for this request (error_type policy); "
+                     "see the server log (request %s)",
+                     g->id);
+        else
+            snprintf(msg, sizeof msg,
+                     "Request failed during generation: %s (error_type %s); see the server log "
+                     "(request %s)",
+                     vrt_strerror(q->err_code), type, g->id);
+    } else {
+        snprintf(msg, sizeof msg, "%s", detail);
+    }
     if (g->started) {
         tgi_flush_held(g, &g->ch[0], NULL);
         stream_write(g, vrt_api_render_stream_error(g->rq.api, status, type, msg));
@@ -387,6 +511,41 @@ static void cancel_rest(gen *g)
     for (int i = 0; i < g->n_ch; i++)
         if (g->ch[i].submitted && !g->ch[i].done && g->s->eng)
             vrt_engine_cancel(g->s->eng, g->ch[i].engine_id);
+}
+
+static size_t utf8_count(const char *t, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += ((unsigned char)t[i] & 0xC0) != 0x80;
+    return k;
+}
+
+/* Sends the OpenAI stream chunk d of choice c: completions with echo send
+ * the prompt first, in the choice's first chunk (as vLLM); text_offset
+ * counts characters, the prompt's included. */
+static void oai_stream_chunk(gen *g, choice *c, const vrt_api_result *meta, vrt_api_delta *d)
+{
+    size_t gen_chars = utf8_count(d->text, d->text_len);
+    char *buf = NULL;
+    if (g->rq.echo && g->rq.api == VRT_API_OAI_COMPLETIONS && !c->echoed) {
+        const char *pt = g->prompt_text ? g->prompt_text : "";
+        size_t pl = strlen(pt);
+        buf = malloc(pl + d->text_len + 1);
+        if (buf) {
+            memcpy(buf, pt, pl);
+            memcpy(buf + pl, d->text, d->text_len);
+            buf[pl + d->text_len] = 0;
+            d->text = buf;
+            d->text_len += pl;
+            c->chars_out += utf8_count(pt, pl);
+        }
+        c->echoed = 1;
+    }
+    d->text_offset = c->chars_out;
+    stream_write(g, vrt_api_render_oai_chunk(&g->rq, meta, d));
+    c->chars_out += gen_chars;
+    free(buf);
 }
 
 static void on_choice_final(gen *g, choice *c, qev *q)
@@ -431,11 +590,9 @@ static void on_choice_final(gen *g, choice *c, qev *q)
     vrt_api_result res;
     fill_result(g, c, &res, c->finish);
     if (vrt_api_is_openai(g->rq.api)) {
-        vrt_api_delta d = {.text = q->text ? q->text : "",
-                           .text_len = q->text_len,
-                           .text_offset = c->chars_out,
-                           .finish_reason = c->finish};
-        stream_write(g, vrt_api_render_oai_chunk(&g->rq, &res, &d));
+        vrt_api_delta d = {
+            .text = q->text ? q->text : "", .text_len = q->text_len, .finish_reason = c->finish};
+        oai_stream_chunk(g, c, &res, &d);
     } else {
         tgi_flush_held(g, c, &res);
     }
@@ -500,18 +657,36 @@ static void complete(gen *g)
     } else {
         char **bodies = calloc((size_t)g->n_ch, sizeof *bodies);
         vrt_api_token *prefill = NULL;
+        /* The prompt tokens (TGI decoder_input_details, OpenAI echo with
+         * logprobs): the same prompt for every choice, each with the
+         * logprobs its engine request reported. */
         for (int i = 0; bodies && i < g->n_ch; i++) {
             vrt_api_result res;
             fill_result(g, &g->ch[i], &res, g->ch[i].finish);
-            if (i == 0 && g->rq.decoder_input_details && c0->prompt_lp) {
+            if (g->rq.params.prompt_logprobs && g->ch[i].prompt_lp && !prefill && g->n_prompt > 0)
                 prefill = calloc((size_t)g->n_prompt, sizeof *prefill);
-                for (int k = 0; prefill && k < g->n_prompt; k++) {
+            if (prefill && g->ch[i].prompt_lp && !prefill[0].text) {
+                /* TGI: each token decoded alone (as TGI's prefill); OpenAI
+                 * echo: as the tokens read in the echoed prompt. */
+                char **texts = vrt_api_is_openai(g->rq.api)
+                                   ? prompt_texts(s, g->prompt_ids, g->n_prompt)
+                                   : NULL;
+                for (int k = 0; k < g->n_prompt; k++) {
                     prefill[k].id = g->prompt_ids[k];
-                    prefill[k].logprob = c0->prompt_lp[k];
-                    prefill[k].text = piece_text(s, g->prompt_ids[k]);
+                    prefill[k].text =
+                        texts && texts[k] ? texts[k] : piece_text(s, g->prompt_ids[k]);
+                    if (texts)
+                        texts[k] = NULL;
                 }
+                for (int k = 0; texts && k < g->n_prompt; k++)
+                    free(texts[k]);
+                free(texts);
+            }
+            if (prefill && g->ch[i].prompt_lp) {
+                for (int k = 0; k < g->n_prompt; k++)
+                    prefill[k].logprob = g->ch[i].prompt_lp[k];
                 res.prefill = prefill;
-                res.n_prefill = prefill ? g->n_prompt : 0;
+                res.n_prefill = g->n_prompt;
             }
             bodies[i] = vrt_api_is_openai(g->rq.api) ? vrt_api_render_completion(&g->rq, &res)
                                                      : vrt_api_render_generate(&g->rq, &res);
@@ -557,7 +732,7 @@ static void on_token(gen *g, choice *c, qev *q)
         return;
     start_stream(g);
     if (vrt_api_is_openai(g->rq.api)) {
-        if (q->text_len == 0 && g->rq.logprobs < 0)
+        if (q->text_len == 0 && g->rq.logprobs < 0 && (c->echoed || !g->rq.echo))
             return; /* nothing to say yet */
         vrt_api_result meta;
         fill_result(g, c, &meta, NULL);
@@ -567,10 +742,8 @@ static void on_token(gen *g, choice *c, qev *q)
                            .tokens = &c->toks[i],
                            .n_tokens = g->rq.logprobs >= 0 ? 1 : 0,
                            .top = g->n_top ? &c->top[(size_t)i * g->n_top] : NULL,
-                           .n_top = g->n_top,
-                           .text_offset = c->chars_out};
-        stream_write(g, vrt_api_render_oai_chunk(&g->rq, &meta, &d));
-        c->chars_out += d.text_len;
+                           .n_top = g->n_top};
+        oai_stream_chunk(g, c, &meta, &d);
     } else {
         c->held = 1;
     }
@@ -705,12 +878,13 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
         respond_api_error(res, api, &e);
         goto rejected;
     }
-    if (g->rq.model && vrt_api_is_openai(api) && strcmp(g->rq.model, s->model_name) != 0 &&
-        strcmp(g->rq.model, s->rt->model_dir) != 0) {
-        vrt_api_error_set(&e, api, 404, "model",
-                          "The model `%s` does not exist (this server has `%s`)", g->rq.model,
-                          s->model_name);
-        snprintf(e.type, sizeof e.type, "NotFoundError");
+    /* "model": any value (TGI), or a served name (server.strict_model_name). */
+    vrt_api_models models = {.names = s->names,
+                             .n_names = s->n_names,
+                             .paths = {s->cfg->model.path, s->rt->model_dir},
+                             .strict = s->cfg->server.strict_model_name};
+    if (vrt_api_model_name(&models, api, vrt_api_is_openai(api) ? g->rq.model : NULL, &g->model,
+                           &e) != 0) {
         respond_api_error(res, api, &e);
         goto rejected;
     }
@@ -758,7 +932,7 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
         if (vrt_runtime_tokenize(s->rt, text ? text : "", text ? strlen(text) : 0, add_special,
                                  &ids, &n, &err) != 0) {
             free(rendered);
-            vrt_api_error_set(&e, api, 0, "prompt", "%s", err.msg);
+            tokenize_failure(api, g->id, &err, &e);
             respond_api_error(res, api, &e);
             goto rejected;
         }
@@ -788,7 +962,8 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
     if (g->n_top > VRT_SAMPLE_MAX_LOGPROBS)
         g->n_top = VRT_SAMPLE_MAX_LOGPROBS;
     g->rq.params.sampling.n_logprobs = g->n_top;
-    g->rq.params.prompt_logprobs = g->rq.decoder_input_details;
+    /* params.prompt_logprobs is the parser's: TGI decoder_input_details
+     * with details, OpenAI completions echo with logprobs. */
     const char *prio = header(req, "x-priority");
     if (prio)
         g->rq.params.priority = atoi(prio);
@@ -811,6 +986,13 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
         c->idx = i;
         c->seed = g->rq.seed_set ? seed0 + (uint64_t)i : (i == 0 ? seed0 : vrt_rng_random_seed());
         g->rq.params.sampling.seed = c->seed;
+        if (g->n_top > 0 && vrt_api_is_openai(api)) {
+            /* As the engine's detokenizer: special tokens skipped, primed. */
+            vrt_detok_init(&c->ctx, s->rt->tok, 1);
+            c->has_ctx = 1;
+            if (vrt_detok_prime(&c->ctx, g->prompt_ids, (size_t)g->n_prompt, &err) != 0)
+                VRT_WARN("request %s: logprobs context: %s", g->id, err.msg);
+        }
         rc = vrt_engine_submit(s->eng, g->prompt_ids, g->n_prompt, &g->rq.params, on_engine_event,
                                c, &c->engine_id, &err);
         if (rc)
@@ -832,8 +1014,21 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
             }
             e.status = 429;
         } else {
+            /* The engine's refusals are its own fixed wording (4xx, or
+             * 503 while shutting down); anything else is a 500 whose
+             * detail stays in the log. */
             rec.fail = rc == VRT_ECANCELED ? VRT_FAIL_CANCELLED : VRT_FAIL_VALIDATION;
-            vrt_api_error_set(&e, api, rc == VRT_ECANCELED ? 503 : 0, NULL, "%s", err.msg);
+            if (rc == VRT_ECANCELED || rc == VRT_EINVAL || rc == VRT_ERANGE) {
+                vrt_api_error_set(&e, api, rc == VRT_ECANCELED ? 503 : 0, NULL, "%s", err.msg);
+            } else {
+                VRT_ERROR("request %s: the engine refused it: %s", g->id, err.msg);
+                vrt_api_error_set(&e, api, 500, NULL,
+                                  "the engine could not take this request: %s; see the server "
+                                  "log (request %s)",
+                                  vrt_strerror(rc), g->id);
+                snprintf(e.type, sizeof e.type, "%s",
+                         vrt_api_is_openai(api) ? "internal_server_error" : "internal");
+            }
             respond_api_error(res, api, &e);
         }
         if (g->n_submitted == 0)
@@ -861,6 +1056,9 @@ static void fill_info(srv *s, vrt_api_info *info)
 {
     memset(info, 0, sizeof *info);
     info->model_id = s->model_name;
+    info->model_names = s->names;
+    info->n_model_names = s->n_names;
+    info->model_root = s->rt && s->rt->model_dir ? s->rt->model_dir : s->cfg->model.path;
     info->model_dtype = s->cfg->model.dtype ? s->cfg->model.dtype : "float16";
     info->model_device_type = s->rt && s->rt->be ? s->rt->be->name : "cpu";
     info->max_concurrent_requests = s->cfg->batching.max_concurrent_requests;
@@ -909,37 +1107,34 @@ static void handle_tokenize(srv *s, const vrt_http_req *req, vrt_http_res *res)
         respond_api_error(res, VRT_API_TGI_GENERATE, &e);
         return;
     }
-    int32_t *ids = NULL;
-    int n = 0;
+    vrt_tokens toks = {0};
+    size_t *off = NULL;
     vrt_err err = {0};
     const char *text = rq.prompt ? rq.prompt : "";
-    if (vrt_runtime_tokenize(s->rt, text, strlen(text), 1, &ids, &n, &err) != 0) {
+    size_t tlen = strlen(text);
+    if (vrt_tokenizer_encode_offsets(s->rt->tok, text, tlen, 1, &toks, &off, &err) != 0) {
         vrt_api_request_free(&rq);
-        vrt_http_respond_error(res, 422, "validation", err.msg);
+        respond_tokenize_failure(res, VRT_API_TGI_GENERATE, NULL, &err);
         return;
     }
-    /* [{"id", "text", "start", "stop"}]: start/stop are byte offsets of the
-     * token's text in the decoded prompt. */
+    /* [{"id", "text", "start", "stop"}] as TGI: start/stop are the byte
+     * offsets of the tokenizers crate's Encoding and text is that slice of
+     * the input (BOS: [0, 0) and ""). */
     cJSON *arr = cJSON_CreateArray();
-    size_t pos = 0;
     int ok = arr != NULL;
-    for (int i = 0; ok && i < n; i++) {
-        char *piece = piece_text(s, ids[i]);
-        size_t pl = strlen(piece);
-        char *clean = vrt_api_utf8_sanitize(piece, pl); /* cJSON writes UTF-8 as is */
-        int special = vrt_tokenizer_is_special(s->rt->tok, ids[i]);
-        size_t start = pos, stop = special ? pos : pos + pl;
-        if (!special)
-            pos += pl;
+    for (size_t i = 0; ok && i < toks.n; i++) {
+        size_t start = off[2 * i], stop = off[2 * i + 1];
+        if (stop > tlen || start > stop) /* cannot happen: the input is valid UTF-8 */
+            start = stop = 0;
+        char *slice = vrt_api_utf8_sanitize(text + start, stop - start);
         cJSON *o = cJSON_CreateObject();
-        ok = o && clean && cJSON_AddNumberToObject(o, "id", ids[i]) &&
-             cJSON_AddStringToObject(o, "text", clean) &&
+        ok = o && slice && cJSON_AddNumberToObject(o, "id", toks.ids[i]) &&
+             cJSON_AddStringToObject(o, "text", slice) &&
              cJSON_AddNumberToObject(o, "start", (double)start) &&
              cJSON_AddNumberToObject(o, "stop", (double)stop);
         if (o)
             cJSON_AddItemToArray(arr, o);
-        free(piece);
-        free(clean);
+        free(slice);
     }
     char *out = ok ? cJSON_PrintUnformatted(arr) : NULL;
     cJSON_Delete(arr);
@@ -949,8 +1144,55 @@ static void handle_tokenize(srv *s, const vrt_http_req *req, vrt_http_res *res)
     } else {
         vrt_http_respond_error(res, 500, "internal", "out of memory");
     }
-    free(ids);
+    free(off);
+    vrt_tokens_free(&toks);
     vrt_api_request_free(&rq);
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* GET /v1/models/{id} (the OpenAI SDK's models.retrieve): the entry of a
+ * served name, else 404 as OpenAI and vLLM answer for an unknown model. */
+static void handle_model(srv *s, const char *raw_id, vrt_http_res *res)
+{
+    char id[512];
+    size_t n = 0;
+    for (const char *q = raw_id; *q && n + 1 < sizeof id; q++) { /* percent-decoding */
+        int hi, lo;
+        if (q[0] == '%' && (hi = hexval(q[1])) >= 0 && (lo = hexval(q[2])) >= 0) {
+            id[n++] = (char)(hi * 16 + lo);
+            q += 2;
+        } else {
+            id[n++] = *q;
+        }
+    }
+    id[n] = 0;
+    vrt_api_info info;
+    fill_info(s, &info);
+    for (int i = 0; i < s->n_names; i++)
+        if (strcmp(id, s->names[i]) == 0) {
+            respond_json(res, 200, vrt_api_render_model(&info, s->names[i]));
+            return;
+        }
+    vrt_api_error e;
+    vrt_api_error_set(&e, VRT_API_OAI_COMPLETIONS, 404, "model",
+                      "The model `%s` does not exist. Served: `%s` (GET /v1/models lists them)", id,
+                      s->names[0]);
+    snprintf(e.type, sizeof e.type, "NotFoundError");
+    respond_api_error(res, VRT_API_OAI_COMPLETIONS, &e);
+}
+
+/* Why a request before "ready" gets 503; the load error itself (with the
+ * model's paths) is in the log. */
+static const char *not_ready_msg(const srv *s)
+{
+    return s->load_failed ? "the model failed to load; see the server log" : "the model is loading";
 }
 
 static void handler(void *ud, const vrt_http_req *req, vrt_http_res *res)
@@ -962,8 +1204,7 @@ static void handler(void *ud, const vrt_http_req *req, vrt_http_res *res)
         if (s->ready)
             vrt_http_respond(res, 200, "application/json", "", 0);
         else
-            vrt_http_respond_error(res, 503, "unhealthy",
-                                   s->load_failed ? s->load_err.msg : "the model is loading");
+            vrt_http_respond_error(res, 503, "unhealthy", not_ready_msg(s));
         vrt_http_res_release(res);
         return;
     }
@@ -980,8 +1221,7 @@ static void handler(void *ud, const vrt_http_req *req, vrt_http_res *res)
         return;
     }
     if (!s->ready) {
-        vrt_http_respond_error(res, 503, "unhealthy",
-                               s->load_failed ? s->load_err.msg : "the model is loading");
+        vrt_http_respond_error(res, 503, "unhealthy", not_ready_msg(s));
         vrt_http_res_release(res);
         return;
     }
@@ -992,6 +1232,8 @@ static void handler(void *ud, const vrt_http_req *req, vrt_http_res *res)
     } else if (strcmp(p, "/v1/models") == 0 && get) {
         fill_info(s, &info);
         respond_json(res, 200, vrt_api_render_models(&info));
+    } else if (strncmp(p, "/v1/models/", 11) == 0 && get) {
+        handle_model(s, p + 11, res);
     } else if (strcmp(p, "/tokenize") == 0 && post) {
         handle_tokenize(s, req, res);
     } else if (post && (strcmp(p, "/generate") == 0 || strcmp(p, "/generate_stream") == 0 ||
@@ -1008,7 +1250,8 @@ static void handler(void *ud, const vrt_http_req *req, vrt_http_res *res)
         int known = strcmp(p, "/info") == 0 || strcmp(p, "/v1/models") == 0 ||
                     strcmp(p, "/tokenize") == 0 || strcmp(p, "/generate") == 0 ||
                     strcmp(p, "/generate_stream") == 0 || strcmp(p, "/") == 0 ||
-                    strcmp(p, "/v1/completions") == 0 || strcmp(p, "/v1/chat/completions") == 0;
+                    strcmp(p, "/v1/completions") == 0 || strcmp(p, "/v1/chat/completions") == 0 ||
+                    strncmp(p, "/v1/models/", 11) == 0;
         char msg[512];
         if (known) {
             snprintf(msg, sizeof msg, "method %s is not allowed on %s", m, p);
@@ -1016,7 +1259,8 @@ static void handler(void *ud, const vrt_http_req *req, vrt_http_res *res)
         } else {
             snprintf(msg, sizeof msg,
                      "no route %s %s (routes: /generate, /generate_stream, /, /info, /health, "
-                     "/metrics, /tokenize, /v1/completions, /v1/chat/completions, /v1/models)",
+                     "/metrics, /tokenize, /v1/completions, /v1/chat/completions, /v1/models, "
+                     "/v1/models/{id})",
                      m, p);
             vrt_http_respond_error(res, 404, "not_found", msg);
         }
@@ -1170,7 +1414,20 @@ int vrt_serve(const vrt_config *cfg, const char *port_file, vrt_err *err)
      * program. Ignored, the write fails with EPIPE and only that request ends. */
     signal(SIGPIPE, SIG_IGN);
     s->started = (int64_t)time(NULL);
-    const char *name = cfg->model.name;
+    /* The names: model.name, then server.served_model_names (the first of
+     * which is reported when model.name is unset), else the base name of
+     * model.path. */
+    if (cfg->model.name)
+        s->names[s->n_names++] = cfg->model.name;
+    for (int i = 0; i < cfg->server.n_served_model_names; i++) {
+        const char *nm = cfg->server.served_model_names[i];
+        int dup = !nm || !*nm;
+        for (int k = 0; !dup && k < s->n_names; k++)
+            dup = strcmp(s->names[k], nm) == 0;
+        if (!dup && s->n_names < (int)(sizeof s->names / sizeof s->names[0]))
+            s->names[s->n_names++] = nm;
+    }
+    const char *name = s->n_names ? s->names[0] : NULL;
     if (!name) {
         const char *p = cfg->model.path ? cfg->model.path : "model";
         size_t l = strlen(p);
@@ -1183,6 +1440,9 @@ int vrt_serve(const vrt_config *cfg, const char *port_file, vrt_err *err)
     } else {
         snprintf(s->model_name, sizeof s->model_name, "%s", name);
     }
+    s->names[0] = s->model_name;
+    if (s->n_names == 0)
+        s->n_names = 1;
     int rc = vrt_metrics_init(&s->metrics, err);
     vrt_srv_metrics_opts mo = {.model_name = s->model_name,
                                .max_input_tokens = (int)cfg->batching.max_input_tokens,

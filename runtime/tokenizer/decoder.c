@@ -344,3 +344,95 @@ int vrt_tokenizer_decode(const vrt_tokenizer *t, const int32_t *ids, size_t n,
         *len = b.len;
     return 0;
 }
+
+/* ---- surfaces (offsets) ------------------------------------------------ */
+
+/* One decoder over the one token in cur (replaced in place). */
+static int surface_step(const tk_decoder *d, tk_buf *cur)
+{
+    if (d->type == TK_D_SEQUENCE) {
+        for (size_t i = 0; i < d->n_kids; i++) {
+            int rc = surface_step(&d->kids[i], cur);
+            if (rc)
+                return rc;
+        }
+        return 0;
+    }
+    tk_buf b = {0};
+    int rc = 0, replace = 1;
+    const char *s = cur->p ? cur->p : "";
+    size_t n = cur->len;
+    switch (d->type) {
+    case TK_D_BYTELEVEL:
+        /* GPT-2 characters back to raw bytes; a token with a character
+         * outside the table passes through raw, as in decode. */
+        for (size_t k = 0; rc == 0 && k < n;) {
+            uint32_t cp;
+            int len = tk_utf8_decode((const unsigned char *)s + k, n - k, &cp);
+            int byte = len > 0 ? tk_cp_to_byte(cp) : -1;
+            if (byte < 0) {
+                replace = 0;
+                break;
+            }
+            rc = tk_buf_putc(&b, (char)byte);
+            k += (size_t)len;
+        }
+        break;
+    case TK_D_REPLACE:
+        rc = tk_pattern_replace(&d->pat, s, n, d->content, d->content_len, &b);
+        break;
+    case TK_D_BYTEFALLBACK: {
+        int v = byte_token(s, n);
+        if (v >= 0)
+            rc = tk_buf_putc(&b, (char)v); /* one raw byte, maybe part of a character */
+        else
+            replace = 0;
+        break;
+    }
+    case TK_D_METASPACE:
+        /* Every replacement is a space here, also at the start: whether the
+         * first one was prepended is the caller's question. */
+        for (size_t k = 0; rc == 0 && k < n;) {
+            size_t cl = d->content_len;
+            if (cl && k + cl <= n && memcmp(s + k, d->content, cl) == 0) {
+                rc = tk_buf_putc(&b, ' ');
+                k += cl;
+            } else {
+                rc = tk_buf_putc(&b, s[k++]);
+            }
+        }
+        break;
+    default: /* Fuse and Strip act on the whole text, not on one token */ replace = 0; break;
+    }
+    if (rc == 0 && replace) {
+        if (!b.p)
+            rc = tk_buf_put(&b, "", 0);
+        if (rc == 0) {
+            tk_buf_free(cur);
+            *cur = b;
+            return 0;
+        }
+    }
+    tk_buf_free(&b);
+    return rc;
+}
+
+int tk_token_surface(const vrt_tokenizer *t, int32_t id, tk_buf *out)
+{
+    out->len = 0;
+    const char *p = tk_dec_piece(t, id);
+    size_t pl = p ? strlen(p) : 0;
+    /* A byte-fallback piece of the model is its byte whatever the decoder
+     * (a Metaspace-only decoder prints it as "<0xE2>"). */
+    int v = t->bpe.byte_fallback && !t->id_dec[id] && p ? byte_token(p, pl) : -1;
+    if (v >= 0)
+        return tk_buf_putc(out, (char)v);
+    tk_buf cur = {0};
+    int rc = tk_buf_put(&cur, p ? p : "", pl);
+    if (rc == 0 && t->has_decoder)
+        rc = surface_step(&t->decoder, &cur);
+    if (rc == 0)
+        rc = tk_buf_put(out, cur.p ? cur.p : "", cur.len);
+    tk_buf_free(&cur);
+    return rc;
+}

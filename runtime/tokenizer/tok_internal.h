@@ -221,6 +221,13 @@ int tk_decoder_parse(tk_decoder *d, const cJSON *j, const char *where, vrt_err *
 void tk_decoder_free(tk_decoder *d);
 /* 1 when the chain contains ByteFallback. */
 int tk_decoder_has_bytefallback(const tk_decoder *d);
+/* The text id stands for in the input, as raw bytes (into out, cleared
+ * first): the decoder chain applied to this token alone, without what
+ * depends on its place in a sequence (Fuse, Strip, Metaspace's dropped
+ * first space) and without UTF-8 repair, so a <0xHH> or byte-level piece of
+ * a character stays a raw partial byte sequence ("▁the" -> " the", "Ġthe"
+ * -> " the", "<0xE2>" -> the byte E2). Without a decoder: the piece. */
+int tk_token_surface(const vrt_tokenizer *t, int32_t id, tk_buf *out);
 
 /* ---- the tokenizer -------------------------------------------------- */
 

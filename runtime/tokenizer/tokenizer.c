@@ -848,8 +848,261 @@ static int encode_piece(const vrt_tokenizer *t, const char *s, size_t n, size_t 
     return rc;
 }
 
-/* Encodes valid UTF-8 s[0..n) without the post-processor. */
-static int encode_text(const vrt_tokenizer *t, const char *s, size_t n, vrt_tokens *out,
+/* Byte offsets of tokens (vrt_tokenizer_encode_offsets): [2 * n]. */
+typedef struct offs {
+    size_t *v;
+    size_t n, cap; /* pairs */
+} offs;
+
+static int offs_push(offs *o, size_t a, size_t b)
+{
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? o->cap * 2 : 64;
+        size_t *v = realloc(o->v, 2 * cap * sizeof(*v));
+        if (!v)
+            return VRT_ENOMEM;
+        o->v = v;
+        o->cap = cap;
+    }
+    o->v[2 * o->n] = a;
+    o->v[2 * o->n + 1] = b;
+    o->n++;
+    return 0;
+}
+
+/* The string the decoder turns into a space ("▁" of a Replace or
+ * Metaspace decoder), or NULL: such a character typed in the input is a
+ * space in the surfaces too. */
+static const char *space_alias(const tk_decoder *d, size_t *len)
+{
+    if (d->type == TK_D_SEQUENCE) {
+        for (size_t i = 0; i < d->n_kids; i++) {
+            const char *r = space_alias(&d->kids[i], len);
+            if (r)
+                return r;
+        }
+        return NULL;
+    }
+    if (d->type == TK_D_METASPACE && d->content_len) {
+        *len = d->content_len;
+        return d->content;
+    }
+    if (d->type == TK_D_REPLACE && !d->pat.is_regex && d->content_len == 1 &&
+        d->content[0] == ' ' && d->pat.len) {
+        *len = d->pat.len;
+        return d->pat.str;
+    }
+    return NULL;
+}
+
+/* 1 when the normalizer replaces " " by something else. */
+static int norm_replaces_space(const tk_norm *nm)
+{
+    for (size_t i = 0; i < nm->n_kids; i++)
+        if (norm_replaces_space(&nm->kids[i]))
+            return 1;
+    return nm->type == TK_N_REPLACE && !nm->pat.is_regex && nm->pat.len == 1 &&
+           nm->pat.str[0] == ' ' && !(nm->str_len == 1 && nm->str[0] == ' ');
+}
+
+/* What align_segment knows about one segment. */
+typedef struct seg_ctx {
+    const char *o; /* the segment's original text [0, n) */
+    size_t n;
+    const char *r; /* space alias in the input, or NULL */
+    size_t rl;
+    int norm_space; /* the normalizer turns spaces into something else */
+} seg_ctx;
+
+/* 1 when s[0..m) matches the text at p (a surface space matches a space
+ * or the alias); *end gets where the match ends. */
+static int match_at(const seg_ctx *c, size_t p, const char *s, size_t m, size_t *end)
+{
+    size_t q = p;
+    for (size_t i = 0; i < m; i++) {
+        if (q < c->n && c->o[q] == s[i]) {
+            q++;
+        } else if (s[i] == ' ' && c->r && c->rl <= c->n - q && memcmp(c->o + q, c->r, c->rl) == 0) {
+            q += c->rl;
+        } else {
+            return 0;
+        }
+    }
+    *end = q;
+    return 1;
+}
+
+static size_t char_len_at(const char *s, size_t n)
+{
+    uint32_t cp;
+    int k = n ? tk_utf8_decode((const unsigned char *)s, n, &cp) : 0;
+    return k > 0 ? (size_t)k : (n ? 1 : 0);
+}
+
+/* Number of spaces in s[0..n), counting the alias as one. */
+static long long count_spaces(const seg_ctx *c, const char *s, size_t n, int alias)
+{
+    long long k = 0;
+    for (size_t i = 0; i < n;) {
+        if (alias && c->r && c->rl <= n - i && memcmp(s + i, c->r, c->rl) == 0) {
+            k++;
+            i += c->rl;
+        } else {
+            k += s[i++] == ' ';
+        }
+    }
+    return k;
+}
+
+/* Where surface s[0..m) stands at p: the literal reading or the one with a
+ * prepended space (see align_segment). Returns 1 and sets [*a, *b) and the
+ * new position *np, or 0. */
+static int place_at(const seg_ctx *c, size_t p, const char *s, size_t m, int want_pre, size_t *a,
+                    size_t *b, size_t *np, int *used_pre)
+{
+    size_t e_lit = 0, e_pre = 0;
+    int lit = m > 0 && match_at(c, p, s, m, &e_lit);
+    int pre = m > 0 && s[0] == ' ' && match_at(c, p, s + 1, m - 1, &e_pre);
+    *used_pre = 0;
+    if (pre && (want_pre || !lit)) {
+        *used_pre = 1;
+        *a = p;
+        if (m == 1) { /* a lone prepended space: aligned with the next character */
+            *b = p + char_len_at(c->o + p, c->n - p);
+            *np = p;
+        } else {
+            *b = *np = e_pre;
+        }
+        return 1;
+    }
+    if (lit) {
+        *a = p;
+        *b = *np = e_lit;
+        return 1;
+    }
+    return 0;
+}
+
+/* The added token with this id, or NULL. */
+static const tk_added *added_of(const vrt_tokenizer *t, int32_t id)
+{
+    if (!t->id_added[id])
+        return NULL;
+    for (size_t i = 0; i < t->n_added; i++)
+        if (t->added[i].id == id)
+            return &t->added[i];
+    return NULL;
+}
+
+static size_t prev_char(const char *s, size_t i)
+{
+    while (i > 0 && ((unsigned char)s[--i] & 0xC0) == 0x80)
+        ;
+    return i;
+}
+
+/* 1 when the character after (dir > 0) or before position i is whitespace
+ * that a normalized added token's lstrip / rstrip took: whitespace of the
+ * normalized text, so not a space when the normalizer turned spaces into
+ * the alias. */
+static int is_strip_ws(const seg_ctx *c, size_t i, int dir)
+{
+    size_t at = dir > 0 ? i : prev_char(c->o, i);
+    uint32_t cp;
+    int k = tk_utf8_decode((const unsigned char *)c->o + at, c->n - at, &cp);
+    return k > 0 && tk_is_whitespace(cp) && !(cp == ' ' && c->norm_space);
+}
+
+/* How far (bytes) a token's text is looked for past where the previous one
+ * ended, when a pre-tokenizer dropped what lies between (Split "Removed",
+ * Whitespace). */
+#define ALIGN_LOOKAHEAD 256
+
+/* Places the ids[0..k) that encode one raw segment o[0..n) (the text
+ * between two raw added tokens) in it, as the tokenizers crate's
+ * alignments do. Each token stands for its surface (tk_token_surface);
+ * the normalizer and pre-tokenizer only insert a prepended space (Prepend,
+ * Metaspace, ByteLevel add_prefix_space), turn spaces into "▁" and back, or
+ * drop text (Strip, Whitespace, Split "Removed"). So the surfaces are
+ * matched against the segment in order: a surface with one space more than
+ * the text it matches carries a prepended space, which the crate aligns
+ * with the segment's next character (a lone prepended "▁" covers that
+ * character without consuming it; "▁H" covers "H"). The first token takes
+ * the prepended reading when the surfaces have spaces to spare, the others
+ * only when the literal one fails. Text that matches no surface is skipped
+ * (up to ALIGN_LOOKAHEAD bytes); the unknown token covers the characters up
+ * to where the next token matches (one, unless the model fuses unknowns).
+ * Spans are then widened to whole characters, as the crate's are: the byte
+ * pieces of one character all cover it. A token found nowhere gets an empty
+ * span where the text stood. Offsets are base + the segment position. */
+static int align_segment(const vrt_tokenizer *t, const char *o, size_t n, size_t base,
+                         const int32_t *ids, size_t k, offs *out)
+{
+    seg_ctx c = {.o = o, .n = n};
+    if (t->has_decoder)
+        c.r = space_alias(&t->decoder, &c.rl);
+    c.norm_space = t->has_norm && norm_replaces_space(&t->norm);
+    tk_buf *sf = calloc(k ? k : 1, sizeof(*sf));
+    if (!sf)
+        return VRT_ENOMEM;
+    int rc = 0;
+    long long extra = -count_spaces(&c, o, n, 1); /* spaces that were prepended */
+    for (size_t i = 0; rc == 0 && i < k; i++) {
+        rc = tk_token_surface(t, ids[i], &sf[i]);
+        extra += count_spaces(&c, sf[i].p ? sf[i].p : "", sf[i].len, 0);
+    }
+    size_t p = 0;
+    for (size_t i = 0; rc == 0 && i < k; i++) {
+        const char *s = sf[i].p ? sf[i].p : "";
+        size_t m = sf[i].len, a = p, b = p, np = p;
+        int ok = 0, used_pre = 0;
+        if (ids[i] == t->bpe.unk_id && !t->id_added[ids[i]] && p < n) {
+            a = p;
+            b = p + char_len_at(o + p, n - p);
+            while (t->bpe.fuse_unk && b < n) {
+                size_t x, y, z;
+                int u;
+                if (i + 1 < k && place_at(&c, b, sf[i + 1].p ? sf[i + 1].p : "", sf[i + 1].len, 0,
+                                          &x, &y, &z, &u))
+                    break;
+                b += char_len_at(o + b, n - b);
+            }
+            np = b;
+            ok = 1;
+        }
+        for (size_t q = p; !ok && q <= n && q - p <= ALIGN_LOOKAHEAD;) {
+            ok = place_at(&c, q, s, m, i == 0 && q == 0 && extra > 0, &a, &b, &np, &used_pre);
+            if (!ok)
+                q += q < n ? char_len_at(o + q, n - q) : 1;
+        }
+        const tk_added *ad = ok ? added_of(t, ids[i]) : NULL;
+        if (ad && ad->lstrip) /* the whitespace it strips is part of its span */
+            while (a > p && is_strip_ws(&c, a, -1))
+                a = prev_char(o, a);
+        if (ad && ad->rstrip)
+            while (np < n && is_strip_ws(&c, np, 1))
+                b = np = np + char_len_at(o + np, n - np);
+        if (ok) {
+            extra -= used_pre;
+            p = np;
+        } else {
+            a = b = p;
+        }
+        while (a > 0 && a < n && ((unsigned char)o[a] & 0xC0) == 0x80)
+            a--;
+        while (b > a && b < n && ((unsigned char)o[b] & 0xC0) == 0x80)
+            b++;
+        rc = offs_push(out, base + a, base + b);
+    }
+    for (size_t i = 0; i < k; i++)
+        tk_buf_free(&sf[i]);
+    free(sf);
+    return rc;
+}
+
+/* Encodes valid UTF-8 s[0..n) without the post-processor; with o, also
+ * the byte span in s of each id (offsets). */
+static int encode_text(const vrt_tokenizer *t, const char *s, size_t n, vrt_tokens *out, offs *o,
                        vrt_err *err)
 {
     spans seg = {0}, sub = {0};
@@ -859,8 +1112,11 @@ static int encode_text(const vrt_tokenizer *t, const char *s, size_t n, vrt_toke
         span g = seg.v[i];
         if (g.id >= 0) {
             rc = push_id(out, g.id);
+            if (rc == 0 && o)
+                rc = offs_push(o, g.a, g.b);
             continue;
         }
+        size_t first = out->n;
         nb.len = 0;
         rc = t->has_norm ? tk_norm_apply(&t->norm, s + g.a, g.b - g.a, &nb)
                          : tk_buf_put(&nb, s + g.a, g.b - g.a);
@@ -875,6 +1131,8 @@ static int encode_text(const vrt_tokenizer *t, const char *s, size_t n, vrt_toke
             rc = h.id >= 0 ? push_id(out, h.id)
                            : encode_piece(t, nb.p + h.a, h.b - h.a, off, out, err);
         }
+        if (rc == 0 && o)
+            rc = align_segment(t, s + g.a, g.b - g.a, g.a, out->ids + first, out->n - first, o);
     }
     free(seg.v);
     free(sub.v);
@@ -882,8 +1140,9 @@ static int encode_text(const vrt_tokenizer *t, const char *s, size_t n, vrt_toke
     return rc;
 }
 
-int vrt_tokenizer_encode(const vrt_tokenizer *t, const char *text, size_t len,
-                         int add_special_tokens, vrt_tokens *out, vrt_err *err)
+/* vrt_tokenizer_encode, with offsets when o is not NULL. */
+static int encode_impl(const vrt_tokenizer *t, const char *text, size_t len, int add_special_tokens,
+                       vrt_tokens *out, offs *o, vrt_err *err)
 {
     tk_buf in = {0};
     size_t n0 = out->n;
@@ -892,12 +1151,16 @@ int vrt_tokenizer_encode(const vrt_tokenizer *t, const char *text, size_t len,
         for (size_t i = 0; rc == 0 && i < t->n_tmpl; i++) {
             const tk_tmpl_item *it = &t->tmpl[i];
             if (it->is_seq)
-                rc = encode_text(t, in.p ? in.p : "", in.len, out, err);
-            for (size_t k = 0; rc == 0 && k < it->n_ids; k++)
+                rc = encode_text(t, in.p ? in.p : "", in.len, out, o, err);
+            /* The post-processor's tokens stand for no text: (0, 0). */
+            for (size_t k = 0; rc == 0 && k < it->n_ids; k++) {
                 rc = push_id(out, it->ids[k]);
+                if (rc == 0 && o)
+                    rc = offs_push(o, 0, 0);
+            }
         }
     } else if (rc == 0) {
-        rc = encode_text(t, in.p ? in.p : "", in.len, out, err);
+        rc = encode_text(t, in.p ? in.p : "", in.len, out, o, err);
     }
     tk_buf_free(&in);
     if (rc) {
@@ -909,5 +1172,32 @@ int vrt_tokenizer_encode(const vrt_tokenizer *t, const char *text, size_t len,
                            "this %zu-byte text (PCRE2 match limit)",
                            t->dir, len);
     }
+    return 0;
+}
+
+int vrt_tokenizer_encode(const vrt_tokenizer *t, const char *text, size_t len,
+                         int add_special_tokens, vrt_tokens *out, vrt_err *err)
+{
+    return encode_impl(t, text, len, add_special_tokens, out, NULL, err);
+}
+
+int vrt_tokenizer_encode_offsets(const vrt_tokenizer *t, const char *text, size_t len,
+                                 int add_special_tokens, vrt_tokens *out, size_t **offsets,
+                                 vrt_err *err)
+{
+    offs o = {0};
+    size_t n0 = out->n;
+    *offsets = NULL;
+    int rc = encode_impl(t, text, len, add_special_tokens, out, &o, err);
+    if (rc == 0 && o.n != out->n - n0) /* cannot happen: one span per id */
+        rc = vrt_err_set(err, VRT_EINTERNAL, "encode: %zu offsets for %zu ids", o.n, out->n - n0);
+    if (rc == 0 && !o.v && !(o.v = malloc(2 * sizeof(size_t))))
+        rc = vrt_err_set(err, VRT_ENOMEM, "encode: out of memory");
+    if (rc) {
+        out->n = n0;
+        free(o.v);
+        return rc;
+    }
+    *offsets = o.v;
     return 0;
 }

@@ -41,6 +41,19 @@ void vrt_tokenizer_free(vrt_tokenizer *t);
 int vrt_tokenizer_encode(const vrt_tokenizer *t, const char *text, size_t len,
                          int add_special_tokens, vrt_tokens *out, vrt_err *err);
 
+/* vrt_tokenizer_encode, plus where each appended id came from:
+ * (*offsets)[2i], (*offsets)[2i+1] are the byte offsets [start, stop) in
+ * text of the i-th appended id (malloc'd, free with free()), as the
+ * tokenizers crate's Encoding offsets (what TGI's /tokenize returns):
+ * spans cover whole characters (the byte pieces of one character all cover
+ * it), a space the tokenizer prepended is aligned with the character after
+ * it ("▁Hello" at the start of "Hello" is [0, 5)), and the post-processor's
+ * tokens (BOS/EOS) are [0, 0). For invalid UTF-8 the offsets are those in
+ * the repaired text (see above). */
+int vrt_tokenizer_encode_offsets(const vrt_tokenizer *t, const char *text, size_t len,
+                                 int add_special_tokens, vrt_tokens *out, size_t **offsets,
+                                 vrt_err *err);
+
 /* Decodes ids into a malloc'd, NUL-terminated UTF-8 string (*text, *len,
  * free with free()). An id outside the vocabulary is VRT_ERANGE. */
 int vrt_tokenizer_decode(const vrt_tokenizer *t, const int32_t *ids, size_t n,

@@ -377,6 +377,14 @@ def t_openai(s):
     parts = [ch.choices[0].text for ch in c.completions.create(
         model="tiny", prompt="hello world", max_tokens=8, temperature=0, stream=True) if ch.choices]
     check("".join(parts) == ref_text, f"stream text {''.join(parts)!r} != {ref_text!r}")
+    # Found with the client: a stream with echo left the prompt out (vLLM
+    # sends it first); not streamed, it was there.
+    parts = [ch.choices[0].text for ch in c.completions.create(
+        model="tiny", prompt="hello world", max_tokens=8, temperature=0, stream=True, echo=True)
+        if ch.choices]
+    r = c.completions.create(model="tiny", prompt="hello world", max_tokens=8, temperature=0, echo=True)
+    check("".join(parts) == r.choices[0].text == "hello world" + ref_text,
+          f"echo: stream {''.join(parts)!r}, reply {r.choices[0].text!r}, want {'hello world' + ref_text!r}")
     msgs = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there"}]
     r = c.chat.completions.create(model="tiny", messages=msgs, max_tokens=6, temperature=0)
     text = r.choices[0].message.content
@@ -392,11 +400,105 @@ def t_openai(s):
           "no chunk with finish_reason length")
     models = [m.id for m in c.models.list()]
     check(models == ["tiny"], f"models.list: {models}")
+    # Found with the client: models.retrieve (GET /v1/models/{id}) was 404.
+    m = c.models.retrieve("tiny")
+    check(m.id == "tiny" and m.object == "model", f"models.retrieve: {m}")
     try:
-        c.completions.create(model="nope", prompt="x", max_tokens=1)
-        raise AssertionError("unknown model accepted")
+        c.models.retrieve("nope")
+        raise AssertionError("models.retrieve of an unknown model succeeded")
     except openai.NotFoundError:
         pass
+    # server.strict_model_name = false (default): any "model", as TGI; the
+    # response reports the served name.
+    r = c.completions.create(model="nope", prompt="hello world", max_tokens=8, temperature=0)
+    check(r.model == "tiny" and r.choices[0].text == ref_text, f"model nope: {r.model} {r.choices[0].text!r}")
+
+
+def t_openai_logprobs(s):
+    """Regression: completions logprobs=N listed the chosen token twice in
+    top_logprobs (" the" and "the", same logprob), and chat top_logprobs[].token
+    lost the leading space of the chosen token: alternatives were decoded
+    alone, the chosen token in context. Greedy, so the chosen token is the
+    most likely one: it must be the only entry with the top logprob."""
+    if ARGS.clients_skip:
+        raise Skip(ARGS.clients_skip)
+    import openai
+
+    c = openai.OpenAI(base_url=f"http://{HOST}:{s.port}/v1", api_key="none", timeout=60, max_retries=0)
+    prompt = "In the beginning God created the heaven and the earth. And the earth was"
+    r = c.completions.create(model="tiny", prompt=prompt, max_tokens=16, temperature=0, logprobs=5)
+    lp = r.choices[0].logprobs
+    check(len(lp.tokens) == 16 and len(lp.top_logprobs) == 16, f"logprobs: {lp}")
+    check("".join(lp.tokens) == r.choices[0].text, f"tokens {lp.tokens} do not make the text")
+    spaced = 0
+    for i, (tok, tlp, top) in enumerate(zip(lp.tokens, lp.token_logprobs, lp.top_logprobs)):
+        spaced += tok.startswith(" ")
+        check(top.get(tok) == tlp, f"position {i}: chosen {tok!r} ({tlp}) not in top_logprobs {top}")
+        best = [k for k, v in top.items() if v == max(top.values())]
+        check(best == [tok], f"position {i}: the chosen token {tok!r} is not the only most likely "
+              f"entry: {top}")
+        check(len(top) <= 6, f"position {i}: {len(top)} entries for logprobs=5: {top}")
+    check(spaced > 0, f"no generated token starts with a space: {lp.tokens} (the test needs one)")
+    # Found with the client: echo with logprobs left out the prompt tokens
+    # (vLLM puts them first, the first with null logprob), for every choice.
+    r = c.completions.create(model="tiny", prompt=prompt, max_tokens=4, temperature=0, logprobs=2,
+                             echo=True, n=2)
+    for ch in r.choices:
+        elp = ch.logprobs
+        check(len(elp.tokens) == r.usage.prompt_tokens + 4, f"echo: {len(elp.tokens)} tokens for "
+              f"{r.usage.prompt_tokens} prompt + 4: {elp.tokens}")
+        check(elp.token_logprobs[0] is None and elp.top_logprobs[0] is None
+              and all(x is not None for x in elp.token_logprobs[1:]), f"echo logprobs {elp.token_logprobs}")
+        check("".join(elp.tokens[1:]) == ch.text and ch.text.startswith(prompt),
+              f"echo: tokens {elp.tokens[1:]} do not make the text {ch.text!r}")
+    # Streamed, the same entries.
+    st = [ch.choices[0].logprobs for ch in c.completions.create(
+        model="tiny", prompt=prompt, max_tokens=16, temperature=0, logprobs=5, stream=True)
+        if ch.choices and ch.choices[0].logprobs and ch.choices[0].logprobs.tokens]
+    stoks = [t for x in st for t in x.tokens]
+    check(stoks == lp.tokens, f"stream tokens {stoks} differ from {lp.tokens}")
+    stop = [t for x in st for t in x.top_logprobs]
+    check(stop == lp.top_logprobs, f"stream top_logprobs {stop} differ from {lp.top_logprobs}")
+    # Chat: top_logprobs[0] is the chosen token, same text and bytes.
+    msgs = [{"role": "user", "content": prompt}]
+    r = c.chat.completions.create(model="tiny", messages=msgs, max_tokens=12, temperature=0,
+                                  logprobs=True, top_logprobs=3)
+    content = r.choices[0].logprobs.content
+    check(len(content) == 12 and "".join(x.token for x in content) == r.choices[0].message.content,
+          f"chat logprobs: {content}")
+    spaced = 0
+    for i, x in enumerate(content):
+        spaced += x.token.startswith(" ")
+        check(x.bytes == list(x.token.encode()), f"position {i}: bytes of {x.token!r}: {x.bytes}")
+        check(len(x.top_logprobs) == 3, f"position {i}: {len(x.top_logprobs)} top_logprobs")
+        t0 = x.top_logprobs[0]
+        check(t0.token == x.token and t0.bytes == x.bytes and t0.logprob == x.logprob,
+              f"position {i}: top_logprobs[0] {t0.token!r} {t0.logprob} != chosen {x.token!r} {x.logprob}")
+        others = [t.token for t in x.top_logprobs[1:]]
+        check(x.token not in others, f"position {i}: chosen {x.token!r} twice in {others}")
+    check(spaced > 0, "no chat token starts with a space (the test needs one)")
+
+
+def t_tokenize_offsets(s):
+    """Regression: /tokenize offsets drifted by one character per
+    space-prefixed token ("Hello world, and the LORD" ended at 21 of 25).
+    As TGI: start/stop are byte offsets into the input and text is that
+    slice; BOS is [0, 0) with text ""."""
+    for text in ("Hello world, and the LORD", "  two  spaces ",
+                 "na\u00efve caf\u00e9 \u201cquoted\u201d \u65e5\u672c\u8a9e \U0001F600!"):
+        toks = post_json(s.port, "/tokenize", {"inputs": text})
+        b = text.encode()
+        check(toks[0]["start"] == 0 and toks[0]["stop"] == 0 and toks[0]["text"] == "",
+              f"{text!r}: BOS {toks[0]}")
+        for t in toks:
+            check(0 <= t["start"] <= t["stop"] <= len(b), f"{text!r}: span of {t}")
+            check(t["text"] == b[t["start"]:t["stop"]].decode(), f"{text!r}: {t} is not the input slice")
+        check(toks[-1]["stop"] == len(b.rstrip()) or toks[-1]["stop"] == len(b),
+              f"{text!r}: last token ends at {toks[-1]['stop']} of {len(b)}: {toks}")
+        check([t["start"] for t in toks] == sorted(t["start"] for t in toks), f"{text!r}: order {toks}")
+    toks = post_json(s.port, "/tokenize", {"inputs": "Hello world, and the LORD"})
+    check([t["text"] for t in toks[-3:]] == [" and", " the", " LORD"] and toks[-1]["stop"] == 25,
+          f"last tokens {toks[-3:]}")
 
 
 def t_hf(s):
@@ -419,6 +521,74 @@ def t_hf(s):
     check(evs[-1].generated_text == ref_text and evs[-1].details.finish_reason == "length"
           and evs[-1].details.generated_tokens == 8, f"last event {evs[-1]}")
     check(all(e.generated_text is None for e in evs[:-1]), "generated_text before the last event")
+
+
+def t_hf_chat(s):
+    """Regression: InferenceClient(base_url=...).chat_completion failed with
+    404: the client sends a placeholder "model" ("tgi", "dummy"), which TGI
+    accepts. server.strict_model_name = false (default) accepts it too."""
+    if ARGS.clients_skip:
+        raise Skip(ARGS.clients_skip)
+    from huggingface_hub import InferenceClient
+
+    msgs = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there"}]
+    want = post_json(s.port, "/v1/chat/completions", {"model": "tiny", "messages": msgs,
+                                                       "max_tokens": 6, "temperature": 0})
+    c = InferenceClient(base_url=f"http://{HOST}:{s.port}", timeout=60)
+    r = c.chat_completion(msgs, max_tokens=6, temperature=0)
+    text = want["choices"][0]["message"]["content"]
+    check(r.choices[0].message.content == text, f"chat {r.choices[0].message.content!r} != {text!r}")
+    check(r.model == "tiny", f"reported model {r.model!r}")
+    parts = [ch.choices[0].delta.content or "" for ch in c.chat_completion(
+        msgs, max_tokens=6, temperature=0, stream=True) if ch.choices]
+    check("".join(parts) == text, f"chat stream {''.join(parts)!r} != {text!r}")
+    r = c.chat_completion(msgs, model="tgi", max_tokens=6, temperature=0)
+    check(r.model == "tiny" and r.choices[0].message.content == text, f"model tgi: {r}")
+
+
+def t_model_names():
+    """server.served_model_names lists more names (vLLM --served-model-name;
+    a response reports the name it was asked for) and
+    server.strict_model_name = true refuses other names with 404 (vLLM), also
+    the huggingface_hub placeholder."""
+    if ARGS.clients_skip:
+        raise Skip(ARGS.clients_skip)
+    import openai
+    from huggingface_hub import InferenceClient
+
+    n = Server("names", {"num_blocks": 64}, {"max_total_tokens": 256, "max_input_tokens": 128},
+               {"served_model_names": '{ "alias-a", "alias-b" }', "strict_model_name": "true"})
+    n.start()
+    try:
+        c = openai.OpenAI(base_url=f"http://{HOST}:{n.port}/v1", api_key="none", timeout=60,
+                          max_retries=0)
+        models = [m.id for m in c.models.list()]
+        check(models == ["tiny", "alias-a", "alias-b"], f"models.list: {models}")
+        r = c.completions.create(model="alias-b", prompt="hello world", max_tokens=4, temperature=0)
+        check(r.model == "alias-b" and r.usage.completion_tokens == 4, f"alias-b: {r}")
+        r = c.chat.completions.create(model="tiny", messages=[{"role": "user", "content": "hi"}],
+                                      max_tokens=4, temperature=0)
+        check(r.model == "tiny", f"tiny: {r.model}")
+        try:
+            c.completions.create(model="nope", prompt="x", max_tokens=1)
+            raise AssertionError("unknown model accepted with strict_model_name = true")
+        except openai.NotFoundError as e:
+            body = e.body if isinstance(e.body, dict) else {}
+            check("alias-a" in str(body.get("message", "")) and body.get("param") == "model",
+                  f"404 body {e.body}")
+        hf = InferenceClient(base_url=f"http://{HOST}:{n.port}", timeout=60)
+        try:
+            hf.chat_completion([{"role": "user", "content": "hi"}], max_tokens=2)
+            raise AssertionError("placeholder model accepted with strict_model_name = true")
+        except Exception as e:  # huggingface_hub raises HfHubHTTPError (404)
+            check("404" in str(e), f"{type(e).__name__}: {one_line(e)[:300]}")
+        r = hf.chat_completion([{"role": "user", "content": "hi"}], model="alias-a", max_tokens=2)
+        check(r.model == "alias-a", f"hf with model alias-a: {r.model}")
+        st, _, data = request(n.port, "GET", "/info")
+        check(json.loads(data)["model_id"] == "tiny", f"/info: {short(data)}")
+    finally:
+        rc = n.stop()
+    check(rc == 0, f"exit status {rc} after SIGTERM: {n.log_tail()}")
 
 
 def batch_cases():
@@ -758,16 +928,28 @@ def t_policy_hooks():
     try:
         body = {"inputs": "hello world", "parameters": {"max_new_tokens": 3}}
         want = post_json(p.port, "/generate", body)["generated_text"]
-        for tenant, needle in (("bad", "no priority for tenant bad"), ("loop", "time budget")):
+        # Regression: the 500 sent the Lua traceback and the server's file
+        # paths; the client gets a short message, the log the detail.
+        def no_detail(what, data):
+            low = data.decode(errors="replace").lower()
+            for bad_part in ("/", ".lua:", "traceback", "no priority for tenant bad"):
+                check(bad_part not in low, f"{what}: {bad_part!r} in the response: {short(data, 600)}")
+
+        for tenant in ("bad", "loop"):
             st, _, data = request(p.port, "POST", "/generate", body, headers={"X-Tenant": tenant})
             check(st == 500, f"tenant {tenant}: status {st}: {short(data)}")
             j = json.loads(data)
-            check(j.get("error_type") == "policy" and needle in j.get("error", ""),
-                  f"tenant {tenant}: {short(data)}")
+            check(j.get("error_type") == "policy" and "policy" in j.get("error", "")
+                  and "server log" in j.get("error", ""), f"tenant {tenant}: {short(data)}")
+            no_detail(f"tenant {tenant}", data)
             st, _, data = request(p.port, "POST", "/v1/completions",
                                   {"model": "tiny", "prompt": "hello world", "max_tokens": 3},
                                   headers={"X-Tenant": tenant})
             check(st == 500 and b"policy" in data, f"tenant {tenant} (OpenAI): {st} {short(data)}")
+            no_detail(f"tenant {tenant} (OpenAI)", data)
+        with open(p.log_path, errors="replace") as f:
+            log = f.read()
+        check("no priority for tenant bad" in log, f"the log lacks the hook's error: {p.log_tail()}")
         # Everyone else is served as before, also streamed.
         check(post_json(p.port, "/generate", body)["generated_text"] == want, "output changed")
         ev = sse_events(p.port, "/generate_stream", body)
@@ -803,6 +985,12 @@ def main():
         run_test("curl: /health /generate chat stream /metrics", t_curl, a)
         run_test("openai SDK: completions, chat (stream + include_usage), models.list", t_openai, a)
         run_test("huggingface_hub InferenceClient: text_generation details + stream", t_hf, a)
+        run_test("huggingface_hub InferenceClient.chat_completion with its placeholder model (strict_model_name = false)",
+                 t_hf_chat, a)
+        run_test("openai SDK logprobs: the chosen token once in top_logprobs, same text in chat",
+                 t_openai_logprobs, a)
+        run_test("/tokenize: byte offsets and text are slices of the input (also non-ASCII)",
+                 t_tokenize_offsets, a)
         refs = []
         run_test("batching: 32 concurrent greedy requests equal sequential ones", t_batching, a, refs)
         run_test("stream tokens equal /generate tokens", t_stream_matches, a, refs)
@@ -860,6 +1048,8 @@ def main():
         run_test("SIGTERM on an idle server: exit 0", stop_main)
         run_test("Lua policy: a hook that raises and one that loops fail only their requests",
                  t_policy_hooks)
+        run_test("server.served_model_names listed and reported; server.strict_model_name = true -> 404",
+                 t_model_names)
         t_overload_and_drain()
     finally:
         kill_all()

@@ -743,6 +743,52 @@ TEST(api_render_oai_chat)
     vrt_api_request_free(&rq);
 }
 
+/* Regression: logprobs=N listed the chosen token twice ("▁the" chosen in
+ * context as " the", and again among the alternatives decoded alone as
+ * "the"); in chat, top_logprobs[0].token differed from the chosen token.
+ * The chosen token among the alternatives is the same entry, with the
+ * chosen token's text, whatever text the alternative carried. */
+TEST(api_render_logprobs_chosen_token_once)
+{
+    static const vrt_api_token toks[] = {{7, " the", -0.5f, 0}};
+    static const vrt_api_token top[] = {{7, "the", -0.5f, 0}, {9, " The", -1.5f, 0}};
+    vrt_api_result res = sample_result();
+    res.tokens = toks;
+    res.n_tokens = 1;
+    res.top = top;
+    res.n_top = 2;
+    res.text = " the";
+    res.text_len = 4;
+    vrt_api_request rq;
+    ASSERT_EQ_INT(parse_ok(&rq, VRT_API_OAI_COMPLETIONS, "{\"prompt\":\"x\",\"logprobs\":2}"), 0);
+    char *s = vrt_api_render_completion(&rq, &res);
+    cJSON *j = jparse(s);
+    cJSON *c = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "choices"), 0);
+    cJSON *tl = cJSON_GetObjectItem(cJSON_GetObjectItem(c, "logprobs"), "top_logprobs");
+    ASSERT_KEYS(cJSON_GetArrayItem(tl, 0), " the, The");
+    cJSON_Delete(j);
+    free(s);
+    vrt_api_request_free(&rq);
+    ASSERT_EQ_INT(parse_ok(&rq, VRT_API_OAI_CHAT,
+                           "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"logprobs\":"
+                           "true,\"top_logprobs\":2}"),
+                  0);
+    s = vrt_api_render_completion(&rq, &res);
+    j = jparse(s);
+    c = cJSON_GetArrayItem(cJSON_GetObjectItem(j, "choices"), 0);
+    cJSON *e0 =
+        cJSON_GetArrayItem(cJSON_GetObjectItem(cJSON_GetObjectItem(c, "logprobs"), "content"), 0);
+    cJSON *t0 = cJSON_GetArrayItem(cJSON_GetObjectItem(e0, "top_logprobs"), 0);
+    ASSERT_EQ_STR(jstr(e0, "token"), " the");
+    ASSERT_EQ_STR(jstr(t0, "token"), " the");
+    ASSERT_EQ_INT(cJSON_GetArraySize(cJSON_GetObjectItem(t0, "bytes")), 4);
+    ASSERT_EQ_STR(jstr(cJSON_GetArrayItem(cJSON_GetObjectItem(e0, "top_logprobs"), 1), "token"),
+                  " The");
+    cJSON_Delete(j);
+    free(s);
+    vrt_api_request_free(&rq);
+}
+
 TEST(api_render_oai_stream)
 {
     vrt_api_request rq;
@@ -887,6 +933,74 @@ TEST(api_render_info_models)
     ASSERT_KEYS(m, "id,object,created,owned_by,root,parent,max_model_len");
     ASSERT_EQ_STR(jstr(m, "id"), "models/tiny");
     ASSERT_EQ_STR(jstr(m, "object"), "model");
+    cJSON_Delete(j);
+    free(s);
+    /* server.served_model_names: one entry per name, root the model's path. */
+    const char *names[] = {"tiny", "gpt-3.5-turbo"};
+    in.model_names = names;
+    in.n_model_names = 2;
+    in.model_root = "/models/tiny";
+    s = vrt_api_render_models(&in);
+    j = jparse(s);
+    cJSON *data = cJSON_GetObjectItem(j, "data");
+    ASSERT_EQ_INT(cJSON_GetArraySize(data), 2);
+    ASSERT_EQ_STR(jstr(cJSON_GetArrayItem(data, 0), "id"), "tiny");
+    ASSERT_EQ_STR(jstr(cJSON_GetArrayItem(data, 1), "id"), "gpt-3.5-turbo");
+    ASSERT_EQ_STR(jstr(cJSON_GetArrayItem(data, 1), "root"), "/models/tiny");
+    cJSON_Delete(j);
+    free(s);
+    /* GET /v1/models/{id}: the one entry. */
+    s = vrt_api_render_model(&in, "gpt-3.5-turbo");
+    j = jparse(s);
+    ASSERT_KEYS(j, "id,object,created,owned_by,root,parent,max_model_len");
+    ASSERT_EQ_STR(jstr(j, "id"), "gpt-3.5-turbo");
+    cJSON_Delete(j);
+    free(s);
+}
+
+/* Regression: huggingface_hub's InferenceClient(base_url=...).chat_completion
+ * sends "model": "tgi" and got 404. server.strict_model_name = false (the
+ * default) accepts any "model" as TGI does and reports the served name;
+ * a listed name (server.served_model_names) is reported as given. */
+TEST(api_model_name_any_by_default)
+{
+    const char *names[] = {"tiny", "alias-b"};
+    vrt_api_models m = {.names = names, .n_names = 2, .paths = {"models/tiny", "/abs/models/tiny"}};
+    vrt_api_error e = {0};
+    const char *got = NULL;
+    ASSERT_EQ_INT(vrt_api_model_name(&m, VRT_API_OAI_CHAT, "tgi", &got, &e), 0);
+    ASSERT_EQ_STR(got, "tiny");
+    ASSERT_EQ_INT(vrt_api_model_name(&m, VRT_API_OAI_CHAT, NULL, &got, &e), 0);
+    ASSERT_EQ_STR(got, "tiny");
+    ASSERT_EQ_INT(vrt_api_model_name(&m, VRT_API_OAI_COMPLETIONS, "alias-b", &got, &e), 0);
+    ASSERT_EQ_STR(got, "alias-b");
+    ASSERT_EQ_INT(vrt_api_model_name(&m, VRT_API_OAI_COMPLETIONS, "models/tiny", &got, &e), 0);
+    ASSERT_EQ_STR(got, "tiny");
+}
+
+/* server.strict_model_name = true is vLLM: a name that is neither listed
+ * nor the model's path is 404 with the OpenAI error envelope. */
+TEST(api_model_name_strict_is_vllm)
+{
+    const char *names[] = {"tiny", "alias-b"};
+    vrt_api_models m = {
+        .names = names, .n_names = 2, .paths = {"models/tiny", "/abs/models/tiny"}, .strict = 1};
+    vrt_api_error e = {0};
+    const char *got = NULL;
+    ASSERT_EQ_INT(vrt_api_model_name(&m, VRT_API_OAI_CHAT, "alias-b", &got, &e), 0);
+    ASSERT_EQ_STR(got, "alias-b");
+    ASSERT_EQ_INT(vrt_api_model_name(&m, VRT_API_OAI_CHAT, "/abs/models/tiny", &got, &e), 0);
+    ASSERT_EQ_STR(got, "tiny");
+    ASSERT_EQ_INT(vrt_api_model_name(&m, VRT_API_OAI_CHAT, "tgi", &got, &e), VRT_ENOENT);
+    ASSERT_EQ_INT(e.status, 404);
+    char *s = vrt_api_error_body(VRT_API_OAI_CHAT, &e);
+    cJSON *j = jparse(s);
+    cJSON *eo = cJSON_GetObjectItem(j, "error");
+    ASSERT_KEYS(eo, "message,type,param,code");
+    ASSERT_EQ_STR(jstr(eo, "type"), "NotFoundError");
+    ASSERT_EQ_STR(jstr(eo, "param"), "model");
+    ASSERT_CONTAINS(jstr(eo, "message"), "The model `tgi` does not exist");
+    ASSERT_CONTAINS(jstr(eo, "message"), "`tiny`, `alias-b`");
     cJSON_Delete(j);
     free(s);
 }

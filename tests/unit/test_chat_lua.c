@@ -44,6 +44,8 @@ TEST(chat_lua_renders_errors_and_budget)
     ASSERT_EQ_INT(vrt_chat_lua_render(c, &boom, 1, "", "", 1, &out, &err), VRT_EINVAL);
     ASSERT_CONTAINS(err.msg, "no booms");
     ASSERT(strstr(err.msg, "stack traceback") == NULL);
+    /* The client gets this message: not the config file's path and line. */
+    ASSERT_EQ_STR(err.msg, "model.chat_template: no booms");
     ASSERT_EQ_INT(vrt_chat_lua_render(c, &loop, 1, "", "", 1, &out, &err), VRT_EINVAL);
     ASSERT_CONTAINS(err.msg, "time budget");
     ASSERT_EQ_INT(vrt_chat_lua_render(c, &num, 1, "", "", 1, &out, &err), VRT_EINVAL);

@@ -142,6 +142,43 @@ static int check_decode(const vrt_tokenizer *t, const vrt_tokens *ids, int skip,
     return bad;
 }
 
+/* vrt_tokenizer_encode_offsets on in[0..len): the same ids as encode, and
+ * spans that lie in the text, cover whole characters and start in order.
+ * Returns 0, or 1 after printing what is wrong. */
+static int check_offsets(const vrt_tokenizer *t, const char *in, size_t len, const char *name,
+                         int idx)
+{
+    vrt_err err = {0};
+    vrt_tokens a = {0}, b = {0};
+    size_t *off = NULL;
+    int bad = vrt_tokenizer_encode(t, in, len, 1, &a, &err) != 0 ||
+              vrt_tokenizer_encode_offsets(t, in, len, 1, &b, &off, &err) != 0;
+    if (!bad && (a.n != b.n || (a.n && memcmp(a.ids, b.ids, a.n * sizeof(int32_t)) != 0))) {
+        fprintf(stderr, "    %s case %d: encode_offsets ids differ from encode\n", name, idx);
+        bad = 1;
+    }
+    /* The text as encode sees it (invalid UTF-8 repaired) is what the
+     * offsets index; only check the char boundaries for valid input. */
+    int valid = utf8_ok(in, len);
+    for (size_t i = 0; !bad && i < b.n; i++) {
+        size_t s = off[2 * i], e = off[2 * i + 1];
+        int inside = s <= e && (!valid || e <= len);
+        int whole = !valid || ((s == len || ((unsigned char)in[s] & 0xC0) != 0x80) &&
+                               (e == len || ((unsigned char)in[e] & 0xC0) != 0x80));
+        int ordered = i == 0 || s >= off[2 * (i - 1)] || e == 0;
+        if (!inside || !whole || !ordered) {
+            fprintf(stderr, "    %s case %d \"%s\": token %zu (id %d) has span [%zu, %zu)%s%s%s\n",
+                    name, idx, in, i, (int)b.ids[i], s, e, inside ? "" : " outside the text",
+                    whole ? "" : " inside a character", ordered ? "" : " before the previous");
+            bad = 1;
+        }
+    }
+    free(off);
+    vrt_tokens_free(&a);
+    vrt_tokens_free(&b);
+    return bad;
+}
+
 /* Runs every case of <dir>/expected.json; returns the number of failures. */
 static int run_expected(const char *dir, int *n_cases)
 {
@@ -206,6 +243,7 @@ static int run_expected(const char *dir, int *n_cases)
             vrt_tokens_free(&ea);
             vrt_tokens_free(&eb);
         }
+        bad |= check_offsets(t, in, len, dir, idx);
         fails += bad;
         vrt_tokens_free(&a);
         vrt_tokens_free(&b);
@@ -349,6 +387,7 @@ static int run_variant(const cJSON *v)
                                 cJSON_GetObjectItem(c, "decoded_special_skip_hex")->valuestring,
                                 name, idx);
         }
+        bad |= check_offsets(t, in, len, name, idx);
         fails += bad;
         vrt_tokens_free(&a);
         vrt_tokens_free(&b);
@@ -944,4 +983,73 @@ TEST(tokenizer_detok_prime_keeps_the_leading_space)
     vrt_tokens_free(&prompt);
     vrt_tokens_free(&out);
     vrt_tokenizer_free(t);
+}
+
+/* Regression: TGI's /tokenize gave offsets that drifted by one character per
+ * space-prefixed token ("Hello world, and the LORD" ended at 21 of 25),
+ * because each token's text was decoded alone. The byte offsets must be
+ * those of the tokenizers crate (the Rust Encoding that TGI returns; the
+ * values below were computed with tokenizers 0.23.3): a prepended "▁" is
+ * aligned with the next character, a lone one covers it without consuming
+ * it, the byte pieces of a character all cover the whole character, and
+ * BOS is [0, 0). kjv-tiny and the SentencePiece fixture (the tokenizer of
+ * `v100rt mkmodel`) are Llama-2 style, the byte-level one Llama-3 style. */
+TEST(tokenizer_offsets_match_tokenizers)
+{
+    static const char *texts[] = {"Hello world, and the LORD", "  two  spaces ",
+                                  "na\xc3\xafve caf\xc3\xa9 \xe2\x80\x9cquoted\xe2\x80\x9d "
+                                  "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xf0\x9f\x98\x80!"};
+    static const struct {
+        const char *dir;
+        int text;
+        size_t n;
+        size_t off[80];
+    } cases[] = {
+        {"models-trained/kjv-tiny", 0, 8, {0, 0, 0, 1, 1, 4, 4, 5, 5, 12, 12, 16, 16, 20, 20, 25}},
+        {"models-trained/kjv-tiny",
+         1,
+         9,
+         {0, 0, 0, 1, 0, 1, 1, 5, 5, 6, 6, 9, 9, 11, 11, 13, 13, 14}},
+        {"models-trained/kjv-tiny", 2, 36, {0,  0,  0,  1,  1,  2,  2,  4,  2,  4,  4,  6,
+                                            6,  9,  9,  10, 10, 12, 10, 12, 12, 13, 13, 16,
+                                            13, 16, 13, 16, 16, 18, 18, 20, 20, 22, 22, 25,
+                                            22, 25, 22, 25, 25, 26, 26, 29, 26, 29, 26, 29,
+                                            29, 32, 29, 32, 29, 32, 32, 35, 32, 35, 32, 35,
+                                            35, 36, 36, 40, 36, 40, 36, 40, 36, 40, 40, 41}},
+        {FIX "sentencepiece", 0, 7, {0, 0, 0, 5, 5, 11, 11, 12, 12, 16, 16, 20, 20, 25}},
+        {FIX "sentencepiece", 1, 8, {0, 0, 0, 1, 0, 1, 1, 5, 5, 6, 6, 9, 9, 13, 13, 14}},
+        {FIX "sentencepiece", 2, 36, {0,  0,  0,  1,  1,  2,  2,  4,  2,  4,  4,  6,  6,  10, 10,
+                                      12, 10, 12, 12, 13, 13, 16, 13, 16, 13, 16, 16, 17, 17, 18,
+                                      18, 20, 20, 22, 22, 25, 22, 25, 22, 25, 25, 26, 26, 29, 26,
+                                      29, 26, 29, 29, 32, 29, 32, 29, 32, 32, 35, 32, 35, 32, 35,
+                                      35, 36, 36, 40, 36, 40, 36, 40, 36, 40, 40, 41}},
+        {FIX "bytelevel", 0, 7, {0, 0, 0, 5, 5, 11, 11, 12, 12, 16, 16, 20, 20, 25}},
+        {FIX "bytelevel", 1, 7, {0, 0, 0, 1, 1, 5, 5, 6, 6, 9, 9, 13, 13, 14}},
+        {FIX "bytelevel", 2, 29, {0,  0,  0,  1,  1,  2,  2,  4,  2,  4,  4,  6,  6,  12, 12,
+                                  13, 13, 16, 13, 16, 16, 18, 18, 20, 20, 22, 22, 25, 22, 25,
+                                  25, 26, 26, 29, 26, 29, 26, 29, 29, 32, 29, 32, 29, 32, 32,
+                                  35, 32, 35, 32, 35, 35, 40, 36, 40, 36, 40, 40, 41}},
+    };
+    vrt_err err = {0};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        vrt_tokenizer *t;
+        ASSERT_OK(vrt_tokenizer_load(&t, cases[c].dir, &err), &err);
+        const char *in = texts[cases[c].text];
+        vrt_tokens ids = {0};
+        size_t *off = NULL;
+        ASSERT_OK(vrt_tokenizer_encode_offsets(t, in, strlen(in), 1, &ids, &off, &err), &err);
+        if (ids.n != cases[c].n || memcmp(off, cases[c].off, 2 * ids.n * sizeof(size_t)) != 0) {
+            fprintf(stderr, "    %s \"%s\":\n    want", cases[c].dir, in);
+            for (size_t i = 0; i < cases[c].n; i++)
+                fprintf(stderr, " [%zu,%zu)", cases[c].off[2 * i], cases[c].off[2 * i + 1]);
+            fprintf(stderr, "\n    got ");
+            for (size_t i = 0; i < ids.n; i++)
+                fprintf(stderr, " [%zu,%zu)", off[2 * i], off[2 * i + 1]);
+            fprintf(stderr, "\n");
+            TFAIL("offsets of %s differ from the tokenizers crate", cases[c].dir);
+        }
+        free(off);
+        vrt_tokens_free(&ids);
+        vrt_tokenizer_free(t);
+    }
 }
