@@ -53,7 +53,7 @@ local SECTIONS = {
     { derived = true, "max_total_tokens", "integer", "model.max_model_len or 4096", "Longest prompt + max_new_tokens of one request; also the memory plan's worst case for one sequence.", min = 2 },
     { "max_batch_prefill_tokens", "integer", 4096, "Most prompt tokens prefilled in one step (across requests).", min = 1 },
     { derived = true, "max_concurrent_requests", "integer", "8 x parallel.tensor (8 per GPU the model runs on)", "Requests in flight (running + waiting); more get 429.", min = 1 },
-    { "max_batch_size", "integer", nil, "Most sequences in one decode step; nil = limited by KV blocks only.", min = 1 },
+    { "max_batch_size", "integer", nil, "Most sequences in one step (decodes and prefills together; TGI --max-batch-size, vLLM --max-num-seqs); nil = limited by KV blocks and max_concurrent_requests.", min = 1 },
     { "max_waiting_tokens", "integer", 20, "Decode steps a waiting prefill may be deferred before it is forced into the batch (TGI).", min = 0 },
     { "chunked_prefill", "boolean", true, "Split long prompts into chunks of at most max_batch_prefill_tokens; when false, max_batch_prefill_tokens must be >= max_input_tokens." },
     { "preemption", "enum", "auto", "When KV blocks run out: \"swap\" the victim to CPU swap space, \"recompute\" it later, or \"auto\" (swap when cache.swap_space > 0).", values = { "auto", "swap", "recompute" } },

@@ -11,6 +11,13 @@
 --   e2e:NAME   def NAME( in tests/e2e/*.py
 return {
   keys = {
+    ["batching.max_batch_size"] = { "unit:engine_max_batch_size_limits_every_step" },
+    ["batching.max_waiting_tokens"] = { "unit:engine_max_waiting_tokens_defers_new_prefills" },
+    ["batching.chunked_prefill"] = { "unit:engine_chunked_prefill_false_prefills_each_prompt_in_one_step",
+      "unit:engine_chunked_prefill_false_with_preemption_loses_nothing" },
+    ["server.served_model_names"] = { "e2e:t_model_names", "unit:api_render_info_models" },
+    ["server.strict_model_name"] = { "e2e:t_model_names", "e2e:t_hf_chat", "unit:api_model_name_strict_is_vllm",
+      "unit:api_model_name_any_by_default" },
     ["model.path"] = { "lua:runtime_load_describes_the_model", "lua:load_src_model_dir_is_model_path_with_defaults" },
     ["model.dtype"] = { "lua:runtime_dtype_kind_and_cache_keys_take_effect",
       "lua:trained_heldout_perplexity_float32_matches_transformers" },
@@ -72,15 +79,8 @@ return {
       "unit:log_text_and_json" },
   },
 
-  -- PENDING: keys whose proving tests are written in other branches of
-  -- issue 11 (who owns them). While this set is not empty the key-coverage
-  -- test fails with this list: move each key into `keys` with its tests
-  -- after merging.
+  -- PENDING: keys whose proving tests are not written yet. While this set
+  -- is not empty the key-coverage test fails with this list.
   pending = {
-    ["batching.max_batch_size"] = "h-engine (engine.c: at most N sequences per step)",
-    ["batching.max_waiting_tokens"] = "h-engine (engine.c: TGI's forced prefill after N decode steps)",
-    ["batching.chunked_prefill"] = "h-engine (engine.c: false = one-step prefill)",
-    ["server.served_model_names"] = "h-server (server.c: names /v1/models lists and accepts)",
-    ["server.strict_model_name"] = "h-server (server.c: unknown model name -> 404)",
   },
 }

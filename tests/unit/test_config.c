@@ -463,7 +463,7 @@ static long long prefix_hits(const char *on, vrt_err *err)
     long long hits = -1;
     if (load_args(&cfg, "models-trained/kjv-tiny", argv, 4, err) != 0 ||
         vrt__runtime_open_cfg(&rt, &cfg, err) != 0 ||
-        vrt_engine_create(&e, rt, cfg.batching.max_concurrent_requests, err) != 0)
+        vrt_engine_create(&e, rt, &cfg, err) != 0)
         goto out;
     int32_t ids[48];
     for (int i = 0; i < 48; i++)
