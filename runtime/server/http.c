@@ -892,7 +892,19 @@ int vrt_http_server_start(vrt_http_server **out, uv_loop_t *loop, const vrt_http
         g_settings.on_body = on_body;
         g_settings.on_message_complete = on_message_complete;
     }
-    const char *host = o->host && *o->host ? o->host : "127.0.0.1";
+    /* Every value comes resolved from the config schema (server.*); the
+     * HTTP layer restates no default. */
+    if (!o->host || !*o->host)
+        return vrt_err_set(err, VRT_EINVAL, "http server: server.host is empty (e.g. 127.0.0.1)");
+    if (o->payload_limit <= 0 || o->max_connections <= 0 || !(o->read_timeout_s > 0) ||
+        !(o->keep_alive_timeout_s >= 0))
+        return vrt_err_set(err, VRT_EINVAL,
+                           "http server: server.payload_limit (%lld), server.max_connections (%d) "
+                           "and server.read_timeout (%g) must be > 0 and "
+                           "server.keep_alive_timeout (%g) >= 0",
+                           (long long)o->payload_limit, o->max_connections, o->read_timeout_s,
+                           o->keep_alive_timeout_s);
+    const char *host = o->host;
     if (strcmp(host, "localhost") == 0)
         host = "127.0.0.1";
     if (o->port < 0 || o->port > 65535)
@@ -909,12 +921,11 @@ int vrt_http_server_start(vrt_http_server **out, uv_loop_t *loop, const vrt_http
     s->loop = loop;
     s->handler = h;
     s->ud = ud;
-    s->payload_limit = o->payload_limit > 0 ? o->payload_limit : 2000000;
-    s->max_connections = o->max_connections > 0 ? o->max_connections : 1024;
-    s->read_timeout_ms =
-        (uint64_t)((o->read_timeout_s > 0 ? o->read_timeout_s : 30.0) * 1000.0 + 0.5);
-    s->keep_alive_ms =
-        (uint64_t)((o->keep_alive_timeout_s > 0 ? o->keep_alive_timeout_s : 5.0) * 1000.0 + 0.5);
+    s->payload_limit = o->payload_limit;
+    s->max_connections = o->max_connections;
+    s->read_timeout_ms = (uint64_t)(o->read_timeout_s * 1000.0 + 0.5);
+    /* server.keep_alive_timeout = 0: an idle connection is closed at once. */
+    s->keep_alive_ms = (uint64_t)(o->keep_alive_timeout_s * 1000.0 + 0.5);
     if (s->read_timeout_ms == 0)
         s->read_timeout_ms = 1;
     if (s->keep_alive_ms == 0)

@@ -70,12 +70,14 @@ typedef struct vrt_http_res vrt_http_res;
 typedef void (*vrt_http_handler)(void *ud, const vrt_http_req *req, vrt_http_res *res);
 
 typedef struct vrt_http_opts {
-    const char *host;            /* "127.0.0.1", "0.0.0.0", "::", "localhost"; NULL = 127.0.0.1 */
+    /* All from the config (server.*), resolved by the schema; no defaults
+     * here: a missing value is an error. */
+    const char *host;            /* "127.0.0.1", "0.0.0.0", "::", "localhost" */
     int port;                    /* 0 = ephemeral (see vrt_http_server_port) */
-    int64_t payload_limit;       /* max request body bytes; <= 0: 2 MB */
-    int max_connections;         /* open connections before 503; <= 0: 1024 */
-    double read_timeout_s;       /* a request must arrive completely within this; <= 0: 30 s */
-    double keep_alive_timeout_s; /* idle keep-alive connections are closed after; <= 0: 5 s */
+    int64_t payload_limit;       /* max request body bytes, > 0 */
+    int max_connections;         /* open connections before 503, > 0 */
+    double read_timeout_s;       /* a request must arrive completely within this, > 0 */
+    double keep_alive_timeout_s; /* idle keep-alive connections are closed after; 0 = at once */
     const char *const *api_keys; /* when n_api_keys > 0, "Authorization: Bearer <key>" needed */
     int n_api_keys;
     const char *const *cors_origins; /* allowed Origins; "*" allows any */

@@ -97,10 +97,11 @@ int vrt_srv_metrics_register(vrt_metrics *m, vrt_srv_metrics *h, const vrt_srv_m
 {
     memset(h, 0, sizeof *h);
     vrt_srv_metrics_opts o = opts ? *opts : (vrt_srv_metrics_opts){0};
-    if (o.max_input_tokens <= 0)
-        o.max_input_tokens = 2048;
-    if (o.max_total_tokens <= 0)
-        o.max_total_tokens = 4096;
+    if (o.max_input_tokens <= 0 || o.max_total_tokens <= 0)
+        return vrt_err_set(err, VRT_EINVAL,
+                           "metrics: batching.max_input_tokens (%d) and batching.max_total_tokens "
+                           "(%d) must be > 0 (they size the length histograms)",
+                           o.max_input_tokens, o.max_total_tokens);
     const char *vl[] = {"model_name", o.model_name, NULL};
     reg r = {.m = m, .vl = (o.model_name && *o.model_name) ? vl : NULL, .err = err};
 

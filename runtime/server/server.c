@@ -468,19 +468,21 @@ static void send_error(gen *g, const qev *q)
                        : q->err_code == VRT_EOVERLOADED ? "overloaded"
                                                         : "generation";
     const char *detail = q->err_msg ? q->err_msg : "generation failed";
-    char msg[512];
-    if (status >= 500 || status == 424) {
+    char msg[1024];
+    if (q->err_code == VRT_EPOLICY) {
+        /* The engine logged the whole message (with the Lua traceback) under
+         * this request's id; the client learns which request, not the
+         * operator's hook code or its error text. */
+        snprintf(msg, sizeof msg,
+                 "the scheduling policy failed for this request (error_type policy); see the "
+                 "server log (request %s)",
+                 g->id);
+    } else if (status >= 500 || status == 424) {
         VRT_ERROR("request %s failed (error_type %s): %s", g->id, type, detail);
-        if (q->err_code == VRT_EPOLICY)
-            snprintf(msg, sizeof msg,
-                     "the scheduling policy failed for this request (error_type policy); "
-                     "see the server log (request %s)",
-                     g->id);
-        else
-            snprintf(msg, sizeof msg,
-                     "Request failed during generation: %s (error_type %s); see the server log "
-                     "(request %s)",
-                     vrt_strerror(q->err_code), type, g->id);
+        snprintf(msg, sizeof msg,
+                 "Request failed during generation: %s (error_type %s); see the server log "
+                 "(request %s)",
+                 vrt_strerror(q->err_code), type, g->id);
     } else {
         snprintf(msg, sizeof msg, "%s", detail);
     }

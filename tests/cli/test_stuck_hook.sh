@@ -94,7 +94,8 @@ T="a hook stuck in C fails only its request: 500 error_type policy, no file path
 st=$(gen stuck)
 [ "$st" = 500 ] || fail "status $st: $(head -c 300 "$TMP/body")"
 grep -q '"error_type":"policy"' "$TMP/body" || fail "body: $(head -c 300 "$TMP/body")"
-grep -q 'did not return within' "$TMP/body" || fail "body: $(head -c 300 "$TMP/body")"
+grep -q 'the scheduling policy failed for this request' "$TMP/body" || fail "body: $(head -c 300 "$TMP/body")"
+grep -q 'did not return within' "$TMP/log" || fail "the log lacks the reason"
 grep -q '\.lua:' "$TMP/body" && fail "a file path went to the client: $(head -c 300 "$TMP/body")"
 pass
 

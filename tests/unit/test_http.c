@@ -56,6 +56,16 @@ static int h_start(harness *h, vrt_http_opts *o, vrt_http_handler fn)
     vrt_err err = {0};
     o->host = "127.0.0.1";
     o->port = 0;
+    /* The HTTP layer has no defaults (the config schema does): tests that
+     * leave a setting at zero get a test value here. */
+    if (!o->payload_limit)
+        o->payload_limit = 2000000;
+    if (!o->max_connections)
+        o->max_connections = 1024;
+    if (!o->read_timeout_s)
+        o->read_timeout_s = 30;
+    if (!o->keep_alive_timeout_s)
+        o->keep_alive_timeout_s = 5;
     if (vrt_http_server_start(&h->srv, &h->loop, o, fn, h, &err) != 0) {
         fprintf(stderr, "server start: %s\n", err.msg);
         return -1;
@@ -968,4 +978,22 @@ TEST(http_random_input_never_crashes)
     ASSERT_EQ_INT(c.status, 200);
     c_close(&c);
     h_stop(&h);
+}
+
+/* The HTTP layer restates no default of the schema: settings left at zero
+ * (or a missing host) are refused with the keys named. */
+TEST(http_start_refuses_unset_settings)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    vrt_http_server *srv = NULL;
+    vrt_err err = {0};
+    vrt_http_opts o = {.host = "127.0.0.1"};
+    ASSERT_EQ_INT(vrt_http_server_start(&srv, &loop, &o, handler, NULL, &err), VRT_EINVAL);
+    ASSERT_CONTAINS(err.msg, "server.payload_limit");
+    vrt_http_opts o2 = {.payload_limit = 1000, .max_connections = 1, .read_timeout_s = 1};
+    err = (vrt_err){0};
+    ASSERT_EQ_INT(vrt_http_server_start(&srv, &loop, &o2, handler, NULL, &err), VRT_EINVAL);
+    ASSERT_CONTAINS(err.msg, "server.host");
+    uv_loop_close(&loop);
 }
