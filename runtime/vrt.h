@@ -72,6 +72,7 @@ typedef struct vrt_config {
         int max_concurrent_requests;
         int max_batch_size;
         int max_waiting_tokens;
+        double waiting_served_ratio;
         bool chunked_prefill;
         const char *preemption; /* "auto" | "swap" | "recompute" */
         const char *policy;     /* "fcfs" | "priority" | "fair" | "custom" */

@@ -55,6 +55,7 @@ local SECTIONS = {
     { derived = true, "max_concurrent_requests", "integer", "8 x parallel.tensor (8 per GPU the model runs on)", "Requests in flight (running + waiting); more get 429.", min = 1 },
     { "max_batch_size", "integer", nil, "Most sequences in one step (decodes and prefills together; TGI --max-batch-size, vLLM --max-num-seqs); nil = limited by KV blocks and max_concurrent_requests.", min = 1 },
     { "max_waiting_tokens", "integer", 20, "Decode steps a waiting prefill may be deferred before it is forced into the batch (TGI).", min = 0 },
+    { "waiting_served_ratio", "number", 1.2, "With requests running, new ones join the batch before max_waiting_tokens steps have passed only when at least this many times as many wait as run (TGI --waiting-served-ratio); 0 = whenever any waits.", min = 0, max = 1000 },
     { "chunked_prefill", "boolean", true, "Split long prompts into chunks of at most max_batch_prefill_tokens; when false, max_batch_prefill_tokens must be >= max_input_tokens." },
     { "preemption", "enum", "auto", "When KV blocks run out: \"swap\" the victim to CPU swap space, \"recompute\" it later, or \"auto\" (swap when cache.swap_space > 0).", values = { "auto", "swap", "recompute" } },
     { "policy", "policy", "fcfs", "Scheduling policy: \"fcfs\", \"priority\", \"fair\" (per tenant / API key), or a table of Lua hooks {admit=, priority=, on_step=, pick_victim=}." },
@@ -105,6 +106,7 @@ local ALIASES = {
   { "max_batch_size", "batching.max_batch_size", "TGI --max-batch-size" },
   { "max_num_seqs", "batching.max_batch_size", "vLLM --max-num-seqs" },
   { "max_waiting_tokens", "batching.max_waiting_tokens", "TGI --max-waiting-tokens" },
+  { "waiting_served_ratio", "batching.waiting_served_ratio", "TGI --waiting-served-ratio" },
   { "enable_chunked_prefill", "batching.chunked_prefill", "vLLM --enable-chunked-prefill" },
   { "num_shard", "parallel.tensor", "TGI --num-shard" },
   { "tensor_parallel_size", "parallel.tensor", "vLLM --tensor-parallel-size" },
@@ -171,14 +173,13 @@ local CONTAINER_FLAGS = {
 local ENV_ALIASES = {
   "model_id", "quantize", "num_shard", "sharded", "dtype", "trust_remote_code",
   "max_input_tokens", "max_input_length", "max_total_tokens", "max_batch_prefill_tokens",
-  "max_batch_size", "max_waiting_tokens", "max_concurrent_requests", "cuda_memory_fraction",
+  "max_batch_size", "max_waiting_tokens", "waiting_served_ratio", "max_concurrent_requests", "cuda_memory_fraction",
   "disable_custom_kernels", "hostname", "port", "payload_limit", "json_output",
   "cors_allow_origin", "api_key",
 }
 -- TGI variables that change nothing here: read with a note.
 local IGNORED_ENV = {
   MAX_BATCH_TOTAL_TOKENS = "v100rt sizes the KV cache from the memory plan (cache.num_blocks overrides it)",
-  WAITING_SERVED_RATIO = "v100rt's scheduler uses batching.max_waiting_tokens",
   MAX_PARALLEL_LOADING_WORKERS = LOADING_NOTE,
   DISABLE_FLASH_ATTENTION = IGNORED_FLAGS.disable_flash_attention[1],
 }

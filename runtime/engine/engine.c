@@ -43,10 +43,6 @@ enum { RQ_WAITING = 0, RQ_RUNNING = 1 };
  * it before abandoning it (policy.h). */
 #define POLICY_BUDGET_S 0.1
 #define POLICY_DEADLINE_S 1.0
-/* TGI's waiting_served_ratio (its default): while a batch runs, new
- * requests join it before max_waiting_tokens steps have passed only when at
- * least this many times the running requests are waiting. */
-#define WAITING_SERVED_RATIO 1.2
 
 typedef struct ereq {
     uint64_t id;
@@ -82,6 +78,7 @@ struct vrt_engine {
     int max_concurrent;     /* batching.max_concurrent_requests */
     int max_batch_size;     /* batching.max_batch_size; 0 = no limit */
     int max_waiting_tokens; /* batching.max_waiting_tokens */
+    double waiting_served_ratio; /* batching.waiting_served_ratio */
     int chunked_prefill;    /* batching.chunked_prefill */
     pthread_t thread;
     int thread_started;
@@ -738,7 +735,7 @@ static int pick_victim(vrt_engine *e)
 /* batching.max_waiting_tokens, TGI's rule: while a batch runs, new
  * requests (never scheduled; preempted ones resume as soon as they fit)
  * join it only when max_waiting_tokens steps have run since new requests
- * last joined, or when at least WAITING_SERVED_RATIO times as many new
+ * last joined, or when at least waiting_served_ratio times as many new
  * requests wait as run. Each join adds prefill work to a step and so slows
  * the running requests' next token; waiting lets several join at once.
  * 0 admits at once. */
@@ -750,7 +747,7 @@ static int defer_new_requests(const vrt_engine *e)
     int n_new = 0;
     for (int i = 0; i < e->n_waiting; i++)
         n_new += e->waiting[i]->n_preempted == 0;
-    return n_new < (int)floor(e->n_running * WAITING_SERVED_RATIO);
+    return n_new < (int)floor(e->n_running * e->waiting_served_ratio);
 }
 
 /* One scheduling step; returns 1 if it ran a forward, 0 if idle. */
@@ -1085,6 +1082,10 @@ int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, const vrt_config *cfg, 
         return vrt_err_set(err, VRT_EINVAL,
                            "batching.max_waiting_tokens must be at least 0 (got %d)",
                            cfg->batching.max_waiting_tokens);
+    if (!(cfg->batching.waiting_served_ratio >= 0))
+        return vrt_err_set(err, VRT_EINVAL,
+                           "batching.waiting_served_ratio must be at least 0 (got %g)",
+                           cfg->batching.waiting_served_ratio);
     if (!cfg->batching.chunked_prefill && rt->max_prefill < rt->max_input)
         return vrt_err_set(err, VRT_EINVAL,
                            "batching.max_batch_prefill_tokens (%d) must be at least "
@@ -1131,6 +1132,7 @@ int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, const vrt_config *cfg, 
     e->max_concurrent = max_concurrent;
     e->max_batch_size = cfg->batching.max_batch_size;
     e->max_waiting_tokens = cfg->batching.max_waiting_tokens;
+    e->waiting_served_ratio = cfg->batching.waiting_served_ratio;
     e->chunked_prefill = cfg->batching.chunked_prefill;
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);

@@ -13,6 +13,8 @@ return {
   keys = {
     ["batching.max_batch_size"] = { "unit:engine_max_batch_size_limits_every_step" },
     ["batching.max_waiting_tokens"] = { "unit:engine_max_waiting_tokens_defers_new_prefills" },
+    ["batching.waiting_served_ratio"] = { "unit:engine_waiting_served_ratio_sets_when_waiting_requests_join",
+      "unit:engine_max_waiting_tokens_defers_new_prefills" },
     ["batching.chunked_prefill"] = { "unit:engine_chunked_prefill_false_prefills_each_prompt_in_one_step",
       "unit:engine_chunked_prefill_false_with_preemption_loses_nothing" },
     ["server.served_model_names"] = { "e2e:t_model_names", "unit:api_render_info_models" },

@@ -834,6 +834,24 @@ TEST(engine_max_waiting_tokens_defers_new_prefills)
     cleanup();
 }
 
+/* batching.waiting_served_ratio: the same 5 new requests next to 4
+ * running ones wait for max_waiting_tokens steps when the ratio asks for
+ * 2 x 4 = 8 waiting, and join at once with the ratio 1.2 (above) or 0. */
+TEST(engine_waiting_served_ratio_sets_when_waiting_requests_join)
+{
+    int a = 0;
+    late l = {.n_first = 4, .n_late = 5, .late_max_new = 4};
+    run_late("max_waiting_tokens = 8, waiting_served_ratio = 2", &l, &a);
+    ASSERT(a + 9 > l.at_step + 1);
+    for (int id = 5; id <= 9; id++)
+        ASSERT_EQ_INT(l.t->first_step[id], a + 9);
+
+    l = (late){.n_first = 4, .n_late = 1, .late_max_new = 4};
+    run_late("max_waiting_tokens = 8, waiting_served_ratio = 0", &l, &a);
+    ASSERT_EQ_INT(l.t->first_step[5], l.at_step + 1);
+    cleanup();
+}
+
 /* batching.chunked_prefill: two 30-token prompts arrive together next to a
  * decoding request, with a prefill budget of 40 tokens per step. Chunked,
  * the second is split (10 now, 20 next step); not chunked, each prompt is
