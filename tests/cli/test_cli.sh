@@ -11,14 +11,7 @@ trap 'rm -rf "$TMP"' EXIT
 passed=0; failed=0
 OUT=$TMP/out; ERR=$TMP/err
 
-# run CMD...: runs it, keeps stdout/stderr in $OUT/$ERR and the status in $RC.
-run() { "$@" >"$OUT" 2>"$ERR"; RC=$?; }
-fail() { echo "FAIL  $T: $*"; echo "  stdout: $(head -c 600 "$OUT")"; echo "  stderr: $(head -c 600 "$ERR")"; failed=$((failed + 1)); T=""; }
-pass() { [ -n "$T" ] && { echo "ok    $T"; passed=$((passed + 1)); }; }
-expect_rc() { [ "$RC" -eq "$1" ] || fail "exit code $RC, expected $1"; }
-expect_out() { grep -qF -- "$1" "$OUT" || fail "stdout lacks: $1"; }
-expect_err() { grep -qF -- "$1" "$ERR" || fail "stderr lacks: $1"; }
-cfg() { printf '%s\n' "$2" > "$TMP/$1"; echo "$TMP/$1"; }
+. tests/cli/lib.sh
 
 T="no arguments lists the commands, exit 2"
 run $BIN; expect_rc 2; expect_out "commands:"; expect_out "check"; pass

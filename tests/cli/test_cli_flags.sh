@@ -24,15 +24,7 @@ passed=0; failed=0
 OUT=$TMP/out; ERR=$TMP/err
 unset MODEL_ID PORT HOSTNAME MAX_TOTAL_TOKENS MAX_INPUT_TOKENS QUANTIZE NUM_SHARD 2>/dev/null
 
-# run CMD...: runs it, keeps stdout/stderr in $OUT/$ERR and the status in $RC.
-run() { "$@" >"$OUT" 2>"$ERR"; RC=$?; }
-fail() { echo "FAIL  $T: $*"; echo "  stdout: $(head -c 600 "$OUT")"; echo "  stderr: $(head -c 600 "$ERR")"; failed=$((failed + 1)); T=""; }
-pass() { [ -n "$T" ] && { echo "ok    $T"; passed=$((passed + 1)); }; }
-expect_rc() { [ "$RC" -eq "$1" ] || fail "exit code $RC, expected $1"; }
-expect_out() { grep -qF -- "$1" "$OUT" || fail "stdout lacks: $1"; }
-expect_err() { grep -qF -- "$1" "$ERR" || fail "stderr lacks: $1"; }
-expect_no_err() { ! grep -qF -- "$1" "$ERR" || fail "stderr has: $1"; }
-cfg() { printf '%s\n' "$2" > "$TMP/$1"; echo "$TMP/$1"; }
+. tests/cli/lib.sh
 
 # serve ARGS...: starts `v100rt serve ARGS --port-file F` in the background
 # (log in $LOG) and waits (at most 60 s) until GET /health is 200; sets
