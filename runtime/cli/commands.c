@@ -93,15 +93,17 @@ const vrt_cmd vrt_commands[] = {
      "refused: they belong to docker run or the pod spec (README, Kubernetes).\n",
      vrt_cmd_serve},
     {"plan", "print the GPU memory plan of a config (weights, activations, KV cache)",
-     "v100rt plan [--device-memory GIB] [--model-config DIR] CONFIG.lua",
+     "v100rt plan [--device-memory GIB] [--model-config DIR] CONFIG.lua|MODEL_DIR [FLAGS]",
      "Computes, without a GPU, how a config uses one GPU of --device-memory GiB\n"
      "(default 16, the 16 GB V100): device.memory_fraction of it, minus the\n"
-     "weights per GPU (fp16, float32, or ~4.5 bits per parameter with\n"
-     "model.quantize, split over parallel.tensor GPUs), minus the activations of\n"
+     "weights (fp16, float32, or ~4.5 bits per parameter with model.quantize),\n"
+     "minus the activations of\n"
      "one step, leaves the KV cache: how many blocks and tokens, and how many\n"
      "sequences of batching.max_total_tokens fit at once. Exits 1 with the\n"
      "figures and what to change when one sequence does not fit. The model's\n"
-     "config.json is read from model.path, or from --model-config DIR.\n",
+     "config.json is read from model.path, or from --model-config DIR. The config\n"
+     "is loaded as `serve` loads it: FLAGS (e.g. --max-total-tokens 8192,\n"
+     "--quantize awq) and TGI's environment variables apply.\n",
      vrt_cmd_plan},
     {"bench", "measure prefill and decode speed of the forward pass (tokens/s, GB/s)",
      "v100rt bench [--batch 1,8,32] [--prompt N] [--steps N] [--device KIND] [--eager] "

@@ -281,6 +281,15 @@ expect_err "parallel.tensor = 2: tensor parallelism is not implemented yet"
 run env NUM_SHARD=2 $BIN plan --model-config $M configs/mistral-7b-instruct-gptq.lua; expect_rc 1
 expect_err "(env NUM_SHARD): tensor parallelism is not implemented yet"; pass
 
+T="plan: flags apply as serve would take them (a key, an alias, --num-shard refused)"
+run $BIN plan --model-config $M "$F2" --device.memory_fraction 0.5; expect_rc 0
+expect_out "memory_fraction 0.50 -> budget 8.00 GiB per GPU"
+run $BIN plan --model-config $M --max-total-tokens 2048 --max-input-tokens 1024 "$F2"; expect_rc 0
+expect_out "one sequence     batching.max_total_tokens 2048 = 128 blocks"
+run $BIN plan --model-config $M "$F2" --num-shard 2; expect_rc 1
+expect_err "parallel.tensor = 2 (flag --num-shard): tensor parallelism is not implemented yet"
+run $BIN plan --model-config $M "$F2" --max-totl-tokens 2048; expect_rc 1; expect_err "max-totl-tokens"; pass
+
 T="perplexity: kjv-tiny on the held-out text reproduces transformers' 67.70 (one window)"
 # tests/fixtures/kjv/expected.json: perplexity 67.7015 from transformers, one
 # window over <s> + text (503 tokens), fp16 weights computed in fp32. The
