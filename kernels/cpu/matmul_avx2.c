@@ -68,21 +68,28 @@ AI void f16_mk(const uint16_t *w, int64_t K, const float *const *x, const int R,
                float *out)
 {
     __m256 acc[4][4];
+    #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
+        #pragma GCC unroll 8
         for (int t = 0; t < NT; t++)
             acc[r][t] = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 8 <= K; k += 8) {
         __m256 wv[4];
+        #pragma GCC unroll 8
         for (int r = 0; r < R; r++)
             wv[r] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + r * K + k)));
+        #pragma GCC unroll 8
         for (int t = 0; t < NT; t++) {
             __m256 xv = _mm256_loadu_ps(x[t] + k);
+            #pragma GCC unroll 8
             for (int r = 0; r < R; r++)
                 acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
         }
     }
+    #pragma GCC unroll 8
     for (int r = 0; r < R; r++)
+        #pragma GCC unroll 8
         for (int t = 0; t < NT; t++) {
             float s = hsum8(acc[r][t]);
             for (int64_t kk = k; kk < K; kk++)
@@ -190,21 +197,26 @@ AI void q4_mk(const uint32_t *q, const uint16_t *s, const uint16_t *z, const flo
     const int na = NT == 1 ? 4 : NT == 2 ? 2 : 1;
     __m256 fa[4];
     float zc[4];
+    #pragma GCC unroll 8
     for (int t = 0; t < NT; t++)
         fa[t] = _mm256_setzero_ps(), zc[t] = 0;
     for (int gi = 0; gi < g->ng; gi++) {
         const int64_t b0 = gi * g->bpg, b1 = b0 + g->bpg < g->nblk ? b0 + g->bpg : g->nblk;
         __m256 ga[4][A];
+        #pragma GCC unroll 8
         for (int t = 0; t < NT; t++)
+            #pragma GCC unroll 8
             for (int a = 0; a < na; a++)
                 ga[t][a] = _mm256_setzero_ps();
         int64_t b = b0;
         for (; b + 2 <= b1; b += 2) {
             const __m256i wv = _mm256_loadu_si256((const __m256i *)(q + 4 * b));
+            #pragma GCC unroll 8
             for (int j = 0; j < 8; j++) {
                 __m256i qi = j < 7 ? _mm256_and_si256(wv, _mm256_set1_epi32(15 << (4 * j)))
                                    : _mm256_srli_epi32(wv, 28);
                 __m256 qf = _mm256_cvtepi32_ps(qi);
+                #pragma GCC unroll 8
                 for (int t = 0; t < NT; t++)
                     ga[t][j % na] = _mm256_fmadd_ps(qf, _mm256_loadu_ps(xs[t] + 32 * b + 8 * j),
                                                     ga[t][j % na]);
@@ -212,10 +224,12 @@ AI void q4_mk(const uint32_t *q, const uint16_t *s, const uint16_t *z, const flo
         }
         if (b < b1) { /* the group's last block, alone: 4 lanes */
             const __m128i wv = _mm_loadu_si128((const __m128i *)(q + 4 * b));
+            #pragma GCC unroll 8
             for (int j = 0; j < 8; j++) {
                 __m128i qi = j < 7 ? _mm_and_si128(wv, _mm_set1_epi32(15 << (4 * j)))
                                    : _mm_srli_epi32(wv, 28);
                 __m256 qf = _mm256_zextps128_ps256(_mm_cvtepi32_ps(qi));
+                #pragma GCC unroll 8
                 for (int t = 0; t < NT; t++)
                     ga[t][j % na] = _mm256_fmadd_ps(
                         qf, _mm256_zextps128_ps256(_mm_loadu_ps(xs[t] + 32 * b + 4 * j)),
@@ -224,14 +238,17 @@ AI void q4_mk(const uint32_t *q, const uint16_t *s, const uint16_t *z, const flo
         }
         const float sg = _cvtsh_ss(s[gi]), zg = _cvtsh_ss(z[gi]);
         const __m256 sv = _mm256_set1_ps(sg);
+        #pragma GCC unroll 8
         for (int t = 0; t < NT; t++) {
             __m256 d = ga[t][0];
+            #pragma GCC unroll 8
             for (int a = 1; a < na; a++)
                 d = _mm256_add_ps(d, ga[t][a]);
             fa[t] = _mm256_fmadd_ps(sv, d, fa[t]);
             zc[t] += sg * zg * xsum[t][gi];
         }
     }
+    #pragma GCC unroll 8
     for (int t = 0; t < NT; t++)
         out[t] = hsum8(fa[t]) - zc[t];
 }
