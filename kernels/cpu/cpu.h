@@ -5,7 +5,9 @@
  * never copied whole), int4 (VRT_DT_Q4) matmul weights dequantized group by
  * group, and an fp16 paged KV cache. Kernels are plain C with
  * OpenMP; each op file implements one op family and is reached only through
- * the vtable built in cpu_backend.c.
+ * the vtable built in cpu_backend.c. The f16 and int4 matmuls also have
+ * AVX2+FMA+F16C kernels (matmul_avx2.c), used when isa.c picked that level
+ * at backend creation (CPU features, V100RT_CPU_ISA).
  */
 #ifndef VRT_KERNELS_CPU_H
 #define VRT_KERNELS_CPU_H
