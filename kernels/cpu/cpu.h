@@ -5,7 +5,9 @@
  * never copied whole), int4 (VRT_DT_Q4) matmul weights dequantized group by
  * group, and an fp16 paged KV cache. Kernels are plain C with
  * OpenMP; each op file implements one op family and is reached only through
- * the vtable built in cpu_backend.c.
+ * the vtable built in cpu_backend.c. The f16 and int4 matmuls also have
+ * AVX2+FMA+F16C kernels (matmul_avx2.c), used when isa.c picked that level
+ * at backend creation (CPU features, V100RT_CPU_ISA).
  */
 #ifndef VRT_KERNELS_CPU_H
 #define VRT_KERNELS_CPU_H
@@ -16,14 +18,34 @@
  * scratch lives on the stack). */
 #define VRT_CPU_MAX_HEAD_DIM 1024
 
+/* Kernel levels (isa.c): the plain C kernels, and AVX2+FMA+F16C. */
+enum { VRT_CPU_ISA_GENERIC = 0, VRT_CPU_ISA_AVX2 = 1 };
+
 typedef struct vrt__cpu_ctx {
     int threads; /* OpenMP threads per op, >= 1 */
+    int isa;     /* VRT_CPU_ISA_*, chosen at creation (isa.c) */
+    char name[192]; /* device_name: CPU model, kernel level, threads */
 } vrt__cpu_ctx;
 
 static inline int vrt__cpu_threads(vrt_backend *b)
 {
     return ((vrt__cpu_ctx *)b->ctx)->threads;
 }
+
+/* isa.c: the level's name ("generic", "avx2"); the best level this CPU and
+ * build support; and the level to use: the best, or V100RT_CPU_ISA's
+ * (auto, generic, avx2), an error when that level is unknown or absent. */
+const char *vrt__cpu_isa_name(int isa);
+int vrt__cpu_isa_best(void);
+int vrt__cpu_isa_select(int *isa, vrt_err *err);
+
+/* matmul_avx2.c: 1 when the build has the AVX2 kernels (x86-64), and the
+ * kernels (arguments already checked; call only at VRT_CPU_ISA_AVX2). */
+extern const int vrt__cpu_avx2_built;
+int vrt__cpu_matmul_f16_avx2(int threads, float *y, const float *x, const vrt_weight *W,
+                             const float *bias, int T, vrt_err *err);
+int vrt__cpu_matmul_q4_avx2(int threads, float *y, const float *x, const vrt_weight *W,
+                            const float *bias, int T, vrt_err *err);
 
 /* The CPU backend's op support, and its memory functions: "device" memory
  * is host memory (64-byte aligned malloc, memcpy). The cuda-emu backend,

@@ -9,6 +9,7 @@
 #include "core/err.h"
 
 #include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -118,8 +119,37 @@ int vrt__cpu_check_weight(const vrt_weight *w, int64_t n, const char *op, const 
     return 0;
 }
 
+/* "model name" of /proc/cpuinfo into buf (empty when there is none). */
+static void cpu_model(char *buf, size_t n)
+{
+    buf[0] = 0;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        char *c = strchr(line, ':');
+        if (strncmp(line, "model name", 10) == 0 && c) {
+            c += 1 + (c[1] == ' ');
+            c[strcspn(c, "\n")] = 0;
+            snprintf(buf, n, "%s", c);
+            break;
+        }
+    }
+    fclose(f);
+}
+
+static const char *cpu_device_name(vrt_backend *b)
+{
+    return ((vrt__cpu_ctx *)b->ctx)->name;
+}
+
 int vrt__cpu_backend_create(vrt_backend **out, int threads, vrt_err *err)
 {
+    int isa = 0;
+    int rc = vrt__cpu_isa_select(&isa, err);
+    if (rc)
+        return rc;
     vrt_backend *b = calloc(1, sizeof *b);
     vrt__cpu_ctx *ctx = calloc(1, sizeof *ctx);
     if (!b || !ctx) {
@@ -130,6 +160,12 @@ int vrt__cpu_backend_create(vrt_backend **out, int threads, vrt_err *err)
     ctx->threads = threads > 0 ? threads : omp_get_num_procs();
     if (ctx->threads < 1)
         ctx->threads = 1;
+    ctx->isa = isa;
+    char model[128];
+    cpu_model(model, sizeof model);
+    snprintf(ctx->name, sizeof ctx->name, "%s%skernels %s (V100RT_CPU_ISA), %d thread%s", model,
+             model[0] ? ", " : "", vrt__cpu_isa_name(isa), ctx->threads,
+             ctx->threads == 1 ? "" : "s");
     b->name = "cpu";
     b->ctx = ctx;
     b->host_memory = true;
@@ -141,6 +177,7 @@ int vrt__cpu_backend_create(vrt_backend **out, int threads, vrt_err *err)
     b->copy_on_device = vrt__host_copy;
     b->memset = vrt__host_memset;
     b->sync = vrt__host_sync;
+    b->device_name = cpu_device_name;
     b->destroy = cpu_destroy;
     b->embed = vrt__cpu_embed;
     b->rmsnorm = vrt__cpu_rmsnorm;

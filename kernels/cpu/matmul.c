@@ -102,6 +102,8 @@ int vrt__cpu_matmul(vrt_backend *b, float *y, const float *x, const vrt_weight *
         return vrt_err_set(err, VRT_EINVAL, "matmul: NULL x or y");
     if (q4)
         return vrt__cpu_matmul_q4(b, y, x, W, bias, T, err);
+    if (W->dtype == VRT_DT_F16 && ((vrt__cpu_ctx *)b->ctx)->isa == VRT_CPU_ISA_AVX2)
+        return vrt__cpu_matmul_f16_avx2(vrt__cpu_threads(b), y, x, W, bias, T, err);
     const int64_t N = W->rows, K = W->cols;
     const int f16 = W->dtype == VRT_DT_F16;
     const int64_t nblk = (N + MM_NB - 1) / MM_NB, ntb = (T + MM_TB - 1) / MM_TB;

@@ -204,6 +204,8 @@ int vrt__cpu_matmul_q4(vrt_backend *b, float *y, const float *x, const vrt_weigh
     int rc = vrt__cpu_check_q4(W, "matmul", "W", err);
     if (rc)
         return rc;
+    if (((vrt__cpu_ctx *)b->ctx)->isa == VRT_CPU_ISA_AVX2)
+        return vrt__cpu_matmul_q4_avx2(vrt__cpu_threads(b), y, x, W, bias, T, err);
     const vrt_q4 *q = W->q4;
     q4_args a = {.q = q, .N = W->rows, .K = W->cols, .ng = q->n_groups, .bias = bias, .y = y};
     a.Kp = q4_kp(a.K);

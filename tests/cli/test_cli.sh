@@ -46,6 +46,10 @@ run $BIN help chek; expect_rc 2; expect_err 'did you mean "check"?'; pass
 T="version names revision, compiler, lua and backends"
 run $BIN version; expect_rc 0; expect_out "v100rt 0."; expect_out "git revision:"; expect_out "compiler:"; expect_out "LuaJIT"; expect_out "backends:"; pass
 
+T="version names the cpu kernel level V100RT_CPU_ISA forces, or why it cannot"
+run env V100RT_CPU_ISA=generic $BIN version; expect_rc 0; expect_out "cpu kernels:  generic (best on this CPU:"
+run env V100RT_CPU_ISA=sse9 $BIN version; expect_rc 0; expect_out 'V100RT_CPU_ISA="sse9" is not a level'; pass
+
 T="--version and --help work like the commands"
 run $BIN --version; expect_rc 0; expect_out "git revision:"
 run $BIN --help; expect_rc 0; expect_out "commands:"; pass

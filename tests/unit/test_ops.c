@@ -18,6 +18,7 @@
 #include "backend/backend.h"
 #include "backend/half.h"
 #include "core/err.h"
+#include "cpu/cpu.h"
 #include "ref/ref.h"
 
 #include <stdlib.h>
@@ -146,6 +147,25 @@ static void dbuf_free(dbuf *d)
 
 #define MAX_BACKENDS 8
 
+/* Creates the cpu backend with V100RT_CPU_ISA set to level (the variable
+ * restored afterwards). */
+static int cpu_at_level(vrt_backend **b, const char *level, vrt_err *err)
+{
+    const char *old = getenv("V100RT_CPU_ISA");
+    char *keep = old ? strdup(old) : NULL;
+    if (level)
+        setenv("V100RT_CPU_ISA", level, 1);
+    else
+        unsetenv("V100RT_CPU_ISA");
+    int rc = vrt_backend_create(b, "cpu", 2, err);
+    if (keep)
+        setenv("V100RT_CPU_ISA", keep, 1);
+    else
+        unsetenv("V100RT_CPU_ISA");
+    free(keep);
+    return rc;
+}
+
 /* Creates every built-in backend (2 threads). */
 static int open_backends(vrt_backend **bs)
 {
@@ -160,6 +180,18 @@ static int open_backends(vrt_backend **bs)
         else
             printf("SKIP   %-8s backend unavailable: %s\n", k, err.msg);
     }
+    /* cpu once more at every other kernel level this machine supports
+     * (V100RT_CPU_ISA), so that each op runs on each level: "cpu-generic"
+     * next to the default avx2, or "cpu-avx2" when generic is forced. */
+    static const char *const levels[] = {"generic", "avx2"};
+    vrt_err lerr = {0};
+    int cur = -1;
+    if (vrt__cpu_isa_select(&cur, &lerr) == 0)
+        for (int l = 0; l <= vrt__cpu_isa_best() && n < MAX_BACKENDS; l++) {
+            if (l == cur || cpu_at_level(&bs[n], levels[l], &lerr) != 0)
+                continue;
+            bs[n++]->name = l == VRT_CPU_ISA_GENERIC ? "cpu-generic" : "cpu-avx2";
+        }
     /* cuda-emu once more with kernels.custom = false: the kernels the
      * custom ones replace (generic attention, FMA matmul) stay tested. */
     vrt_backend_opts o = {.threads = 2, .custom_kernels = 0};
@@ -630,7 +662,8 @@ TEST(ops_matmul)
         /* T, K, N, bias */
         {1, 37, 19, 0},   {37, 300, 129, 1}, {5, 64, 64, 0},   {67, 128, 33, 1}, {1, 256, 96, 1},
         {8, 64, 24, 0},   {3, 40, 17, 1},   {2, 2056, 40, 1},
-        {4, 1000, 70, 0}, {2, 8, 1, 1},      {130, 96, 40, 0},
+        {4, 1000, 70, 0}, {2, 8, 1, 1},      {130, 96, 40, 0}, {1, 7, 3, 0},
+        {6, 1031, 13, 1}, {1, 4100, 9, 1},   {33, 72, 6, 0},
     };
     vrt_backend *bs[MAX_BACKENDS];
     int nb = open_backends(bs), failed = 0;
@@ -769,6 +802,11 @@ TEST(ops_matmul_q4)
         {1, 37, 9, -1, 1, 1},    {37, 300, 41, -1, 0, 1}, {37, 384, 64, 128, 1, 1},
         {17, 96, 7, 32, 1, 0},   {4, 1000, 70, 64, 0, 0}, {70, 160, 13, 32, 1, 1},
         {8, 2080, 5, 32, 1, 1},  {9, 128, 130, 64, 1, 1}, {2, 1100, 3, -1, 0, 0},
+        /* an odd number of 32-column blocks per group (AVX2: pairs, then a
+         * lone block), one group with an odd block count, long rows, and
+         * more tokens than one pass over the rows takes (32) */
+        {1, 288, 10, 96, 1, 0},  {5, 96, 11, -1, 1, 1},   {1, 4128, 6, 128, 0, 1},
+        {34, 352, 9, 96, 1, 1},  {2, 160, 7, 160, 0, 0},
     };
     vrt_backend *bs[MAX_BACKENDS];
     int nb = open_backends(bs), failed = 0;
@@ -1347,6 +1385,38 @@ TEST(ops_errors)
         dbuf_free(&dq);
     }
     close_backends(bs, nb);
+}
+
+/* V100RT_CPU_ISA picks the cpu kernels' level: each supported level is
+ * taken and named by device_name, an absent one and an unknown value are
+ * errors naming the variable. */
+TEST(cpu_isa_env)
+{
+    vrt_backend *b = NULL;
+    vrt_err err = {0};
+    const int best = vrt__cpu_isa_best();
+    ASSERT_OK(cpu_at_level(&b, "generic", &err), &err);
+    ASSERT(b->device_name != NULL);
+    ASSERT_CONTAINS(b->device_name(b), "kernels generic");
+    ASSERT_CONTAINS(b->device_name(b), "2 threads");
+    vrt_backend_destroy(b);
+    ASSERT_OK(cpu_at_level(&b, NULL, &err), &err);
+    ASSERT_CONTAINS(b->device_name(b), best == VRT_CPU_ISA_AVX2 ? "kernels avx2" : "kernels generic");
+    vrt_backend_destroy(b);
+    ASSERT_OK(cpu_at_level(&b, "auto", &err), &err);
+    ASSERT_CONTAINS(b->device_name(b), best == VRT_CPU_ISA_AVX2 ? "kernels avx2" : "kernels generic");
+    vrt_backend_destroy(b);
+    if (best == VRT_CPU_ISA_AVX2) {
+        ASSERT_OK(cpu_at_level(&b, "avx2", &err), &err);
+        ASSERT_CONTAINS(b->device_name(b), "kernels avx2");
+        vrt_backend_destroy(b);
+    } else {
+        ASSERT_EQ_INT(cpu_at_level(&b, "avx2", &err), VRT_EUNSUPPORTED);
+        ASSERT_CONTAINS(err.msg, "V100RT_CPU_ISA=avx2");
+    }
+    ASSERT_EQ_INT(cpu_at_level(&b, "avx512", &err), VRT_EINVAL);
+    ASSERT_CONTAINS(err.msg, "V100RT_CPU_ISA");
+    ASSERT_CONTAINS(err.msg, "generic");
 }
 
 TEST(backend_registry)
