@@ -664,6 +664,8 @@ TEST(ops_matmul)
         {8, 64, 24, 0},   {3, 40, 17, 1},   {2, 2056, 40, 1},
         {4, 1000, 70, 0}, {2, 8, 1, 1},      {130, 96, 40, 0}, {1, 7, 3, 0},
         {6, 1031, 13, 1}, {1, 4100, 9, 1},   {33, 72, 6, 0},
+        /* T = 1 row kernel: 64-byte lines, then 8-wide steps, then a scalar tail */
+        {1, 59, 21, 0},   {1, 1000, 33, 1},
     };
     vrt_backend *bs[MAX_BACKENDS];
     int nb = open_backends(bs), failed = 0;
