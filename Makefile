@@ -132,7 +132,7 @@ $(B)/gen/mkmodel_assets.o: $(B)/gen/mkmodel_assets.c
 # The AVX2+FMA+F16C kernels: their own objects, called only on CPUs that
 # have the features (kernels/cpu/isa.c), so the binary runs on any x86-64.
 ifneq ($(filter x86_64%,$(shell $(CC) -dumpmachine)),)
-$(B)/kernels/cpu/matmul_avx2.o: ALL_CFLAGS += -mavx2 -mfma -mf16c
+$(B)/kernels/cpu/matmul_avx2.o $(B)/kernels/cpu/attn_avx2.o: ALL_CFLAGS += -mavx2 -mfma -mf16c
 endif
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)

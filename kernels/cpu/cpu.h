@@ -47,6 +47,15 @@ int vrt__cpu_matmul_f16_avx2(int threads, float *y, const float *x, const vrt_we
 int vrt__cpu_matmul_q4_avx2(int threads, float *y, const float *x, const vrt_weight *W,
                             const float *bias, int T, vrt_err *err);
 
+/* Keys scored before each softmax rescale in attention (kv_attn.c). */
+#define VRT_CPU_ATT_CHUNK 32
+/* attn_avx2.c: kv_attn.c's attend_one (output o[head_dim] of query qv of
+ * sequence s at position p, KV head kvh) with AVX2+FMA+F16C; call only at
+ * VRT_CPU_ISA_AVX2. */
+void vrt__cpu_attend_one_avx2(float *o, const float *qv, const uint16_t *k_cache,
+                              const uint16_t *v_cache, const vrt_attn_batch *a, int s, int p,
+                              int kvh);
+
 /* The CPU backend's op support, and its memory functions: "device" memory
  * is host memory (64-byte aligned malloc, memcpy). The cuda-emu backend,
  * whose memory is host memory too, uses them as well. */

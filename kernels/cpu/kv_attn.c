@@ -16,7 +16,7 @@
 
 #include <math.h>
 
-#define ATT_CHUNK 32 /* keys scored before each softmax rescale */
+#define ATT_CHUNK VRT_CPU_ATT_CHUNK
 
 int vrt__cpu_check_kv_store(const uint16_t *k_cache, const uint16_t *v_cache, const float *k,
                             const float *v, const int32_t *slots, int T, int n_kv_heads,
@@ -197,13 +197,18 @@ static int attention(vrt_backend *b, float *out, const float *q, const uint16_t 
     const int group = a->n_heads / a->n_kv_heads;
     const int64_t items = (int64_t)T * H;
     const int nt = vrt__cpu_threads(b);
+    const int avx2 = ((vrt__cpu_ctx *)b->ctx)->isa == VRT_CPU_ISA_AVX2;
 #pragma omp parallel for num_threads(nt) if (items > 1) schedule(dynamic, 4)
     for (int64_t it = 0; it < items; it++) {
         int t = (int)(it / H), h = (int)(it % H);
         int s = seq_of(a->q_start, a->n_seqs, t);
         int q_len = a->q_start[s + 1] - a->q_start[s];
         int p = a->ctx_len[s] - q_len + (t - a->q_start[s]);
-        attend_one(out + it * hd, q + it * hd, k_cache, v_cache, a, s, p, h / group);
+        if (avx2)
+            vrt__cpu_attend_one_avx2(out + it * hd, q + it * hd, k_cache, v_cache, a, s, p,
+                                     h / group);
+        else
+            attend_one(out + it * hd, q + it * hd, k_cache, v_cache, a, s, p, h / group);
     }
     return 0;
 }

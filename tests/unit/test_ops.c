@@ -1142,6 +1142,10 @@ static const attn_case attn_cases[] = {
     {"decode MHA hd=64 1500", 1, {1}, {1500}, 32, 0, 2, 2, 64},
     {"decode GQA=2 hd=256", 2, {1, 1}, {90, 5}, 16, 0, 4, 2, 256},
     {"decode GQA=3 hd=64", 2, {1, 1}, {50, 129}, 16, 0, 6, 2, 64},
+    /* head_dim with an 8-wide step after the 16-wide ones, and with a
+     * scalar tail (the cpu avx2 kernel, attn_avx2.c) */
+    {"decode hd=72", 2, {1, 1}, {45, 3}, 16, 0, 4, 2, 72},
+    {"mixed hd=20", 2, {5, 1}, {5, 30}, 8, 0, 4, 2, 20},
 };
 
 /* Runs one case on b with op (prefill or decode); returns 1 if it passed. */
