@@ -103,6 +103,14 @@ int vrt_levenshtein(const char *a, const char *b)
     return r;
 }
 
+size_t vrt_utf8_count(const char *s, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return k;
+}
+
 const char *vrt_suggest(const char *word, const char *const *candidates, size_t n)
 {
     const char *best = NULL;

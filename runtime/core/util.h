@@ -11,6 +11,10 @@ int vrt_levenshtein(const char *a, const char *b);
 /* The candidate closest to word if it is a plausible typo of it, else NULL. */
 const char *vrt_suggest(const char *word, const char *const *candidates, size_t n);
 
+/* Characters (code points) in the UTF-8 text s[0..n): the bytes that are
+ * not continuation bytes (OpenAI text_offset counts characters). */
+size_t vrt_utf8_count(const char *s, size_t n);
+
 /* dir + "/" + name, malloc'd (no doubled slash); NULL when out of memory. */
 char *vrt_path_join(const char *dir, const char *name);
 

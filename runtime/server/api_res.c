@@ -1,6 +1,8 @@
 /* api_res.c — render TGI / OpenAI responses and SSE events (see api_res.h). */
 #include "server/api_res.h"
 
+#include "core/util.h"
+
 #include <cJSON.h>
 #include <inttypes.h>
 #include <math.h>
@@ -224,15 +226,6 @@ char *vrt_api_render_tgi_stream_event(const vrt_api_request *rq, const vrt_api_t
 
 /* ---- OpenAI ------------------------------------------------------------- */
 
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++)
-        if ((*p & 0xC0) != 0x80)
-            n++;
-    return n;
-}
-
 static cJSON *bytes_of(const char *s)
 {
     cJSON *a = cJSON_CreateArray();
@@ -265,7 +258,7 @@ static cJSON *completion_logprobs(jb *b, const vrt_api_token *pre, int n_pre,
         add(b, jt, NULL, str(t->text));
         add(b, jl, NULL, f32(t->logprob));
         add(b, joff, NULL, num((double)offset));
-        offset += utf8_chars(t->text);
+        offset += t->text ? vrt_utf8_count(t->text, strlen(t->text)) : 0;
         if (i < n_pre) {
             /* Prompt positions: vLLM reports the prompt token itself. */
             if (!isfinite(t->logprob)) {

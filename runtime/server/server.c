@@ -15,6 +15,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/util.h"
 #include "engine/engine.h"
 #include "engine/runtime_int.h"
 #include "server/api_req.h"
@@ -515,20 +516,12 @@ static void cancel_rest(gen *g)
             vrt_engine_cancel(g->s->eng, g->ch[i].engine_id);
 }
 
-static size_t utf8_count(const char *t, size_t n)
-{
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        k += ((unsigned char)t[i] & 0xC0) != 0x80;
-    return k;
-}
-
 /* Sends the OpenAI stream chunk d of choice c: completions with echo send
  * the prompt first, in the choice's first chunk (as vLLM); text_offset
  * counts characters, the prompt's included. */
 static void oai_stream_chunk(gen *g, choice *c, const vrt_api_result *meta, vrt_api_delta *d)
 {
-    size_t gen_chars = utf8_count(d->text, d->text_len);
+    size_t gen_chars = vrt_utf8_count(d->text, d->text_len);
     char *buf = NULL;
     if (g->rq.echo && g->rq.api == VRT_API_OAI_COMPLETIONS && !c->echoed) {
         const char *pt = g->prompt_text ? g->prompt_text : "";
@@ -540,7 +533,7 @@ static void oai_stream_chunk(gen *g, choice *c, const vrt_api_result *meta, vrt_
             buf[pl + d->text_len] = 0;
             d->text = buf;
             d->text_len += pl;
-            c->chars_out += utf8_count(pt, pl);
+            c->chars_out += vrt_utf8_count(pt, pl);
         }
         c->echoed = 1;
     }
