@@ -124,12 +124,23 @@ int vrt_cli_parse(const vrt_cmd *cmd, vrt_opt *opts, size_t n_opts, int argc, ch
     return parse(cmd, opts, n_opts, argc, argv, pos, max_pos, n_pos, NULL, 0, NULL, NULL);
 }
 
-int vrt_cli_parse_pass(const vrt_cmd *cmd, vrt_opt *opts, size_t n_opts, int argc, char **argv,
-                       char **pos, int max_pos, int *n_pos, char **rest, int max_rest,
-                       int *n_rest, int *val_taken)
+int vrt_cli_config_words(const vrt_cmd *cmd, vrt_opt *opts, size_t n_opts, int argc, char **argv,
+                         char **words, int *taken, int max_words, int *n_pos, int *n_words)
 {
-    return parse(cmd, opts, n_opts, argc, argv, pos, max_pos, n_pos, rest, max_rest, n_rest,
-                 val_taken);
+    enum { MAX_POS = 8 }; /* one is right; the loader names the others */
+    if (max_words <= MAX_POS)
+        return vrt_cli_usage(cmd, "too many arguments");
+    int np = 0, nr = 0;
+    int rc = parse(cmd, opts, n_opts, argc, argv, words, MAX_POS, &np, words + MAX_POS,
+                   max_words - MAX_POS, &nr, taken + MAX_POS);
+    if (rc)
+        return rc;
+    memmove(words + np, words + MAX_POS, sizeof *words * (size_t)nr);
+    memmove(taken + np, taken + MAX_POS, sizeof *taken * (size_t)nr);
+    memset(taken, 0, sizeof *taken * (size_t)np);
+    *n_pos = np;
+    *n_words = np + nr;
+    return 0;
 }
 
 int vrt_cli_int(const vrt_cmd *cmd, const vrt_opt *o, long long lo, long long hi, int *out)
@@ -158,11 +169,7 @@ int vrt_cli_open_runtime(const char *path, const char *device, int quiet, vrt_ru
     vrt_config cfg;
     int rc = vrt_config_load_src(&cfg, &src, err);
     if (!rc) {
-        int level = cfg.logging.level ? vrt_log_level_parse(cfg.logging.level) : -1;
-        if (level >= 0 && !quiet)
-            vrt_log_set_level(level);
-        if (cfg.logging.format && strcmp(cfg.logging.format, "json") == 0)
-            vrt_log_set_format(VRT_LOG_JSON);
+        vrt__config_apply_logging(&cfg, quiet);
         rc = vrt__runtime_open_cfg(rt, &cfg, err);
     }
     vrt_config_free(&cfg);

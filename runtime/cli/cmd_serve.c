@@ -14,6 +14,7 @@
 #include "cli/cli.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "engine/runtime_int.h"
 #include "server/server.h"
 
 #include <stdio.h>
@@ -21,7 +22,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define MAX_POS 8 /* positional words (one is right; the loader names the rest) */
 #define MAX_WORDS 264
 
 /* A word that names a config or a model: an existing *.lua file or a
@@ -58,39 +58,34 @@ int vrt_cmd_serve(int argc, char **argv)
     vrt_opt opts[] = {{"port-file", 1, NULL}};
     char *words[MAX_WORDS];
     int taken[MAX_WORDS];
-    int npos = 0, nflags = 0;
+    int npos = 0, nwords = 0;
     /* Positional words first, then the flags in their order: the loader
      * (which knows which flags take a value) takes the first positional word
      * as the config or model, and refuses any other. */
-    int rc = vrt_cli_parse_pass(self, opts, 1, argc, argv, words, MAX_POS, &npos, words + MAX_POS,
-                                MAX_WORDS - MAX_POS, &nflags, taken + MAX_POS);
+    int rc = vrt_cli_config_words(self, opts, 1, argc, argv, words, taken, MAX_WORDS, &npos,
+                                  &nwords);
     if (rc)
         return rc;
-    int has_model = npos > 0 || model_id_flag(words + MAX_POS, nflags) != NULL;
+    int has_model = npos > 0 || model_id_flag(words + npos, nwords - npos) != NULL;
     /* `serve --enforce-eager MODEL`: the word after a flag may be the
      * model rather than the flag's value. */
-    for (int i = MAX_POS; i < MAX_POS + nflags && !has_model; i++)
+    for (int i = npos; i < nwords && !has_model; i++)
         has_model = taken[i] && names_model(words[i]);
     const char *env = getenv("MODEL_ID"); /* TGI's model, read by the loader */
     if (!has_model && !(env && *env))
         return vrt_cli_usage(self, "needs a config file or a model directory: `v100rt serve "
                                    "CONFIG.lua|MODEL_DIR [FLAGS]`, or TGI's `v100rt serve "
                                    "--model-id MODEL_DIR [FLAGS]`");
-    memmove(words + npos, words + MAX_POS, sizeof *words * (size_t)nflags);
     vrt_err err = {0};
     vrt_config cfg;
     vrt_config_source src = {
-        .path = NULL, .argv = (const char *const *)words, .argc = npos + nflags, .use_env = 1};
+        .path = NULL, .argv = (const char *const *)words, .argc = nwords, .use_env = 1};
     if (vrt_config_load_src(&cfg, &src, &err) != 0) {
         fprintf(stderr, "v100rt serve: %s\n", err.msg);
         vrt_config_free(&cfg);
         return VRT_EXIT_FAIL;
     }
-    int level = cfg.logging.level ? vrt_log_level_parse(cfg.logging.level) : -1;
-    if (level >= 0)
-        vrt_log_set_level(level);
-    if (cfg.logging.format && strcmp(cfg.logging.format, "json") == 0)
-        vrt_log_set_format(VRT_LOG_JSON);
+    vrt__config_apply_logging(&cfg, 0);
     if (vrt_config_apply_nccl_env(&cfg, &err) != 0)
         VRT_WARN("%s", err.msg);
     rc = vrt_serve(&cfg, opts[0].value, &err);

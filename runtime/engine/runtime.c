@@ -64,6 +64,15 @@ static int ends_with(const char *s, const char *suffix)
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+void vrt__config_apply_logging(const vrt_config *cfg, int keep_level)
+{
+    int level = cfg->logging.level ? vrt_log_level_parse(cfg->logging.level) : -1;
+    if (level >= 0 && !keep_level)
+        vrt_log_set_level(level);
+    if (cfg->logging.format && strcmp(cfg->logging.format, "json") == 0)
+        vrt_log_set_format(VRT_LOG_JSON);
+}
+
 const char *vrt__config_quantize(const vrt_config *cfg)
 {
     if (cfg->model.quantize)
@@ -204,13 +213,6 @@ int vrt__runtime_open_cfg(vrt_runtime **out, const vrt_config *cfg, vrt_err *err
     }
     rt->max_total = (int)max_total;
     rt->cfg_num_blocks = cfg->cache.num_blocks > 0 ? cfg->cache.num_blocks : 0;
-    /* The scheduling policy the engine loads: a built-in name, or the config
-     * file that holds the hook table. */
-    {
-        const char *pol = cfg->batching.policy;
-        const char *p = pol && strcmp(pol, "custom") == 0 ? cfg->source : pol;
-        rt->config_path = p ? strdup(p) : NULL;
-    }
     rt->prefix_caching = cfg->cache.prefix_caching;
     /* batching.preemption: "recompute" never swaps; "auto" and "swap" use
      * cache.swap_space. */
@@ -261,13 +263,8 @@ int vrt_runtime_open(vrt_runtime **out, const char *path, vrt_err *err)
      * the schema's defaults): no flags, no environment. */
     vrt_config cfg;
     int rc = vrt_config_load(&cfg, path, err);
-    if (!rc && ends_with(path, ".lua")) {
-        int level = cfg.logging.level ? vrt_log_level_parse(cfg.logging.level) : -1;
-        if (level >= 0)
-            vrt_log_set_level(level);
-        if (cfg.logging.format && strcmp(cfg.logging.format, "json") == 0)
-            vrt_log_set_format(VRT_LOG_JSON);
-    }
+    if (!rc && ends_with(path, ".lua"))
+        vrt__config_apply_logging(&cfg, 0);
     if (!rc)
         rc = vrt__runtime_open_cfg(out, &cfg, err);
     vrt_config_free(&cfg);
@@ -286,24 +283,7 @@ void vrt_runtime_close(vrt_runtime *rt)
     vrt_tokenizer_free(rt->tok);
     vrt_backend_destroy(rt->be);
     free(rt->model_dir);
-    free(rt->config_path);
     free(rt);
-}
-
-int vrt__runtime_open_dir(vrt_runtime **out, const char *dir, const char *kind, vrt_err *err)
-{
-    if (!out || !dir)
-        return vrt_err_set(err, VRT_EINVAL, "vrt__runtime_open_dir: NULL argument");
-    *out = NULL;
-    /* {model = {path = DIR}} through the schema, device.kind overridden. */
-    const char *argv[] = {"--device", kind};
-    vrt_config_source src = {.path = dir, .argv = argv, .argc = kind ? 2 : 0};
-    vrt_config cfg;
-    int rc = vrt_config_load_src(&cfg, &src, err);
-    if (!rc)
-        rc = vrt__runtime_open_cfg(out, &cfg, err);
-    vrt_config_free(&cfg);
-    return rc;
 }
 
 int vrt__runtime_resize_kv(vrt_runtime *rt, int num_blocks, vrt_err *err)

@@ -29,8 +29,6 @@ struct vrt_runtime {
     char desc[512];
     int64_t cfg_num_blocks; /* cache.num_blocks as configured; 0 = derived */
     int64_t plan_blocks;    /* KV blocks the GPU memory plan leaves (0 = no plan: cpu) */
-    char *config_path;      /* batching.policy: a built-in policy name, or the config
-                               file holding the hook table ("custom") */
     int prefix_caching;     /* cache.prefix_caching */
     int64_t swap_bytes;     /* cache.swap_space in bytes; 0 = preemption by recompute */
 };
@@ -41,12 +39,12 @@ struct vrt_runtime {
  * from cfg (the schema's defaults included): nothing is restated here.
  * Logs cfg->notes; refuses parallel.tensor > 1. */
 int vrt__runtime_open_cfg(vrt_runtime **out, const vrt_config *cfg, vrt_err *err);
-/* A model directory with the schema's defaults on the given device.kind
- * (NULL: the default). */
-int vrt__runtime_open_dir(vrt_runtime **out, const char *dir, const char *kind, vrt_err *err);
 /* The backend options of a config: device.threads, kernels.custom, and
  * device.gpus[1] as the CUDA device ordinal. */
 vrt_backend_opts vrt__backend_opts_of(const vrt_config *cfg);
+/* Applies logging.level (unless keep_level: a command's --quiet wins) and
+ * logging.format of cfg to the process's log. */
+void vrt__config_apply_logging(const vrt_config *cfg, int keep_level);
 /* What the loader checks model.quantize against: cfg->model.quantize;
  * unset, "none" (an unquantized checkpoint), except for a model directory
  * opened without a config file, where NULL (as the checkpoint is). */

@@ -1,5 +1,6 @@
 /* test_config.c — vrt_config_load from C: the struct `serve` will use, and
  * how the runtime takes every setting from it. */
+#include "cli/cli.h"
 #include "core/err.h"
 #include "core/log.h"
 #include "engine/engine.h"
@@ -339,7 +340,8 @@ TEST(runtime_open_takes_every_setting_from_the_config)
     ASSERT_EQ_INT(rt->m->graphs, 0);
     ASSERT_EQ_INT(rt->prefix_caching, 0);
     ASSERT_EQ_INT(rt->swap_bytes, 2LL << 30);
-    ASSERT_EQ_STR(rt->config_path, "priority"); /* the flag's policy, not the file's */
+    /* The flag's policy, not the file's: what vrt_engine_create loads. */
+    ASSERT_EQ_STR(cfg.batching.policy, "priority");
     ASSERT_CONTAINS(vrt_runtime_describe(rt), "cpu backend, 70 KV blocks of 8");
     ASSERT_CONTAINS(vrt_runtime_describe(rt), "f16 weights");
     /* The engine resizes the cache after open: the description follows. */
@@ -356,7 +358,7 @@ TEST(runtime_open_takes_every_setting_from_the_config)
     ASSERT_EQ_INT(rt->m->graphs, 1);
     ASSERT_EQ_INT(rt->prefix_caching, 1);
     ASSERT_EQ_INT(rt->swap_bytes, 4LL << 30);
-    ASSERT_EQ_STR(rt->config_path, "fcfs");
+    ASSERT_EQ_STR(cfg.batching.policy, "fcfs");
     vrt_runtime_close(rt);
     vrt_config_free(&cfg);
     /* batching.preemption = "recompute": no swap space. */
@@ -416,7 +418,7 @@ TEST(runtime_describe_names_int4_weights)
     fclose(log);
     ASSERT_OK(rc, &err);
     vrt_runtime *rt;
-    ASSERT_OK(vrt__runtime_open_dir(&rt, dir, "cpu", &err), &err);
+    ASSERT_OK(vrt_cli_open_runtime(dir, "cpu", 0, &rt, &err), &err);
     const char *d = vrt_runtime_describe(rt);
     ASSERT_CONTAINS(d, "int4 (gptq, group 128) + f16 weights");
     vrt_runtime_close(rt);
