@@ -239,16 +239,22 @@ static int before(const vrt_engine *e, const ereq *a, const ereq *b)
     return a->order < b->order;
 }
 
-static int enqueue_waiting(vrt_engine *e, ereq *r)
+/* Moves waiting[i] forward past the requests it goes before (stable). */
+static void sift_waiting(vrt_engine *e, int i)
 {
-    if (push(&e->waiting, &e->n_waiting, &e->cap_waiting, r))
-        return VRT_ENOMEM;
-    int i = e->n_waiting - 1;
+    ereq *r = e->waiting[i];
     while (i > 0 && before(e, r, e->waiting[i - 1])) {
         e->waiting[i] = e->waiting[i - 1];
         i--;
     }
     e->waiting[i] = r;
+}
+
+static int enqueue_waiting(vrt_engine *e, ereq *r)
+{
+    if (push(&e->waiting, &e->n_waiting, &e->cap_waiting, r))
+        return VRT_ENOMEM;
+    sift_waiting(e, e->n_waiting - 1);
     return 0;
 }
 
@@ -280,15 +286,8 @@ static int policy_disabled_now(vrt_engine *e, const ereq *r, const vrt_err *err)
         VRT_ERROR("engine: %s", err->msg);
     for (int i = 0; i < e->n_waiting; i++)
         e->waiting[i]->prio = -(e->waiting[i]->t_submit - e->t_start);
-    for (int i = 1; i < e->n_waiting; i++) { /* insertion sort: stable */
-        ereq *x = e->waiting[i];
-        int j = i;
-        while (j > 0 && before(e, x, e->waiting[j - 1])) {
-            e->waiting[j] = e->waiting[j - 1];
-            j--;
-        }
-        e->waiting[j] = x;
-    }
+    for (int i = 1; i < e->n_waiting; i++) /* insertion sort: stable */
+        sift_waiting(e, i);
     pthread_mutex_lock(&e->mu);
     e->stats.policy_disabled = 1;
     pthread_mutex_unlock(&e->mu);
