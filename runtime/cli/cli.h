@@ -45,14 +45,15 @@ typedef struct vrt_opt {
  * sets *n_pos. */
 int vrt_cli_parse(const vrt_cmd *cmd, vrt_opt *opts, size_t n_opts, int argc, char **argv,
                   char **pos, int max_pos, int *n_pos);
-/* The same, but an option not in opts is not an error: it is copied to
- * rest (at most max_rest words, with its value: the next word when the
- * option has no "=value" and that word does not start with "-"), for a
- * later parser (serve hands them to the config loader). *val_taken[k] is 1
- * when rest[k] is such a value taken from the next word (may be NULL). */
-int vrt_cli_parse_pass(const vrt_cmd *cmd, vrt_opt *opts, size_t n_opts, int argc, char **argv,
-                       char **pos, int max_pos, int *n_pos, char **rest, int max_rest,
-                       int *n_rest, int *val_taken);
+/* For commands that load a config as `serve` does: parses the command's
+ * own opts like vrt_cli_parse, and gathers every other word for the config
+ * loader (vrt_config_source.argv) into words[0..*n_words): the positional
+ * words first (*n_pos of them), then the other options in their order,
+ * each with its value (the next word when the option has no "=value" and
+ * that word does not start with "--"). taken[k] is 1 when words[k] is such
+ * a value taken from the next word. */
+int vrt_cli_config_words(const vrt_cmd *cmd, vrt_opt *opts, size_t n_opts, int argc, char **argv,
+                         char **words, int *taken, int max_words, int *n_pos, int *n_words);
 /* Prints "usage: ..." and a hint to stderr; returns VRT_EXIT_USAGE. */
 int vrt_cli_usage(const vrt_cmd *cmd, const char *problem);
 /* Prints cmd's usage and help text to stdout (`v100rt help CMD`). */

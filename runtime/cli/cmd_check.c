@@ -38,16 +38,7 @@ static int print_resolved(const vrt_config_source *src, int as_json, vrt_err *er
         goto out;
     int mod = lua_gettop(L);
     lua_getfield(L, mod, "load_src");
-    if (src->path)
-        lua_pushstring(L, src->path);
-    else
-        lua_pushnil(L);
-    lua_createtable(L, src->argc, 0);
-    for (int i = 0; i < src->argc; i++) {
-        lua_pushstring(L, src->argv[i]);
-        lua_rawseti(L, -2, i + 1);
-    }
-    lua_pushboolean(L, src->use_env);
+    vrt_lua_push_config_src(L, src);
     if ((rc = vrt_lua_pcall(L, 3, 4, err)) != 0)
         goto out;
     lua_getfield(L, mod, "format");
@@ -117,8 +108,8 @@ int vrt_cmd_check(int argc, char **argv)
             as_json = 1;
         else if (strcmp(a, "--quiet") == 0)
             quiet = 1;
-        else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            printf("usage: %s\n\n%s", self->usage, self->help);
+        else if (vrt_cli_is_help(a)) {
+            vrt_cli_print_help(self);
             free(words);
             return VRT_EXIT_OK;
         } else {

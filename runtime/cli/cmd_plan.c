@@ -17,17 +17,15 @@ int vrt_cmd_plan(int argc, char **argv)
     vrt_opt opts[] = {{"device-memory", 1, NULL}, {"model-config", 1, NULL}};
     /* plan's own options; every other word goes to the config loader (the
      * config or model directory, then flags as `serve` takes them). */
-    enum { MAX_POS = 8, MAX_WORDS = 256 };
+    enum { MAX_WORDS = 256 };
     char *words[MAX_WORDS];
-    int taken[MAX_WORDS] = {0};
-    int npos = 0, nflags = 0;
-    int rc = vrt_cli_parse_pass(self, opts, 2, argc, argv, words, MAX_POS, &npos, words + MAX_POS,
-                                MAX_WORDS - MAX_POS, &nflags, taken + MAX_POS);
+    int taken[MAX_WORDS];
+    int npos = 0, nwords = 0;
+    int rc = vrt_cli_config_words(self, opts, 2, argc, argv, words, taken, MAX_WORDS, &npos, &nwords);
     if (rc)
         return rc;
-    if (npos + nflags == 0)
+    if (nwords == 0)
         return vrt_cli_usage(self, "needs a config file or a model directory");
-    memmove(words + npos, words + MAX_POS, sizeof *words * (size_t)nflags);
     double gb = 16.0;
     if (opts[0].value) {
         char *end;
@@ -41,7 +39,7 @@ int vrt_cmd_plan(int argc, char **argv)
     /* As `serve` loads it (flags and TGI's environment variables
      * included); the config refuses parallel.tensor > 1 like `check` does. */
     vrt_config_source src = {
-        .path = NULL, .argv = (const char *const *)words, .argc = npos + nflags, .use_env = 1};
+        .path = NULL, .argv = (const char *const *)words, .argc = nwords, .use_env = 1};
     if (vrt_config_load_src(&cfg, &src, &err) != 0) {
         fprintf(stderr, "v100rt plan: %s\n", err.msg);
         vrt_config_free(&cfg);

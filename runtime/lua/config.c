@@ -61,6 +61,20 @@ void vrt_config_free(vrt_config *cfg)
     memset(cfg, 0, sizeof *cfg);
 }
 
+void vrt_lua_push_config_src(lua_State *L, const vrt_config_source *src)
+{
+    if (src->path)
+        lua_pushstring(L, src->path);
+    else
+        lua_pushnil(L);
+    lua_createtable(L, src->argc > 0 ? src->argc : 0, 0);
+    for (int i = 0; i < src->argc; i++) {
+        lua_pushstring(L, src->argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_pushboolean(L, src->use_env);
+}
+
 /* Copies a Lua array of strings (at index idx) into the struct. */
 static const char **strv_from_lua(lua_State *L, int idx, vrt_config *cfg, int *n)
 {
@@ -97,16 +111,7 @@ int vrt_config_load_src(vrt_config *cfg, const vrt_config_source *src, vrt_err *
 
     /* resolved, origin, errors, notes, path = M.load_src(path, argv, use_env) */
     lua_getfield(L, mod, "load_src");
-    if (src->path)
-        lua_pushstring(L, src->path);
-    else
-        lua_pushnil(L);
-    lua_createtable(L, src->argc > 0 ? src->argc : 0, 0);
-    for (int i = 0; i < src->argc; i++) {
-        lua_pushstring(L, src->argv[i]);
-        lua_rawseti(L, -2, i + 1);
-    }
-    lua_pushboolean(L, src->use_env);
+    vrt_lua_push_config_src(L, src);
     if ((rc = vrt_lua_pcall(L, 3, 5, err)) != 0)
         goto out;
     int resolved = mod + 1, errors = mod + 3, notes = mod + 4, path = mod + 5;

@@ -35,6 +35,9 @@ int vrt_lua_dofile(lua_State *L, const char *path, int nargs, int nresults, vrt_
 void vrt_lua_set_budget(lua_State *L, double seconds);
 
 /* Sets the global `arg` table (script args, arg[0] = script) like lua(1). */
+/* Pushes the arguments of the schema's M.load_src(path, argv, use_env)
+ * for src: the path (or nil), the argv words as a table, use_env. */
+void vrt_lua_push_config_src(lua_State *L, const vrt_config_source *src);
 void vrt_lua_set_args(lua_State *L, const char *script, int argc, char **argv);
 
 #endif
