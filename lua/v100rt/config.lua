@@ -2,7 +2,7 @@
 --
 -- Every key an operator can set lives in SCHEMA below, with its type,
 -- default, bounds and a one-line doc. The defaults are the settings of the
--- V100 operations guide (shared/seed): memory fraction 0.85, 2048 input /
+-- V100 operations guide this project grew from: memory fraction 0.85, 2048 input /
 -- 4096 total tokens, 4096 prefill tokens per batch, block size 16, 4 GiB
 -- swap, 8 concurrent requests per GPU. TGI and vLLM flag names are accepted
 -- as aliases (ALIASES) so that an operator can paste their flags.

@@ -29,7 +29,7 @@ int vrt_cli_is_help(const char *arg)
     return strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0;
 }
 
-/* vrt_cli_parse and vrt_cli_parse_pass: rest == NULL refuses unknown
+/* vrt_cli_parse and vrt_cli_config_words: rest == NULL refuses unknown
  * options. */
 static int parse(const vrt_cmd *cmd, vrt_opt *opts, size_t n_opts, int argc, char **argv,
                  char **pos, int max_pos, int *n_pos, char **rest, int max_rest, int *n_rest,
