@@ -694,7 +694,7 @@ static void step_stats(vrt_engine *e, const vrt_sched_plan *pl, double dt, int n
                            .preemptions = e->stats.preemptions,
                            .last_step_s = dt};
     pthread_mutex_unlock(&e->mu);
-    vrt_sched_on_step(&e->sched, &ps);
+    vrt_sched_on_step(&e->sched, &ps, now_s());
     sync_policy_flag(e);
 }
 

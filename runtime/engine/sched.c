@@ -8,14 +8,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 void vrt_sched_init(vrt_sched *s, vrt_block_pool *pool, vrt_policy *policy,
                     const vrt_sched_config *cfg, double t_start)
@@ -50,21 +42,25 @@ void vrt_sched_plan_free(vrt_sched_plan *p)
 
 /* ---- lists ------------------------------------------------------------------ */
 
+/* Reallocates the array *pp to n elements of size bytes; -1 (and *pp
+ * untouched) when memory runs out. */
+static int resize(void *pp, int n, size_t size)
+{
+    void *a = realloc(*(void **)pp, (size_t)n * size);
+    if (!a)
+        return -1;
+    *(void **)pp = a;
+    return 0;
+}
+
 /* Every list can hold every request, so moving one never allocates. */
 int vrt_sched_add(vrt_sched *s, vrt_sched_req *r, vrt_err *err)
 {
     if (s->n_reqs == s->cap_) {
         int c = s->cap_ ? 2 * s->cap_ : 16;
-        vrt_sched_req **a = realloc(s->arrivals, (size_t)c * sizeof *a);
-        if (a)
-            s->arrivals = a;
-        vrt_sched_req **w = realloc(s->waiting, (size_t)c * sizeof *w);
-        if (w)
-            s->waiting = w;
-        vrt_sched_req **u = realloc(s->running, (size_t)c * sizeof *u);
-        if (u)
-            s->running = u;
-        if (!a || !w || !u)
+        if (resize(&s->arrivals, c, sizeof *s->arrivals) ||
+            resize(&s->waiting, c, sizeof *s->waiting) ||
+            resize(&s->running, c, sizeof *s->running))
             return vrt_err_set(err, VRT_ENOMEM, "engine: out of memory");
         s->cap_ = c;
     }
@@ -179,30 +175,16 @@ static int plan_reserve(vrt_sched_plan *p, int n, int n_cancels)
 {
     if (n > p->cap_) {
         int c = n > 2 * p->cap_ ? n : 2 * p->cap_;
-        vrt_sched_seq *sq = realloc(p->seqs, (size_t)c * sizeof *sq);
-        if (sq)
-            p->seqs = sq;
-        vrt_sched_req **ad = realloc(p->admitted, (size_t)c * sizeof *ad);
-        if (ad)
-            p->admitted = ad;
-        vrt_sched_preempt *pr = realloc(p->preempted, (size_t)c * sizeof *pr);
-        if (pr)
-            p->preempted = pr;
-        vrt_sched_req **si = realloc(p->swap_in, (size_t)c * sizeof *si);
-        if (si)
-            p->swap_in = si;
-        vrt_sched_reject *rj = realloc(p->rejected, (size_t)c * sizeof *rj);
-        if (rj)
-            p->rejected = rj;
-        if (!sq || !ad || !pr || !si || !rj)
+        if (resize(&p->seqs, c, sizeof *p->seqs) || resize(&p->admitted, c, sizeof *p->admitted) ||
+            resize(&p->preempted, c, sizeof *p->preempted) ||
+            resize(&p->swap_in, c, sizeof *p->swap_in) ||
+            resize(&p->rejected, c, sizeof *p->rejected))
             return VRT_ENOMEM;
         p->cap_ = c;
     }
     if (n_cancels > p->cap_cancelled_) {
-        vrt_sched_req **cn = realloc(p->cancelled, (size_t)n_cancels * sizeof *cn);
-        if (!cn)
+        if (resize(&p->cancelled, n_cancels, sizeof *p->cancelled))
             return VRT_ENOMEM;
-        p->cancelled = cn;
         p->cap_cancelled_ = n_cancels;
     }
     return 0;
@@ -311,10 +293,8 @@ static int pick_victim(vrt_sched *s)
 {
     int n = s->n_running, v = n - 1;
     if (n > s->cap_views) {
-        vrt_policy_req *a = realloc(s->views, (size_t)n * 2 * sizeof *a);
-        if (!a)
+        if (resize(&s->views, n * 2, sizeof *s->views))
             return v;
-        s->views = a;
         s->cap_views = n * 2;
     }
     for (int i = 0; i < n; i++)
@@ -328,14 +308,13 @@ static int pick_victim(vrt_sched *s)
     return v;
 }
 
-void vrt_sched_on_step(vrt_sched *s, const vrt_policy_stats *st)
+void vrt_sched_on_step(vrt_sched *s, const vrt_policy_stats *st, double now)
 {
     vrt_err err = {0};
     if (vrt_policy_on_step(s->policy, st, &err) != 0 && !policy_disabled_now(s, NULL, &err)) {
-        double t = now_s();
-        if (t - s->last_on_step_warn > 10.0) { /* at most one warning per 10 s */
+        if (now - s->last_on_step_warn > 10.0) { /* at most one warning per 10 s */
             VRT_WARN("engine: %s", err.msg);
-            s->last_on_step_warn = t;
+            s->last_on_step_warn = now;
         }
     }
 }
@@ -354,10 +333,8 @@ static int swap_out(vrt_sched *s, vrt_sched_plan *p, vrt_sched_req *r, int *firs
         return 0; /* swap space full: recompute instead */
     if (p->n_swap_ids + n_blk > p->cap_swap_ids_) {
         int c = 2 * (p->n_swap_ids + n_blk);
-        int32_t *ids = realloc(p->swap_ids, (size_t)c * sizeof *ids);
-        if (!ids)
+        if (resize(&p->swap_ids, c, sizeof *p->swap_ids))
             return 0;
-        p->swap_ids = ids;
         p->cap_swap_ids_ = c;
     }
     *first = p->n_swap_ids;

@@ -199,7 +199,8 @@ vrt_sched_req *vrt_sched_pop(vrt_sched *s);
 int vrt_sched_busy(const vrt_sched *s);
 
 /* The policy's on_step hook with the step's numbers; a failure is logged
- * (at most once per 10 s) unless it disabled the policy. */
-void vrt_sched_on_step(vrt_sched *s, const vrt_policy_stats *st);
+ * (at most once per 10 s of the caller's clock, now) unless it disabled
+ * the policy. The scheduler reads no clock itself. */
+void vrt_sched_on_step(vrt_sched *s, const vrt_policy_stats *st, double now);
 
 #endif

@@ -307,6 +307,18 @@ static void grow_until_preempted(harness *h, freq *a, freq *b)
         step(h);
 }
 
+/* The same with a swap space of swap_bytes (blocks of 100 bytes). */
+static int setup_swap(harness *h, int64_t swap_bytes, freq *a, freq *b)
+{
+    vrt_sched_config cfg = config(64);
+    cfg.swap_bytes = swap_bytes;
+    cfg.block_bytes = 100;
+    if (setup(h, 4, 4, &cfg))
+        return -1;
+    grow_until_preempted(h, a, b);
+    return 0;
+}
+
 TEST(sched_preemption_by_recompute_and_resumption)
 {
     harness h = {0};
@@ -347,12 +359,8 @@ TEST(sched_preemption_by_recompute_and_resumption)
 TEST(sched_preemption_by_swap_and_swap_in)
 {
     harness h = {0};
-    vrt_sched_config cfg = config(64);
-    cfg.swap_bytes = 1000;
-    cfg.block_bytes = 100;
-    ASSERT(setup(&h, 4, 4, &cfg) == 0);
     freq a, b;
-    grow_until_preempted(&h, &a, &b);
+    ASSERT(setup_swap(&h, 1000, &a, &b) == 0);
     ASSERT_EQ_INT(h.plan.n_preempted, 1);
     const vrt_sched_preempt *pe = &h.plan.preempted[0];
     ASSERT(pe->req == &b.r);
@@ -393,28 +401,20 @@ TEST(sched_preemption_by_swap_and_swap_in)
 TEST(sched_swap_space_too_small_or_failed_means_recompute)
 {
     harness h = {0};
-    vrt_sched_config cfg = config(64);
-    cfg.swap_bytes = 150; /* one block; the victim has two */
-    cfg.block_bytes = 100;
-    ASSERT(setup(&h, 4, 4, &cfg) == 0);
     freq a, b;
-    grow_until_preempted(&h, &a, &b);
+    ASSERT(setup_swap(&h, 150, &a, &b) == 0); /* one block; the victim has two */
     ASSERT_EQ_INT(h.plan.n_preempted, 1);
     ASSERT_EQ_INT(h.plan.preempted[0].swap, 0);
     ASSERT(!b.r.swapped);
     ASSERT_EQ_INT(h.s.swap_used, 0);
     teardown(&h);
-    cfg.swap_bytes = 200; /* exactly two */
-    ASSERT(setup(&h, 4, 4, &cfg) == 0);
-    grow_until_preempted(&h, &a, &b);
+    ASSERT(setup_swap(&h, 200, &a, &b) == 0); /* exactly two */
     ASSERT_EQ_INT(h.plan.preempted[0].swap, 1);
     ASSERT_EQ_INT(h.s.swap_used, 200);
     teardown(&h);
 
     /* A swap-out the engine could not do: recomputed, the space given back. */
-    cfg.swap_bytes = 1000;
-    ASSERT(setup(&h, 4, 4, &cfg) == 0);
-    grow_until_preempted(&h, &a, &b);
+    ASSERT(setup_swap(&h, 1000, &a, &b) == 0);
     ASSERT_EQ_INT(h.plan.preempted[0].swap, 1);
     vrt_sched_swap_failed(&h.s, &b.r);
     ASSERT(!b.r.swapped);
@@ -437,12 +437,8 @@ TEST(sched_swap_space_too_small_or_failed_means_recompute)
 TEST(sched_unschedule_sends_a_failed_swap_in_back_to_the_queue)
 {
     harness h = {0};
-    vrt_sched_config cfg = config(64);
-    cfg.swap_bytes = 1000;
-    cfg.block_bytes = 100;
-    ASSERT(setup(&h, 4, 4, &cfg) == 0);
     freq a, b;
-    grow_until_preempted(&h, &a, &b);
+    ASSERT(setup_swap(&h, 1000, &a, &b) == 0);
     /* Plan until b resumes from the swap space; stop before its forward. */
     for (int k = 0; k < 40; k++) {
         h.st = vrt_sched_step(&h.s, NULL, 0, &h.plan);
