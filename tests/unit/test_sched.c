@@ -307,6 +307,27 @@ static void grow_until_preempted(harness *h, freq *a, freq *b)
         step(h);
 }
 
+/* Steps (unsticking when nothing runs) until f is admitted again; *len:
+ * its length before that step. Returns 0 when it never is. */
+static int step_until_admitted(harness *h, freq *f, int *len)
+{
+    for (int k = 0; k < 40; k++) {
+        *len = f->r.len;
+        if (step(h) != VRT_SCHED_RUN)
+            vrt_sched_unstick(&h->s, &h->plan);
+        if (admitted(h, f))
+            return 1;
+    }
+    return 0;
+}
+
+static void step_until_done(harness *h, freq *f)
+{
+    for (int k = 0; k < 40 && !f->done; k++)
+        if (step(h) != VRT_SCHED_RUN)
+            vrt_sched_unstick(&h->s, &h->plan);
+}
+
 /* The same with a swap space of swap_bytes (blocks of 100 bytes). */
 static int setup_swap(harness *h, int64_t swap_bytes, freq *a, freq *b)
 {
@@ -336,20 +357,15 @@ TEST(sched_preemption_by_recompute_and_resumption)
     ASSERT_EQ_INT(b.r.state, VRT_SCHED_WAITING);
     ASSERT(h.s.waiting[0] == &b.r);
     ASSERT_EQ_INT(take_of(&h, &a), 1); /* a got its block and decodes */
-    int b_len = b.r.len;
+    int b_len = b.r.len, len = 0;
     /* b resumes once a ends and recomputes all its tokens as prefill. */
-    int resumed = 0;
-    for (int k = 0; k < 40 && !b.done; k++) {
-        if (step(&h) != VRT_SCHED_RUN)
-            vrt_sched_unstick(&h.s, &h.plan);
-        if (!resumed && admitted(&h, &b)) {
-            resumed = 1;
-            ASSERT(a.done);
-            ASSERT_EQ_INT(take_of(&h, &b), b_len);
-            ASSERT_EQ_INT(h.plan.n_swap_in, 0);
-        }
-    }
-    ASSERT(resumed && a.done && b.done);
+    ASSERT(step_until_admitted(&h, &b, &len));
+    ASSERT(a.done);
+    ASSERT_EQ_INT(len, b_len);
+    ASSERT_EQ_INT(take_of(&h, &b), b_len);
+    ASSERT_EQ_INT(h.plan.n_swap_in, 0);
+    step_until_done(&h, &b);
+    ASSERT(b.done);
     ASSERT_EQ_INT(a.r.len, 14);
     ASSERT_EQ_INT(b.r.len, 14);
     ASSERT_EQ_INT(h.pool.n_free, 4);
@@ -377,22 +393,16 @@ TEST(sched_preemption_by_swap_and_swap_in)
     ASSERT(gave_a);
     int swap_tokens = b.r.swap_tokens;
     ASSERT_EQ_INT(swap_tokens, 8);
-    int resumed = 0;
-    for (int k = 0; k < 40 && !b.done; k++) {
-        int len = b.r.len;
-        if (step(&h) != VRT_SCHED_RUN)
-            vrt_sched_unstick(&h.s, &h.plan);
-        if (!resumed && admitted(&h, &b)) {
-            resumed = 1;
-            ASSERT_EQ_INT(h.plan.n_swap_in, 1);
-            ASSERT(h.plan.swap_in[0] == &b.r);
-            ASSERT(!b.r.swapped);
-            ASSERT_EQ_INT(h.s.swap_used, 0);
-            /* Only the tokens that were never swapped are computed. */
-            ASSERT_EQ_INT(take_of(&h, &b), len - swap_tokens);
-        }
-    }
-    ASSERT(resumed && b.done);
+    int len = 0;
+    ASSERT(step_until_admitted(&h, &b, &len));
+    ASSERT_EQ_INT(h.plan.n_swap_in, 1);
+    ASSERT(h.plan.swap_in[0] == &b.r);
+    ASSERT(!b.r.swapped);
+    ASSERT_EQ_INT(h.s.swap_used, 0);
+    /* Only the tokens that were never swapped are computed. */
+    ASSERT_EQ_INT(take_of(&h, &b), len - swap_tokens);
+    step_until_done(&h, &b);
+    ASSERT(b.done);
     ASSERT_EQ_INT(b.r.len, 14);
     ASSERT_EQ_INT(h.pool.n_free, 4);
     teardown(&h);
@@ -419,18 +429,12 @@ TEST(sched_swap_space_too_small_or_failed_means_recompute)
     vrt_sched_swap_failed(&h.s, &b.r);
     ASSERT(!b.r.swapped);
     ASSERT_EQ_INT(h.s.swap_used, 0);
-    int resumed = 0;
-    for (int k = 0; k < 40 && !b.done; k++) {
-        int len = b.r.len;
-        if (step(&h) != VRT_SCHED_RUN)
-            vrt_sched_unstick(&h.s, &h.plan);
-        if (!resumed && admitted(&h, &b)) {
-            resumed = 1;
-            ASSERT_EQ_INT(h.plan.n_swap_in, 0);
-            ASSERT_EQ_INT(take_of(&h, &b), len);
-        }
-    }
-    ASSERT(resumed && b.done);
+    int len = 0;
+    ASSERT(step_until_admitted(&h, &b, &len));
+    ASSERT_EQ_INT(h.plan.n_swap_in, 0);
+    ASSERT_EQ_INT(take_of(&h, &b), len);
+    step_until_done(&h, &b);
+    ASSERT(b.done);
     teardown(&h);
 }
 
