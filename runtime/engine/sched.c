@@ -42,14 +42,17 @@ void vrt_sched_plan_free(vrt_sched_plan *p)
 
 /* ---- lists ------------------------------------------------------------------ */
 
-/* Reallocates the array *pp to n elements of size bytes; -1 (and *pp
- * untouched) when memory runs out. */
+/* Reallocates the array whose address is pp (e.g. &s->waiting) to n
+ * elements of size bytes; -1, the array untouched, when memory runs out.
+ * (Several arrays share one capacity.) */
 static int resize(void *pp, int n, size_t size)
 {
-    void *a = realloc(*(void **)pp, (size_t)n * size);
+    void *p;
+    memcpy(&p, pp, sizeof p);
+    void *a = realloc(p, (size_t)n * size);
     if (!a)
         return -1;
-    *(void **)pp = a;
+    memcpy(pp, &a, sizeof a);
     return 0;
 }
 
