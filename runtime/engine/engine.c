@@ -438,18 +438,20 @@ static void preempted(vrt_engine *e, const vrt_sched_plan *pl, const vrt_sched_p
 }
 
 /* Copies a resumed request's swapped K/V into its first blocks; when that
- * fails it leaves this step's batch and is recomputed later. */
+ * fails (or its swap-out in this same plan did) it leaves this step's
+ * batch and is recomputed later. */
 static void swapped_in(vrt_engine *e, vrt_sched_plan *pl, ereq *r)
 {
-    vrt_err err = {0};
-    int n_blk = vrt_blocks_for(&e->rt->pool, r->s.swap_tokens);
-    int rc = r->swap_buf ? swap_copy(e, r->s.blocks.ids, n_blk, r->swap_buf, 0, &err) : -1;
-    free(r->swap_buf);
-    r->swap_buf = NULL;
-    if (rc == 0)
-        return;
-    if (rc != -1)
+    if (r->swap_buf) {
+        vrt_err err = {0};
+        int n_blk = vrt_blocks_for(&e->rt->pool, r->s.swap_tokens);
+        int rc = swap_copy(e, r->s.blocks.ids, n_blk, r->swap_buf, 0, &err);
+        free(r->swap_buf);
+        r->swap_buf = NULL;
+        if (rc == 0)
+            return;
         VRT_WARN("engine: swap in of request %s failed (%s); recomputing it", r->lid, err.msg);
+    }
     for (int i = 0; i < pl->n_seqs; i++)
         if (pl->seqs[i].req == &r->s) {
             vrt_sched_unschedule(&e->sched, pl, i);
