@@ -1,27 +1,22 @@
 /* engine.c — the engine thread: continuous batching over the paged KV cache
  * (see engine.h for the contract).
  *
- * Every request carries one invariant (vLLM's): `computed` tokens of its
- * token list (prompt + generated) have their K/V in the cache, and the
- * request catches up to `len`. A step:
+ * The scheduler (sched.h) decides; the engine executes. A step:
  *
  *   1. takes new requests and cancellations from the submit side;
- *   2. gives every running request that is decoding a slot for one more
- *      token, preempting (by recompute: blocks freed, computed = 0, back to
- *      the front of the queue) the most recently admitted request when the
- *      blocks run out;
- *   3. continues chunked prefills and admits waiting requests in policy
- *      order while the prefill token budget (max_batch_prefill_tokens), the
- *      free blocks and max_batch_size allow; with chunked_prefill = false a
- *      prompt waits for a step that can take all of it; while a batch runs,
- *      new requests wait up to max_waiting_tokens steps unless enough of
- *      them are waiting (TGI's rule, see defer_new_requests);
- *   4. runs one forward over the flattened batch;
- *   5. samples a token for every request that caught up, and reports it.
+ *   2. asks the scheduler for a plan: what was rejected or cancelled,
+ *      which requests were preempted (swap or recompute) or resumed, and
+ *      the batch (which sequences, how many tokens each);
+ *   3. carries out the plan's K/V copies to and from the CPU swap space;
+ *   4. runs one forward over the flattened batch, and tells the scheduler
+ *      the tokens are computed;
+ *   5. samples a token for every request that caught up, and reports it;
+ *   6. keeps the stats and calls the policy's on_step hook.
  *
  * A preempted request resumes where it was: its generated tokens are
- * recomputed as if they were prompt, and its sampler state (RNG, penalty
- * history) is untouched, so its output is exactly what it would have been.
+ * recomputed as if they were prompt (or its K/V are copied back from the
+ * swap space), and its sampler state (RNG, penalty history) is untouched,
+ * so its output is exactly what it would have been.
  */
 #include "engine/engine.h"
 
@@ -29,6 +24,7 @@
 #include "core/log.h"
 #include "engine/policy.h"
 #include "engine/runtime_int.h"
+#include "engine/sched.h"
 #include "engine/stop.h"
 
 #include <math.h>
@@ -37,25 +33,22 @@
 #include <string.h>
 #include <time.h>
 
-enum { RQ_WAITING = 0, RQ_RUNNING = 1 };
-
 /* A policy hook's time budget inside Lua, and how long the engine waits for
  * it before abandoning it (policy.h). */
 #define POLICY_BUDGET_S 0.1
 #define POLICY_DEADLINE_S 1.0
 
+/* Cancellations taken per step. */
+#define MAX_STEP_CANCELS 64
+
 typedef struct ereq {
-    uint64_t id;
-    char lid[64];   /* the id in logs: the server's (vrt_request_params.log_id) */
-    uint64_t order; /* admission order (for policies and victims) */
-    int32_t *toks;  /* [cap]: prompt then generated */
-    int n_prompt, len, cap, computed;
-    vrt_seq_blocks blocks;
+    vrt_sched_req s; /* first: what the scheduler sees (ids, tokens, blocks) */
+    char lid[64];    /* the id in logs: the server's (vrt_request_params.log_id) */
+    int cap;         /* of s.toks: prompt then generated */
+    char *tenant;
     vrt_sampling_params sp;
     vrt_rng rng;
-    int max_new, ignore_eos, prompt_logprobs, priority;
-    double prio; /* the policy's priority hook: larger runs first */
-    char *tenant;
+    int ignore_eos;
     int32_t *stop_ids;
     int n_stop_ids;
     vrt_stop_checker stop;
@@ -64,22 +57,19 @@ typedef struct ereq {
     float *plp; /* [n_prompt] prompt logprobs when asked */
     vrt_engine_event_fn fn;
     void *ud;
-    double t_submit, t_sched, t_first;
-    int state;
-    int n_preempted;
-    uint16_t *swap_buf; /* swapped-out K/V of swap_tokens tokens, or NULL */
-    int swap_tokens;
-    size_t swap_size;
+    double t_sched, t_first;
+    uint16_t *swap_buf; /* swapped-out K/V (s.swap_tokens tokens), or NULL */
     struct ereq *next;
 } ereq;
 
+static ereq *ereq_of(vrt_sched_req *s)
+{
+    return (ereq *)s;
+}
+
 struct vrt_engine {
     vrt_runtime *rt;
-    int max_concurrent;     /* batching.max_concurrent_requests */
-    int max_batch_size;     /* batching.max_batch_size; 0 = no limit */
-    int max_waiting_tokens; /* batching.max_waiting_tokens */
-    double waiting_served_ratio; /* batching.waiting_served_ratio */
-    int chunked_prefill;    /* batching.chunked_prefill */
+    int max_concurrent; /* batching.max_concurrent_requests */
     pthread_t thread;
     int thread_started;
     pthread_mutex_t mu;
@@ -93,29 +83,19 @@ struct vrt_engine {
     uint64_t next_id;
     vrt_engine_stats stats;
     /* Engine thread only. */
-    ereq **running; /* [n_running] in admission order */
-    int n_running, cap_running;
-    ereq **waiting; /* [n_waiting] in policy order */
-    int n_waiting, cap_waiting;
-    uint64_t next_order;
+    vrt_sched sched;
+    vrt_sched_plan plan;
+    uint64_t step_cancels[MAX_STEP_CANCELS]; /* taken by take_incoming */
+    int n_step_cancels;
     vrt_engine_step_fn step_fn;
     void *step_ud;
     vrt_engine_trace_fn trace_fn;
     void *trace_ud;
-    int steps_since_admit; /* steps since one admitted a new request */
     vrt_policy *policy;
-    int policy_off; /* the policy was disabled (handled once) */
-    double last_on_step_warn;
-    double t_start;
-    int64_t swap_used;     /* bytes of the CPU swap space in use */
-    vrt_policy_req *views; /* [cap_views] for pick_victim */
-    int cap_views;
     /* Batch scratch. */
     int32_t *b_tokens, *b_qstart, *b_ctx, *b_table, *b_rows;
-    int *b_row_owner; /* per out row: index into b_seqs */
+    int *b_row_owner; /* per out row: index into the plan's seqs */
     int *b_row_pos;   /* per out row: token position */
-    ereq **b_seqs;
-    int *b_take;
     vrt_engine_step_seq *b_trace;
     float *logits;
     int cap_tokens, cap_seqs, cap_rows;
@@ -130,32 +110,40 @@ static double now_s(void)
 
 /* ---- requests ----------------------------------------------------------- */
 
-static void req_free(vrt_engine *e, ereq *r)
+/* Frees r (out of the scheduler by now). */
+static void req_free(ereq *r)
 {
     if (!r)
         return;
-    vrt_block_pool_release(&e->rt->pool, &r->blocks);
     vrt_stop_free(&r->stop);
     vrt_stop_out_free(&r->sout);
     vrt_detok_free(&r->detok);
-    free(r->toks);
+    free(r->s.toks);
     free(r->tenant);
     free(r->stop_ids);
     free(r->plp);
-    if (r->swap_buf) {
-        e->swap_used -= (int64_t)r->swap_size;
-        free(r->swap_buf);
-    }
+    free(r->swap_buf);
     free(r);
+}
+
+/* r leaves the engine: out of the scheduler (blocks, swap space), out of
+ * the count in flight, freed. */
+static void drop(vrt_engine *e, ereq *r)
+{
+    vrt_sched_remove(&e->sched, &r->s);
+    pthread_mutex_lock(&e->mu);
+    e->in_flight--;
+    pthread_mutex_unlock(&e->mu);
+    req_free(r);
 }
 
 static void emit_error(ereq *r, int code, const char *msg)
 {
-    vrt_engine_event ev = {.kind = VRT_EV_ERROR, .id = r->id, .err_code = code, .err_msg = msg};
+    vrt_engine_event ev = {.kind = VRT_EV_ERROR, .id = r->s.id, .err_code = code, .err_msg = msg};
     r->fn(r->ud, &ev);
 }
 
-/* Ends a request (the caller removed it from its list). */
+/* Ends a request. */
 static void finish(vrt_engine *e, ereq *r, const char *reason)
 {
     vrt_err err = {0};
@@ -169,140 +157,34 @@ static void finish(vrt_engine *e, ereq *r, const char *reason)
     }
     double t = now_s();
     VRT_DEBUG("engine: request %s finished: %s, %d prompt + %d generated tokens", r->lid,
-              rc ? "error" : reason, r->n_prompt, r->len - r->n_prompt);
+              rc ? "error" : reason, r->s.n_prompt, r->s.len - r->s.n_prompt);
     if (rc) {
         emit_error(r, rc, err.msg);
     } else {
         vrt_engine_event ev = {
             .kind = VRT_EV_FINISH,
-            .id = r->id,
+            .id = r->s.id,
             .finish_reason = reason,
-            .n_prompt_tokens = r->n_prompt,
-            .n_generated_tokens = r->len - r->n_prompt,
+            .n_prompt_tokens = r->s.n_prompt,
+            .n_generated_tokens = r->s.len - r->s.n_prompt,
             .seed = r->sp.seed,
-            .queue_s = r->t_sched - r->t_submit,
-            .ttft_s = r->t_first > 0 ? r->t_first - r->t_submit : t - r->t_submit,
-            .total_s = t - r->t_submit,
+            .queue_s = r->t_sched - r->s.t_submit,
+            .ttft_s = r->t_first > 0 ? r->t_first - r->s.t_submit : t - r->s.t_submit,
+            .total_s = t - r->s.t_submit,
             .prompt_logprobs = r->plp,
             .text = r->sout.data ? r->sout.data : "",
             .text_len = r->sout.len,
         };
         r->fn(r->ud, &ev);
     }
-    pthread_mutex_lock(&e->mu);
-    e->in_flight--;
-    pthread_mutex_unlock(&e->mu);
-    req_free(e, r);
+    drop(e, r);
 }
 
 static void fail(vrt_engine *e, ereq *r, int code, const char *msg)
 {
     VRT_DEBUG("engine: request %s failed: %s", r->lid, msg);
     emit_error(r, code, msg);
-    pthread_mutex_lock(&e->mu);
-    e->in_flight--;
-    pthread_mutex_unlock(&e->mu);
-    req_free(e, r);
-}
-
-/* ---- lists ------------------------------------------------------------------ */
-
-static int push(ereq ***arr, int *n, int *cap, ereq *r)
-{
-    if (*n == *cap) {
-        int c = *cap ? 2 * *cap : 16;
-        ereq **a = realloc(*arr, (size_t)c * sizeof *a);
-        if (!a)
-            return VRT_ENOMEM;
-        *arr = a;
-        *cap = c;
-    }
-    (*arr)[(*n)++] = r;
-    return 0;
-}
-
-static void remove_at(ereq **arr, int *n, int i)
-{
-    memmove(arr + i, arr + i + 1, (size_t)(*n - i - 1) * sizeof *arr);
-    (*n)--;
-}
-
-/* Does a run before b in the waiting queue? Preempted requests first (they
- * already held a place), then the policy's priority, then arrival. */
-static int before(const vrt_engine *e, const ereq *a, const ereq *b)
-{
-    (void)e;
-    if ((a->n_preempted > 0) != (b->n_preempted > 0))
-        return a->n_preempted > 0;
-    if (a->prio != b->prio)
-        return a->prio > b->prio;
-    return a->order < b->order;
-}
-
-/* Moves waiting[i] forward past the requests it goes before (stable). */
-static void sift_waiting(vrt_engine *e, int i)
-{
-    ereq *r = e->waiting[i];
-    while (i > 0 && before(e, r, e->waiting[i - 1])) {
-        e->waiting[i] = e->waiting[i - 1];
-        i--;
-    }
-    e->waiting[i] = r;
-}
-
-static int enqueue_waiting(vrt_engine *e, ereq *r)
-{
-    if (push(&e->waiting, &e->n_waiting, &e->cap_waiting, r))
-        return VRT_ENOMEM;
-    sift_waiting(e, e->n_waiting - 1);
-    return 0;
-}
-
-static void view_of(const vrt_engine *e, const ereq *r, vrt_policy_req *v)
-{
-    v->id = r->id;
-    v->prompt_tokens = r->n_prompt;
-    v->max_new_tokens = r->max_new;
-    v->generated_tokens = r->len - r->n_prompt;
-    v->priority = r->priority;
-    v->tenant = r->tenant;
-    v->arrival_s = r->t_submit - e->t_start;
-    v->preempted = r->n_preempted;
-}
-
-/* A policy call failed (err). Once a call overran its deadline the policy
- * is disabled: that is logged once as an ERROR, and the waiting requests
- * are put back in arrival order (fcfs, what the policy answers since).
- * Other failures are logged as warnings by the caller. Returns 1 when this
- * failure disabled the policy. */
-static int policy_disabled_now(vrt_engine *e, const ereq *r, const vrt_err *err)
-{
-    if (e->policy_off || !vrt_policy_disabled(e->policy))
-        return 0;
-    e->policy_off = 1;
-    if (r)
-        VRT_ERROR("engine: request %s: %s", r->lid, err->msg);
-    else
-        VRT_ERROR("engine: %s", err->msg);
-    for (int i = 0; i < e->n_waiting; i++)
-        e->waiting[i]->prio = -(e->waiting[i]->t_submit - e->t_start);
-    for (int i = 1; i < e->n_waiting; i++) /* insertion sort: stable */
-        sift_waiting(e, i);
-    pthread_mutex_lock(&e->mu);
-    e->stats.policy_disabled = 1;
-    pthread_mutex_unlock(&e->mu);
-    return 1;
-}
-
-/* Fails r because a policy hook failed on it: the log has the whole
- * message (with the Lua traceback), the client a short one. */
-static void fail_policy(vrt_engine *e, ereq *r, const vrt_err *err)
-{
-    if (!policy_disabled_now(e, r, err))
-        VRT_WARN("engine: request %s failed: %s", r->lid, err->msg);
-    char msg[512];
-    vrt_policy_client_msg(err->msg, msg, sizeof msg);
-    fail(e, r, VRT_EPOLICY, msg);
+    drop(e, r);
 }
 
 /* ---- submit side ---------------------------------------------------------- */
@@ -321,11 +203,11 @@ int vrt_engine_submit(vrt_engine *e, const int32_t *prompt, int n, const vrt_req
     if (!r)
         return vrt_err_set(err, VRT_ENOMEM, "out of memory");
     r->cap = n + p->max_new_tokens;
-    r->toks = malloc((size_t)r->cap * sizeof *r->toks);
+    r->s.toks = malloc((size_t)r->cap * sizeof *r->s.toks);
     r->stop_ids = p->n_stop_ids ? malloc((size_t)p->n_stop_ids * sizeof *r->stop_ids) : NULL;
     r->tenant = p->tenant ? strdup(p->tenant) : NULL;
     r->plp = p->prompt_logprobs ? malloc((size_t)n * sizeof *r->plp) : NULL;
-    rc = (!r->toks || (p->n_stop_ids && !r->stop_ids) || (p->tenant && !r->tenant) ||
+    rc = (!r->s.toks || (p->n_stop_ids && !r->stop_ids) || (p->tenant && !r->tenant) ||
           (p->prompt_logprobs && !r->plp))
              ? vrt_err_set(err, VRT_ENOMEM, "out of memory")
              : 0;
@@ -333,14 +215,14 @@ int vrt_engine_submit(vrt_engine *e, const int32_t *prompt, int n, const vrt_req
         rc = vrt_stop_init(&r->stop, p->stop, p->n_stop, err);
     if (rc) {
         vrt_stop_free(&r->stop);
-        free(r->toks);
+        free(r->s.toks);
         free(r->stop_ids);
         free(r->tenant);
         free(r->plp);
         free(r);
         return rc;
     }
-    memcpy(r->toks, prompt, (size_t)n * sizeof *r->toks);
+    memcpy(r->s.toks, prompt, (size_t)n * sizeof *r->s.toks);
     if (p->n_stop_ids)
         memcpy(r->stop_ids, p->stop_ids, (size_t)p->n_stop_ids * sizeof *r->stop_ids);
     if (r->plp) {
@@ -349,22 +231,24 @@ int vrt_engine_submit(vrt_engine *e, const int32_t *prompt, int n, const vrt_req
             r->plp[i] = 0.0f;
     }
     r->n_stop_ids = p->n_stop_ids;
-    r->n_prompt = r->len = n;
+    r->s.n_prompt = r->s.len = n;
     r->sp = p->sampling;
     vrt_rng_seed(&r->rng, r->sp.seed);
-    r->max_new = p->max_new_tokens;
+    r->s.max_new = p->max_new_tokens;
     r->ignore_eos = p->ignore_eos;
-    r->prompt_logprobs = p->prompt_logprobs;
-    r->priority = p->priority;
+    r->s.prompt_logprobs = p->prompt_logprobs;
+    r->s.priority = p->priority;
+    r->s.tenant = r->tenant;
+    r->s.lid = r->lid;
     if (p->log_id && p->log_id[0])
         snprintf(r->lid, sizeof r->lid, "%s", p->log_id);
     r->fn = fn;
     r->ud = ud;
-    r->t_submit = now_s();
+    r->s.t_submit = now_s();
     vrt_detok_init(&r->detok, rt->tok, 1);
     /* The output continues the prompt: its first token keeps its space. */
     if ((rc = vrt_detok_prime(&r->detok, prompt, (size_t)n, err)) != 0) {
-        req_free(e, r);
+        req_free(r);
         return rc;
     }
 
@@ -372,7 +256,7 @@ int vrt_engine_submit(vrt_engine *e, const int32_t *prompt, int n, const vrt_req
     if (e->stopping || e->in_flight >= e->max_concurrent) {
         int stopping = e->stopping, inflight = e->in_flight;
         pthread_mutex_unlock(&e->mu);
-        req_free(e, r);
+        req_free(r);
         if (stopping)
             return vrt_err_set(err, VRT_ECANCELED, "the server is shutting down");
         return vrt_err_set(err, VRT_EOVERLOADED,
@@ -380,10 +264,10 @@ int vrt_engine_submit(vrt_engine *e, const int32_t *prompt, int n, const vrt_req
                            "batching.max_concurrent_requests: try again later",
                            inflight);
     }
-    r->id = ++e->next_id;
-    *id = r->id;
+    r->s.id = ++e->next_id;
+    *id = r->s.id;
     if (!r->lid[0])
-        snprintf(r->lid, sizeof r->lid, "%llu", (unsigned long long)r->id);
+        snprintf(r->lid, sizeof r->lid, "%llu", (unsigned long long)r->s.id);
     e->in_flight++;
     if (e->incoming_tail)
         e->incoming_tail->next = r;
@@ -466,16 +350,10 @@ static int grow_batch(vrt_engine *e, int tokens, int seqs, int rows, vrt_err *er
         int32_t *t = realloc(e->b_table, (size_t)seqs * e->rt->max_blocks * sizeof *t);
         if (t)
             e->b_table = t;
-        ereq **s = realloc(e->b_seqs, (size_t)seqs * sizeof *s);
-        if (s)
-            e->b_seqs = s;
-        int *k = realloc(e->b_take, (size_t)seqs * sizeof *k);
-        if (k)
-            e->b_take = k;
         vrt_engine_step_seq *tr = realloc(e->b_trace, (size_t)seqs * sizeof *tr);
         if (tr)
             e->b_trace = tr;
-        if (!q || !c || !t || !s || !k || !tr)
+        if (!q || !c || !t || !tr)
             return vrt_err_set(err, VRT_ENOMEM, "engine: out of memory");
         e->cap_seqs = seqs;
     }
@@ -499,20 +377,21 @@ static int grow_batch(vrt_engine *e, int tokens, int seqs, int rows, vrt_err *er
     return 0;
 }
 
-/* Copies the K/V of r's first n_blk blocks between the cache and buf
+/* Copies the K/V of the n_blk blocks ids between the cache and buf
  * ([layer][k|v][block] order); out = 1 swaps out, 0 swaps in. */
-static int swap_copy(vrt_engine *e, ereq *r, int n_blk, int out, vrt_err *err)
+static int swap_copy(vrt_engine *e, const int32_t *ids, int n_blk, uint16_t *buf, int out,
+                     vrt_err *err)
 {
     vrt_kv_cache *kv = &e->rt->kv;
     vrt_backend *be = kv->be;
     size_t elems = (size_t)kv->block_size * kv->n_kv_heads * kv->head_dim;
     size_t bytes = elems * sizeof(uint16_t);
-    uint16_t *p = r->swap_buf;
+    uint16_t *p = buf;
     for (int l = 0; l < kv->n_layers; l++)
         for (int kvi = 0; kvi < 2; kvi++) {
             uint16_t *cache = kvi == 0 ? kv->k[l] : kv->v[l];
             for (int b = 0; b < n_blk; b++, p += elems) {
-                uint16_t *blk = cache + (size_t)r->blocks.ids[b] * elems;
+                uint16_t *blk = cache + (size_t)ids[b] * elems;
                 int rc = out ? be->copy_to_host(be, p, blk, bytes, err)
                              : be->copy_to_device(be, blk, p, bytes, err);
                 if (rc)
@@ -522,130 +401,121 @@ static int swap_copy(vrt_engine *e, ereq *r, int n_blk, int out, vrt_err *err)
     return 0;
 }
 
-/* Swaps r's computed K/V out to the CPU swap space if it fits there. */
-static int swap_out(vrt_engine *e, ereq *r)
+/* A preemption of the plan: a swap copies the K/V out to the CPU swap
+ * space (before anything writes the freed blocks); if that cannot be done
+ * the request is recomputed instead. Then the stats and the log line. */
+static void preempted(vrt_engine *e, const vrt_sched_plan *pl, const vrt_sched_preempt *pe)
 {
-    vrt_runtime *rt = e->rt;
-    int n_blk = vrt_blocks_for(&rt->pool, r->computed);
-    if (n_blk == 0 || rt->swap_bytes <= 0 || r->swap_buf)
-        return 0;
-    size_t size = (size_t)vrt_kv_block_bytes(&rt->m->cfg, rt->pool.block_size) * n_blk;
-    if (e->swap_used + (int64_t)size > rt->swap_bytes)
-        return 0; /* swap space full: recompute instead */
-    r->swap_buf = malloc(size);
-    if (!r->swap_buf)
-        return 0;
-    vrt_err err = {0};
-    if (swap_copy(e, r, n_blk, 1, &err) != 0) {
-        VRT_WARN("engine: swap out of request %s failed (%s); it will be recomputed", r->lid,
-                 err.msg);
-        free(r->swap_buf);
-        r->swap_buf = NULL;
-        return 0;
+    ereq *r = ereq_of(pe->req);
+    int swapped = pe->swap;
+    if (swapped) {
+        vrt_err err = {0};
+        r->swap_buf = malloc((size_t)e->sched.cfg.block_bytes * pe->n_blocks);
+        if (!r->swap_buf ||
+            swap_copy(e, pl->swap_ids + pe->first, pe->n_blocks, r->swap_buf, 1, &err) != 0) {
+            if (r->swap_buf)
+                VRT_WARN("engine: swap out of request %s failed (%s); it will be recomputed",
+                         r->lid, err.msg);
+            free(r->swap_buf);
+            r->swap_buf = NULL;
+            vrt_sched_swap_failed(&e->sched, &r->s);
+            swapped = 0;
+        }
     }
-    r->swap_size = size;
-    r->swap_tokens = r->computed;
-    e->swap_used += (int64_t)size;
     pthread_mutex_lock(&e->mu);
-    e->stats.swap_outs++;
-    pthread_mutex_unlock(&e->mu);
-    return 1;
-}
-
-/* Copies a swapped request's K/V into its (just reserved) blocks. */
-static int swap_in(vrt_engine *e, ereq *r, vrt_err *err)
-{
-    int n_blk = vrt_blocks_for(&e->rt->pool, r->swap_tokens);
-    int rc = swap_copy(e, r, n_blk, 0, err);
-    if (!rc)
-        r->computed = r->swap_tokens;
-    e->swap_used -= (int64_t)r->swap_size;
-    free(r->swap_buf);
-    r->swap_buf = NULL;
-    r->swap_size = 0;
-    return rc;
-}
-
-/* Preempts running[i]: its K/V go to the CPU swap space when configured
- * and there is room, else it will be recomputed; its blocks are freed and
- * it goes back to the front of the queue with its tokens and sampler
- * state. */
-static void preempt_at(vrt_engine *e, int i)
-{
-    ereq *r = e->running[i];
-    remove_at(e->running, &e->n_running, i);
-    int swapped = swap_out(e, r);
-    vrt_block_pool_release(&e->rt->pool, &r->blocks);
-    r->computed = 0;
-    r->state = RQ_WAITING;
-    r->n_preempted++;
-    pthread_mutex_lock(&e->mu);
+    if (swapped)
+        e->stats.swap_outs++;
     uint64_t n_pre = ++e->stats.preemptions;
     pthread_mutex_unlock(&e->mu);
     if (swapped)
         VRT_INFO("engine: preempted request %s (swap: %d tokens of K/V copied to the CPU swap "
                  "space; %llu preemptions so far)",
-                 r->lid, r->swap_tokens, (unsigned long long)n_pre);
+                 r->lid, r->s.swap_tokens, (unsigned long long)n_pre);
     else
         VRT_INFO("engine: preempted request %s (recompute: its %d tokens are computed again when "
                  "it resumes; %llu preemptions so far)",
-                 r->lid, r->len, (unsigned long long)n_pre);
-    if (enqueue_waiting(e, r))
-        fail(e, r, VRT_ENOMEM, "engine: out of memory");
+                 r->lid, r->s.len, (unsigned long long)n_pre);
 }
 
+/* Copies a resumed request's swapped K/V into its first blocks; when that
+ * fails (or its swap-out in this same plan did) it leaves this step's
+ * batch and is recomputed later. */
+static void swapped_in(vrt_engine *e, vrt_sched_plan *pl, ereq *r)
+{
+    if (r->swap_buf) {
+        vrt_err err = {0};
+        int n_blk = vrt_blocks_for(&e->rt->pool, r->s.swap_tokens);
+        int rc = swap_copy(e, r->s.blocks.ids, n_blk, r->swap_buf, 0, &err);
+        free(r->swap_buf);
+        r->swap_buf = NULL;
+        if (rc == 0)
+            return;
+        VRT_WARN("engine: swap in of request %s failed (%s); recomputing it", r->lid, err.msg);
+    }
+    for (int i = 0; i < pl->n_seqs; i++)
+        if (pl->seqs[i].req == &r->s) {
+            vrt_sched_unschedule(&e->sched, pl, i);
+            break;
+        }
+}
+
+static void sync_policy_flag(vrt_engine *e)
+{
+    if (!e->sched.policy_off)
+        return;
+    pthread_mutex_lock(&e->mu);
+    e->stats.policy_disabled = 1;
+    pthread_mutex_unlock(&e->mu);
+}
+
+/* Everything of a plan but its batch: rejections, cancellations,
+ * preemptions (swap-outs), swap-ins, and the first scheduling of
+ * requests. */
+static void carry_out(vrt_engine *e, vrt_sched_plan *pl)
+{
+    sync_policy_flag(e);
+    for (int i = 0; i < pl->n_rejected; i++)
+        fail(e, ereq_of(pl->rejected[i].req), pl->rejected[i].code, pl->rejected[i].msg);
+    for (int i = 0; i < pl->n_cancelled; i++)
+        fail(e, ereq_of(pl->cancelled[i]), VRT_ECANCELED, "request cancelled");
+    for (int i = 0; i < pl->n_preempted; i++)
+        preempted(e, pl, &pl->preempted[i]);
+    for (int i = 0; i < pl->n_swap_in; i++)
+        swapped_in(e, pl, ereq_of(pl->swap_in[i]));
+    for (int i = 0; i < pl->n_admitted; i++) {
+        ereq *r = ereq_of(pl->admitted[i]);
+        if (r->t_sched == 0) {
+            r->t_sched = now_s();
+            VRT_DEBUG("engine: request %s scheduled (%d prompt tokens, %d from the prefix "
+                      "cache; waited %.3f s)",
+                      r->lid, r->s.n_prompt, r->s.computed, r->t_sched - r->s.t_submit);
+        }
+    }
+}
+
+/* Takes new requests (to the scheduler) and up to MAX_STEP_CANCELS
+ * cancellations (for the next step) from the submit side. */
 static void take_incoming(vrt_engine *e)
 {
     pthread_mutex_lock(&e->mu);
     ereq *list = e->incoming_head;
     e->incoming_head = e->incoming_tail = NULL;
     int n_c = e->n_cancels;
-    uint64_t cancels[64];
-    int take = n_c < 64 ? n_c : 64;
+    int take = n_c < MAX_STEP_CANCELS ? n_c : MAX_STEP_CANCELS;
     if (take > 0) {
-        memcpy(cancels, e->cancels, (size_t)take * sizeof *cancels);
-        memmove(e->cancels, e->cancels + take, (size_t)(n_c - take) * sizeof *cancels);
+        memcpy(e->step_cancels, e->cancels, (size_t)take * sizeof *e->cancels);
+        memmove(e->cancels, e->cancels + take, (size_t)(n_c - take) * sizeof *e->cancels);
     }
     e->n_cancels = n_c - take;
+    e->n_step_cancels = take;
     pthread_mutex_unlock(&e->mu);
     while (list) {
         ereq *r = list;
         list = r->next;
         r->next = NULL;
-        r->order = ++e->next_order;
-        /* The policy: admit and priority, once per request. */
-        vrt_policy_req v;
-        view_of(e, r, &v);
         vrt_err err = {0};
-        int admit = 1;
-        if (vrt_policy_admit(e->policy, &v, &admit, &err) != 0 ||
-            vrt_policy_priority(e->policy, &v, &r->prio, &err) != 0) {
-            fail_policy(e, r, &err);
-            continue;
-        }
-        if (!admit) {
-            fail(e, r, VRT_EOVERLOADED,
-                 "the request was refused by the scheduling policy (admit hook)");
-            continue;
-        }
-        if (enqueue_waiting(e, r))
-            fail(e, r, VRT_ENOMEM, "engine: out of memory");
-    }
-    for (int c = 0; c < take; c++) {
-        for (int i = 0; i < e->n_waiting; i++)
-            if (e->waiting[i]->id == cancels[c]) {
-                ereq *r = e->waiting[i];
-                remove_at(e->waiting, &e->n_waiting, i);
-                fail(e, r, VRT_ECANCELED, "request cancelled");
-                break;
-            }
-        for (int i = 0; i < e->n_running; i++)
-            if (e->running[i]->id == cancels[c]) {
-                ereq *r = e->running[i];
-                remove_at(e->running, &e->n_running, i);
-                fail(e, r, VRT_ECANCELED, "request cancelled");
-                break;
-            }
+        if (vrt_sched_add(&e->sched, &r->s, &err))
+            fail(e, r, VRT_ENOMEM, err.msg);
     }
 }
 
@@ -657,8 +527,10 @@ static int advance(vrt_engine *e, ereq *r, const float *logits)
     const int V = rt->m->cfg.vocab_size;
     vrt_err err = {0};
     vrt_sample_result sr;
-    int rc = vrt_sample(&r->sp, logits, V, r->toks, r->n_prompt, r->toks + r->n_prompt,
-                        r->len - r->n_prompt, &r->rng, &rt->scratch, &sr, &err);
+    int32_t *toks = r->s.toks;
+    const int n_prompt = r->s.n_prompt;
+    int rc = vrt_sample(&r->sp, logits, V, toks, n_prompt, toks + n_prompt, r->s.len - n_prompt,
+                        &r->rng, &rt->scratch, &sr, &err);
     if (rc) {
         fail(e, r, rc, err.msg);
         return -1;
@@ -666,7 +538,7 @@ static int advance(vrt_engine *e, ereq *r, const float *logits)
     int32_t tok = sr.token;
     if (r->t_first == 0)
         r->t_first = now_s();
-    r->toks[r->len++] = tok;
+    toks[r->s.len++] = tok;
     int is_eos = !r->ignore_eos && vrt_is_stop_token(rt->eos, rt->n_eos, tok);
     int is_stop_id = vrt_is_stop_token(r->stop_ids, r->n_stop_ids, tok);
     int special = vrt_tokenizer_is_special(rt->tok, tok);
@@ -681,11 +553,11 @@ static int advance(vrt_engine *e, ereq *r, const float *logits)
     }
     vrt_engine_event ev = {
         .kind = VRT_EV_TOKEN,
-        .id = r->id,
+        .id = r->s.id,
         .token = tok,
         .logprob = sr.logprob,
         .special = special,
-        .index = r->len - r->n_prompt - 1,
+        .index = r->s.len - n_prompt - 1,
         .text = r->sout.data ? r->sout.data : "",
         .text_len = r->sout.len,
         .n_top = sr.n_top,
@@ -699,7 +571,7 @@ static int advance(vrt_engine *e, ereq *r, const float *logits)
         reason = "eos_token";
     else if (is_stop_id || matched >= 0)
         reason = "stop_sequence";
-    else if (r->len - r->n_prompt >= r->max_new || r->len >= rt->max_total)
+    else if (r->s.len - n_prompt >= r->s.max_new || r->s.len >= rt->max_total)
         reason = "length";
     if (reason) {
         finish(e, r, reason);
@@ -708,170 +580,19 @@ static int advance(vrt_engine *e, ereq *r, const float *logits)
     return 0;
 }
 
-/* The running request to preempt: the policy's pick_victim, else the most
- * recently admitted. */
-static int pick_victim(vrt_engine *e)
-{
-    int n = e->n_running, v = n - 1;
-    if (n > e->cap_views) {
-        vrt_policy_req *a = realloc(e->views, (size_t)n * 2 * sizeof *a);
-        if (!a)
-            return v;
-        e->views = a;
-        e->cap_views = n * 2;
-    }
-    for (int i = 0; i < n; i++)
-        view_of(e, e->running[i], &e->views[i]);
-    vrt_err err = {0};
-    if (vrt_policy_pick_victim(e->policy, e->views, n, &v, &err) != 0) {
-        if (!policy_disabled_now(e, NULL, &err))
-            VRT_WARN("engine: %s; preempting the most recent request instead", err.msg);
-        v = n - 1;
-    }
-    return v;
-}
-
-/* batching.max_waiting_tokens, TGI's rule: while a batch runs, new
- * requests (never scheduled; preempted ones resume as soon as they fit)
- * join it only when max_waiting_tokens steps have run since new requests
- * last joined, or when at least waiting_served_ratio times as many new
- * requests wait as run. Each join adds prefill work to a step and so slows
- * the running requests' next token; waiting lets several join at once.
- * 0 admits at once. */
-static int defer_new_requests(const vrt_engine *e)
-{
-    if (e->n_running == 0 || e->max_waiting_tokens == 0 ||
-        e->steps_since_admit >= e->max_waiting_tokens)
-        return 0;
-    int n_new = 0;
-    for (int i = 0; i < e->n_waiting; i++)
-        n_new += e->waiting[i]->n_preempted == 0;
-    return n_new < (int)floor(e->n_running * e->waiting_served_ratio);
-}
-
-/* One scheduling step; returns 1 if it ran a forward, 0 if idle. */
-static int step(vrt_engine *e)
+/* Flattens the plan's batch into the scratch (grown for it) with a row of
+ * logits for every sequence that catches up and for the prompt positions
+ * whose logprobs are asked, and runs one forward; *n_rows_out: the rows of
+ * logits, *dt: the forward's time. */
+static int run_batch(vrt_engine *e, const vrt_sched_plan *pl, int *n_rows_out, double *dt,
+                     vrt_err *err)
 {
     vrt_runtime *rt = e->rt;
-    vrt_err err = {0};
-    take_incoming(e);
-
-    /* 2. Decoding requests need one more slot each; when the blocks run
-     * out, the most recently admitted request is preempted (possibly the
-     * one asking, which then waits). */
-    for (int i = 0; i < e->n_running;) {
-        ereq *r = e->running[i];
-        if (r->computed < r->len - 1) {
-            i++;
-            continue; /* still prefilling */
-        }
-        int preempted_self = 0;
-        while (vrt_block_pool_reserve(&rt->pool, &r->blocks, r->len, &err) != 0) {
-            int v = pick_victim(e);
-            preempted_self = e->running[v] == r;
-            preempt_at(e, v);
-            if (preempted_self)
-                break;
-            if (v < i)
-                i--; /* r moved one place up */
-        }
-        if (!preempted_self)
-            i++;
-    }
-
-    /* 3. Build the batch: decodes, ongoing prefills, then admissions. */
-    int budget = rt->max_prefill, n_seqs = 0, T = 0, n_rows = 0;
-    int cap = e->n_running + e->n_waiting;
-    int max_tokens = cap + budget;
-    if (grow_batch(e, max_tokens, cap > 0 ? cap : 1, max_tokens, &err)) {
-        VRT_ERROR("%s", err.msg);
-        return 0;
-    }
-    for (int i = 0; i < e->n_running; i++) {
-        ereq *r = e->running[i];
-        int todo = r->len - r->computed;
-        int take = todo;
-        if (todo > 1) { /* a chunked prefill in progress */
-            if (budget <= 0)
-                continue;
-            take = todo < budget ? todo : budget;
-            if (vrt_block_pool_reserve(&rt->pool, &r->blocks, r->computed + take, &err) != 0)
-                continue; /* wait for blocks */
-            budget -= take;
-        }
-        e->b_seqs[n_seqs] = r;
-        e->b_take[n_seqs++] = take;
-    }
-    int defer_new = defer_new_requests(e), admitted_new = 0;
-    while (e->n_waiting > 0 && budget > 0) {
-        int wi = 0;
-        ereq *r = e->waiting[wi];
-        if (e->max_batch_size > 0 && e->n_running >= e->max_batch_size)
-            break; /* batching.max_batch_size: the others wait */
-        if (defer_new && r->n_preempted == 0)
-            break; /* batching.max_waiting_tokens: not yet */
-        /* Full blocks of the prompt that are in the prefix cache are taken
-         * over instead of computed (not when prompt logprobs are asked). */
-        int base = r->swap_buf ? r->swap_tokens : 0;
-        if (!r->swap_buf && r->computed == 0 && r->blocks.n == 0 && !r->prompt_logprobs)
-            r->computed = vrt_block_pool_match_prefix(&rt->pool, &r->blocks, r->toks, r->len);
-        if (!r->swap_buf)
-            base = r->computed;
-        int todo = r->len - base;
-        int take = todo < budget ? todo : budget;
-        if (!e->chunked_prefill && take < todo && todo <= rt->max_prefill) {
-            /* batching.chunked_prefill = false: the prefill runs in one
-             * step; it waits for a step with room for all of it. (Only a
-             * recompute longer than the whole budget is chunked.) */
-            vrt_block_pool_release(&rt->pool, &r->blocks);
-            r->computed = 0;
-            break;
-        }
-        if (vrt_block_pool_reserve(&rt->pool, &r->blocks, base + take, &err) != 0) {
-            /* No room now: it waits, holding nothing. */
-            vrt_block_pool_release(&rt->pool, &r->blocks);
-            r->computed = 0;
-            break;
-        }
-        if (r->swap_buf && swap_in(e, r, &err) != 0) {
-            VRT_WARN("engine: swap in of request %s failed (%s); recomputing it", r->lid, err.msg);
-            r->computed = 0;
-            take = r->len < budget ? r->len : budget;
-            if (vrt_block_pool_reserve(&rt->pool, &r->blocks, take, &err) != 0) {
-                vrt_block_pool_release(&rt->pool, &r->blocks);
-                break;
-            }
-        }
-        remove_at(e->waiting, &e->n_waiting, wi);
-        if (push(&e->running, &e->n_running, &e->cap_running, r)) {
-            fail(e, r, VRT_ENOMEM, "engine: out of memory");
-            continue;
-        }
-        if (r->t_sched == 0) {
-            r->t_sched = now_s();
-            VRT_DEBUG("engine: request %s scheduled (%d prompt tokens, %d from the prefix "
-                      "cache; waited %.3f s)",
-                      r->lid, r->n_prompt, r->computed, r->t_sched - r->t_submit);
-        }
-        if (r->n_preempted == 0)
-            admitted_new = 1;
-        r->state = RQ_RUNNING;
-        budget -= take;
-        e->b_seqs[n_seqs] = r;
-        e->b_take[n_seqs++] = take;
-    }
-    if (n_seqs == 0)
-        return 0;
-    if (admitted_new)
-        e->steps_since_admit = 0;
-    else if (e->steps_since_admit < INT32_MAX)
-        e->steps_since_admit++;
-
-    /* 4. Flatten and run. */
+    int T = 0, n_rows = 0;
     e->b_qstart[0] = 0;
-    for (int s = 0; s < n_seqs; s++) {
-        ereq *r = e->b_seqs[s];
-        int take = e->b_take[s];
+    for (int s = 0; s < pl->n_seqs; s++) {
+        const vrt_sched_req *r = pl->seqs[s].req;
+        int take = pl->seqs[s].take;
         for (int j = 0; j < take; j++) {
             int pos = r->computed + j;
             int last = pos == r->len - 1;
@@ -889,12 +610,8 @@ static int step(vrt_engine *e)
         for (int b = r->blocks.n; b < rt->max_blocks; b++)
             row[b] = 0;
     }
-    int rows_needed = n_rows > 0 ? n_rows : 1;
-    if (grow_batch(e, T, n_seqs, rows_needed, &err)) {
-        VRT_ERROR("%s", err.msg);
-        return 0;
-    }
-    vrt_batch b = {.n_seqs = n_seqs,
+    *n_rows_out = n_rows;
+    vrt_batch b = {.n_seqs = pl->n_seqs,
                    .tokens = e->b_tokens,
                    .q_start = e->b_qstart,
                    .ctx_len = e->b_ctx,
@@ -902,116 +619,143 @@ static int step(vrt_engine *e)
                    .max_blocks_per_seq = rt->max_blocks,
                    .out_rows = e->b_rows,
                    .n_out = n_rows};
-    double t0 = now_s();
-    int rc = n_rows > 0 ? vrt_model_forward(rt->m, &rt->kv, &b, e->logits, &err) : 0;
-    double dt = now_s() - t0;
-    if (n_rows == 0) {
-        /* Only partial prefill chunks without logits: still a forward. */
-        int32_t last = T - 1;
+    int32_t last = T - 1;
+    if (n_rows == 0) { /* only partial prefill chunks without logits: still a forward */
         b.out_rows = &last;
         b.n_out = 1;
-        rc = vrt_model_forward(rt->m, &rt->kv, &b, e->logits, &err);
-        dt = now_s() - t0;
     }
-    if (rc) {
-        /* A failed forward fails the requests of this batch, not the server. */
-        VRT_ERROR("engine: forward failed: %s", err.msg);
-        for (int s = 0; s < n_seqs; s++) {
-            ereq *r = e->b_seqs[s];
-            for (int i = 0; i < e->n_running; i++)
-                if (e->running[i] == r) {
-                    remove_at(e->running, &e->n_running, i);
-                    break;
-                }
-            fail(e, r, rc, err.msg);
-        }
-        return 1;
-    }
-    int n_prefill_tokens = 0, n_sampled = 0, n_decode = 0;
-    for (int s = 0; s < n_seqs; s++) {
-        ereq *r = e->b_seqs[s];
-        /* One token after the prompt, computed alone: a decode. Anything
-         * else (a prompt, a chunk, a recompute) is prefill. */
-        int decode = e->b_take[s] == 1 && r->len > r->n_prompt && r->computed == r->len - 1;
-        if (decode)
-            n_decode++;
-        else
-            n_prefill_tokens += e->b_take[s];
-        e->b_trace[s] = (vrt_engine_step_seq){r->id, e->b_take[s], !decode};
-        r->computed += e->b_take[s];
-        vrt_block_pool_commit(&rt->pool, &r->blocks, r->toks, r->computed);
-    }
+    double t0 = now_s();
+    int rc = vrt_model_forward(rt->m, &rt->kv, &b, e->logits, err);
+    *dt = now_s() - t0;
+    return rc;
+}
+
+/* The step and trace hooks see the batch once its tokens are computed. */
+static void report_batch(vrt_engine *e, const vrt_sched_plan *pl, double dt)
+{
+    for (int s = 0; s < pl->n_seqs; s++)
+        e->b_trace[s] =
+            (vrt_engine_step_seq){pl->seqs[s].req->id, pl->seqs[s].take, !pl->seqs[s].decode};
     if (e->step_fn)
-        e->step_fn(e->step_ud, dt, n_prefill_tokens, n_decode);
+        e->step_fn(e->step_ud, dt, pl->n_prefill_tokens, pl->n_decode);
     if (e->trace_fn) {
         vrt_engine_step_info info = {.step = e->stats.steps + 1,
-                                     .n_seqs = n_seqs,
-                                     .n_prefill_tokens = n_prefill_tokens,
-                                     .n_decode = n_decode,
-                                     .waiting = e->n_waiting,
+                                     .n_seqs = pl->n_seqs,
+                                     .n_prefill_tokens = pl->n_prefill_tokens,
+                                     .n_decode = pl->n_decode,
+                                     .waiting = e->sched.n_waiting,
                                      .seqs = e->b_trace};
         e->trace_fn(e->trace_ud, &info);
     }
+}
 
-    /* 5. Prompt logprobs and sampling. */
-    const int V = rt->m->cfg.vocab_size;
-    int row = 0;
-    for (int s = 0; s < n_seqs; s++) {
-        ereq *r = e->b_seqs[s];
+/* Prompt logprobs from the rows of logits, and a sampled token for every
+ * sequence that caught up (it leaves the scheduler when it ends); returns
+ * how many sampled. */
+static int sample_batch(vrt_engine *e, const vrt_sched_plan *pl, int n_rows)
+{
+    const int V = e->rt->m->cfg.vocab_size;
+    int row = 0, n_sampled = 0;
+    for (int s = 0; s < pl->n_seqs; s++) {
+        ereq *r = ereq_of(pl->seqs[s].req);
         const float *last_logits = NULL;
         while (row < n_rows && e->b_row_owner[row] == s) {
             int pos = e->b_row_pos[row];
             const float *lg = e->logits + (size_t)row * V;
-            if (r->plp && pos < r->n_prompt - 1)
-                r->plp[pos + 1] = (float)vrt_token_logprob(lg, V, r->toks[pos + 1]);
-            if (pos == r->len - 1)
+            if (r->plp && pos < r->s.n_prompt - 1)
+                r->plp[pos + 1] = (float)vrt_token_logprob(lg, V, r->s.toks[pos + 1]);
+            if (pos == r->s.len - 1)
                 last_logits = lg;
             row++;
         }
-        if (!last_logits || r->computed != r->len)
+        if (!last_logits || r->s.computed != r->s.len)
             continue;
-        /* r caught up: it samples; it leaves running when it ends. */
-        int idx = -1;
-        for (int i = 0; i < e->n_running; i++)
-            if (e->running[i] == r) {
-                idx = i;
-                break;
-            }
         n_sampled++;
-        if (advance(e, r, last_logits) != 0 && idx >= 0)
-            remove_at(e->running, &e->n_running, idx);
+        advance(e, r, last_logits);
     }
+    return n_sampled;
+}
+
+/* The stats of a step, then the policy's on_step hook. */
+static void step_stats(vrt_engine *e, const vrt_sched_plan *pl, double dt, int n_sampled)
+{
+    vrt_block_pool *pool = &e->rt->pool;
     pthread_mutex_lock(&e->mu);
     e->stats.steps++;
     e->stats.last_step_s = dt;
-    e->stats.batch_size = n_seqs;
-    e->stats.prompt_tokens += (uint64_t)n_prefill_tokens;
+    e->stats.batch_size = pl->n_seqs;
+    e->stats.prompt_tokens += (uint64_t)pl->n_prefill_tokens;
     e->stats.generation_tokens += (uint64_t)n_sampled;
-    e->stats.prefix_cache_queries = rt->pool.queries;
-    e->stats.prefix_cache_hits = rt->pool.hits;
-    vrt_policy_stats ps = {.running = e->n_running,
-                           .waiting = e->n_waiting,
-                           .free_blocks = rt->pool.n_free,
-                           .num_blocks = rt->pool.num_blocks,
+    e->stats.prefix_cache_queries = pool->queries;
+    e->stats.prefix_cache_hits = pool->hits;
+    vrt_policy_stats ps = {.running = e->sched.n_running,
+                           .waiting = e->sched.n_waiting,
+                           .free_blocks = pool->n_free,
+                           .num_blocks = pool->num_blocks,
                            .steps = e->stats.steps,
                            .preemptions = e->stats.preemptions,
                            .last_step_s = dt};
     pthread_mutex_unlock(&e->mu);
-    if (vrt_policy_on_step(e->policy, &ps, &err) != 0 && !policy_disabled_now(e, NULL, &err)) {
-        double t = now_s();
-        if (t - e->last_on_step_warn > 10.0) { /* at most one warning per 10 s */
-            VRT_WARN("engine: %s", err.msg);
-            e->last_on_step_warn = t;
-        }
+    vrt_sched_on_step(&e->sched, &ps, now_s());
+    sync_policy_flag(e);
+}
+
+/* One step: plan, carry it out, forward, update, sample, stats. Returns 1
+ * if it did work (a forward, or a batch that fell apart), 0 if idle. */
+static int step(vrt_engine *e)
+{
+    vrt_sched_plan *pl = &e->plan;
+    take_incoming(e);
+    vrt_sched_status st = vrt_sched_step(&e->sched, e->step_cancels, e->n_step_cancels, pl);
+    e->n_step_cancels = 0;
+    carry_out(e, pl);
+    if (st != VRT_SCHED_RUN)
+        return 0;
+    if (pl->n_seqs == 0)
+        return 1; /* every sequence's swap-in failed: they wait again */
+    vrt_err err = {0};
+    int n_tokens = pl->n_prefill_tokens + pl->n_decode, n_rows = 0;
+    if (grow_batch(e, n_tokens, pl->n_seqs, n_tokens, &err)) {
+        VRT_ERROR("%s", err.msg);
+        return 0;
     }
+    double dt = 0;
+    int rc = run_batch(e, pl, &n_rows, &dt, &err);
+    if (rc) {
+        /* A failed forward fails the requests of this batch, not the server. */
+        VRT_ERROR("engine: forward failed: %s", err.msg);
+        for (int s = 0; s < pl->n_seqs; s++)
+            fail(e, ereq_of(pl->seqs[s].req), rc, err.msg);
+        return 1;
+    }
+    vrt_sched_update(&e->sched, pl);
+    report_batch(e, pl, dt);
+    int n_sampled = sample_batch(e, pl, n_rows);
+    step_stats(e, pl, dt, n_sampled);
     return 1;
+}
+
+/* A step found no blocks for anything: the scheduler frees some (or gives
+ * up on the head of the queue), and the engine carries that out. */
+static void unstick(vrt_engine *e)
+{
+    vrt_sched_unstick(&e->sched, &e->plan);
+    carry_out(e, &e->plan);
+}
+
+/* Shutdown: everything still in flight ends with an error. */
+static void drain(vrt_engine *e)
+{
+    vrt_sched_req *s;
+    while ((s = vrt_sched_pop(&e->sched)) != NULL)
+        fail(e, ereq_of(s), VRT_ECANCELED, "the server is shutting down");
 }
 
 static void update_gauges(vrt_engine *e)
 {
     pthread_mutex_lock(&e->mu);
-    e->stats.running = e->n_running;
-    e->stats.waiting = e->in_flight - e->n_running;
+    e->stats.running = e->sched.n_running;
+    e->stats.waiting = e->in_flight - e->sched.n_running;
     e->stats.num_blocks = e->rt->pool.num_blocks;
     e->stats.free_blocks = e->rt->pool.n_free;
     e->stats.kv_usage =
@@ -1024,8 +768,7 @@ static void *engine_main(void *arg)
     vrt_engine *e = arg;
     for (;;) {
         pthread_mutex_lock(&e->mu);
-        while (!e->stopping && !e->incoming_head && e->n_cancels == 0 && e->n_running == 0 &&
-               e->n_waiting == 0)
+        while (!e->stopping && !e->incoming_head && e->n_cancels == 0 && !vrt_sched_busy(&e->sched))
             pthread_cond_wait(&e->cv, &e->mu);
         int stopping = e->stopping;
         pthread_mutex_unlock(&e->mu);
@@ -1033,31 +776,11 @@ static void *engine_main(void *arg)
             break;
         int ran = step(e);
         update_gauges(e);
-        if (!ran && e->n_waiting > 0 && e->n_running == 0) {
-            /* Nothing fits although nothing runs: the head of the queue can
-             * never be scheduled (cannot happen with a valid plan). */
-            ereq *r = e->waiting[0];
-            remove_at(e->waiting, &e->n_waiting, 0);
-            VRT_WARN("engine: request %s failed: the KV cache (%d blocks of %d tokens) cannot "
-                     "hold its %d tokens",
-                     r->lid, e->rt->pool.num_blocks, e->rt->pool.block_size, r->len);
-            fail(e, r, VRT_ENOSPC, "the KV cache cannot hold this request");
-        } else if (!ran && e->n_running > 0) {
-            /* Chunked prefills each holding part of the blocks and none
-             * able to go on: free the newest one's blocks. */
-            preempt_at(e, e->n_running - 1);
-        }
+        if (!ran)
+            unstick(e);
     }
-    /* Shutdown: everything still in flight ends with an error. */
     take_incoming(e);
-    while (e->n_running > 0) {
-        ereq *r = e->running[--e->n_running];
-        fail(e, r, VRT_ECANCELED, "the server is shutting down");
-    }
-    while (e->n_waiting > 0) {
-        ereq *r = e->waiting[--e->n_waiting];
-        fail(e, r, VRT_ECANCELED, "the server is shutting down");
-    }
+    drain(e);
     update_gauges(e);
     return NULL;
 }
@@ -1126,13 +849,18 @@ int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, const vrt_config *cfg, 
         return vrt_err_set(err, VRT_ENOMEM, "out of memory");
     }
     e->policy = pol;
-    e->t_start = now_s();
     e->rt = rt;
     e->max_concurrent = max_concurrent;
-    e->max_batch_size = cfg->batching.max_batch_size;
-    e->max_waiting_tokens = cfg->batching.max_waiting_tokens;
-    e->waiting_served_ratio = cfg->batching.waiting_served_ratio;
-    e->chunked_prefill = cfg->batching.chunked_prefill;
+    vrt_sched_config sc = {
+        .max_batch_prefill_tokens = rt->max_prefill,
+        .max_batch_size = cfg->batching.max_batch_size,
+        .max_waiting_tokens = cfg->batching.max_waiting_tokens,
+        .waiting_served_ratio = cfg->batching.waiting_served_ratio,
+        .chunked_prefill = cfg->batching.chunked_prefill,
+        .swap_bytes = rt->swap_bytes,
+        .block_bytes = vrt_kv_block_bytes(&rt->m->cfg, rt->pool.block_size),
+    };
+    vrt_sched_init(&e->sched, &rt->pool, pol, &sc, now_s());
     pthread_mutex_init(&e->mu, NULL);
     pthread_cond_init(&e->cv, NULL);
     e->stats.num_blocks = e->stats.free_blocks = rt->pool.num_blocks;
@@ -1145,8 +873,8 @@ int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, const vrt_config *cfg, 
     }
     e->thread_started = 1;
     char mbs[48] = "any number of sequences";
-    if (e->max_batch_size > 0)
-        snprintf(mbs, sizeof mbs, "at most %d sequences", e->max_batch_size);
+    if (sc.max_batch_size > 0)
+        snprintf(mbs, sizeof mbs, "at most %d sequences", sc.max_batch_size);
     VRT_INFO("engine: policy \"%s\", %d KV blocks of %d tokens (%.1f MiB), up to %d requests "
              "in flight; steps of %s and %d prefill tokens (%s); new requests join a running "
              "batch after up to %d steps (max_waiting_tokens)",
@@ -1154,8 +882,8 @@ int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, const vrt_config *cfg, 
              (double)rt->pool.num_blocks * vrt_kv_block_bytes(&rt->m->cfg, rt->pool.block_size) /
                  (1024.0 * 1024.0),
              max_concurrent, mbs, rt->max_prefill,
-             e->chunked_prefill ? "prompts in chunks" : "every prompt in one step",
-             e->max_waiting_tokens);
+             sc.chunked_prefill ? "prompts in chunks" : "every prompt in one step",
+             sc.max_waiting_tokens);
     *out = e;
     return 0;
 }
@@ -1179,8 +907,6 @@ void vrt_engine_destroy(vrt_engine *e)
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cv);
     free(e->cancels);
-    free(e->running);
-    free(e->waiting);
     free(e->b_tokens);
     free(e->b_qstart);
     free(e->b_ctx);
@@ -1188,11 +914,10 @@ void vrt_engine_destroy(vrt_engine *e)
     free(e->b_rows);
     free(e->b_row_owner);
     free(e->b_row_pos);
-    free(e->b_seqs);
-    free(e->b_take);
     free(e->b_trace);
     free(e->logits);
-    free(e->views);
+    vrt_sched_free(&e->sched);
+    vrt_sched_plan_free(&e->plan);
     vrt_policy_free(e->policy);
     free(e);
 }

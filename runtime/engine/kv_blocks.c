@@ -209,22 +209,31 @@ static int32_t take_free(vrt_block_pool *p)
     return b;
 }
 
-int vrt_block_pool_reserve(vrt_block_pool *p, vrt_seq_blocks *s, int64_t n_tokens, vrt_err *err)
+vrt_grow_result vrt_block_pool_grow(vrt_block_pool *p, vrt_seq_blocks *s, int64_t n_tokens)
 {
     int need = vrt_blocks_for(p, n_tokens);
     if (need <= s->n)
-        return 0;
+        return VRT_GROW_OK;
     int extra = need - s->n;
     if (extra > p->n_free)
-        return vrt_err_set(err, VRT_ENOSPC,
-                           "KV cache: %d more blocks needed for %lld tokens, %d free of %d", extra,
-                           (long long)n_tokens, p->n_free, p->num_blocks);
-    int rc = grow_table(s, need, err);
-    if (rc)
-        return rc;
+        return VRT_GROW_NO_BLOCKS;
+    if (grow_table(s, need, NULL))
+        return VRT_GROW_NO_MEMORY;
     for (int i = 0; i < extra; i++)
         s->ids[s->n++] = take_free(p);
-    return 0;
+    return VRT_GROW_OK;
+}
+
+int vrt_block_pool_reserve(vrt_block_pool *p, vrt_seq_blocks *s, int64_t n_tokens, vrt_err *err)
+{
+    switch (vrt_block_pool_grow(p, s, n_tokens)) {
+    case VRT_GROW_OK: return 0;
+    case VRT_GROW_NO_BLOCKS:
+        return vrt_err_set(
+            err, VRT_ENOSPC, "KV cache: %d more blocks needed for %lld tokens, %d free of %d",
+            vrt_blocks_for(p, n_tokens) - s->n, (long long)n_tokens, p->n_free, p->num_blocks);
+    default: return vrt_err_set(err, VRT_ENOMEM, "KV cache: out of memory for a block table");
+    }
 }
 
 void vrt_block_pool_release(vrt_block_pool *p, vrt_seq_blocks *s)

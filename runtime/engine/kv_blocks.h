@@ -56,9 +56,21 @@ void vrt_block_pool_free(vrt_block_pool *p);
 /* Blocks needed to hold n_tokens tokens. */
 int vrt_blocks_for(const vrt_block_pool *p, int64_t n_tokens);
 
-/* Grows s so that it holds n_tokens tokens. Returns 0, VRT_ENOSPC when the
- * free blocks do not suffice (nothing is allocated then; err says how many
- * were needed and free), or VRT_ENOMEM. */
+/* What vrt_block_pool_grow answers: running out of blocks is an ordinary
+ * outcome the scheduler acts on (it preempts or waits), not an error. */
+typedef enum vrt_grow_result {
+    VRT_GROW_OK = 0,
+    VRT_GROW_NO_BLOCKS, /* too few free blocks: nothing was allocated */
+    VRT_GROW_NO_MEMORY, /* the block table could not grow (host memory) */
+} vrt_grow_result;
+
+/* Grows s so that it holds n_tokens tokens, without formatting a message
+ * (the scheduler's hot path). */
+vrt_grow_result vrt_block_pool_grow(vrt_block_pool *p, vrt_seq_blocks *s, int64_t n_tokens);
+
+/* vrt_block_pool_grow with a message: returns 0, VRT_ENOSPC when the free
+ * blocks do not suffice (nothing is allocated then; err says how many were
+ * needed and free), or VRT_ENOMEM. */
 int vrt_block_pool_reserve(vrt_block_pool *p, vrt_seq_blocks *s, int64_t n_tokens, vrt_err *err);
 
 /* Gives back every block of s (dropping its references) and empties s. */

@@ -525,49 +525,6 @@ TEST(engine_policy_pick_victim_and_builtins)
     cleanup();
 }
 
-TEST(kv_blocks_prefix_cache_match_commit_evict)
-{
-    vrt_err err = {0};
-    vrt_block_pool p;
-    ASSERT_OK(vrt_block_pool_init(&p, 4, 4, &err), &err);
-    ASSERT_OK(vrt_block_pool_enable_prefix_cache(&p, &err), &err);
-    int32_t toks[16];
-    for (int i = 0; i < 16; i++)
-        toks[i] = 100 + i;
-    vrt_seq_blocks a = {0}, b = {0}, c = {0};
-    ASSERT_OK(vrt_block_pool_reserve(&p, &a, 10, &err), &err); /* 3 blocks */
-    vrt_block_pool_commit(&p, &a, toks, 10);                   /* 2 full */
-    /* b shares the two full blocks while a still holds them. */
-    ASSERT_EQ_INT(vrt_block_pool_match_prefix(&p, &b, toks, 12), 8);
-    ASSERT_EQ_INT(b.n, 2);
-    ASSERT_EQ_INT(b.ids[0], a.ids[0]);
-    ASSERT_EQ_INT(vrt_block_refcount(&p, a.ids[0]), 2);
-    /* A prompt of exactly 8 tokens matches one block: one token must stay. */
-    ASSERT_EQ_INT(vrt_block_pool_match_prefix(&p, &c, toks, 8), 4);
-    vrt_block_pool_release(&p, &c);
-    int32_t first = a.ids[0];
-    vrt_block_pool_release(&p, &a);
-    vrt_block_pool_release(&p, &b);
-    ASSERT_EQ_INT(p.n_free, 4); /* cached blocks count as free */
-    /* After release the content is still found... */
-    ASSERT_EQ_INT(vrt_block_pool_match_prefix(&p, &c, toks, 16), 8);
-    ASSERT_EQ_INT(c.ids[0], first);
-    vrt_block_pool_release(&p, &c);
-    /* ...a different first token finds nothing... */
-    toks[0] = 7;
-    ASSERT_EQ_INT(vrt_block_pool_match_prefix(&p, &c, toks, 16), 0);
-    vrt_block_pool_release(&p, &c);
-    toks[0] = 100;
-    /* ...and filling the cache evicts cached blocks (blank ones first). */
-    ASSERT_OK(vrt_block_pool_reserve(&p, &a, 16, &err), &err);
-    ASSERT_EQ_INT(p.n_free, 0);
-    vrt_block_pool_release(&p, &a);
-    ASSERT_EQ_INT(vrt_block_pool_match_prefix(&p, &c, toks, 16), 0);
-    vrt_block_pool_release(&p, &c);
-    ASSERT(p.hits == 8 + 4 + 8 && p.queries > p.hits);
-    vrt_block_pool_free(&p);
-}
-
 TEST(engine_prefix_cache_hits_and_changes_nothing)
 {
     ASSERT(model_dir() != NULL);

@@ -483,29 +483,3 @@ TEST(forward_load_errors_name_the_tensor)
     vrt_backend_destroy(be);
 }
 
-TEST(kv_blocks_pool_reserve_release_fork)
-{
-    vrt_err err = {0};
-    vrt_block_pool p;
-    ASSERT_OK(vrt_block_pool_init(&p, 4, 16, &err), &err);
-    vrt_seq_blocks a = {0}, b = {0}, c = {0};
-    ASSERT_OK(vrt_block_pool_reserve(&p, &a, 17, &err), &err);
-    ASSERT_EQ_INT(a.n, 2);
-    ASSERT_EQ_INT(p.n_free, 2);
-    ASSERT_EQ_INT(vrt_seq_slot(&p, &a, 16), a.ids[1] * 16);
-    ASSERT_EQ_INT(vrt_seq_slot(&p, &a, 32), -1);
-    /* Not enough: nothing allocated, normal ENOSPC. */
-    ASSERT_EQ_INT(vrt_block_pool_reserve(&p, &b, 49, &err), VRT_ENOSPC);
-    ASSERT_EQ_INT(b.n, 0);
-    ASSERT_EQ_INT(p.n_free, 2);
-    ASSERT_OK(vrt_block_pool_fork(&p, &a, &c, &err), &err);
-    ASSERT_EQ_INT(vrt_block_refcount(&p, a.ids[0]), 2);
-    vrt_block_pool_release(&p, &a);
-    ASSERT_EQ_INT(p.n_free, 2); /* still held by c */
-    vrt_block_pool_release(&p, &c);
-    ASSERT_EQ_INT(p.n_free, 4);
-    ASSERT_OK(vrt_block_pool_reserve(&p, &b, 64, &err), &err);
-    ASSERT_EQ_INT(p.n_free, 0);
-    vrt_block_pool_release(&p, &b);
-    vrt_block_pool_free(&p);
-}
