@@ -3,11 +3,12 @@
 
 #include "core/err.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -239,4 +240,26 @@ void vrt_strbuf_put(vrt_strbuf *b, const char *s, size_t n)
     memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = '\0';
+}
+
+int vrt_grow(void *pp, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 8;
+    while (n < need) {
+        if (n > SIZE_MAX / 2)
+            return VRT_ENOMEM;
+        n *= 2;
+    }
+    if (elem && n > SIZE_MAX / elem)
+        return VRT_ENOMEM;
+    void *p;
+    memcpy(&p, pp, sizeof p);
+    void *np = realloc(p, n * elem);
+    if (!np)
+        return VRT_ENOMEM;
+    memcpy(pp, &np, sizeof np);
+    *cap = n;
+    return 0;
 }

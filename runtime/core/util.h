@@ -51,4 +51,11 @@ int vrt_make_dirs(const char *dir, vrt_err *err);
 int vrt_prepare_out_dir(const char *dir, int force, const char *const *stale, size_t n_stale,
                         vrt_err *err);
 
+/* Makes the array *pp (the address of an array pointer, e.g. &l->v) hold at
+ * least need elements of elem bytes: when need > *cap, reallocates it to
+ * twice the capacity (at least 8, and at least need) and updates *cap.
+ * Elements already there are kept. Returns 0, or VRT_ENOMEM leaving *pp and
+ * *cap as they were. Callers then append with (*pp)[n++] = x. */
+int vrt_grow(void *pp, size_t *cap, size_t need, size_t elem);
+
 #endif
