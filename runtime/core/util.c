@@ -150,7 +150,8 @@ int vrt_write_file(const char *dir, const char *name, const void *data, size_t l
     return rc;
 }
 
-int vrt_make_dirs(const char *dir, vrt_err *err)
+/* mkdir -p dir (mode 0755); VRT_EIO naming the part that failed. */
+static int make_dirs(const char *dir, vrt_err *err)
 {
     char *p = strdup(dir);
     if (!p)
@@ -180,7 +181,7 @@ int vrt_prepare_out_dir(const char *dir, int force, const char *const *stale, si
     if (stat(dir, &st) != 0) {
         if (errno != ENOENT)
             return vrt_err_set(err, VRT_EIO, "%s: %s", dir, strerror(errno));
-        return vrt_make_dirs(dir, err);
+        return make_dirs(dir, err);
     }
     if (!S_ISDIR(st.st_mode))
         return vrt_err_set(err, VRT_EINVAL, "%s exists and is not a directory", dir);

@@ -41,8 +41,6 @@ void vrt_strbuf_put(vrt_strbuf *b, const char *s, size_t n);
 /* Writes len bytes to dir/name (created or truncated); VRT_EIO or
  * VRT_ENOMEM with a message naming the path. */
 int vrt_write_file(const char *dir, const char *name, const void *data, size_t len, vrt_err *err);
-/* mkdir -p dir (mode 0755); VRT_EIO naming the part that failed. */
-int vrt_make_dirs(const char *dir, vrt_err *err);
 
 /* Makes dir ready to receive a model: creates it (mkdir -p) or checks that
  * it is a directory and empty; a non-empty one is refused unless force,

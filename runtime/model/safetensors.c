@@ -682,14 +682,8 @@ static int writer_add(vrt_st_writer *w, const char *name, int dtype, int ndim, c
     if (nbytes && !data && !fill)
         return vrt_err_set(err, VRT_EINVAL, "safetensors writer: tensor '" NAME_FMT "': no data",
                            name);
-    if (w->n == w->cap_) {
-        int cap = w->cap_ ? 2 * w->cap_ : 16;
-        struct vrt_st_wentry *ne = realloc(w->entries_, (size_t)cap * sizeof *ne);
-        if (!ne)
-            return vrt_err_set(err, VRT_ENOMEM, "out of memory");
-        w->entries_ = ne;
-        w->cap_ = cap;
-    }
+    if (vrt_grow(&w->entries_, &w->cap_, (size_t)w->n + 1, sizeof *w->entries_))
+        return vrt_err_set(err, VRT_ENOMEM, "out of memory");
     struct vrt_st_wentry *e = &w->entries_[w->n];
     memset(e, 0, sizeof *e);
     e->name = strdup(name);
