@@ -78,6 +78,12 @@ static inline uint16_t vrt_f32_to_f16(float f)
     return (uint16_t)(sign | r);
 }
 
+/* bfloat16 -> fp32: the upper half of the fp32 bit pattern (exact). */
+static inline float vrt_bf16_to_f32(uint16_t h)
+{
+    return vrt_bits_to_f32((uint32_t)h << 16);
+}
+
 /* dst[i] = fp32(src[i]) for i < n. */
 static inline void vrt_f16_to_f32_n(float *dst, const uint16_t *src, size_t n)
 {

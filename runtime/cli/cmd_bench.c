@@ -19,6 +19,7 @@
 #include "model/model.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,8 +52,8 @@ static double copy_bandwidth(vrt_backend *be, vrt_err *err)
         return 0;
     void *a = be->alloc(be, n, err), *b = a ? be->alloc(be, n, err) : NULL;
     double gbs = 0;
-    if (a && b && be->memset(be, a, 1, n, err) == 0 &&
-        be->copy_on_device(be, b, a, n, err) == 0 && be->sync(be, err) == 0) {
+    if (a && b && be->memset(be, a, 1, n, err) == 0 && be->copy_on_device(be, b, a, n, err) == 0 &&
+        be->sync(be, err) == 0) {
         const int reps = 10;
         double t0 = now_s();
         int rc = 0;
@@ -161,8 +162,8 @@ static int run_batch(vrt_runtime *rt, int B, int P, int S, double copy_gbs, vrt_
         char pct[32] = "";
         if (copy_gbs > 0)
             snprintf(pct, sizeof pct, "%.0f %%", 100.0 * gbs / copy_gbs);
-        printf("| %5d | %6d | %9.0f | %9.0f | %8.2f | %8.1f | %6s |\n", B, P,
-               B * P / t_prefill, B * S / t_decode, step_s * 1e3, gbs, pct);
+        printf("| %5d | %6d | %9.0f | %9.0f | %8.2f | %8.1f | %6s |\n", B, P, B * P / t_prefill,
+               B * S / t_decode, step_s * 1e3, gbs, pct);
         fflush(stdout);
     }
 out:
@@ -174,25 +175,56 @@ out:
     return rc;
 }
 
+typedef struct bench_opts {
+    const char *batch, *device;
+    int prompt, steps, eager;
+} bench_opts;
+
+const vrt_opt vrt_cli_bench_opts[] = {
+    {.name = "batch",
+     .type = VRT_OPT_STR,
+     .off = offsetof(bench_opts, batch),
+     .arg = "LIST",
+     .help = "comma-separated batch sizes (default 1,8,32)"},
+    {.name = "prompt",
+     .type = VRT_OPT_INT,
+     .off = offsetof(bench_opts, prompt),
+     .lo = 1,
+     .hi = 1 << 20,
+     .arg = "N",
+     .help = "tokens per sequence before decoding (default 128)"},
+    {.name = "steps",
+     .type = VRT_OPT_INT,
+     .off = offsetof(bench_opts, steps),
+     .lo = 1,
+     .hi = 1 << 20,
+     .arg = "N",
+     .help = "timed decode steps (default 32, after 2 warm-up steps)"},
+    {.name = "device",
+     .type = VRT_OPT_STR,
+     .off = offsetof(bench_opts, device),
+     .arg = "KIND",
+     .help = "device.kind: cpu, cuda, cuda-emu or auto (overrides the config)"},
+    {.name = "eager",
+     .type = VRT_OPT_FLAG,
+     .off = offsetof(bench_opts, eager),
+     .help = "no CUDA graphs (as kernels.cuda_graphs = false)"},
+    {NULL},
+};
+
 int vrt_cmd_bench(int argc, char **argv)
 {
     const vrt_cmd *self = vrt_cmd_find("bench");
-    vrt_opt opts[] = {{"batch", 1, NULL}, {"prompt", 1, NULL}, {"steps", 1, NULL},
-                      {"device", 1, NULL}, {"eager", 0, NULL}};
+    bench_opts o = {.batch = "1,8,32", .prompt = 128, .steps = 32};
     char *pos[1];
     int npos = 0;
-    int rc = vrt_cli_parse(self, opts, 5, argc, argv, pos, 1, &npos);
+    int rc = vrt_cli_parse(self, &o, NULL, argc, argv, pos, &npos);
     if (rc)
         return rc;
-    if (npos != 1)
-        return vrt_cli_usage(self, "needs one config file or model directory");
-    int P = 128, S = 32;
-    if ((rc = vrt_cli_int(self, &opts[1], 1, 1 << 20, &P)) != 0 ||
-        (rc = vrt_cli_int(self, &opts[2], 1, 1 << 20, &S)) != 0)
-        return rc;
+    const int P = o.prompt, S = o.steps;
     int batches[32], nb = 0;
     char list[256];
-    snprintf(list, sizeof list, "%s", opts[0].value ? opts[0].value : "1,8,32");
+    snprintf(list, sizeof list, "%s", o.batch);
     for (char *save = NULL, *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         if (nb == 32 || parse_int(t, 1, 4096, &batches[nb]))
             return vrt_cli_usage(self, "--batch is a comma-separated list of sizes 1..4096");
@@ -200,20 +232,20 @@ int vrt_cmd_bench(int argc, char **argv)
     }
     vrt_err err = {0};
     vrt_runtime *rt = NULL;
-    rc = vrt_cli_open_runtime(pos[0], opts[3].value, 0, &rt, &err);
+    rc = vrt_cli_open_runtime(pos[0], o.device, 0, &rt, &err);
     if (rc) {
         fprintf(stderr, "v100rt bench: %s\n", err.msg);
         return VRT_EXIT_FAIL;
     }
     if (P + S + 2 > rt->max_total) {
         fprintf(stderr,
-                "v100rt bench: --prompt %d + --steps %d exceed the model's %d total tokens\n", P,
-                S, rt->max_total);
+                "v100rt bench: --prompt %d + --steps %d exceed the model's %d total tokens\n", P, S,
+                rt->max_total);
         vrt_runtime_close(rt);
         return VRT_EXIT_USAGE;
     }
     vrt_backend *be = rt->be;
-    if (opts[4].value)
+    if (o.eager)
         rt->m->graphs = 0;
     printf("model: %s\n", vrt_runtime_describe(rt));
     printf("decode steps: %s\n", rt->m->graphs && be->graph_begin

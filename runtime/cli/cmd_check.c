@@ -18,6 +18,7 @@
 #include "model/quant.h"
 
 #include <lauxlib.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,50 +93,51 @@ static int check_model_dir(const vrt_config *cfg, vrt_err *err)
     return 0;
 }
 
+typedef struct check_opts {
+    int json, quiet;
+} check_opts;
+
+const vrt_opt vrt_cli_check_opts[] = {
+    {.name = "json",
+     .type = VRT_OPT_FLAG,
+     .off = offsetof(check_opts, json),
+     .help = "print the resolved configuration as JSON"},
+    {.name = "quiet",
+     .type = VRT_OPT_FLAG,
+     .off = offsetof(check_opts, quiet),
+     .help = "print nothing on success (errors still go to stderr)"},
+    {NULL},
+};
+
 int vrt_cmd_check(int argc, char **argv)
 {
     const vrt_cmd *self = vrt_cmd_find("check");
-    int as_json = 0, quiet = 0;
+    check_opts o = {0};
     /* check's own options; every other word goes to the config loader (the
-     * path, then flags as `serve` takes them). */
-    const char **words = calloc((size_t)argc + 1, sizeof *words);
-    if (!words)
-        return VRT_EXIT_FAIL;
-    int n = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--json") == 0)
-            as_json = 1;
-        else if (strcmp(a, "--quiet") == 0)
-            quiet = 1;
-        else if (vrt_cli_is_help(a)) {
-            vrt_cli_print_help(self);
-            free(words);
-            return VRT_EXIT_OK;
-        } else {
-            /* A misspelt --json or --quiet is a usage error, not a flag. */
-            static const char *const own[] = {"json", "quiet"};
-            const char *s = strncmp(a, "--", 2) == 0 && !strchr(a, '=') && !strchr(a, '.')
-                                ? vrt_suggest(a + 2, own, 2)
-                                : NULL;
-            if (s) {
-                char m[160];
-                snprintf(m, sizeof m, "unknown option \"%s\"; did you mean --%s?", a, s);
-                free(words);
-                return vrt_cli_usage(self, m);
-            }
-            words[n++] = a;
-        }
-    }
-    if (n == 0) {
+     * path, then flags as `serve` takes them); a misspelt --json or --quiet
+     * is a usage error (vrt_cmd.suggest_own), not a flag. */
+    const int max_words = argc + 16;
+    char **words = calloc((size_t)max_words, sizeof *words);
+    int *taken = calloc((size_t)max_words, sizeof *taken);
+    if (!words || !taken) {
         free(words);
-        return vrt_cli_usage(self, "needs a config file or a model directory");
+        free(taken);
+        return VRT_EXIT_FAIL;
     }
+    int npos = 0, n = 0;
+    int rc = vrt_cli_config_words(self, &o, NULL, argc, argv, words, taken, max_words, &npos, &n);
+    free(taken);
+    if (rc) {
+        free(words);
+        return rc == VRT_CLI_HELP_SHOWN ? VRT_EXIT_OK : rc;
+    }
+    const int as_json = o.json, quiet = o.quiet;
 
-    vrt_config_source src = {.path = NULL, .argv = words, .argc = n, .use_env = 1};
+    vrt_config_source src = {
+        .path = NULL, .argv = (const char *const *)words, .argc = n, .use_env = 1};
     vrt_config cfg;
     vrt_err err = {0};
-    int rc = vrt_config_load_src(&cfg, &src, &err);
+    rc = vrt_config_load_src(&cfg, &src, &err);
     const char *name = cfg.source ? cfg.source : "(command line)";
     char *label = strdup(name);
     for (int i = 0; i < cfg.n_notes; i++)

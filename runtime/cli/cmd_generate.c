@@ -5,9 +5,11 @@
 #include "cli/cli.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/util.h"
 
-#include <errno.h>
-#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,150 +22,127 @@ static int stream_out(void *ud, const char *text, size_t len)
     return 0;
 }
 
-/* Parses an option value; prints a usage error on junk. */
-static int num(const vrt_cmd *self, const char *name, const char *s, double lo, double hi,
-               double *out)
-{
-    if (!s)
-        return 0;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno || !isfinite(v) || v < lo || v > hi) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "--%s \"%s\" must be a number in [%g, %g]", name, s, lo, hi);
-        return vrt_cli_usage(self, msg);
-    }
-    *out = v;
-    return 0;
-}
-
 static char *read_stdin(void)
 {
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
+    size_t cap = 0, n = 0;
+    char *buf = NULL;
+    for (;;) {
+        if (vrt_grow(&buf, &cap, n + 4096, 1)) {
+            free(buf);
+            return NULL;
+        }
         size_t got = fread(buf + n, 1, cap - n - 1, stdin);
         n += got;
         if (got == 0)
             break;
-        if (n + 1 == cap) {
-            char *b = realloc(buf, cap * 2);
-            if (!b) {
-                free(buf);
-                return NULL;
-            }
-            buf = b;
-            cap *= 2;
-        }
     }
-    if (buf)
-        buf[n] = 0;
+    buf[n] = 0;
     return buf;
 }
 
-enum {
-    O_MAX,
-    O_TEMP,
-    O_TOPK,
-    O_TOPP,
-    O_TYP,
-    O_MINP,
-    O_REP,
-    O_FREQ,
-    O_PRES,
-    O_SEED,
-    O_STOP,
-    O_IGNORE_EOS,
-    O_NO_BOS,
-    O_QUIET,
-    O_DEVICE,
-    O_N
+typedef struct gen_opts {
+    double max_new, temperature, top_k, top_p, typical_p, min_p, rep, freq, pres;
+    uint64_t seed;
+    const char *stop, *device;
+    int ignore_eos, no_bos, quiet;
+} gen_opts;
+
+#define GEN_NUM(nm, field, l, h, a, text)                                                          \
+    {                                                                                              \
+        .name = nm, .type = VRT_OPT_DOUBLE, .off = offsetof(gen_opts, field), .lo = l, .hi = h,    \
+        .arg = a, .help = text                                                                     \
+    }
+
+/* Counts and filters are read as numbers like the others (an integer part
+ * is taken), as the API parameters are. */
+const vrt_opt vrt_cli_generate_opts[] = {
+    GEN_NUM("max-new-tokens", max_new, 1, 1e7, "N", "tokens to generate at most (default 64)"),
+    GEN_NUM("temperature", temperature, 0, 100, "T", "sample with temperature T (0 = greedy)"),
+    GEN_NUM("top-k", top_k, 0, 1e9, "K", NULL),
+    GEN_NUM("top-p", top_p, 0, 1, "P", NULL),
+    GEN_NUM("typical-p", typical_p, 0, 1, "P", NULL),
+    GEN_NUM("min-p", min_p, 0, 1, "P", "sampling filters (imply sampling)"),
+    GEN_NUM("repetition-penalty", rep, 0, 100, "R", "HF/TGI repetition penalty (1 = off)"),
+    GEN_NUM("frequency-penalty", freq, -2, 2, "F", NULL),
+    GEN_NUM("presence-penalty", pres, -2, 2, "F", "OpenAI penalties in [-2, 2]"),
+    {.name = "seed",
+     .type = VRT_OPT_U64,
+     .off = offsetof(gen_opts, seed),
+     .arg = "N",
+     .help = "seed for sampling (same seed, same text)",
+     .msg = "--seed must be a non-negative integer"},
+    {.name = "stop",
+     .type = VRT_OPT_STR,
+     .off = offsetof(gen_opts, stop),
+     .arg = "STRING",
+     .help = "stop when STRING is generated (not printed)"},
+    {.name = "ignore-eos",
+     .type = VRT_OPT_FLAG,
+     .off = offsetof(gen_opts, ignore_eos),
+     .help = "do not stop at the end-of-sequence token"},
+    {.name = "no-special-tokens",
+     .type = VRT_OPT_FLAG,
+     .off = offsetof(gen_opts, no_bos),
+     .help = "do not add BOS to the prompt"},
+    {.name = "device",
+     .type = VRT_OPT_STR,
+     .off = offsetof(gen_opts, device),
+     .arg = "KIND",
+     .help = "device.kind: cpu, cuda, cuda-emu or auto (overrides\nthe config)"},
+    {.name = "quiet",
+     .type = VRT_OPT_FLAG,
+     .off = offsetof(gen_opts, quiet),
+     .help = "print only the generated text"},
+    {NULL},
 };
 
 int vrt_cmd_generate(int argc, char **argv)
 {
     const vrt_cmd *self = vrt_cmd_find("generate");
-    vrt_opt opts[O_N] = {
-        [O_MAX] = {"max-new-tokens", 1, NULL},
-        [O_TEMP] = {"temperature", 1, NULL},
-        [O_TOPK] = {"top-k", 1, NULL},
-        [O_TOPP] = {"top-p", 1, NULL},
-        [O_TYP] = {"typical-p", 1, NULL},
-        [O_MINP] = {"min-p", 1, NULL},
-        [O_REP] = {"repetition-penalty", 1, NULL},
-        [O_FREQ] = {"frequency-penalty", 1, NULL},
-        [O_PRES] = {"presence-penalty", 1, NULL},
-        [O_SEED] = {"seed", 1, NULL},
-        [O_STOP] = {"stop", 1, NULL},
-        [O_IGNORE_EOS] = {"ignore-eos", 0, NULL},
-        [O_NO_BOS] = {"no-special-tokens", 0, NULL},
-        [O_QUIET] = {"quiet", 0, NULL},
-        [O_DEVICE] = {"device", 1, NULL},
-    };
-    char *pos[2];
-    int npos = 0;
-    int rc = vrt_cli_parse(self, opts, O_N, argc, argv, pos, 2, &npos);
-    if (rc)
-        return rc;
-    if (npos != 2)
-        return vrt_cli_usage(self, npos == 0 ? "needs a config file (or model directory) and a "
-                                               "prompt"
-                                             : "needs a prompt (use - to read it from stdin)");
     vrt_gen_params p;
     vrt_gen_params_init(&p);
-    double v = p.max_new_tokens;
-    if ((rc = num(self, "max-new-tokens", opts[O_MAX].value, 1, 1e7, &v)))
+    gen_opts o = {.max_new = p.max_new_tokens,
+                  .temperature = -1,
+                  .top_p = p.top_p,
+                  .typical_p = p.typical_p,
+                  .min_p = p.min_p,
+                  .rep = p.repetition_penalty,
+                  .freq = p.frequency_penalty,
+                  .pres = p.presence_penalty};
+    const char *raw[VRT_CLI_MAX_OPTS];
+    char *pos[2];
+    int npos = 0;
+    int rc = vrt_cli_parse(self, &o, raw, argc, argv, pos, &npos);
+    if (rc)
         return rc;
-    p.max_new_tokens = (int)v;
-    double t = -1;
-    if ((rc = num(self, "temperature", opts[O_TEMP].value, 0, 100, &t)))
-        return rc;
-    if (t > 0) {
+    p.max_new_tokens = (int)o.max_new;
+    if (o.temperature > 0) {
         p.do_sample = 1;
-        p.temperature = (float)t;
+        p.temperature = (float)o.temperature;
     }
-    struct {
-        int o;
-        float *f;
-        double lo, hi;
-    } fl[] = {{O_TOPP, &p.top_p, 0, 1},
-              {O_TYP, &p.typical_p, 0, 1},
-              {O_MINP, &p.min_p, 0, 1},
-              {O_REP, &p.repetition_penalty, 0, 100},
-              {O_FREQ, &p.frequency_penalty, -2, 2},
-              {O_PRES, &p.presence_penalty, -2, 2}};
-    for (size_t i = 0; i < sizeof fl / sizeof fl[0]; i++) {
-        v = *fl[i].f;
-        if ((rc = num(self, opts[fl[i].o].name, opts[fl[i].o].value, fl[i].lo, fl[i].hi, &v)))
-            return rc;
-        *fl[i].f = (float)v;
-    }
-    v = 0;
-    if ((rc = num(self, "top-k", opts[O_TOPK].value, 0, 1e9, &v)))
-        return rc;
-    p.top_k = (int)v;
+    p.top_p = (float)o.top_p;
+    p.typical_p = (float)o.typical_p;
+    p.min_p = (float)o.min_p;
+    p.repetition_penalty = (float)o.rep;
+    p.frequency_penalty = (float)o.freq;
+    p.presence_penalty = (float)o.pres;
+    p.top_k = (int)o.top_k;
     if ((p.top_k || p.top_p < 1 || p.typical_p < 1 || p.min_p > 0) && !p.do_sample) {
         p.do_sample = 1; /* a sampling filter asks for sampling, as in TGI */
         p.temperature = 1.0f;
     }
-    if (opts[O_SEED].value) {
-        char *end;
-        errno = 0;
-        unsigned long long s = strtoull(opts[O_SEED].value, &end, 10);
-        if (end == opts[O_SEED].value || *end || errno)
-            return vrt_cli_usage(self, "--seed must be a non-negative integer");
-        p.seed = s;
+    if (vrt_cli_raw(self, raw, "seed")) {
+        p.seed = o.seed;
         p.has_seed = 1;
     }
-    const char *stops[1] = {opts[O_STOP].value};
+    const char *stops[1] = {o.stop};
     if (stops[0]) {
         p.stop = stops;
         p.n_stop = 1;
     }
-    p.ignore_eos = opts[O_IGNORE_EOS].value != NULL;
-    p.add_special_tokens = opts[O_NO_BOS].value == NULL;
-    int quiet = opts[O_QUIET].value != NULL;
+    p.ignore_eos = o.ignore_eos;
+    p.add_special_tokens = !o.no_bos;
+    int quiet = o.quiet;
 
     char *prompt = strcmp(pos[1], "-") == 0 ? read_stdin() : strdup(pos[1]);
     if (!prompt) {
@@ -174,7 +153,7 @@ int vrt_cmd_generate(int argc, char **argv)
     vrt_runtime *rt;
     if (quiet)
         vrt_log_set_level(VRT_LOG_WARN);
-    int rc_open = vrt_cli_open_runtime(pos[0], opts[O_DEVICE].value, quiet, &rt, &err);
+    int rc_open = vrt_cli_open_runtime(pos[0], o.device, quiet, &rt, &err);
     if (rc_open != 0) {
         fprintf(stderr, "v100rt generate: %s\n", err.msg);
         free(prompt);

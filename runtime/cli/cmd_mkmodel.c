@@ -12,75 +12,14 @@
 #include "model/mkmodel.h"
 #include "model/safetensors.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-enum {
-    O_ARCH,
-    O_PRESET,
-    O_DIM,
-    O_LAYERS,
-    O_HEADS,
-    O_KV_HEADS,
-    O_FFN,
-    O_VOCAB,
-    O_HEAD_DIM,
-    O_MAX_POS,
-    O_ROPE_THETA,
-    O_SLIDING_WINDOW,
-    O_TIE,
-    O_DTYPE,
-    O_SEED,
-    O_FORCE,
-    O_COUNT
-};
-
-/* A usage error naming the option and what it takes. */
-static int bad_value(const vrt_cmd *self, const char *opt, const char *value, const char *want)
-{
-    char msg[512];
-    snprintf(msg, sizeof msg, "--%s: expected %s, got \"%s\"", opt, want, value);
-    return vrt_cli_usage(self, msg);
-}
-
-/* Parses an integer in [lo, hi] into *out; 0 or a usage error. */
-static int parse_int(const vrt_cmd *self, const vrt_opt *o, long long lo, long long hi,
-                     long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(o->value, &end, 10);
-    if (errno || end == o->value || *end || v < lo || v > hi) {
-        char want[96];
-        snprintf(want, sizeof want, "an integer in %lld..%lld", lo, hi);
-        return bad_value(self, o->name, o->value, want);
-    }
-    *out = v;
-    return 0;
-}
-
-/* A usage error for a word that is not one of choices (with a suggestion). */
-static int bad_choice(const vrt_cmd *self, const char *opt, const char *value,
-                      const char *const *choices, size_t n)
-{
-    const char *s = vrt_suggest(value, choices, n);
-    char list[128] = "", msg[512];
-    for (size_t i = 0; i < n; i++) {
-        strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
-        strncat(list, choices[i], sizeof list - strlen(list) - 1);
-    }
-    if (s)
-        snprintf(msg, sizeof msg, "--%s: unknown value \"%s\"; did you mean \"%s\"? (one of: %s)",
-                 opt, value, s, list);
-    else
-        snprintf(msg, sizeof msg, "--%s: unknown value \"%s\" (one of: %s)", opt, value, list);
-    return vrt_cli_usage(self, msg);
-}
 
 /* Shows "[ 12/47] name" on one rewritten terminal line. */
 static void progress(void *ctx, int i, int n, const char *name, uint64_t nbytes)
@@ -99,120 +38,131 @@ static void human(char *buf, size_t cap, double v, const char *const *units)
     snprintf(buf, cap, u ? "%.2f%s" : "%.0f%s", v, units[u]);
 }
 
+typedef struct mk_args {
+    int arch, preset, dims[7], max_pos, sliding_window, tie, dtype, force;
+    double rope_theta;
+    uint64_t seed;
+} mk_args;
+
+enum { D_DIM, D_LAYERS, D_HEADS, D_KV_HEADS, D_FFN, D_VOCAB, D_HEAD_DIM };
+
+static const char *const archs[] = {"llama", "mistral", NULL};
+static const char *const dtypes[] = {"f16", "f32", NULL};
+
+#define MK_DIM(nm, k, text)                                                                        \
+    {                                                                                              \
+        .name = nm, .type = VRT_OPT_INT, .off = offsetof(mk_args, dims) + (k) * sizeof(int),       \
+        .lo = 1, .hi = INT_MAX, .arg = "N", .help = text                                           \
+    }
+
+/* --preset's values are described in the help text above the options. */
+const vrt_opt vrt_cli_mkmodel_opts[] = {
+    {.name = "arch",
+     .type = VRT_OPT_CHOICE,
+     .off = offsetof(mk_args, arch),
+     .choices = archs,
+     .arg = "llama|mistral",
+     .help = "LlamaForCausalLM (default) or MistralForCausalLM"},
+    {.name = "preset",
+     .type = VRT_OPT_CHOICE,
+     .off = offsetof(mk_args, preset),
+     .choices = vrt_mkmodel_presets,
+     .flags = VRT_OPT_HIDDEN},
+    MK_DIM("dim", D_DIM, NULL),
+    MK_DIM("layers", D_LAYERS, NULL),
+    MK_DIM("heads", D_HEADS, NULL),
+    MK_DIM("kv-heads", D_KV_HEADS, NULL),
+    MK_DIM("ffn", D_FFN, NULL),
+    MK_DIM("vocab", D_VOCAB,
+           "hidden size, layers, attention and key/value heads,\n"
+           "intermediate size, vocabulary rows (>= 3000)"),
+    MK_DIM("head-dim", D_HEAD_DIM, "head dimension (default dim / heads)"),
+    {.name = "max-pos",
+     .type = VRT_OPT_INT,
+     .off = offsetof(mk_args, max_pos),
+     .lo = 1,
+     .hi = 1 << 30,
+     .arg = "N",
+     .help = "max_position_embeddings (default 2048)"},
+    {.name = "rope-theta",
+     .type = VRT_OPT_DOUBLE,
+     .off = offsetof(mk_args, rope_theta),
+     .lo = 0,
+     .hi = INFINITY,
+     .flags = VRT_OPT_LO_OPEN,
+     .arg = "X",
+     .help = "rope_theta (default 10000)",
+     .want = "a positive number such as 10000 or 1e6"},
+    {.name = "sliding-window",
+     .type = VRT_OPT_INT,
+     .off = offsetof(mk_args, sliding_window),
+     .lo = 0,
+     .hi = 1 << 30,
+     .arg = "N",
+     .help = "Mistral only: attention window (default 4096; 0 = none)"},
+    {.name = "tie",
+     .type = VRT_OPT_FLAG,
+     .off = offsetof(mk_args, tie),
+     .help = "tie lm_head to the embeddings (no lm_head.weight)"},
+    {.name = "dtype",
+     .type = VRT_OPT_CHOICE,
+     .off = offsetof(mk_args, dtype),
+     .choices = dtypes,
+     .arg = "f16|f32",
+     .help = "weight dtype (default f16)"},
+    {.name = "seed",
+     .type = VRT_OPT_U64,
+     .off = offsetof(mk_args, seed),
+     .arg = "N",
+     .help = "random seed (default 0); same seed, same bytes"},
+    {.name = "force",
+     .type = VRT_OPT_FLAG,
+     .off = offsetof(mk_args, force),
+     .help = "write into a non-empty directory"},
+    {NULL},
+};
+
 int vrt_cmd_mkmodel(int argc, char **argv)
 {
     const vrt_cmd *self = vrt_cmd_find("mkmodel");
-    vrt_opt opts[O_COUNT] = {
-        [O_ARCH] = {"arch", 1, NULL},
-        [O_PRESET] = {"preset", 1, NULL},
-        [O_DIM] = {"dim", 1, NULL},
-        [O_LAYERS] = {"layers", 1, NULL},
-        [O_HEADS] = {"heads", 1, NULL},
-        [O_KV_HEADS] = {"kv-heads", 1, NULL},
-        [O_FFN] = {"ffn", 1, NULL},
-        [O_VOCAB] = {"vocab", 1, NULL},
-        [O_HEAD_DIM] = {"head-dim", 1, NULL},
-        [O_MAX_POS] = {"max-pos", 1, NULL},
-        [O_ROPE_THETA] = {"rope-theta", 1, NULL},
-        [O_SLIDING_WINDOW] = {"sliding-window", 1, NULL},
-        [O_TIE] = {"tie", 0, NULL},
-        [O_DTYPE] = {"dtype", 1, NULL},
-        [O_SEED] = {"seed", 1, NULL},
-        [O_FORCE] = {"force", 0, NULL},
-    };
+    mk_args a = {.arch = 0, .preset = 0, .dtype = -1};
+    const char *raw[VRT_CLI_MAX_OPTS];
     char *pos[1];
     int npos = 0;
-    int rc = vrt_cli_parse(self, opts, O_COUNT, argc, argv, pos, 1, &npos);
+    int rc = vrt_cli_parse(self, &a, raw, argc, argv, pos, &npos);
     if (rc)
         return rc;
-    if (npos != 1)
-        return vrt_cli_usage(self, "needs one output directory");
     const char *dir = pos[0];
-
-    int arch = VRT_ARCH_LLAMA;
-    if (opts[O_ARCH].value) {
-        static const char *const archs[] = {"llama", "mistral"};
-        if (strcmp(opts[O_ARCH].value, "llama") == 0)
-            arch = VRT_ARCH_LLAMA;
-        else if (strcmp(opts[O_ARCH].value, "mistral") == 0)
-            arch = VRT_ARCH_MISTRAL;
-        else
-            return bad_choice(self, "arch", opts[O_ARCH].value, archs, 2);
-    }
-    const char *preset = opts[O_PRESET].value ? opts[O_PRESET].value : "tiny";
+    int arch = a.arch == 1 ? VRT_ARCH_MISTRAL : VRT_ARCH_LLAMA;
     vrt_mkmodel_opts mo;
     vrt_err err = {0};
-    if (vrt_mkmodel_preset(&mo, preset, arch, &err) != 0) {
-        size_t n = 0;
-        while (vrt_mkmodel_presets[n])
-            n++;
-        return bad_choice(self, "preset", preset, vrt_mkmodel_presets, n);
-    }
-
-    struct {
-        int opt;
-        int *field;
-        long long lo, hi;
-    } ints[] = {
-        {O_DIM, &mo.hidden_size, 1, INT_MAX},
-        {O_LAYERS, &mo.num_hidden_layers, 1, INT_MAX},
-        {O_HEADS, &mo.num_attention_heads, 1, INT_MAX},
-        {O_KV_HEADS, &mo.num_key_value_heads, 1, INT_MAX},
-        {O_FFN, &mo.intermediate_size, 1, INT_MAX},
-        {O_VOCAB, &mo.vocab_size, 1, INT_MAX},
-        {O_HEAD_DIM, &mo.head_dim, 1, INT_MAX},
-    };
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
-        long long v;
-        if (!opts[ints[i].opt].value)
-            continue;
-        if ((rc = parse_int(self, &opts[ints[i].opt], ints[i].lo, ints[i].hi, &v)) != 0)
-            return rc;
-        *ints[i].field = (int)v;
-    }
+    if (vrt_mkmodel_preset(&mo, vrt_mkmodel_presets[a.preset], arch, &err) != 0)
+        return vrt_cli_usage(self, err.msg);
+    int *fields[] = {[D_DIM] = &mo.hidden_size,           [D_LAYERS] = &mo.num_hidden_layers,
+                     [D_HEADS] = &mo.num_attention_heads, [D_KV_HEADS] = &mo.num_key_value_heads,
+                     [D_FFN] = &mo.intermediate_size,     [D_VOCAB] = &mo.vocab_size,
+                     [D_HEAD_DIM] = &mo.head_dim};
+    static const char *const dim_names[] = {"dim", "layers", "heads",   "kv-heads",
+                                            "ffn", "vocab",  "head-dim"};
+    for (int k = 0; k < 7; k++)
+        if (vrt_cli_raw(self, raw, dim_names[k]))
+            *fields[k] = a.dims[k];
     /* A new head count without --head-dim derives head_dim again. */
-    if (opts[O_HEADS].value && !opts[O_HEAD_DIM].value)
+    if (vrt_cli_raw(self, raw, "heads") && !vrt_cli_raw(self, raw, "head-dim"))
         mo.head_dim = 0;
-    long long v;
-    if (opts[O_MAX_POS].value) {
-        if ((rc = parse_int(self, &opts[O_MAX_POS], 1, (long long)1 << 30, &v)) != 0)
-            return rc;
-        mo.max_position_embeddings = v;
-    }
-    if (opts[O_SLIDING_WINDOW].value) {
-        if ((rc = parse_int(self, &opts[O_SLIDING_WINDOW], 0, (long long)1 << 30, &v)) != 0)
-            return rc;
-        mo.sliding_window = v;
-    }
-    if (opts[O_SEED].value) {
-        char *end;
-        errno = 0;
-        const char *s = opts[O_SEED].value;
-        unsigned long long seed = strtoull(s, &end, 10);
-        if (errno || end == s || *end || *s == '-')
-            return bad_value(self, "seed", s, "a non-negative integer");
-        mo.seed = seed;
-    }
-    if (opts[O_ROPE_THETA].value) {
-        char *end;
-        const char *s = opts[O_ROPE_THETA].value;
-        double t = strtod(s, &end);
-        if (end == s || *end || !isfinite(t) || t <= 0)
-            return bad_value(self, "rope-theta", s, "a positive number such as 10000 or 1e6");
-        mo.rope_theta = t;
-    }
-    if (opts[O_DTYPE].value) {
-        static const char *const dtypes[] = {"f16", "f32"};
-        if (strcmp(opts[O_DTYPE].value, "f16") == 0)
-            mo.dtype = VRT_ST_F16;
-        else if (strcmp(opts[O_DTYPE].value, "f32") == 0)
-            mo.dtype = VRT_ST_F32;
-        else
-            return bad_choice(self, "dtype", opts[O_DTYPE].value, dtypes, 2);
-    }
-    if (opts[O_TIE].value)
+    if (vrt_cli_raw(self, raw, "max-pos"))
+        mo.max_position_embeddings = a.max_pos;
+    if (vrt_cli_raw(self, raw, "sliding-window"))
+        mo.sliding_window = a.sliding_window;
+    if (vrt_cli_raw(self, raw, "seed"))
+        mo.seed = a.seed;
+    if (vrt_cli_raw(self, raw, "rope-theta"))
+        mo.rope_theta = a.rope_theta;
+    if (a.dtype >= 0)
+        mo.dtype = a.dtype == 1 ? VRT_ST_F32 : VRT_ST_F16;
+    if (a.tie)
         mo.tie_word_embeddings = true;
-    mo.force = opts[O_FORCE].value != NULL;
+    mo.force = a.force;
 
     if (vrt_mkmodel_validate(&mo, &err) != 0)
         return vrt_cli_usage(self, err.msg);

@@ -19,19 +19,17 @@
  */
 #include "cli/cli.h"
 #include "core/err.h"
-#include "engine/sampler.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "engine/sampler.h"
 
-#include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-enum { O_CONTEXT, O_STRIDE, O_QUIET, O_DEVICE, O_N };
 
 static double now_s(void)
 {
@@ -40,30 +38,50 @@ static double now_s(void)
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
+typedef struct ppl_opts {
+    int context, stride, quiet;
+    const char *device;
+} ppl_opts;
+
+const vrt_opt vrt_cli_perplexity_opts[] = {
+    {.name = "context",
+     .type = VRT_OPT_INT,
+     .off = offsetof(ppl_opts, context),
+     .lo = 2,
+     .hi = 1 << 24,
+     .arg = "N",
+     .help = "tokens per window (default: batching.max_total_tokens, which\n"
+             "is capped by the model's max_position_embeddings)"},
+    {.name = "stride",
+     .type = VRT_OPT_INT,
+     .off = offsetof(ppl_opts, stride),
+     .lo = 1,
+     .hi = 1 << 24,
+     .arg = "N",
+     .help = "tokens between window starts (default context/2); a stride\n"
+             "equal to the context gives independent chunks"},
+    {.name = "device",
+     .type = VRT_OPT_STR,
+     .off = offsetof(ppl_opts, device),
+     .arg = "KIND",
+     .help = "device.kind: cpu, cuda, cuda-emu or auto (overrides the config)"},
+    {.name = "quiet",
+     .type = VRT_OPT_FLAG,
+     .off = offsetof(ppl_opts, quiet),
+     .help = "print only the result line"},
+    {NULL},
+};
+
 int vrt_cmd_perplexity(int argc, char **argv)
 {
     const vrt_cmd *self = vrt_cmd_find("perplexity");
-    vrt_opt opts[O_N] = {
-        [O_CONTEXT] = {"context", 1, NULL},
-        [O_STRIDE] = {"stride", 1, NULL},
-        [O_QUIET] = {"quiet", 0, NULL},
-        [O_DEVICE] = {"device", 1, NULL},
-    };
+    ppl_opts o = {0};
     char *pos[2];
     int npos = 0;
-    int rc = vrt_cli_parse(self, opts, O_N, argc, argv, pos, 2, &npos);
+    int rc = vrt_cli_parse(self, &o, NULL, argc, argv, pos, &npos);
     if (rc)
         return rc;
-    if (npos != 2)
-        return vrt_cli_usage(self, npos == 0 ? "needs a config file (or model directory) and a "
-                                               "text file"
-                                             : "needs a text file");
-    int ctx_opt = 0, stride_opt = 0;
-    if ((rc = vrt_cli_int(self, &opts[O_CONTEXT], 2, 1 << 24, &ctx_opt)) != 0 ||
-        (rc = vrt_cli_int(self, &opts[O_STRIDE], 1, 1 << 24, &stride_opt)) != 0)
-        return rc;
-    int quiet = opts[O_QUIET].value != NULL;
-
+    const int ctx_opt = o.context, stride_opt = o.stride, quiet = o.quiet;
     vrt_err err = {0};
     char *text = NULL;
     size_t text_len = 0;
@@ -77,7 +95,7 @@ int vrt_cmd_perplexity(int argc, char **argv)
     int n = 0, exit_code = VRT_EXIT_FAIL;
     if (quiet)
         vrt_log_set_level(VRT_LOG_WARN);
-    int rc_open = vrt_cli_open_runtime(pos[0], opts[O_DEVICE].value, quiet, &rt, &err);
+    int rc_open = vrt_cli_open_runtime(pos[0], o.device, quiet, &rt, &err);
     if (rc_open != 0) {
         fprintf(stderr, "v100rt perplexity: %s\n", err.msg);
         goto out;
@@ -118,8 +136,9 @@ int vrt_cmd_perplexity(int argc, char **argv)
     }
     logits = malloc((size_t)(ctx < n ? ctx : n) * (size_t)V * sizeof *logits);
     if (!logits) {
-        fprintf(stderr, "v100rt perplexity: out of memory for %d x %d logits (try a smaller "
-                        "--context)\n",
+        fprintf(stderr,
+                "v100rt perplexity: out of memory for %d x %d logits (try a smaller "
+                "--context)\n",
                 ctx, V);
         goto out;
     }
@@ -130,8 +149,8 @@ int vrt_cmd_perplexity(int argc, char **argv)
             break;
     }
     if (!quiet)
-        fprintf(stderr, "%s: %d tokens (with BOS), context %d, stride %d, %d window%s\n", pos[1],
-                n, ctx, stride, n_windows, n_windows == 1 ? "" : "s");
+        fprintf(stderr, "%s: %d tokens (with BOS), context %d, stride %d, %d window%s\n", pos[1], n,
+                ctx, stride, n_windows, n_windows == 1 ? "" : "s");
     double nll = 0, t0 = now_s();
     long long scored = 0;
     int prev_end = 0, w = 0, tty = isatty(2);

@@ -6,34 +6,49 @@
 #include "core/err.h"
 #include "engine/plan.h"
 
-#include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+typedef struct plan_opts {
+    double gib;
+    const char *model_config;
+} plan_opts;
+
+const vrt_opt vrt_cli_plan_opts[] = {
+    {.name = "device-memory",
+     .type = VRT_OPT_DOUBLE,
+     .off = offsetof(plan_opts, gib),
+     .lo = 0,
+     .hi = 4096,
+     .flags = VRT_OPT_LO_OPEN,
+     .arg = "GIB",
+     .help = "GPU memory in GiB (default 16)",
+     .msg = "--device-memory is the GPU memory in GiB, e.g. 16 or 32"},
+    {.name = "model-config",
+     .type = VRT_OPT_STR,
+     .off = offsetof(plan_opts, model_config),
+     .arg = "DIR",
+     .help = "read config.json from DIR instead of model.path"},
+    {NULL},
+};
+
 int vrt_cmd_plan(int argc, char **argv)
 {
     const vrt_cmd *self = vrt_cmd_find("plan");
-    vrt_opt opts[] = {{"device-memory", 1, NULL}, {"model-config", 1, NULL}};
+    plan_opts o = {.gib = 16.0};
     /* plan's own options; every other word goes to the config loader (the
      * config or model directory, then flags as `serve` takes them). */
     enum { MAX_WORDS = 256 };
     char *words[MAX_WORDS];
     int taken[MAX_WORDS];
     int npos = 0, nwords = 0;
-    int rc = vrt_cli_config_words(self, opts, 2, argc, argv, words, taken, MAX_WORDS, &npos, &nwords);
+    int rc =
+        vrt_cli_config_words(self, &o, NULL, argc, argv, words, taken, MAX_WORDS, &npos, &nwords);
     if (rc)
         return rc;
-    if (nwords == 0)
-        return vrt_cli_usage(self, "needs a config file or a model directory");
-    double gb = 16.0;
-    if (opts[0].value) {
-        char *end;
-        errno = 0;
-        gb = strtod(opts[0].value, &end);
-        if (end == opts[0].value || *end || errno || !(gb > 0 && gb <= 4096))
-            return vrt_cli_usage(self, "--device-memory is the GPU memory in GiB, e.g. 16 or 32");
-    }
+    const double gb = o.gib;
     vrt_err err = {0};
     vrt_config cfg;
     /* As `serve` loads it (flags and TGI's environment variables
@@ -46,7 +61,7 @@ int vrt_cmd_plan(int argc, char **argv)
         return VRT_EXIT_FAIL;
     }
     vrt_model_config mc;
-    const char *dir = opts[1].value ? opts[1].value : cfg.model.path;
+    const char *dir = o.model_config ? o.model_config : cfg.model.path;
     if (vrt_model_config_load(&mc, dir, &err) != 0) {
         fprintf(stderr,
                 "v100rt plan: %s\n(--model-config DIR reads config.json from another "

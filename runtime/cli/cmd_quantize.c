@@ -10,27 +10,11 @@
 #include "model/quantize.h"
 #include "tokenizer/tokenizer.h"
 
-#include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-enum {
-    O_METHOD,
-    O_BITS,
-    O_GROUP,
-    O_ACT,
-    O_SYM,
-    O_CALIB,
-    O_SAMPLES,
-    O_SEQLEN,
-    O_DAMP,
-    O_THREADS,
-    O_FORCE,
-    O_QUIET,
-    O_N
-};
 
 typedef struct bar {
     int tty;
@@ -51,70 +35,107 @@ static void on_progress(void *ctx, int layer, int n_layers, const char *step)
     fflush(stderr);
 }
 
+typedef struct quant_args {
+    int method, bits, group, act_order, sym, samples, seqlen, threads, force, quiet;
+    double damp;
+    const char *calib;
+} quant_args;
+
+static const char *const methods[] = {"rtn", "gptq", "awq", NULL}; /* VRT_QM_* order */
+
+#define Q_INT(nm, field, l, h, a, text)                                                            \
+    {                                                                                              \
+        .name = nm, .type = VRT_OPT_INT, .off = offsetof(quant_args, field), .lo = l, .hi = h,     \
+        .arg = a, .help = text                                                                     \
+    }
+#define Q_FLAG(nm, field, text)                                                                    \
+    {                                                                                              \
+        .name = nm, .type = VRT_OPT_FLAG, .off = offsetof(quant_args, field), .help = text         \
+    }
+
+/* --method's values are described in the help text above the options. */
+const vrt_opt vrt_cli_quantize_opts[] = {
+    {.name = "method",
+     .type = VRT_OPT_CHOICE,
+     .off = offsetof(quant_args, method),
+     .choices = methods,
+     .flags = VRT_OPT_HIDDEN},
+    Q_INT("bits", bits, 1, 16, "4", "bits per weight (4 only)"),
+    Q_INT("group-size", group, -1, 1 << 20, "N",
+          "inputs per scale/zero group (default 128; -1 = whole row);\n"
+          "AWQ needs in_features % N == 0, else the linear stays\n"
+          "float16 (listed in modules_to_not_convert)"),
+    Q_FLAG("act-order", act_order,
+           "gptq: columns by descending Hessian diagonal (desc_act, g_idx)"),
+    Q_FLAG("sym", sym, "rtn/gptq: symmetric (zero point 8); default asymmetric"),
+    {.name = "calibration",
+     .type = VRT_OPT_STR,
+     .off = offsetof(quant_args, calib),
+     .arg = "FILE",
+     .help = "gptq/awq: calibration text, tokenized with the model's\n"
+             "tokenizer (required for gptq and awq)"},
+    Q_INT("samples", samples, 1, 1 << 20, "N", NULL),
+    Q_INT("seqlen", seqlen, 2, 1 << 20, "N",
+          "calibration sequences and their length in tokens\n"
+          "(default 128 x 512, fewer when the text is shorter)"),
+    {.name = "damp",
+     .type = VRT_OPT_DOUBLE,
+     .off = offsetof(quant_args, damp),
+     .lo = 0,
+     .hi = 1,
+     .flags = VRT_OPT_LO_OPEN | VRT_OPT_HI_OPEN,
+     .arg = "X",
+     .help = "gptq: dampening, fraction of mean diag(H) (default 0.01)",
+     .msg = "--damp: expected a fraction in (0, 1), e.g. 0.01"},
+    Q_INT("threads", threads, 0, 4096, "N",
+          "cpu threads for the calibration forward pass (0 = all)"),
+    Q_FLAG("force", force, "write into a non-empty OUT_DIR"),
+    Q_FLAG("quiet", quiet, "no progress on stderr"),
+    {NULL},
+};
+
 int vrt_cmd_quantize(int argc, char **argv)
 {
     const vrt_cmd *self = vrt_cmd_find("quantize");
-    vrt_opt opts[O_N] = {
-        [O_METHOD] = {"method", 1, NULL},   [O_BITS] = {"bits", 1, NULL},
-        [O_GROUP] = {"group-size", 1, NULL}, [O_ACT] = {"act-order", 0, NULL},
-        [O_SYM] = {"sym", 0, NULL},         [O_CALIB] = {"calibration", 1, NULL},
-        [O_SAMPLES] = {"samples", 1, NULL}, [O_SEQLEN] = {"seqlen", 1, NULL},
-        [O_DAMP] = {"damp", 1, NULL},       [O_THREADS] = {"threads", 1, NULL},
-        [O_FORCE] = {"force", 0, NULL},     [O_QUIET] = {"quiet", 0, NULL},
-    };
-    char *pos[2];
-    int npos = 0;
-    int rc = vrt_cli_parse(self, opts, O_N, argc, argv, pos, 2, &npos);
-    if (rc)
-        return rc;
-    if (npos != 2)
-        return vrt_cli_usage(self, npos == 0 ? "needs an input model directory and an output "
-                                               "directory"
-                                             : "needs an output directory");
     vrt_quantize_opts o;
     vrt_quantize_opts_init(&o);
-    if (!opts[O_METHOD].value)
-        return vrt_cli_usage(self, "needs --method gptq, awq or rtn");
-    static const char *const methods[] = {"rtn", "gptq", "awq"};
-    o.method = -1;
-    for (int i = 0; i < 3; i++)
-        if (strcmp(opts[O_METHOD].value, methods[i]) == 0)
-            o.method = i;
-    if (o.method < 0) {
-        const char *s = vrt_suggest(opts[O_METHOD].value, methods, 3);
-        char msg[256];
-        snprintf(msg, sizeof msg, "--method: unknown value \"%s\"%s%s%s (one of: rtn, gptq, awq)",
-                 opts[O_METHOD].value, s ? "; did you mean \"" : "", s ? s : "", s ? "\"?" : "");
-        return vrt_cli_usage(self, msg);
-    }
-    if ((rc = vrt_cli_int(self, &opts[O_BITS], 1, 16, &o.bits)) ||
-        (rc = vrt_cli_int(self, &opts[O_GROUP], -1, 1 << 20, &o.group_size)) ||
-        (rc = vrt_cli_int(self, &opts[O_SAMPLES], 1, 1 << 20, &o.samples)) ||
-        (rc = vrt_cli_int(self, &opts[O_SEQLEN], 2, 1 << 20, &o.seqlen)) ||
-        (rc = vrt_cli_int(self, &opts[O_THREADS], 0, 4096, &o.threads)))
+    quant_args a = {.method = -1,
+                    .bits = o.bits,
+                    .group = o.group_size,
+                    .samples = o.samples,
+                    .seqlen = o.seqlen,
+                    .threads = o.threads,
+                    .damp = o.damp_percent};
+    char *pos[2];
+    int npos = 0;
+    int rc = vrt_cli_parse(self, &a, NULL, argc, argv, pos, &npos);
+    if (rc)
         return rc;
+    if (a.method < 0)
+        return vrt_cli_usage(self, "needs --method gptq, awq or rtn");
+    o.method = a.method;
+    o.bits = a.bits;
+    o.group_size = a.group;
+    o.samples = a.samples;
+    o.seqlen = a.seqlen;
+    o.threads = a.threads;
+    o.damp_percent = a.damp;
     if (o.bits != 4)
         return vrt_cli_usage(self, "--bits: only 4 is implemented (the GPTQ and AWQ formats "
                                    "v100rt loads are 4-bit)");
     if (o.group_size == 0)
         return vrt_cli_usage(self, "--group-size: use -1 (one group per row) or a positive size");
-    if (opts[O_DAMP].value) {
-        char *end;
-        o.damp_percent = strtod(opts[O_DAMP].value, &end);
-        if (end == opts[O_DAMP].value || *end || !(o.damp_percent > 0 && o.damp_percent < 1))
-            return vrt_cli_usage(self, "--damp: expected a fraction in (0, 1), e.g. 0.01");
-    }
-    o.act_order = opts[O_ACT].value != NULL;
-    o.sym = opts[O_SYM].value != NULL;
-    o.force = opts[O_FORCE].value != NULL;
-    int quiet = opts[O_QUIET].value != NULL;
+    o.act_order = a.act_order;
+    o.sym = a.sym;
+    o.force = a.force;
+    int quiet = a.quiet;
     if (o.act_order && o.method != VRT_QM_GPTQ)
         return vrt_cli_usage(self, "--act-order needs --method gptq (it orders columns by the "
                                    "GPTQ Hessian; the AWQ format has no g_idx)");
     if (o.sym && o.method == VRT_QM_AWQ)
         return vrt_cli_usage(self, "--sym: AWQ GEMM checkpoints are asymmetric (zero_point: "
                                    "true); drop --sym");
-    const char *calib = opts[O_CALIB].value;
+    const char *calib = a.calib;
     if (o.method == VRT_QM_RTN && calib)
         return vrt_cli_usage(self, "--calibration: round-to-nearest uses no calibration data "
                                    "(use --method gptq or awq)");

@@ -17,6 +17,7 @@
 #include "engine/runtime_int.h"
 #include "server/server.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,18 +53,33 @@ static const char *model_id_flag(char **flags, int n)
     return NULL;
 }
 
+typedef struct serve_opts {
+    const char *port_file;
+} serve_opts;
+
+/* serve's one option of its own; the other flags of its help are the
+ * loader's. */
+const vrt_opt vrt_cli_serve_opts[] = {
+    {.name = "port-file",
+     .type = VRT_OPT_STR,
+     .off = offsetof(serve_opts, port_file),
+     .arg = "FILE",
+     .help = "write the bound port to FILE once listening"},
+    {NULL},
+};
+
 int vrt_cmd_serve(int argc, char **argv)
 {
     const vrt_cmd *self = vrt_cmd_find("serve");
-    vrt_opt opts[] = {{"port-file", 1, NULL}};
+    serve_opts o = {0};
     char *words[MAX_WORDS];
     int taken[MAX_WORDS];
     int npos = 0, nwords = 0;
     /* Positional words first, then the flags in their order: the loader
      * (which knows which flags take a value) takes the first positional word
      * as the config or model, and refuses any other. */
-    int rc = vrt_cli_config_words(self, opts, 1, argc, argv, words, taken, MAX_WORDS, &npos,
-                                  &nwords);
+    int rc =
+        vrt_cli_config_words(self, &o, NULL, argc, argv, words, taken, MAX_WORDS, &npos, &nwords);
     if (rc)
         return rc;
     int has_model = npos > 0 || model_id_flag(words + npos, nwords - npos) != NULL;
@@ -88,7 +104,7 @@ int vrt_cmd_serve(int argc, char **argv)
     vrt__config_apply_logging(&cfg, 0);
     if (vrt_config_apply_nccl_env(&cfg, &err) != 0)
         VRT_WARN("%s", err.msg);
-    rc = vrt_serve(&cfg, opts[0].value, &err);
+    rc = vrt_serve(&cfg, o.port_file, &err);
     if (err.code) {
         fprintf(stderr, "v100rt serve: %s\n", err.msg);
         if (rc == 0)

@@ -12,7 +12,8 @@
 #include <string.h>
 
 const vrt_cmd vrt_commands[] = {
-    {"check", "validate a config (file or model directory + flags) and print the resolved configuration",
+    {"check",
+     "validate a config (file or model directory + flags) and print the resolved configuration",
      "v100rt check [--json] [--quiet] CONFIG.lua|MODEL_DIR [FLAGS...]",
      "Loads the config exactly as `serve` will: CONFIG.lua or a model directory\n"
      "(then the config is {model = {path = DIR}} and the schema's defaults), the\n"
@@ -25,10 +26,9 @@ const vrt_cmd vrt_commands[] = {
      "configuration: every key, its value, and where the value came from (set, alias\n"
      "x, flag --x, env X, model directory, or the default), and notes and warnings.\n"
      "Prints every error found and exits 1 if the config is invalid (like `nginx -t`).\n"
-     "\n"
-     "  --json    print the resolved configuration as JSON\n"
-     "  --quiet   print nothing on success (errors still go to stderr)\n",
-     vrt_cmd_check},
+     "\n",
+     vrt_cmd_check, vrt_cli_check_opts, 12, NULL, 1, 8,
+     (const char *const[]){"needs a config file or a model directory"}, 1},
     {"mkmodel", "write a model directory with seeded random weights (for demos and tests)",
      "v100rt mkmodel [--preset tiny|small|tinyllama] [--arch llama|mistral] [options] OUT_DIR",
      "Writes a Hugging Face-style model directory that transformers can load:\n"
@@ -41,22 +41,11 @@ const vrt_cmd vrt_commands[] = {
      "  tiny        dim 128, 4 layers, 4 heads, 2 kv heads, ffn 344, vocab 3000 (~1.5M params)\n"
      "  small       dim 768, 12 layers, 12 heads, ffn 2048, vocab 32000, tied (~110M)\n"
      "  tinyllama   dim 2048, 22 layers, 32 heads, 4 kv heads, ffn 5632, vocab 32000 (1.1B)\n"
-     "\n"
-     "  --arch llama|mistral   LlamaForCausalLM (default) or MistralForCausalLM\n"
-     "  --dim N, --layers N, --heads N, --kv-heads N, --ffn N, --vocab N\n"
-     "                         hidden size, layers, attention and key/value heads,\n"
-     "                         intermediate size, vocabulary rows (>= 3000)\n"
-     "  --head-dim N           head dimension (default dim / heads)\n"
-     "  --max-pos N            max_position_embeddings (default 2048)\n"
-     "  --rope-theta X         rope_theta (default 10000)\n"
-     "  --sliding-window N     Mistral only: attention window (default 4096; 0 = none)\n"
-     "  --tie                  tie lm_head to the embeddings (no lm_head.weight)\n"
-     "  --dtype f16|f32        weight dtype (default f16)\n"
-     "  --seed N               random seed (default 0); same seed, same bytes\n"
-     "  --force                write into a non-empty directory\n"
+     "\n",
+     vrt_cmd_mkmodel, vrt_cli_mkmodel_opts, 25,
      "\n"
      "`make demo-model` runs `v100rt mkmodel --preset tiny --seed 1 models/tiny`.\n",
-     vrt_cmd_mkmodel},
+     1, 1, (const char *const[]){"needs one output directory"}, 0},
     {"run", "run a Lua script with the v100rt runtime (require \"v100rt\")",
      "v100rt run SCRIPT.lua [ARGS...]",
      "Runs a Lua script in v100rt's LuaJIT host. The script sees its arguments in\n"
@@ -64,7 +53,7 @@ const vrt_cmd vrt_commands[] = {
      "C API of runtime/vrt.h through `require \"v100rt.ffi\"`. A Lua error prints\n"
      "its message with file:line and a traceback, and exits 1. os.exit(n) sets\n"
      "the exit code.\n",
-     vrt_cmd_run},
+     vrt_cmd_run, NULL, 0, NULL, 0, 0, NULL, 0},
     {"serve", "serve a model over the TGI and OpenAI HTTP APIs",
      "v100rt serve CONFIG.lua|MODEL_DIR [FLAGS]",
      "Serves CONFIG.lua, or a model directory with the default settings, like\n"
@@ -87,11 +76,11 @@ const vrt_cmd vrt_commands[] = {
      "  --threads N           device.threads (cpu and cuda-emu)\n"
      "  --SECTION.KEY VALUE   any key, e.g. --batching.max_batch_size 16\n"
      "  --TGI-OR-VLLM-FLAG    TGI and vLLM flags, e.g. --max-total-tokens 4096,\n"
-     "                        --max-num-seqs 16 (the aliases of `v100rt help config`)\n"
-     "  --port-file FILE      write the bound port to FILE once listening\n"
+     "                        --max-num-seqs 16 (the aliases of `v100rt help config`)\n",
+     vrt_cmd_serve, vrt_cli_serve_opts, 24,
      "Container runtime flags (--ipc=host, --shm-size, --ulimit, --gpus) are\n"
      "refused: they belong to docker run or the pod spec (README, Kubernetes).\n",
-     vrt_cmd_serve},
+     0, 8, NULL, 0},
     {"plan", "print the GPU memory plan of a config (weights, activations, KV cache)",
      "v100rt plan [--device-memory GIB] [--model-config DIR] CONFIG.lua|MODEL_DIR [FLAGS]",
      "Computes, without a GPU, how a config uses one GPU of --device-memory GiB\n"
@@ -103,8 +92,10 @@ const vrt_cmd vrt_commands[] = {
      "figures and what to change when one sequence does not fit. The model's\n"
      "config.json is read from model.path, or from --model-config DIR. The config\n"
      "is loaded as `serve` loads it: FLAGS (e.g. --max-total-tokens 8192,\n"
-     "--quantize awq) and TGI's environment variables apply.\n",
-     vrt_cmd_plan},
+     "--quantize awq) and TGI's environment variables apply.\n"
+     "\n",
+     vrt_cmd_plan, vrt_cli_plan_opts, 24, NULL, 1, 8,
+     (const char *const[]){"needs a config file or a model directory"}, 0},
     {"bench", "measure prefill and decode speed of the forward pass (tokens/s, GB/s)",
      "v100rt bench [--batch 1,8,32] [--prompt N] [--steps N] [--device KIND] [--eager] "
      "CONFIG.lua|MODEL_DIR",
@@ -116,13 +107,9 @@ const vrt_cmd vrt_commands[] = {
      "the device's measured copy bandwidth (a decode step at batch 1 is bound by\n"
      "reading the weights once). The kernels alone: no HTTP, no sampling; `make\n"
      "bench` measures the server.\n"
-     "\n"
-     "  --batch LIST   comma-separated batch sizes (default 1,8,32)\n"
-     "  --prompt N     tokens per sequence before decoding (default 128)\n"
-     "  --steps N      timed decode steps (default 32, after 2 warm-up steps)\n"
-     "  --device KIND  device.kind: cpu, cuda, cuda-emu or auto (overrides the config)\n"
-     "  --eager        no CUDA graphs (as kernels.cuda_graphs = false)\n",
-     vrt_cmd_bench},
+     "\n",
+     vrt_cmd_bench, vrt_cli_bench_opts, 17, NULL, 1, 1,
+     (const char *const[]){"needs one config file or model directory"}, 0},
     {"generate", "load a model and stream the continuation of a prompt",
      "v100rt generate [OPTIONS] CONFIG.lua|MODEL_DIR PROMPT",
      "Loads the model of CONFIG.lua (or a model directory with the default\n"
@@ -130,22 +117,11 @@ const vrt_cmd vrt_commands[] = {
      "the prompt (prefill) and generation (decode) speeds to stderr. PROMPT \"-\"\n"
      "reads the prompt from stdin. Greedy unless --temperature or a sampling\n"
      "filter is given.\n"
-     "\n"
-     "  --max-new-tokens N        tokens to generate at most (default 64)\n"
-     "  --temperature T           sample with temperature T (0 = greedy)\n"
-     "  --top-k K, --top-p P, --typical-p P, --min-p P\n"
-     "                            sampling filters (imply sampling)\n"
-     "  --repetition-penalty R    HF/TGI repetition penalty (1 = off)\n"
-     "  --frequency-penalty F, --presence-penalty F\n"
-     "                            OpenAI penalties in [-2, 2]\n"
-     "  --seed N                  seed for sampling (same seed, same text)\n"
-     "  --stop STRING             stop when STRING is generated (not printed)\n"
-     "  --ignore-eos              do not stop at the end-of-sequence token\n"
-     "  --no-special-tokens       do not add BOS to the prompt\n"
-     "  --device KIND             device.kind: cpu, cuda, cuda-emu or auto (overrides\n"
-     "                            the config)\n"
-     "  --quiet                   print only the generated text\n",
-     vrt_cmd_generate},
+     "\n",
+     vrt_cmd_generate, vrt_cli_generate_opts, 28, NULL, 2, 2,
+     (const char *const[]){"needs a config file (or model directory) and a prompt",
+                           "needs a prompt (use - to read it from stdin)"},
+     0},
     {"perplexity", "perplexity of a model over a text file (sliding window)",
      "v100rt perplexity [--context N] [--stride N] [--device KIND] [--quiet] "
      "CONFIG.lua|MODEL_DIR FILE.txt",
@@ -157,14 +133,11 @@ const vrt_cmd vrt_commands[] = {
      "config (a model directory: the default settings). Prints progress to stderr\n"
      "and one line to stdout:\n"
      "  perplexity: X (N tokens, W windows of C, stride S, mean nll L)\n"
-     "\n"
-     "  --context N   tokens per window (default: batching.max_total_tokens, which\n"
-     "                is capped by the model's max_position_embeddings)\n"
-     "  --stride N    tokens between window starts (default context/2); a stride\n"
-     "                equal to the context gives independent chunks\n"
-     "  --device KIND device.kind: cpu, cuda, cuda-emu or auto (overrides the config)\n"
-     "  --quiet       print only the result line\n",
-     vrt_cmd_perplexity},
+     "\n",
+     vrt_cmd_perplexity, vrt_cli_perplexity_opts, 16, NULL, 2, 2,
+     (const char *const[]){"needs a config file (or model directory) and a text file",
+                           "needs a text file"},
+     0},
     {"quantize", "write a 4-bit GPTQ or AWQ checkpoint of a model (rtn, gptq, awq)",
      "v100rt quantize --method gptq|awq|rtn [--bits 4] [--group-size N] [--act-order] [--sym] "
      "[--calibration FILE.txt] [--samples N] [--seqlen N] [--damp X] [--threads N] [--force] "
@@ -181,36 +154,27 @@ const vrt_cmd vrt_commands[] = {
      "                  Cholesky inverse, column-by-column error feedback; GPTQ v1\n"
      "  --method awq    AWQ: per-channel scales s = mean|x|^α (20 α in [0, 1]) chosen\n"
      "                  to minimize the output error, folded into the RMSNorm / previous\n"
-     "                  linear; AutoAWQ GEMM format (quant_config.json, version gemm)\n"
-     "  --bits 4              bits per weight (4 only)\n"
-     "  --group-size N        inputs per scale/zero group (default 128; -1 = whole row);\n"
-     "                        AWQ needs in_features % N == 0, else the linear stays\n"
-     "                        float16 (listed in modules_to_not_convert)\n"
-     "  --act-order           gptq: columns by descending Hessian diagonal (desc_act, g_idx)\n"
-     "  --sym                 rtn/gptq: symmetric (zero point 8); default asymmetric\n"
-     "  --calibration FILE    gptq/awq: calibration text, tokenized with the model's\n"
-     "                        tokenizer (required for gptq and awq)\n"
-     "  --samples N, --seqlen N  calibration sequences and their length in tokens\n"
-     "                        (default 128 x 512, fewer when the text is shorter)\n"
-     "  --damp X              gptq: dampening, fraction of mean diag(H) (default 0.01)\n"
-     "  --threads N           cpu threads for the calibration forward pass (0 = all)\n"
-     "  --force               write into a non-empty OUT_DIR\n"
-     "  --quiet               no progress on stderr\n"
+     "                  linear; AutoAWQ GEMM format (quant_config.json, version gemm)\n",
+     vrt_cmd_quantize, vrt_cli_quantize_opts, 24,
      "\n"
      "Calibration runs the model on the cpu backend one layer at a time: layer l's\n"
      "inputs come from layers already quantized. Memory: the input model (mmapped),\n"
      "one float16 copy of its linears, the packed output, and one layer's work\n"
      "(GPTQ: its four K x K float64 Hessians and two more K x K work matrices; AWQ: up\n"
      "to 2048 calibration rows per input).\n",
-     vrt_cmd_quantize},
+     2, 2,
+     (const char *const[]){"needs an input model directory and an output directory",
+                           "needs an output directory"},
+     0},
     {"help", "show help for a command, or the config reference (help config)",
      "v100rt help [COMMAND | config]",
      "Without arguments lists the commands. `v100rt help COMMAND` shows one\n"
      "command's usage; `v100rt help config` prints the configuration reference\n"
      "(every key, type, default and meaning, and the TGI/vLLM aliases).\n",
-     vrt_cmd_help},
-    {"version", "print the version, git revision, compiler and backends",
-     "v100rt version", "Prints the version and how this binary was built.\n", vrt_cmd_version},
+     vrt_cmd_help, NULL, 0, NULL, 0, 0, NULL, 0},
+    {"version", "print the version, git revision, compiler and backends", "v100rt version",
+     "Prints the version and how this binary was built.\n", vrt_cmd_version, NULL, 0, NULL, 0, 0,
+     NULL, 0},
 };
 const size_t vrt_n_commands = sizeof vrt_commands / sizeof vrt_commands[0];
 
@@ -229,7 +193,8 @@ static void list_commands(FILE *f)
     fprintf(f, "usage: v100rt <command> [arguments]\n\ncommands:\n");
     for (size_t i = 0; i < vrt_n_commands; i++)
         fprintf(f, "  %-10s %s\n", vrt_commands[i].name, vrt_commands[i].summary);
-    fprintf(f, "\n`v100rt help <command>` for details; `v100rt help config` for the config keys.\n");
+    fprintf(f,
+            "\n`v100rt help <command>` for details; `v100rt help config` for the config keys.\n");
 }
 
 static int print_config_reference(void)

@@ -3,11 +3,12 @@
 
 #include "core/err.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -149,7 +150,8 @@ int vrt_write_file(const char *dir, const char *name, const void *data, size_t l
     return rc;
 }
 
-int vrt_make_dirs(const char *dir, vrt_err *err)
+/* mkdir -p dir (mode 0755); VRT_EIO naming the part that failed. */
+static int make_dirs(const char *dir, vrt_err *err)
 {
     char *p = strdup(dir);
     if (!p)
@@ -179,7 +181,7 @@ int vrt_prepare_out_dir(const char *dir, int force, const char *const *stale, si
     if (stat(dir, &st) != 0) {
         if (errno != ENOENT)
             return vrt_err_set(err, VRT_EIO, "%s: %s", dir, strerror(errno));
-        return vrt_make_dirs(dir, err);
+        return make_dirs(dir, err);
     }
     if (!S_ISDIR(st.st_mode))
         return vrt_err_set(err, VRT_EINVAL, "%s exists and is not a directory", dir);
@@ -239,4 +241,26 @@ void vrt_strbuf_put(vrt_strbuf *b, const char *s, size_t n)
     memcpy(b->p + b->len, s, n);
     b->len += n;
     b->p[b->len] = '\0';
+}
+
+int vrt_grow(void *pp, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap ? *cap : 8;
+    while (n < need) {
+        if (n > SIZE_MAX / 2)
+            return VRT_ENOMEM;
+        n *= 2;
+    }
+    if (elem && n > SIZE_MAX / elem)
+        return VRT_ENOMEM;
+    void *p;
+    memcpy(&p, pp, sizeof p);
+    void *np = realloc(p, n * elem);
+    if (!np)
+        return VRT_ENOMEM;
+    memcpy(pp, &np, sizeof np);
+    *cap = n;
+    return 0;
 }

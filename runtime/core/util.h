@@ -41,8 +41,6 @@ void vrt_strbuf_put(vrt_strbuf *b, const char *s, size_t n);
 /* Writes len bytes to dir/name (created or truncated); VRT_EIO or
  * VRT_ENOMEM with a message naming the path. */
 int vrt_write_file(const char *dir, const char *name, const void *data, size_t len, vrt_err *err);
-/* mkdir -p dir (mode 0755); VRT_EIO naming the part that failed. */
-int vrt_make_dirs(const char *dir, vrt_err *err);
 
 /* Makes dir ready to receive a model: creates it (mkdir -p) or checks that
  * it is a directory and empty; a non-empty one is refused unless force,
@@ -50,5 +48,12 @@ int vrt_make_dirs(const char *dir, vrt_err *err);
  * that loaders would read first) are removed. */
 int vrt_prepare_out_dir(const char *dir, int force, const char *const *stale, size_t n_stale,
                         vrt_err *err);
+
+/* Makes the array *pp (the address of an array pointer, e.g. &l->v) hold at
+ * least need elements of elem bytes: when need > *cap, reallocates it to
+ * twice the capacity (at least 8, and at least need) and updates *cap.
+ * Elements already there are kept. Returns 0, or VRT_ENOMEM leaving *pp and
+ * *cap as they were. Callers then append with (*pp)[n++] = x. */
+int vrt_grow(void *pp, size_t *cap, size_t need, size_t elem);
 
 #endif

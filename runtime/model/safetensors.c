@@ -9,6 +9,7 @@
  */
 #include "model/safetensors.h"
 
+#include "backend/half.h"
 #include "core/err.h"
 #include "core/util.h"
 
@@ -55,9 +56,9 @@ static const struct {
     [VRT_ST_F6_E3M2] = {"F6_E3M2", 6},
 };
 
-#define SUPPORTED_DTYPES                                                     \
-    "BOOL, U8, I8, F8_E5M2, F8_E4M3, F8_E8M0, F8_E4M3FNUZ, F8_E5M2FNUZ, "    \
-    "I16, U16, F16, BF16, I32, U32, F32, I64, U64, F64, C64, F4, F6_E2M3, "  \
+#define SUPPORTED_DTYPES                                                                           \
+    "BOOL, U8, I8, F8_E5M2, F8_E4M3, F8_E8M0, F8_E4M3FNUZ, F8_E5M2FNUZ, "                          \
+    "I16, U16, F16, BF16, I32, U32, F32, I64, U64, F64, C64, F4, F6_E2M3, "                        \
     "F6_E3M2"
 
 const char *vrt_st_dtype_name(int dtype)
@@ -94,8 +95,7 @@ uint64_t vrt_st_numel(const vrt_st_tensor *t)
 
 /* nbytes of numel elements of dtype; -1 when it overflows or is not a
  * whole number of bytes (sub-byte dtypes). */
-static int shape_nbytes(int dtype, int ndim, const int64_t *shape,
-                        uint64_t *out)
+static int shape_nbytes(int dtype, int ndim, const int64_t *shape, uint64_t *out)
 {
     uint64_t n = 1;
     for (int i = 0; i < ndim; i++) {
@@ -118,8 +118,7 @@ static void format_shape(char *buf, size_t cap, int ndim, const int64_t *shape)
     size_t k = 0;
     k += (size_t)snprintf(buf + k, cap - k, "[");
     for (int i = 0; i < ndim && k < cap; i++)
-        k += (size_t)snprintf(buf + k, cap - k, "%s%lld", i ? ", " : "",
-                              (long long)shape[i]);
+        k += (size_t)snprintf(buf + k, cap - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
     if (k < cap)
         snprintf(buf + k, cap - k, "]");
 }
@@ -182,8 +181,7 @@ static int parse_metadata(const cJSON *m, vrt_st_header *h, vrt_err *err)
     if (cJSON_IsNull(m))
         return 0;
     if (!cJSON_IsObject(m))
-        return vrt_err_set(err, VRT_EFORMAT,
-                           "__metadata__ must be an object of strings");
+        return vrt_err_set(err, VRT_EFORMAT, "__metadata__ must be an object of strings");
     int n = cJSON_GetArraySize(m);
     if (n == 0)
         return 0;
@@ -203,15 +201,12 @@ static int parse_metadata(const cJSON *m, vrt_st_header *h, vrt_err *err)
         for (int i = 0; i < h->n_meta; i++)
             if (strcmp(h->meta_keys[i], kv->string) == 0)
                 return vrt_err_set(err, VRT_EFORMAT,
-                                   "__metadata__ key '" NAME_FMT
-                                   "' appears twice",
-                                   kv->string);
+                                   "__metadata__ key '" NAME_FMT "' appears twice", kv->string);
         h->meta_keys[h->n_meta] = strdup(kv->string);
         h->meta_values[h->n_meta] = strdup(kv->valuestring);
         h->n_meta++;
         if (!h->meta_keys[h->n_meta - 1] || !h->meta_values[h->n_meta - 1])
-            return vrt_err_set(err, VRT_ENOMEM,
-                               "out of memory for __metadata__");
+            return vrt_err_set(err, VRT_ENOMEM, "out of memory for __metadata__");
     }
     return 0;
 }
@@ -222,8 +217,7 @@ static int parse_entry(const cJSON *e, vrt_st_tensor *t, vrt_err *err)
     const char *nm = t->name;
     if (!cJSON_IsObject(e))
         return vrt_err_set(err, VRT_EFORMAT,
-                           "tensor '" NAME_FMT
-                           "': entry must be an object with dtype, shape, "
+                           "tensor '" NAME_FMT "': entry must be an object with dtype, shape, "
                            "data_offsets",
                            nm);
     const cJSON *jd = NULL, *js = NULL, *jo = NULL, *kv;
@@ -239,18 +233,17 @@ static int parse_entry(const cJSON *e, vrt_st_tensor *t, vrt_err *err)
         else
             continue; /* the reference reader ignores other keys too */
         if (*slot)
-            return vrt_err_set(err, VRT_EFORMAT,
-                               "tensor '" NAME_FMT "': key '%s' appears twice",
+            return vrt_err_set(err, VRT_EFORMAT, "tensor '" NAME_FMT "': key '%s' appears twice",
                                nm, kv->string);
         *slot = kv;
     }
     if (!jd || !js || !jo)
-        return vrt_err_set(err, VRT_EFORMAT,
-                           "tensor '" NAME_FMT "': missing '%s'", nm,
-                           !jd ? "dtype" : !js ? "shape" : "data_offsets");
+        return vrt_err_set(err, VRT_EFORMAT, "tensor '" NAME_FMT "': missing '%s'", nm,
+                           !jd   ? "dtype"
+                           : !js ? "shape"
+                                 : "data_offsets");
     if (!cJSON_IsString(jd) || !jd->valuestring)
-        return vrt_err_set(err, VRT_EFORMAT,
-                           "tensor '" NAME_FMT "': dtype must be a string", nm);
+        return vrt_err_set(err, VRT_EFORMAT, "tensor '" NAME_FMT "': dtype must be a string", nm);
     t->dtype = vrt_st_dtype_parse(jd->valuestring);
     if (t->dtype < 0)
         return vrt_err_set(err, VRT_EFORMAT,
@@ -259,15 +252,12 @@ static int parse_entry(const cJSON *e, vrt_st_tensor *t, vrt_err *err)
                            nm, jd->valuestring);
     if (!cJSON_IsArray(js))
         return vrt_err_set(err, VRT_EFORMAT,
-                           "tensor '" NAME_FMT
-                           "': shape must be an array of integers",
-                           nm);
+                           "tensor '" NAME_FMT "': shape must be an array of integers", nm);
     int nd = cJSON_GetArraySize(js);
     if (nd > VRT_ST_MAX_DIMS)
         return vrt_err_set(err, VRT_EUNSUPPORTED,
-                           "tensor '" NAME_FMT
-                           "': %d dimensions, at most %d are supported",
-                           nm, nd, VRT_ST_MAX_DIMS);
+                           "tensor '" NAME_FMT "': %d dimensions, at most %d are supported", nm, nd,
+                           VRT_ST_MAX_DIMS);
     t->ndim = nd;
     int i = 0;
     const cJSON *d;
@@ -283,9 +273,7 @@ static int parse_entry(const cJSON *e, vrt_st_tensor *t, vrt_err *err)
     }
     if (!cJSON_IsArray(jo) || cJSON_GetArraySize(jo) != 2)
         return vrt_err_set(err, VRT_EFORMAT,
-                           "tensor '" NAME_FMT
-                           "': data_offsets must be [begin, end]",
-                           nm);
+                           "tensor '" NAME_FMT "': data_offsets must be [begin, end]", nm);
     uint64_t b, en;
     if (json_u64(jo->child, &b) != 0 || json_u64(jo->child->next, &en) != 0)
         return vrt_err_set(err, VRT_EFORMAT,
@@ -294,18 +282,16 @@ static int parse_entry(const cJSON *e, vrt_st_tensor *t, vrt_err *err)
                            nm);
     if (en < b)
         return vrt_err_set(err, VRT_EFORMAT,
-                           "tensor '" NAME_FMT
-                           "': data_offsets [%llu, %llu] end before begin",
-                           nm, (unsigned long long)b, (unsigned long long)en);
+                           "tensor '" NAME_FMT "': data_offsets [%llu, %llu] end before begin", nm,
+                           (unsigned long long)b, (unsigned long long)en);
     uint64_t want;
     int r = shape_nbytes(t->dtype, t->ndim, t->shape, &want);
     char sh[256];
     format_shape(sh, sizeof sh, t->ndim, t->shape);
     if (r == -1)
         return vrt_err_set(err, VRT_EFORMAT,
-                           "tensor '" NAME_FMT
-                           "': shape %s of %s overflows 64 bits",
-                           nm, sh, vrt_st_dtype_name(t->dtype));
+                           "tensor '" NAME_FMT "': shape %s of %s overflows 64 bits", nm, sh,
+                           vrt_st_dtype_name(t->dtype));
     if (r == -2)
         return vrt_err_set(err, VRT_EFORMAT,
                            "tensor '" NAME_FMT "': shape %s of %s is not a "
@@ -316,8 +302,7 @@ static int parse_entry(const cJSON *e, vrt_st_tensor *t, vrt_err *err)
                            "tensor '" NAME_FMT "': data_offsets [%llu, %llu] "
                            "hold %llu bytes but shape %s of %s needs %llu",
                            nm, (unsigned long long)b, (unsigned long long)en,
-                           (unsigned long long)(en - b), sh,
-                           vrt_st_dtype_name(t->dtype),
+                           (unsigned long long)(en - b), sh, vrt_st_dtype_name(t->dtype),
                            (unsigned long long)want);
     t->offset = b;
     t->nbytes = want;
@@ -325,8 +310,7 @@ static int parse_entry(const cJSON *e, vrt_st_tensor *t, vrt_err *err)
 }
 
 /* Checks that the (offset-sorted) tensors tile [0, data_len) exactly. */
-static int check_tiling(const vrt_st_header *h, uint64_t data_len,
-                        vrt_err *err)
+static int check_tiling(const vrt_st_header *h, uint64_t data_len, vrt_err *err)
 {
     uint64_t pos = 0;
     for (int i = 0; i < h->n_tensors; i++) {
@@ -336,15 +320,13 @@ static int check_tiling(const vrt_st_header *h, uint64_t data_len,
                                "tensor '" NAME_FMT "' begins at %llu but the "
                                "previous tensor ends at %llu (a hole in the "
                                "data buffer)",
-                               t->name, (unsigned long long)t->offset,
-                               (unsigned long long)pos);
+                               t->name, (unsigned long long)t->offset, (unsigned long long)pos);
         if (t->offset < pos)
             return vrt_err_set(err, VRT_EFORMAT,
                                "tensor '" NAME_FMT "' [%llu, %llu) overlaps "
                                "'" NAME_FMT "' which ends at %llu",
                                t->name, (unsigned long long)t->offset,
-                               (unsigned long long)(t->offset + t->nbytes),
-                               h->tensors[i - 1].name,
+                               (unsigned long long)(t->offset + t->nbytes), h->tensors[i - 1].name,
                                (unsigned long long)pos);
         pos = t->offset + t->nbytes;
         if (pos > data_len)
@@ -352,21 +334,18 @@ static int check_tiling(const vrt_st_header *h, uint64_t data_len,
                                "tensor '" NAME_FMT "' ends at %llu, past the "
                                "end of the data buffer (%llu bytes; truncated "
                                "file?)",
-                               t->name, (unsigned long long)pos,
-                               (unsigned long long)data_len);
+                               t->name, (unsigned long long)pos, (unsigned long long)data_len);
     }
     if (pos != data_len)
         return vrt_err_set(err, VRT_EFORMAT,
                            "the tensors end at %llu but the data buffer has "
                            "%llu bytes (%s)",
-                           (unsigned long long)pos,
-                           (unsigned long long)data_len,
+                           (unsigned long long)pos, (unsigned long long)data_len,
                            h->n_tensors ? "trailing bytes" : "no tensors");
     return 0;
 }
 
-static int parse_header_json(const cJSON *root, uint64_t data_len,
-                             vrt_st_header *h, vrt_err *err)
+static int parse_header_json(const cJSON *root, uint64_t data_len, vrt_st_header *h, vrt_err *err)
 {
     int n = cJSON_GetArraySize(root);
     h->tensors = calloc((size_t)(n ? n : 1), sizeof *h->tensors);
@@ -378,8 +357,7 @@ static int parse_header_json(const cJSON *root, uint64_t data_len,
     {
         if (strcmp(kv->string, "__metadata__") == 0) {
             if (seen_meta++)
-                return vrt_err_set(err, VRT_EFORMAT,
-                                   "__metadata__ appears twice");
+                return vrt_err_set(err, VRT_EFORMAT, "__metadata__ appears twice");
             if ((rc = parse_metadata(kv, h, err)) != 0)
                 return rc;
             continue;
@@ -395,17 +373,14 @@ static int parse_header_json(const cJSON *root, uint64_t data_len,
             return rc;
     }
     /* Duplicate names: cJSON keeps both entries, so sort and compare. */
-    h->by_name_ = malloc((size_t)(h->n_tensors ? h->n_tensors : 1) *
-                         sizeof *h->by_name_);
+    h->by_name_ = malloc((size_t)(h->n_tensors ? h->n_tensors : 1) * sizeof *h->by_name_);
     if (!h->by_name_)
         return vrt_err_set(err, VRT_ENOMEM, "out of memory");
-    qsort(h->tensors, (size_t)h->n_tensors, sizeof *h->tensors,
-          cmp_by_offset);
+    qsort(h->tensors, (size_t)h->n_tensors, sizeof *h->tensors, cmp_by_offset);
     for (int i = 0; i < h->n_tensors; i++)
         h->by_name_[i] = i;
     g_sort_base = h->tensors;
-    qsort(h->by_name_, (size_t)h->n_tensors, sizeof *h->by_name_,
-          cmp_idx_by_name);
+    qsort(h->by_name_, (size_t)h->n_tensors, sizeof *h->by_name_, cmp_idx_by_name);
     g_sort_base = NULL;
     for (int i = 1; i < h->n_tensors; i++) {
         const char *a = h->tensors[h->by_name_[i - 1]].name;
@@ -419,8 +394,8 @@ static int parse_header_json(const cJSON *root, uint64_t data_len,
     return check_tiling(h, data_len, err);
 }
 
-int vrt_st_parse_header(const char *json, size_t json_len, uint64_t data_len,
-                        vrt_st_header *out, vrt_err *err)
+int vrt_st_parse_header(const char *json, size_t json_len, uint64_t data_len, vrt_st_header *out,
+                        vrt_err *err)
 {
     memset(out, 0, sizeof *out);
     if (json_len > VRT_ST_MAX_HEADER)
@@ -436,8 +411,7 @@ int vrt_st_parse_header(const char *json, size_t json_len, uint64_t data_len,
         return vrt_err_set(err, VRT_EFORMAT, "header contains a NUL byte");
     char *buf = malloc(json_len + 1);
     if (!buf)
-        return vrt_err_set(err, VRT_ENOMEM,
-                           "out of memory for a %zu-byte header", json_len);
+        return vrt_err_set(err, VRT_ENOMEM, "out of memory for a %zu-byte header", json_len);
     memcpy(buf, json, json_len);
     buf[json_len] = '\0';
     const char *end = NULL;
@@ -445,9 +419,7 @@ int vrt_st_parse_header(const char *json, size_t json_len, uint64_t data_len,
     int rc = 0;
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
-        size_t off = at && at >= buf && at <= buf + json_len
-                         ? (size_t)(at - buf)
-                         : json_len;
+        size_t off = at && at >= buf && at <= buf + json_len ? (size_t)(at - buf) : json_len;
         rc = vrt_err_set(err, VRT_EFORMAT,
                          "header is not valid JSON (error near byte %zu of "
                          "%zu)",
@@ -475,8 +447,7 @@ done:
     return rc;
 }
 
-const vrt_st_tensor *vrt_st_header_find(const vrt_st_header *h,
-                                        const char *name)
+const vrt_st_tensor *vrt_st_header_find(const vrt_st_header *h, const char *name)
 {
     int lo = 0, hi = h->n_tensors - 1;
     while (lo <= hi) {
@@ -519,14 +490,13 @@ int vrt_st_open(vrt_st_file *f, const char *path, vrt_err *err)
         return vrt_err_set(err, VRT_ENOMEM, "out of memory");
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return vrt_err_set(err, errno == ENOENT ? VRT_ENOENT : VRT_EIO,
-                           "%s: cannot open: %s", path, strerror(errno));
+        return vrt_err_set(err, errno == ENOENT ? VRT_ENOENT : VRT_EIO, "%s: cannot open: %s", path,
+                           strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0) {
         int e = errno;
         close(fd);
-        return vrt_err_set(err, VRT_EIO, "%s: cannot stat: %s", path,
-                           strerror(e));
+        return vrt_err_set(err, VRT_EIO, "%s: cannot stat: %s", path, strerror(e));
     }
     if (!S_ISREG(st.st_mode)) {
         close(fd);
@@ -542,15 +512,13 @@ int vrt_st_open(vrt_st_file *f, const char *path, vrt_err *err)
     }
     if (size > (uint64_t)SIZE_MAX) {
         close(fd);
-        return vrt_err_set(err, VRT_ERANGE, "%s: file too large to map",
-                           path);
+        return vrt_err_set(err, VRT_ERANGE, "%s: file too large to map", path);
     }
     void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
     int e = errno;
     close(fd);
     if (map == MAP_FAILED)
-        return vrt_err_set(err, VRT_EIO, "%s: mmap failed: %s", path,
-                           strerror(e));
+        return vrt_err_set(err, VRT_EIO, "%s: mmap failed: %s", path, strerror(e));
     f->map_ = map;
     f->map_size_ = (size_t)size;
     const unsigned char *p = map;
@@ -562,17 +530,14 @@ int vrt_st_open(vrt_st_file *f, const char *path, vrt_err *err)
         return vrt_err_set(err, VRT_EFORMAT,
                            "%s: header length %llu exceeds the limit of "
                            "%llu bytes (corrupt or not a safetensors file)",
-                           path, (unsigned long long)n,
-                           (unsigned long long)VRT_ST_MAX_HEADER);
+                           path, (unsigned long long)n, (unsigned long long)VRT_ST_MAX_HEADER);
     if (n > size - 8)
         return vrt_err_set(err, VRT_EFORMAT,
                            "%s: header length %llu is larger than the file "
                            "(%llu bytes; truncated?)",
-                           path, (unsigned long long)n,
-                           (unsigned long long)size);
+                           path, (unsigned long long)n, (unsigned long long)size);
     uint64_t data_len = size - 8 - n;
-    int rc = vrt_st_parse_header((const char *)p + 8, (size_t)n, data_len,
-                                 &f->header, err);
+    int rc = vrt_st_parse_header((const char *)p + 8, (size_t)n, data_len, &f->header, err);
     if (rc != 0) {
         vrt_err_prefix(err, "%s: ", path);
         return rc;
@@ -586,76 +551,12 @@ int vrt_st_open(vrt_st_file *f, const char *path, vrt_err *err)
     return 0;
 }
 
-/* ---- half-precision helpers ------------------------------------------- */
-
-static inline uint32_t f32_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, sizeof u);
-    return u;
-}
-
-static inline float bits_f32(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-static inline float f16_to_f32(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ff;
-    if (e == 0) {
-        float v = (float)m * 0x1p-24f; /* zero or subnormal, exact */
-        return sign ? -v : v;
-    }
-    if (e == 31)
-        return bits_f32(sign | 0x7f800000u | (m << 13));
-    return bits_f32(sign | ((e + 112) << 23) | (m << 13));
-}
-
-static inline float bf16_to_f32(uint16_t h)
-{
-    return bits_f32((uint32_t)h << 16);
-}
-
-/* float32 -> binary16, round to nearest even; NaN stays NaN (quiet). */
-static inline uint16_t f32_to_f16(float f)
-{
-    uint32_t x = f32_bits(f);
-    uint32_t sign = (x >> 16) & 0x8000u;
-    uint32_t ax = x & 0x7fffffffu;
-    if (ax >= 0x7f800000u) {
-        if (ax > 0x7f800000u)
-            return (uint16_t)(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
-        return (uint16_t)(sign | 0x7c00u);
-    }
-    if (ax >= 0x477ff000u) /* >= 65520 rounds to infinity */
-        return (uint16_t)(sign | 0x7c00u);
-    if (ax < 0x38800000u) { /* below 2^-14: fp16 subnormal or zero */
-        if (ax < 0x33000000u) /* below 2^-25: rounds to zero */
-            return (uint16_t)sign;
-        uint32_t e = ax >> 23, m = (ax & 0x7fffffu) | 0x800000u;
-        uint32_t shift = 126 - e; /* 14 .. 24 */
-        uint32_t q = m >> shift, rem = m & ((1u << shift) - 1);
-        uint32_t half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (q & 1)))
-            q++;
-        return (uint16_t)(sign | q);
-    }
-    uint32_t r = ax - 0x38000000u; /* rebias the exponent 127 -> 15 */
-    r += 0xfffu + ((r >> 13) & 1u);
-    return (uint16_t)(sign | (r >> 13));
-}
-
 int vrt_st_to_f32(const vrt_st_tensor *t, float *out, vrt_err *err)
 {
     uint64_t n = vrt_st_numel(t);
     const unsigned char *p = t->data;
     if (n && !p)
-        return vrt_err_set(err, VRT_EINVAL,
-                           "tensor '" NAME_FMT "' has no data", t->name);
+        return vrt_err_set(err, VRT_EINVAL, "tensor '" NAME_FMT "' has no data", t->name);
     switch (t->dtype) {
     case VRT_ST_F32:
         if (n)
@@ -666,28 +567,26 @@ int vrt_st_to_f32(const vrt_st_tensor *t, float *out, vrt_err *err)
         for (uint64_t i = 0; i < n; i++) {
             uint16_t h;
             memcpy(&h, p + 2 * i, 2);
-            out[i] = t->dtype == VRT_ST_F16 ? f16_to_f32(h) : bf16_to_f32(h);
+            out[i] = t->dtype == VRT_ST_F16 ? vrt_f16_to_f32(h) : vrt_bf16_to_f32(h);
         }
         return 0;
     default:
         return vrt_err_set(err, VRT_EUNSUPPORTED,
                            "tensor '" NAME_FMT "'%s%s: dtype %s cannot be "
                            "converted to float32 (supported: F32, F16, BF16)",
-                           t->name, t->file ? " in " : "",
-                           t->file ? t->file : "", vrt_st_dtype_name(t->dtype));
+                           t->name, t->file ? " in " : "", t->file ? t->file : "",
+                           vrt_st_dtype_name(t->dtype));
     }
 }
 
-int vrt_st_to_f16(const vrt_st_tensor *t, uint16_t *out, uint64_t *n_overflow,
-                  vrt_err *err)
+int vrt_st_to_f16(const vrt_st_tensor *t, uint16_t *out, uint64_t *n_overflow, vrt_err *err)
 {
     uint64_t n = vrt_st_numel(t), over = 0;
     const unsigned char *p = t->data;
     if (n_overflow)
         *n_overflow = 0;
     if (n && !p)
-        return vrt_err_set(err, VRT_EINVAL,
-                           "tensor '" NAME_FMT "' has no data", t->name);
+        return vrt_err_set(err, VRT_EINVAL, "tensor '" NAME_FMT "' has no data", t->name);
     switch (t->dtype) {
     case VRT_ST_F16:
         if (n)
@@ -702,9 +601,9 @@ int vrt_st_to_f16(const vrt_st_tensor *t, uint16_t *out, uint64_t *n_overflow,
             } else {
                 uint16_t h;
                 memcpy(&h, p + 2 * i, 2);
-                v = bf16_to_f32(h);
+                v = vrt_bf16_to_f32(h);
             }
-            uint16_t r = f32_to_f16(v);
+            uint16_t r = vrt_f32_to_f16(v);
             if ((r & 0x7fffu) == 0x7c00u && isfinite(v))
                 over++;
             out[i] = r;
@@ -716,8 +615,8 @@ int vrt_st_to_f16(const vrt_st_tensor *t, uint16_t *out, uint64_t *n_overflow,
         return vrt_err_set(err, VRT_EUNSUPPORTED,
                            "tensor '" NAME_FMT "'%s%s: dtype %s cannot be "
                            "converted to float16 (supported: F32, F16, BF16)",
-                           t->name, t->file ? " in " : "",
-                           t->file ? t->file : "", vrt_st_dtype_name(t->dtype));
+                           t->name, t->file ? " in " : "", t->file ? t->file : "",
+                           vrt_st_dtype_name(t->dtype));
     }
 }
 
@@ -734,7 +633,10 @@ struct vrt_st_wentry {
     void *fill_ctx;
 };
 
-void vrt_st_writer_init(vrt_st_writer *w) { memset(w, 0, sizeof *w); }
+void vrt_st_writer_init(vrt_st_writer *w)
+{
+    memset(w, 0, sizeof *w);
+}
 
 void vrt_st_writer_free(vrt_st_writer *w)
 {
@@ -748,54 +650,40 @@ void vrt_st_writer_free(vrt_st_writer *w)
     memset(w, 0, sizeof *w);
 }
 
-static int writer_add(vrt_st_writer *w, const char *name, int dtype, int ndim,
-                      const int64_t *shape, const void *data, uint64_t nbytes,
-                      int copy, vrt_st_fill_fn fill, void *fill_ctx,
-                      vrt_err *err)
+static int writer_add(vrt_st_writer *w, const char *name, int dtype, int ndim, const int64_t *shape,
+                      const void *data, uint64_t nbytes, int copy, vrt_st_fill_fn fill,
+                      void *fill_ctx, vrt_err *err)
 {
     if (!name || !*name || strcmp(name, "__metadata__") == 0)
-        return vrt_err_set(err, VRT_EINVAL,
-                           "safetensors writer: invalid tensor name '%s'",
+        return vrt_err_set(err, VRT_EINVAL, "safetensors writer: invalid tensor name '%s'",
                            name ? name : "(null)");
     if (vrt_st_dtype_bits(dtype) == 0)
         return vrt_err_set(err, VRT_EINVAL,
-                           "safetensors writer: tensor '" NAME_FMT
-                           "': invalid dtype %d",
-                           name, dtype);
+                           "safetensors writer: tensor '" NAME_FMT "': invalid dtype %d", name,
+                           dtype);
     if (ndim < 0 || ndim > VRT_ST_MAX_DIMS || (ndim > 0 && !shape))
         return vrt_err_set(err, VRT_EINVAL,
-                           "safetensors writer: tensor '" NAME_FMT
-                           "': ndim %d outside 0..%d",
-                           name, ndim, VRT_ST_MAX_DIMS);
+                           "safetensors writer: tensor '" NAME_FMT "': ndim %d outside 0..%d", name,
+                           ndim, VRT_ST_MAX_DIMS);
     uint64_t want;
     int r = shape_nbytes(dtype, ndim, shape, &want);
     char sh[256];
     format_shape(sh, sizeof sh, ndim, shape);
     if (r != 0)
         return vrt_err_set(err, VRT_EINVAL,
-                           "safetensors writer: tensor '" NAME_FMT
-                           "': invalid shape %s for %s",
+                           "safetensors writer: tensor '" NAME_FMT "': invalid shape %s for %s",
                            name, sh, vrt_st_dtype_name(dtype));
     if (want != nbytes)
         return vrt_err_set(err, VRT_EINVAL,
                            "safetensors writer: tensor '" NAME_FMT
                            "': %llu bytes given, shape %s of %s needs %llu",
-                           name, (unsigned long long)nbytes, sh,
-                           vrt_st_dtype_name(dtype), (unsigned long long)want);
+                           name, (unsigned long long)nbytes, sh, vrt_st_dtype_name(dtype),
+                           (unsigned long long)want);
     if (nbytes && !data && !fill)
-        return vrt_err_set(err, VRT_EINVAL,
-                           "safetensors writer: tensor '" NAME_FMT
-                           "': no data",
+        return vrt_err_set(err, VRT_EINVAL, "safetensors writer: tensor '" NAME_FMT "': no data",
                            name);
-    if (w->n == w->cap_) {
-        int cap = w->cap_ ? 2 * w->cap_ : 16;
-        struct vrt_st_wentry *ne =
-            realloc(w->entries_, (size_t)cap * sizeof *ne);
-        if (!ne)
-            return vrt_err_set(err, VRT_ENOMEM, "out of memory");
-        w->entries_ = ne;
-        w->cap_ = cap;
-    }
+    if (vrt_grow(&w->entries_, &w->cap_, (size_t)w->n + 1, sizeof *w->entries_))
+        return vrt_err_set(err, VRT_ENOMEM, "out of memory");
     struct vrt_st_wentry *e = &w->entries_[w->n];
     memset(e, 0, sizeof *e);
     e->name = strdup(name);
@@ -805,9 +693,8 @@ static int writer_add(vrt_st_writer *w, const char *name, int dtype, int ndim,
         if (nbytes > (uint64_t)SIZE_MAX || !(e->owned = malloc(nbytes))) {
             free(e->name);
             return vrt_err_set(err, VRT_ENOMEM,
-                               "out of memory copying tensor '" NAME_FMT
-                               "' (%llu bytes)",
-                               name, (unsigned long long)nbytes);
+                               "out of memory copying tensor '" NAME_FMT "' (%llu bytes)", name,
+                               (unsigned long long)nbytes);
         }
         memcpy(e->owned, data, nbytes);
         e->data = e->owned;
@@ -825,37 +712,30 @@ static int writer_add(vrt_st_writer *w, const char *name, int dtype, int ndim,
     return 0;
 }
 
-int vrt_st_writer_add(vrt_st_writer *w, const char *name, int dtype, int ndim,
-                      const int64_t *shape, const void *data, uint64_t nbytes,
-                      vrt_err *err)
+int vrt_st_writer_add(vrt_st_writer *w, const char *name, int dtype, int ndim, const int64_t *shape,
+                      const void *data, uint64_t nbytes, vrt_err *err)
 {
-    return writer_add(w, name, dtype, ndim, shape, data, nbytes, 1, NULL,
-                      NULL, err);
+    return writer_add(w, name, dtype, ndim, shape, data, nbytes, 1, NULL, NULL, err);
 }
 
-int vrt_st_writer_add_ref(vrt_st_writer *w, const char *name, int dtype,
-                          int ndim, const int64_t *shape, const void *data,
-                          uint64_t nbytes, vrt_err *err)
+int vrt_st_writer_add_ref(vrt_st_writer *w, const char *name, int dtype, int ndim,
+                          const int64_t *shape, const void *data, uint64_t nbytes, vrt_err *err)
 {
-    return writer_add(w, name, dtype, ndim, shape, data, nbytes, 0, NULL,
-                      NULL, err);
+    return writer_add(w, name, dtype, ndim, shape, data, nbytes, 0, NULL, NULL, err);
 }
 
-int vrt_st_writer_add_fill(vrt_st_writer *w, const char *name, int dtype,
-                           int ndim, const int64_t *shape, vrt_st_fill_fn fill,
-                           void *ctx, vrt_err *err)
+int vrt_st_writer_add_fill(vrt_st_writer *w, const char *name, int dtype, int ndim,
+                           const int64_t *shape, vrt_st_fill_fn fill, void *ctx, vrt_err *err)
 {
     if (!fill)
         return vrt_err_set(err, VRT_EINVAL,
-                           "safetensors writer: tensor '" NAME_FMT
-                           "': no fill function",
+                           "safetensors writer: tensor '" NAME_FMT "': no fill function",
                            name ? name : "(null)");
     uint64_t nbytes = 0;
     if (vrt_st_dtype_bits(dtype) != 0 && ndim >= 0 && ndim <= VRT_ST_MAX_DIMS &&
         (ndim == 0 || shape) && shape_nbytes(dtype, ndim, shape, &nbytes) != 0)
         nbytes = 0; /* writer_add reports the bad shape */
-    return writer_add(w, name, dtype, ndim, shape, NULL, nbytes, 0, fill, ctx,
-                      err);
+    return writer_add(w, name, dtype, ndim, shape, NULL, nbytes, 0, fill, ctx, err);
 }
 
 /* The header is built in a growable string. */
@@ -866,7 +746,10 @@ static void sb_put(sbuf *b, const char *s, size_t n)
     vrt_strbuf_put(b, s, n);
 }
 
-static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+static void sb_str(sbuf *b, const char *s)
+{
+    sb_put(b, s, strlen(s));
+}
 
 static void sb_fmt(sbuf *b, const char *fmt, unsigned long long v)
 {
@@ -934,8 +817,8 @@ static int write_all(int fd, const void *buf, uint64_t n)
 
 /* Writes one generated tensor through a chunk buffer (allocated on first
  * use, *buf, freed by the caller). */
-static int write_filled(int fd, const struct vrt_st_wentry *e, void **buf,
-                        const char *path, vrt_err *err)
+static int write_filled(int fd, const struct vrt_st_wentry *e, void **buf, const char *path,
+                        vrt_err *err)
 {
     if (!*buf && e->nbytes && !(*buf = malloc(FILL_CHUNK)))
         return vrt_err_set(err, VRT_ENOMEM, "%s: out of memory", path);
@@ -943,11 +826,9 @@ static int write_filled(int fd, const struct vrt_st_wentry *e, void **buf,
         uint64_t n = e->nbytes - off < FILL_CHUNK ? e->nbytes - off : FILL_CHUNK;
         int rc = e->fill(e->fill_ctx, *buf, off, n, err);
         if (rc != 0)
-            return vrt_err_prefix(err, "%s: tensor '" NAME_FMT "': ", path,
-                                  e->name);
+            return vrt_err_prefix(err, "%s: tensor '" NAME_FMT "': ", path, e->name);
         if (write_all(fd, *buf, n) != 0)
-            return vrt_err_set(err, VRT_EIO, "%s: write failed: %s", path,
-                               strerror(errno));
+            return vrt_err_set(err, VRT_EIO, "%s: write failed: %s", path, strerror(errno));
     }
     return 0;
 }
@@ -995,15 +876,13 @@ static int build_metadata(sbuf *b, const char *metadata_json, vrt_err *err)
     return 0;
 }
 
-int vrt_st_writer_write(vrt_st_writer *w, const char *path,
-                        const char *metadata_json, vrt_err *err)
+int vrt_st_writer_write(vrt_st_writer *w, const char *path, const char *metadata_json, vrt_err *err)
 {
     int rc = 0, fd = -1;
     sbuf b = {0};
     char *tmp = NULL;
     void *chunk = NULL; /* buffer of generated tensors */
-    struct vrt_st_wentry **ord =
-        malloc((size_t)(w->n ? w->n : 1) * sizeof *ord);
+    struct vrt_st_wentry **ord = malloc((size_t)(w->n ? w->n : 1) * sizeof *ord);
     if (!ord)
         return vrt_err_set(err, VRT_ENOMEM, "out of memory");
     for (int i = 0; i < w->n; i++)
@@ -1011,9 +890,8 @@ int vrt_st_writer_write(vrt_st_writer *w, const char *path,
     qsort(ord, (size_t)w->n, sizeof *ord, cmp_wentry_name);
     for (int i = 1; i < w->n; i++)
         if (strcmp(ord[i - 1]->name, ord[i]->name) == 0) {
-            rc = vrt_err_set(err, VRT_EINVAL,
-                             "%s: tensor '" NAME_FMT "' was added twice",
-                             path, ord[i]->name);
+            rc = vrt_err_set(err, VRT_EINVAL, "%s: tensor '" NAME_FMT "' was added twice", path,
+                             ord[i]->name);
             goto done;
         }
     qsort(ord, (size_t)w->n, sizeof *ord, cmp_wentry);
@@ -1045,8 +923,7 @@ int vrt_st_writer_write(vrt_st_writer *w, const char *path,
     while (!b.oom && b.len % 8 != 0)
         sb_put(&b, " ", 1);
     if (b.oom) {
-        rc = vrt_err_set(err, VRT_ENOMEM, "%s: out of memory for the header",
-                         path);
+        rc = vrt_err_set(err, VRT_ENOMEM, "%s: out of memory for the header", path);
         goto done;
     }
     if (b.len > VRT_ST_MAX_HEADER) {
@@ -1066,8 +943,7 @@ int vrt_st_writer_write(vrt_st_writer *w, const char *path,
     snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
     fd = mkstemp(tmp);
     if (fd < 0) {
-        rc = vrt_err_set(err, VRT_EIO, "%s: cannot create a file: %s", tmp,
-                         strerror(errno));
+        rc = vrt_err_set(err, VRT_EIO, "%s: cannot create a file: %s", tmp, strerror(errno));
         free(tmp);
         tmp = NULL;
         goto done;
@@ -1085,20 +961,18 @@ int vrt_st_writer_write(vrt_st_writer *w, const char *path,
         }
     }
     if (bad || fchmod(fd, 0644) != 0 || fsync(fd) != 0) {
-        rc = vrt_err_set(err, VRT_EIO, "%s: write failed: %s", path,
-                         strerror(errno));
+        rc = vrt_err_set(err, VRT_EIO, "%s: write failed: %s", path, strerror(errno));
         goto done;
     }
     if (close(fd) != 0) {
         fd = -1;
-        rc = vrt_err_set(err, VRT_EIO, "%s: write failed: %s", path,
-                         strerror(errno));
+        rc = vrt_err_set(err, VRT_EIO, "%s: write failed: %s", path, strerror(errno));
         goto done;
     }
     fd = -1;
     if (rename(tmp, path) != 0) {
-        rc = vrt_err_set(err, VRT_EIO, "%s: cannot rename %s into place: %s",
-                         path, tmp, strerror(errno));
+        rc = vrt_err_set(err, VRT_EIO, "%s: cannot rename %s into place: %s", path, tmp,
+                         strerror(errno));
         goto done;
     }
     free(tmp);

@@ -128,7 +128,8 @@ int vrt_st_to_f16(const vrt_st_tensor *t, uint16_t *out, uint64_t *n_overflow,
  * rest, so memory stays bounded with add_ref and add_fill. */
 typedef struct vrt_st_writer {
     struct vrt_st_wentry *entries_; /* internal */
-    int n, cap_;
+    int n;
+    size_t cap_;
 } vrt_st_writer;
 
 void vrt_st_writer_init(vrt_st_writer *w);

@@ -30,7 +30,7 @@ static int opt_bool(const cJSON *j, const char *k, int dflt)
     return dflt;
 }
 
-int tk_bpe_parse(tk_bpe *m, const cJSON *j, const char *file, vrt_err *err)
+int vrt__tok_bpe_parse(tk_bpe *m, const cJSON *j, const char *file, vrt_err *err)
 {
     memset(m, 0, sizeof(*m));
     m->unk_id = -1;
@@ -82,7 +82,7 @@ int tk_bpe_parse(tk_bpe *m, const cJSON *j, const char *file, vrt_err *err)
                                  "%s: model.vocab: id %zu is used by both \"%s\" "
                                  "and \"%s\"",
                                  file, id, m->pieces[id], e->string);
-            /* Nothing is owned yet: tk_bpe_free must not free JSON strings. */
+            /* Nothing is owned yet: vrt__tok_bpe_free must not free JSON strings. */
             memset(m->pieces, 0, m->n_pieces * sizeof(*m->pieces));
             return rc;
         }
@@ -99,17 +99,17 @@ int tk_bpe_parse(tk_bpe *m, const cJSON *j, const char *file, vrt_err *err)
             return VRT_ENOMEM;
         }
         m->pieces[id] = c;
-        if (tk_strmap_put(&m->vocab, c, strlen(c), (int32_t)id))
+        if (vrt__tok_strmap_put(&m->vocab, c, strlen(c), (int32_t)id))
             return VRT_ENOMEM;
     }
     for (int b = 0; b < 256; b++) {
         char name[8];
         snprintf(name, sizeof(name), "<0x%02X>", b);
-        m->byte_ids[b] = tk_strmap_get(&m->vocab, name, 6);
+        m->byte_ids[b] = vrt__tok_strmap_get(&m->vocab, name, 6);
     }
     const cJSON *unk = obj_get(j, "unk_token");
     if (cJSON_IsString(unk)) {
-        m->unk_id = tk_strmap_get(&m->vocab, unk->valuestring, strlen(unk->valuestring));
+        m->unk_id = vrt__tok_strmap_get(&m->vocab, unk->valuestring, strlen(unk->valuestring));
         if (m->unk_id < 0)
             return vrt_err_set(err, VRT_EFORMAT,
                                "%s: model.unk_token \"%s\" is not in "
@@ -120,7 +120,7 @@ int tk_bpe_parse(tk_bpe *m, const cJSON *j, const char *file, vrt_err *err)
     if (merges && !cJSON_IsArray(merges) && !cJSON_IsNull(merges))
         return vrt_err_set(err, VRT_EFORMAT, "%s: model.merges must be a list", file);
     int32_t rank = 0;
-    tk_buf cat = {0};
+    vrt_strbuf cat = {0};
     int rc = 0;
     for (const cJSON *e = merges ? merges->child : NULL; e; e = e->next) {
         const char *a, *b;
@@ -154,14 +154,14 @@ int tk_bpe_parse(tk_bpe *m, const cJSON *j, const char *file, vrt_err *err)
                              file, (int)rank);
             break;
         }
-        int32_t ia = tk_strmap_get(&m->vocab, a, la);
-        int32_t ib = tk_strmap_get(&m->vocab, b, lb);
+        int32_t ia = vrt__tok_strmap_get(&m->vocab, a, la);
+        int32_t ib = vrt__tok_strmap_get(&m->vocab, b, lb);
         cat.len = 0;
-        if (tk_buf_put(&cat, a, la) || tk_buf_put(&cat, b, lb)) {
+        if (vrt__tok_put(&cat, a, la) || vrt__tok_put(&cat, b, lb)) {
             rc = VRT_ENOMEM;
             break;
         }
-        int32_t io = tk_strmap_get(&m->vocab, cat.p, cat.len);
+        int32_t io = vrt__tok_strmap_get(&m->vocab, cat.p, cat.len);
         if (ia < 0 || ib < 0 || io < 0) {
             rc = vrt_err_set(err, VRT_EFORMAT,
                              "%s: model.merges[%d] (\"%.*s\", \"%.*s\"): "
@@ -172,24 +172,24 @@ int tk_bpe_parse(tk_bpe *m, const cJSON *j, const char *file, vrt_err *err)
                                       : cat.p);
             break;
         }
-        if (tk_pairmap_put(&m->merges, ia, ib, rank, io)) {
+        if (vrt__tok_pairmap_put(&m->merges, ia, ib, rank, io)) {
             rc = VRT_ENOMEM;
             break;
         }
         rank++;
     }
-    tk_buf_free(&cat);
+    vrt__tok_buf_free(&cat);
     return rc;
 }
 
-void tk_bpe_free(tk_bpe *m)
+void vrt__tok_bpe_free(tk_bpe *m)
 {
     if (m->pieces)
         for (size_t i = 0; i < m->n_pieces; i++)
             free(m->pieces[i]);
     free(m->pieces);
-    tk_strmap_free(&m->vocab);
-    tk_pairmap_free(&m->merges);
+    vrt__tok_strmap_free(&m->vocab);
+    vrt__tok_pairmap_free(&m->merges);
     memset(m, 0, sizeof(*m));
 }
 
@@ -246,28 +246,14 @@ static cand heap_pop(cand *h, size_t *n)
     return top;
 }
 
-static int push_id(vrt_tokens *out, int32_t id)
-{
-    if (out->n == out->cap) {
-        size_t cap = out->cap ? out->cap * 2 : 64;
-        int32_t *v = realloc(out->ids, cap * sizeof(*v));
-        if (!v)
-            return VRT_ENOMEM;
-        out->ids = v;
-        out->cap = cap;
-    }
-    out->ids[out->n++] = id;
-    return 0;
-}
-
-int tk_bpe_word(const tk_bpe *m, const char *w, size_t len, vrt_tokens *out, vrt_err *err)
+int vrt__tok_bpe_word(const tk_bpe *m, const char *w, size_t len, vrt_tokens *out, vrt_err *err)
 {
     if (len == 0)
         return 0;
     if (m->ignore_merges) {
-        int32_t id = tk_strmap_get(&m->vocab, w, len);
+        int32_t id = vrt__tok_strmap_get(&m->vocab, w, len);
         if (id >= 0)
-            return push_id(out, id);
+            return vrt__tok_push_id(out, id);
     }
     /* At most one symbol per byte. */
     sym *s = malloc(len * sizeof(*s));
@@ -278,9 +264,9 @@ int tk_bpe_word(const tk_bpe *m, const char *w, size_t len, vrt_tokens *out, vrt
     const unsigned char *u = (const unsigned char *)w;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        int k = tk_utf8_decode(u + i, len - i, &cp);
+        int k = vrt__tok_utf8_decode(u + i, len - i, &cp);
         size_t cl = k > 0 ? (size_t)k : (size_t)-k; /* input is valid UTF-8 */
-        int32_t id = tk_strmap_get(&m->vocab, w + i, cl);
+        int32_t id = vrt__tok_strmap_get(&m->vocab, w + i, cl);
         if (id >= 0) {
             if (unk_pending) {
                 s[ns++] = (sym){m->unk_id, 0, 0, 1};
@@ -318,7 +304,7 @@ int tk_bpe_word(const tk_bpe *m, const char *w, size_t len, vrt_tokens *out, vrt
     }
     for (int i = 0; i + 1 < ns; i++) {
         cand c = {0, i, 0};
-        if (tk_pairmap_get(&m->merges, s[i].id, s[i + 1].id, &c.rank, &c.out) == 0)
+        if (vrt__tok_pairmap_get(&m->merges, s[i].id, s[i + 1].id, &c.rank, &c.out) == 0)
             heap_push(heap, &hn, c);
     }
     while (hn > 0) {
@@ -328,7 +314,7 @@ int tk_bpe_word(const tk_bpe *m, const char *w, size_t len, vrt_tokens *out, vrt
             continue;
         sym *b = &s[a->next];
         int32_t rank, o;
-        if (tk_pairmap_get(&m->merges, a->id, b->id, &rank, &o) != 0 || o != c.out ||
+        if (vrt__tok_pairmap_get(&m->merges, a->id, b->id, &rank, &o) != 0 || o != c.out ||
             rank != c.rank)
             continue; /* stale candidate */
         a->id = o;
@@ -338,18 +324,18 @@ int tk_bpe_word(const tk_bpe *m, const char *w, size_t len, vrt_tokens *out, vrt
             s[b->next].prev = c.pos;
         if (a->prev >= 0) {
             cand p = {0, a->prev, 0};
-            if (tk_pairmap_get(&m->merges, s[a->prev].id, a->id, &p.rank, &p.out) == 0)
+            if (vrt__tok_pairmap_get(&m->merges, s[a->prev].id, a->id, &p.rank, &p.out) == 0)
                 heap_push(heap, &hn, p);
         }
         if (a->next >= 0) {
             cand q = {0, c.pos, 0};
-            if (tk_pairmap_get(&m->merges, a->id, s[a->next].id, &q.rank, &q.out) == 0)
+            if (vrt__tok_pairmap_get(&m->merges, a->id, s[a->next].id, &q.rank, &q.out) == 0)
                 heap_push(heap, &hn, q);
         }
     }
     int rc = 0;
     for (int i = 0; rc == 0 && i >= 0 && i < ns; i = s[i].next)
-        rc = push_id(out, s[i].id);
+        rc = vrt__tok_push_id(out, s[i].id);
     free(heap);
     free(s);
     (void)err;

@@ -19,7 +19,7 @@ static const cJSON *obj_get(const cJSON *j, const char *k)
     return cJSON_GetObjectItemCaseSensitive(j, k);
 }
 
-int tk_decoder_parse(tk_decoder *d, const cJSON *j, const char *where, vrt_err *err)
+int vrt__tok_decoder_parse(tk_decoder *d, const cJSON *j, const char *where, vrt_err *err)
 {
     memset(d, 0, sizeof(*d));
     const cJSON *t = obj_get(j, "type");
@@ -39,7 +39,7 @@ int tk_decoder_parse(tk_decoder *d, const cJSON *j, const char *where, vrt_err *
             char sub[512];
             snprintf(sub, sizeof(sub), "%s.decoders[%d]", where, i);
             d->n_kids = (size_t)i + 1;
-            int rc = tk_decoder_parse(&d->kids[i], cJSON_GetArrayItem(l, i), sub, err);
+            int rc = vrt__tok_decoder_parse(&d->kids[i], cJSON_GetArrayItem(l, i), sub, err);
             if (rc)
                 return rc;
         }
@@ -66,7 +66,7 @@ int tk_decoder_parse(tk_decoder *d, const cJSON *j, const char *where, vrt_err *
         if (!d->content)
             return VRT_ENOMEM;
         d->content_len = strlen(c->valuestring);
-        return tk_pattern_parse(&d->pat, obj_get(j, "pattern"), where, err);
+        return vrt__tok_pattern_parse(&d->pat, obj_get(j, "pattern"), where, err);
     }
     if (strcmp(type, "Strip") == 0) {
         const cJSON *c = obj_get(j, "content");
@@ -110,22 +110,22 @@ int tk_decoder_parse(tk_decoder *d, const cJSON *j, const char *where, vrt_err *
                        where, type);
 }
 
-void tk_decoder_free(tk_decoder *d)
+void vrt__tok_decoder_free(tk_decoder *d)
 {
     for (size_t i = 0; i < d->n_kids; i++)
-        tk_decoder_free(&d->kids[i]);
+        vrt__tok_decoder_free(&d->kids[i]);
     free(d->kids);
     free(d->content);
-    tk_pattern_free(&d->pat);
+    vrt__tok_pattern_free(&d->pat);
     memset(d, 0, sizeof(*d));
 }
 
-int tk_decoder_has_bytefallback(const tk_decoder *d)
+int vrt__tok_decoder_has_bytefallback(const tk_decoder *d)
 {
     if (d->type == TK_D_BYTEFALLBACK)
         return 1;
     for (size_t i = 0; i < d->n_kids; i++)
-        if (tk_decoder_has_bytefallback(&d->kids[i]))
+        if (vrt__tok_decoder_has_bytefallback(&d->kids[i]))
             return 1;
     return 0;
 }
@@ -155,7 +155,7 @@ static int utf8_valid(const char *s, size_t n)
     size_t i = 0;
     while (i < n) {
         uint32_t cp;
-        int k = tk_utf8_decode((const unsigned char *)s + i, n - i, &cp);
+        int k = vrt__tok_utf8_decode((const unsigned char *)s + i, n - i, &cp);
         if (k <= 0)
             return 0;
         i += (size_t)k;
@@ -163,11 +163,11 @@ static int utf8_valid(const char *s, size_t n)
     return 1;
 }
 
-static int push_buf(tk_strs *out, tk_buf *b)
+static int push_buf(tk_strs *out, vrt_strbuf *b)
 {
-    if (!b->p && tk_buf_put(b, "", 0))
+    if (!b->p && vrt__tok_put(b, "", 0))
         return VRT_ENOMEM;
-    int rc = tk_strs_push_owned(out, b->p, b->len, 0);
+    int rc = vrt__tok_strs_push_owned(out, b->p, b->len, 0);
     b->p = NULL;
     b->len = b->cap = 0;
     return rc;
@@ -185,33 +185,33 @@ static int decode_step(const tk_decoder *d, tk_strs *l)
         return 0;
     }
     tk_strs out = {0};
-    tk_buf b = {0};
+    vrt_strbuf b = {0};
     int rc = 0;
     switch (d->type) {
     case TK_D_BYTELEVEL: {
-        tk_buf raw = {0};
+        vrt_strbuf raw = {0};
         for (size_t i = 0; rc == 0 && i < l->n; i++) {
             const tk_str *t = &l->v[i];
             size_t mark = raw.len;
             int ok = 1;
             for (size_t k = 0; ok && rc == 0 && k < t->len;) {
                 uint32_t cp;
-                int n = tk_utf8_decode((const unsigned char *)t->s + k, t->len - k, &cp);
-                int byte = n > 0 ? tk_cp_to_byte(cp) : -1;
+                int n = vrt__tok_utf8_decode((const unsigned char *)t->s + k, t->len - k, &cp);
+                int byte = n > 0 ? vrt__tok_cp_to_byte(cp) : -1;
                 if (byte < 0)
                     ok = 0; /* the whole token passes through raw */
                 else
-                    rc = tk_buf_putc(&raw, (char)byte);
+                    rc = vrt__tok_putc(&raw, (char)byte);
                 k += (size_t)(n > 0 ? n : -n);
             }
             if (!ok) {
                 raw.len = mark;
-                rc = tk_buf_put(&raw, t->s, t->len);
+                rc = vrt__tok_put(&raw, t->s, t->len);
             }
         }
         if (rc == 0)
-            rc = tk_utf8_lossy(&b, raw.p ? raw.p : "", raw.len);
-        tk_buf_free(&raw);
+            rc = vrt__tok_utf8_lossy(&b, raw.p ? raw.p : "", raw.len);
+        vrt__tok_buf_free(&raw);
         if (rc == 0)
             rc = push_buf(&out, &b);
         break;
@@ -219,38 +219,38 @@ static int decode_step(const tk_decoder *d, tk_strs *l)
     case TK_D_REPLACE:
         for (size_t i = 0; rc == 0 && i < l->n; i++) {
             b.len = 0;
-            rc =
-                tk_pattern_replace(&d->pat, l->v[i].s, l->v[i].len, d->content, d->content_len, &b);
+            rc = vrt__tok_pattern_replace(&d->pat, l->v[i].s, l->v[i].len, d->content,
+                                          d->content_len, &b);
             if (rc == 0)
                 rc = push_buf(&out, &b);
         }
         break;
     case TK_D_BYTEFALLBACK: {
-        tk_buf run = {0};
+        vrt_strbuf run = {0};
         for (size_t i = 0; rc == 0 && i <= l->n; i++) {
             int v = i < l->n ? byte_token(l->v[i].s, l->v[i].len) : -1;
             if (v >= 0) {
-                rc = tk_buf_putc(&run, (char)v);
+                rc = vrt__tok_putc(&run, (char)v);
                 continue;
             }
             if (run.len) {
                 if (utf8_valid(run.p, run.len)) {
-                    rc = tk_strs_push(&out, run.p, run.len, 0);
+                    rc = vrt__tok_strs_push(&out, run.p, run.len, 0);
                 } else {
                     for (size_t k = 0; rc == 0 && k < run.len; k++)
-                        rc = tk_strs_push(&out, "\xEF\xBF\xBD", 3, 0);
+                        rc = vrt__tok_strs_push(&out, "\xEF\xBF\xBD", 3, 0);
                 }
                 run.len = 0;
             }
             if (rc == 0 && i < l->n)
-                rc = tk_strs_push(&out, l->v[i].s, l->v[i].len, 0);
+                rc = vrt__tok_strs_push(&out, l->v[i].s, l->v[i].len, 0);
         }
-        tk_buf_free(&run);
+        vrt__tok_buf_free(&run);
         break;
     }
     case TK_D_FUSE:
         for (size_t i = 0; rc == 0 && i < l->n; i++)
-            rc = tk_buf_put(&b, l->v[i].s, l->v[i].len);
+            rc = vrt__tok_put(&b, l->v[i].s, l->v[i].len);
         if (rc == 0)
             rc = push_buf(&out, &b);
         break;
@@ -266,7 +266,7 @@ static int decode_step(const tk_decoder *d, tk_strs *l)
             for (int k = 0;
                  cl && k < d->stop && e >= a + cl && memcmp(s + e - cl, d->content, cl) == 0; k++)
                 e -= cl;
-            rc = tk_strs_push(&out, s + a, e - a, 0);
+            rc = vrt__tok_strs_push(&out, s + a, e - a, 0);
         }
         break;
     }
@@ -279,10 +279,10 @@ static int decode_step(const tk_decoder *d, tk_strs *l)
             while (rc == 0 && k < n) {
                 if (cl && k + cl <= n && memcmp(s + k, d->content, cl) == 0) {
                     if (!drop)
-                        rc = tk_buf_putc(&b, ' ');
+                        rc = vrt__tok_putc(&b, ' ');
                     k += cl;
                 } else {
-                    rc = tk_buf_putc(&b, s[k]);
+                    rc = vrt__tok_putc(&b, s[k]);
                     k++;
                 }
             }
@@ -291,12 +291,12 @@ static int decode_step(const tk_decoder *d, tk_strs *l)
         }
         break;
     }
-    tk_buf_free(&b);
+    vrt__tok_buf_free(&b);
     if (rc) {
-        tk_strs_free(&out);
+        vrt__tok_strs_free(&out);
         return rc;
     }
-    tk_strs_free(l);
+    vrt__tok_strs_free(l);
     *l = out;
     return 0;
 }
@@ -310,9 +310,9 @@ int vrt_tokenizer_decode(const vrt_tokenizer *t, const int32_t *ids, size_t n,
     tk_strs l = {0};
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
-        const char *p = tk_dec_piece(t, ids[i]);
+        const char *p = vrt__tok_dec_piece(t, ids[i]);
         if (!p) {
-            tk_strs_free(&l);
+            vrt__tok_strs_free(&l);
             return vrt_err_set(err, VRT_ERANGE,
                                "decode: token id %d at position %zu is not "
                                "in the vocabulary of %s (ids 0..%zu)",
@@ -320,23 +320,23 @@ int vrt_tokenizer_decode(const vrt_tokenizer *t, const int32_t *ids, size_t n,
         }
         if (skip_special_tokens && t->id_skip[ids[i]])
             continue;
-        if ((rc = tk_strs_push(&l, p, strlen(p), 0)))
+        if ((rc = vrt__tok_strs_push(&l, p, strlen(p), 0)))
             break;
     }
-    tk_buf b = {0};
+    vrt_strbuf b = {0};
     if (rc == 0 && t->has_decoder) {
         rc = decode_step(&t->decoder, &l);
         for (size_t i = 0; rc == 0 && i < l.n; i++)
-            rc = tk_buf_put(&b, l.v[i].s, l.v[i].len);
+            rc = vrt__tok_put(&b, l.v[i].s, l.v[i].len);
     } else {
         for (size_t i = 0; rc == 0 && i < l.n; i++)
-            rc = (i ? tk_buf_putc(&b, ' ') : 0) || tk_buf_put(&b, l.v[i].s, l.v[i].len);
+            rc = (i ? vrt__tok_putc(&b, ' ') : 0) || vrt__tok_put(&b, l.v[i].s, l.v[i].len);
     }
     if (rc == 0 && !b.p)
-        rc = tk_buf_put(&b, "", 0);
-    tk_strs_free(&l);
+        rc = vrt__tok_put(&b, "", 0);
+    vrt__tok_strs_free(&l);
     if (rc) {
-        tk_buf_free(&b);
+        vrt__tok_buf_free(&b);
         return vrt_err_set(err, VRT_ENOMEM, "decode: out of memory");
     }
     *text = b.p;
@@ -348,7 +348,7 @@ int vrt_tokenizer_decode(const vrt_tokenizer *t, const int32_t *ids, size_t n,
 /* ---- surfaces (offsets) ------------------------------------------------ */
 
 /* One decoder over the one token in cur (replaced in place). */
-static int surface_step(const tk_decoder *d, tk_buf *cur)
+static int surface_step(const tk_decoder *d, vrt_strbuf *cur)
 {
     if (d->type == TK_D_SEQUENCE) {
         for (size_t i = 0; i < d->n_kids; i++) {
@@ -358,7 +358,7 @@ static int surface_step(const tk_decoder *d, tk_buf *cur)
         }
         return 0;
     }
-    tk_buf b = {0};
+    vrt_strbuf b = {0};
     int rc = 0, replace = 1;
     const char *s = cur->p ? cur->p : "";
     size_t n = cur->len;
@@ -368,23 +368,23 @@ static int surface_step(const tk_decoder *d, tk_buf *cur)
          * outside the table passes through raw, as in decode. */
         for (size_t k = 0; rc == 0 && k < n;) {
             uint32_t cp;
-            int len = tk_utf8_decode((const unsigned char *)s + k, n - k, &cp);
-            int byte = len > 0 ? tk_cp_to_byte(cp) : -1;
+            int len = vrt__tok_utf8_decode((const unsigned char *)s + k, n - k, &cp);
+            int byte = len > 0 ? vrt__tok_cp_to_byte(cp) : -1;
             if (byte < 0) {
                 replace = 0;
                 break;
             }
-            rc = tk_buf_putc(&b, (char)byte);
+            rc = vrt__tok_putc(&b, (char)byte);
             k += (size_t)len;
         }
         break;
     case TK_D_REPLACE:
-        rc = tk_pattern_replace(&d->pat, s, n, d->content, d->content_len, &b);
+        rc = vrt__tok_pattern_replace(&d->pat, s, n, d->content, d->content_len, &b);
         break;
     case TK_D_BYTEFALLBACK: {
         int v = byte_token(s, n);
         if (v >= 0)
-            rc = tk_buf_putc(&b, (char)v); /* one raw byte, maybe part of a character */
+            rc = vrt__tok_putc(&b, (char)v); /* one raw byte, maybe part of a character */
         else
             replace = 0;
         break;
@@ -395,10 +395,10 @@ static int surface_step(const tk_decoder *d, tk_buf *cur)
         for (size_t k = 0; rc == 0 && k < n;) {
             size_t cl = d->content_len;
             if (cl && k + cl <= n && memcmp(s + k, d->content, cl) == 0) {
-                rc = tk_buf_putc(&b, ' ');
+                rc = vrt__tok_putc(&b, ' ');
                 k += cl;
             } else {
-                rc = tk_buf_putc(&b, s[k++]);
+                rc = vrt__tok_putc(&b, s[k++]);
             }
         }
         break;
@@ -406,33 +406,33 @@ static int surface_step(const tk_decoder *d, tk_buf *cur)
     }
     if (rc == 0 && replace) {
         if (!b.p)
-            rc = tk_buf_put(&b, "", 0);
+            rc = vrt__tok_put(&b, "", 0);
         if (rc == 0) {
-            tk_buf_free(cur);
+            vrt__tok_buf_free(cur);
             *cur = b;
             return 0;
         }
     }
-    tk_buf_free(&b);
+    vrt__tok_buf_free(&b);
     return rc;
 }
 
-int tk_token_surface(const vrt_tokenizer *t, int32_t id, tk_buf *out)
+int vrt__tok_token_surface(const vrt_tokenizer *t, int32_t id, vrt_strbuf *out)
 {
     out->len = 0;
-    const char *p = tk_dec_piece(t, id);
+    const char *p = vrt__tok_dec_piece(t, id);
     size_t pl = p ? strlen(p) : 0;
     /* A byte-fallback piece of the model is its byte whatever the decoder
      * (a Metaspace-only decoder prints it as "<0xE2>"). */
     int v = t->bpe.byte_fallback && !t->id_dec[id] && p ? byte_token(p, pl) : -1;
     if (v >= 0)
-        return tk_buf_putc(out, (char)v);
-    tk_buf cur = {0};
-    int rc = tk_buf_put(&cur, p ? p : "", pl);
+        return vrt__tok_putc(out, (char)v);
+    vrt_strbuf cur = {0};
+    int rc = vrt__tok_put(&cur, p ? p : "", pl);
     if (rc == 0 && t->has_decoder)
         rc = surface_step(&t->decoder, &cur);
     if (rc == 0)
-        rc = tk_buf_put(out, cur.p ? cur.p : "", cur.len);
-    tk_buf_free(&cur);
+        rc = vrt__tok_put(out, cur.p ? cur.p : "", cur.len);
+    vrt__tok_buf_free(&cur);
     return rc;
 }

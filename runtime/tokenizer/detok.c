@@ -53,9 +53,9 @@ static int give(const char *s, size_t n, char **piece, size_t *len)
  * its neighbours. */
 static int is_byte_piece(const vrt_tokenizer *t, int32_t id)
 {
-    if (!t->has_decoder || !tk_decoder_has_bytefallback(&t->decoder))
+    if (!t->has_decoder || !vrt__tok_decoder_has_bytefallback(&t->decoder))
         return 0;
-    const char *p = tk_dec_piece(t, id);
+    const char *p = vrt__tok_dec_piece(t, id);
     if (!p || strlen(p) != 6 || memcmp(p, "<0x", 3) != 0 || p[5] != '>')
         return 0;
     for (int i = 3; i < 5; i++) {
@@ -77,7 +77,7 @@ int vrt_detok_prime(vrt_detok *d, const int32_t *ctx, size_t n, vrt_err *err)
     if (n == 0 || d->n != 0)
         return 0;
     int32_t id = ctx[n - 1];
-    if (!tk_piece(t, id) || t->id_skip[id] || is_byte_piece(t, id))
+    if (!vrt__tok_piece(t, id) || t->id_skip[id] || is_byte_piece(t, id))
         return 0;
     char *anchor = NULL;
     size_t alen = 0;
@@ -101,7 +101,7 @@ int vrt_detok_prime(vrt_detok *d, const int32_t *ctx, size_t n, vrt_err *err)
 
 int vrt_detok_knows(const vrt_detok *d, int32_t id)
 {
-    return tk_piece(d->t, id) != NULL;
+    return vrt__tok_piece(d->t, id) != NULL;
 }
 
 int vrt_detok_push(vrt_detok *d, int32_t id, char **piece, size_t *len, vrt_err *err)
@@ -110,20 +110,14 @@ int vrt_detok_push(vrt_detok *d, int32_t id, char **piece, size_t *len, vrt_err 
     *piece = NULL;
     if (len)
         *len = 0;
-    if (!tk_piece(t, id))
+    if (!vrt__tok_piece(t, id))
         return vrt_err_set(err, VRT_ERANGE,
                            "detokenize: token id %d is not in the vocabulary of %s (ids 0..%zu)",
                            (int)id, t->dir, t->n_ids ? t->n_ids - 1 : 0);
     if (d->skip_special_tokens && t->id_skip[id])
         return give("", 0, piece, len);
-    if (d->n == d->cap) {
-        size_t cap = d->cap ? d->cap * 2 : 16;
-        int32_t *v = realloc(d->ids, cap * sizeof(*v));
-        if (!v)
-            return vrt_err_set(err, VRT_ENOMEM, "detokenize: out of memory");
-        d->ids = v;
-        d->cap = cap;
-    }
+    if (vrt_grow(&d->ids, &d->cap, d->n + 1, sizeof *d->ids))
+        return vrt_err_set(err, VRT_ENOMEM, "detokenize: out of memory");
     d->ids[d->n++] = id;
     if (is_byte_piece(t, id))
         return give("", 0, piece, len);

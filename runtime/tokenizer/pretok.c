@@ -56,7 +56,7 @@ static const char *type_of(const cJSON *j)
 
 /* ---- normalizers ------------------------------------------------------ */
 
-int tk_norm_parse(tk_norm *n, const cJSON *j, const char *where, vrt_err *err)
+int vrt__tok_norm_parse(tk_norm *n, const cJSON *j, const char *where, vrt_err *err)
 {
     memset(n, 0, sizeof(*n));
     const char *type = type_of(j);
@@ -76,7 +76,7 @@ int tk_norm_parse(tk_norm *n, const cJSON *j, const char *where, vrt_err *err)
             char sub[512];
             snprintf(sub, sizeof(sub), "%s.normalizers[%d]", where, i);
             n->n_kids = (size_t)i + 1;
-            int rc = tk_norm_parse(&n->kids[i], cJSON_GetArrayItem(l, i), sub, err);
+            int rc = vrt__tok_norm_parse(&n->kids[i], cJSON_GetArrayItem(l, i), sub, err);
             if (rc)
                 return rc;
         }
@@ -100,7 +100,7 @@ int tk_norm_parse(tk_norm *n, const cJSON *j, const char *where, vrt_err *err)
         if (!n->str)
             return VRT_ENOMEM;
         n->str_len = strlen(c->valuestring);
-        return tk_pattern_parse(&n->pat, obj_get(j, "pattern"), where, err);
+        return vrt__tok_pattern_parse(&n->pat, obj_get(j, "pattern"), where, err);
     }
     if (strcmp(type, "Strip") == 0) {
         n->type = TK_N_STRIP;
@@ -114,13 +114,13 @@ int tk_norm_parse(tk_norm *n, const cJSON *j, const char *where, vrt_err *err)
                        where, type);
 }
 
-void tk_norm_free(tk_norm *n)
+void vrt__tok_norm_free(tk_norm *n)
 {
     for (size_t i = 0; i < n->n_kids; i++)
-        tk_norm_free(&n->kids[i]);
+        vrt__tok_norm_free(&n->kids[i]);
     free(n->kids);
     free(n->str);
-    tk_pattern_free(&n->pat);
+    vrt__tok_pattern_free(&n->pat);
     memset(n, 0, sizeof(*n));
 }
 
@@ -130,8 +130,8 @@ static size_t ws_prefix(const char *s, size_t n)
     size_t i = 0;
     while (i < n) {
         uint32_t cp;
-        int k = tk_utf8_decode((const unsigned char *)s + i, n - i, &cp);
-        if (k <= 0 || !tk_is_whitespace(cp))
+        int k = vrt__tok_utf8_decode((const unsigned char *)s + i, n - i, &cp);
+        if (k <= 0 || !vrt__tok_is_whitespace(cp))
             break;
         i += (size_t)k;
     }
@@ -146,45 +146,45 @@ static size_t ws_suffix(const char *s, size_t n)
         while (st > 0 && ((unsigned char)s[st] & 0xC0) == 0x80)
             st--;
         uint32_t cp;
-        int k = tk_utf8_decode((const unsigned char *)s + st, end - st, &cp);
-        if (k <= 0 || !tk_is_whitespace(cp))
+        int k = vrt__tok_utf8_decode((const unsigned char *)s + st, end - st, &cp);
+        if (k <= 0 || !vrt__tok_is_whitespace(cp))
             break;
         end = st;
     }
     return n - end;
 }
 
-int tk_norm_apply(const tk_norm *n, const char *s, size_t len, tk_buf *out)
+int vrt__tok_norm_apply(const tk_norm *n, const char *s, size_t len, vrt_strbuf *out)
 {
     out->len = 0;
     switch (n->type) {
     case TK_N_PREPEND:
-        if (len && tk_buf_put(out, n->str, n->str_len))
+        if (len && vrt__tok_put(out, n->str, n->str_len))
             return VRT_ENOMEM;
-        return tk_buf_put(out, s, len);
-    case TK_N_REPLACE: return tk_pattern_replace(&n->pat, s, len, n->str, n->str_len, out);
+        return vrt__tok_put(out, s, len);
+    case TK_N_REPLACE: return vrt__tok_pattern_replace(&n->pat, s, len, n->str, n->str_len, out);
     case TK_N_STRIP: {
         size_t a = n->strip_left ? ws_prefix(s, len) : 0;
         size_t b = n->strip_right && a < len ? ws_suffix(s + a, len - a) : 0;
-        return tk_buf_put(out, s + a, len - a - b);
+        return vrt__tok_put(out, s + a, len - a - b);
     }
     case TK_N_SEQUENCE: {
-        tk_buf cur = {0};
-        int rc = tk_buf_put(&cur, s, len);
+        vrt_strbuf cur = {0};
+        int rc = vrt__tok_put(&cur, s, len);
         for (size_t i = 0; rc == 0 && i < n->n_kids; i++) {
-            rc = tk_norm_apply(&n->kids[i], cur.p, cur.len, out);
-            tk_buf t = cur;
+            rc = vrt__tok_norm_apply(&n->kids[i], cur.p, cur.len, out);
+            vrt_strbuf t = cur;
             cur = *out;
             *out = t;
         }
         out->len = 0;
         if (rc == 0)
-            rc = tk_buf_put(out, cur.p, cur.len);
-        tk_buf_free(&cur);
+            rc = vrt__tok_put(out, cur.p, cur.len);
+        vrt__tok_buf_free(&cur);
         return rc;
     }
     }
-    return tk_buf_put(out, s, len);
+    return vrt__tok_put(out, s, len);
 }
 
 /* ---- pre-tokenizers ------------------------------------------------- */
@@ -209,7 +209,7 @@ static int parse_behavior(const cJSON *j, const char *where, int dflt, int *out,
                        where, cJSON_IsString(b) ? b->valuestring : "?");
 }
 
-int tk_pretok_parse(tk_pretok *p, const cJSON *j, const char *where, vrt_err *err)
+int vrt__tok_pretok_parse(tk_pretok *p, const cJSON *j, const char *where, vrt_err *err)
 {
     memset(p, 0, sizeof(*p));
     const char *type = type_of(j);
@@ -229,7 +229,7 @@ int tk_pretok_parse(tk_pretok *p, const cJSON *j, const char *where, vrt_err *er
             char sub[512];
             snprintf(sub, sizeof(sub), "%s.pretokenizers[%d]", where, i);
             p->n_kids = (size_t)i + 1;
-            int rc = tk_pretok_parse(&p->kids[i], cJSON_GetArrayItem(l, i), sub, err);
+            int rc = vrt__tok_pretok_parse(&p->kids[i], cJSON_GetArrayItem(l, i), sub, err);
             if (rc)
                 return rc;
         }
@@ -240,7 +240,7 @@ int tk_pretok_parse(tk_pretok *p, const cJSON *j, const char *where, vrt_err *er
         p->add_prefix_space = opt_bool(j, "add_prefix_space", 1);
         p->use_regex = opt_bool(j, "use_regex", 1);
         p->behavior = TK_B_ISOLATED;
-        return p->use_regex ? tk_regex_compile(&p->pat, GPT2_RE, where, err) : 0;
+        return p->use_regex ? vrt__tok_regex_compile(&p->pat, GPT2_RE, where, err) : 0;
     }
     if (strcmp(type, "Split") == 0) {
         p->type = TK_P_SPLIT;
@@ -248,7 +248,7 @@ int tk_pretok_parse(tk_pretok *p, const cJSON *j, const char *where, vrt_err *er
         int rc = parse_behavior(j, where, TK_B_ISOLATED, &p->behavior, err);
         if (rc)
             return rc;
-        return tk_pattern_parse(&p->pat, obj_get(j, "pattern"), where, err);
+        return vrt__tok_pattern_parse(&p->pat, obj_get(j, "pattern"), where, err);
     }
     if (strcmp(type, "Metaspace") == 0) {
         p->type = TK_P_METASPACE;
@@ -277,7 +277,7 @@ int tk_pretok_parse(tk_pretok *p, const cJSON *j, const char *where, vrt_err *er
         } else if (!opt_bool(j, "add_prefix_space", 1)) {
             p->prepend_scheme = TK_PREPEND_NEVER;
         }
-        p->pat.str = p->repl; /* literal, not owned (see tk_pretok_free) */
+        p->pat.str = p->repl; /* literal, not owned (see vrt__tok_pretok_free) */
         p->pat.len = p->repl_len;
         p->behavior = TK_B_MERGED_NEXT;
         return 0;
@@ -285,27 +285,27 @@ int tk_pretok_parse(tk_pretok *p, const cJSON *j, const char *where, vrt_err *er
     if (strcmp(type, "Digits") == 0) {
         p->type = TK_P_DIGITS;
         p->behavior = opt_bool(j, "individual_digits", 0) ? TK_B_ISOLATED : TK_B_CONTIGUOUS;
-        return tk_regex_compile(&p->pat, NUM_CHAR_RE, where, err);
+        return vrt__tok_regex_compile(&p->pat, NUM_CHAR_RE, where, err);
     }
     if (strcmp(type, "Whitespace") == 0) {
         p->type = TK_P_WHITESPACE;
         p->behavior = TK_B_REMOVED;
         p->invert = 1;
-        if (tk_regex_compile(&p->pat, WHITESPACE_RE, where, NULL) == 0)
+        if (vrt__tok_regex_compile(&p->pat, WHITESPACE_RE, where, NULL) == 0)
             return 0;
-        return tk_regex_compile(&p->pat, WHITESPACE_RE_OLD, where, err);
+        return vrt__tok_regex_compile(&p->pat, WHITESPACE_RE_OLD, where, err);
     }
     if (strcmp(type, "WhitespaceSplit") == 0) {
         p->type = TK_P_WHITESPACESPLIT;
         p->behavior = TK_B_REMOVED;
-        return tk_regex_compile(&p->pat, WS_CHAR_RE, where, err);
+        return vrt__tok_regex_compile(&p->pat, WS_CHAR_RE, where, err);
     }
     if (strcmp(type, "Punctuation") == 0) {
         p->type = TK_P_PUNCTUATION;
         int rc = parse_behavior(j, where, TK_B_ISOLATED, &p->behavior, err);
         if (rc)
             return rc;
-        return tk_regex_compile(&p->pat, PUNCT_CHAR_RE, where, err);
+        return vrt__tok_regex_compile(&p->pat, PUNCT_CHAR_RE, where, err);
     }
     return vrt_err_set(err, VRT_EUNSUPPORTED,
                        "%s: pre-tokenizer type \"%s\" is not supported "
@@ -314,14 +314,14 @@ int tk_pretok_parse(tk_pretok *p, const cJSON *j, const char *where, vrt_err *er
                        where, type);
 }
 
-void tk_pretok_free(tk_pretok *p)
+void vrt__tok_pretok_free(tk_pretok *p)
 {
     for (size_t i = 0; i < p->n_kids; i++)
-        tk_pretok_free(&p->kids[i]);
+        vrt__tok_pretok_free(&p->kids[i]);
     free(p->kids);
     if (p->type == TK_P_METASPACE)
         p->pat.str = NULL; /* points into p->repl */
-    tk_pattern_free(&p->pat);
+    vrt__tok_pattern_free(&p->pat);
     memset(p, 0, sizeof(*p));
 }
 
@@ -331,7 +331,7 @@ static int split_piece(const tk_pattern *pat, int behavior, int invert, const tk
                        tk_strs *out)
 {
     size_t *sp = NULL, ns = 0, cap = 0;
-    int rc = tk_pattern_find(pat, pc->s, pc->len, &sp, &ns, &cap);
+    int rc = vrt__tok_pattern_find(pat, pc->s, pc->len, &sp, &ns, &cap);
     if (rc) {
         free(sp);
         return rc;
@@ -421,22 +421,23 @@ static int split_piece(const tk_pattern *pat, int behavior, int invert, const tk
     }
     for (size_t i = 0; rc == 0 && i < no; i++)
         if (seg[i][1] > seg[i][0])
-            rc = tk_strs_push(out, pc->s + seg[i][0], seg[i][1] - seg[i][0], pc->off + seg[i][0]);
+            rc = vrt__tok_strs_push(out, pc->s + seg[i][0], seg[i][1] - seg[i][0],
+                                    pc->off + seg[i][0]);
     free(seg);
     return rc;
 }
 
 static int bytelevel_map(const tk_str *pc, tk_strs *out)
 {
-    tk_buf b = {0};
+    vrt_strbuf b = {0};
     for (size_t i = 0; i < pc->len; i++)
-        if (tk_buf_put_cp(&b, tk_byte_to_cp[(unsigned char)pc->s[i]])) {
-            tk_buf_free(&b);
+        if (vrt__tok_put_cp(&b, vrt__tok_byte_to_cp[(unsigned char)pc->s[i]])) {
+            vrt__tok_buf_free(&b);
             return VRT_ENOMEM;
         }
-    if (!b.p && tk_buf_put(&b, "", 0))
+    if (!b.p && vrt__tok_put(&b, "", 0))
         return VRT_ENOMEM;
-    return tk_strs_push_owned(out, b.p, b.len, pc->off);
+    return vrt__tok_strs_push_owned(out, b.p, b.len, pc->off);
 }
 
 static int apply_one(const tk_pretok *p, const tk_str *pc, tk_strs *out)
@@ -461,7 +462,7 @@ static int apply_one(const tk_pretok *p, const tk_str *pc, tk_strs *out)
             rc = split_piece(&p->pat, TK_B_ISOLATED, 0, &cur, &parts);
             for (size_t i = 0; rc == 0 && i < parts.n; i++)
                 rc = bytelevel_map(&parts.v[i], out);
-            tk_strs_free(&parts);
+            vrt__tok_strs_free(&parts);
         } else {
             rc = bytelevel_map(&cur, out);
         }
@@ -472,7 +473,7 @@ static int apply_one(const tk_pretok *p, const tk_str *pc, tk_strs *out)
         tk_pattern sp = {0};
         sp.str = " ";
         sp.len = 1;
-        tk_buf b = {0};
+        vrt_strbuf b = {0};
         int rc = 0;
         int pre = 0;
         if (pc->len > 0 && !(pc->len >= p->repl_len && memcmp(pc->s, p->repl, p->repl_len) == 0)) {
@@ -486,32 +487,32 @@ static int apply_one(const tk_pretok *p, const tk_str *pc, tk_strs *out)
         if (pre && pc->len > 0 && pc->s[0] == ' ')
             pre = 0;
         if (pre)
-            rc = tk_buf_put(&b, p->repl, p->repl_len);
+            rc = vrt__tok_put(&b, p->repl, p->repl_len);
         if (rc == 0)
-            rc = tk_pattern_replace(&sp, pc->s, pc->len, p->repl, p->repl_len, &b);
+            rc = vrt__tok_pattern_replace(&sp, pc->s, pc->len, p->repl, p->repl_len, &b);
         if (rc == 0 && !b.p)
-            rc = tk_buf_put(&b, "", 0);
+            rc = vrt__tok_put(&b, "", 0);
         if (rc) {
-            tk_buf_free(&b);
+            vrt__tok_buf_free(&b);
             return rc;
         }
         tk_str cur = {b.p, b.len, pc->off};
         if (p->split)
             rc = split_piece(&p->pat, TK_B_MERGED_NEXT, 0, &cur, out);
         else if (cur.len)
-            rc = tk_strs_push(out, cur.s, cur.len, cur.off);
-        tk_buf_free(&b);
+            rc = vrt__tok_strs_push(out, cur.s, cur.len, cur.off);
+        vrt__tok_buf_free(&b);
         return rc;
     }
     default: return split_piece(&p->pat, p->behavior, p->invert, pc, out);
     }
 }
 
-int tk_pretok_apply(const tk_pretok *p, tk_strs *l)
+int vrt__tok_pretok_apply(const tk_pretok *p, tk_strs *l)
 {
     if (p->type == TK_P_SEQUENCE) {
         for (size_t i = 0; i < p->n_kids; i++) {
-            int rc = tk_pretok_apply(&p->kids[i], l);
+            int rc = vrt__tok_pretok_apply(&p->kids[i], l);
             if (rc)
                 return rc;
         }
@@ -522,10 +523,10 @@ int tk_pretok_apply(const tk_pretok *p, tk_strs *l)
     for (size_t i = 0; rc == 0 && i < l->n; i++)
         rc = apply_one(p, &l->v[i], &out);
     if (rc) {
-        tk_strs_free(&out);
+        vrt__tok_strs_free(&out);
         return rc;
     }
-    tk_strs_free(l);
+    vrt__tok_strs_free(l);
     *l = out;
     return 0;
 }

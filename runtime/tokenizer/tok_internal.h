@@ -19,19 +19,24 @@
 #include <stdint.h>
 
 #include "core/err.h"
+#include "core/util.h"
 #include "tokenizer/tokenizer.h"
 
 /* ---- byte buffer ---------------------------------------------------- */
 
-typedef struct tk_buf {
-    char *p; /* [len] bytes, NUL-terminated when cap > 0 */
-    size_t len, cap;
-} tk_buf;
+/* The tokenizer builds text in the project's vrt_strbuf (core/util.h).
+ * These append to it and return 0 or VRT_ENOMEM, so that every step can
+ * stop at the first failure; after any of them b->p is non-NULL and
+ * NUL-terminated (also for n == 0). */
+int vrt__tok_put(vrt_strbuf *b, const void *s, size_t n);
+int vrt__tok_putc(vrt_strbuf *b, char c);
+/* Appends the UTF-8 encoding of code point cp. */
+int vrt__tok_put_cp(vrt_strbuf *b, uint32_t cp);
+/* Frees b->p and empties b (oom cleared). */
+void vrt__tok_buf_free(vrt_strbuf *b);
 
-int tk_buf_put(tk_buf *b, const void *s, size_t n);
-int tk_buf_putc(tk_buf *b, char c);
-int tk_buf_put_cp(tk_buf *b, uint32_t cp);
-void tk_buf_free(tk_buf *b);
+/* Appends id to out: 0 or VRT_ENOMEM. */
+int vrt__tok_push_id(vrt_tokens *out, int32_t id);
 
 /* ---- list of owned strings (pieces, words, decoder tokens) ------------ */
 
@@ -47,11 +52,10 @@ typedef struct tk_strs {
     size_t n, cap;
 } tk_strs;
 
-int tk_strs_push(tk_strs *l, const char *s, size_t len, size_t off);
+int vrt__tok_strs_push(tk_strs *l, const char *s, size_t len, size_t off);
 /* Takes ownership of s (malloc'd, NUL-terminated). */
-int tk_strs_push_owned(tk_strs *l, char *s, size_t len, size_t off);
-void tk_strs_clear(tk_strs *l);
-void tk_strs_free(tk_strs *l);
+int vrt__tok_strs_push_owned(tk_strs *l, char *s, size_t len, size_t off);
+void vrt__tok_strs_free(tk_strs *l);
 
 /* ---- string -> int32 hash map (open addressing) ------------------------ */
 
@@ -62,10 +66,10 @@ typedef struct tk_strmap {
     size_t cap, n;
 } tk_strmap;
 
-int tk_strmap_put(tk_strmap *m, const char *k, size_t len, int32_t v);
+int vrt__tok_strmap_put(tk_strmap *m, const char *k, size_t len, int32_t v);
 /* -1 when absent. */
-int32_t tk_strmap_get(const tk_strmap *m, const char *k, size_t len);
-void tk_strmap_free(tk_strmap *m);
+int32_t vrt__tok_strmap_get(const tk_strmap *m, const char *k, size_t len);
+void vrt__tok_strmap_free(tk_strmap *m);
 
 /* ---- (id, id) -> (rank, merged id) hash map -------------------------- */
 
@@ -76,25 +80,25 @@ typedef struct tk_pairmap {
     size_t cap, n;
 } tk_pairmap;
 
-int tk_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t out);
+int vrt__tok_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t out);
 /* 0 and fills rank/out when present, -1 when absent. */
-int tk_pairmap_get(const tk_pairmap *m, int32_t a, int32_t b, int32_t *rank, int32_t *out);
-void tk_pairmap_free(tk_pairmap *m);
+int vrt__tok_pairmap_get(const tk_pairmap *m, int32_t a, int32_t b, int32_t *rank, int32_t *out);
+void vrt__tok_pairmap_free(tk_pairmap *m);
 
 /* ---- UTF-8 ----------------------------------------------------------- */
 
 /* Decodes one code point at s[0..n). Returns its length (> 0) when valid;
  * when invalid returns minus the length of the maximal invalid subpart
  * (what one U+FFFD replaces) and sets *cp = 0xFFFD. n must be > 0. */
-int tk_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
+int vrt__tok_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
 /* Appends s[0..n) to b with invalid subparts replaced by U+FFFD. */
-int tk_utf8_lossy(tk_buf *b, const char *s, size_t n);
-int tk_is_whitespace(uint32_t cp); /* Unicode White_Space (Rust is_whitespace) */
+int vrt__tok_utf8_lossy(vrt_strbuf *b, const char *s, size_t n);
+int vrt__tok_is_whitespace(uint32_t cp); /* Unicode White_Space (Rust is_whitespace) */
 
 /* GPT-2 byte <-> unicode table. */
-extern const uint16_t tk_byte_to_cp[256];
+extern const uint16_t vrt__tok_byte_to_cp[256];
 /* Byte for code point cp (< 0x144), or -1. */
-int tk_cp_to_byte(uint32_t cp);
+int vrt__tok_cp_to_byte(uint32_t cp);
 
 /* ---- patterns (Split, Replace) ------------------------------------- */
 
@@ -106,16 +110,16 @@ typedef struct tk_pattern {
 } tk_pattern;
 
 /* Parses {"String": s} | {"Regex": r}; `where` names the JSON key. */
-int tk_pattern_parse(tk_pattern *p, const cJSON *j, const char *where, vrt_err *err);
-int tk_regex_compile(tk_pattern *p, const char *src, const char *where, vrt_err *err);
-void tk_pattern_free(tk_pattern *p);
+int vrt__tok_pattern_parse(tk_pattern *p, const cJSON *j, const char *where, vrt_err *err);
+int vrt__tok_regex_compile(tk_pattern *p, const char *src, const char *where, vrt_err *err);
+void vrt__tok_pattern_free(tk_pattern *p);
 /* Finds the non-overlapping matches in s[0..n) in order, as [start, end)
  * pairs appended to *spans (2 entries each). */
-int tk_pattern_find(const tk_pattern *p, const char *s, size_t n, size_t **spans, size_t *n_spans,
-                    size_t *cap);
+int vrt__tok_pattern_find(const tk_pattern *p, const char *s, size_t n, size_t **spans,
+                          size_t *n_spans, size_t *cap);
 /* Replaces every match of p in s by content (literally) into out. */
-int tk_pattern_replace(const tk_pattern *p, const char *s, size_t n, const char *content,
-                       size_t clen, tk_buf *out);
+int vrt__tok_pattern_replace(const tk_pattern *p, const char *s, size_t n, const char *content,
+                             size_t clen, vrt_strbuf *out);
 
 /* ---- normalizers and pre-tokenizers (pretok.c) ---------------------- */
 
@@ -167,15 +171,15 @@ typedef struct tk_pretok {
     int prepend_scheme, split; /* Metaspace */
 } tk_pretok;
 
-int tk_norm_parse(tk_norm *n, const cJSON *j, const char *where, vrt_err *err);
-void tk_norm_free(tk_norm *n);
+int vrt__tok_norm_parse(tk_norm *n, const cJSON *j, const char *where, vrt_err *err);
+void vrt__tok_norm_free(tk_norm *n);
 /* Normalizes s[0..len) into out (cleared first). */
-int tk_norm_apply(const tk_norm *n, const char *s, size_t len, tk_buf *out);
+int vrt__tok_norm_apply(const tk_norm *n, const char *s, size_t len, vrt_strbuf *out);
 
-int tk_pretok_parse(tk_pretok *p, const cJSON *j, const char *where, vrt_err *err);
-void tk_pretok_free(tk_pretok *p);
+int vrt__tok_pretok_parse(tk_pretok *p, const cJSON *j, const char *where, vrt_err *err);
+void vrt__tok_pretok_free(tk_pretok *p);
 /* Splits/transforms the words of l in place. */
-int tk_pretok_apply(const tk_pretok *p, tk_strs *l);
+int vrt__tok_pretok_apply(const tk_pretok *p, tk_strs *l);
 
 /* ---- BPE model (bpe.c) --------------------------------------------- */
 
@@ -189,10 +193,10 @@ typedef struct tk_bpe {
     int32_t byte_ids[256]; /* id of "<0xHH>", -1 when absent */
 } tk_bpe;
 
-int tk_bpe_parse(tk_bpe *m, const cJSON *j, const char *file, vrt_err *err);
-void tk_bpe_free(tk_bpe *m);
+int vrt__tok_bpe_parse(tk_bpe *m, const cJSON *j, const char *file, vrt_err *err);
+void vrt__tok_bpe_free(tk_bpe *m);
 /* Appends the ids of one pre-tokenized word. */
-int tk_bpe_word(const tk_bpe *m, const char *w, size_t len, vrt_tokens *out, vrt_err *err);
+int vrt__tok_bpe_word(const tk_bpe *m, const char *w, size_t len, vrt_tokens *out, vrt_err *err);
 
 /* ---- decoders (decoder.c) ------------------------------------------ */
 
@@ -217,17 +221,17 @@ typedef struct tk_decoder {
     int prepend_scheme; /* Metaspace */
 } tk_decoder;
 
-int tk_decoder_parse(tk_decoder *d, const cJSON *j, const char *where, vrt_err *err);
-void tk_decoder_free(tk_decoder *d);
+int vrt__tok_decoder_parse(tk_decoder *d, const cJSON *j, const char *where, vrt_err *err);
+void vrt__tok_decoder_free(tk_decoder *d);
 /* 1 when the chain contains ByteFallback. */
-int tk_decoder_has_bytefallback(const tk_decoder *d);
+int vrt__tok_decoder_has_bytefallback(const tk_decoder *d);
 /* The text id stands for in the input, as raw bytes (into out, cleared
  * first): the decoder chain applied to this token alone, without what
  * depends on its place in a sequence (Fuse, Strip, Metaspace's dropped
  * first space) and without UTF-8 repair, so a <0xHH> or byte-level piece of
  * a character stays a raw partial byte sequence ("▁the" -> " the", "Ġthe"
  * -> " the", "<0xE2>" -> the byte E2). Without a decoder: the piece. */
-int tk_token_surface(const vrt_tokenizer *t, int32_t id, tk_buf *out);
+int vrt__tok_token_surface(const vrt_tokenizer *t, int32_t id, vrt_strbuf *out);
 
 /* ---- the tokenizer -------------------------------------------------- */
 
@@ -286,8 +290,8 @@ struct vrt_tokenizer {
 };
 
 /* id -> token string (added tokens first), NULL when out of range. */
-const char *tk_piece(const vrt_tokenizer *t, int32_t id);
+const char *vrt__tok_piece(const vrt_tokenizer *t, int32_t id);
 /* The string decode uses for id (see id_dec), NULL when out of range. */
-const char *tk_dec_piece(const vrt_tokenizer *t, int32_t id);
+const char *vrt__tok_dec_piece(const vrt_tokenizer *t, int32_t id);
 
 #endif

@@ -11,38 +11,21 @@
 
 /* ---- byte buffer ---------------------------------------------------- */
 
-static int buf_reserve(tk_buf *b, size_t extra)
+int vrt__tok_put(vrt_strbuf *b, const void *s, size_t n)
 {
-    if (b->len + extra + 1 <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + extra + 1)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p)
-        return VRT_ENOMEM;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-int tk_buf_put(tk_buf *b, const void *s, size_t n)
-{
-    if (buf_reserve(b, n))
-        return VRT_ENOMEM;
     if (n)
-        memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
+        vrt_strbuf_put(b, s, n);
+    else if (vrt_strbuf_reserve(b, 0) == 0)
+        b->p[b->len] = '\0';
+    return b->oom ? VRT_ENOMEM : 0;
 }
 
-int tk_buf_putc(tk_buf *b, char c)
+int vrt__tok_putc(vrt_strbuf *b, char c)
 {
-    return tk_buf_put(b, &c, 1);
+    return vrt__tok_put(b, &c, 1);
 }
 
-int tk_buf_put_cp(tk_buf *b, uint32_t cp)
+int vrt__tok_put_cp(vrt_strbuf *b, uint32_t cp)
 {
     char u[4];
     size_t n;
@@ -65,29 +48,32 @@ int tk_buf_put_cp(tk_buf *b, uint32_t cp)
         u[3] = (char)(0x80 | (cp & 0x3F));
         n = 4;
     }
-    return tk_buf_put(b, u, n);
+    return vrt__tok_put(b, u, n);
 }
 
-void tk_buf_free(tk_buf *b)
+void vrt__tok_buf_free(vrt_strbuf *b)
 {
     free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
+    *b = (vrt_strbuf){0};
+}
+
+/* ---- token ids ------------------------------------------------------- */
+
+int vrt__tok_push_id(vrt_tokens *out, int32_t id)
+{
+    if (vrt_grow(&out->ids, &out->cap, out->n + 1, sizeof *out->ids))
+        return VRT_ENOMEM;
+    out->ids[out->n++] = id;
+    return 0;
 }
 
 /* ---- string lists ---------------------------------------------------- */
 
-int tk_strs_push_owned(tk_strs *l, char *s, size_t len, size_t off)
+int vrt__tok_strs_push_owned(tk_strs *l, char *s, size_t len, size_t off)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        tk_str *v = realloc(l->v, cap * sizeof(*v));
-        if (!v) {
-            free(s);
-            return VRT_ENOMEM;
-        }
-        l->v = v;
-        l->cap = cap;
+    if (vrt_grow(&l->v, &l->cap, l->n + 1, sizeof *l->v)) {
+        free(s);
+        return VRT_ENOMEM;
     }
     l->v[l->n].s = s;
     l->v[l->n].len = len;
@@ -96,7 +82,7 @@ int tk_strs_push_owned(tk_strs *l, char *s, size_t len, size_t off)
     return 0;
 }
 
-int tk_strs_push(tk_strs *l, const char *s, size_t len, size_t off)
+int vrt__tok_strs_push(tk_strs *l, const char *s, size_t len, size_t off)
 {
     char *c = malloc(len + 1);
     if (!c)
@@ -104,19 +90,19 @@ int tk_strs_push(tk_strs *l, const char *s, size_t len, size_t off)
     if (len)
         memcpy(c, s, len);
     c[len] = '\0';
-    return tk_strs_push_owned(l, c, len, off);
+    return vrt__tok_strs_push_owned(l, c, len, off);
 }
 
-void tk_strs_clear(tk_strs *l)
+static void strs_clear(tk_strs *l)
 {
     for (size_t i = 0; i < l->n; i++)
         free(l->v[i].s);
     l->n = 0;
 }
 
-void tk_strs_free(tk_strs *l)
+void vrt__tok_strs_free(tk_strs *l)
 {
-    tk_strs_clear(l);
+    strs_clear(l);
     free(l->v);
     l->v = NULL;
     l->cap = 0;
@@ -153,7 +139,7 @@ static int strmap_grow(tk_strmap *m)
     g.klen = calloc(cap, sizeof(*g.klen));
     g.vals = calloc(cap, sizeof(*g.vals));
     if (!g.keys || !g.klen || !g.vals) {
-        tk_strmap_free(&g);
+        vrt__tok_strmap_free(&g);
         return VRT_ENOMEM;
     }
     for (size_t i = 0; i < m->cap; i++) {
@@ -167,12 +153,12 @@ static int strmap_grow(tk_strmap *m)
         g.vals[j] = m->vals[i];
     }
     g.n = m->n;
-    tk_strmap_free(m);
+    vrt__tok_strmap_free(m);
     *m = g;
     return 0;
 }
 
-int tk_strmap_put(tk_strmap *m, const char *k, size_t len, int32_t v)
+int vrt__tok_strmap_put(tk_strmap *m, const char *k, size_t len, int32_t v)
 {
     if ((m->n + 1) * 2 > m->cap && strmap_grow(m))
         return VRT_ENOMEM;
@@ -191,7 +177,7 @@ int tk_strmap_put(tk_strmap *m, const char *k, size_t len, int32_t v)
     return 0;
 }
 
-int32_t tk_strmap_get(const tk_strmap *m, const char *k, size_t len)
+int32_t vrt__tok_strmap_get(const tk_strmap *m, const char *k, size_t len)
 {
     if (!m->cap)
         return -1;
@@ -204,7 +190,7 @@ int32_t tk_strmap_get(const tk_strmap *m, const char *k, size_t len)
     return -1;
 }
 
-void tk_strmap_free(tk_strmap *m)
+void vrt__tok_strmap_free(tk_strmap *m)
 {
     free(m->keys);
     free(m->klen);
@@ -221,7 +207,7 @@ static int pairmap_grow(tk_pairmap *m)
     g.rank = malloc(cap * sizeof(*g.rank));
     g.out = malloc(cap * sizeof(*g.out));
     if (!g.keys || !g.rank || !g.out) {
-        tk_pairmap_free(&g);
+        vrt__tok_pairmap_free(&g);
         return VRT_ENOMEM;
     }
     memset(g.keys, 0xFF, cap * sizeof(*g.keys));
@@ -236,12 +222,12 @@ static int pairmap_grow(tk_pairmap *m)
         g.out[j] = m->out[i];
     }
     g.n = m->n;
-    tk_pairmap_free(m);
+    vrt__tok_pairmap_free(m);
     *m = g;
     return 0;
 }
 
-int tk_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t out)
+int vrt__tok_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t out)
 {
     if ((m->n + 1) * 2 > m->cap && pairmap_grow(m))
         return VRT_ENOMEM;
@@ -257,7 +243,7 @@ int tk_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t ou
     return 0;
 }
 
-int tk_pairmap_get(const tk_pairmap *m, int32_t a, int32_t b, int32_t *rank, int32_t *out)
+int vrt__tok_pairmap_get(const tk_pairmap *m, int32_t a, int32_t b, int32_t *rank, int32_t *out)
 {
     if (!m->cap)
         return -1;
@@ -274,7 +260,7 @@ int tk_pairmap_get(const tk_pairmap *m, int32_t a, int32_t b, int32_t *rank, int
     return -1;
 }
 
-void tk_pairmap_free(tk_pairmap *m)
+void vrt__tok_pairmap_free(tk_pairmap *m)
 {
     free(m->keys);
     free(m->rank);
@@ -284,7 +270,7 @@ void tk_pairmap_free(tk_pairmap *m)
 
 /* ---- UTF-8 ----------------------------------------------------------- */
 
-int tk_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
+int vrt__tok_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
 {
     unsigned c = s[0];
     if (c < 0x80) {
@@ -328,7 +314,7 @@ int tk_utf8_decode(const unsigned char *s, size_t n, uint32_t *cp)
     return need + 1;
 }
 
-int tk_utf8_lossy(tk_buf *b, const char *s, size_t n)
+int vrt__tok_utf8_lossy(vrt_strbuf *b, const char *s, size_t n)
 {
     const unsigned char *u = (const unsigned char *)s;
     size_t i = 0, run = 0; /* valid bytes not yet copied start at run */
@@ -338,22 +324,22 @@ int tk_utf8_lossy(tk_buf *b, const char *s, size_t n)
             continue;
         }
         uint32_t cp;
-        int k = tk_utf8_decode(u + i, n - i, &cp);
+        int k = vrt__tok_utf8_decode(u + i, n - i, &cp);
         if (k > 0) {
             i += (size_t)k;
             continue;
         }
-        if (tk_buf_put(b, s + run, i - run) || tk_buf_put(b, "\xEF\xBF\xBD", 3))
+        if (vrt__tok_put(b, s + run, i - run) || vrt__tok_put(b, "\xEF\xBF\xBD", 3))
             return VRT_ENOMEM;
         i += (size_t)-k;
         run = i;
     }
-    if (tk_buf_put(b, s + run, n - run))
+    if (vrt__tok_put(b, s + run, n - run))
         return VRT_ENOMEM;
     return 0;
 }
 
-int tk_is_whitespace(uint32_t c)
+int vrt__tok_is_whitespace(uint32_t c)
 {
     return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
            (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
@@ -367,7 +353,7 @@ int tk_is_whitespace(uint32_t c)
 #define R16(b)                                                                                     \
     b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6, b + 7, b + 8, b + 9, b + 10, b + 11, b + 12,      \
         b + 13, b + 14, b + 15
-const uint16_t tk_byte_to_cp[256] = {
+const uint16_t vrt__tok_byte_to_cp[256] = {
     R16(0x100), R16(0x110), /* 0x00-0x1F */
     0x120,      0x21,       0x22,      0x23,      0x24,      0x25,      0x26,      0x27,
     0x28,       0x29,       0x2A,      0x2B,      0x2C,      0x2D,      0x2E,      0x2F,
@@ -382,7 +368,7 @@ const uint16_t tk_byte_to_cp[256] = {
 };
 #undef R16
 
-int tk_cp_to_byte(uint32_t cp)
+int vrt__tok_cp_to_byte(uint32_t cp)
 {
     if (cp >= 0x100 && cp <= 0x143) {
         static int16_t inv[0x44];
@@ -390,8 +376,8 @@ int tk_cp_to_byte(uint32_t cp)
         if (!__atomic_load_n(&ready, __ATOMIC_ACQUIRE)) {
             int16_t tmp[0x44];
             for (int b = 0; b < 256; b++)
-                if (tk_byte_to_cp[b] >= 0x100)
-                    tmp[tk_byte_to_cp[b] - 0x100] = (int16_t)b;
+                if (vrt__tok_byte_to_cp[b] >= 0x100)
+                    tmp[vrt__tok_byte_to_cp[b] - 0x100] = (int16_t)b;
             memcpy(inv, tmp, sizeof(tmp)); /* same values from any thread */
             __atomic_store_n(&ready, 1, __ATOMIC_RELEASE);
         }
@@ -404,7 +390,7 @@ int tk_cp_to_byte(uint32_t cp)
 
 /* ---- patterns -------------------------------------------------------- */
 
-int tk_regex_compile(tk_pattern *p, const char *src, const char *where, vrt_err *err)
+int vrt__tok_regex_compile(tk_pattern *p, const char *src, const char *where, vrt_err *err)
 {
     int ec;
     PCRE2_SIZE eo;
@@ -421,7 +407,7 @@ int tk_regex_compile(tk_pattern *p, const char *src, const char *where, vrt_err 
     return 0;
 }
 
-int tk_pattern_parse(tk_pattern *p, const cJSON *j, const char *where, vrt_err *err)
+int vrt__tok_pattern_parse(tk_pattern *p, const cJSON *j, const char *where, vrt_err *err)
 {
     memset(p, 0, sizeof(*p));
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "String");
@@ -439,7 +425,7 @@ int tk_pattern_parse(tk_pattern *p, const cJSON *j, const char *where, vrt_err *
         if (!p->str)
             return VRT_ENOMEM;
         p->len = strlen(p->str);
-        return tk_regex_compile(p, p->str, where, err);
+        return vrt__tok_regex_compile(p, p->str, where, err);
     }
     return vrt_err_set(err, VRT_EFORMAT,
                        "%s: pattern must be {\"String\": ...} or "
@@ -447,7 +433,7 @@ int tk_pattern_parse(tk_pattern *p, const cJSON *j, const char *where, vrt_err *
                        where);
 }
 
-void tk_pattern_free(tk_pattern *p)
+void vrt__tok_pattern_free(tk_pattern *p)
 {
     free(p->str);
     if (p->re)
@@ -457,21 +443,15 @@ void tk_pattern_free(tk_pattern *p)
 
 static int spans_push(size_t **spans, size_t *n, size_t *cap, size_t a, size_t b)
 {
-    if (*n + 2 > *cap) {
-        size_t c = *cap ? *cap * 2 : 32;
-        size_t *v = realloc(*spans, c * sizeof(*v));
-        if (!v)
-            return VRT_ENOMEM;
-        *spans = v;
-        *cap = c;
-    }
+    if (vrt_grow(spans, cap, *n + 2, sizeof **spans))
+        return VRT_ENOMEM;
     (*spans)[(*n)++] = a;
     (*spans)[(*n)++] = b;
     return 0;
 }
 
-int tk_pattern_find(const tk_pattern *p, const char *s, size_t n, size_t **spans, size_t *n_spans,
-                    size_t *cap)
+int vrt__tok_pattern_find(const tk_pattern *p, const char *s, size_t n, size_t **spans,
+                          size_t *n_spans, size_t *cap)
 {
     if (!p->is_regex) {
         if (p->len == 0)
@@ -519,18 +499,18 @@ int tk_pattern_find(const tk_pattern *p, const char *s, size_t n, size_t **spans
     return rc;
 }
 
-int tk_pattern_replace(const tk_pattern *p, const char *s, size_t n, const char *content,
-                       size_t clen, tk_buf *out)
+int vrt__tok_pattern_replace(const tk_pattern *p, const char *s, size_t n, const char *content,
+                             size_t clen, vrt_strbuf *out)
 {
     size_t *sp = NULL, ns = 0, cap = 0;
-    int rc = tk_pattern_find(p, s, n, &sp, &ns, &cap);
+    int rc = vrt__tok_pattern_find(p, s, n, &sp, &ns, &cap);
     size_t prev = 0;
     for (size_t i = 0; rc == 0 && i < ns; i += 2) {
-        if (tk_buf_put(out, s + prev, sp[i] - prev) || tk_buf_put(out, content, clen))
+        if (vrt__tok_put(out, s + prev, sp[i] - prev) || vrt__tok_put(out, content, clen))
             rc = VRT_ENOMEM;
         prev = sp[i + 1];
     }
-    if (rc == 0 && tk_buf_put(out, s + prev, n - prev))
+    if (rc == 0 && vrt__tok_put(out, s + prev, n - prev))
         rc = VRT_ENOMEM;
     free(sp);
     return rc;

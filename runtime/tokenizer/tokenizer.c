@@ -35,20 +35,6 @@ static int opt_bool(const cJSON *j, const char *k, int dflt)
     return cJSON_IsBool(v) ? cJSON_IsTrue(v) : dflt;
 }
 
-static int push_id(vrt_tokens *out, int32_t id)
-{
-    if (out->n == out->cap) {
-        size_t cap = out->cap ? out->cap * 2 : 64;
-        int32_t *v = realloc(out->ids, cap * sizeof(*v));
-        if (!v)
-            return VRT_ENOMEM;
-        out->ids = v;
-        out->cap = cap;
-    }
-    out->ids[out->n++] = id;
-    return 0;
-}
-
 void vrt_tokens_free(vrt_tokens *toks)
 {
     free(toks->ids);
@@ -88,7 +74,7 @@ static int parse_json(const char *text, size_t len, const char *path, cJSON **ou
 
 /* ---- accessors -------------------------------------------------------- */
 
-const char *tk_piece(const vrt_tokenizer *t, int32_t id)
+const char *vrt__tok_piece(const vrt_tokenizer *t, int32_t id)
 {
     if (id < 0 || (size_t)id >= t->n_ids)
         return NULL;
@@ -99,7 +85,7 @@ const char *tk_piece(const vrt_tokenizer *t, int32_t id)
     return NULL;
 }
 
-const char *tk_dec_piece(const vrt_tokenizer *t, int32_t id)
+const char *vrt__tok_dec_piece(const vrt_tokenizer *t, int32_t id)
 {
     if (id < 0 || (size_t)id >= t->n_ids)
         return NULL;
@@ -117,14 +103,14 @@ size_t vrt_tokenizer_vocab_size(const vrt_tokenizer *t)
 
 const char *vrt_tokenizer_piece(const vrt_tokenizer *t, int32_t id)
 {
-    return tk_piece(t, id);
+    return vrt__tok_piece(t, id);
 }
 
 int32_t vrt_tokenizer_find(const vrt_tokenizer *t, const char *piece)
 {
     size_t n = strlen(piece);
-    int32_t id = tk_strmap_get(&t->added_map, piece, n);
-    return id >= 0 ? id : tk_strmap_get(&t->bpe.vocab, piece, n);
+    int32_t id = vrt__tok_strmap_get(&t->added_map, piece, n);
+    return id >= 0 ? id : vrt__tok_strmap_get(&t->bpe.vocab, piece, n);
 }
 
 int vrt_tokenizer_is_special(const vrt_tokenizer *t, int32_t id)
@@ -266,49 +252,49 @@ static int index_added(vrt_tokenizer *t)
     if (!t->id_added || !t->id_special || !t->id_dec || !t->id_skip)
         return VRT_ENOMEM;
     int need_word = 0;
-    tk_buf nb = {0};
+    vrt_strbuf nb = {0};
     for (size_t i = 0; i < t->n_added; i++) {
         tk_added *a = &t->added[i];
         t->id_added[a->id] = a->content;
         t->id_special[a->id] = (unsigned char)a->special;
-        if (tk_strmap_put(&t->added_map, a->content, a->len, a->id))
+        if (vrt__tok_strmap_put(&t->added_map, a->content, a->len, a->id))
             return VRT_ENOMEM;
         need_word |= a->single_word;
         if (a->normalized) {
             nb.len = 0;
-            int rc = t->has_norm ? tk_norm_apply(&t->norm, a->content, a->len, &nb)
-                                 : tk_buf_put(&nb, a->content, a->len);
+            int rc = t->has_norm ? vrt__tok_norm_apply(&t->norm, a->content, a->len, &nb)
+                                 : vrt__tok_put(&nb, a->content, a->len);
             if (rc == 0 && !nb.p)
-                rc = tk_buf_put(&nb, "", 0);
+                rc = vrt__tok_put(&nb, "", 0);
             if (rc) {
-                tk_buf_free(&nb);
+                vrt__tok_buf_free(&nb);
                 return rc;
             }
             a->norm = malloc(nb.len + 1);
             if (!a->norm) {
-                tk_buf_free(&nb);
+                vrt__tok_buf_free(&nb);
                 return VRT_ENOMEM;
             }
             memcpy(a->norm, nb.p, nb.len + 1);
             a->norm_len = nb.len;
         }
     }
-    tk_buf_free(&nb);
+    vrt__tok_buf_free(&nb);
     /* Decode strings, and which of them name a special token. */
     tk_strmap specials = {0};
     for (size_t i = 0; i < t->n_added; i++) {
         tk_added *a = &t->added[i];
         t->id_dec[a->id] = a->normalized ? a->norm : a->content;
-        if (a->special && tk_strmap_put(&specials, a->content, a->len, 1)) {
-            tk_strmap_free(&specials);
+        if (a->special && vrt__tok_strmap_put(&specials, a->content, a->len, 1)) {
+            vrt__tok_strmap_free(&specials);
             return VRT_ENOMEM;
         }
     }
     for (size_t i = 0; i < t->n_added; i++) {
         const char *s = t->id_dec[t->added[i].id];
-        t->id_skip[t->added[i].id] = tk_strmap_get(&specials, s, strlen(s)) >= 0;
+        t->id_skip[t->added[i].id] = vrt__tok_strmap_get(&specials, s, strlen(s)) >= 0;
     }
-    tk_strmap_free(&specials);
+    vrt__tok_strmap_free(&specials);
     if (need_word) {
         /* The \w of Rust's regex crate (added_vocabulary.rs matches
          * single_word with it): Alphabetic, marks, decimal digits,
@@ -584,7 +570,7 @@ void vrt_tokenizer_free(vrt_tokenizer *t)
     if (!t)
         return;
     free(t->dir);
-    tk_bpe_free(&t->bpe);
+    vrt__tok_bpe_free(&t->bpe);
     for (size_t i = 0; i < t->n_added; i++) {
         free(t->added[i].content);
         free(t->added[i].norm);
@@ -594,13 +580,13 @@ void vrt_tokenizer_free(vrt_tokenizer *t)
     free(t->id_special);
     free(t->id_dec);
     free(t->id_skip);
-    tk_strmap_free(&t->added_map);
+    vrt__tok_strmap_free(&t->added_map);
     if (t->has_norm)
-        tk_norm_free(&t->norm);
+        vrt__tok_norm_free(&t->norm);
     if (t->has_pretok)
-        tk_pretok_free(&t->pretok);
+        vrt__tok_pretok_free(&t->pretok);
     if (t->has_decoder)
-        tk_decoder_free(&t->decoder);
+        vrt__tok_decoder_free(&t->decoder);
     tmpl_clear(t);
     free(t->match_raw.idx);
     free(t->match_norm.idx);
@@ -625,7 +611,7 @@ static int load_json(vrt_tokenizer *t, const cJSON *root, const char *file, vrt_
                            "%s: model.type \"%s\" is not supported (supported: BPE, as in "
                            "GPT-2, Llama, Mistral, Phi, Qwen)",
                            file, cJSON_IsString(mt) ? mt->valuestring : "(missing)");
-    int rc = tk_bpe_parse(&t->bpe, model, file, err);
+    int rc = vrt__tok_bpe_parse(&t->bpe, model, file, err);
     if (rc)
         return rc == VRT_ENOMEM ? vrt_err_set(err, rc, "%s: out of memory", file) : rc;
 
@@ -633,19 +619,19 @@ static int load_json(vrt_tokenizer *t, const cJSON *root, const char *file, vrt_
     if ((c = obj_get(root, "normalizer")) && !cJSON_IsNull(c)) {
         snprintf(where, sizeof(where), "%s: normalizer", file);
         t->has_norm = 1;
-        if ((rc = tk_norm_parse(&t->norm, c, where, err)))
+        if ((rc = vrt__tok_norm_parse(&t->norm, c, where, err)))
             return rc;
     }
     if ((c = obj_get(root, "pre_tokenizer")) && !cJSON_IsNull(c)) {
         snprintf(where, sizeof(where), "%s: pre_tokenizer", file);
         t->has_pretok = 1;
-        if ((rc = tk_pretok_parse(&t->pretok, c, where, err)))
+        if ((rc = vrt__tok_pretok_parse(&t->pretok, c, where, err)))
             return rc;
     }
     if ((c = obj_get(root, "decoder")) && !cJSON_IsNull(c)) {
         snprintf(where, sizeof(where), "%s: decoder", file);
         t->has_decoder = 1;
-        if ((rc = tk_decoder_parse(&t->decoder, c, where, err)))
+        if ((rc = vrt__tok_decoder_parse(&t->decoder, c, where, err)))
             return rc;
     }
     if ((rc = parse_added(t, root, file, err)))
@@ -723,14 +709,8 @@ typedef struct spans {
 
 static int spans_push(spans *l, size_t a, size_t b, int32_t id)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        span *v = realloc(l->v, cap * sizeof(*v));
-        if (!v)
-            return VRT_ENOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
+    if (vrt_grow(&l->v, &l->cap, l->n + 1, sizeof *l->v))
+        return VRT_ENOMEM;
     l->v[l->n++] = (span){a, b, id};
     return 0;
 }
@@ -744,7 +724,7 @@ static uint32_t last_cp(const char *s, size_t n)
     while (st > 0 && ((unsigned char)s[st] & 0xC0) == 0x80)
         st--;
     uint32_t cp;
-    tk_utf8_decode((const unsigned char *)s + st, n - st, &cp);
+    vrt__tok_utf8_decode((const unsigned char *)s + st, n - st, &cp);
     return cp;
 }
 
@@ -752,7 +732,7 @@ static uint32_t first_cp(const char *s, size_t n)
 {
     uint32_t cp = 0;
     if (n)
-        tk_utf8_decode((const unsigned char *)s, n, &cp);
+        vrt__tok_utf8_decode((const unsigned char *)s, n, &cp);
     return cp;
 }
 
@@ -760,11 +740,11 @@ static int is_word_cp(const vrt_tokenizer *t, uint32_t cp, pcre2_match_data *md)
 {
     if (!cp)
         return 0;
-    tk_buf b = {0};
-    if (tk_buf_put_cp(&b, cp))
+    vrt_strbuf b = {0};
+    if (vrt__tok_put_cp(&b, cp))
         return 0;
     int m = pcre2_match(t->word_re, (PCRE2_SPTR)b.p, b.len, 0, PCRE2_NO_UTF_CHECK, md, NULL);
-    tk_buf_free(&b);
+    vrt__tok_buf_free(&b);
     return m > 0;
 }
 
@@ -806,7 +786,7 @@ static int split_added(const vrt_tokenizer *t, const tk_match *m, int norm, cons
             continue;
         if (hit->lstrip) {
             size_t ns = a;
-            while (ns > 0 && tk_is_whitespace(last_cp(s, ns))) {
+            while (ns > 0 && vrt__tok_is_whitespace(last_cp(s, ns))) {
                 ns--;
                 while (ns > 0 && ((unsigned char)s[ns] & 0xC0) == 0x80)
                     ns--;
@@ -816,8 +796,8 @@ static int split_added(const vrt_tokenizer *t, const tk_match *m, int norm, cons
         if (hit->rstrip)
             while (b < n) {
                 uint32_t cp;
-                int k = tk_utf8_decode((const unsigned char *)s + b, n - b, &cp);
-                if (k <= 0 || !tk_is_whitespace(cp))
+                int k = vrt__tok_utf8_decode((const unsigned char *)s + b, n - b, &cp);
+                if (k <= 0 || !vrt__tok_is_whitespace(cp))
                     break;
                 b += (size_t)k;
             }
@@ -839,12 +819,12 @@ static int encode_piece(const vrt_tokenizer *t, const char *s, size_t n, size_t 
                         vrt_tokens *out, vrt_err *err)
 {
     tk_strs words = {0};
-    int rc = tk_strs_push(&words, s, n, off);
+    int rc = vrt__tok_strs_push(&words, s, n, off);
     if (rc == 0 && t->has_pretok)
-        rc = tk_pretok_apply(&t->pretok, &words);
+        rc = vrt__tok_pretok_apply(&t->pretok, &words);
     for (size_t i = 0; rc == 0 && i < words.n; i++)
-        rc = tk_bpe_word(&t->bpe, words.v[i].s, words.v[i].len, out, err);
-    tk_strs_free(&words);
+        rc = vrt__tok_bpe_word(&t->bpe, words.v[i].s, words.v[i].len, out, err);
+    vrt__tok_strs_free(&words);
     return rc;
 }
 
@@ -856,14 +836,8 @@ typedef struct offs {
 
 static int offs_push(offs *o, size_t a, size_t b)
 {
-    if (o->n == o->cap) {
-        size_t cap = o->cap ? o->cap * 2 : 64;
-        size_t *v = realloc(o->v, 2 * cap * sizeof(*v));
-        if (!v)
-            return VRT_ENOMEM;
-        o->v = v;
-        o->cap = cap;
-    }
+    if (vrt_grow(&o->v, &o->cap, o->n + 1, 2 * sizeof *o->v))
+        return VRT_ENOMEM;
     o->v[2 * o->n] = a;
     o->v[2 * o->n + 1] = b;
     o->n++;
@@ -935,7 +909,7 @@ static int match_at(const seg_ctx *c, size_t p, const char *s, size_t m, size_t 
 static size_t char_len_at(const char *s, size_t n)
 {
     uint32_t cp;
-    int k = n ? tk_utf8_decode((const unsigned char *)s, n, &cp) : 0;
+    int k = n ? vrt__tok_utf8_decode((const unsigned char *)s, n, &cp) : 0;
     return k > 0 ? (size_t)k : (n ? 1 : 0);
 }
 
@@ -1009,8 +983,8 @@ static int is_strip_ws(const seg_ctx *c, size_t i, int dir)
 {
     size_t at = dir > 0 ? i : prev_char(c->o, i);
     uint32_t cp;
-    int k = tk_utf8_decode((const unsigned char *)c->o + at, c->n - at, &cp);
-    return k > 0 && tk_is_whitespace(cp) && !(cp == ' ' && c->norm_space);
+    int k = vrt__tok_utf8_decode((const unsigned char *)c->o + at, c->n - at, &cp);
+    return k > 0 && vrt__tok_is_whitespace(cp) && !(cp == ' ' && c->norm_space);
 }
 
 /* How far (bytes) a token's text is looked for past where the previous one
@@ -1020,7 +994,7 @@ static int is_strip_ws(const seg_ctx *c, size_t i, int dir)
 
 /* Places the ids[0..k) that encode one raw segment o[0..n) (the text
  * between two raw added tokens) in it, as the tokenizers crate's
- * alignments do. Each token stands for its surface (tk_token_surface);
+ * alignments do. Each token stands for its surface (vrt__tok_token_surface);
  * the normalizer and pre-tokenizer only insert a prepended space (Prepend,
  * Metaspace, ByteLevel add_prefix_space), turn spaces into "▁" and back, or
  * drop text (Strip, Whitespace, Split "Removed"). So the surfaces are
@@ -1042,13 +1016,13 @@ static int align_segment(const vrt_tokenizer *t, const char *o, size_t n, size_t
     if (t->has_decoder)
         c.r = space_alias(&t->decoder, &c.rl);
     c.norm_space = t->has_norm && norm_replaces_space(&t->norm);
-    tk_buf *sf = calloc(k ? k : 1, sizeof(*sf));
+    vrt_strbuf *sf = calloc(k ? k : 1, sizeof(*sf));
     if (!sf)
         return VRT_ENOMEM;
     int rc = 0;
     long long extra = -count_spaces(&c, o, n, 1); /* spaces that were prepended */
     for (size_t i = 0; rc == 0 && i < k; i++) {
-        rc = tk_token_surface(t, ids[i], &sf[i]);
+        rc = vrt__tok_token_surface(t, ids[i], &sf[i]);
         extra += count_spaces(&c, sf[i].p ? sf[i].p : "", sf[i].len, 0);
     }
     size_t p = 0;
@@ -1095,7 +1069,7 @@ static int align_segment(const vrt_tokenizer *t, const char *o, size_t n, size_t
         rc = offs_push(out, base + a, base + b);
     }
     for (size_t i = 0; i < k; i++)
-        tk_buf_free(&sf[i]);
+        vrt__tok_buf_free(&sf[i]);
     free(sf);
     return rc;
 }
@@ -1106,20 +1080,20 @@ static int encode_text(const vrt_tokenizer *t, const char *s, size_t n, vrt_toke
                        vrt_err *err)
 {
     spans seg = {0}, sub = {0};
-    tk_buf nb = {0};
+    vrt_strbuf nb = {0};
     int rc = split_added(t, &t->match_raw, 0, s, n, &seg);
     for (size_t i = 0; rc == 0 && i < seg.n; i++) {
         span g = seg.v[i];
         if (g.id >= 0) {
-            rc = push_id(out, g.id);
+            rc = vrt__tok_push_id(out, g.id);
             if (rc == 0 && o)
                 rc = offs_push(o, g.a, g.b);
             continue;
         }
         size_t first = out->n;
         nb.len = 0;
-        rc = t->has_norm ? tk_norm_apply(&t->norm, s + g.a, g.b - g.a, &nb)
-                         : tk_buf_put(&nb, s + g.a, g.b - g.a);
+        rc = t->has_norm ? vrt__tok_norm_apply(&t->norm, s + g.a, g.b - g.a, &nb)
+                         : vrt__tok_put(&nb, s + g.a, g.b - g.a);
         if (rc)
             break;
         sub.n = 0;
@@ -1128,7 +1102,7 @@ static int encode_text(const vrt_tokenizer *t, const char *s, size_t n, vrt_toke
             span h = sub.v[k];
             /* Only "does this piece start the input" matters (Metaspace). */
             size_t off = g.a + h.a;
-            rc = h.id >= 0 ? push_id(out, h.id)
+            rc = h.id >= 0 ? vrt__tok_push_id(out, h.id)
                            : encode_piece(t, nb.p + h.a, h.b - h.a, off, out, err);
         }
         if (rc == 0 && o)
@@ -1136,7 +1110,7 @@ static int encode_text(const vrt_tokenizer *t, const char *s, size_t n, vrt_toke
     }
     free(seg.v);
     free(sub.v);
-    tk_buf_free(&nb);
+    vrt__tok_buf_free(&nb);
     return rc;
 }
 
@@ -1144,9 +1118,9 @@ static int encode_text(const vrt_tokenizer *t, const char *s, size_t n, vrt_toke
 static int encode_impl(const vrt_tokenizer *t, const char *text, size_t len, int add_special_tokens,
                        vrt_tokens *out, offs *o, vrt_err *err)
 {
-    tk_buf in = {0};
+    vrt_strbuf in = {0};
     size_t n0 = out->n;
-    int rc = tk_utf8_lossy(&in, text ? text : "", text ? len : 0);
+    int rc = vrt__tok_utf8_lossy(&in, text ? text : "", text ? len : 0);
     if (add_special_tokens && t->has_tmpl) {
         for (size_t i = 0; rc == 0 && i < t->n_tmpl; i++) {
             const tk_tmpl_item *it = &t->tmpl[i];
@@ -1154,7 +1128,7 @@ static int encode_impl(const vrt_tokenizer *t, const char *text, size_t len, int
                 rc = encode_text(t, in.p ? in.p : "", in.len, out, o, err);
             /* The post-processor's tokens stand for no text: (0, 0). */
             for (size_t k = 0; rc == 0 && k < it->n_ids; k++) {
-                rc = push_id(out, it->ids[k]);
+                rc = vrt__tok_push_id(out, it->ids[k]);
                 if (rc == 0 && o)
                     rc = offs_push(o, 0, 0);
             }
@@ -1162,7 +1136,7 @@ static int encode_impl(const vrt_tokenizer *t, const char *text, size_t len, int
     } else if (rc == 0) {
         rc = encode_text(t, in.p ? in.p : "", in.len, out, o, err);
     }
-    tk_buf_free(&in);
+    vrt__tok_buf_free(&in);
     if (rc) {
         out->n = n0;
         if (rc == VRT_ENOMEM)

@@ -6,6 +6,7 @@
 #include "test.h"
 
 #include <lauxlib.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 TEST(err_table_names_and_strings)
@@ -76,6 +77,32 @@ TEST(suggest_close_words_only)
     ASSERT_EQ_INT(vrt_levenshtein("kitten", "sitting"), 3);
     ASSERT_EQ_INT(vrt_levenshtein("ab", "ba"), 1);
     ASSERT_EQ_INT(vrt_levenshtein("", "abc"), 3);
+}
+
+TEST(grow_keeps_elements_and_doubles)
+{
+    int32_t *v = NULL;
+    size_t cap = 0, n = 0;
+    ASSERT_EQ_INT(vrt_grow(&v, &cap, 0, sizeof *v), 0); /* nothing needed: no allocation */
+    ASSERT(v == NULL && cap == 0);
+    for (int i = 0; i < 1000; i++) {
+        ASSERT_EQ_INT(vrt_grow(&v, &cap, n + 1, sizeof *v), 0);
+        ASSERT(cap >= n + 1);
+        v[n++] = i * 7;
+    }
+    for (int i = 0; i < 1000; i++)
+        ASSERT_EQ_INT(v[i], i * 7);
+    ASSERT_EQ_INT((int)cap, 1024); /* 8, 16, ..., 1024: doubling, not one at a time */
+    size_t before = cap;
+    ASSERT_EQ_INT(vrt_grow(&v, &cap, 5000, sizeof *v), 0); /* a jump past 2x */
+    ASSERT(cap >= 5000 && cap > before);
+    ASSERT_EQ_INT(v[999], 999 * 7);
+    /* An impossible size fails and leaves the array as it was. */
+    int32_t *keep = v;
+    ASSERT_EQ_INT(vrt_grow(&v, &cap, SIZE_MAX / 2, sizeof *v), VRT_ENOMEM);
+    ASSERT(v == keep && cap >= 5000 && cap < SIZE_MAX / 8);
+    ASSERT_EQ_INT(v[0], 0);
+    free(v);
 }
 
 TEST(lua_error_has_file_line_and_traceback)

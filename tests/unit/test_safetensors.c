@@ -11,6 +11,8 @@
 #include "model/checkpoint.h"
 #include "model/safetensors.h"
 
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -542,6 +544,42 @@ TEST(st_bf16_to_f16_overflow)
     float back[N];
     ASSERT_OK(vrt_st_to_f32(&t, back, &err), &err);
     ASSERT(memcmp(back, fl, sizeof back) == 0);
+}
+
+/* F16 -> F32 of every bit pattern against the definition of binary16
+ * (value = (-1)^s * 2^(e-15) * (1 + m/1024), subnormals m * 2^-24), and
+ * BF16 -> F32 as the upper half of the bits, with inf and NaN kept. */
+TEST(st_f16_to_f32_every_pattern)
+{
+    enum { N = 65536 };
+    uint16_t *h = malloc(N * sizeof *h);
+    float *out = malloc(N * sizeof *out);
+    ASSERT(h && out);
+    for (int i = 0; i < N; i++)
+        h[i] = (uint16_t)i;
+    vrt_err err = {0};
+    vrt_st_tensor t = view(VRT_ST_F16, N, h);
+    ASSERT_OK(vrt_st_to_f32(&t, out, &err), &err);
+    int bad = 0;
+    for (int i = 0; i < N && bad < 5; i++) {
+        int e = (i >> 10) & 31, m = i & 1023;
+        double sgn = (i & 0x8000) ? -1.0 : 1.0;
+        if (e == 31) {
+            if (m ? !isnan(out[i]) : !(isinf(out[i]) && (out[i] < 0) == (sgn < 0)))
+                bad++;
+            continue;
+        }
+        double want = sgn * (e ? ldexp(1.0 + m / 1024.0, e - 15) : ldexp((double)m, -24));
+        if ((double)out[i] != want || !signbit(out[i]) != !signbit(sgn))
+            bad++;
+    }
+    ASSERT_EQ_INT(bad, 0);
+    uint16_t b[4] = {0x3f80, 0xc049, 0x7f80, 0x7fc1}; /* 1, -3.140625, inf, NaN */
+    vrt_st_tensor tb = view(VRT_ST_BF16, 4, b);
+    ASSERT_OK(vrt_st_to_f32(&tb, out, &err), &err);
+    ASSERT(out[0] == 1.0f && out[1] == -3.140625f && isinf(out[2]) && isnan(out[3]));
+    free(h);
+    free(out);
 }
 
 /* ---- checkpoints ------------------------------------------------------ */
