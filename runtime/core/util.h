@@ -51,4 +51,11 @@ int vrt_make_dirs(const char *dir, vrt_err *err);
 int vrt_prepare_out_dir(const char *dir, int force, const char *const *stale, size_t n_stale,
                         vrt_err *err);
 
+/* More of vrt_strbuf: appends the NUL-terminated s; appends printf output
+ * (a format error sets oom too); frees the storage, leaving b empty and
+ * usable. */
+void vrt_strbuf_puts(vrt_strbuf *b, const char *s);
+void vrt_strbuf_printf(vrt_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void vrt_strbuf_free(vrt_strbuf *b);
+
 #endif

@@ -98,8 +98,7 @@ typedef struct choice {
     uint64_t engine_id, seed;
     int submitted, done;
     char finish[16];
-    char *text;
-    size_t text_len, text_cap;
+    vrt_strbuf text; /* generated so far */
     vrt_api_token *toks;
     vrt_api_token *top; /* [n_toks][g->n_top] */
     int n_toks, cap_toks;
@@ -160,7 +159,7 @@ static void choice_free(choice *c, int n_top)
 {
     if (c->has_ctx)
         vrt_detok_free(&c->ctx);
-    free(c->text);
+    vrt_strbuf_free(&c->text);
     for (int i = 0; i < c->n_toks; i++)
         free((char *)c->toks[i].text);
     free(c->toks);
@@ -319,8 +318,8 @@ static void fill_result(gen *g, choice *c, vrt_api_result *res, const char *fini
     res->created = g->s->started;
     res->prompt = g->prompt_text;
     res->index = c->idx;
-    res->text = c->text ? c->text : "";
-    res->text_len = c->text_len;
+    res->text = c->text.p ? c->text.p : "";
+    res->text_len = c->text.len;
     res->finish_reason = finish;
     res->seed = c->seed;
     res->has_seed = g->rq.params.sampling.do_sample;
@@ -330,24 +329,6 @@ static void fill_result(gen *g, choice *c, vrt_api_result *res, const char *fini
     res->n_tokens = c->n_toks;
     res->top = g->n_top ? c->top : NULL;
     res->n_top = g->n_top;
-}
-
-static int add_text(choice *c, const char *t, size_t n)
-{
-    if (c->text_len + n + 1 > c->text_cap) {
-        size_t cap = c->text_cap ? c->text_cap * 2 : 256;
-        while (cap < c->text_len + n + 1)
-            cap *= 2;
-        char *p = realloc(c->text, cap);
-        if (!p)
-            return VRT_ENOMEM;
-        c->text = p;
-        c->text_cap = cap;
-    }
-    memcpy(c->text + c->text_len, t, n);
-    c->text_len += n;
-    c->text[c->text_len] = 0;
-    return 0;
 }
 
 static int add_token(gen *g, choice *c, const qev *q)
@@ -523,25 +504,22 @@ static void cancel_rest(gen *g)
 static void oai_stream_chunk(gen *g, choice *c, const vrt_api_result *meta, vrt_api_delta *d)
 {
     size_t gen_chars = vrt_utf8_count(d->text, d->text_len);
-    char *buf = NULL;
+    vrt_strbuf echoed = {0};
     if (g->rq.echo && g->rq.api == VRT_API_OAI_COMPLETIONS && !c->echoed) {
         const char *pt = g->prompt_text ? g->prompt_text : "";
-        size_t pl = strlen(pt);
-        buf = malloc(pl + d->text_len + 1);
-        if (buf) {
-            memcpy(buf, pt, pl);
-            memcpy(buf + pl, d->text, d->text_len);
-            buf[pl + d->text_len] = 0;
-            d->text = buf;
-            d->text_len += pl;
-            c->chars_out += vrt_utf8_count(pt, pl);
+        vrt_strbuf_puts(&echoed, pt);
+        vrt_strbuf_put(&echoed, d->text, d->text_len);
+        if (!echoed.oom) {
+            d->text = echoed.p;
+            d->text_len = echoed.len;
+            c->chars_out += vrt_utf8_count(pt, strlen(pt));
         }
         c->echoed = 1;
     }
     d->text_offset = c->chars_out;
     stream_write(g, vrt_api_render_oai_chunk(&g->rq, meta, d));
     c->chars_out += gen_chars;
-    free(buf);
+    vrt_strbuf_free(&echoed);
 }
 
 static void on_choice_final(gen *g, choice *c, qev *q)
@@ -564,17 +542,17 @@ static void on_choice_final(gen *g, choice *c, qev *q)
     /* The text still held back by the detokenizer / stop checker belongs to
      * the last token. */
     if (q->text_len) {
-        add_text(c, q->text, q->text_len);
+        vrt_strbuf_put(&c->text, q->text, q->text_len);
         if (c->n_toks > 0 && !c->toks[c->n_toks - 1].special) {
             vrt_api_token *t = &c->toks[c->n_toks - 1];
-            size_t a = strlen(t->text);
-            char *nt = malloc(a + q->text_len + 1);
-            if (nt) {
-                memcpy(nt, t->text, a);
-                memcpy(nt + a, q->text, q->text_len);
-                nt[a + q->text_len] = 0;
+            vrt_strbuf nt = {0};
+            vrt_strbuf_puts(&nt, t->text);
+            vrt_strbuf_put(&nt, q->text, q->text_len);
+            if (!nt.oom) {
                 free((char *)t->text);
-                t->text = nt;
+                t->text = nt.p;
+            } else {
+                vrt_strbuf_free(&nt);
             }
         }
     }
@@ -719,7 +697,7 @@ static void on_token(gen *g, choice *c, qev *q)
     if (g->client_gone || g->responded)
         return;
     if (!q->special)
-        add_text(c, q->text ? q->text : "", q->text_len);
+        vrt_strbuf_put(&c->text, q->text ? q->text : "", q->text_len);
     if (g->rq.stream && !vrt_api_is_openai(g->rq.api))
         tgi_flush_held(g, c, NULL);
     if (add_token(g, c, q) != 0)

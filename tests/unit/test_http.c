@@ -8,6 +8,7 @@
  */
 #include "test.h"
 
+#include "core/util.h"
 #include "server/api_req.h"
 #include "server/http.h"
 #include "server/route.h"
@@ -1105,4 +1106,30 @@ TEST(http_route_find_rules)
     char msg[128];
     vrt_route_error_msg(t, n, 404, "GET", "/z", msg, sizeof msg);
     ASSERT_EQ_STR(msg, "no route GET /z (routes: /a, /items/{id}, /ping)");
+}
+
+/* The one growable buffer (core/util.h) as the HTTP layer uses it: short
+ * and long printf output (past the 256-byte stack buffer), puts, and free
+ * leaving it empty and usable. */
+TEST(http_strbuf_printf_puts_free)
+{
+    vrt_strbuf b = {0};
+    vrt_strbuf_printf(&b, "HTTP/1.%d %d %s\r\n", 1, 200, "OK");
+    ASSERT_EQ_STR(b.p, "HTTP/1.1 200 OK\r\n");
+    char big[1000];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    vrt_strbuf_printf(&b, "X-Big: %s\r\n", big);
+    ASSERT_EQ_INT(b.len, 17 + 7 + 999 + 2);
+    ASSERT_EQ_INT(b.p[b.len], '\0');
+    ASSERT(strncmp(b.p + 17, "X-Big: xxx", 10) == 0);
+    ASSERT(strcmp(b.p + b.len - 3, "x\r\n") == 0);
+    vrt_strbuf_puts(&b, "\r\n");
+    ASSERT_EQ_INT(b.len, 17 + 7 + 999 + 4);
+    ASSERT(!b.oom);
+    vrt_strbuf_free(&b);
+    ASSERT(b.p == NULL && b.len == 0 && b.cap == 0 && !b.oom);
+    vrt_strbuf_puts(&b, "again");
+    ASSERT_EQ_STR(b.p, "again");
+    vrt_strbuf_free(&b);
 }
