@@ -18,9 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* TGI's max_new_tokens when the client gives none (see the report in the
- * commit: recent TGI computes min(max_total - input, 1024) instead; use
- * vrt_api_check_limits' auto mode by setting this to 0). */
+/* TGI's max_new_tokens when the client gives none. Recent TGI computes
+ * min(max_total - input, 1024) instead: setting this to 0 selects that
+ * (vrt_api_check_limits' auto mode). */
 #define TGI_DEFAULT_MAX_NEW_TOKENS 100
 /* OpenAI's legacy completions default. */
 #define OAI_COMPLETIONS_DEFAULT_MAX_TOKENS 16
