@@ -353,7 +353,7 @@ static int oom(pctx *c)
 }
 
 /* "stop": a list of strings (TGI), or a string or a list (OpenAI). */
-static int get_stop(pctx *c, vrt_api_request *r, const cJSON *obj)
+static int read_stop(pctx *c, vrt_api_request *r, const cJSON *obj)
 {
     const cJSON *j = field(obj, "stop");
     if (!j)
@@ -393,7 +393,7 @@ static int get_stop(pctx *c, vrt_api_request *r, const cJSON *obj)
     }
     r->params.stop = r->stop_strs;
     r->params.n_stop = k;
-    return 1;
+    return 0;
 }
 
 /* ---- OpenAI: the prompt ------------------------------------------------- */
@@ -767,12 +767,6 @@ static int text_format(const cJSON *j)
 {
     const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "type");
     return cJSON_IsString(t) && strcmp(t->valuestring, "text") == 0;
-}
-
-static int read_stop(pctx *c, vrt_api_request *r, const cJSON *obj)
-{
-    int rc = get_stop(c, r, obj);
-    return rc < 0 ? rc : 0;
 }
 
 static int read_stream_options(pctx *c, vrt_api_request *r, const cJSON *obj)
