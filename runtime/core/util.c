@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <stdint.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -263,4 +264,38 @@ int vrt_grow(void *pp, size_t *cap, size_t need, size_t elem)
     memcpy(pp, &np, sizeof np);
     *cap = n;
     return 0;
+}
+
+void vrt_strbuf_puts(vrt_strbuf *b, const char *s)
+{
+    vrt_strbuf_put(b, s, strlen(s));
+}
+
+void vrt_strbuf_printf(vrt_strbuf *b, const char *fmt, ...)
+{
+    char tmp[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->oom = 1;
+        return;
+    }
+    if ((size_t)n < sizeof tmp) {
+        vrt_strbuf_put(b, tmp, (size_t)n);
+        return;
+    }
+    if (vrt_strbuf_reserve(b, (size_t)n))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void vrt_strbuf_free(vrt_strbuf *b)
+{
+    free(b->p);
+    *b = (vrt_strbuf){0};
 }

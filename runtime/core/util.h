@@ -56,4 +56,11 @@ int vrt_prepare_out_dir(const char *dir, int force, const char *const *stale, si
  * *cap as they were. Callers then append with (*pp)[n++] = x. */
 int vrt_grow(void *pp, size_t *cap, size_t need, size_t elem);
 
+/* More of vrt_strbuf: appends the NUL-terminated s; appends printf output
+ * (a format error sets oom too); frees the storage, leaving b empty and
+ * usable. */
+void vrt_strbuf_puts(vrt_strbuf *b, const char *s);
+void vrt_strbuf_printf(vrt_strbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void vrt_strbuf_free(vrt_strbuf *b);
+
 #endif

@@ -10,15 +10,17 @@
 #include "core/err.h"
 
 #include <cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* TGI's max_new_tokens when the client gives none (see the report in the
- * commit: recent TGI computes min(max_total - input, 1024) instead; use
- * vrt_api_check_limits' auto mode by setting this to 0). */
+/* TGI's max_new_tokens when the client gives none. Recent TGI computes
+ * min(max_total - input, 1024) instead: setting this to 0 selects that
+ * (vrt_api_check_limits' auto mode). */
 #define TGI_DEFAULT_MAX_NEW_TOKENS 100
 /* OpenAI's legacy completions default. */
 #define OAI_COMPLETIONS_DEFAULT_MAX_TOKENS 16
@@ -286,19 +288,19 @@ static int get_int(pctx *c, const cJSON *obj, const char *name, double lo, doubl
 
 /* A seed: any integer that fits u64 (negative ones, which vLLM allows,
  * wrap). JSON numbers past 2^53 arrive rounded (cJSON keeps doubles). */
-static int get_seed(pctx *c, const cJSON *obj, uint64_t *out)
+static int get_seed(pctx *c, const cJSON *obj, const char *name, uint64_t *out)
 {
-    const cJSON *j = field(obj, "seed");
+    const cJSON *j = field(obj, name);
     if (!j)
         return 0;
     double d = j->valuedouble;
     if (!cJSON_IsNumber(j) || d != floor(d))
-        return type_err(c, "seed", j, "an integer");
+        return type_err(c, name, j, "an integer");
     if (d < (vrt_api_is_openai(c->api) ? -9223372036854775808.0 : 0.0) ||
         d >= 18446744073709551616.0)
-        return vrt_api_error_set(
-            c->e, c->api, 0, "seed",
-            "`seed` must be an integer in [0, 18446744073709551615] (got %.0f)", d);
+        return vrt_api_error_set(c->e, c->api, 0, name,
+                                 "`%s` must be an integer in [0, 18446744073709551615] (got %.0f)",
+                                 name, d);
     *out = d < 0 ? (uint64_t)(int64_t)d : (uint64_t)d;
     return 1;
 }
@@ -316,26 +318,7 @@ static int get_str(pctx *c, const cJSON *obj, const char *name, const char **out
 
 /* ---- owned storage ----------------------------------------------------- */
 
-static const char *own(vrt_api_request *r, const char *s, size_t n)
-{
-    if (r->n_owned == r->cap_owned) {
-        int cap = r->cap_owned ? r->cap_owned * 2 : 16;
-        char **p = realloc(r->owned, (size_t)cap * sizeof *p);
-        if (!p)
-            return NULL;
-        r->owned = p;
-        r->cap_owned = cap;
-    }
-    char *d = malloc(n + 1);
-    if (!d)
-        return NULL;
-    memcpy(d, s, n);
-    d[n] = '\0';
-    r->owned[r->n_owned++] = d;
-    return d;
-}
-
-/* Uninitialized owned storage of n bytes. */
+/* Uninitialized storage of n bytes owned by r; NULL when out of memory. */
 static void *own_alloc(vrt_api_request *r, size_t n)
 {
     if (r->n_owned == r->cap_owned) {
@@ -352,6 +335,17 @@ static void *own_alloc(vrt_api_request *r, size_t n)
     return d;
 }
 
+/* A NUL-terminated copy of s[0..n) owned by r. */
+static const char *own(vrt_api_request *r, const char *s, size_t n)
+{
+    char *d = own_alloc(r, n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = '\0';
+    }
+    return d;
+}
+
 static int oom(pctx *c)
 {
     vrt_api_error_set(c->e, c->api, 500, NULL, "out of memory");
@@ -359,7 +353,7 @@ static int oom(pctx *c)
 }
 
 /* "stop": a list of strings (TGI), or a string or a list (OpenAI). */
-static int get_stop(pctx *c, vrt_api_request *r, const cJSON *obj)
+static int read_stop(pctx *c, vrt_api_request *r, const cJSON *obj)
 {
     const cJSON *j = field(obj, "stop");
     if (!j)
@@ -374,8 +368,7 @@ static int get_stop(pctx *c, vrt_api_request *r, const cJSON *obj)
         return type_err(c, "stop", j, oai ? "a string or a list of strings" : "a sequence");
     if (n > VRT_API_MAX_STOP)
         return vrt_api_error_set(c->e, c->api, 0, "stop",
-                                 oai ? "`stop` supports up to %d stop sequences. Given: %d"
-                                     : "`stop` supports up to %d stop sequences. Given: %d",
+                                 "`stop` supports up to %d stop sequences. Given: %d",
                                  VRT_API_MAX_STOP, n);
     r->stop_strs = calloc((size_t)(n ? n : 1), sizeof *r->stop_strs);
     if (!r->stop_strs)
@@ -400,160 +393,10 @@ static int get_stop(pctx *c, vrt_api_request *r, const cJSON *obj)
     }
     r->params.stop = r->stop_strs;
     r->params.n_stop = k;
-    return 1;
-}
-
-/* ---- TGI ----------------------------------------------------------------- */
-
-static int parse_tgi(pctx *c, vrt_api_request *r, const cJSON *root)
-{
-    const char *inputs = NULL;
-    int rc = get_str(c, root, "inputs", &inputs);
-    if (rc < 0)
-        return rc;
-    if (rc == 0)
-        return vrt_api_error_set(c->e, c->api, 422, "inputs",
-                                 "Failed to deserialize the JSON body into the target type: "
-                                 "missing field `inputs`");
-    if (c->api == VRT_API_TGI_COMPAT && (rc = get_bool(c, root, "stream", &r->stream)) < 0)
-        return rc;
-    if (c->api == VRT_API_TGI_GENERATE_STREAM)
-        r->stream = 1;
-
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "parameters");
-    if (p && cJSON_IsNull(p))
-        p = NULL;
-    if (p && !cJSON_IsObject(p))
-        return type_err(c, "parameters", p, "struct GenerateParameters");
-    c->prefix = "parameters.";
-    vrt_sampling_params *s = &r->params.sampling;
-    long long v;
-    double d;
-
-    if ((rc = get_int(c, p, "best_of", 0, 4294967295.0, &v)) < 0)
-        return rc;
-    if (rc && v != 1)
-        return vrt_api_error_set(c->e, c->api, 422, "best_of",
-                                 r->stream ? "`best_of` != 1 is not supported when streaming tokens"
-                                           : "`best_of` != 1 is not allowed for this endpoint");
-    int temp_set = 0;
-    if ((rc = get_num(c, p, "temperature", &d)) < 0)
-        return rc;
-    if (rc) {
-        if (!(d > 0.0))
-            return vrt_api_error_set(c->e, c->api, 422, "temperature",
-                                     "`temperature` must be strictly positive");
-        s->temperature = (float)d;
-        temp_set = 1;
-    }
-    if ((rc = get_num(c, p, "repetition_penalty", &d)) < 0)
-        return rc;
-    if (rc) {
-        if (!(d > 0.0))
-            return vrt_api_error_set(c->e, c->api, 422, "repetition_penalty",
-                                     "`repetition_penalty` must be strictly positive");
-        s->repetition_penalty = (float)d;
-    }
-    if ((rc = get_num(c, p, "frequency_penalty", &d)) < 0)
-        return rc;
-    if (rc) {
-        if (!(d >= -2.0 && d <= 2.0))
-            return vrt_api_error_set(c->e, c->api, 422, "frequency_penalty",
-                                     "`frequency_penalty` must be >= -2.0 and <= 2.0");
-        s->frequency_penalty = (float)d;
-    }
-    if ((rc = get_num(c, p, "top_p", &d)) < 0)
-        return rc;
-    if (rc) {
-        if (!(d > 0.0 && d < 1.0))
-            return vrt_api_error_set(c->e, c->api, 422, "top_p", "`top_p` must be > 0.0 and < 1.0");
-        s->top_p = (float)d;
-    }
-    if ((rc = get_num(c, p, "typical_p", &d)) < 0)
-        return rc;
-    if (rc) {
-        if (!(d > 0.0 && d < 1.0))
-            return vrt_api_error_set(c->e, c->api, 422, "typical_p",
-                                     "`typical_p` must be > 0.0 and < 1.0");
-        s->typical_p = (float)d;
-    }
-    if ((rc = get_int(c, p, "top_k", -2147483648.0, 2147483647.0, &v)) < 0)
-        return rc;
-    if (rc) {
-        if (v <= 0)
-            return vrt_api_error_set(c->e, c->api, 422, "top_k",
-                                     "`top_k` must be strictly positive");
-        s->top_k = (int)v;
-    }
-    if ((rc = get_bool(c, p, "do_sample", &s->do_sample)) < 0)
-        return rc;
-    /* TGI's server samples when do_sample is set or any warper is active
-     * (text_generation_server NextTokenChooser: has_warpers). */
-    if ((temp_set && s->temperature != 1.0f) || s->top_k > 0 || s->top_p < 1.0f ||
-        s->typical_p < 1.0f)
-        s->do_sample = 1;
-
-    if ((rc = get_int(c, p, "max_new_tokens", 0, 4294967295.0, &v)) < 0)
-        return rc;
-    if (rc) {
-        if (v == 0)
-            return vrt_api_error_set(c->e, c->api, 422, "max_new_tokens",
-                                     "`max_new_tokens` must be strictly positive");
-        r->params.max_new_tokens = v > 2147483647LL ? 2147483647 : (int)v;
-    } else {
-        r->params.max_new_tokens = TGI_DEFAULT_MAX_NEW_TOKENS;
-    }
-    if ((rc = get_stop(c, r, p)) < 0)
-        return rc;
-    if ((rc = get_int(c, p, "truncate", 0, 4294967295.0, &v)) < 0)
-        return rc;
-    if (rc) {
-        if (v == 0)
-            return vrt_api_error_set(c->e, c->api, 422, "truncate",
-                                     "`truncate` must be strictly positive and less than "
-                                     "max_input_tokens. Given: 0");
-        r->truncate = v > 2147483647LL ? 2147483647 : (int)v;
-    }
-    if ((rc = get_seed(c, p, &s->seed)) < 0)
-        return rc;
-    r->seed_set = rc;
-    int watermark = 0;
-    if ((rc = get_bool(c, p, "watermark", &watermark)) < 0)
-        return rc;
-    if (watermark)
-        return vrt_api_error_set(c->e, c->api, 422, "watermark", "`watermark` is not supported");
-    if (field(p, "grammar"))
-        return vrt_api_error_set(c->e, c->api, 422, "grammar", "grammar is not supported");
-    if ((rc = get_bool(c, p, "details", &r->details)) < 0)
-        return rc;
-    if ((rc = get_bool(c, p, "decoder_input_details", &r->decoder_input_details)) < 0)
-        return rc;
-    if (r->decoder_input_details && r->stream)
-        return vrt_api_error_set(
-            c->e, c->api, 422, "decoder_input_details",
-            "`decoder_input_details` == true is not supported when streaming tokens");
-    r->params.prompt_logprobs = r->decoder_input_details && r->details;
-    if ((rc = get_bool(c, p, "return_full_text", &r->return_full_text)) < 0)
-        return rc;
-    if ((rc = get_int(c, p, "top_n_tokens", 0, 4294967295.0, &v)) < 0)
-        return rc;
-    if (rc) {
-        if (v > VRT_SAMPLE_MAX_LOGPROBS)
-            return vrt_api_error_set(c->e, c->api, 422, "top_n_tokens",
-                                     "`top_n_tokens` must be >= 0 and <= %d. Given: %lld",
-                                     VRT_SAMPLE_MAX_LOGPROBS, v);
-        r->top_n_tokens = (int)v;
-        s->n_logprobs = (int)v;
-    }
-    c->prefix = "";
-    if (!inputs[0])
-        return vrt_api_error_set(c->e, c->api, 422, "inputs", "`inputs` cannot be empty");
-    if (!(r->prompt = own(r, inputs, strlen(inputs))))
-        return oom(c);
     return 0;
 }
 
-/* ---- OpenAI -------------------------------------------------------------- */
+/* ---- OpenAI: the prompt ------------------------------------------------- */
 
 /* The content of a chat message: a string, null, or a list of parts of
  * which only {"type": "text", "text": ...} is supported (joined with "\n"
@@ -710,214 +553,408 @@ static int parse_prompt(pctx *c, vrt_api_request *r, const cJSON *root)
     return 0;
 }
 
-/* vLLM's wording: "x must be in [a, b], got v." */
-#define OAI_RANGE(name, cond, fmt, ...)                                                            \
-    do {                                                                                           \
-        if (!(cond))                                                                               \
-            return vrt_api_error_set(c->e, c->api, 400, name, fmt, __VA_ARGS__);                   \
-    } while (0)
+/* ---- parameter tables -------------------------------------------------------
+ *
+ * Every field of a request is one row: its JSON name, how it is read (which
+ * also gives its type error), where it goes, and the range it must be in
+ * with the message when it is not. The rows run in order, so the first bad
+ * field is the one reported, as the servers v100rt stands in for do. A
+ * field may have several rows (one per check); each reads and type-checks
+ * it again. */
+
+enum {
+    PK_BOOL,   /* true / false -> int */
+    PK_NUM,    /* a number -> float; msg gets the value as a double (%g) */
+    PK_INT,    /* an integer in json_lo..json_hi (the JSON type: u32, i32) -> int, at most
+                  INT_MAX; msg gets the value as a long long (%lld) */
+    PK_SEED,   /* the request's seed -> uint64_t (U64_AT), and sets seed_set */
+    PK_STR,    /* a string -> an owned copy (STR_AT) */
+    PK_REFUSE, /* an unsupported feature: any value but a harmless one is msg */
+    PK_CUSTOM, /* read by read() */
+};
+
+/* Bits of param.apis: the routes of the table a row is for (0: all). */
+#define FOR_CMPL (1u << VRT_API_OAI_COMPLETIONS)
+#define FOR_CHAT (1u << VRT_API_OAI_CHAT)
+
+/* Where a row stores its value: the field f of vrt_api_request, whose type
+ * is checked when compiling (another type makes a negative array size).
+ * A row with neither a field nor a store() only checks the value. */
+enum { TO_NONE, TO_INT, TO_FLOAT, TO_STR, TO_U64 };
+#define TYPED_FIELD(f, T)                                                                          \
+    (offsetof(vrt_api_request, f) +                                                                \
+     0 * sizeof(char[_Generic(((vrt_api_request *)0)->f, T : 1, default                            \
+                              : -1)]))
+#define INT_AT(f) .to = TO_INT, .off = TYPED_FIELD(f, int)
+#define FLOAT_AT(f) .to = TO_FLOAT, .off = TYPED_FIELD(f, float)
+#define STR_AT(f) .to = TO_STR, .off = TYPED_FIELD(f, const char *)
+#define U64_AT(f) .to = TO_U64, .off = TYPED_FIELD(f, uint64_t)
+
+/* Value ranges: GT(0) is (0, inf), IN(a, b) [a, b], OPEN(a, b) (a, b),
+ * OPEN_CLOSED(a, b) (a, b]. */
+#define LO_OPEN 1
+#define HI_OPEN 2
+#define GT(a) .lo = (a), .hi = HUGE_VAL, .open = LO_OPEN | HI_OPEN
+#define IN(a, b) .lo = (a), .hi = (b), .open = 0
+#define OPEN(a, b) .lo = (a), .hi = (b), .open = LO_OPEN | HI_OPEN
+#define OPEN_CLOSED(a, b) .lo = (a), .hi = (b), .open = LO_OPEN
+#define U32 .json_lo = 0, .json_hi = 4294967295.0
+#define I32 .json_lo = -2147483648.0, .json_hi = 2147483647.0
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+typedef struct param {
+    const char *name;
+    int kind;      /* PK_* */
+    unsigned apis; /* FOR_* bits; 0: every route of the table */
+    int to;        /* TO_*, and off: set by INT_AT(field) etc. */
+    size_t off;
+    double json_lo, json_hi;
+    /* PK_BOOL, PK_NUM, PK_INT: the range checked when msg is set (and
+     * when() allows): lo..hi, ends excluded by the LO_OPEN / HI_OPEN bits
+     * of open. */
+    double lo, hi;
+    int open;
+    const char *msg; /* printf format, given the value (see PK_*) */
+    /* Optional: the range check and the store apply only when this is 1
+     * (the field is still read and type-checked). */
+    int (*when)(const vrt_api_request *r, const cJSON *obj);
+    /* Optional: stores the value instead of off. */
+    void (*store)(vrt_api_request *r, double v);
+    /* PK_REFUSE: values that are accepted (NULL: none). */
+    int (*harmless)(const cJSON *j);
+    /* PK_CUSTOM: reads the field; 0 or a negative error. */
+    int (*read)(pctx *c, vrt_api_request *r, const cJSON *obj);
+} param;
+
+static int in_range(const param *p, double v)
+{
+    return ((p->open & LO_OPEN) ? v > p->lo : v >= p->lo) &&
+           ((p->open & HI_OPEN) ? v < p->hi : v <= p->hi);
+}
+
+static int read_param(pctx *c, vrt_api_request *r, const cJSON *obj, const param *p)
+{
+    char *at = (char *)r + p->off;
+    double v = 0.0;
+    long long iv = 0;
+    int rc = 0, b = 0;
+    switch (p->kind) {
+    case PK_CUSTOM: return p->read(c, r, obj);
+    case PK_REFUSE: {
+        const cJSON *j = field(obj, p->name);
+        if (j && !(p->harmless && p->harmless(j)))
+            return vrt_api_error_set(c->e, c->api, 0, p->name, p->msg, 0LL);
+        return 0;
+    }
+    case PK_SEED: {
+        uint64_t seed = 0;
+        if ((rc = get_seed(c, obj, p->name, &seed)) <= 0)
+            return rc;
+        memcpy(at, &seed, sizeof seed);
+        r->seed_set = 1;
+        return 0;
+    }
+    case PK_STR: {
+        const char *str = NULL;
+        if ((rc = get_str(c, obj, p->name, &str)) <= 0)
+            return rc;
+        if (!(str = own(r, str, strlen(str))))
+            return oom(c);
+        memcpy(at, &str, sizeof str);
+        return 0;
+    }
+    case PK_BOOL:
+        rc = get_bool(c, obj, p->name, &b);
+        iv = b;
+        v = b;
+        break;
+    case PK_NUM: rc = get_num(c, obj, p->name, &v); break;
+    case PK_INT:
+        rc = get_int(c, obj, p->name, p->json_lo, p->json_hi, &iv);
+        v = (double)iv;
+        break;
+    }
+    if (rc <= 0 || (p->when && !p->when(r, obj)))
+        return rc;
+    if (p->msg && !in_range(p, v))
+        return p->kind == PK_NUM ? vrt_api_error_set(c->e, c->api, 0, p->name, p->msg, v)
+                                 : vrt_api_error_set(c->e, c->api, 0, p->name, p->msg, iv);
+    if (p->store) {
+        p->store(r, v);
+    } else if (p->to == TO_FLOAT) {
+        float f = (float)v;
+        memcpy(at, &f, sizeof f);
+    } else if (p->to == TO_INT) {
+        int i = iv > INT_MAX ? INT_MAX : (int)iv;
+        memcpy(at, &i, sizeof i);
+    }
+    return 0;
+}
+
+/* Reads the fields of obj (NULL: none given) that rows[0..n) name for the
+ * route c->api, in order. */
+static int read_params(pctx *c, vrt_api_request *r, const cJSON *obj, const param *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (rows[i].apis && !(rows[i].apis & (1u << c->api)))
+            continue;
+        int rc = read_param(c, r, obj, &rows[i]);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- the rows' helpers ----------------------------------------------------- */
+
+static int streaming(const vrt_api_request *r, const cJSON *obj)
+{
+    return r->stream;
+}
+
+static int not_streaming(const vrt_api_request *r, const cJSON *obj)
+{
+    return !r->stream;
+}
+
+/* Chat's max_completion_tokens, when given, replaces max_tokens. */
+static int no_max_completion_tokens(const vrt_api_request *r, const cJSON *obj)
+{
+    return r->api != VRT_API_OAI_CHAT || !field(obj, "max_completion_tokens");
+}
+
+static int chat_logprobs_off(const vrt_api_request *r, const cJSON *obj)
+{
+    return r->logprobs < 0;
+}
+
+/* OpenAI temperature: below vLLM's _SAMPLING_EPS it means greedy. */
+static void oai_temperature(vrt_api_request *r, double v)
+{
+    if (v < 1e-5) {
+        r->params.sampling.do_sample = 0;
+        r->params.sampling.temperature = 1.0f;
+    } else {
+        r->params.sampling.temperature = (float)v;
+    }
+}
+
+/* OpenAI top_k: -1 and 0 both disable it. */
+static void oai_top_k(vrt_api_request *r, double v)
+{
+    r->params.sampling.top_k = v > 0 ? (int)v : 0;
+}
+
+/* Chat "logprobs": a boolean; r->logprobs is 1 when true, else -1. */
+static void chat_logprobs(vrt_api_request *r, double v)
+{
+    r->logprobs = v ? 1 : -1;
+}
+
+static int empty_list(const cJSON *j)
+{
+    return cJSON_IsArray(j) && cJSON_GetArraySize(j) == 0;
+}
+
+static int empty_object(const cJSON *j)
+{
+    return cJSON_IsObject(j) && !j->child;
+}
+
+static int text_format(const cJSON *j)
+{
+    const cJSON *t = cJSON_GetObjectItemCaseSensitive(j, "type");
+    return cJSON_IsString(t) && strcmp(t->valuestring, "text") == 0;
+}
+
+static int read_stream_options(pctx *c, vrt_api_request *r, const cJSON *obj)
+{
+    const cJSON *so = field(obj, "stream_options");
+    if (!so)
+        return 0;
+    if (!cJSON_IsObject(so))
+        return type_err(c, "stream_options", so, "an object");
+    if (!r->stream)
+        return vrt_api_error_set(c->e, c->api, 400, "stream_options",
+                                 "Stream options can only be defined when `stream=True`.");
+    int rc = get_bool(c, so, "include_usage", &r->include_usage);
+    return rc < 0 ? rc : 0;
+}
+
+static int read_stop_token_ids(pctx *c, vrt_api_request *r, const cJSON *obj)
+{
+    const cJSON *sti = field(obj, "stop_token_ids");
+    if (!sti)
+        return 0;
+    if (!cJSON_IsArray(sti))
+        return type_err(c, "stop_token_ids", sti, "a list of token ids");
+    int n = cJSON_GetArraySize(sti), k = 0;
+    int32_t *ids = NULL;
+    if (n > 0 && !(ids = own_alloc(r, (size_t)n * sizeof(int32_t))))
+        return oom(c);
+    const cJSON *it;
+    cJSON_ArrayForEach(it, sti)
+    {
+        if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
+            it->valuedouble < 0 || it->valuedouble > 2147483647.0)
+            return vrt_api_error_set(c->e, c->api, 400, "stop_token_ids",
+                                     "`stop_token_ids` must be non-negative integers");
+        ids[k++] = (int32_t)it->valuedouble;
+    }
+    r->params.stop_ids = ids;
+    r->params.n_stop_ids = k;
+    return 0;
+}
+
+/* ---- TGI ----------------------------------------------------------------- */
+
+/* The "parameters" of TGI's GenerateRequest, in TGI's order and wording
+ * (router/src/validation.rs). */
+static const param TGI_PARAMS[] = {
+    {"best_of", PK_INT, U32, IN(1, 1), .when = not_streaming,
+     .msg = "`best_of` != 1 is not allowed for this endpoint"},
+    {"best_of", PK_INT, U32, IN(1, 1), .when = streaming,
+     .msg = "`best_of` != 1 is not supported when streaming tokens"},
+    {"temperature", PK_NUM, FLOAT_AT(params.sampling.temperature), GT(0),
+     .msg = "`temperature` must be strictly positive"},
+    {"repetition_penalty", PK_NUM, FLOAT_AT(params.sampling.repetition_penalty), GT(0),
+     .msg = "`repetition_penalty` must be strictly positive"},
+    {"frequency_penalty", PK_NUM, FLOAT_AT(params.sampling.frequency_penalty), IN(-2, 2),
+     .msg = "`frequency_penalty` must be >= -2.0 and <= 2.0"},
+    {"top_p", PK_NUM, FLOAT_AT(params.sampling.top_p), OPEN(0, 1),
+     .msg = "`top_p` must be > 0.0 and < 1.0"},
+    {"typical_p", PK_NUM, FLOAT_AT(params.sampling.typical_p), OPEN(0, 1),
+     .msg = "`typical_p` must be > 0.0 and < 1.0"},
+    {"top_k", PK_INT, INT_AT(params.sampling.top_k), I32, GT(0),
+     .msg = "`top_k` must be strictly positive"},
+    {"do_sample", PK_BOOL, INT_AT(params.sampling.do_sample)},
+    {"max_new_tokens", PK_INT, INT_AT(params.max_new_tokens), U32, GT(0),
+     .msg = "`max_new_tokens` must be strictly positive"},
+    {"stop", PK_CUSTOM, .read = read_stop},
+    {"truncate", PK_INT, INT_AT(truncate), U32, GT(0),
+     .msg = "`truncate` must be strictly positive and less than max_input_tokens. Given: %lld"},
+    {"seed", PK_SEED, U64_AT(params.sampling.seed)},
+    {"watermark", PK_BOOL, IN(0, 0), .msg = "`watermark` is not supported"},
+    {"grammar", PK_REFUSE, .msg = "grammar is not supported"},
+    {"details", PK_BOOL, INT_AT(details)},
+    {"decoder_input_details", PK_BOOL, INT_AT(decoder_input_details)},
+    {"decoder_input_details", PK_BOOL, IN(0, 0), .when = streaming,
+     .msg = "`decoder_input_details` == true is not supported when streaming tokens"},
+    {"return_full_text", PK_BOOL, INT_AT(return_full_text)},
+    {"top_n_tokens", PK_INT, INT_AT(top_n_tokens), U32, IN(0, VRT_SAMPLE_MAX_LOGPROBS),
+     .msg = "`top_n_tokens` must be >= 0 and <= " STR(VRT_SAMPLE_MAX_LOGPROBS) ". Given: %lld"},
+};
+
+static int parse_tgi(pctx *c, vrt_api_request *r, const cJSON *root)
+{
+    const char *inputs = NULL;
+    int rc = get_str(c, root, "inputs", &inputs);
+    if (rc < 0)
+        return rc;
+    if (rc == 0)
+        return vrt_api_error_set(c->e, c->api, 422, "inputs",
+                                 "Failed to deserialize the JSON body into the target type: "
+                                 "missing field `inputs`");
+    if (c->api == VRT_API_TGI_COMPAT && (rc = get_bool(c, root, "stream", &r->stream)) < 0)
+        return rc;
+    if (c->api == VRT_API_TGI_GENERATE_STREAM)
+        r->stream = 1;
+
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "parameters");
+    if (p && cJSON_IsNull(p))
+        p = NULL;
+    if (p && !cJSON_IsObject(p))
+        return type_err(c, "parameters", p, "struct GenerateParameters");
+    r->params.max_new_tokens = TGI_DEFAULT_MAX_NEW_TOKENS;
+    c->prefix = "parameters.";
+    if ((rc = read_params(c, r, p, TGI_PARAMS, sizeof TGI_PARAMS / sizeof TGI_PARAMS[0])) < 0)
+        return rc;
+    c->prefix = "";
+    vrt_sampling_params *s = &r->params.sampling;
+    /* TGI's server samples when do_sample is set or any warper is active
+     * (text_generation_server NextTokenChooser: has_warpers). */
+    if (s->temperature != 1.0f || s->top_k > 0 || s->top_p < 1.0f || s->typical_p < 1.0f)
+        s->do_sample = 1;
+    r->params.prompt_logprobs = r->decoder_input_details && r->details;
+    s->n_logprobs = r->top_n_tokens;
+    if (!inputs[0])
+        return vrt_api_error_set(c->e, c->api, 422, "inputs", "`inputs` cannot be empty");
+    if (!(r->prompt = own(r, inputs, strlen(inputs))))
+        return oom(c);
+    return 0;
+}
+
+/* ---- OpenAI -------------------------------------------------------------- */
+
+/* The fields of OpenAI's completions and chat completions requests, with
+ * vLLM's checks and wording ("top_p must be in (0, 1], got 0.0."). */
+static const param OAI_PARAMS[] = {
+    {"messages", PK_CUSTOM, FOR_CHAT, .read = parse_messages},
+    {"prompt", PK_CUSTOM, FOR_CMPL, .read = parse_prompt},
+    {"model", PK_STR, STR_AT(model)},
+    {"user", PK_STR, STR_AT(user)},
+    {"stream", PK_BOOL, INT_AT(stream)},
+    {"stream_options", PK_CUSTOM, .read = read_stream_options},
+    {"max_tokens", PK_INT, INT_AT(params.max_new_tokens), I32, IN(1, HUGE_VAL),
+     .when = no_max_completion_tokens, .msg = "max_tokens must be at least 1, got %lld."},
+    {"max_completion_tokens", PK_INT, FOR_CHAT, INT_AT(params.max_new_tokens), I32, IN(1, HUGE_VAL),
+     .msg = "max_completion_tokens must be at least 1, got %lld."},
+    {"temperature", PK_NUM, .store = oai_temperature, IN(0, HUGE_VAL),
+     .msg = "temperature must be non-negative, got %g."},
+    {"top_p", PK_NUM, FLOAT_AT(params.sampling.top_p), OPEN_CLOSED(0, 1),
+     .msg = "top_p must be in (0, 1], got %g."},
+    {"top_k", PK_INT, .store = oai_top_k, I32, IN(-1, HUGE_VAL),
+     .msg = "top_k must be -1 or 0 (disable), or at least 1, got %lld."},
+    {"min_p", PK_NUM, FLOAT_AT(params.sampling.min_p), IN(0, 1),
+     .msg = "min_p must be in [0, 1], got %g."},
+    {"presence_penalty", PK_NUM, FLOAT_AT(params.sampling.presence_penalty), IN(-2, 2),
+     .msg = "presence_penalty must be in [-2, 2], got %g."},
+    {"frequency_penalty", PK_NUM, FLOAT_AT(params.sampling.frequency_penalty), IN(-2, 2),
+     .msg = "frequency_penalty must be in [-2, 2], got %g."},
+    {"repetition_penalty", PK_NUM, FLOAT_AT(params.sampling.repetition_penalty), GT(0),
+     .msg = "repetition_penalty must be greater than zero, got %g."},
+    {"n", PK_INT, I32, IN(1, HUGE_VAL), .msg = "n must be at least 1, got %lld."},
+    {"n", PK_INT, INT_AT(n), I32, IN(-HUGE_VAL, 16), .msg = "n must be at most 16, got %lld."},
+    {"best_of", PK_INT, I32, IN(1, 1),
+     .msg = "best_of must be 1: best_of is not supported, got %lld."},
+    {"seed", PK_SEED, U64_AT(params.sampling.seed)},
+    {"stop", PK_CUSTOM, .read = read_stop},
+    {"stop_token_ids", PK_CUSTOM, .read = read_stop_token_ids},
+    {"add_generation_prompt", PK_BOOL, FOR_CHAT, INT_AT(add_generation_prompt)},
+    {"logprobs", PK_BOOL, FOR_CHAT, .store = chat_logprobs},
+    {"top_logprobs", PK_INT, FOR_CHAT, INT_AT(top_logprobs), I32, IN(0, VRT_SAMPLE_MAX_LOGPROBS),
+     .msg = "top_logprobs must be in [0, " STR(VRT_SAMPLE_MAX_LOGPROBS) "], got %lld."},
+    {"top_logprobs", PK_INT, FOR_CHAT, I32, IN(0, 0), .when = chat_logprobs_off,
+     .msg = "when using `top_logprobs`, `logprobs` must be set to true."},
+    {"logprobs", PK_INT, FOR_CMPL, INT_AT(logprobs), I32, IN(0, VRT_SAMPLE_MAX_LOGPROBS),
+     .msg = "logprobs must be in [0, " STR(VRT_SAMPLE_MAX_LOGPROBS) "], got %lld."},
+    {"echo", PK_BOOL, FOR_CMPL, INT_AT(echo)},
+    {"priority", PK_INT, INT_AT(params.priority), I32},
+    {"ignore_eos", PK_BOOL, INT_AT(params.ignore_eos)},
+    {"skip_special_tokens", PK_BOOL, INT_AT(skip_special_tokens)},
+    /* Features whose silent omission would give wrong answers. */
+    {"tools", PK_REFUSE, .harmless = empty_list, .msg = "`tools` is not supported"},
+    {"response_format", PK_REFUSE, .harmless = text_format,
+     .msg = "`response_format` other than {\"type\": \"text\"} is not supported"},
+    {"logit_bias", PK_REFUSE, .harmless = empty_object, .msg = "`logit_bias` is not supported"},
+};
 
 static int parse_oai(pctx *c, vrt_api_request *r, const cJSON *root)
 {
     int chat = c->api == VRT_API_OAI_CHAT;
-    int rc = chat ? parse_messages(c, r, root) : parse_prompt(c, r, root);
-    if (rc)
-        return rc;
-    vrt_sampling_params *s = &r->params.sampling;
-    long long v;
-    double d;
-    const char *str;
-
-    if ((rc = get_str(c, root, "model", &str)) < 0)
-        return rc;
-    if (rc && !(r->model = own(r, str, strlen(str))))
-        return oom(c);
-    if ((rc = get_str(c, root, "user", &str)) < 0)
-        return rc;
-    if (rc && !(r->user = own(r, str, strlen(str))))
-        return oom(c);
-    if ((rc = get_bool(c, root, "stream", &r->stream)) < 0)
-        return rc;
-    const cJSON *so = field(root, "stream_options");
-    if (so) {
-        if (!cJSON_IsObject(so))
-            return type_err(c, "stream_options", so, "an object");
-        if (!r->stream)
-            return vrt_api_error_set(c->e, c->api, 400, "stream_options",
-                                     "Stream options can only be defined when `stream=True`.");
-        if ((rc = get_bool(c, so, "include_usage", &r->include_usage)) < 0)
-            return rc;
-    }
-
-    /* max_tokens; chat also takes max_completion_tokens (preferred). */
     r->params.max_new_tokens = chat ? 0 : OAI_COMPLETIONS_DEFAULT_MAX_TOKENS;
-    const char *mt_name = "max_tokens";
-    if ((rc = get_int(c, root, "max_tokens", -2147483648.0, 2147483647.0, &v)) < 0)
+    r->params.sampling.do_sample = 1; /* OpenAI samples at temperature 1 by default */
+    int rc = read_params(c, r, root, OAI_PARAMS, sizeof OAI_PARAMS / sizeof OAI_PARAMS[0]);
+    if (rc < 0)
         return rc;
     if (chat) {
-        long long v2;
-        int rc2 = get_int(c, root, "max_completion_tokens", -2147483648.0, 2147483647.0, &v2);
-        if (rc2 < 0)
-            return rc2;
-        if (rc2) {
-            rc = 1;
-            v = v2;
-            mt_name = "max_completion_tokens";
-        }
-    }
-    if (rc) {
-        OAI_RANGE(mt_name, v >= 1, "%s must be at least 1, got %lld.", mt_name, v);
-        r->params.max_new_tokens = (int)v;
-    }
-
-    s->do_sample = 1; /* OpenAI samples at temperature 1 by default */
-    if ((rc = get_num(c, root, "temperature", &d)) < 0)
-        return rc;
-    if (rc) {
-        OAI_RANGE("temperature", d >= 0.0, "temperature must be non-negative, got %g.", d);
-        if (d < 1e-5) { /* vLLM's _SAMPLING_EPS: greedy */
-            s->do_sample = 0;
-            s->temperature = 1.0f;
-        } else {
-            s->temperature = (float)d;
-        }
-    }
-    if ((rc = get_num(c, root, "top_p", &d)) < 0)
-        return rc;
-    if (rc) {
-        OAI_RANGE("top_p", d > 0.0 && d <= 1.0, "top_p must be in (0, 1], got %g.", d);
-        s->top_p = (float)d;
-    }
-    if ((rc = get_int(c, root, "top_k", -2147483648.0, 2147483647.0, &v)) < 0)
-        return rc;
-    if (rc) {
-        OAI_RANGE("top_k", v >= -1, "top_k must be -1 or 0 (disable), or at least 1, got %lld.", v);
-        s->top_k = v > 0 ? (int)v : 0;
-    }
-    if ((rc = get_num(c, root, "min_p", &d)) < 0)
-        return rc;
-    if (rc) {
-        OAI_RANGE("min_p", d >= 0.0 && d <= 1.0, "min_p must be in [0, 1], got %g.", d);
-        s->min_p = (float)d;
-    }
-    if ((rc = get_num(c, root, "presence_penalty", &d)) < 0)
-        return rc;
-    if (rc) {
-        OAI_RANGE("presence_penalty", d >= -2.0 && d <= 2.0,
-                  "presence_penalty must be in [-2, 2], got %g.", d);
-        s->presence_penalty = (float)d;
-    }
-    if ((rc = get_num(c, root, "frequency_penalty", &d)) < 0)
-        return rc;
-    if (rc) {
-        OAI_RANGE("frequency_penalty", d >= -2.0 && d <= 2.0,
-                  "frequency_penalty must be in [-2, 2], got %g.", d);
-        s->frequency_penalty = (float)d;
-    }
-    if ((rc = get_num(c, root, "repetition_penalty", &d)) < 0)
-        return rc;
-    if (rc) {
-        OAI_RANGE("repetition_penalty", d > 0.0,
-                  "repetition_penalty must be greater than zero, "
-                  "got %g.",
-                  d);
-        s->repetition_penalty = (float)d;
-    }
-    if ((rc = get_int(c, root, "n", -2147483648.0, 2147483647.0, &v)) < 0)
-        return rc;
-    if (rc) {
-        OAI_RANGE("n", v >= 1, "n must be at least 1, got %lld.", v);
-        OAI_RANGE("n", v <= 16, "n must be at most 16, got %lld.", v);
-        r->n = (int)v;
-    }
-    if ((rc = get_int(c, root, "best_of", -2147483648.0, 2147483647.0, &v)) < 0)
-        return rc;
-    if (rc)
-        OAI_RANGE("best_of", v == 1, "best_of must be 1: best_of is not supported, got %lld.", v);
-    if ((rc = get_seed(c, root, &s->seed)) < 0)
-        return rc;
-    r->seed_set = rc;
-    if ((rc = get_stop(c, r, root)) < 0)
-        return rc;
-    const cJSON *sti = field(root, "stop_token_ids");
-    if (sti) {
-        if (!cJSON_IsArray(sti))
-            return type_err(c, "stop_token_ids", sti, "a list of token ids");
-        int n = cJSON_GetArraySize(sti), k = 0;
-        int32_t *ids = NULL;
-        if (n > 0) {
-            ids = own_alloc(r, (size_t)n * sizeof(int32_t));
-            if (!ids)
-                return oom(c);
-        }
-        const cJSON *it;
-        cJSON_ArrayForEach(it, sti)
-        {
-            if (!cJSON_IsNumber(it) || it->valuedouble != floor(it->valuedouble) ||
-                it->valuedouble < 0 || it->valuedouble > 2147483647.0)
-                return vrt_api_error_set(c->e, c->api, 400, "stop_token_ids",
-                                         "`stop_token_ids` must be non-negative integers");
-            ids[k++] = (int32_t)it->valuedouble;
-        }
-        r->params.stop_ids = ids;
-        r->params.n_stop_ids = k;
-    }
-
-    if (chat) {
-        if ((rc = get_bool(c, root, "add_generation_prompt", &r->add_generation_prompt)) < 0)
-            return rc;
-        int lp = 0;
-        if ((rc = get_bool(c, root, "logprobs", &lp)) < 0)
-            return rc;
-        r->logprobs = lp ? 1 : -1;
-        if ((rc = get_int(c, root, "top_logprobs", -2147483648.0, 2147483647.0, &v)) < 0)
-            return rc;
-        if (rc) {
-            OAI_RANGE("top_logprobs", v >= 0 && v <= VRT_SAMPLE_MAX_LOGPROBS,
-                      "top_logprobs must be in [0, %d], got %lld.", VRT_SAMPLE_MAX_LOGPROBS, v);
-            OAI_RANGE("top_logprobs", lp || v == 0,
-                      "when using `top_logprobs`, `logprobs` must be set to true.%s", "");
-            r->top_logprobs = (int)v;
-            s->n_logprobs = (int)v;
-        }
+        r->params.sampling.n_logprobs = r->top_logprobs;
     } else {
-        if ((rc = get_int(c, root, "logprobs", -2147483648.0, 2147483647.0, &v)) < 0)
-            return rc;
-        if (rc) {
-            OAI_RANGE("logprobs", v >= 0 && v <= VRT_SAMPLE_MAX_LOGPROBS,
-                      "logprobs must be in [0, %d], got %lld.", VRT_SAMPLE_MAX_LOGPROBS, v);
-            r->logprobs = (int)v;
-            s->n_logprobs = (int)v;
-        }
-        if ((rc = get_bool(c, root, "echo", &r->echo)) < 0)
-            return rc;
+        r->params.sampling.n_logprobs = r->logprobs > 0 ? r->logprobs : 0;
         r->params.prompt_logprobs = r->echo && r->logprobs >= 0;
     }
-
-    if ((rc = get_int(c, root, "priority", -2147483648.0, 2147483647.0, &v)) < 0)
-        return rc;
-    if (rc)
-        r->params.priority = (int)v;
-    if ((rc = get_bool(c, root, "ignore_eos", &r->params.ignore_eos)) < 0)
-        return rc;
-    if ((rc = get_bool(c, root, "skip_special_tokens", &r->skip_special_tokens)) < 0)
-        return rc;
-
-    /* Features whose silent omission would give wrong answers. */
-    const cJSON *tools = field(root, "tools");
-    if (tools && (!cJSON_IsArray(tools) || cJSON_GetArraySize(tools) > 0))
-        return vrt_api_error_set(c->e, c->api, 400, "tools", "`tools` is not supported");
-    const cJSON *rf = field(root, "response_format");
-    if (rf) {
-        const cJSON *t = cJSON_GetObjectItemCaseSensitive(rf, "type");
-        if (!cJSON_IsString(t) || strcmp(t->valuestring, "text") != 0)
-            return vrt_api_error_set(c->e, c->api, 400, "response_format",
-                                     "`response_format` other than {\"type\": \"text\"} is not "
-                                     "supported");
-    }
-    const cJSON *lb = field(root, "logit_bias");
-    if (lb && (!cJSON_IsObject(lb) || lb->child))
-        return vrt_api_error_set(c->e, c->api, 400, "logit_bias", "`logit_bias` is not supported");
     return 0;
 }
 

@@ -40,8 +40,8 @@ enum {
 /* 1 for the OpenAI routes, 0 for TGI's. */
 int vrt_api_is_openai(int api_kind);
 
-/* Most stop strings / top tokens the parser itself accepts; the server's
- * own (smaller) limits are checked in vrt_api_check_limits. */
+/* Most stop strings the parser itself accepts; the server's own (smaller)
+ * limit is checked in vrt_api_check_limits. */
 #define VRT_API_MAX_STOP 64
 
 typedef struct vrt_api_error {
@@ -68,7 +68,7 @@ typedef struct vrt_api_request {
 
     const char *model; /* OpenAI "model"; NULL when absent (and for TGI) */
     const char *user;  /* OpenAI "user"; NULL when absent */
-    int n;             /* choices; only 1 is accepted (TGI best_of likewise) */
+    int n;             /* OpenAI n: choices, 1..16; 1 for TGI (best_of must be 1) */
 
     /* Engine parameters. params.stop points into this request;
      * params.max_new_tokens is 0 when the client did not say ("auto": the

@@ -46,9 +46,9 @@ static int ct_equal(const char *a, size_t alen, const char *b)
 
 static void ps_reset(parse_state *ps)
 {
-    vrt__sbuf_free(&ps->url);
-    vrt__sbuf_free(&ps->hdr);
-    vrt__sbuf_free(&ps->body);
+    vrt_strbuf_free(&ps->url);
+    vrt_strbuf_free(&ps->hdr);
+    vrt_strbuf_free(&ps->body);
     free(ps->offs);
     *ps = (parse_state){0};
 }
@@ -71,7 +71,7 @@ static void conn_handle_closed(uv_handle_t *h)
         s->n_rejected--;
     else
         s->n_conns--;
-    vrt__sbuf_free(&c->pend);
+    vrt_strbuf_free(&c->pend);
     free(c);
     server_maybe_done(s);
 }
@@ -193,11 +193,11 @@ static void conn_resume(http_conn *c)
         return;
     c->paused = 0;
     parser_pause(c, 0);
-    http_buf pend = c->pend;
-    c->pend = (http_buf){0};
+    vrt_strbuf pend = c->pend;
+    c->pend = (vrt_strbuf){0};
     if (pend.len)
         conn_feed(c, pend.p, pend.len);
-    vrt__sbuf_free(&pend);
+    vrt_strbuf_free(&pend);
     if (!c->closing && !c->paused && !c->reading &&
         uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
         c->reading = 1;
@@ -225,10 +225,10 @@ void vrt__http_conn_advance(http_conn *c)
         }
         vrt_http_res *h = c->q_head;
         if (h && h->out.len) {
-            http_buf out = h->out;
-            h->out = (http_buf){0};
+            vrt_strbuf out = h->out;
+            h->out = (vrt_strbuf){0};
             vrt__http_conn_write(c, out.p, out.len);
-            vrt__sbuf_free(&out);
+            vrt_strbuf_free(&out);
         }
     }
     if (c->closing)
@@ -314,7 +314,8 @@ static int on_url(http_parser *p, const char *at, size_t len)
     http_conn *c = p->data;
     if (count_header_bytes(c, len))
         return -1;
-    return vrt__sbuf_add(&c->ps.url, at, len) ? -1 : 0;
+    vrt_strbuf_put(&c->ps.url, at, len);
+    return c->ps.url.oom ? -1 : 0;
 }
 
 /* Header callbacks: ps->in_value is 0 before the first header, 1 inside a
@@ -329,8 +330,8 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
     if (ps->headers_done)
         return 0; /* trailers are counted, not kept */
     if (ps->in_value != 1) {
-        if (ps->in_value == 2 && vrt__sbuf_add(&ps->hdr, "", 1)) /* end the previous value */
-            return -1;
+        if (ps->in_value == 2) /* end the previous value */
+            vrt_strbuf_put(&ps->hdr, "", 1);
         if (ps->n * 2 + 2 > ps->cap) {
             int cap = ps->cap ? ps->cap * 2 : 32;
             size_t *o = realloc(ps->offs, (size_t)cap * sizeof *o);
@@ -344,7 +345,8 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
         ps->n++;
         ps->in_value = 1;
     }
-    return vrt__sbuf_add(&ps->hdr, at, len) ? -1 : 0;
+    vrt_strbuf_put(&ps->hdr, at, len);
+    return ps->hdr.oom ? -1 : 0;
 }
 
 static int on_header_value(http_parser *p, const char *at, size_t len)
@@ -356,12 +358,12 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     if (ps->headers_done || ps->n == 0)
         return 0;
     if (ps->in_value == 1) { /* first piece of this header's value */
-        if (vrt__sbuf_add(&ps->hdr, "", 1))
-            return -1;
+        vrt_strbuf_put(&ps->hdr, "", 1);
         ps->offs[2 * (ps->n - 1) + 1] = ps->hdr.len;
         ps->in_value = 2;
     }
-    return vrt__sbuf_add(&ps->hdr, at, len) ? -1 : 0;
+    vrt_strbuf_put(&ps->hdr, at, len);
+    return ps->hdr.oom ? -1 : 0;
 }
 
 static const char *ps_header(const parse_state *ps, const char *name)
@@ -396,11 +398,11 @@ static int on_headers_complete(http_parser *p)
     if (c->closing)
         return -1;
     if (ps->in_value == 1) { /* a field without a value */
-        if (vrt__sbuf_add(&ps->hdr, "", 1))
-            return -1;
+        vrt_strbuf_put(&ps->hdr, "", 1);
         ps->offs[2 * (ps->n - 1) + 1] = ps->hdr.len;
     }
-    if (vrt__sbuf_add(&ps->hdr, "", 1)) /* end the last value; hdr is never NULL now */
+    vrt_strbuf_put(&ps->hdr, "", 1); /* end the last value; hdr is never NULL now */
+    if (ps->hdr.oom)
         return -1;
     ps->headers_done = 1;
     for (int i = 0; i < ps->n; i++)
@@ -451,7 +453,7 @@ static int on_headers_complete(http_parser *p)
     if (!ps->deny && !(p->flags & F_CHUNKED) && p->content_length != ULLONG_MAX &&
         p->content_length > 0) {
         /* Reserve once; the limit bounds it. */
-        vrt__sbuf_add(&ps->body, "", 0);
+        vrt_strbuf_put(&ps->body, "", 0);
         char *b = realloc(ps->body.p, (size_t)p->content_length + 1);
         if (!b)
             return -1;
@@ -482,7 +484,8 @@ static int on_body(http_parser *p, const char *at, size_t len)
         ps->err_msg = ps->err_buf;
         return -1;
     }
-    return vrt__sbuf_add(&ps->body, at, len) ? -1 : 0;
+    vrt_strbuf_put(&ps->body, at, len);
+    return ps->body.oom ? -1 : 0;
 }
 
 /* Splits the request target into path and query (in place). */
@@ -548,9 +551,9 @@ static int on_message_complete(http_parser *p)
         r->url = ps->url;
         r->hdr = ps->hdr;
         r->body = ps->body;
-        ps->url = ps->hdr = ps->body = (http_buf){0};
+        ps->url = ps->hdr = ps->body = (vrt_strbuf){0};
         if (!r->body.p)
-            vrt__sbuf_add(&r->body, "", 0);
+            vrt_strbuf_put(&r->body, "", 0);
         r->req.body = r->body.p ? r->body.p : "";
         r->req.body_len = r->body.len;
         r->names_values = calloc((size_t)ps->n * 2 + 1, sizeof *r->names_values);
@@ -618,7 +621,9 @@ static void conn_feed(http_conn *c, const char *data, size_t len)
         if (c->no_more)
             return; /* the rest is ignored */
         c->paused = 1;
-        if (n < len && vrt__sbuf_add(&c->pend, data + n, len - n)) {
+        if (n < len)
+            vrt_strbuf_put(&c->pend, data + n, len - n);
+        if (c->pend.oom) {
             vrt__http_conn_close(c);
             return;
         }

@@ -4,22 +4,13 @@
 #ifndef VRT_SERVER_HTTP_INT_H
 #define VRT_SERVER_HTTP_INT_H
 
+#include "core/util.h"
 #include "server/http.h"
 
 #include <http_parser.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
-
-/* A growable byte buffer, always NUL-terminated once allocated. */
-typedef struct {
-    char *p;
-    size_t len, cap;
-} http_buf;
-
-int vrt__sbuf_add(http_buf *b, const void *data, size_t n);
-int vrt__sbuf_printf(http_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void vrt__sbuf_free(http_buf *b);
 
 typedef struct http_conn http_conn;
 
@@ -32,13 +23,13 @@ struct vrt_http_res {
     vrt_http_res *next;
     vrt_http_req req;
     /* Storage behind req. */
-    http_buf url, hdr, body;
+    vrt_strbuf url, hdr, body;
     const char **names_values; /* [2 * n_headers] */
     char remote[64];
     char method[24];
     char cors_origin[256]; /* "" = no CORS header */
-    http_buf extra;        /* handler's headers, "Name: value\r\n"... */
-    http_buf out;          /* bytes waiting until this response is the FIFO head */
+    vrt_strbuf extra;      /* handler's headers, "Name: value\r\n"... */
+    vrt_strbuf out;        /* bytes waiting until this response is the FIFO head */
     int state;
     unsigned keep_alive : 1, closed : 1, head_only : 1, http10 : 1, counted : 1;
     void (*on_close)(void *);
@@ -48,11 +39,11 @@ struct vrt_http_res {
 /* The request being received on a connection. */
 typedef struct {
     int active; /* message begun, not complete */
-    http_buf url, hdr;
+    vrt_strbuf url, hdr;
     size_t *offs; /* name/value start offsets into hdr, [2 * n] */
     int n, cap, in_value, headers_done;
     size_t hdr_bytes;
-    http_buf body;
+    vrt_strbuf body;
     int reject; /* status for a rejection that stops the parser */
     int deny;   /* 401 after the message (body discarded), or 204 preflight */
     int keep_alive;
@@ -74,7 +65,7 @@ struct http_conn {
     int q_len;
     parse_state ps;
     char remote[64];
-    http_buf pend; /* unparsed input while the parser is paused */
+    vrt_strbuf pend; /* unparsed input while the parser is paused */
     int open_handles;
     int timer_mode;
     unsigned closing : 1, no_more : 1, shutting : 1, paused : 1, reading : 1, in_feed : 1,

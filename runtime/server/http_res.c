@@ -6,72 +6,24 @@
 
 #include "core/log.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-int vrt__sbuf_add(http_buf *b, const void *data, size_t n)
-{
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p)
-            return VRT_ENOMEM;
-        b->p = p;
-        b->cap = cap;
-    }
-    if (n)
-        memcpy(b->p + b->len, data, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-    return 0;
-}
-
-int vrt__sbuf_printf(http_buf *b, const char *fmt, ...)
-{
-    char tmp[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return VRT_EINVAL;
-    if ((size_t)n < sizeof tmp)
-        return vrt__sbuf_add(b, tmp, (size_t)n);
-    char *big = malloc((size_t)n + 1);
-    if (!big)
-        return VRT_ENOMEM;
-    va_start(ap, fmt);
-    vsnprintf(big, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    int rc = vrt__sbuf_add(b, big, (size_t)n);
-    free(big);
-    return rc;
-}
-
-void vrt__sbuf_free(http_buf *b)
-{
-    free(b->p);
-    *b = (http_buf){0};
-}
-
 /* ---------- small helpers ---------- */
 
-static void json_escape(http_buf *b, const char *s)
+static void json_escape(vrt_strbuf *b, const char *s)
 {
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '"' || c == '\\') {
             char e[2] = {'\\', (char)c};
-            vrt__sbuf_add(b, e, 2);
+            vrt_strbuf_put(b, e, 2);
         } else if (c < 0x20) {
-            vrt__sbuf_printf(b, "\\u%04x", c);
+            vrt_strbuf_printf(b, "\\u%04x", c);
         } else {
-            vrt__sbuf_add(b, s, 1);
+            vrt_strbuf_put(b, s, 1);
         }
     }
 }
@@ -117,11 +69,11 @@ vrt_http_res *vrt__http_res_new(http_conn *c)
 
 static void res_free(vrt_http_res *r)
 {
-    vrt__sbuf_free(&r->url);
-    vrt__sbuf_free(&r->hdr);
-    vrt__sbuf_free(&r->body);
-    vrt__sbuf_free(&r->extra);
-    vrt__sbuf_free(&r->out);
+    vrt_strbuf_free(&r->url);
+    vrt_strbuf_free(&r->hdr);
+    vrt_strbuf_free(&r->body);
+    vrt_strbuf_free(&r->extra);
+    vrt_strbuf_free(&r->out);
     free(r->names_values);
     free(r);
 }
@@ -204,7 +156,8 @@ static int res_emit(vrt_http_res *r, const char *data, size_t len)
         return VRT_ECANCELED;
     if (c->q_head == r)
         return vrt__http_conn_write(c, data, len);
-    return vrt__sbuf_add(&r->out, data, len);
+    vrt_strbuf_put(&r->out, data, len);
+    return r->out.oom ? VRT_ENOMEM : 0;
 }
 
 static int res_check(vrt_http_res *r, int want_state)
@@ -231,8 +184,8 @@ static void res_finish(vrt_http_res *r)
 }
 
 /* Status line and headers into b. content_length < 0: streamed. */
-static int res_head(vrt_http_res *r, http_buf *b, int status, const char *ctype,
-                    long long content_length)
+static void res_head(vrt_http_res *r, vrt_strbuf *b, int status, const char *ctype,
+                     long long content_length)
 {
     http_conn *c = r->conn;
     if (c && (c->srv->draining || c->no_more) && c->q_tail == r)
@@ -240,30 +193,28 @@ static int res_head(vrt_http_res *r, http_buf *b, int status, const char *ctype,
     const char *reason = http_status_str((enum http_status)status);
     if (!reason || strcmp(reason, "<unknown>") == 0)
         reason = "Unknown";
-    int rc = vrt__sbuf_printf(b, "HTTP/1.%d %d %s\r\n", r->http10 ? 0 : 1, status, reason);
-    if (!rc && ctype && *ctype && !vrt__http_has_crlf(ctype))
-        rc = vrt__sbuf_printf(b, "Content-Type: %s\r\n", ctype);
+    vrt_strbuf_printf(b, "HTTP/1.%d %d %s\r\n", r->http10 ? 0 : 1, status, reason);
+    if (ctype && *ctype && !vrt__http_has_crlf(ctype))
+        vrt_strbuf_printf(b, "Content-Type: %s\r\n", ctype);
     int bodiless = status == 204 || status < 200; /* no Content-Length (RFC 9110 8.6) */
-    if (!rc && content_length >= 0 && !bodiless)
-        rc = vrt__sbuf_printf(b, "Content-Length: %lld\r\n", content_length);
-    else if (!rc && content_length < 0 && !r->http10)
-        rc = vrt__sbuf_printf(b, "Transfer-Encoding: chunked\r\n");
-    if (!rc && content_length < 0 && r->http10)
+    if (content_length >= 0 && !bodiless)
+        vrt_strbuf_printf(b, "Content-Length: %lld\r\n", content_length);
+    else if (content_length < 0 && !r->http10)
+        vrt_strbuf_puts(b, "Transfer-Encoding: chunked\r\n");
+    if (content_length < 0 && r->http10)
         r->keep_alive = 0; /* the end of the body is the end of the connection */
-    if (!rc && !r->keep_alive)
-        rc = vrt__sbuf_printf(b, "Connection: close\r\n");
-    else if (!rc && r->http10)
-        rc = vrt__sbuf_printf(b, "Connection: keep-alive\r\n");
-    if (!rc && r->cors_origin[0]) {
-        rc = vrt__sbuf_printf(b, "Access-Control-Allow-Origin: %s\r\n", r->cors_origin);
-        if (!rc && strcmp(r->cors_origin, "*") != 0)
-            rc = vrt__sbuf_printf(b, "Vary: Origin\r\n");
+    if (!r->keep_alive)
+        vrt_strbuf_puts(b, "Connection: close\r\n");
+    else if (r->http10)
+        vrt_strbuf_puts(b, "Connection: keep-alive\r\n");
+    if (r->cors_origin[0]) {
+        vrt_strbuf_printf(b, "Access-Control-Allow-Origin: %s\r\n", r->cors_origin);
+        if (strcmp(r->cors_origin, "*") != 0)
+            vrt_strbuf_puts(b, "Vary: Origin\r\n");
     }
-    if (!rc && r->extra.len)
-        rc = vrt__sbuf_add(b, r->extra.p, r->extra.len);
-    if (!rc)
-        rc = vrt__sbuf_add(b, "\r\n", 2);
-    return rc;
+    if (r->extra.len)
+        vrt_strbuf_put(b, r->extra.p, r->extra.len);
+    vrt_strbuf_puts(b, "\r\n");
 }
 
 int vrt_http_respond(vrt_http_res *r, int status, const char *content_type, const char *body,
@@ -274,33 +225,30 @@ int vrt_http_respond(vrt_http_res *r, int status, const char *content_type, cons
         return rc;
     if (status < 100 || status > 999)
         return VRT_EINVAL;
-    http_buf b = {0};
-    rc = res_head(r, &b, status, content_type, (long long)len);
-    if (!rc && !r->head_only && status != 204 && status != 304)
-        rc = vrt__sbuf_add(&b, body, body ? len : 0);
-    if (rc) {
-        vrt__sbuf_free(&b);
-        return rc;
+    vrt_strbuf b = {0};
+    res_head(r, &b, status, content_type, (long long)len);
+    if (body && !r->head_only && status != 204 && status != 304)
+        vrt_strbuf_put(&b, body, len);
+    if (b.oom) {
+        vrt_strbuf_free(&b);
+        return VRT_ENOMEM;
     }
     rc = res_emit(r, b.p, b.len);
-    vrt__sbuf_free(&b);
+    vrt_strbuf_free(&b);
     res_finish(r);
     return rc;
 }
 
 int vrt_http_respond_error(vrt_http_res *r, int status, const char *error_type, const char *msg)
 {
-    http_buf b = {0};
-    vrt__sbuf_add(&b, "{\"error\":\"", 10);
+    vrt_strbuf b = {0};
+    vrt_strbuf_puts(&b, "{\"error\":\"");
     json_escape(&b, msg ? msg : "");
-    vrt__sbuf_add(&b, "\",\"error_type\":\"", 16);
+    vrt_strbuf_puts(&b, "\",\"error_type\":\"");
     json_escape(&b, error_type ? error_type : "");
-    if (vrt__sbuf_add(&b, "\"}", 2)) {
-        vrt__sbuf_free(&b);
-        return VRT_ENOMEM;
-    }
-    int rc = vrt_http_respond(r, status, "application/json", b.p, b.len);
-    vrt__sbuf_free(&b);
+    vrt_strbuf_puts(&b, "\"}");
+    int rc = b.oom ? VRT_ENOMEM : vrt_http_respond(r, status, "application/json", b.p, b.len);
+    vrt_strbuf_free(&b);
     return rc;
 }
 
@@ -311,11 +259,10 @@ int vrt_http_stream_begin(vrt_http_res *r, int status, const char *content_type)
         return rc;
     if (status < 100 || status > 999)
         return VRT_EINVAL;
-    http_buf b = {0};
-    rc = res_head(r, &b, status, content_type, -1);
-    if (!rc)
-        rc = res_emit(r, b.p, b.len);
-    vrt__sbuf_free(&b);
+    vrt_strbuf b = {0};
+    res_head(r, &b, status, content_type, -1);
+    rc = b.oom ? VRT_ENOMEM : res_emit(r, b.p, b.len);
+    vrt_strbuf_free(&b);
     if (!rc)
         r->state = RES_STREAMING;
     return rc;
@@ -328,15 +275,12 @@ int vrt_http_stream_write(vrt_http_res *r, const char *data, size_t len)
         return rc;
     if (r->http10)
         return res_emit(r, data, len);
-    http_buf b = {0};
-    rc = vrt__sbuf_printf(&b, "%zx\r\n", len);
-    if (!rc)
-        rc = vrt__sbuf_add(&b, data, len);
-    if (!rc)
-        rc = vrt__sbuf_add(&b, "\r\n", 2);
-    if (!rc)
-        rc = res_emit(r, b.p, b.len);
-    vrt__sbuf_free(&b);
+    vrt_strbuf b = {0};
+    vrt_strbuf_printf(&b, "%zx\r\n", len);
+    vrt_strbuf_put(&b, data, len);
+    vrt_strbuf_puts(&b, "\r\n");
+    rc = b.oom ? VRT_ENOMEM : res_emit(r, b.p, b.len);
+    vrt_strbuf_free(&b);
     return rc;
 }
 
@@ -362,7 +306,7 @@ void vrt_http_res_set_header(vrt_http_res *r, const char *name, const char *valu
         VRT_WARN("http: refusing response header \"%.64s\" with CR/LF or a bad name", name);
         return;
     }
-    vrt__sbuf_printf(&r->extra, "%s: %s\r\n", name, value);
+    vrt_strbuf_printf(&r->extra, "%s: %s\r\n", name, value);
 }
 
 typedef struct {

@@ -11,7 +11,6 @@
 #include "core/util.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,57 +85,19 @@ static int valid_label_name(const char *s)
     return 1;
 }
 
-/* ---- a growable output buffer -------------------------------------------- */
-
-typedef vrt_strbuf buf;
-
-static void buf_put(buf *b, const char *s, size_t n)
-{
-    vrt_strbuf_put(b, s, n);
-}
-
-static void buf_puts(buf *b, const char *s)
-{
-    buf_put(b, s, strlen(s));
-}
-
-__attribute__((format(printf, 2, 3))) static void buf_printf(buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char tmp[256];
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        b->oom = 1;
-        return;
-    }
-    if ((size_t)n < sizeof tmp) {
-        buf_put(b, tmp, (size_t)n);
-        return;
-    }
-    vrt_strbuf_reserve(b, (size_t)n);
-    if (b->oom)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
 /* Escapes for label values ("\\", "\"", "\n") or, with quote = 0, for HELP
  * text ("\\", "\n"). */
-static void buf_escaped(buf *b, const char *s, int quote)
+static void put_escaped(vrt_strbuf *b, const char *s, int quote)
 {
     for (; *s; s++) {
         if (*s == '\\')
-            buf_puts(b, "\\\\");
+            vrt_strbuf_puts(b, "\\\\");
         else if (*s == '\n')
-            buf_puts(b, "\\n");
+            vrt_strbuf_puts(b, "\\n");
         else if (quote && *s == '"')
-            buf_puts(b, "\\\"");
+            vrt_strbuf_puts(b, "\\\"");
         else
-            buf_put(b, s, 1);
+            vrt_strbuf_put(b, s, 1);
     }
 }
 
@@ -246,8 +207,8 @@ static int render_labels(const vrt_metric_desc *d, char **out, vrt_err *err)
         idx[i] = i;
     }
     qsort_r(idx, (size_t)n, sizeof idx[0], cmp_label_idx, (void *)d->labels);
-    buf b = {0};
-    buf_puts(&b, "");
+    vrt_strbuf b = {0};
+    vrt_strbuf_puts(&b, "");
     for (int i = 0; i < n; i++) {
         if (i > 0 && strcmp(d->labels[2 * idx[i]], d->labels[2 * idx[i - 1]]) == 0) {
             free(b.p);
@@ -255,11 +216,11 @@ static int render_labels(const vrt_metric_desc *d, char **out, vrt_err *err)
                                d->labels[2 * idx[i]]);
         }
         if (i)
-            buf_puts(&b, ",");
-        buf_puts(&b, d->labels[2 * idx[i]]);
-        buf_puts(&b, "=\"");
-        buf_escaped(&b, d->labels[2 * idx[i] + 1], 1);
-        buf_puts(&b, "\"");
+            vrt_strbuf_puts(&b, ",");
+        vrt_strbuf_puts(&b, d->labels[2 * idx[i]]);
+        vrt_strbuf_puts(&b, "=\"");
+        put_escaped(&b, d->labels[2 * idx[i] + 1], 1);
+        vrt_strbuf_puts(&b, "\"");
     }
     if (b.oom) {
         free(b.p);
@@ -514,35 +475,35 @@ uint64_t vrt_metric_count(const vrt_metric *m)
 /* ---- rendering ------------------------------------------------------------ */
 
 /* name{labels[,extra]} value\n */
-static void sample(buf *b, const char *name, const char *suffix, const char *labels,
+static void sample(vrt_strbuf *b, const char *name, const char *suffix, const char *labels,
                    const char *extra, double v)
 {
     char num[40];
     fmt_double(num, sizeof num, v);
-    buf_puts(b, name);
-    buf_puts(b, suffix);
+    vrt_strbuf_puts(b, name);
+    vrt_strbuf_puts(b, suffix);
     int has = labels && *labels, has_extra = extra && *extra;
     if (has || has_extra) {
-        buf_puts(b, "{");
+        vrt_strbuf_puts(b, "{");
         if (has)
-            buf_puts(b, labels);
+            vrt_strbuf_puts(b, labels);
         if (has && has_extra)
-            buf_puts(b, ",");
+            vrt_strbuf_puts(b, ",");
         if (has_extra)
-            buf_puts(b, extra);
-        buf_puts(b, "}");
+            vrt_strbuf_puts(b, extra);
+        vrt_strbuf_puts(b, "}");
     }
-    buf_puts(b, " ");
-    buf_puts(b, num);
-    buf_puts(b, "\n");
+    vrt_strbuf_puts(b, " ");
+    vrt_strbuf_puts(b, num);
+    vrt_strbuf_puts(b, "\n");
 }
 
-static void render_family(buf *b, const vrt_metric_family *f)
+static void render_family(vrt_strbuf *b, const vrt_metric_family *f)
 {
     const char *sfx = f->total_suffix ? "_total" : "";
-    buf_printf(b, "# HELP %s%s ", f->name, sfx);
-    buf_escaped(b, f->help, 0);
-    buf_printf(b, "\n# TYPE %s%s %s\n", f->name, sfx, type_name(f->type));
+    vrt_strbuf_printf(b, "# HELP %s%s ", f->name, sfx);
+    put_escaped(b, f->help, 0);
+    vrt_strbuf_printf(b, "\n# TYPE %s%s %s\n", f->name, sfx, type_name(f->type));
     for (int i = 0; i < f->n_series; i++) {
         vrt_metric *s = f->series[i];
         double v = u2d(atomic_load_explicit(&s->val, memory_order_relaxed));
@@ -568,8 +529,8 @@ static void render_family(buf *b, const vrt_metric_family *f)
 
 int vrt_metrics_render(vrt_metrics *m, char **out, size_t *len)
 {
-    buf b = {0};
-    buf_puts(&b, "");
+    vrt_strbuf b = {0};
+    vrt_strbuf_puts(&b, "");
     pthread_mutex_lock(&m->mu);
     for (int i = 0; i < m->n_fams; i++)
         render_family(&b, m->fams[i]);

@@ -23,6 +23,7 @@
 #include "server/chat_lua.h"
 #include "server/http.h"
 #include "server/metrics.h"
+#include "server/route.h"
 #include "tokenizer/chat.h"
 
 #include <cJSON.h>
@@ -97,8 +98,7 @@ typedef struct choice {
     uint64_t engine_id, seed;
     int submitted, done;
     char finish[16];
-    char *text;
-    size_t text_len, text_cap;
+    vrt_strbuf text; /* generated so far */
     vrt_api_token *toks;
     vrt_api_token *top; /* [n_toks][g->n_top] */
     int n_toks, cap_toks;
@@ -159,7 +159,7 @@ static void choice_free(choice *c, int n_top)
 {
     if (c->has_ctx)
         vrt_detok_free(&c->ctx);
-    free(c->text);
+    vrt_strbuf_free(&c->text);
     for (int i = 0; i < c->n_toks; i++)
         free((char *)c->toks[i].text);
     free(c->toks);
@@ -318,8 +318,8 @@ static void fill_result(gen *g, choice *c, vrt_api_result *res, const char *fini
     res->created = g->s->started;
     res->prompt = g->prompt_text;
     res->index = c->idx;
-    res->text = c->text ? c->text : "";
-    res->text_len = c->text_len;
+    res->text = c->text.p ? c->text.p : "";
+    res->text_len = c->text.len;
     res->finish_reason = finish;
     res->seed = c->seed;
     res->has_seed = g->rq.params.sampling.do_sample;
@@ -329,24 +329,6 @@ static void fill_result(gen *g, choice *c, vrt_api_result *res, const char *fini
     res->n_tokens = c->n_toks;
     res->top = g->n_top ? c->top : NULL;
     res->n_top = g->n_top;
-}
-
-static int add_text(choice *c, const char *t, size_t n)
-{
-    if (c->text_len + n + 1 > c->text_cap) {
-        size_t cap = c->text_cap ? c->text_cap * 2 : 256;
-        while (cap < c->text_len + n + 1)
-            cap *= 2;
-        char *p = realloc(c->text, cap);
-        if (!p)
-            return VRT_ENOMEM;
-        c->text = p;
-        c->text_cap = cap;
-    }
-    memcpy(c->text + c->text_len, t, n);
-    c->text_len += n;
-    c->text[c->text_len] = 0;
-    return 0;
 }
 
 static int add_token(gen *g, choice *c, const qev *q)
@@ -522,25 +504,22 @@ static void cancel_rest(gen *g)
 static void oai_stream_chunk(gen *g, choice *c, const vrt_api_result *meta, vrt_api_delta *d)
 {
     size_t gen_chars = vrt_utf8_count(d->text, d->text_len);
-    char *buf = NULL;
+    vrt_strbuf echoed = {0};
     if (g->rq.echo && g->rq.api == VRT_API_OAI_COMPLETIONS && !c->echoed) {
         const char *pt = g->prompt_text ? g->prompt_text : "";
-        size_t pl = strlen(pt);
-        buf = malloc(pl + d->text_len + 1);
-        if (buf) {
-            memcpy(buf, pt, pl);
-            memcpy(buf + pl, d->text, d->text_len);
-            buf[pl + d->text_len] = 0;
-            d->text = buf;
-            d->text_len += pl;
-            c->chars_out += vrt_utf8_count(pt, pl);
+        vrt_strbuf_puts(&echoed, pt);
+        vrt_strbuf_put(&echoed, d->text, d->text_len);
+        if (!echoed.oom) {
+            d->text = echoed.p;
+            d->text_len = echoed.len;
+            c->chars_out += vrt_utf8_count(pt, strlen(pt));
         }
         c->echoed = 1;
     }
     d->text_offset = c->chars_out;
     stream_write(g, vrt_api_render_oai_chunk(&g->rq, meta, d));
     c->chars_out += gen_chars;
-    free(buf);
+    vrt_strbuf_free(&echoed);
 }
 
 static void on_choice_final(gen *g, choice *c, qev *q)
@@ -563,17 +542,17 @@ static void on_choice_final(gen *g, choice *c, qev *q)
     /* The text still held back by the detokenizer / stop checker belongs to
      * the last token. */
     if (q->text_len) {
-        add_text(c, q->text, q->text_len);
+        vrt_strbuf_put(&c->text, q->text, q->text_len);
         if (c->n_toks > 0 && !c->toks[c->n_toks - 1].special) {
             vrt_api_token *t = &c->toks[c->n_toks - 1];
-            size_t a = strlen(t->text);
-            char *nt = malloc(a + q->text_len + 1);
-            if (nt) {
-                memcpy(nt, t->text, a);
-                memcpy(nt + a, q->text, q->text_len);
-                nt[a + q->text_len] = 0;
+            vrt_strbuf nt = {0};
+            vrt_strbuf_puts(&nt, t->text);
+            vrt_strbuf_put(&nt, q->text, q->text_len);
+            if (!nt.oom) {
                 free((char *)t->text);
-                t->text = nt;
+                t->text = nt.p;
+            } else {
+                vrt_strbuf_free(&nt);
             }
         }
     }
@@ -718,7 +697,7 @@ static void on_token(gen *g, choice *c, qev *q)
     if (g->client_gone || g->responded)
         return;
     if (!q->special)
-        add_text(c, q->text ? q->text : "", q->text_len);
+        vrt_strbuf_put(&c->text, q->text ? q->text : "", q->text_len);
     if (g->rq.stream && !vrt_api_is_openai(g->rq.api))
         tgi_flush_held(g, c, NULL);
     if (add_token(g, c, q) != 0)
@@ -833,28 +812,26 @@ static void on_client_gone(void *ud)
     cancel_rest(g);
 }
 
-static const char *header(const vrt_http_req *req, const char *name)
-{
-    for (int i = 0; i < req->n_headers; i++)
-        if (strcmp(req->header_names[i], name) == 0)
-            return req->header_values[i];
-    return NULL;
-}
-
 /* Most choices one request may ask for (OpenAI n). */
 #define MAX_CHOICES 16
 
-static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_res *res)
+/* The generation routes (TGI /generate, /generate_stream, /; OpenAI
+ * completions and chat): g keeps its own reference on res until the
+ * engine's last event is drained. */
+static void route_generate(void *ud, const vrt_route *rt, const vrt_http_req *req,
+                           vrt_http_res *res, const char *id)
 {
+    srv *s = ud;
+    int api = rt->kind;
     vrt_metric_inc(s->mh.request_count);
     gen *g = calloc(1, sizeof *g);
     if (!g) {
         vrt_http_respond_error(res, 500, "internal", "out of memory");
-        vrt_http_res_release(res);
         return;
     }
     s->n_gens++;
     g->s = s;
+    vrt_http_res_retain(res);
     g->res = res;
     g->fail = -1;
     g->t_arrival = now_s();
@@ -959,10 +936,10 @@ static void handle_generate(srv *s, int api, const vrt_http_req *req, vrt_http_r
     g->rq.params.sampling.n_logprobs = g->n_top;
     /* params.prompt_logprobs is the parser's: TGI decoder_input_details
      * with details, OpenAI completions echo with logprobs. */
-    const char *prio = header(req, "x-priority");
+    const char *prio = vrt_http_req_header(req, "x-priority");
     if (prio)
         g->rq.params.priority = atoi(prio);
-    const char *tenant = header(req, "x-tenant");
+    const char *tenant = vrt_http_req_header(req, "x-tenant");
     g->rq.params.tenant = tenant ? tenant : g->rq.user ? g->rq.user : req->remote;
     g->rq.params.log_id = g->id;
     g->n_ch = g->rq.n > 1 ? g->rq.n : 1;
@@ -1093,13 +1070,15 @@ static void update_gauges(srv *s)
     }
 }
 
-static void handle_tokenize(srv *s, const vrt_http_req *req, vrt_http_res *res)
+static void route_tokenize(void *ud, const vrt_route *rt, const vrt_http_req *req,
+                           vrt_http_res *res, const char *id)
 {
+    srv *s = ud;
     vrt_api_request rq;
     vrt_api_error e = {0};
-    if (vrt_api_parse(&rq, VRT_API_TGI_GENERATE, req->body, req->body_len, &e) != 0) {
+    if (vrt_api_parse(&rq, rt->kind, req->body, req->body_len, &e) != 0) {
         vrt_api_request_free(&rq);
-        respond_api_error(res, VRT_API_TGI_GENERATE, &e);
+        respond_api_error(res, rt->kind, &e);
         return;
     }
     vrt_tokens toks = {0};
@@ -1109,7 +1088,7 @@ static void handle_tokenize(srv *s, const vrt_http_req *req, vrt_http_res *res)
     size_t tlen = strlen(text);
     if (vrt_tokenizer_encode_offsets(s->rt->tok, text, tlen, 1, &toks, &off, &err) != 0) {
         vrt_api_request_free(&rq);
-        respond_tokenize_failure(res, VRT_API_TGI_GENERATE, NULL, &err);
+        respond_tokenize_failure(res, rt->kind, NULL, &err);
         return;
     }
     /* [{"id", "text", "start", "stop"}] as TGI: start/stop are the byte
@@ -1154,8 +1133,10 @@ static int hexval(char c)
 
 /* GET /v1/models/{id} (the OpenAI SDK's models.retrieve): the entry of a
  * served name, else 404 as OpenAI and vLLM answer for an unknown model. */
-static void handle_model(srv *s, const char *raw_id, vrt_http_res *res)
+static void route_model(void *ud, const vrt_route *rt, const vrt_http_req *req, vrt_http_res *res,
+                        const char *raw_id)
 {
+    srv *s = ud;
     char id[512];
     size_t n = 0;
     for (const char *q = raw_id; *q && n + 1 < sizeof id; q++) { /* percent-decoding */
@@ -1176,11 +1157,11 @@ static void handle_model(srv *s, const char *raw_id, vrt_http_res *res)
             return;
         }
     vrt_api_error e;
-    vrt_api_error_set(&e, VRT_API_OAI_COMPLETIONS, 404, "model",
+    vrt_api_error_set(&e, rt->kind, 404, "model",
                       "The model `%s` does not exist. Served: `%s` (GET /v1/models lists them)", id,
                       s->names[0]);
     snprintf(e.type, sizeof e.type, "NotFoundError");
-    respond_api_error(res, VRT_API_OAI_COMPLETIONS, &e);
+    respond_api_error(res, rt->kind, &e);
 }
 
 /* Why a request before "ready" gets 503; the load error itself (with the
@@ -1190,75 +1171,85 @@ static const char *not_ready_msg(const srv *s)
     return s->load_failed ? "the model failed to load; see the server log" : "the model is loading";
 }
 
+static void route_health(void *ud, const vrt_route *rt, const vrt_http_req *req, vrt_http_res *res,
+                         const char *id)
+{
+    srv *s = ud;
+    if (s->ready)
+        vrt_http_respond(res, 200, "application/json", "", 0);
+    else
+        vrt_http_respond_error(res, 503, "unhealthy", not_ready_msg(s));
+}
+
+static void route_metrics(void *ud, const vrt_route *rt, const vrt_http_req *req, vrt_http_res *res,
+                          const char *id)
+{
+    srv *s = ud;
+    update_gauges(s);
+    char *out = NULL;
+    size_t len = 0;
+    if (vrt_metrics_render(&s->metrics, &out, &len) == 0)
+        vrt_http_respond(res, 200, VRT_METRICS_CONTENT_TYPE, out, len);
+    else
+        vrt_http_respond_error(res, 500, "internal", "out of memory");
+    free(out);
+}
+
+static void route_info(void *ud, const vrt_route *rt, const vrt_http_req *req, vrt_http_res *res,
+                       const char *id)
+{
+    vrt_api_info info;
+    fill_info(ud, &info);
+    respond_json(res, 200, vrt_api_render_info(&info));
+}
+
+static void route_models(void *ud, const vrt_route *rt, const vrt_http_req *req, vrt_http_res *res,
+                         const char *id)
+{
+    vrt_api_info info;
+    fill_info(ud, &info);
+    respond_json(res, 200, vrt_api_render_models(&info));
+}
+
+/* Every route; the 404 message lists the paths in this order. */
+static const vrt_route ROUTES[] = {
+    {"POST", "/generate", VRT_ROUTE_TGI, VRT_API_TGI_GENERATE, 1, route_generate},
+    {"POST", "/generate_stream", VRT_ROUTE_TGI, VRT_API_TGI_GENERATE_STREAM, 1, route_generate},
+    {"POST", "/", VRT_ROUTE_TGI, VRT_API_TGI_COMPAT, 1, route_generate},
+    {"GET", "/info", VRT_ROUTE_TGI, 0, 1, route_info},
+    {"GET", "/health", VRT_ROUTE_OPS, 0, 0, route_health},
+    {"GET", "/metrics", VRT_ROUTE_OPS, 0, 0, route_metrics},
+    {"POST", "/tokenize", VRT_ROUTE_TGI, VRT_API_TGI_GENERATE, 1, route_tokenize},
+    {"POST", "/v1/completions", VRT_ROUTE_OPENAI, VRT_API_OAI_COMPLETIONS, 1, route_generate},
+    {"POST", "/v1/chat/completions", VRT_ROUTE_OPENAI, VRT_API_OAI_CHAT, 1, route_generate},
+    {"GET", "/v1/models", VRT_ROUTE_OPENAI, 0, 1, route_models},
+    {"GET", "/v1/models/{id}", VRT_ROUTE_OPENAI, VRT_API_OAI_COMPLETIONS, 1, route_model},
+};
+#define N_ROUTES (sizeof ROUTES / sizeof ROUTES[0])
+
+const vrt_route *vrt_server_routes(size_t *n)
+{
+    *n = N_ROUTES;
+    return ROUTES;
+}
+
+/* The HTTP layer's handler: the route's handler, else 503 while the model
+ * loads, else 404 / 405. */
 static void handler(void *ud, const vrt_http_req *req, vrt_http_res *res)
 {
     srv *s = ud;
-    const char *m = req->method, *p = req->path;
-    int get = strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0, post = strcmp(m, "POST") == 0;
-    if (strcmp(p, "/health") == 0 && get) {
-        if (s->ready)
-            vrt_http_respond(res, 200, "application/json", "", 0);
-        else
-            vrt_http_respond_error(res, 503, "unhealthy", not_ready_msg(s));
-        vrt_http_res_release(res);
-        return;
-    }
-    if (strcmp(p, "/metrics") == 0 && get) {
-        update_gauges(s);
-        char *out = NULL;
-        size_t len = 0;
-        if (vrt_metrics_render(&s->metrics, &out, &len) == 0)
-            vrt_http_respond(res, 200, VRT_METRICS_CONTENT_TYPE, out, len);
-        else
-            vrt_http_respond_error(res, 500, "internal", "out of memory");
-        free(out);
-        vrt_http_res_release(res);
-        return;
-    }
-    if (!s->ready) {
+    const char *id;
+    int status;
+    const vrt_route *rt = vrt_route_find(ROUTES, N_ROUTES, req->method, req->path, &id, &status);
+    if (!s->ready && (!rt || rt->needs_ready)) {
         vrt_http_respond_error(res, 503, "unhealthy", not_ready_msg(s));
-        vrt_http_res_release(res);
-        return;
-    }
-    vrt_api_info info;
-    if (strcmp(p, "/info") == 0 && get) {
-        fill_info(s, &info);
-        respond_json(res, 200, vrt_api_render_info(&info));
-    } else if (strcmp(p, "/v1/models") == 0 && get) {
-        fill_info(s, &info);
-        respond_json(res, 200, vrt_api_render_models(&info));
-    } else if (strncmp(p, "/v1/models/", 11) == 0 && get) {
-        handle_model(s, p + 11, res);
-    } else if (strcmp(p, "/tokenize") == 0 && post) {
-        handle_tokenize(s, req, res);
-    } else if (post && (strcmp(p, "/generate") == 0 || strcmp(p, "/generate_stream") == 0 ||
-                        strcmp(p, "/") == 0 || strcmp(p, "/v1/completions") == 0 ||
-                        strcmp(p, "/v1/chat/completions") == 0)) {
-        int api = strcmp(p, "/generate") == 0          ? VRT_API_TGI_GENERATE
-                  : strcmp(p, "/generate_stream") == 0 ? VRT_API_TGI_GENERATE_STREAM
-                  : strcmp(p, "/") == 0                ? VRT_API_TGI_COMPAT
-                  : strcmp(p, "/v1/completions") == 0  ? VRT_API_OAI_COMPLETIONS
-                                                       : VRT_API_OAI_CHAT;
-        handle_generate(s, api, req, res); /* takes over res */
-        return;
+    } else if (rt) {
+        rt->handle(s, rt, req, res, id);
     } else {
-        int known = strcmp(p, "/info") == 0 || strcmp(p, "/v1/models") == 0 ||
-                    strcmp(p, "/tokenize") == 0 || strcmp(p, "/generate") == 0 ||
-                    strcmp(p, "/generate_stream") == 0 || strcmp(p, "/") == 0 ||
-                    strcmp(p, "/v1/completions") == 0 || strcmp(p, "/v1/chat/completions") == 0 ||
-                    strncmp(p, "/v1/models/", 11) == 0;
         char msg[512];
-        if (known) {
-            snprintf(msg, sizeof msg, "method %s is not allowed on %s", m, p);
-            vrt_http_respond_error(res, 405, "method_not_allowed", msg);
-        } else {
-            snprintf(msg, sizeof msg,
-                     "no route %s %s (routes: /generate, /generate_stream, /, /info, /health, "
-                     "/metrics, /tokenize, /v1/completions, /v1/chat/completions, /v1/models, "
-                     "/v1/models/{id})",
-                     m, p);
-            vrt_http_respond_error(res, 404, "not_found", msg);
-        }
+        vrt_route_error_msg(ROUTES, N_ROUTES, status, req->method, req->path, msg, sizeof msg);
+        vrt_http_respond_error(res, status, status == 405 ? "method_not_allowed" : "not_found",
+                               msg);
     }
     vrt_http_res_release(res);
 }

@@ -444,6 +444,141 @@ TEST(api_oai_validation_errors)
                400, "max_completion_tokens must be at least 1, got 0.", "max_completion_tokens");
 }
 
+/* Each row of the parameter tables at both ends of its range: the value
+ * just outside is refused with the exact message (and param), the end
+ * itself is accepted. */
+typedef struct bound_case {
+    int api;
+    const char *body;
+    const char *msg; /* NULL: accepted */
+} bound_case;
+
+TEST(api_param_table_bounds)
+{
+    int G = VRT_API_TGI_GENERATE, S = VRT_API_TGI_GENERATE_STREAM, C = VRT_API_OAI_COMPLETIONS,
+        H = VRT_API_OAI_CHAT;
+#define P(x) "{\"inputs\":\"hi\",\"parameters\":{" x "}}"
+#define Q(x) "{\"prompt\":\"hi\"," x "}"
+#define M(x) "{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}]," x "}"
+    static const char deser[] = "Failed to deserialize the JSON body into the target type: ";
+    const bound_case cases[] = {
+        {G, P("\"best_of\":1"), NULL},
+        {G, P("\"best_of\":0"), "`best_of` != 1 is not allowed for this endpoint"},
+        {S, P("\"best_of\":1"), NULL},
+        {G, P("\"best_of\":-1"),
+         "parameters.best_of: invalid value: integer `-1`, expected an "
+         "integer in [0, 4294967295]"},
+        {G, P("\"temperature\":1e-9"), NULL},
+        {G, P("\"repetition_penalty\":-0.5"), "`repetition_penalty` must be strictly positive"},
+        {G, P("\"repetition_penalty\":1e-9"), NULL},
+        {G, P("\"frequency_penalty\":-2.5"), "`frequency_penalty` must be >= -2.0 and <= 2.0"},
+        {G, P("\"frequency_penalty\":-2"), NULL},
+        {G, P("\"frequency_penalty\":2"), NULL},
+        {G, P("\"top_p\":0.999"), NULL},
+        {G, P("\"typical_p\":0"), "`typical_p` must be > 0.0 and < 1.0"},
+        {G, P("\"typical_p\":0.001"), NULL},
+        {G, P("\"top_k\":1"), NULL},
+        {G, P("\"top_k\":2147483648"),
+         "parameters.top_k: invalid value: integer `2147483648`, "
+         "expected an integer in [-2147483648, 2147483647]"},
+        {G, P("\"max_new_tokens\":1"), NULL},
+        {G, P("\"max_new_tokens\":4294967295"), NULL},
+        {G, P("\"max_new_tokens\":4294967296"),
+         "parameters.max_new_tokens: invalid value: integer `4294967296`, expected an integer in "
+         "[0, 4294967295]"},
+        {G, P("\"truncate\":0"),
+         "`truncate` must be strictly positive and less than "
+         "max_input_tokens. Given: 0"},
+        {G, P("\"truncate\":1"), NULL},
+        {G, P("\"seed\":18446744073709551616"),
+         "`seed` must be an integer in [0, 18446744073709551615] (got 18446744073709551616)"},
+        {G, P("\"watermark\":false"), NULL},
+        {G, P("\"decoder_input_details\":true"), NULL},
+        {S, P("\"decoder_input_details\":false"), NULL},
+        {G, P("\"top_n_tokens\":0"), NULL},
+        {G, P("\"top_n_tokens\":20"), NULL},
+        {G, P("\"grammar\":null"), NULL},
+
+        {C, Q("\"temperature\":0"), NULL},
+        {C, Q("\"top_p\":1"), NULL},
+        {C, Q("\"top_k\":-1"), NULL},
+        {C, Q("\"top_k\":0"), NULL},
+        {C, Q("\"min_p\":-0.5"), "min_p must be in [0, 1], got -0.5."},
+        {C, Q("\"min_p\":0"), NULL},
+        {C, Q("\"min_p\":1"), NULL},
+        {C, Q("\"presence_penalty\":-2.5"), "presence_penalty must be in [-2, 2], got -2.5."},
+        {C, Q("\"presence_penalty\":-2"), NULL},
+        {C, Q("\"presence_penalty\":2"), NULL},
+        {C, Q("\"frequency_penalty\":2.5"), "frequency_penalty must be in [-2, 2], got 2.5."},
+        {C, Q("\"frequency_penalty\":2"), NULL},
+        {C, Q("\"repetition_penalty\":-1"),
+         "repetition_penalty must be greater than zero, got -1."},
+        {C, Q("\"repetition_penalty\":0.01"), NULL},
+        {C, Q("\"max_tokens\":1"), NULL},
+        {C, Q("\"max_tokens\":2147483648"),
+         "`max_tokens` must be an integer in [-2147483648, "
+         "2147483647] (got 2147483648)"},
+        {C, Q("\"n\":1"), NULL},
+        {C, Q("\"n\":16"), NULL},
+        {C, Q("\"best_of\":0"), "best_of must be 1: best_of is not supported, got 0."},
+        {C, Q("\"best_of\":1"), NULL},
+        {C, Q("\"logprobs\":-1"), "logprobs must be in [0, 20], got -1."},
+        {C, Q("\"logprobs\":0"), NULL},
+        {C, Q("\"logprobs\":20"), NULL},
+        {C, Q("\"seed\":-9223372036854775808"), NULL},
+        {C, Q("\"seed\":-1e19"),
+         "`seed` must be an integer in [0, 18446744073709551615] (got -10000000000000000000)"},
+        {C, Q("\"tools\":[]"), NULL},
+        {C, Q("\"logit_bias\":{}"), NULL},
+        {C, Q("\"response_format\":{\"type\":\"text\"}"), NULL},
+        /* Completions have no max_completion_tokens: max_tokens is checked. */
+        {C, Q("\"max_tokens\":0,\"max_completion_tokens\":5"),
+         "max_tokens must be at least 1, got 0."},
+        {H, M("\"max_completion_tokens\":1"), NULL},
+        /* Chat: max_completion_tokens replaces max_tokens, whose range is
+         * then not checked; its type still is. */
+        {H, M("\"max_tokens\":0,\"max_completion_tokens\":5"), NULL},
+        {H, M("\"max_tokens\":\"x\",\"max_completion_tokens\":5"),
+         "`max_tokens` must be an integer (got string)"},
+        {H, M("\"max_tokens\":0"), "max_tokens must be at least 1, got 0."},
+        {H, M("\"logprobs\":true,\"top_logprobs\":21"), "top_logprobs must be in [0, 20], got 21."},
+        {H, M("\"logprobs\":true,\"top_logprobs\":-1"), "top_logprobs must be in [0, 20], got -1."},
+        {H, M("\"logprobs\":true,\"top_logprobs\":20"), NULL},
+        {H, M("\"logprobs\":false,\"top_logprobs\":0"), NULL},
+        {H, M("\"logprobs\":false,\"top_logprobs\":1"),
+         "when using `top_logprobs`, `logprobs` must be set to true."},
+    };
+#undef P
+#undef Q
+#undef M
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const bound_case *k = &cases[i];
+        vrt_api_request r;
+        vrt_api_error e;
+        int rc = parse(&r, k->api, k->body, &e);
+        vrt_api_request_free(&r);
+        if (!k->msg) {
+            if (rc != 0)
+                TFAIL("%s: refused: %s", k->body, e.msg);
+            continue;
+        }
+        if (rc != VRT_EINVAL)
+            TFAIL("%s: expected VRT_EINVAL, got %d", k->body, rc);
+        ASSERT_EQ_INT(e.status, vrt_api_is_openai(k->api) ? 400 : 422);
+        int serde = strncmp(k->msg, "parameters.", 11) == 0;
+        char want[1024];
+        snprintf(want, sizeof want, "%s%s", serde ? deser : "", k->msg);
+        ASSERT_EQ_STR(e.msg, want);
+        /* The param names a field of the body. */
+        char quoted[80];
+        snprintf(quoted, sizeof quoted, "\"%s\"", e.param);
+        ASSERT(e.param[0] != '\0');
+        ASSERT_CONTAINS(k->body, quoted);
+        if (!check_error_body(k->api, &e))
+            TFAIL("bad error body for %s", k->body);
+    }
+}
+
 TEST(api_utf8_helpers)
 {
     size_t bad = 99;

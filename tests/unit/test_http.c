@@ -8,7 +8,11 @@
  */
 #include "test.h"
 
+#include "core/util.h"
+#include "server/api_req.h"
 #include "server/http.h"
+#include "server/route.h"
+#include "server/server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -996,4 +1000,136 @@ TEST(http_start_refuses_unset_settings)
     ASSERT_EQ_INT(vrt_http_server_start(&srv, &loop, &o2, handler, NULL, &err), VRT_EINVAL);
     ASSERT_CONTAINS(err.msg, "server.host");
     uv_loop_close(&loop);
+}
+
+/* ---------- the route table (server/route.h) ---------- */
+
+/* The server's table: each row finds itself (GET rows by HEAD too), the
+ * operational routes alone answer before the model is ready, and requests
+ * that match no row get the 404 / 405 answers `serve` has always sent. */
+TEST(http_route_table_of_the_server)
+{
+    size_t n = 0;
+    const vrt_route *t = vrt_server_routes(&n);
+    ASSERT(n == 11);
+    const char *id = NULL;
+    int status = 0;
+    for (size_t i = 0; i < n; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "%s", t[i].path);
+        char *brace = strstr(path, "{id}");
+        if (brace)
+            snprintf(brace, sizeof path - (size_t)(brace - path), "m");
+        ASSERT(vrt_route_find(t, n, t[i].method, path, &id, &status) == &t[i]);
+        ASSERT_EQ_STR(id, brace ? "m" : "");
+        if (strcmp(t[i].method, "GET") == 0)
+            ASSERT(vrt_route_find(t, n, "HEAD", path, &id, &status) == &t[i]);
+        int ops = strcmp(path, "/health") == 0 || strcmp(path, "/metrics") == 0;
+        ASSERT_EQ_INT(t[i].needs_ready, !ops);
+        ASSERT_EQ_INT(t[i].api == VRT_ROUTE_OPS, ops);
+    }
+    const vrt_route *r = vrt_route_find(t, n, "POST", "/v1/chat/completions", &id, &status);
+    ASSERT(r && r->kind == VRT_API_OAI_CHAT && r->api == VRT_ROUTE_OPENAI);
+    r = vrt_route_find(t, n, "POST", "/generate_stream", &id, &status);
+    ASSERT(r && r->kind == VRT_API_TGI_GENERATE_STREAM && r->api == VRT_ROUTE_TGI);
+    r = vrt_route_find(t, n, "GET", "/v1/models/a%2Fb", &id, &status);
+    ASSERT(r && strcmp(r->path, "/v1/models/{id}") == 0);
+    ASSERT_EQ_STR(id, "a%2Fb");
+
+    char msg[512];
+    ASSERT(vrt_route_find(t, n, "GET", "/generate", &id, &status) == NULL);
+    ASSERT_EQ_INT(status, 405);
+    vrt_route_error_msg(t, n, status, "GET", "/generate", msg, sizeof msg);
+    ASSERT_EQ_STR(msg, "method GET is not allowed on /generate");
+    ASSERT(vrt_route_find(t, n, "DELETE", "/v1/models/x", &id, &status) == NULL);
+    ASSERT_EQ_INT(status, 405);
+    ASSERT(vrt_route_find(t, n, "POST", "/v1/models", &id, &status) == NULL);
+    ASSERT_EQ_INT(status, 405);
+    /* The operational routes answer only their method. */
+    ASSERT(vrt_route_find(t, n, "POST", "/health", &id, &status) == NULL);
+    ASSERT_EQ_INT(status, 404);
+    ASSERT(vrt_route_find(t, n, "PUT", "/metrics", &id, &status) == NULL);
+    ASSERT_EQ_INT(status, 404);
+    ASSERT(vrt_route_find(t, n, "GET", "/nope", &id, &status) == NULL);
+    ASSERT_EQ_INT(status, 404);
+    ASSERT(vrt_route_find(t, n, "GET", "/v1/model", &id, &status) == NULL);
+    ASSERT_EQ_INT(status, 404);
+    vrt_route_error_msg(t, n, status, "GET", "/nope", msg, sizeof msg);
+    ASSERT_EQ_STR(msg,
+                  "no route GET /nope (routes: /generate, /generate_stream, /, /info, /health, "
+                  "/metrics, /tokenize, /v1/completions, /v1/chat/completions, /v1/models, "
+                  "/v1/models/{id})");
+    /* A long path is cut to the buffer, as snprintf does. */
+    char small[24];
+    vrt_route_error_msg(t, n, 404, "GET", "/nope", small, sizeof small);
+    ASSERT_EQ_STR(small, "no route GET /nope (rou");
+}
+
+static void nop_route(void *ud, const vrt_route *rt, const vrt_http_req *req, vrt_http_res *res,
+                      const char *id)
+{
+}
+
+/* The matching rules on a table of its own: exact paths, "{id}" prefixes,
+ * a path served under two methods, and which misses are 405. */
+TEST(http_route_find_rules)
+{
+    static const vrt_route t[] = {
+        {"GET", "/a", VRT_ROUTE_TGI, 0, 1, nop_route},
+        {"POST", "/a", VRT_ROUTE_TGI, 0, 1, nop_route},
+        {"GET", "/items/{id}", VRT_ROUTE_OPENAI, 0, 1, nop_route},
+        {"GET", "/ping", VRT_ROUTE_OPS, 0, 0, nop_route},
+    };
+    size_t n = sizeof t / sizeof t[0];
+    const char *id = NULL;
+    int status = 0;
+    ASSERT(vrt_route_find(t, n, "GET", "/a", &id, &status) == &t[0]);
+    ASSERT(vrt_route_find(t, n, "POST", "/a", &id, &status) == &t[1]);
+    ASSERT(vrt_route_find(t, n, "HEAD", "/a", &id, &status) == &t[0]);
+    ASSERT(vrt_route_find(t, n, "PUT", "/a", &id, &status) == NULL);
+    ASSERT_EQ_INT(status, 405);
+    ASSERT(vrt_route_find(t, n, "POST", "/", &id, &status) == NULL);
+    ASSERT_EQ_INT(status, 404);
+    ASSERT(vrt_route_find(t, n, "GET", "/a/", &id, &status) == NULL);
+    ASSERT_EQ_INT(status, 404);
+    ASSERT(vrt_route_find(t, n, "GET", "/items/", &id, &status) == &t[2]);
+    ASSERT_EQ_STR(id, "");
+    ASSERT(vrt_route_find(t, n, "GET", "/items/x/y", &id, &status) == &t[2]);
+    ASSERT_EQ_STR(id, "x/y");
+    ASSERT(vrt_route_find(t, n, "GET", "/items", &id, &status) == NULL);
+    ASSERT_EQ_INT(status, 404);
+    ASSERT(vrt_route_find(t, n, "POST", "/items/x", &id, &status) == NULL);
+    ASSERT_EQ_INT(status, 405);
+    ASSERT(vrt_route_find(t, n, "POST", "/ping", &id, &status) == NULL);
+    ASSERT_EQ_INT(status, 404);
+    /* Each path once in the list, though /a has two rows. */
+    char msg[128];
+    vrt_route_error_msg(t, n, 404, "GET", "/z", msg, sizeof msg);
+    ASSERT_EQ_STR(msg, "no route GET /z (routes: /a, /items/{id}, /ping)");
+}
+
+/* The one growable buffer (core/util.h) as the HTTP layer uses it: short
+ * and long printf output (past the 256-byte stack buffer), puts, and free
+ * leaving it empty and usable. */
+TEST(http_strbuf_printf_puts_free)
+{
+    vrt_strbuf b = {0};
+    vrt_strbuf_printf(&b, "HTTP/1.%d %d %s\r\n", 1, 200, "OK");
+    ASSERT_EQ_STR(b.p, "HTTP/1.1 200 OK\r\n");
+    char big[1000];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    vrt_strbuf_printf(&b, "X-Big: %s\r\n", big);
+    ASSERT_EQ_INT(b.len, 17 + 7 + 999 + 2);
+    ASSERT_EQ_INT(b.p[b.len], '\0');
+    ASSERT(strncmp(b.p + 17, "X-Big: xxx", 10) == 0);
+    ASSERT(strcmp(b.p + b.len - 3, "x\r\n") == 0);
+    vrt_strbuf_puts(&b, "\r\n");
+    ASSERT_EQ_INT(b.len, 17 + 7 + 999 + 4);
+    ASSERT(!b.oom);
+    vrt_strbuf_free(&b);
+    ASSERT(b.p == NULL && b.len == 0 && b.cap == 0 && !b.oom);
+    vrt_strbuf_puts(&b, "again");
+    ASSERT_EQ_STR(b.p, "again");
+    vrt_strbuf_free(&b);
 }
