@@ -11,18 +11,13 @@
 #ifndef VRT_MODEL_HF_CONFIG_H
 #define VRT_MODEL_HF_CONFIG_H
 
+#include "model/arch.h"
 #include "vrt.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
 #define VRT_MAX_EOS 8
-
-typedef enum vrt_arch {
-    VRT_ARCH_UNKNOWN = 0,
-    VRT_ARCH_LLAMA = 1,   /* LlamaForCausalLM, model_type "llama" */
-    VRT_ARCH_MISTRAL = 2, /* MistralForCausalLM, model_type "mistral" */
-} vrt_arch;
 
 typedef enum vrt_rope_type {
     VRT_ROPE_DEFAULT = 0, /* no scaling */
@@ -32,7 +27,7 @@ typedef enum vrt_rope_type {
 } vrt_rope_type;
 
 typedef struct vrt_model_config {
-    int arch;                /* vrt_arch */
+    int arch;                /* the row of arch.h's table: vrt_arch_get(arch) */
     char arch_name[64];      /* "LlamaForCausalLM" */
     char model_type[32];     /* "llama" */
     int hidden_size;         /* D */
