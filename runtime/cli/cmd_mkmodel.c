@@ -130,14 +130,12 @@ int vrt_cmd_mkmodel(int argc, char **argv)
     const char *dir = pos[0];
 
     int arch = VRT_ARCH_LLAMA;
-    if (opts[O_ARCH].value) {
-        static const char *const archs[] = {"llama", "mistral"};
-        if (strcmp(opts[O_ARCH].value, "llama") == 0)
-            arch = VRT_ARCH_LLAMA;
-        else if (strcmp(opts[O_ARCH].value, "mistral") == 0)
-            arch = VRT_ARCH_MISTRAL;
-        else
-            return bad_choice(self, "arch", opts[O_ARCH].value, archs, 2);
+    if (opts[O_ARCH].value && !(arch = vrt_arch_by_model_type(opts[O_ARCH].value))) {
+        const char *archs[16]; /* the model_types of arch.h's table */
+        size_t n = 0;
+        for (int id = 1; id <= vrt_arch_count() && n < 16; id++)
+            archs[n++] = vrt_arch_get(id)->model_type;
+        return bad_choice(self, "arch", opts[O_ARCH].value, archs, n);
     }
     const char *preset = opts[O_PRESET].value ? opts[O_PRESET].value : "tiny";
     vrt_mkmodel_opts mo;
@@ -236,9 +234,8 @@ int vrt_cmd_mkmodel(int argc, char **argv)
     human(ps, sizeof ps, (double)params, pu);
     human(bs, sizeof bs, (double)bytes, bu);
     printf("wrote %s: %s, %s parameters (%llu), %s of %s weights, seed %llu\n", dir,
-           arch == VRT_ARCH_MISTRAL ? "MistralForCausalLM" : "LlamaForCausalLM", ps,
-           (unsigned long long)params, bs, mo.dtype == VRT_ST_F32 ? "F32" : "F16",
-           (unsigned long long)mo.seed);
+           vrt_arch_get(arch)->class_names[0], ps, (unsigned long long)params, bs,
+           mo.dtype == VRT_ST_F32 ? "F32" : "F16", (unsigned long long)mo.seed);
     printf("  hidden %d, %d layers, %d heads (%d kv, head_dim %d), ffn %d, vocab %d%s\n",
            mo.hidden_size, mo.num_hidden_layers, mo.num_attention_heads, mo.num_key_value_heads,
            mo.head_dim ? mo.head_dim : mo.hidden_size / mo.num_attention_heads,

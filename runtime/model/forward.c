@@ -114,7 +114,7 @@ static int attention(vrt_model *m, vrt_kv_cache *kv, int l, int T, const vrt_att
     const vrt_layer_weights *lw = &m->layers[l];
     const vrt_arch_desc *a = &m->arch;
     const int H = m->cfg.num_attention_heads, Hkv = m->cfg.num_key_value_heads;
-    const int hd = m->cfg.head_dim;
+    const int hd = m->cfg.head_dim, rd = a->rot_dim, il = a->rope_interleaved;
     /* q, k, v projections (one launch where the backend can) */
     float *const ys[3] = {w->q, w->k, w->v};
     const vrt_weight *const ws[3] = {&lw->wq, &lw->wk, &lw->wv};
@@ -122,11 +122,9 @@ static int attention(vrt_model *m, vrt_kv_cache *kv, int l, int T, const vrt_att
     int rc = matmul_n(be, 3, ys, w->xn, ws, bs, T, err);
     /* rotary embedding on q and k */
     if (!rc)
-        rc = be->rope(be, w->q, w->pos, T, H, hd, a->rot_dim, a->rope_interleaved, w->inv_freq,
-                      err);
+        rc = be->rope(be, w->q, w->pos, T, H, hd, rd, il, w->inv_freq, err);
     if (!rc)
-        rc = be->rope(be, w->k, w->pos, T, Hkv, hd, a->rot_dim, a->rope_interleaved, w->inv_freq,
-                      err);
+        rc = be->rope(be, w->k, w->pos, T, Hkv, hd, rd, il, w->inv_freq, err);
     /* K/V of the new tokens into the paged cache, then attention over it */
     if (!rc)
         rc = be->kv_store(be, kv->k[l], kv->v[l], w->k, w->v, w->slots, T, Hkv, hd,
@@ -199,6 +197,8 @@ static int layer(vrt_model *m, vrt_kv_cache *kv, int l, int T, const vrt_attn_ba
     return rc;
 }
 
+/* Embedding, the layers and the logits rows: every op of one step, on the
+ * inputs already in the workspace (what a graph records). */
 int vrt__model_run_ops(vrt_model *m, vrt_kv_cache *kv, int T, int n_out, const vrt_attn_batch *ab,
                        int all_decode, vrt_err *err)
 {

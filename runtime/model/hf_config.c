@@ -373,8 +373,8 @@ static int parse_config(vrt_model_config *c, const cJSON *root, const char *file
                            file, prf_used, c->rotary_dim, c->head_dim);
 
     c->max_position_embeddings = A->defaults.max_position_embeddings;
-    if ((r = get_i64(root, K("max_position_embeddings"), file, &c->max_position_embeddings,
-                     err)) < 0)
+    if ((r = get_i64(root, K("max_position_embeddings"), file, &c->max_position_embeddings, err)) <
+        0)
         return r;
     if (c->max_position_embeddings <= 0)
         return vrt_err_set(err, VRT_ECONFIG, "%s: %s must be positive", file,

@@ -329,7 +329,7 @@ static int list_tensors(const vrt_mkmodel_opts *o, gen_tensor *t)
     do {                                                                                           \
         bad |= vrt_arch_tensor(a, (role), (l), (suffix), name, sizeof name, NULL) != 0;            \
         if (t) {                                                                                   \
-            memcpy(t[n].name, name, NAME_CAP);                                                  \
+            memcpy(t[n].name, name, NAME_CAP);                                                     \
             t[n].ndim = (c) ? 2 : 1;                                                               \
             t[n].shape[0] = (r);                                                                   \
             t[n].shape[1] = (c);                                                                   \
@@ -484,8 +484,6 @@ static const char generation_config_json[] = "{\n"
 
 /* ---- the directory ---------------------------------------------------- */
 
-
-
 /* Creates dir or checks that it may be written into; an index left by a
  * sharded model would shadow model.safetensors. */
 static int prepare_dir(const char *dir, bool force, vrt_err *err)
@@ -510,19 +508,18 @@ int vrt_mkmodel_write(const vrt_mkmodel_opts *o, const char *dir, vrt_err *err)
         return vrt_err_set(err, VRT_EINTERNAL, "config.json longer than %zu bytes", sizeof cfg);
     if ((rc = vrt_write_file(dir, "config.json", cfg, (size_t)cfg_len, err)) != 0 ||
         (rc = vrt_write_file(dir, "generation_config.json", generation_config_json,
-                         sizeof generation_config_json - 1, err)) != 0 ||
+                             sizeof generation_config_json - 1, err)) != 0 ||
         (rc = vrt_write_file(dir, "tokenizer.json", vrt__asset_tokenizer_json,
-                         vrt__asset_tokenizer_json_len, err)) != 0 ||
+                             vrt__asset_tokenizer_json_len, err)) != 0 ||
         (rc = vrt_write_file(dir, "tokenizer_config.json", vrt__asset_tokenizer_config_json,
-                         vrt__asset_tokenizer_config_json_len, err)) != 0)
+                             vrt__asset_tokenizer_config_json_len, err)) != 0)
         return rc;
 
     int n = list_tensors(o, NULL);
     if (n < 0)
-        return vrt_err_set(err, VRT_EINVAL,
-                           "a tensor name of %s with %d layers is longer than %d bytes",
-                           vrt_arch_get(o->arch)->class_names[0], o->num_hidden_layers,
-                           NAME_CAP - 1);
+        return vrt_err_set(
+            err, VRT_EINVAL, "a tensor name of %s with %d layers is longer than %d bytes",
+            vrt_arch_get(o->arch)->class_names[0], o->num_hidden_layers, NAME_CAP - 1);
     gen_tensor *t = calloc((size_t)n, sizeof *t);
     char *path = vrt_path_join(dir, "model.safetensors");
     if (!t || !path) {

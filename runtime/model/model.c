@@ -114,8 +114,8 @@ static int place(vrt_model *m, const vrt_st_tensor *t, int want, int64_t rows, i
 typedef struct loader {
     vrt_model *m;
     int done, total;
-    int tty;             /* draw the bar */
-    int log;             /* log lines (no terminal) */
+    int tty; /* draw the bar */
+    int log; /* log lines (no terminal) */
     int64_t done_bytes, total_bytes;
     double t0, last_log; /* seconds (monotonic) */
 } loader;
@@ -252,8 +252,8 @@ static int place_q4(vrt_model *m, vrt_q4_host *h, vrt_weight *w, vrt_err *err)
         m->copied_bytes += (int64_t)arr[i].bytes;
     }
     vrt_q4 *d = &m->q4_desc[m->n_q4++];
-    *d = (vrt_q4){arr[0].dst, arr[1].dst, arr[2].dst, arr[3].dst, h->desc.group_size,
-                  h->desc.n_groups};
+    *d = (vrt_q4){arr[0].dst, arr[1].dst,         arr[2].dst,
+                  arr[3].dst, h->desc.group_size, h->desc.n_groups};
     *w = (vrt_weight){.data = d->qweight, .dtype = VRT_DT_Q4, .rows = h->N, .cols = h->K, .q4 = d};
     return 0;
 }
@@ -295,11 +295,10 @@ static int load_proj(loader *ld, const char *prefix, int64_t rows, int64_t cols,
                                "tensor %s.qweight not found in checkpoint %s: %s says the model "
                                "is %s-quantized and %s is not in modules_to_not_convert (and "
                                "there is no unquantized %s.weight either)",
-                               prefix, m->ck.dir, m->qc.source,
-                               vrt_quant_method_name(m->qc.method), prefix, prefix);
+                               prefix, m->ck.dir, m->qc.source, vrt_quant_method_name(m->qc.method),
+                               prefix, prefix);
         }
-        VRT_WARN("%s: no %s.qweight, loading the unquantized %s.weight", m->ck.dir, prefix,
-                 prefix);
+        VRT_WARN("%s: no %s.qweight, loading the unquantized %s.weight", m->ck.dir, prefix, prefix);
         quant = 0;
     }
     if (!quant) {
@@ -341,8 +340,7 @@ static int tname(const vrt_model *m, int role, int layer, const char *suffix, ch
 {
     const vrt_arch_info *row = vrt_arch_get(m->cfg.arch);
     if (!row)
-        return vrt_err_set(err, VRT_EINTERNAL, "architecture %d is not in the table",
-                           m->cfg.arch);
+        return vrt_err_set(err, VRT_EINTERNAL, "architecture %d is not in the table", m->cfg.arch);
     return vrt_arch_tensor(row, role, layer, suffix, buf, 256, err);
 }
 
@@ -393,8 +391,8 @@ static int load_weights(loader *ld, vrt_err *err)
     int64_t qd = (int64_t)c->num_attention_heads * c->head_dim;
     int64_t kvd = (int64_t)c->num_key_value_heads * c->head_dim;
     int L = c->num_hidden_layers;
-    ld->total = 2 + (a->tied_embeddings ? 0 : 1) +
-                L * (9 + 3 * a->qkv_bias + a->o_bias + 3 * a->mlp_bias);
+    ld->total =
+        2 + (a->tied_embeddings ? 0 : 1) + L * (9 + 3 * a->qkv_bias + a->o_bias + 3 * a->mlp_bias);
     progress_start(ld);
     m->layers = calloc((size_t)L, sizeof *m->layers);
     m->q4_desc = calloc((size_t)L * 7 + 1, sizeof *m->q4_desc);

@@ -48,19 +48,19 @@ typedef struct vrt_workspace {
 
 /* A recorded decode step (CUDA graph) for `bucket` sequences. */
 typedef struct vrt_graph_entry {
-    int bucket, max_blocks;   /* batch size and block table width it was recorded for */
-    const void *kv_id;        /* the KV cache (its first layer's K) */
+    int bucket, max_blocks; /* batch size and block table width it was recorded for */
+    const void *kv_id;      /* the KV cache (its first layer's K) */
     uint64_t ws_epoch, be_epoch;
-    int seen;                 /* ran eagerly once (warm-up) */
-    void *graph;              /* the backend's handle, or NULL */
+    int seen;    /* ran eagerly once (warm-up) */
+    void *graph; /* the backend's handle, or NULL */
 } vrt_graph_entry;
 
 #define VRT_MAX_GRAPHS 32
 
 typedef struct vrt_model_load_opts {
-    const char *dtype; /* "float16" (default), "float32" or "auto" (as stored;
-                          BF16 becomes F16) */
-    int quiet;         /* no progress output */
+    const char *dtype;    /* "float16" (default), "float32" or "auto" (as stored;
+                             BF16 becomes F16) */
+    int quiet;            /* no progress output */
     const char *quantize; /* model.quantize: NULL accepts what the checkpoint
                              is; "none", "gptq" or "awq" must match it */
 } vrt_model_load_opts;
