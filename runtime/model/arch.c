@@ -83,21 +83,44 @@ int vrt__arch_register(const vrt_arch_info *rows, int n, vrt_err *err)
     if (n < 0 || (n > 0 && !rows))
         return vrt_err_set(err, VRT_EINVAL, "vrt__arch_register: %d rows at %p", n,
                            (const void *)rows);
-    /* The tensors every model has (the loader asks for them by role). */
-    static const int need[] = {VRT_T_EMBED,    VRT_T_FINAL_NORM, VRT_T_LM_HEAD, VRT_T_ATTN_NORM,
-                               VRT_T_Q,        VRT_T_K,          VRT_T_V,       VRT_T_O,
-                               VRT_T_FFN_NORM, VRT_T_GATE,       VRT_T_UP,      VRT_T_DOWN};
     for (int i = 0; i < n; i++) {
-        if (!rows[i].class_names[0] || !rows[i].model_type || !rows[i].hidden_act)
+        const vrt_arch_info *r = &rows[i];
+        if (!r->class_names[0] || !r->model_type || !r->hidden_act)
             return vrt_err_set(err, VRT_EINVAL,
                                "architecture row %d needs a class name, a model_type and a "
                                "hidden_act",
                                i);
+        /* The tensors its descriptor says it has (the loader asks for them
+         * by role). */
+        const vrt_arch_desc *d = &r->desc;
+        const bool moe = d->mlp_kind == VRT_MLP_MOE;
+        const struct {
+            int role;
+            bool needed;
+        } need[] = {
+            {VRT_T_EMBED, true},
+            {VRT_T_FINAL_NORM, true},
+            {VRT_T_LM_HEAD, true},
+            {VRT_T_ATTN_NORM, true},
+            {VRT_T_Q, true},
+            {VRT_T_K, true},
+            {VRT_T_V, true},
+            {VRT_T_O, true},
+            {VRT_T_FFN_NORM, !d->parallel_block},
+            {VRT_T_GATE, d->mlp_kind != VRT_MLP_GELU},
+            {VRT_T_UP, true},
+            {VRT_T_DOWN, true},
+            {VRT_T_Q_NORM, d->qk_norm},
+            {VRT_T_K_NORM, d->qk_norm},
+            {VRT_T_POST_ATTN_NORM, d->post_norms},
+            {VRT_T_POST_FFN_NORM, d->post_norms},
+            {VRT_T_ROUTER, moe},
+        };
         for (size_t k = 0; k < sizeof need / sizeof need[0]; k++)
-            if (!rows[i].tensors[need[k]])
+            if (need[k].needed && !r->tensors[need[k].role])
                 return vrt_err_set(err, VRT_EINVAL,
                                    "architecture row %d (%s) has no name for tensor role %d", i,
-                                   rows[i].class_names[0], need[k]);
+                                   r->class_names[0], need[k].role);
     }
     extra = n ? rows : NULL;
     n_extra = n;
@@ -158,21 +181,45 @@ const char *vrt_arch_key(const vrt_arch_info *a, const char *key)
     return key;
 }
 
-int vrt_arch_tensor(const vrt_arch_info *a, int role, int layer, const char *suffix, char *buf,
-                    size_t cap, vrt_err *err)
+int vrt_arch_expert_tensor(const vrt_arch_info *a, int role, int layer, int expert,
+                           const char *suffix, char *buf, size_t cap, vrt_err *err)
 {
     const char *pat = role >= 0 && role < VRT_T_COUNT ? a->tensors[role] : NULL;
     if (!pat)
         return vrt_err_set(err, VRT_ENOENT, "%s has no tensor of role %d", a->class_names[0], role);
+    /* Copies pat with {L} and {E} replaced, then suffix. */
     size_t len = 0;
-    const char *at = strstr(pat, "{L}");
-    int k = at ? snprintf(buf, cap, "%.*s%d%s%s", (int)(at - pat), pat, layer, at + 3, suffix)
-               : snprintf(buf, cap, "%s%s", pat, suffix);
-    len = k > 0 ? (size_t)k : 0;
-    if (len >= cap)
-        return vrt_err_set(err, VRT_ERANGE, "tensor name %s... is longer than %zu bytes", pat,
-                           cap - 1);
+    for (const char *p = pat; *p && len < cap; p++) {
+        int k = 0;
+        if (strncmp(p, "{L}", 3) == 0 || strncmp(p, "{E}", 3) == 0) {
+            int v = p[1] == 'L' ? layer : expert;
+            if (v < 0)
+                return vrt_err_set(err, VRT_EINVAL, "tensor %s needs an index for %.3s", pat, p);
+            k = snprintf(buf + len, cap - len, "%d", v);
+            p += 2;
+        } else {
+            buf[len] = *p;
+            k = 1;
+        }
+        len += k > 0 ? (size_t)k : 0;
+    }
+    if (len < cap) {
+        int k = snprintf(buf + len, cap - len, "%s", suffix);
+        len += k > 0 ? (size_t)k : 0;
+    }
+    if (len >= cap) {
+        if (cap)
+            buf[cap - 1] = '\0';
+        return vrt_err_set(err, VRT_ERANGE, "tensor name %s%s is longer than %zu bytes", pat,
+                           suffix, cap ? cap - 1 : 0);
+    }
     return 0;
+}
+
+int vrt_arch_tensor(const vrt_arch_info *a, int role, int layer, const char *suffix, char *buf,
+                    size_t cap, vrt_err *err)
+{
+    return vrt_arch_expert_tensor(a, role, layer, -1, suffix, buf, cap, err);
 }
 
 int vrt_arch_check(const vrt_arch_desc *d, const char *class_name, vrt_err *err)
@@ -189,6 +236,8 @@ int vrt_arch_check(const vrt_arch_desc *d, const char *class_name, vrt_err *err)
         {d->embed_scale, "scaled embeddings"},
         {d->parallel_block, "parallel attention and MLP blocks"},
         {d->lm_head_bias, "an lm_head bias"},
+        {d->post_norms, "norms on the attention and MLP outputs"},
+        {d->attn_scale != 0.0f, "an attention scale other than 1/sqrt(head_dim)"},
         {d->attn_softcap != 0.0f, "attention logit soft-capping"},
         {d->final_softcap != 0.0f, "final logit soft-capping"},
         {d->window_kind == VRT_WINDOW_ALTERNATE, "a sliding window on alternate layers"},

@@ -68,8 +68,9 @@ typedef struct vrt_arch_desc {
                              partial_rotary_factor (Phi-2 0.4) */
     int mlp_kind;         /* VRT_MLP_* */
     int gelu_tanh;        /* GELU flavour for the GELU MLPs */
-    int n_experts;        /* VRT_MLP_MOE: experts per layer (Mixtral 8) */
-    int experts_per_tok;  /* VRT_MLP_MOE: top-k (Mixtral 2) */
+    int n_experts;        /* VRT_MLP_MOE: experts per layer (Mixtral 8,
+                             num_local_experts) */
+    int experts_per_tok;  /* VRT_MLP_MOE: top-k (Mixtral 2, num_experts_per_tok) */
     bool embed_scale;     /* embeddings times sqrt(hidden_size) (Gemma) */
     bool parallel_block;  /* x + attn(norm(x)) + mlp(norm(x)), one norm (Phi-2) */
     bool qkv_bias;        /* q/k/v biases */
@@ -77,6 +78,10 @@ typedef struct vrt_arch_desc {
     bool mlp_bias;        /* gate/up/down biases */
     bool lm_head_bias;    /* lm_head bias (Phi-2) */
     bool tied_embeddings; /* lm_head = embed_tokens */
+    bool post_norms;      /* norms on the attention and MLP outputs before the
+                             residual adds (Gemma2's sandwich norms) */
+    float attn_scale;     /* attention score scale, 0 = 1/sqrt(head_dim) (Gemma2:
+                             query_pre_attn_scalar^-1/2) */
     float attn_softcap;   /* tanh soft-capping of attention scores, 0 none (Gemma2 50) */
     float final_softcap;  /* tanh soft-capping of the logits, 0 none (Gemma2 30) */
     int window_kind;      /* VRT_WINDOW_* */
@@ -94,13 +99,16 @@ typedef enum vrt_tensor_role {
     VRT_T_K,
     VRT_T_V,
     VRT_T_O,
-    VRT_T_FFN_NORM,
+    VRT_T_FFN_NORM, /* before the MLP: Llama's post_attention_layernorm,
+                       Gemma2's pre_feedforward_layernorm */
     VRT_T_GATE,
     VRT_T_UP,
     VRT_T_DOWN,
-    VRT_T_Q_NORM,
-    VRT_T_K_NORM,
-    VRT_T_ROUTER,
+    VRT_T_Q_NORM,         /* Qwen3 */
+    VRT_T_K_NORM,         /* Qwen3 */
+    VRT_T_POST_ATTN_NORM, /* Gemma2: on the attention output */
+    VRT_T_POST_FFN_NORM,  /* Gemma2: on the MLP output */
+    VRT_T_ROUTER,         /* Mixtral: the experts' gate */
     VRT_T_COUNT
 } vrt_tensor_role;
 
@@ -137,8 +145,11 @@ typedef struct vrt_arch_info {
     struct {
         const char *key, *as;
     } renames[VRT_ARCH_MAX_RENAMES];
-    /* Module names by vrt_tensor_role, "{L}" standing for the layer index;
-     * ".weight" / ".bias" (or ".qweight" ...) follow. NULL: no such tensor. */
+    /* Module names by vrt_tensor_role, "{L}" standing for the layer index
+     * and "{E}" for the expert's (Mixtral:
+     * "model.layers.{L}.block_sparse_moe.experts.{E}.w1" is VRT_T_GATE);
+     * ".weight" / ".bias" (or ".qweight" ...) follow. NULL: no such tensor
+     * (VRT_T_GATE of an ungated MLP, VRT_T_FFN_NORM of a parallel block). */
     const char *tensors[VRT_T_COUNT];
     /* Keys save_pretrained writes only for this class, as "key": JSON value
      * pairs (mkmodel writes them, sorted in with the others). */
@@ -170,6 +181,10 @@ const char *vrt_arch_key(const vrt_arch_info *a, const char *key);
  * buf is too small. */
 int vrt_arch_tensor(const vrt_arch_info *a, int role, int layer, const char *suffix, char *buf,
                     size_t cap, vrt_err *err);
+/* Same for the tensors of expert of a mixture-of-experts layer ("{E}");
+ * expert -1 is VRT_EINVAL for a name that has "{E}". */
+int vrt_arch_expert_tensor(const vrt_arch_info *a, int role, int layer, int expert,
+                           const char *suffix, char *buf, size_t cap, vrt_err *err);
 
 /* Refuses (VRT_EUNSUPPORTED, naming the feature and the class) a
  * descriptor that needs what the forward pass does not implement. */

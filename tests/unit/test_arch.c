@@ -74,18 +74,15 @@ static int has_op(const vrt_arch_desc *d, vrt_op op)
     }
 
 #define LLAMA_NAMES                                                                                \
-    {                                                                                              \
-        [VRT_T_EMBED] = "model.embed_tokens", [VRT_T_FINAL_NORM] = "model.norm",                   \
-        [VRT_T_LM_HEAD] = "lm_head", [VRT_T_ATTN_NORM] = "model.layers.{L}.input_layernorm",       \
-        [VRT_T_Q] = "model.layers.{L}.self_attn.q_proj",                                           \
-        [VRT_T_K] = "model.layers.{L}.self_attn.k_proj",                                           \
-        [VRT_T_V] = "model.layers.{L}.self_attn.v_proj",                                           \
-        [VRT_T_O] = "model.layers.{L}.self_attn.o_proj",                                           \
-        [VRT_T_FFN_NORM] = "model.layers.{L}.post_attention_layernorm",                            \
-        [VRT_T_GATE] = "model.layers.{L}.mlp.gate_proj",                                           \
-        [VRT_T_UP] = "model.layers.{L}.mlp.up_proj",                                               \
-        [VRT_T_DOWN] = "model.layers.{L}.mlp.down_proj",                                           \
-    }
+    [VRT_T_EMBED] = "model.embed_tokens", [VRT_T_FINAL_NORM] = "model.norm",                       \
+    [VRT_T_LM_HEAD] = "lm_head", [VRT_T_ATTN_NORM] = "model.layers.{L}.input_layernorm",           \
+    [VRT_T_Q] = "model.layers.{L}.self_attn.q_proj",                                               \
+    [VRT_T_K] = "model.layers.{L}.self_attn.k_proj",                                               \
+    [VRT_T_V] = "model.layers.{L}.self_attn.v_proj",                                               \
+    [VRT_T_O] = "model.layers.{L}.self_attn.o_proj",                                               \
+    [VRT_T_FFN_NORM] = "model.layers.{L}.post_attention_layernorm",                                \
+    [VRT_T_GATE] = "model.layers.{L}.mlp.gate_proj", [VRT_T_UP] = "model.layers.{L}.mlp.up_proj",  \
+    [VRT_T_DOWN] = "model.layers.{L}.mlp.down_proj"
 
 static const vrt_arch_info test_rows[] = {
     {
@@ -109,7 +106,8 @@ static const vrt_arch_info test_rows[] = {
         .model_type = "qknormtest",
         .defaults = {.max_position_embeddings = 2048, .rms_norm_eps = 1e-6, .rope_theta = 1e4},
         .hidden_act = "silu",
-        .tensors = LLAMA_NAMES,
+        .tensors = {LLAMA_NAMES, [VRT_T_Q_NORM] = "model.layers.{L}.self_attn.q_norm",
+                    [VRT_T_K_NORM] = "model.layers.{L}.self_attn.k_norm"},
         .desc = {.norm_kind = VRT_NORM_RMS, .mlp_kind = VRT_MLP_SILU_GATED, .qk_norm = true},
     },
     {
@@ -121,7 +119,7 @@ static const vrt_arch_info test_rows[] = {
                      .partial_rotary_factor = 0.5},
         .hidden_act = "silu",
         .partial_rotary = true,
-        .tensors = LLAMA_NAMES,
+        .tensors = {LLAMA_NAMES},
         .desc = {.norm_kind = VRT_NORM_RMS, .mlp_kind = VRT_MLP_SILU_GATED},
     },
 };
@@ -148,6 +146,10 @@ TEST(arch_builtin_rows_lookup)
     ASSERT_EQ_INT(vrt_arch_by_class("PhiForCausalLM"), 0);
     ASSERT_EQ_INT(vrt_arch_by_class(NULL), 0);
     ASSERT_EQ_INT(vrt_arch_by_model_type("gemma"), 0);
+    /* The built-in rows pass the checks a registered row must pass. */
+    vrt_err err = {0};
+    ASSERT_OK(vrt__arch_register(vrt_arch_get(1), vrt_arch_count(), &err), &err);
+    ASSERT_OK(vrt__arch_register(NULL, 0, &err), &err);
     /* A truncated list stays a string. */
     ASSERT_EQ_STR(vrt_arch_supported(sup, 6), "Llama");
 }
@@ -259,7 +261,7 @@ TEST(arch_check_refuses_what_the_forward_pass_lacks)
     struct {
         vrt_arch_desc d;
         const char *what;
-    } bad[13];
+    } bad[15];
     int n = 0;
 #define BAD(field, value, text)                                                                    \
     do {                                                                                           \
@@ -276,6 +278,8 @@ TEST(arch_check_refuses_what_the_forward_pass_lacks)
     BAD(embed_scale, true, "scaled embeddings");
     BAD(parallel_block, true, "parallel attention");
     BAD(lm_head_bias, true, "lm_head bias");
+    BAD(post_norms, true, "norms on the attention and MLP outputs");
+    BAD(attn_scale, 0.0625f, "attention scale");
     BAD(attn_softcap, 50.0f, "attention logit soft-capping");
     BAD(final_softcap, 30.0f, "final logit soft-capping");
     BAD(window_kind, VRT_WINDOW_ALTERNATE, "alternate layers");
@@ -306,6 +310,30 @@ TEST(arch_register_checks_rows)
     ASSERT_EQ_INT(vrt__arch_register(&row, 1, &err), VRT_EINVAL);
     ASSERT_EQ_INT(vrt__arch_register(NULL, 2, &err), VRT_EINVAL);
     ASSERT_EQ_INT(vrt_arch_count(), 2);
+    /* What a row must name follows from its descriptor: a Phi-2-like row
+     * (ungated GELU MLP fc1/fc2, parallel block: no gate, no MLP norm)
+     * registers; a q/k norm row must name the norms; an expert's tensor
+     * needs its index. */
+    row = test_rows[2];
+    row.tensors[VRT_T_GATE] = row.tensors[VRT_T_FFN_NORM] = NULL;
+    row.desc.mlp_kind = VRT_MLP_GELU;
+    row.desc.parallel_block = true;
+    ASSERT_OK(vrt__arch_register(&row, 1, &err), &err);
+    row = test_rows[1];
+    ASSERT_OK(vrt__arch_register(&row, 1, &err), &err);
+    row.tensors[VRT_T_K_NORM] = NULL;
+    ASSERT_EQ_INT(vrt__arch_register(&row, 1, &err), VRT_EINVAL);
+    ASSERT_CONTAINS(err.msg, "QkNormTestForCausalLM");
+    row = test_rows[1];
+    row.tensors[VRT_T_GATE] = "model.layers.{L}.block_sparse_moe.experts.{E}.w1";
+    char name[96];
+    ASSERT_OK(vrt_arch_expert_tensor(&row, VRT_T_GATE, 3, 7, ".weight", name, sizeof name, &err),
+              &err);
+    ASSERT_EQ_STR(name, "model.layers.3.block_sparse_moe.experts.7.w1.weight");
+    ASSERT_EQ_INT(vrt_arch_tensor(&row, VRT_T_GATE, 3, ".weight", name, sizeof name, &err),
+                  VRT_EINVAL);
+    ASSERT_OK(vrt_arch_tensor(&row, VRT_T_Q_NORM, 12, ".weight", name, sizeof name, &err), &err);
+    ASSERT_EQ_STR(name, "model.layers.12.self_attn.q_norm.weight");
     ASSERT_OK(vrt__arch_register(test_rows, N_TEST_ROWS, &err), &err);
     ASSERT_EQ_INT(vrt_arch_count(), 2 + N_TEST_ROWS);
     ASSERT_OK(vrt__arch_register(NULL, 0, &err), &err);
