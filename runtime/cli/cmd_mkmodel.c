@@ -8,6 +8,7 @@
 #include "cli/cli.h"
 #include "core/err.h"
 #include "core/util.h"
+#include "model/arch.h"
 #include "model/hf_config.h"
 #include "model/mkmodel.h"
 #include "model/safetensors.h"
@@ -46,7 +47,18 @@ typedef struct mk_args {
 
 enum { D_DIM, D_LAYERS, D_HEADS, D_KV_HEADS, D_FFN, D_VOCAB, D_HEAD_DIM };
 
-static const char *const archs[] = {"llama", "mistral", NULL};
+/* --arch: the model_types of the architecture table (arch.h), filled in
+ * at startup (the table is static data) so that a new row needs no edit
+ * here. */
+static const char *archs[17];
+
+__attribute__((constructor)) static void fill_archs(void)
+{
+    int n = 0;
+    for (int id = 1; id <= vrt_arch_count() && n < 16; id++)
+        archs[n++] = vrt_arch_get(id)->model_type;
+    archs[n] = NULL;
+}
 static const char *const dtypes[] = {"f16", "f32", NULL};
 
 #define MK_DIM(nm, k, text)                                                                        \
@@ -61,8 +73,9 @@ const vrt_opt vrt_cli_mkmodel_opts[] = {
      .type = VRT_OPT_CHOICE,
      .off = offsetof(mk_args, arch),
      .choices = archs,
-     .arg = "llama|mistral",
-     .help = "LlamaForCausalLM (default) or MistralForCausalLM"},
+     .arg = "TYPE",
+     .help = "the architecture by its model_type: llama (LlamaForCausalLM, the default),\n"
+             "mistral, ... (any other word lists them all)"},
     {.name = "preset",
      .type = VRT_OPT_CHOICE,
      .off = offsetof(mk_args, preset),
@@ -133,7 +146,7 @@ int vrt_cmd_mkmodel(int argc, char **argv)
     if (rc)
         return rc;
     const char *dir = pos[0];
-    int arch = a.arch == 1 ? VRT_ARCH_MISTRAL : VRT_ARCH_LLAMA;
+    int arch = vrt_arch_by_model_type(archs[a.arch]);
     vrt_mkmodel_opts mo;
     vrt_err err = {0};
     if (vrt_mkmodel_preset(&mo, vrt_mkmodel_presets[a.preset], arch, &err) != 0)
@@ -186,9 +199,8 @@ int vrt_cmd_mkmodel(int argc, char **argv)
     human(ps, sizeof ps, (double)params, pu);
     human(bs, sizeof bs, (double)bytes, bu);
     printf("wrote %s: %s, %s parameters (%llu), %s of %s weights, seed %llu\n", dir,
-           arch == VRT_ARCH_MISTRAL ? "MistralForCausalLM" : "LlamaForCausalLM", ps,
-           (unsigned long long)params, bs, mo.dtype == VRT_ST_F32 ? "F32" : "F16",
-           (unsigned long long)mo.seed);
+           vrt_arch_get(arch)->class_names[0], ps, (unsigned long long)params, bs,
+           mo.dtype == VRT_ST_F32 ? "F32" : "F16", (unsigned long long)mo.seed);
     printf("  hidden %d, %d layers, %d heads (%d kv, head_dim %d), ffn %d, vocab %d%s\n",
            mo.hidden_size, mo.num_hidden_layers, mo.num_attention_heads, mo.num_key_value_heads,
            mo.head_dim ? mo.head_dim : mo.hidden_size / mo.num_attention_heads,

@@ -30,7 +30,7 @@ const vrt_cmd vrt_commands[] = {
      vrt_cmd_check, vrt_cli_check_opts, 12, NULL, 1, 8,
      (const char *const[]){"needs a config file or a model directory"}, 1},
     {"mkmodel", "write a model directory with seeded random weights (for demos and tests)",
-     "v100rt mkmodel [--preset tiny|small|tinyllama] [--arch llama|mistral] [options] OUT_DIR",
+     "v100rt mkmodel [--preset tiny|small|tinyllama] [--arch TYPE] [options] OUT_DIR",
      "Writes a Hugging Face-style model directory that transformers can load:\n"
      "config.json, generation_config.json, model.safetensors (HF tensor names,\n"
      "weights N(0, 0.02) from --seed), and a real SentencePiece-style BPE tokenizer\n"

@@ -1,8 +1,9 @@
-/* hf_config.c — config.json / generation_config.json for Llama and Mistral
- * and the rotary inverse-frequency tables (see hf_config.h, FORMATS.md
- * §2.0–2.2, §6.3).
+/* hf_config.c — config.json / generation_config.json for the architectures
+ * of arch.h's table and the rotary inverse-frequency tables (see
+ * hf_config.h, FORMATS.md §2.0–2.2, §6.3).
  *
- * Defaults are the transformers class defaults (LlamaConfig, MistralConfig).
+ * Defaults, the keys an architecture names differently and which of its
+ * keys are read at all come from the architecture's row (arch.c).
  * The rope tables follow transformers' modeling_rope_utils.py step by step
  * in float32 (python scalars are rounded to float32 where torch does), so
  * the values match what a transformers model uses to within an ulp of powf.
@@ -21,7 +22,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SUPPORTED_ARCHS "LlamaForCausalLM, MistralForCausalLM"
 #define SUPPORTED_ROPE "default, linear, dynamic, llama3"
 /* config.json files are a few KB; refuse absurd ones. */
 #define MAX_CONFIG_BYTES (16u << 20)
@@ -156,7 +156,8 @@ static void copy_str(char *dst, size_t cap, const char *src)
 
 /* ---- rope scaling ------------------------------------------------------ */
 
-static int parse_rope(vrt_model_config *c, const cJSON *root, const char *file, vrt_err *err)
+static int parse_rope(vrt_model_config *c, const cJSON *root, const char *file,
+                      const vrt_arch_info *A, vrt_err *err)
 {
     const cJSON *params = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
     const cJSON *scaling = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
@@ -166,8 +167,8 @@ static int parse_rope(vrt_model_config *c, const cJSON *root, const char *file, 
     if (scaling && !cJSON_IsNull(scaling) && !cJSON_IsObject(scaling))
         return vrt_err_set(err, VRT_ECONFIG, "%s: rope_scaling must be an object or null", file);
     /* theta = rope_parameters.rope_theta ?? rope_theta ?? 10000 */
-    c->rope_theta = 10000.0;
-    if ((r = get_num(root, "rope_theta", file, &c->rope_theta, err)) < 0)
+    c->rope_theta = A->defaults.rope_theta;
+    if ((r = get_num(root, vrt_arch_key(A, "rope_theta"), file, &c->rope_theta, err)) < 0)
         return r;
     /* Type errors inside the rope objects say which object they are in. */
     char in_params[320], in_scaling[320];
@@ -278,60 +279,53 @@ static int parse_config(vrt_model_config *c, const cJSON *root, const char *file
         if (archs->child)
             an = archs->child->valuestring;
     }
+    char sup[256];
     if (an) {
-        if (strcmp(an, "LlamaForCausalLM") == 0)
-            c->arch = VRT_ARCH_LLAMA;
-        else if (strcmp(an, "MistralForCausalLM") == 0)
-            c->arch = VRT_ARCH_MISTRAL;
-        else
+        if (!(c->arch = vrt_arch_by_class(an)))
             return vrt_err_set(err, VRT_EUNSUPPORTED,
                                "%s: architectures[0] '%.64s' is not "
-                               "supported (supported: " SUPPORTED_ARCHS ")",
-                               file, an);
+                               "supported (supported: %s)",
+                               file, an, vrt_arch_supported(sup, sizeof sup));
     } else if (mt) {
-        if (strcmp(mt, "llama") == 0)
-            c->arch = VRT_ARCH_LLAMA;
-        else if (strcmp(mt, "mistral") == 0)
-            c->arch = VRT_ARCH_MISTRAL;
-        else
+        if (!(c->arch = vrt_arch_by_model_type(mt)))
             return vrt_err_set(err, VRT_EUNSUPPORTED,
                                "%s: model_type '%.64s' is not supported "
-                               "(supported: " SUPPORTED_ARCHS ")",
-                               file, mt);
+                               "(supported: %s)",
+                               file, mt, vrt_arch_supported(sup, sizeof sup));
     } else {
         return vrt_err_set(err, VRT_ECONFIG,
                            "%s: neither architectures nor model_type is set "
-                           "(supported: " SUPPORTED_ARCHS ")",
-                           file);
+                           "(supported: %s)",
+                           file, vrt_arch_supported(sup, sizeof sup));
     }
-    int mistral = c->arch == VRT_ARCH_MISTRAL;
-    copy_str(c->arch_name, sizeof c->arch_name,
-             mistral ? "MistralForCausalLM" : "LlamaForCausalLM");
-    copy_str(c->model_type, sizeof c->model_type, mistral ? "mistral" : "llama");
+    const vrt_arch_info *A = vrt_arch_get(c->arch);
+    copy_str(c->arch_name, sizeof c->arch_name, A->class_names[0]);
+    copy_str(c->model_type, sizeof c->model_type, A->model_type);
+#define K(key) vrt_arch_key(A, key)
 
-    if ((r = need_pos_int(root, "hidden_size", file, &c->hidden_size, err)) ||
-        (r = need_pos_int(root, "intermediate_size", file, &c->intermediate_size, err)) ||
-        (r = need_pos_int(root, "num_hidden_layers", file, &c->num_hidden_layers, err)) ||
-        (r = need_pos_int(root, "num_attention_heads", file, &c->num_attention_heads, err)) ||
-        (r = need_pos_int(root, "vocab_size", file, &c->vocab_size, err)))
+    if ((r = need_pos_int(root, K("hidden_size"), file, &c->hidden_size, err)) ||
+        (r = need_pos_int(root, K("intermediate_size"), file, &c->intermediate_size, err)) ||
+        (r = need_pos_int(root, K("num_hidden_layers"), file, &c->num_hidden_layers, err)) ||
+        (r = need_pos_int(root, K("num_attention_heads"), file, &c->num_attention_heads, err)) ||
+        (r = need_pos_int(root, K("vocab_size"), file, &c->vocab_size, err)))
         return r;
     int H = c->num_attention_heads;
 
     /* num_key_value_heads: null -> H; a missing key is the class default
      * (Llama: H, Mistral: 8). */
-    const cJSON *jkv = cJSON_GetObjectItemCaseSensitive(root, "num_key_value_heads");
-    c->num_key_value_heads = (mistral && !jkv) ? 8 : H;
-    if ((r = get_int(root, "num_key_value_heads", file, &c->num_key_value_heads, err)) < 0)
+    const cJSON *jkv = cJSON_GetObjectItemCaseSensitive(root, K("num_key_value_heads"));
+    c->num_key_value_heads =
+        (!jkv && A->defaults.num_key_value_heads) ? A->defaults.num_key_value_heads : H;
+    if ((r = get_int(root, K("num_key_value_heads"), file, &c->num_key_value_heads, err)) < 0)
         return r;
     if (c->num_key_value_heads <= 0 || c->num_key_value_heads > H ||
         H % c->num_key_value_heads != 0)
-        return vrt_err_set(err, VRT_ECONFIG,
-                           "%s: num_attention_heads (%d) must be a multiple of "
-                           "num_key_value_heads (%d)",
-                           file, H, c->num_key_value_heads);
+        return vrt_err_set(err, VRT_ECONFIG, "%s: %s (%d) must be a multiple of %s (%d)", file,
+                           K("num_attention_heads"), H, K("num_key_value_heads"),
+                           c->num_key_value_heads);
 
     c->head_dim = 0;
-    if ((r = get_int(root, "head_dim", file, &c->head_dim, err)) < 0)
+    if ((r = get_int(root, K("head_dim"), file, &c->head_dim, err)) < 0)
         return r;
     if (r == 0) {
         if (c->hidden_size % H != 0)
@@ -347,73 +341,88 @@ static int parse_config(vrt_model_config *c, const cJSON *root, const char *file
                            "%s: head_dim must be a positive even number, got "
                            "%d",
                            file, c->head_dim);
-    c->rotary_dim = c->head_dim;
-    double prf = 1.0;
-    /* transformers v5 may move it into rope_parameters (FORMATS.md §2.0);
-     * either place must be 1.0 for these architectures. */
+    /* partial_rotary_factor: transformers v5 may move it into
+     * rope_parameters (FORMATS.md §2.0). A class that does not read it
+     * accepts only 1.0 in either place; one that does rotates
+     * int(head_dim * factor) dims of each head. */
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
     static const char *const prf_keys[] = {"partial_rotary_factor", "rope_parameters."
                                                                     "partial_rotary_factor"};
+    double prf_default = A->partial_rotary && A->defaults.partial_rotary_factor > 0
+                             ? A->defaults.partial_rotary_factor
+                             : 1.0;
+    double prf_used = prf_default;
     for (int k = 0; k < 2; k++) {
         const cJSON *o = k == 0 ? root : cJSON_IsObject(rp) ? rp : NULL;
-        prf = 1.0;
+        double prf = prf_default;
         if (o && (r = get_num(o, "partial_rotary_factor", file, &prf, err)) < 0)
             return r;
-        if (prf != 1.0)
+        if (r == 1 && o)
+            prf_used = prf;
+        if (!A->partial_rotary && prf != 1.0)
             return vrt_err_set(err, VRT_EUNSUPPORTED,
                                "%s: %s %g is not supported for %s (only 1.0)", file, prf_keys[k],
                                prf, c->arch_name);
+        r = 0;
     }
+    c->rotary_dim = (int)(c->head_dim * prf_used);
+    if (!(prf_used > 0 && prf_used <= 1) || c->rotary_dim < 2 || c->rotary_dim % 2 != 0)
+        return vrt_err_set(err, VRT_ECONFIG,
+                           "%s: partial_rotary_factor %g gives %d rotary dims of head_dim %d; "
+                           "it must be in (0, 1] and give an even number",
+                           file, prf_used, c->rotary_dim, c->head_dim);
 
-    c->max_position_embeddings = mistral ? 131072 : 2048;
-    if ((r = get_i64(root, "max_position_embeddings", file, &c->max_position_embeddings, err)) < 0)
+    c->max_position_embeddings = A->defaults.max_position_embeddings;
+    if ((r = get_i64(root, K("max_position_embeddings"), file, &c->max_position_embeddings, err)) <
+        0)
         return r;
     if (c->max_position_embeddings <= 0)
-        return vrt_err_set(err, VRT_ECONFIG, "%s: max_position_embeddings must be positive", file);
-    c->rms_norm_eps = 1e-6;
-    if ((r = get_num(root, "rms_norm_eps", file, &c->rms_norm_eps, err)) < 0)
+        return vrt_err_set(err, VRT_ECONFIG, "%s: %s must be positive", file,
+                           K("max_position_embeddings"));
+    c->rms_norm_eps = A->defaults.rms_norm_eps;
+    if ((r = get_num(root, K("rms_norm_eps"), file, &c->rms_norm_eps, err)) < 0)
         return r;
     if (!(c->rms_norm_eps > 0))
-        return vrt_err_set(err, VRT_ECONFIG, "%s: rms_norm_eps must be positive", file);
-    if ((r = parse_rope(c, root, file, err)) != 0)
+        return vrt_err_set(err, VRT_ECONFIG, "%s: %s must be positive", file, K("rms_norm_eps"));
+    if ((r = parse_rope(c, root, file, A, err)) != 0)
         return r;
 
-    if ((r = get_bool(root, "tie_word_embeddings", file, &c->tie_word_embeddings, err)) < 0)
+    c->tie_word_embeddings = A->defaults.tie_word_embeddings;
+    if ((r = get_bool(root, K("tie_word_embeddings"), file, &c->tie_word_embeddings, err)) < 0)
         return r;
-    const char *act = "silu";
-    if ((r = get_str(root, "hidden_act", file, &act, err)) < 0)
+    const char *act = A->hidden_act;
+    if ((r = get_str(root, K("hidden_act"), file, &act, err)) < 0)
         return r;
-    if (strcmp(act, "silu") != 0)
+    if (strcmp(act, A->hidden_act) != 0)
         return vrt_err_set(err, VRT_EUNSUPPORTED,
-                           "%s: hidden_act '%.32s' is not supported for %s "
-                           "(supported: silu)",
-                           file, act, c->arch_name);
+                           "%s: %s '%.32s' is not supported for %s "
+                           "(supported: %s)",
+                           file, K("hidden_act"), act, c->arch_name, A->hidden_act);
     copy_str(c->hidden_act, sizeof c->hidden_act, act);
     bool ab = false, mb = false;
-    if ((r = get_bool(root, "attention_bias", file, &ab, err)) < 0 ||
-        (r = get_bool(root, "mlp_bias", file, &mb, err)) < 0)
+    if ((r = get_bool(root, K("attention_bias"), file, &ab, err)) < 0 ||
+        (r = get_bool(root, K("mlp_bias"), file, &mb, err)) < 0)
         return r;
-    if (mistral) {
-        /* transformers' Mistral has no bias flags; it ignores them. */
-        if (ab || mb)
-            VRT_WARN("%s: attention_bias/mlp_bias are ignored for "
-                     "MistralForCausalLM (as in transformers)",
-                     file);
-    } else {
+    if (A->bias_kind == VRT_BIAS_CONFIG) {
         c->attention_bias = ab;
         c->mlp_bias = mb;
+    } else if (ab || mb) {
+        /* transformers' class has no such flags; it ignores them. */
+        VRT_WARN("%s: attention_bias/mlp_bias are ignored for "
+                 "%s (as in transformers)",
+                 file, c->arch_name);
     }
 
     c->sliding_window = 0;
-    if (mistral) {
-        const cJSON *jsw = cJSON_GetObjectItemCaseSensitive(root, "sliding_window");
+    if (A->desc.window_kind != VRT_WINDOW_NONE) {
+        const cJSON *jsw = cJSON_GetObjectItemCaseSensitive(root, K("sliding_window"));
         if (!jsw)
-            c->sliding_window = 4096; /* MistralConfig default */
-        else if ((r = get_i64(root, "sliding_window", file, &c->sliding_window, err)) < 0)
+            c->sliding_window = A->defaults.sliding_window;
+        else if ((r = get_i64(root, K("sliding_window"), file, &c->sliding_window, err)) < 0)
             return r;
         if (c->sliding_window < 0)
-            return vrt_err_set(err, VRT_ECONFIG, "%s: sliding_window must be null or positive",
-                               file);
+            return vrt_err_set(err, VRT_ECONFIG, "%s: %s must be null or positive", file,
+                               K("sliding_window"));
     }
 
     const char *dt = NULL;
@@ -423,24 +432,28 @@ static int parse_config(vrt_model_config *c, const cJSON *root, const char *file
         return r;
     copy_str(c->torch_dtype, sizeof c->torch_dtype, dt);
 
-    /* Special tokens: class defaults bos 1, eos 2; null means none. */
+    /* Special tokens: the class defaults (Llama: bos 1, eos 2) when the
+     * key is absent; null means none. */
     c->bos_token_id = -1;
     const cJSON *jb = cJSON_GetObjectItemCaseSensitive(root, "bos_token_id");
     if (!jb)
-        c->bos_token_id = 1;
+        c->bos_token_id = A->defaults.bos_token_id;
     else if ((r = get_int(root, "bos_token_id", file, &c->bos_token_id, err)) < 0)
         return r;
     c->pad_token_id = -1;
     if ((r = get_int(root, "pad_token_id", file, &c->pad_token_id, err)) < 0)
         return r;
-    /* eos: the class default 2 stands in only while no file sets the key;
+    /* eos: the class default stands in only while no file sets the key;
      * parse_gen drops it when generation_config.json has eos_token_id (as
      * transformers, which then stops on generation_config's ids alone). */
     c->n_eos = 0;
-    if (!cJSON_GetObjectItemCaseSensitive(root, "eos_token_id"))
-        c->eos_token_ids[c->n_eos++] = 2;
-    else if ((r = get_ids(root, "eos_token_id", file, c->eos_token_ids, &c->n_eos, err)) < 0)
+    if (!cJSON_GetObjectItemCaseSensitive(root, "eos_token_id")) {
+        if (A->defaults.eos_token_id >= 0)
+            c->eos_token_ids[c->n_eos++] = A->defaults.eos_token_id;
+    } else if ((r = get_ids(root, "eos_token_id", file, c->eos_token_ids, &c->n_eos, err)) < 0) {
         return r;
+    }
+#undef K
     return 0;
 }
 

@@ -1,28 +1,25 @@
 /* hf_config.h — a Hugging Face model directory's config.json and
- * generation_config.json, for the architectures the forward pass supports
- * (LlamaForCausalLM, MistralForCausalLM; FORMATS.md §2.0–2.2, §6.3), and the
- * rotary inverse-frequency table computed exactly as transformers' rope
- * init functions do (default, linear, dynamic, llama3).
+ * generation_config.json, for the architectures of arch.h's table
+ * (FORMATS.md §2.0–2.2, §6.3), and the rotary inverse-frequency table
+ * computed exactly as transformers' rope init functions do (default,
+ * linear, dynamic, llama3).
  *
- * Absent keys take the transformers class defaults; keys that are present
- * but unsupported (another activation, an unknown rope type) are errors
- * that say what is supported, never silently ignored.
+ * architectures[0] (else model_type) selects the table's row; absent keys
+ * take that row's defaults (the transformers class defaults) and a row may
+ * name keys differently. Keys that are present but unsupported (another
+ * activation, an unknown rope type) are errors that say what is supported,
+ * never silently ignored.
  */
 #ifndef VRT_MODEL_HF_CONFIG_H
 #define VRT_MODEL_HF_CONFIG_H
 
+#include "model/arch.h"
 #include "vrt.h"
 
 #include <stdbool.h>
 #include <stdint.h>
 
 #define VRT_MAX_EOS 8
-
-typedef enum vrt_arch {
-    VRT_ARCH_UNKNOWN = 0,
-    VRT_ARCH_LLAMA = 1,   /* LlamaForCausalLM, model_type "llama" */
-    VRT_ARCH_MISTRAL = 2, /* MistralForCausalLM, model_type "mistral" */
-} vrt_arch;
 
 typedef enum vrt_rope_type {
     VRT_ROPE_DEFAULT = 0, /* no scaling */
@@ -32,7 +29,7 @@ typedef enum vrt_rope_type {
 } vrt_rope_type;
 
 typedef struct vrt_model_config {
-    int arch;                /* vrt_arch */
+    int arch;                /* the row of arch.h's table: vrt_arch_get(arch) */
     char arch_name[64];      /* "LlamaForCausalLM" */
     char model_type[32];     /* "llama" */
     int hidden_size;         /* D */
@@ -41,7 +38,8 @@ typedef struct vrt_model_config {
     int num_attention_heads; /* H */
     int num_key_value_heads; /* Hkv; H when absent */
     int head_dim;            /* hd; D / H when absent */
-    int rotary_dim;          /* R = head_dim for these architectures */
+    int rotary_dim;          /* R: head_dim, or int(head_dim * partial_rotary_factor)
+                                where the architecture reads that key */
     int vocab_size;          /* V */
     int64_t max_position_embeddings;
     double rms_norm_eps;
@@ -54,8 +52,8 @@ typedef struct vrt_model_config {
         int64_t original_max_position_embeddings; /* llama3 */
     } rope_scaling;
     bool tie_word_embeddings;
-    int64_t sliding_window; /* Mistral; 0 = none */
-    char hidden_act[16];    /* always "silu" once loaded */
+    int64_t sliding_window; /* where the row has a window (Mistral); 0 = none */
+    char hidden_act[16];    /* the row's hidden_act ("silu") once loaded */
     bool attention_bias;
     bool mlp_bias;
     char torch_dtype[16];           /* "bfloat16", "float16", ...; "" when absent */

@@ -11,6 +11,7 @@
 #include "backend/half.h"
 #include "core/err.h"
 #include "core/util.h"
+#include "model/arch.h"
 #include "model/hf_config.h"
 #include "model/safetensors.h"
 
@@ -81,10 +82,14 @@ int vrt_mkmodel_preset(vrt_mkmodel_opts *o, const char *name, int arch, vrt_err 
                            "unknown preset \"%s\"%s%s%s (presets: tiny, small, tinyllama)", name,
                            s ? "; did you mean \"" : "", s ? s : "", s ? "\"?" : "");
     }
-    if (arch == VRT_ARCH_MISTRAL)
-        o->sliding_window = 4096; /* Mistral-7B-v0.1 */
-    else if (arch != VRT_ARCH_LLAMA)
-        return vrt_err_set(err, VRT_EINVAL, "unsupported architecture %d (llama or mistral)", arch);
+    const vrt_arch_info *a = vrt_arch_get(arch);
+    if (!a) {
+        char sup[256];
+        return vrt_err_set(err, VRT_EINVAL, "unsupported architecture %d (supported: %s)", arch,
+                           vrt_arch_supported(sup, sizeof sup));
+    }
+    if (a->desc.window_kind != VRT_WINDOW_NONE)
+        o->sliding_window = a->defaults.sliding_window; /* Mistral-7B-v0.1: 4096 */
     return 0;
 }
 
@@ -114,6 +119,28 @@ int vrt_mkmodel_tokenizer_vocab(void)
     return max_id + 1;
 }
 
+/* "llama, mistral": the model_type of every architecture. */
+static const char *model_types(char *buf, size_t cap)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int id = 1; id <= vrt_arch_count() && len < cap; id++) {
+        int k = snprintf(buf + len, cap - len, "%s%s", id > 1 ? ", " : "",
+                         vrt_arch_get(id)->model_type);
+        len += k > 0 ? (size_t)k : 0;
+    }
+    return buf;
+}
+
+/* The first architecture that reads sliding_window (for a suggestion). */
+static const char *windowed_model_type(void)
+{
+    for (int id = 1; id <= vrt_arch_count(); id++)
+        if (vrt_arch_get(id)->desc.window_kind != VRT_WINDOW_NONE)
+            return vrt_arch_get(id)->model_type;
+    return "?";
+}
+
 static int head_dim_of(const vrt_mkmodel_opts *o)
 {
     return o->head_dim ? o->head_dim : o->hidden_size / o->num_attention_heads;
@@ -130,8 +157,12 @@ static int check_size(long long v, long long max, const char *key, const char *o
 int vrt_mkmodel_validate(const vrt_mkmodel_opts *o, vrt_err *err)
 {
     int rc;
-    if (o->arch != VRT_ARCH_LLAMA && o->arch != VRT_ARCH_MISTRAL)
-        return vrt_err_set(err, VRT_EINVAL, "architecture (--arch) must be llama or mistral");
+    const vrt_arch_info *a = vrt_arch_get(o->arch);
+    if (!a) {
+        char types[256];
+        return vrt_err_set(err, VRT_EINVAL, "architecture (--arch) must be one of %s",
+                           model_types(types, sizeof types));
+    }
     if ((rc = check_size(o->hidden_size, MAX_DIM, "hidden_size", "dim", err)) ||
         (rc = check_size(o->intermediate_size, MAX_DIM, "intermediate_size", "ffn", err)) ||
         (rc = check_size(o->num_hidden_layers, MAX_LAYERS, "num_hidden_layers", "layers", err)) ||
@@ -184,10 +215,10 @@ int vrt_mkmodel_validate(const vrt_mkmodel_opts *o, vrt_err *err)
                            "sliding_window (--sliding-window) must be 0 (none) or "
                            "positive, got %lld",
                            (long long)o->sliding_window);
-    if (o->sliding_window > 0 && o->arch != VRT_ARCH_MISTRAL)
+    if (o->sliding_window > 0 && a->desc.window_kind == VRT_WINDOW_NONE)
         return vrt_err_set(err, VRT_EINVAL,
-                           "sliding_window (--sliding-window) is a Mistral setting; "
-                           "add --arch mistral");
+                           "sliding_window (--sliding-window) is not read by %s; add --arch %s",
+                           a->class_names[0], windowed_model_type());
     if (o->dtype != VRT_ST_F16 && o->dtype != VRT_ST_F32)
         return vrt_err_set(err, VRT_EINVAL, "dtype (--dtype) must be f16 or f32, got %s",
                            vrt_st_dtype_name(o->dtype));
@@ -197,8 +228,11 @@ int vrt_mkmodel_validate(const vrt_mkmodel_opts *o, vrt_err *err)
 /* ---- the tensors ------------------------------------------------------ */
 
 /* One tensor to generate; the array of them lives for the whole write. */
+/* Longest tensor name + 1. */
+#define NAME_CAP 128
+
 typedef struct gen_tensor {
-    char name[96];
+    char name[NAME_CAP];
     int ndim;
     int64_t shape[2];
     float mean;   /* 0 for weights, 1 for norm weights */
@@ -271,17 +305,31 @@ static int fill_tensor(void *ctx, void *buf, uint64_t off, uint64_t n, vrt_err *
     return 0;
 }
 
-/* The tensor list in HF order; returns the count (t may be NULL). */
+/* The linears of a row that mkmodel gives a bias (arch.h's bias kinds;
+ * config.json's attention_bias/mlp_bias are written false). */
+static void biases_of(const vrt_arch_info *a, int *qkv, int *o_, int *mlp, int *lm_head)
+{
+    *qkv = a->bias_kind == VRT_BIAS_QKV || a->bias_kind == VRT_BIAS_ALL;
+    *o_ = *mlp = *lm_head = a->bias_kind == VRT_BIAS_ALL;
+}
+
+/* The tensor list in HF order, names from the architecture's tensor map;
+ * returns the count (t may be NULL), or -1 when a name does not fit. */
 static int list_tensors(const vrt_mkmodel_opts *o, gen_tensor *t)
 {
+    const vrt_arch_info *a = vrt_arch_get(o->arch);
     int D = o->hidden_size, F = o->intermediate_size, V = o->vocab_size;
     int hd = head_dim_of(o);
     int q = o->num_attention_heads * hd, kv = o->num_key_value_heads * hd;
-    int n = 0;
-#define ADD(mean_, r, c, ...)                                                                      \
+    int qkv_b, o_b, mlp_b, lm_b;
+    biases_of(a, &qkv_b, &o_b, &mlp_b, &lm_b);
+    int n = 0, bad = 0;
+    char name[NAME_CAP];
+#define ADD(mean_, r, c, role, l, suffix)                                                          \
     do {                                                                                           \
+        bad |= vrt_arch_tensor(a, (role), (l), (suffix), name, sizeof name, NULL) != 0;            \
         if (t) {                                                                                   \
-            snprintf(t[n].name, sizeof t[n].name, __VA_ARGS__);                                    \
+            memcpy(t[n].name, name, NAME_CAP);                                                     \
             t[n].ndim = (c) ? 2 : 1;                                                               \
             t[n].shape[0] = (r);                                                                   \
             t[n].shape[1] = (c);                                                                   \
@@ -291,35 +339,47 @@ static int list_tensors(const vrt_mkmodel_opts *o, gen_tensor *t)
         }                                                                                          \
         n++;                                                                                       \
     } while (0)
-    ADD(0.0f, V, D, "model.embed_tokens.weight");
+#define LINEAR(r, c, role, l, has_bias)                                                            \
+    do {                                                                                           \
+        ADD(0.0f, r, c, role, l, ".weight");                                                       \
+        if (has_bias)                                                                              \
+            ADD(0.0f, r, 0, role, l, ".bias");                                                     \
+    } while (0)
+    ADD(0.0f, V, D, VRT_T_EMBED, 0, ".weight");
     for (int l = 0; l < o->num_hidden_layers; l++) {
-        ADD(1.0f, D, 0, "model.layers.%d.input_layernorm.weight", l);
-        ADD(0.0f, q, D, "model.layers.%d.self_attn.q_proj.weight", l);
-        ADD(0.0f, kv, D, "model.layers.%d.self_attn.k_proj.weight", l);
-        ADD(0.0f, kv, D, "model.layers.%d.self_attn.v_proj.weight", l);
-        ADD(0.0f, D, q, "model.layers.%d.self_attn.o_proj.weight", l);
-        ADD(1.0f, D, 0, "model.layers.%d.post_attention_layernorm.weight", l);
-        ADD(0.0f, F, D, "model.layers.%d.mlp.gate_proj.weight", l);
-        ADD(0.0f, F, D, "model.layers.%d.mlp.up_proj.weight", l);
-        ADD(0.0f, D, F, "model.layers.%d.mlp.down_proj.weight", l);
+        ADD(1.0f, D, 0, VRT_T_ATTN_NORM, l, ".weight");
+        LINEAR(q, D, VRT_T_Q, l, qkv_b);
+        LINEAR(kv, D, VRT_T_K, l, qkv_b);
+        LINEAR(kv, D, VRT_T_V, l, qkv_b);
+        LINEAR(D, q, VRT_T_O, l, o_b);
+        ADD(1.0f, D, 0, VRT_T_FFN_NORM, l, ".weight");
+        LINEAR(F, D, VRT_T_GATE, l, mlp_b);
+        LINEAR(F, D, VRT_T_UP, l, mlp_b);
+        LINEAR(D, F, VRT_T_DOWN, l, mlp_b);
     }
-    ADD(1.0f, D, 0, "model.norm.weight");
+    ADD(1.0f, D, 0, VRT_T_FINAL_NORM, 0, ".weight");
     if (!o->tie_word_embeddings)
-        ADD(0.0f, V, D, "lm_head.weight");
+        LINEAR(V, D, VRT_T_LM_HEAD, 0, lm_b);
+#undef LINEAR
 #undef ADD
-    return n;
+    return bad ? -1 : n;
 }
 
 void vrt_mkmodel_size(const vrt_mkmodel_opts *o, uint64_t *params, uint64_t *bytes)
 {
+    const vrt_arch_info *a = vrt_arch_get(o->arch);
+    int qkv_b = 0, o_b = 0, mlp_b = 0, lm_b = 0;
+    if (a)
+        biases_of(a, &qkv_b, &o_b, &mlp_b, &lm_b);
     uint64_t D = (uint64_t)o->hidden_size, F = (uint64_t)o->intermediate_size;
     uint64_t V = (uint64_t)o->vocab_size, hd = (uint64_t)head_dim_of(o);
     uint64_t q = (uint64_t)o->num_attention_heads * hd;
     uint64_t kv = (uint64_t)o->num_key_value_heads * hd;
     uint64_t layer = 2 * D + q * D + 2 * kv * D + D * q + 3 * F * D;
+    layer += (uint64_t)qkv_b * (q + 2 * kv) + (uint64_t)o_b * D + (uint64_t)mlp_b * (2 * F + D);
     uint64_t p = V * D + (uint64_t)o->num_hidden_layers * layer + D;
     if (!o->tie_word_embeddings)
-        p += V * D;
+        p += V * D + (uint64_t)lm_b * V;
     if (params)
         *params = p;
     if (bytes)
@@ -348,55 +408,70 @@ static void fmt_float(char *buf, size_t cap, double v)
     }
 }
 
+typedef struct json_kv {
+    const char *key;
+    char value[48];
+} json_kv;
+
+static int kv_cmp(const void *a, const void *b)
+{
+    return strcmp(((const json_kv *)a)->key, ((const json_kv *)b)->key);
+}
+
 static int config_json(const vrt_mkmodel_opts *o, char *buf, size_t cap)
 {
-    int mistral = o->arch == VRT_ARCH_MISTRAL;
-    char theta[40], eps[40], sw[32];
-    fmt_float(theta, sizeof theta, o->rope_theta);
-    fmt_float(eps, sizeof eps, o->rms_norm_eps);
-    if (o->sliding_window > 0)
-        snprintf(sw, sizeof sw, "%lld", (long long)o->sliding_window);
-    else
-        snprintf(sw, sizeof sw, "null");
+    const vrt_arch_info *a = vrt_arch_get(o->arch);
+    json_kv kv[40];
+    int n = 0;
+#define KV(key_, ...)                                                                              \
+    do {                                                                                           \
+        kv[n].key = vrt_arch_key(a, key_);                                                         \
+        snprintf(kv[n].value, sizeof kv[n].value, __VA_ARGS__);                                    \
+        n++;                                                                                       \
+    } while (0)
+    KV("attention_dropout", "0.0");
+    KV("bos_token_id", "1");
+    KV("eos_token_id", "2");
+    KV("head_dim", "%d", head_dim_of(o));
+    KV("hidden_act", "\"%s\"", a->hidden_act);
+    KV("hidden_size", "%d", o->hidden_size);
+    KV("initializer_range", "0.02");
+    KV("intermediate_size", "%d", o->intermediate_size);
+    KV("max_position_embeddings", "%lld", (long long)o->max_position_embeddings);
+    KV("model_type", "\"%s\"", a->model_type);
+    KV("num_attention_heads", "%d", o->num_attention_heads);
+    KV("num_hidden_layers", "%d", o->num_hidden_layers);
+    KV("num_key_value_heads", "%d", o->num_key_value_heads);
+    fmt_float(kv[n].value, sizeof kv[n].value, o->rms_norm_eps);
+    kv[n++].key = vrt_arch_key(a, "rms_norm_eps");
+    fmt_float(kv[n].value, sizeof kv[n].value, o->rope_theta);
+    kv[n++].key = vrt_arch_key(a, "rope_theta");
+    if (a->desc.window_kind != VRT_WINDOW_NONE) {
+        if (o->sliding_window > 0)
+            KV("sliding_window", "%lld", (long long)o->sliding_window);
+        else
+            KV("sliding_window", "null");
+    }
+    KV("tie_word_embeddings", "%s", o->tie_word_embeddings ? "true" : "false");
+    KV("torch_dtype", "\"%s\"", o->dtype == VRT_ST_F32 ? "float32" : "float16");
+    KV("use_cache", "true");
+    KV("vocab_size", "%d", o->vocab_size);
+    for (int i = 0; i < VRT_ARCH_MAX_EXTRA && a->extra_json[i].key; i++)
+        KV(a->extra_json[i].key, "%s", a->extra_json[i].json);
+#undef KV
     /* Keys sorted, two-space indent: how transformers' save_pretrained
      * writes them (legacy top-level rope_theta, torch_dtype). */
+    qsort(kv, (size_t)n, sizeof kv[0], kv_cmp);
     size_t len = 0;
 #define P(...)                                                                                     \
     do {                                                                                           \
         int k_ = snprintf(buf + len, len < cap ? cap - len : 0, __VA_ARGS__);                      \
         len += k_ > 0 ? (size_t)k_ : 0;                                                            \
     } while (0)
-    P("{\n  \"architectures\": [\n    \"%s\"\n  ],\n",
-      mistral ? "MistralForCausalLM" : "LlamaForCausalLM");
-    if (!mistral)
-        P("  \"attention_bias\": false,\n");
-    P("  \"attention_dropout\": 0.0,\n");
-    P("  \"bos_token_id\": 1,\n");
-    P("  \"eos_token_id\": 2,\n");
-    P("  \"head_dim\": %d,\n", head_dim_of(o));
-    P("  \"hidden_act\": \"silu\",\n");
-    P("  \"hidden_size\": %d,\n", o->hidden_size);
-    P("  \"initializer_range\": 0.02,\n");
-    P("  \"intermediate_size\": %d,\n", o->intermediate_size);
-    P("  \"max_position_embeddings\": %lld,\n", (long long)o->max_position_embeddings);
-    if (!mistral)
-        P("  \"mlp_bias\": false,\n");
-    P("  \"model_type\": \"%s\",\n", mistral ? "mistral" : "llama");
-    P("  \"num_attention_heads\": %d,\n", o->num_attention_heads);
-    P("  \"num_hidden_layers\": %d,\n", o->num_hidden_layers);
-    P("  \"num_key_value_heads\": %d,\n", o->num_key_value_heads);
-    if (!mistral)
-        P("  \"pretraining_tp\": 1,\n");
-    P("  \"rms_norm_eps\": %s,\n", eps);
-    if (!mistral)
-        P("  \"rope_scaling\": null,\n");
-    P("  \"rope_theta\": %s,\n", theta);
-    if (mistral)
-        P("  \"sliding_window\": %s,\n", sw);
-    P("  \"tie_word_embeddings\": %s,\n", o->tie_word_embeddings ? "true" : "false");
-    P("  \"torch_dtype\": \"%s\",\n", o->dtype == VRT_ST_F32 ? "float32" : "float16");
-    P("  \"use_cache\": true,\n");
-    P("  \"vocab_size\": %d\n}\n", o->vocab_size);
+    P("{\n  \"architectures\": [\n    \"%s\"\n  ],\n", a->class_names[0]);
+    for (int i = 0; i < n; i++)
+        P("  \"%s\": %s%s\n", kv[i].key, kv[i].value, i + 1 < n ? "," : "");
+    P("}\n");
 #undef P
     return len < cap ? (int)len : -1;
 }
@@ -408,8 +483,6 @@ static const char generation_config_json[] = "{\n"
                                              "}\n";
 
 /* ---- the directory ---------------------------------------------------- */
-
-
 
 /* Creates dir or checks that it may be written into; an index left by a
  * sharded model would shadow model.safetensors. */
@@ -435,14 +508,18 @@ int vrt_mkmodel_write(const vrt_mkmodel_opts *o, const char *dir, vrt_err *err)
         return vrt_err_set(err, VRT_EINTERNAL, "config.json longer than %zu bytes", sizeof cfg);
     if ((rc = vrt_write_file(dir, "config.json", cfg, (size_t)cfg_len, err)) != 0 ||
         (rc = vrt_write_file(dir, "generation_config.json", generation_config_json,
-                         sizeof generation_config_json - 1, err)) != 0 ||
+                             sizeof generation_config_json - 1, err)) != 0 ||
         (rc = vrt_write_file(dir, "tokenizer.json", vrt__asset_tokenizer_json,
-                         vrt__asset_tokenizer_json_len, err)) != 0 ||
+                             vrt__asset_tokenizer_json_len, err)) != 0 ||
         (rc = vrt_write_file(dir, "tokenizer_config.json", vrt__asset_tokenizer_config_json,
-                         vrt__asset_tokenizer_config_json_len, err)) != 0)
+                             vrt__asset_tokenizer_config_json_len, err)) != 0)
         return rc;
 
     int n = list_tensors(o, NULL);
+    if (n < 0)
+        return vrt_err_set(
+            err, VRT_EINVAL, "a tensor name of %s with %d layers is longer than %d bytes",
+            vrt_arch_get(o->arch)->class_names[0], o->num_hidden_layers, NAME_CAP - 1);
     gen_tensor *t = calloc((size_t)n, sizeof *t);
     char *path = vrt_path_join(dir, "model.safetensors");
     if (!t || !path) {

@@ -23,7 +23,7 @@
 #include <stdint.h>
 
 typedef struct vrt_mkmodel_opts {
-    int arch;                /* VRT_ARCH_LLAMA or VRT_ARCH_MISTRAL */
+    int arch;                /* a row of arch.h's table: VRT_ARCH_LLAMA, ... */
     int hidden_size;         /* D */
     int intermediate_size;   /* F */
     int num_hidden_layers;   /* L */
@@ -34,7 +34,7 @@ typedef struct vrt_mkmodel_opts {
     int64_t max_position_embeddings;
     double rope_theta;
     double rms_norm_eps;
-    int64_t sliding_window; /* Mistral only; 0 = null (no window) */
+    int64_t sliding_window; /* architectures with a window only; 0 = null (no window) */
     bool tie_word_embeddings;
     int dtype;     /* VRT_ST_F16 or VRT_ST_F32 (model/safetensors.h) */
     uint64_t seed; /* weights are a function of (seed, tensor name) */
@@ -47,14 +47,16 @@ typedef struct vrt_mkmodel_opts {
 /* Names of the presets, in order of size, NULL-terminated. */
 extern const char *const vrt_mkmodel_presets[];
 
-/* Fills *o with a preset ("tiny", "small", "tinyllama") for arch
- * (VRT_ARCH_LLAMA or VRT_ARCH_MISTRAL: Mistral adds sliding_window 4096),
- * F16, seed 0. An unknown name is VRT_EINVAL with a suggestion. */
+/* Fills *o with a preset ("tiny", "small", "tinyllama") for arch (an id
+ * of arch.h's table; an architecture with a sliding window gets its
+ * default, Mistral 4096), F16, seed 0. An unknown name is VRT_EINVAL with
+ * a suggestion. */
 int vrt_mkmodel_preset(vrt_mkmodel_opts *o, const char *name, int arch, vrt_err *err);
 
-/* Checks the options (positive sizes, H divisible by Hkv, D by H when
- * head_dim is 0, an even head_dim, a vocabulary that covers the tokenizer,
- * sliding_window only for Mistral, dtype F16 or F32). Messages name the
+/* Checks the options (an architecture of the table, positive sizes, H
+ * divisible by Hkv, D by H when head_dim is 0, an even head_dim, a
+ * vocabulary that covers the tokenizer, sliding_window only for an
+ * architecture with a window, dtype F16 or F32). Messages name the
  * config key and the mkmodel option. */
 int vrt_mkmodel_validate(const vrt_mkmodel_opts *o, vrt_err *err);
 

@@ -8,6 +8,7 @@
 #include "backend/half.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "model/forward_graph.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,30 +16,6 @@
 #include <strings.h>
 #include <time.h>
 #include <unistd.h>
-
-int vrt_arch_describe(const vrt_model_config *c, vrt_arch_desc *a, vrt_err *err)
-{
-    memset(a, 0, sizeof *a);
-    switch (c->arch) {
-    case VRT_ARCH_LLAMA:
-    case VRT_ARCH_MISTRAL:
-        a->name = c->arch == VRT_ARCH_LLAMA ? "llama" : "mistral";
-        a->norm_kind = VRT_NORM_RMS;
-        a->norm_w_offset = 0.0f;
-        a->rope_interleaved = 0; /* HF checkpoints: rotate_half (FORMATS.md §2.0) */
-        a->rot_dim = c->rotary_dim ? c->rotary_dim : c->head_dim;
-        a->mlp_kind = VRT_MLP_SILU_GATED;
-        a->attn_bias = c->attention_bias;
-        a->mlp_bias = c->mlp_bias;
-        a->tied_embeddings = c->tie_word_embeddings;
-        a->sliding_window = (int)(c->sliding_window > 0 ? c->sliding_window : 0);
-        return 0;
-    }
-    return vrt_err_set(err, VRT_EUNSUPPORTED,
-                       "architecture \"%s\" is not supported by the forward pass; supported: "
-                       "LlamaForCausalLM, MistralForCausalLM",
-                       c->arch_name);
-}
 
 /* ---- weights ----------------------------------------------------------- */
 
@@ -137,8 +114,8 @@ static int place(vrt_model *m, const vrt_st_tensor *t, int want, int64_t rows, i
 typedef struct loader {
     vrt_model *m;
     int done, total;
-    int tty;             /* draw the bar */
-    int log;             /* log lines (no terminal) */
+    int tty; /* draw the bar */
+    int log; /* log lines (no terminal) */
     int64_t done_bytes, total_bytes;
     double t0, last_log; /* seconds (monotonic) */
 } loader;
@@ -275,8 +252,8 @@ static int place_q4(vrt_model *m, vrt_q4_host *h, vrt_weight *w, vrt_err *err)
         m->copied_bytes += (int64_t)arr[i].bytes;
     }
     vrt_q4 *d = &m->q4_desc[m->n_q4++];
-    *d = (vrt_q4){arr[0].dst, arr[1].dst, arr[2].dst, arr[3].dst, h->desc.group_size,
-                  h->desc.n_groups};
+    *d = (vrt_q4){arr[0].dst, arr[1].dst,         arr[2].dst,
+                  arr[3].dst, h->desc.group_size, h->desc.n_groups};
     *w = (vrt_weight){.data = d->qweight, .dtype = VRT_DT_Q4, .rows = h->N, .cols = h->K, .q4 = d};
     return 0;
 }
@@ -318,11 +295,10 @@ static int load_proj(loader *ld, const char *prefix, int64_t rows, int64_t cols,
                                "tensor %s.qweight not found in checkpoint %s: %s says the model "
                                "is %s-quantized and %s is not in modules_to_not_convert (and "
                                "there is no unquantized %s.weight either)",
-                               prefix, m->ck.dir, m->qc.source,
-                               vrt_quant_method_name(m->qc.method), prefix, prefix);
+                               prefix, m->ck.dir, m->qc.source, vrt_quant_method_name(m->qc.method),
+                               prefix, prefix);
         }
-        VRT_WARN("%s: no %s.qweight, loading the unquantized %s.weight", m->ck.dir, prefix,
-                 prefix);
+        VRT_WARN("%s: no %s.qweight, loading the unquantized %s.weight", m->ck.dir, prefix, prefix);
         quant = 0;
     }
     if (!quant) {
@@ -357,6 +333,55 @@ static int load_proj(loader *ld, const char *prefix, int64_t rows, int64_t cols,
     return rc;
 }
 
+/* The checkpoint name of a tensor of the model's architecture (arch.h's
+ * tensor map) into buf[256]. */
+static int tname(const vrt_model *m, int role, int layer, const char *suffix, char *buf,
+                 vrt_err *err)
+{
+    const vrt_arch_info *row = vrt_arch_get(m->cfg.arch);
+    if (!row)
+        return vrt_err_set(err, VRT_EINTERNAL, "architecture %d is not in the table", m->cfg.arch);
+    return vrt_arch_tensor(row, role, layer, suffix, buf, 256, err);
+}
+
+/* The norm weight and the projections (bias after them) of one block of a
+ * layer: attention (q, k, v, o) or MLP (gate, up, down). */
+typedef struct block_spec {
+    int norm_role;
+    vrt_weight *norm;
+    int n;
+    struct {
+        int role;
+        int64_t rows, cols;
+        vrt_weight *w;
+        float **bias;
+        bool has_bias;
+    } proj[4];
+} block_spec;
+
+static int load_block(loader *ld, const block_spec *b, int l, int64_t D, vrt_err *err)
+{
+    vrt_model *m = ld->m;
+    char name[256];
+    int rc = tname(m, b->norm_role, l, ".weight", name, err);
+    if (!rc)
+        rc = load_vec(ld, name, D, b->norm, err);
+    for (int i = 0; i < b->n && !rc; i++) {
+        rc = tname(m, b->proj[i].role, l, "", name, err);
+        if (!rc)
+            rc = load_proj(ld, name, b->proj[i].rows, b->proj[i].cols, b->proj[i].w,
+                           b->proj[i].bias, b->proj[i].has_bias, err);
+    }
+    for (int i = 0; i < b->n && !rc; i++) {
+        if (!b->proj[i].has_bias)
+            continue;
+        rc = tname(m, b->proj[i].role, l, ".bias", name, err);
+        if (!rc)
+            rc = load_bias(ld, name, b->proj[i].rows, b->proj[i].bias, err);
+    }
+    return rc;
+}
+
 static int load_weights(loader *ld, vrt_err *err)
 {
     vrt_model *m = ld->m;
@@ -367,77 +392,53 @@ static int load_weights(loader *ld, vrt_err *err)
     int64_t kvd = (int64_t)c->num_key_value_heads * c->head_dim;
     int L = c->num_hidden_layers;
     ld->total =
-        2 + (a->tied_embeddings ? 0 : 1) + L * (9 + (a->attn_bias ? 4 : 0) + (a->mlp_bias ? 3 : 0));
+        2 + (a->tied_embeddings ? 0 : 1) + L * (9 + 3 * a->qkv_bias + a->o_bias + 3 * a->mlp_bias);
     progress_start(ld);
     m->layers = calloc((size_t)L, sizeof *m->layers);
     m->q4_desc = calloc((size_t)L * 7 + 1, sizeof *m->q4_desc);
     if (!m->layers || !m->q4_desc)
         return vrt_err_set(err, VRT_ENOMEM, "out of memory");
-    int rc = load_mat(ld, "model.embed_tokens.weight", V, D, &m->embed, err);
-    if (rc)
-        return rc;
     char name[256];
-#define NAME(...) (snprintf(name, sizeof name, __VA_ARGS__), name)
+    int rc = tname(m, VRT_T_EMBED, 0, ".weight", name, err);
+    if (!rc)
+        rc = load_mat(ld, name, V, D, &m->embed, err);
     for (int l = 0; l < L && !rc; l++) {
         vrt_layer_weights *lw = &m->layers[l];
-        const char *p = "model.layers";
-        rc = load_vec(ld, NAME("%s.%d.input_layernorm.weight", p, l), D, &lw->attn_norm, err);
+        const block_spec attn = {VRT_T_ATTN_NORM,
+                                 &lw->attn_norm,
+                                 4,
+                                 {{VRT_T_Q, qd, D, &lw->wq, &lw->bq, a->qkv_bias},
+                                  {VRT_T_K, kvd, D, &lw->wk, &lw->bk, a->qkv_bias},
+                                  {VRT_T_V, kvd, D, &lw->wv, &lw->bv, a->qkv_bias},
+                                  {VRT_T_O, D, qd, &lw->wo, &lw->bo, a->o_bias}}};
+        const block_spec mlp = {VRT_T_FFN_NORM,
+                                &lw->ffn_norm,
+                                3,
+                                {{VRT_T_GATE, F, D, &lw->w_gate, &lw->b_gate, a->mlp_bias},
+                                 {VRT_T_UP, F, D, &lw->w_up, &lw->b_up, a->mlp_bias},
+                                 {VRT_T_DOWN, D, F, &lw->w_down, &lw->b_down, a->mlp_bias}}};
+        rc = load_block(ld, &attn, l, D, err);
         if (!rc)
-            rc = load_proj(ld, NAME("%s.%d.self_attn.q_proj", p, l), qd, D, &lw->wq, &lw->bq,
-                           a->attn_bias, err);
-        if (!rc)
-            rc = load_proj(ld, NAME("%s.%d.self_attn.k_proj", p, l), kvd, D, &lw->wk, &lw->bk,
-                           a->attn_bias, err);
-        if (!rc)
-            rc = load_proj(ld, NAME("%s.%d.self_attn.v_proj", p, l), kvd, D, &lw->wv, &lw->bv,
-                           a->attn_bias, err);
-        if (!rc)
-            rc = load_proj(ld, NAME("%s.%d.self_attn.o_proj", p, l), D, qd, &lw->wo, &lw->bo,
-                           a->attn_bias, err);
-        if (!rc && a->attn_bias) {
-            rc = load_bias(ld, NAME("%s.%d.self_attn.q_proj.bias", p, l), qd, &lw->bq, err);
-            if (!rc)
-                rc = load_bias(ld, NAME("%s.%d.self_attn.k_proj.bias", p, l), kvd, &lw->bk, err);
-            if (!rc)
-                rc = load_bias(ld, NAME("%s.%d.self_attn.v_proj.bias", p, l), kvd, &lw->bv, err);
-            if (!rc)
-                rc = load_bias(ld, NAME("%s.%d.self_attn.o_proj.bias", p, l), D, &lw->bo, err);
-        }
-        if (!rc)
-            rc = load_vec(ld, NAME("%s.%d.post_attention_layernorm.weight", p, l), D, &lw->ffn_norm,
-                          err);
-        if (!rc)
-            rc = load_proj(ld, NAME("%s.%d.mlp.gate_proj", p, l), F, D, &lw->w_gate, &lw->b_gate,
-                           a->mlp_bias, err);
-        if (!rc)
-            rc = load_proj(ld, NAME("%s.%d.mlp.up_proj", p, l), F, D, &lw->w_up, &lw->b_up,
-                           a->mlp_bias, err);
-        if (!rc)
-            rc = load_proj(ld, NAME("%s.%d.mlp.down_proj", p, l), D, F, &lw->w_down, &lw->b_down,
-                           a->mlp_bias, err);
-        if (!rc && a->mlp_bias) {
-            rc = load_bias(ld, NAME("%s.%d.mlp.gate_proj.bias", p, l), F, &lw->b_gate, err);
-            if (!rc)
-                rc = load_bias(ld, NAME("%s.%d.mlp.up_proj.bias", p, l), F, &lw->b_up, err);
-            if (!rc)
-                rc = load_bias(ld, NAME("%s.%d.mlp.down_proj.bias", p, l), D, &lw->b_down, err);
-        }
+            rc = load_block(ld, &mlp, l, D, err);
     }
-#undef NAME
     if (!rc)
-        rc = load_vec(ld, "model.norm.weight", D, &m->final_norm, err);
+        rc = tname(m, VRT_T_FINAL_NORM, 0, ".weight", name, err);
+    if (!rc)
+        rc = load_vec(ld, name, D, &m->final_norm, err);
     if (rc)
         return rc;
     if (a->tied_embeddings) {
         m->lm_head = m->embed;
         return 0;
     }
-    if (!vrt_checkpoint_find(&m->ck, "lm_head.weight"))
+    if ((rc = tname(m, VRT_T_LM_HEAD, 0, ".weight", name, err)) != 0)
+        return rc;
+    if (!vrt_checkpoint_find(&m->ck, name))
         return vrt_err_set(err, VRT_ENOENT,
-                           "%s: tensor lm_head.weight is missing and tie_word_embeddings is "
-                           "false in config.json; the checkpoint is incomplete",
-                           m->ck.dir);
-    return load_mat(ld, "lm_head.weight", V, D, &m->lm_head, err);
+                           "%s: tensor %s is missing and tie_word_embeddings is false in "
+                           "config.json; the checkpoint is incomplete",
+                           m->ck.dir, name);
+    return load_mat(ld, name, V, D, &m->lm_head, err);
 }
 
 static int parse_dtype(const char *s, int *auto_dtype, int *dt, vrt_err *err)
@@ -486,19 +487,20 @@ int vrt_model_load(vrt_model **out, const char *dir, vrt_backend *be,
         rc = vrt_quant_config_agrees(&m->qc, opts->quantize, err);
     if (!rc && auto_dtype) {
         /* The storage dtype of the embedding decides (BF16 runs as F16). */
-        const vrt_st_tensor *t = vrt_checkpoint_find(&m->ck, "model.embed_tokens.weight");
+        char name[256];
+        rc = tname(m, VRT_T_EMBED, 0, ".weight", name, err);
+        const vrt_st_tensor *t = rc ? NULL : vrt_checkpoint_find(&m->ck, name);
         m->wdtype = t && t->dtype == VRT_ST_F32 ? VRT_DT_F32 : VRT_DT_F16;
     }
     if (!rc) {
-        const char *need[] = {"embed", "rmsnorm", "rope", "matmul", "silu_mul", "add"};
-        vrt_op ops[] = {VRT_OP_EMBED,  VRT_OP_RMSNORM,  VRT_OP_ROPE,
-                        VRT_OP_MATMUL, VRT_OP_SILU_MUL, VRT_OP_ADD};
-        for (size_t i = 0; i < sizeof ops / sizeof ops[0] && !rc; i++)
+        vrt_op ops[VRT_OP_COUNT];
+        int n_ops = vrt_arch_ops(&m->arch, ops, VRT_OP_COUNT);
+        for (int i = 0; i < n_ops && !rc; i++)
             if (!be->supports_op(be, ops[i], m->wdtype))
                 rc = vrt_err_set(err, VRT_EUNSUPPORTED,
                                  "backend %s cannot run %s with %s weights; set model.dtype to "
                                  "another value or use device.kind = \"cpu\"",
-                                 be->name, need[i], vrt_dtype_name(m->wdtype));
+                                 be->name, vrt_op_name(ops[i]), vrt_dtype_name(m->wdtype));
         if (!rc && m->qc.method != VRT_QUANT_NONE && !be->supports_op(be, VRT_OP_MATMUL, VRT_DT_Q4))
             rc = vrt_err_set(err, VRT_EUNSUPPORTED,
                              "backend %s cannot run int4 (%s) matmuls; use device.kind = "
@@ -526,14 +528,6 @@ int vrt_model_load(vrt_model **out, const char *dir, vrt_backend *be,
 }
 
 static void ws_free(vrt_model *m);
-
-void vrt__model_graphs_free(vrt_model *m)
-{
-    for (int i = 0; i < m->n_graphs; i++)
-        if (m->graph_cache[i].graph && m->be->graph_free)
-            m->be->graph_free(m->be, m->graph_cache[i].graph);
-    m->n_graphs = 0;
-}
 
 void vrt_model_free(vrt_model *m)
 {
@@ -621,8 +615,6 @@ static void ws_free(vrt_model *m)
     w->epoch = epoch + 1; /* recorded graphs point to the freed buffers */
 }
 
-/* Makes the workspace hold T tokens, n_out logit rows, n_seqs sequences with
- * max_blocks blocks each; grows (never shrinks) the buffers. */
 int vrt__model_workspace(vrt_model *m, int T, int n_out, int n_seqs, int max_blocks, vrt_err *err)
 {
     vrt_workspace *w = &m->ws;

@@ -22,24 +22,6 @@
 #include "model/hf_config.h"
 #include "model/quant.h"
 
-enum { VRT_NORM_RMS = 0, VRT_NORM_LAYER = 1 };
-enum { VRT_MLP_SILU_GATED = 0, VRT_MLP_GELU_GATED = 1, VRT_MLP_GELU = 2 };
-
-/* What distinguishes one architecture's forward pass from another's. */
-typedef struct vrt_arch_desc {
-    const char *name;     /* "llama" */
-    int norm_kind;        /* VRT_NORM_* */
-    float norm_w_offset;  /* RMSNorm weight offset (Gemma 1.0, else 0) */
-    int rope_interleaved; /* 0: rotate_half (HF), 1: pairs (2i, 2i+1) */
-    int rot_dim;          /* rotary dims per head (<= head_dim, even) */
-    int mlp_kind;         /* VRT_MLP_* */
-    int gelu_tanh;        /* GELU flavour for the GELU MLPs */
-    bool attn_bias;       /* q/k/v/o biases */
-    bool mlp_bias;        /* gate/up/down biases */
-    bool tied_embeddings; /* lm_head = embed_tokens */
-    int sliding_window;   /* 0 = none */
-} vrt_arch_desc;
-
 typedef struct vrt_layer_weights {
     vrt_weight attn_norm;            /* [D] */
     vrt_weight wq, wk, wv, wo;       /* [H*hd][D], [Hkv*hd][D] x2, [D][H*hd] */
@@ -66,19 +48,19 @@ typedef struct vrt_workspace {
 
 /* A recorded decode step (CUDA graph) for `bucket` sequences. */
 typedef struct vrt_graph_entry {
-    int bucket, max_blocks;   /* batch size and block table width it was recorded for */
-    const void *kv_id;        /* the KV cache (its first layer's K) */
+    int bucket, max_blocks; /* batch size and block table width it was recorded for */
+    const void *kv_id;      /* the KV cache (its first layer's K) */
     uint64_t ws_epoch, be_epoch;
-    int seen;                 /* ran eagerly once (warm-up) */
-    void *graph;              /* the backend's handle, or NULL */
+    int seen;    /* ran eagerly once (warm-up) */
+    void *graph; /* the backend's handle, or NULL */
 } vrt_graph_entry;
 
 #define VRT_MAX_GRAPHS 32
 
 typedef struct vrt_model_load_opts {
-    const char *dtype; /* "float16" (default), "float32" or "auto" (as stored;
-                          BF16 becomes F16) */
-    int quiet;         /* no progress output */
+    const char *dtype;    /* "float16" (default), "float32" or "auto" (as stored;
+                             BF16 becomes F16) */
+    int quiet;            /* no progress output */
     const char *quantize; /* model.quantize: NULL accepts what the checkpoint
                              is; "none", "gptq" or "awq" must match it */
 } vrt_model_load_opts;
@@ -141,7 +123,9 @@ int vrt_model_load(vrt_model **out, const char *dir, vrt_backend *be,
                    const vrt_model_load_opts *opts, vrt_err *err);
 void vrt_model_free(vrt_model *m);
 
-/* The architecture description for a config (errors list what is supported). */
+/* The architecture description for a config: its row's descriptor completed
+ * from the config (arch.c). Errors list what is supported, or name the
+ * feature the forward pass lacks. */
 int vrt_arch_describe(const vrt_model_config *c, vrt_arch_desc *a, vrt_err *err);
 
 int vrt_kv_cache_init(vrt_kv_cache *kv, const vrt_model *m, int num_blocks, int block_size,
