@@ -1019,6 +1019,43 @@ static void update_gauges(vrt_engine *e)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* One turn of the engine loop: a step, then, when nothing could run, what
+ * unblocks the queue. */
+static void engine_turn(vrt_engine *e)
+{
+    int ran = step(e);
+    update_gauges(e);
+    if (!ran && e->n_waiting > 0 && e->n_running == 0) {
+        /* Nothing fits although nothing runs: the head of the queue can
+         * never be scheduled (cannot happen with a valid plan). */
+        ereq *r = e->waiting[0];
+        remove_at(e->waiting, &e->n_waiting, 0);
+        VRT_WARN("engine: request %s failed: the KV cache (%d blocks of %d tokens) cannot "
+                 "hold its %d tokens",
+                 r->lid, e->rt->pool.num_blocks, e->rt->pool.block_size, r->len);
+        fail(e, r, VRT_ENOSPC, "the KV cache cannot hold this request");
+    } else if (!ran && e->n_running > 0) {
+        /* Chunked prefills each holding part of the blocks and none
+         * able to go on: free the newest one's blocks. */
+        preempt_at(e, e->n_running - 1);
+    }
+}
+
+/* Shutdown: everything still in flight ends with an error. */
+static void fail_all(vrt_engine *e)
+{
+    take_incoming(e);
+    while (e->n_running > 0) {
+        ereq *r = e->running[--e->n_running];
+        fail(e, r, VRT_ECANCELED, "the server is shutting down");
+    }
+    while (e->n_waiting > 0) {
+        ereq *r = e->waiting[--e->n_waiting];
+        fail(e, r, VRT_ECANCELED, "the server is shutting down");
+    }
+    update_gauges(e);
+}
+
 static void *engine_main(void *arg)
 {
     vrt_engine *e = arg;
@@ -1031,35 +1068,26 @@ static void *engine_main(void *arg)
         pthread_mutex_unlock(&e->mu);
         if (stopping)
             break;
-        int ran = step(e);
-        update_gauges(e);
-        if (!ran && e->n_waiting > 0 && e->n_running == 0) {
-            /* Nothing fits although nothing runs: the head of the queue can
-             * never be scheduled (cannot happen with a valid plan). */
-            ereq *r = e->waiting[0];
-            remove_at(e->waiting, &e->n_waiting, 0);
-            VRT_WARN("engine: request %s failed: the KV cache (%d blocks of %d tokens) cannot "
-                     "hold its %d tokens",
-                     r->lid, e->rt->pool.num_blocks, e->rt->pool.block_size, r->len);
-            fail(e, r, VRT_ENOSPC, "the KV cache cannot hold this request");
-        } else if (!ran && e->n_running > 0) {
-            /* Chunked prefills each holding part of the blocks and none
-             * able to go on: free the newest one's blocks. */
-            preempt_at(e, e->n_running - 1);
-        }
+        engine_turn(e);
     }
-    /* Shutdown: everything still in flight ends with an error. */
-    take_incoming(e);
-    while (e->n_running > 0) {
-        ereq *r = e->running[--e->n_running];
-        fail(e, r, VRT_ECANCELED, "the server is shutting down");
-    }
-    while (e->n_waiting > 0) {
-        ereq *r = e->waiting[--e->n_waiting];
-        fail(e, r, VRT_ECANCELED, "the server is shutting down");
-    }
-    update_gauges(e);
+    fail_all(e);
     return NULL;
+}
+
+/* A new engine for rt with policy pol (taken over), without its thread and
+ * without the batching settings; NULL when out of memory. */
+static vrt_engine *engine_alloc(vrt_runtime *rt, vrt_policy *pol)
+{
+    vrt_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->policy = pol;
+    e->t_start = now_s();
+    e->rt = rt;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    e->stats.num_blocks = e->stats.free_blocks = rt->pool.num_blocks;
+    return e;
 }
 
 int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, const vrt_config *cfg, vrt_err *err)
@@ -1120,22 +1148,16 @@ int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, const vrt_config *cfg, 
     int prc = vrt_policy_load(&pol, cfg, POLICY_BUDGET_S, POLICY_DEADLINE_S, err);
     if (prc)
         return prc;
-    vrt_engine *e = calloc(1, sizeof *e);
+    vrt_engine *e = engine_alloc(rt, pol);
     if (!e) {
         vrt_policy_free(pol);
         return vrt_err_set(err, VRT_ENOMEM, "out of memory");
     }
-    e->policy = pol;
-    e->t_start = now_s();
-    e->rt = rt;
     e->max_concurrent = max_concurrent;
     e->max_batch_size = cfg->batching.max_batch_size;
     e->max_waiting_tokens = cfg->batching.max_waiting_tokens;
     e->waiting_served_ratio = cfg->batching.waiting_served_ratio;
     e->chunked_prefill = cfg->batching.chunked_prefill;
-    pthread_mutex_init(&e->mu, NULL);
-    pthread_cond_init(&e->cv, NULL);
-    e->stats.num_blocks = e->stats.free_blocks = rt->pool.num_blocks;
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         vrt_policy_free(e->policy);
         pthread_mutex_destroy(&e->mu);
@@ -1170,6 +1192,8 @@ void vrt_engine_destroy(vrt_engine *e)
     pthread_mutex_unlock(&e->mu);
     if (e->thread_started)
         pthread_join(e->thread, NULL);
+    else
+        fail_all(e); /* a synchronous engine: its requests end here */
     /* Requests submitted after the thread saw `stopping`. */
     while (e->incoming_head) {
         ereq *r = e->incoming_head;
@@ -1195,4 +1219,53 @@ void vrt_engine_destroy(vrt_engine *e)
     free(e->views);
     vrt_policy_free(e->policy);
     free(e);
+}
+
+/* ---- the synchronous engine (the runtime's generate) ------------------------ */
+
+int vrt__engine_create_sync(vrt_engine **out, vrt_runtime *rt, vrt_err *err)
+{
+    *out = NULL;
+    if (!rt)
+        return vrt_err_set(err, VRT_EINVAL, "vrt__engine_create_sync: no runtime");
+    /* No policy: fcfs in C (one request at a time has nothing to order). */
+    vrt_engine *e = engine_alloc(rt, NULL);
+    if (!e)
+        return vrt_err_set(err, VRT_ENOMEM, "out of memory");
+    e->max_concurrent = 1;
+    e->chunked_prefill = 1;
+    *out = e;
+    return 0;
+}
+
+int vrt__engine_step_once(vrt_engine *e)
+{
+    if (e->thread_started)
+        return 0; /* the engine's own thread runs its steps */
+    engine_turn(e);
+    return vrt_engine_in_flight(e) > 0;
+}
+
+int vrt__engine_end(vrt_engine *e, uint64_t id)
+{
+    if (e->thread_started)
+        return 0;
+    take_incoming(e);
+    for (int i = 0; i < e->n_running; i++)
+        if (e->running[i]->id == id) {
+            ereq *r = e->running[i];
+            remove_at(e->running, &e->n_running, i);
+            finish(e, r, "length");
+            update_gauges(e);
+            return 1;
+        }
+    for (int i = 0; i < e->n_waiting; i++)
+        if (e->waiting[i]->id == id) {
+            ereq *r = e->waiting[i];
+            remove_at(e->waiting, &e->n_waiting, i);
+            finish(e, r, "length");
+            update_gauges(e);
+            return 1;
+        }
+    return 0;
 }
