@@ -82,6 +82,7 @@ struct vrt_engine {
     int chunked_prefill;    /* batching.chunked_prefill */
     pthread_t thread;
     int thread_started;
+    int sync; /* vrt__engine_create_sync: no thread; no per-request log lines */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     /* Shared with submitters (under mu). */
@@ -120,6 +121,14 @@ struct vrt_engine {
     float *logits;
     int cap_tokens, cap_seqs, cap_rows;
 };
+
+/* A DEBUG line about one request: the server's engine logs each request's
+ * course; generate's synchronous engine does not (its caller reports). */
+#define REQ_DEBUG(e, ...)                                                                          \
+    do {                                                                                           \
+        if (!(e)->sync)                                                                            \
+            VRT_DEBUG(__VA_ARGS__);                                                                \
+    } while (0)
 
 static double now_s(void)
 {
@@ -168,7 +177,7 @@ static void finish(vrt_engine *e, ereq *r, const char *reason)
             reason = "stop_sequence";
     }
     double t = now_s();
-    VRT_DEBUG("engine: request %s finished: %s, %d prompt + %d generated tokens", r->lid,
+    REQ_DEBUG(e, "engine: request %s finished: %s, %d prompt + %d generated tokens", r->lid,
               rc ? "error" : reason, r->n_prompt, r->len - r->n_prompt);
     if (rc) {
         emit_error(r, rc, err.msg);
@@ -197,7 +206,7 @@ static void finish(vrt_engine *e, ereq *r, const char *reason)
 
 static void fail(vrt_engine *e, ereq *r, int code, const char *msg)
 {
-    VRT_DEBUG("engine: request %s failed: %s", r->lid, msg);
+    REQ_DEBUG(e, "engine: request %s failed: %s", r->lid, msg);
     emit_error(r, code, msg);
     pthread_mutex_lock(&e->mu);
     e->in_flight--;
@@ -849,7 +858,8 @@ static int step(vrt_engine *e)
         }
         if (r->t_sched == 0) {
             r->t_sched = now_s();
-            VRT_DEBUG("engine: request %s scheduled (%d prompt tokens, %d from the prefix "
+            REQ_DEBUG(e,
+                      "engine: request %s scheduled (%d prompt tokens, %d from the prefix "
                       "cache; waited %.3f s)",
                       r->lid, r->n_prompt, r->computed, r->t_sched - r->t_submit);
         }
@@ -1232,6 +1242,7 @@ int vrt__engine_create_sync(vrt_engine **out, vrt_runtime *rt, vrt_err *err)
     vrt_engine *e = engine_alloc(rt, NULL);
     if (!e)
         return vrt_err_set(err, VRT_ENOMEM, "out of memory");
+    e->sync = 1;
     e->max_concurrent = 1;
     e->chunked_prefill = 1;
     *out = e;
@@ -1240,7 +1251,7 @@ int vrt__engine_create_sync(vrt_engine **out, vrt_runtime *rt, vrt_err *err)
 
 int vrt__engine_step_once(vrt_engine *e)
 {
-    if (e->thread_started)
+    if (!e->sync)
         return 0; /* the engine's own thread runs its steps */
     engine_turn(e);
     return vrt_engine_in_flight(e) > 0;
@@ -1248,7 +1259,7 @@ int vrt__engine_step_once(vrt_engine *e)
 
 int vrt__engine_end(vrt_engine *e, uint64_t id)
 {
-    if (e->thread_started)
+    if (!e->sync)
         return 0;
     take_incoming(e);
     for (int i = 0; i < e->n_running; i++)
