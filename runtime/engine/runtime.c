@@ -642,8 +642,7 @@ int vrt_runtime_generate_ids(vrt_runtime *rt, const int32_t *ids, int n, const v
         if (!vrt__engine_step_once(e) && !c.done) {
             /* Idle without the request's last event: cannot happen. */
             c.rc = vrt_err_set(err, VRT_EINVAL,
-                               "generate: the engine went idle before the "
-                               "request ended");
+                               "generate: the engine went idle before the request ended");
             break;
         }
     }
