@@ -72,6 +72,7 @@ struct vrt_engine {
     int max_concurrent; /* batching.max_concurrent_requests */
     pthread_t thread;
     int thread_started;
+    int sync; /* vrt__engine_create_sync: no thread; no per-request log lines */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     /* Shared with submitters (under mu). */
@@ -100,6 +101,14 @@ struct vrt_engine {
     float *logits;
     int cap_tokens, cap_seqs, cap_rows;
 };
+
+/* A DEBUG line about one request: the server's engine logs each request's
+ * course; generate's synchronous engine does not (its caller reports). */
+#define REQ_DEBUG(e, ...)                                                                          \
+    do {                                                                                           \
+        if (!(e)->sync)                                                                            \
+            VRT_DEBUG(__VA_ARGS__);                                                                \
+    } while (0)
 
 static double now_s(void)
 {
@@ -156,7 +165,7 @@ static void finish(vrt_engine *e, ereq *r, const char *reason)
             reason = "stop_sequence";
     }
     double t = now_s();
-    VRT_DEBUG("engine: request %s finished: %s, %d prompt + %d generated tokens", r->lid,
+    REQ_DEBUG(e, "engine: request %s finished: %s, %d prompt + %d generated tokens", r->lid,
               rc ? "error" : reason, r->s.n_prompt, r->s.len - r->s.n_prompt);
     if (rc) {
         emit_error(r, rc, err.msg);
@@ -182,7 +191,7 @@ static void finish(vrt_engine *e, ereq *r, const char *reason)
 
 static void fail(vrt_engine *e, ereq *r, int code, const char *msg)
 {
-    VRT_DEBUG("engine: request %s failed: %s", r->lid, msg);
+    REQ_DEBUG(e, "engine: request %s failed: %s", r->lid, msg);
     emit_error(r, code, msg);
     drop(e, r);
 }
@@ -486,7 +495,8 @@ static void carry_out(vrt_engine *e, vrt_sched_plan *pl)
         ereq *r = ereq_of(pl->admitted[i]);
         if (r->t_sched == 0) {
             r->t_sched = now_s();
-            VRT_DEBUG("engine: request %s scheduled (%d prompt tokens, %d from the prefix "
+            REQ_DEBUG(e,
+                      "engine: request %s scheduled (%d prompt tokens, %d from the prefix "
                       "cache; waited %.3f s)",
                       r->lid, r->s.n_prompt, r->s.computed, r->t_sched - r->s.t_submit);
         }
@@ -763,6 +773,24 @@ static void update_gauges(vrt_engine *e)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* One turn of the engine loop: a step, then, when nothing could run, what
+ * unblocks the queue. */
+static void engine_turn(vrt_engine *e)
+{
+    int ran = step(e);
+    update_gauges(e);
+    if (!ran)
+        unstick(e);
+}
+
+/* Shutdown: everything still in flight ends with an error. */
+static void fail_all(vrt_engine *e)
+{
+    take_incoming(e);
+    drain(e);
+    update_gauges(e);
+}
+
 static void *engine_main(void *arg)
 {
     vrt_engine *e = arg;
@@ -774,15 +802,25 @@ static void *engine_main(void *arg)
         pthread_mutex_unlock(&e->mu);
         if (stopping)
             break;
-        int ran = step(e);
-        update_gauges(e);
-        if (!ran)
-            unstick(e);
+        engine_turn(e);
     }
-    take_incoming(e);
-    drain(e);
-    update_gauges(e);
+    fail_all(e);
     return NULL;
+}
+
+/* A new engine for rt with policy pol (taken over), without its thread and
+ * without the batching settings; NULL when out of memory. */
+static vrt_engine *engine_alloc(vrt_runtime *rt, vrt_policy *pol)
+{
+    vrt_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->policy = pol;
+    e->rt = rt;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_cond_init(&e->cv, NULL);
+    e->stats.num_blocks = e->stats.free_blocks = rt->pool.num_blocks;
+    return e;
 }
 
 int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, const vrt_config *cfg, vrt_err *err)
@@ -843,13 +881,11 @@ int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, const vrt_config *cfg, 
     int prc = vrt_policy_load(&pol, cfg, POLICY_BUDGET_S, POLICY_DEADLINE_S, err);
     if (prc)
         return prc;
-    vrt_engine *e = calloc(1, sizeof *e);
+    vrt_engine *e = engine_alloc(rt, pol);
     if (!e) {
         vrt_policy_free(pol);
         return vrt_err_set(err, VRT_ENOMEM, "out of memory");
     }
-    e->policy = pol;
-    e->rt = rt;
     e->max_concurrent = max_concurrent;
     vrt_sched_config sc = {
         .max_batch_prefill_tokens = rt->max_prefill,
@@ -861,9 +897,6 @@ int vrt_engine_create(vrt_engine **out, vrt_runtime *rt, const vrt_config *cfg, 
         .block_bytes = vrt_kv_block_bytes(&rt->m->cfg, rt->pool.block_size),
     };
     vrt_sched_init(&e->sched, &rt->pool, pol, &sc, now_s());
-    pthread_mutex_init(&e->mu, NULL);
-    pthread_cond_init(&e->cv, NULL);
-    e->stats.num_blocks = e->stats.free_blocks = rt->pool.num_blocks;
     if (pthread_create(&e->thread, NULL, engine_main, e) != 0) {
         vrt_policy_free(e->policy);
         pthread_mutex_destroy(&e->mu);
@@ -898,6 +931,8 @@ void vrt_engine_destroy(vrt_engine *e)
     pthread_mutex_unlock(&e->mu);
     if (e->thread_started)
         pthread_join(e->thread, NULL);
+    else
+        fail_all(e); /* a synchronous engine: its requests end here */
     /* Requests submitted after the thread saw `stopping`. */
     while (e->incoming_head) {
         ereq *r = e->incoming_head;
@@ -920,4 +955,56 @@ void vrt_engine_destroy(vrt_engine *e)
     vrt_sched_plan_free(&e->plan);
     vrt_policy_free(e->policy);
     free(e);
+}
+
+/* ---- the synchronous engine (the runtime's generate) ------------------------ */
+
+int vrt__engine_create_sync(vrt_engine **out, vrt_runtime *rt, vrt_err *err)
+{
+    *out = NULL;
+    if (!rt)
+        return vrt_err_set(err, VRT_EINVAL, "vrt__engine_create_sync: no runtime");
+    /* No policy: fcfs in C (one request at a time has nothing to order). */
+    vrt_engine *e = engine_alloc(rt, NULL);
+    if (!e)
+        return vrt_err_set(err, VRT_ENOMEM, "out of memory");
+    e->sync = 1;
+    e->max_concurrent = 1;
+    /* One sequence: the prefill budget and the KV cache of the runtime, as
+     * configured; the batching limits do not apply. */
+    vrt_sched_config sc = {
+        .max_batch_prefill_tokens = rt->max_prefill,
+        .chunked_prefill = 1,
+        .swap_bytes = rt->swap_bytes,
+        .block_bytes = vrt_kv_block_bytes(&rt->m->cfg, rt->pool.block_size),
+    };
+    vrt_sched_init(&e->sched, &rt->pool, NULL, &sc, now_s());
+    *out = e;
+    return 0;
+}
+
+int vrt__engine_step_once(vrt_engine *e)
+{
+    if (!e->sync)
+        return 0; /* the engine's own thread runs its steps */
+    engine_turn(e);
+    return vrt_engine_in_flight(e) > 0;
+}
+
+int vrt__engine_end(vrt_engine *e, uint64_t id)
+{
+    if (!e->sync)
+        return 0;
+    take_incoming(e);
+    vrt_sched *sc = &e->sched;
+    vrt_sched_req **lists[] = {sc->running, sc->waiting, sc->arrivals};
+    const int counts[] = {sc->n_running, sc->n_waiting, sc->n_arrivals};
+    for (int l = 0; l < 3; l++)
+        for (int i = 0; i < counts[l]; i++)
+            if (lists[l][i]->id == id) {
+                finish(e, ereq_of(lists[l][i]), "length"); /* drop() takes it out */
+                update_gauges(e);
+                return 1;
+            }
+    return 0;
 }

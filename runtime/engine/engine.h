@@ -160,4 +160,28 @@ void vrt_engine_set_trace_hook(vrt_engine *e, vrt_engine_trace_fn fn, void *ud);
 /* Requests running + waiting. */
 int vrt_engine_in_flight(vrt_engine *e);
 
+/* ---- a synchronous engine (the runtime's generate) --------------------------
+ * The same engine without its own thread: it runs only inside
+ * vrt__engine_step_once, on the caller's thread, so between calls it holds
+ * neither the model nor any KV block (once nothing is in flight), and the
+ * runtime's other functions (logits, tokenize, a resize) may run. It takes
+ * the runtime's KV cache as it is (no resize, no prefix cache unless one is
+ * already enabled), the built-in fcfs order (no policy thread: one request
+ * at a time has nothing to order) and one request in flight. Submit, cancel,
+ * stats and the hooks work as for any engine; events and hooks run inside
+ * vrt__engine_step_once and vrt__engine_end. */
+int vrt__engine_create_sync(vrt_engine **out, vrt_runtime *rt, vrt_err *err);
+/* One turn of the engine loop (what its thread does each time it wakes):
+ * takes submitted requests and cancellations, runs one step. Returns 1
+ * while requests are still in flight, 0 when none is (also on an engine
+ * with its own thread, where it does nothing). */
+int vrt__engine_step_once(vrt_engine *e);
+/* Ends request id now, as if it had reached its length limit: the text the
+ * detokenizer and the stop checker still hold is flushed, and it finishes
+ * with a FINISH event of reason "length" (or "stop_sequence" when that text
+ * completes a stop string). For a synchronous engine between its steps (a
+ * caller that stops streaming); returns 1 if the request was found, 0 if
+ * not (or on an engine with its own thread: use vrt_engine_cancel). */
+int vrt__engine_end(vrt_engine *e, uint64_t id);
+
 #endif

@@ -1,17 +1,20 @@
 /* runtime.c — one loaded model with its tokenizer, backend and KV cache:
  * the vrt_runtime_* API of vrt.h behind `v100rt generate` and Lua scripts.
  *
- * Generation here is one sequence at a time (the continuous-batching engine
- * of `v100rt serve` drives the same forward pass with many): the prompt is
- * prefilled in chunks of at most batching.max_batch_prefill_tokens, then
- * tokens are decoded one by one; each new token goes through the sampler,
- * the stop token ids, the incremental detokenizer and the stop-string
- * checker, and the text that became final is streamed to the caller.
+ * Generation is a synchronous client of the engine (engine.h), the one
+ * path of `v100rt serve` too: vrt_runtime_generate_ids submits its request
+ * to the runtime's own engine, which has no thread and runs its steps on
+ * the caller's thread until the request ends (scheduling, chunked prefill,
+ * sampling, stop ids, detokenization and stop strings are the engine's),
+ * and fills the result from the engine's events. Between calls that engine
+ * holds nothing, so logits (one sequence, in prefill chunks) and the rest
+ * use the model and the KV cache directly.
  */
 #include "vrt.h"
 
 #include "core/err.h"
 #include "core/log.h"
+#include "engine/engine.h"
 #include "engine/kv_blocks.h"
 #include "engine/plan.h"
 #include "engine/runtime_int.h"
@@ -23,14 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 void vrt_free(void *p)
 {
@@ -122,9 +117,8 @@ static int plan_device(vrt_runtime *rt, const vrt_config *cfg, const char *quant
     }
     VRT_INFO("memory plan (from %.2f GiB free of %.2f GiB): %lld KV blocks of %d tokens "
              "(%lld tokens, %lld sequences of %lld)",
-             free_b / 1073741824.0, total_b / 1073741824.0, (long long)p.num_blocks,
-             in.block_size, (long long)p.kv_tokens, (long long)p.full_length_seqs,
-             (long long)total);
+             free_b / 1073741824.0, total_b / 1073741824.0, (long long)p.num_blocks, in.block_size,
+             (long long)p.kv_tokens, (long long)p.full_length_seqs, (long long)total);
     free(table);
     rt->plan_blocks = p.num_blocks;
     return 0;
@@ -193,9 +187,8 @@ int vrt__runtime_open_cfg(vrt_runtime **out, const vrt_config *cfg, vrt_err *err
     if (!rc)
         rt->m->graphs = cfg->kernels.cuda_graphs ? 1 : 0;
     if (!rc) {
-        rc = vrt_tokenizer_load(&rt->tok, cfg->model.tokenizer ? cfg->model.tokenizer
-                                                                : cfg->model.path,
-                                err);
+        rc = vrt_tokenizer_load(&rt->tok,
+                                cfg->model.tokenizer ? cfg->model.tokenizer : cfg->model.path, err);
         if (rc)
             vrt_err_prefix(err, "loading the tokenizer: ");
     }
@@ -220,8 +213,9 @@ int vrt__runtime_open_cfg(vrt_runtime **out, const vrt_config *cfg, vrt_err *err
                           ? 0.0
                           : cfg->cache.swap_space;
     rt->swap_bytes = (int64_t)(swap_gib * 1024.0 * 1024.0 * 1024.0);
-    rt->max_input = (int)(cfg->batching.max_input_tokens < max_total ? cfg->batching.max_input_tokens
-                                                                     : max_total - 1);
+    rt->max_input =
+        (int)(cfg->batching.max_input_tokens < max_total ? cfg->batching.max_input_tokens
+                                                         : max_total - 1);
     rt->max_prefill = (int)cfg->batching.max_batch_prefill_tokens;
     int bs = cfg->cache.block_size;
     rt->max_blocks = (int)((max_total + bs - 1) / bs);
@@ -275,6 +269,7 @@ void vrt_runtime_close(vrt_runtime *rt)
 {
     if (!rt)
         return;
+    vrt_engine_destroy(rt->gen_engine);
     vrt_sample_scratch_free(&rt->scratch);
     if (rt->pool.num_blocks)
         vrt_block_pool_free(&rt->pool);
@@ -374,52 +369,7 @@ int vrt_runtime_detokenize(vrt_runtime *rt, const int32_t *ids, int n, int skip_
                                 len, err);
 }
 
-/* ---- one sequence through the model ---------------------------------------- */
-
-/* Runs ids[from..to) of a sequence whose blocks are s; logits of every new
- * token (all = 1) or of the last one go to out. */
-static int run_tokens(vrt_runtime *rt, vrt_seq_blocks *s, const int32_t *ids, int from, int to,
-                      int all, float *out, vrt_err *err)
-{
-    int32_t *table = NULL, *rows = NULL;
-    int rc = vrt_block_pool_reserve(&rt->pool, s, to, err);
-    if (rc == VRT_ENOSPC)
-        return vrt_err_set(err, VRT_ENOSPC,
-                           "the KV cache (%d blocks of %d) cannot hold %d tokens: raise "
-                           "cache.num_blocks",
-                           rt->pool.num_blocks, rt->pool.block_size, to);
-    if (rc)
-        return rc;
-    table = calloc((size_t)rt->max_blocks, sizeof *table);
-    rows = all ? malloc((size_t)rt->max_prefill * sizeof *rows) : NULL;
-    if (!table || (all && !rows)) {
-        rc = vrt_err_set(err, VRT_ENOMEM, "out of memory");
-        goto out;
-    }
-    memcpy(table, s->ids, (size_t)s->n * sizeof *table);
-    const int V = rt->m->cfg.vocab_size;
-    for (int at = from; at < to && !rc;) {
-        int chunk = to - at < rt->max_prefill ? to - at : rt->max_prefill;
-        int32_t q_start[2] = {0, chunk}, ctx[1] = {at + chunk};
-        if (all)
-            for (int i = 0; i < chunk; i++)
-                rows[i] = i;
-        vrt_batch b = {.n_seqs = 1,
-                       .tokens = ids + at,
-                       .q_start = q_start,
-                       .ctx_len = ctx,
-                       .block_table = table,
-                       .max_blocks_per_seq = rt->max_blocks,
-                       .out_rows = all ? rows : NULL,
-                       .n_out = all ? chunk : 1};
-        rc = vrt_model_forward(rt->m, &rt->kv, &b, all ? out + (size_t)(at - from) * V : out, err);
-        at += chunk;
-    }
-out:
-    free(table);
-    free(rows);
-    return rc;
-}
+/* ---- logits of one sequence -------------------------------------------------- */
 
 int vrt_runtime_logits(vrt_runtime *rt, const int32_t *ids, int n, float *out, vrt_err *err)
 {
@@ -430,7 +380,43 @@ int vrt_runtime_logits(vrt_runtime *rt, const int32_t *ids, int n, float *out, v
                            "logits: %d tokens, more than batching.max_total_tokens (%d)", n,
                            rt->max_total);
     vrt_seq_blocks s = {0};
-    int rc = run_tokens(rt, &s, ids, 0, n, 1, out, err);
+    int32_t *table = NULL, *rows = NULL;
+    int rc = vrt_block_pool_reserve(&rt->pool, &s, n, err);
+    if (rc == VRT_ENOSPC)
+        rc = vrt_err_set(err, VRT_ENOSPC,
+                         "the KV cache (%d blocks of %d) cannot hold %d tokens: raise "
+                         "cache.num_blocks",
+                         rt->pool.num_blocks, rt->pool.block_size, n);
+    if (rc)
+        goto out;
+    table = calloc((size_t)rt->max_blocks, sizeof *table);
+    rows = malloc((size_t)rt->max_prefill * sizeof *rows);
+    if (!table || !rows) {
+        rc = vrt_err_set(err, VRT_ENOMEM, "out of memory");
+        goto out;
+    }
+    memcpy(table, s.ids, (size_t)s.n * sizeof *table);
+    const int V = rt->m->cfg.vocab_size;
+    /* In chunks of at most max_batch_prefill_tokens, as the engine prefills. */
+    for (int at = 0; at < n && !rc;) {
+        int chunk = n - at < rt->max_prefill ? n - at : rt->max_prefill;
+        int32_t q_start[2] = {0, chunk}, ctx[1] = {at + chunk};
+        for (int i = 0; i < chunk; i++)
+            rows[i] = i;
+        vrt_batch b = {.n_seqs = 1,
+                       .tokens = ids + at,
+                       .q_start = q_start,
+                       .ctx_len = ctx,
+                       .block_table = table,
+                       .max_blocks_per_seq = rt->max_blocks,
+                       .out_rows = rows,
+                       .n_out = chunk};
+        rc = vrt_model_forward(rt->m, &rt->kv, &b, out + (size_t)at * V, err);
+        at += chunk;
+    }
+out:
+    free(table);
+    free(rows);
     vrt_block_pool_release(&rt->pool, &s);
     return rc;
 }
@@ -476,34 +462,6 @@ static int text_put(vrt_gen_result *r, size_t *cap, const char *s, size_t n)
     return 0;
 }
 
-typedef struct gen_state {
-    vrt_detok detok;
-    vrt_stop_checker stop;
-    vrt_stop_out sout;
-    size_t text_cap;
-    int stopped_by_caller;
-} gen_state;
-
-/* Feeds one token's text through the detokenizer and stop checker; returns
- * 1 when a stop string matched. */
-static int emit(vrt_runtime *rt, gen_state *g, int32_t tok, vrt_stream_fn fn, void *ud,
-                vrt_gen_result *res, int flush, vrt_err *err)
-{
-    int matched;
-    int rc = vrt__text_step(&g->detok, &g->stop, &g->sout, tok, flush, &matched, err);
-    if (rc)
-        return rc;
-    if (g->sout.len) {
-        if (text_put(res, &g->text_cap, g->sout.data, g->sout.len))
-            return vrt_err_set(err, VRT_ENOMEM, "out of memory");
-        if (fn && !g->stopped_by_caller && fn(ud, g->sout.data, g->sout.len) != 0)
-            g->stopped_by_caller = 1;
-        g->sout.len = 0;
-    }
-    (void)rt;
-    return matched >= 0 ? 1 : 0;
-}
-
 int vrt__runtime_check_request(const vrt_runtime *rt, const int32_t *ids, int n, int max_new_tokens,
                                const int32_t *stop_ids, int n_stop_ids,
                                const vrt_sampling_params *sp, vrt_err *err)
@@ -539,107 +497,159 @@ int vrt__runtime_check_request(const vrt_runtime *rt, const int32_t *ids, int n,
     return 0;
 }
 
+/* ---- generate: a synchronous client of the engine ---------------------------- */
+
+int vrt__runtime_engine(vrt_runtime *rt, vrt_engine **out, vrt_err *err)
+{
+    if (!rt->gen_engine) {
+        int rc = vrt__engine_create_sync(&rt->gen_engine, rt, err);
+        if (rc)
+            return rc;
+    }
+    *out = rt->gen_engine;
+    return 0;
+}
+
+/* One generate call as the engine's events fill its result. */
+typedef struct gen_client {
+    vrt_gen_result *res;
+    size_t text_cap;
+    int max_new;
+    vrt_stream_fn fn;
+    void *ud;
+    int stop_asked; /* fn returned non-zero, or the text could not grow */
+    int oom;
+    int done; /* the FINISH or ERROR event came */
+    vrt_err *err;
+    int rc;
+} gen_client;
+
+/* The finish reasons as vrt.h names them (the result outlives the event). */
+static const char *finish_reason_of(const char *r)
+{
+    if (strcmp(r, "eos_token") == 0)
+        return "eos_token";
+    if (strcmp(r, "stop_sequence") == 0)
+        return "stop_sequence";
+    return "length";
+}
+
+/* Text that became final: into the result, and to the caller until it asks
+ * to stop. */
+static void client_text(gen_client *c, const char *text, size_t len)
+{
+    if (!len)
+        return;
+    if (text_put(c->res, &c->text_cap, text, len)) {
+        c->oom = c->stop_asked = 1;
+        return;
+    }
+    if (c->fn && !c->stop_asked && c->fn(c->ud, text, len) != 0)
+        c->stop_asked = 1;
+}
+
+static void on_gen_event(void *ud, const vrt_engine_event *ev)
+{
+    gen_client *c = ud;
+    vrt_gen_result *res = c->res;
+    switch (ev->kind) {
+    case VRT_EV_TOKEN:
+        if (res->tokens && res->logprobs && res->n_tokens < c->max_new) {
+            res->tokens[res->n_tokens] = ev->token;
+            res->logprobs[res->n_tokens++] = ev->logprob;
+        }
+        client_text(c, ev->text, ev->text_len);
+        break;
+    case VRT_EV_FINISH:
+        client_text(c, ev->text, ev->text_len);
+        res->finish_reason = finish_reason_of(ev->finish_reason);
+        res->n_prompt_tokens = ev->n_prompt_tokens;
+        res->seed = ev->seed;
+        /* From the engine's times: submit to the first token (the prompt's
+         * prefill and one sample), then the rest. */
+        res->prefill_s = ev->ttft_s;
+        res->decode_s = ev->total_s - ev->ttft_s;
+        res->prefill_tok_s = res->prefill_s > 0 ? res->n_prompt_tokens / res->prefill_s : 0;
+        res->decode_tok_s =
+            res->decode_s > 0 && res->n_tokens > 1 ? (res->n_tokens - 1) / res->decode_s : 0;
+        c->done = 1;
+        break;
+    case VRT_EV_ERROR:
+        c->rc = vrt_err_set(c->err, ev->err_code ? ev->err_code : VRT_EINVAL, "%s",
+                            ev->err_msg ? ev->err_msg : "generation failed");
+        c->done = 1;
+        break;
+    }
+}
+
 int vrt_runtime_generate_ids(vrt_runtime *rt, const int32_t *ids, int n, const vrt_gen_params *p,
                              vrt_stream_fn fn, void *ud, vrt_gen_result *res, vrt_err *err)
 {
     memset(res, 0, sizeof *res);
     if (!rt || !ids || !p)
         return vrt_err_set(err, VRT_EINVAL, "generate: NULL argument");
-    vrt_sampling_params sp = vrt_sampling_params_default();
-    sp.do_sample = p->do_sample && p->temperature > 0.0f;
-    sp.temperature = p->temperature > 0.0f ? p->temperature : 1.0f;
-    sp.top_k = p->top_k;
-    sp.top_p = p->top_p;
-    sp.typical_p = p->typical_p;
-    sp.min_p = p->min_p;
-    sp.repetition_penalty = p->repetition_penalty;
-    sp.frequency_penalty = p->frequency_penalty;
-    sp.presence_penalty = p->presence_penalty;
-    sp.n_logprobs = p->n_logprobs;
-    sp.seed = p->has_seed ? p->seed : vrt_rng_random_seed();
-    int rc = vrt__runtime_check_request(rt, ids, n, p->max_new_tokens, p->stop_ids, p->n_stop_ids,
-                                        &sp, err);
+    if (rt->generating)
+        return vrt_err_set(err, VRT_EINVAL,
+                           "generate: called again from inside a generate's stream callback; "
+                           "one generation at a time per runtime");
+    vrt_request_params rp = {0};
+    vrt_sampling_params *sp = &rp.sampling;
+    *sp = vrt_sampling_params_default();
+    sp->do_sample = p->do_sample && p->temperature > 0.0f;
+    sp->temperature = p->temperature > 0.0f ? p->temperature : 1.0f;
+    sp->top_k = p->top_k;
+    sp->top_p = p->top_p;
+    sp->typical_p = p->typical_p;
+    sp->min_p = p->min_p;
+    sp->repetition_penalty = p->repetition_penalty;
+    sp->frequency_penalty = p->frequency_penalty;
+    sp->presence_penalty = p->presence_penalty;
+    sp->n_logprobs = p->n_logprobs;
+    sp->seed = p->has_seed ? p->seed : vrt_rng_random_seed();
+    rp.max_new_tokens = p->max_new_tokens;
+    rp.stop = p->stop;
+    rp.n_stop = p->n_stop;
+    rp.stop_ids = p->stop_ids;
+    rp.n_stop_ids = p->n_stop_ids;
+    rp.ignore_eos = p->ignore_eos;
+    vrt_engine *e;
+    int rc = vrt__runtime_engine(rt, &e, err);
     if (rc)
         return rc;
-    const int V = rt->m->cfg.vocab_size;
-    res->seed = sp.seed;
-    res->n_prompt_tokens = n;
-
-    gen_state g = {0};
-    vrt_seq_blocks s = {0};
-    int32_t *toks = malloc((size_t)(n + p->max_new_tokens) * sizeof *toks);
-    float *logits = malloc((size_t)V * sizeof *logits);
+    /* The engine checks the request (vrt__runtime_check_request) before
+     * anything is allocated here. */
+    gen_client c = {.res = res, .max_new = p->max_new_tokens, .fn = fn, .ud = ud, .err = err};
+    uint64_t id;
+    rc = vrt_engine_submit(e, ids, n, &rp, on_gen_event, &c, &id, err);
+    if (rc)
+        return rc;
     res->tokens = malloc((size_t)p->max_new_tokens * sizeof *res->tokens);
     res->logprobs = malloc((size_t)p->max_new_tokens * sizeof *res->logprobs);
     res->text = calloc(1, 1);
-    if (!toks || !logits || !res->tokens || !res->logprobs || !res->text) {
+    c.text_cap = res->text ? 1 : 0;
+    if (!res->tokens || !res->logprobs || !res->text)
+        c.oom = c.stop_asked = 1;
+    rt->generating = 1;
+    int ended = 0;
+    while (!c.done) {
+        if (c.stop_asked && !ended) {
+            /* The caller stopped (or the result cannot grow): the request
+             * ends now, its held text flushed, as "length". */
+            ended = 1;
+            if (vrt__engine_end(e, id))
+                continue;
+        }
+        if (!vrt__engine_step_once(e) && !c.done) {
+            /* Idle without the request's last event: cannot happen. */
+            c.rc = vrt_err_set(err, VRT_EINVAL,
+                               "generate: the engine went idle before the request ended");
+            break;
+        }
+    }
+    rt->generating = 0;
+    rc = c.rc;
+    if (!rc && c.oom)
         rc = vrt_err_set(err, VRT_ENOMEM, "out of memory");
-        goto out;
-    }
-    g.text_cap = 1;
-    memcpy(toks, ids, (size_t)n * sizeof *toks);
-    vrt_detok_init(&g.detok, rt->tok, 1);
-    /* The output continues the prompt: its first token keeps its space. */
-    rc = vrt_detok_prime(&g.detok, ids, (size_t)n, err);
-    if (!rc)
-        rc = vrt_stop_init(&g.stop, p->stop, p->n_stop, err);
-    if (rc)
-        goto out;
-    vrt_rng rng;
-    vrt_rng_seed(&rng, sp.seed);
-
-    double t0 = now_s(), t1 = t0;
-    int len = n, done = 0;
-    res->finish_reason = "length";
-    rc = run_tokens(rt, &s, toks, 0, n, 0, logits, err);
-    while (!rc && !done) {
-        vrt_sample_result sr;
-        rc = vrt_sample(&sp, logits, V, toks, n, toks + n, len - n, &rng, &rt->scratch, &sr, err);
-        if (rc)
-            break;
-        if (len == n)
-            t1 = now_s();
-        int32_t tok = sr.token;
-        int is_eos = !p->ignore_eos && vrt_is_stop_token(rt->eos, rt->n_eos, tok);
-        int is_stop_id = vrt_is_stop_token(p->stop_ids, p->n_stop_ids, tok);
-        toks[len++] = tok;
-        res->tokens[res->n_tokens] = tok;
-        res->logprobs[res->n_tokens++] = sr.logprob;
-        if (is_eos || is_stop_id) {
-            res->finish_reason = is_eos ? "eos_token" : "stop_sequence";
-            break;
-        }
-        int r = emit(rt, &g, tok, fn, ud, res, 0, err);
-        if (r < 0) {
-            rc = r;
-            break;
-        }
-        if (r == 1) {
-            res->finish_reason = "stop_sequence";
-            break;
-        }
-        if (len - n >= p->max_new_tokens || g.stopped_by_caller)
-            break;
-        rc = run_tokens(rt, &s, toks, len - 1, len, 0, logits, err);
-    }
-    if (!rc && strcmp(res->finish_reason, "stop_sequence") != 0) {
-        int r = emit(rt, &g, 0, fn, ud, res, 1, err);
-        if (r < 0)
-            rc = r;
-    }
-    double t2 = now_s();
-    res->prefill_s = t1 - t0;
-    res->decode_s = t2 - t1;
-    res->prefill_tok_s = res->prefill_s > 0 ? n / res->prefill_s : 0;
-    res->decode_tok_s =
-        res->decode_s > 0 && res->n_tokens > 1 ? (res->n_tokens - 1) / res->decode_s : 0;
-out:
-    vrt_block_pool_release(&rt->pool, &s);
-    vrt_detok_free(&g.detok);
-    vrt_stop_free(&g.stop);
-    vrt_stop_out_free(&g.sout);
-    free(toks);
-    free(logits);
     if (rc)
         vrt_gen_result_free(res);
     return rc;

@@ -1,6 +1,7 @@
-/* runtime_int.h — the inside of vrt_runtime, shared by runtime.c (one
- * sequence at a time: generate, logits) and engine.c (continuous batching),
- * which takes over the same model, KV cache and tokenizer.
+/* runtime_int.h — the inside of vrt_runtime, shared by runtime.c (logits
+ * of one sequence; generate, through its synchronous engine) and engine.c
+ * (continuous batching), which takes over the same model, KV cache and
+ * tokenizer.
  */
 #ifndef VRT_ENGINE_RUNTIME_INT_H
 #define VRT_ENGINE_RUNTIME_INT_H
@@ -27,10 +28,12 @@ struct vrt_runtime {
     int32_t eos[VRT_MAX_EOS + 1];
     int n_eos;
     char desc[512];
-    int64_t cfg_num_blocks; /* cache.num_blocks as configured; 0 = derived */
-    int64_t plan_blocks;    /* KV blocks the GPU memory plan leaves (0 = no plan: cpu) */
-    int prefix_caching;     /* cache.prefix_caching */
-    int64_t swap_bytes;     /* cache.swap_space in bytes; 0 = preemption by recompute */
+    int64_t cfg_num_blocks;        /* cache.num_blocks as configured; 0 = derived */
+    int64_t plan_blocks;           /* KV blocks the GPU memory plan leaves (0 = no plan: cpu) */
+    int prefix_caching;            /* cache.prefix_caching */
+    int64_t swap_bytes;            /* cache.swap_space in bytes; 0 = preemption by recompute */
+    struct vrt_engine *gen_engine; /* generate's synchronous engine (made on first use) */
+    int generating;                /* 1 inside vrt_runtime_generate_ids */
 };
 
 /* Opens the runtime of a loaded config (vrt_config_load_src: a file or a
@@ -68,5 +71,10 @@ int vrt__text_step(vrt_detok *d, vrt_stop_checker *stop, vrt_stop_out *out, int3
 int vrt__runtime_check_request(const vrt_runtime *rt, const int32_t *ids, int n, int max_new_tokens,
                                const int32_t *stop_ids, int n_stop_ids,
                                const vrt_sampling_params *sp, vrt_err *err);
+
+/* The runtime's synchronous engine (engine.h, vrt__engine_create_sync),
+ * made on first use: vrt_runtime_generate[_ids] submits its request there
+ * and runs the engine's steps until it ends. */
+int vrt__runtime_engine(vrt_runtime *rt, struct vrt_engine **out, vrt_err *err);
 
 #endif
