@@ -280,11 +280,6 @@ static void cu_destroy(vrt_backend *b)
 
 /* ---- launch errors and the dense projection ---- */
 
-static int cu_read_back(void *owner, void *dst, const void *src, size_t n, vrt_err *err)
-{
-    return cu_copy_to_host(((cuda_ctx *)owner)->b, dst, src, n, err);
-}
-
 static int cu_launch_error(void *owner, int status, const char *op, vrt_err *err)
 {
     cuda_ctx *c = owner;
@@ -422,12 +417,11 @@ VRT_EXPORT int vrt_cuda_backend_create_dev(vrt_backend **out, int threads, int c
     c->k = (vrt_gpu_kernels){
         .name = "cuda",
         .owner = c,
-        .read_back = cu_read_back,
         .launch_error = cu_launch_error,
         .no_custom = !custom_kernels,
-        .matmul = cu_matmul,
+        .matmul_lib = cu_matmul,
         .matmul_q4_large = cu_matmul_q4_large,
-        VRT_GPU_LAUNCHERS,
+        VRT_GPU_LAUNCHERS
     };
     b->name = "cuda";
     b->ctx = c;

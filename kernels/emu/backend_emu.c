@@ -48,7 +48,7 @@ int vrt__cuda_emu_backend_create(vrt_backend **out, int threads, int custom_kern
         .name = "cuda-emu",
         .no_custom = !custom_kernels,
         .launch_error = emu_launch_error,
-        VRT_GPU_LAUNCHERS,
+        VRT_GPU_LAUNCHERS
     };
     b->name = "cuda-emu";
     b->ctx = k;

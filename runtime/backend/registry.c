@@ -1,4 +1,4 @@
-/* registry.c — the backends by name, and the names of ops and dtypes.
+/* registry.c — the backends by name, the names of dtypes, and the cuda plugin.
  *
  * vrt_backend_create("cpu", ...) is the one way the runtime gets a backend.
  * "cuda-emu" runs the CUDA kernels on the CPU (kernels/emu). "cuda" lives
@@ -21,29 +21,6 @@
 #include <unistd.h>
 
 #define CUDA_LIB "libv100rt-cuda.so"
-
-static const char *const op_names[VRT_OP_COUNT] = {
-    [VRT_OP_EMBED] = "embed",
-    [VRT_OP_RMSNORM] = "rmsnorm",
-    [VRT_OP_LAYERNORM] = "layernorm",
-    [VRT_OP_ROPE] = "rope",
-    [VRT_OP_MATMUL] = "matmul",
-    [VRT_OP_SILU_MUL] = "silu_mul",
-    [VRT_OP_GELU_MUL] = "gelu_mul",
-    [VRT_OP_GELU] = "gelu",
-    [VRT_OP_ADD] = "add",
-    [VRT_OP_KV_STORE] = "kv_store",
-    [VRT_OP_ATTN_PREFILL] = "attention_prefill",
-    [VRT_OP_ATTN_DECODE] = "attention_decode",
-    [VRT_OP_MOE_TOPK] = "moe_topk",
-};
-
-const char *vrt_op_name(vrt_op op)
-{
-    if ((int)op < 0 || op >= VRT_OP_COUNT || !op_names[op])
-        return "unknown";
-    return op_names[op];
-}
 
 const char *vrt_dtype_name(int dtype)
 {

@@ -16,6 +16,7 @@
 #include "test.h"
 
 #include "backend/backend.h"
+#include "backend/ops.h"
 #include "backend/half.h"
 #include "core/err.h"
 #include "cpu/cpu.h"
@@ -385,7 +386,7 @@ TEST(ops_embed)
                 ASSERT_EQ_INT(dbuf_new(&did, b, sizeof(int32_t) * T, ids), 0);
                 ASSERT_EQ_INT(dbuf_new(&dout, b, sizeof(float) * T * D, NULL), 0);
                 vrt_err err = {0};
-                ASSERT_OK(b->embed(b, dout.p, &tab.dev, did.p, T, &err), &err);
+                ASSERT_OK(vrt_op_embed(b, dout.p, &tab.dev, did.p, T, &err), &err);
                 float *got = malloc(sizeof(float) * T * D);
                 double *ref = malloc(sizeof(double) * T * D);
                 int g = dbuf_read(&dout, got, "embed out") == 0;
@@ -445,10 +446,10 @@ TEST(ops_norms)
                     float eps = kind == 1 ? 1e-6f : 1e-5f;
                     if (!ln) {
                         float wo = kind == 1 ? 1.0f : 0.0f;
-                        ASSERT_OK(b->rmsnorm(b, res->p, dx.p, &w.dev, T, D, eps, wo, &err), &err);
+                        ASSERT_OK(vrt_op_rmsnorm(b, res->p, dx.p, &w.dev, T, D, eps, wo, &err), &err);
                         vrt_ref_rmsnorm(ref, x, &w.host, T, D, eps, wo);
                     } else {
-                        ASSERT_OK(b->layernorm(b, dout.p, dx.p, &w.dev,
+                        ASSERT_OK(vrt_op_layernorm(b, dout.p, dx.p, &w.dev,
                                                kind == 2 ? &bias.dev : NULL, T, D, eps, &err),
                                   &err);
                         vrt_ref_layernorm(ref, x, &w.host, kind == 2 ? &bias.host : NULL, T, D,
@@ -509,7 +510,7 @@ TEST(ops_rope)
             ASSERT_EQ_INT(dbuf_new(&dp, b, T * sizeof(int32_t), pos), 0);
             ASSERT_EQ_INT(dbuf_new(&df, b, rd / 2 * sizeof(float), inv_freq), 0);
             vrt_err err = {0};
-            ASSERT_OK(b->rope(b, dx.p, dp.p, T, H, hd, rd, il, df.p, &err), &err);
+            ASSERT_OK(vrt_op_rope(b, dx.p, dp.p, T, H, hd, rd, il, df.p, &err), &err);
             float *got = malloc(n * sizeof(float));
             double *ref = malloc(n * sizeof(double));
             int g = dbuf_read(&dx, got, "rope x") == 0;
@@ -553,7 +554,7 @@ TEST(ops_add_rmsnorm)
             ASSERT_EQ_INT(dbuf_new(&dx, b, n * 4, x), 0);
             ASSERT_EQ_INT(dbuf_new(&da, b, n * 4, a), 0);
             vrt_err err = {0};
-            ASSERT_OK(b->add_rmsnorm(b, dx.p, da.p, da.p, &w.dev, T, D, 1e-5f, 0.0f, &err), &err);
+            ASSERT_OK(vrt_op_add_rmsnorm(b, dx.p, da.p, da.p, &w.dev, T, D, 1e-5f, 0.0f, &err), &err);
             float *got_x = malloc(n * 4), *got = malloc(n * 4);
             double *ref = malloc(n * sizeof(double)), *ref_x = malloc(n * sizeof(double));
             int g = dbuf_read(&dx, got_x, "x") == 0 && dbuf_read(&da, got, "out") == 0;
@@ -620,7 +621,7 @@ TEST(ops_matmul_group)
                     bsv[i] = i == 1 ? NULL : dbias[i].p; /* one without bias */
                 }
                 vrt_err err = {0};
-                ASSERT_OK(b->matmul_group(b, n, ys, dx.p, ws, bsv, T, &err), &err);
+                ASSERT_OK(vrt_op_matmul_group(b, n, ys, dx.p, ws, bsv, T, &err), &err);
                 for (int i = 0; i < n; i++) {
                     const int N = shapes[si][2 + i];
                     float *got = malloc(sizeof(float) * T * N);
@@ -689,7 +690,7 @@ TEST(ops_matmul)
                 ASSERT_EQ_INT(dbuf_new(&dy, b, sizeof(float) * T * N, NULL), 0);
                 ASSERT_EQ_INT(dbuf_new(&dbias, b, sizeof(float) * N, bias), 0);
                 vrt_err err = {0};
-                ASSERT_OK(b->matmul(b, dy.p, dx.p, &w.dev, hb ? dbias.p : NULL, T, &err), &err);
+                ASSERT_OK(vrt_op_matmul(b, dy.p, dx.p, &w.dev, hb ? dbias.p : NULL, T, &err), &err);
                 float *got = malloc(sizeof(float) * T * N);
                 double *ref = malloc(sizeof(double) * T * N);
                 int g = dbuf_read(&dy, got, "matmul y") == 0;
@@ -832,7 +833,7 @@ TEST(ops_matmul_q4)
             ASSERT_EQ_INT(dbuf_new(&dy, b, sizeof(float) * T * N, NULL), 0);
             ASSERT_EQ_INT(dbuf_new(&dbias, b, sizeof(float) * N, bias), 0);
             vrt_err err = {0};
-            ASSERT_OK(b->matmul(b, dy.p, dx.p, &w.dev, hb ? dbias.p : NULL, T, &err), &err);
+            ASSERT_OK(vrt_op_matmul(b, dy.p, dx.p, &w.dev, hb ? dbias.p : NULL, T, &err), &err);
             float *got = malloc(sizeof(float) * T * N);
             double *ref = malloc(sizeof(double) * T * N);
             int g = dbuf_read(&dy, got, "matmul y") == 0;
@@ -874,23 +875,23 @@ TEST(ops_matmul_q4_errors)
         vrt_err err = {0};
         vrt_weight bad = w.dev;
         bad.q4 = NULL;
-        ASSERT_EQ_INT(b->matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
+        ASSERT_EQ_INT(vrt_op_matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
         ASSERT_CONTAINS(err.msg, "descriptor");
         vrt_q4 q = w.dq;
         q.n_groups = 2;
         bad.q4 = &q;
-        ASSERT_EQ_INT(b->matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
+        ASSERT_EQ_INT(vrt_op_matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
         ASSERT_CONTAINS(err.msg, "expected ceil(96 / 32) = 3");
         q = w.dq;
         q.group_size = 48;
-        ASSERT_EQ_INT(b->matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
+        ASSERT_EQ_INT(vrt_op_matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
         ASSERT_CONTAINS(err.msg, "group_size 48");
         q = w.dq;
         q.scales = NULL;
-        ASSERT_EQ_INT(b->matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
+        ASSERT_EQ_INT(vrt_op_matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
         /* q4 is a matmul dtype only */
         ASSERT(!b->supports_op(b, VRT_OP_RMSNORM, VRT_DT_Q4));
-        ASSERT_EQ_INT(b->rmsnorm(b, dy.p, dy.p, &w.dev, 1, 8, 1e-5f, 0, &err), VRT_EUNSUPPORTED);
+        ASSERT_EQ_INT(vrt_op_rmsnorm(b, dy.p, dy.p, &w.dev, 1, 8, 1e-5f, 0, &err), VRT_EUNSUPPORTED);
         dbuf_free(&dx);
         dbuf_free(&dy);
         tq4_free(&w);
@@ -941,25 +942,25 @@ TEST(ops_elementwise)
                 dbuf *res = &dout;
                 switch (k) {
                 case 0:
-                    rc = b->silu_mul(b, dout.p, da.p, dc.p, n, &err);
+                    rc = vrt_op_silu_mul(b, dout.p, da.p, dc.p, n, &err);
                     vrt_ref_silu_mul(ref, a, c, n);
                     break;
                 case 1:
                 case 2:
-                    rc = b->gelu_mul(b, dout.p, da.p, dc.p, n, k == 2, &err);
+                    rc = vrt_op_gelu_mul(b, dout.p, da.p, dc.p, n, k == 2, &err);
                     vrt_ref_gelu_mul(ref, a, c, n, k == 2);
                     break;
                 case 3:
                 case 4:
-                    rc = b->gelu(b, dout.p, da.p, n, k == 4, &err);
+                    rc = vrt_op_gelu(b, dout.p, da.p, n, k == 4, &err);
                     vrt_ref_gelu(ref, a, n, k == 4);
                     break;
                 case 5:
-                    rc = b->add(b, dout.p, da.p, dc.p, n, &err);
+                    rc = vrt_op_add(b, dout.p, da.p, dc.p, n, &err);
                     vrt_ref_add(ref, a, c, n);
                     break;
                 default:
-                    rc = b->add(b, da.p, da.p, dc.p, n, &err);
+                    rc = vrt_op_add(b, da.p, da.p, dc.p, n, &err);
                     vrt_ref_add(ref, a, c, n);
                     res = &da;
                 }
@@ -1014,7 +1015,7 @@ TEST(ops_moe_topk)
                 ASSERT_EQ_INT(dbuf_new(&di, b, sizeof(int32_t) * T * k, NULL), 0);
                 ASSERT_EQ_INT(dbuf_new(&dw, b, sizeof(float) * T * k, NULL), 0);
                 vrt_err err = {0};
-                ASSERT_OK(b->moe_topk(b, dx.p, T, E, k, rn, di.p, dw.p, &err), &err);
+                ASSERT_OK(vrt_op_moe_topk(b, dx.p, T, E, k, rn, di.p, dw.p, &err), &err);
                 int32_t *gi = malloc(sizeof(int32_t) * T * k),
                         *ri = malloc(sizeof(int32_t) * T * k);
                 float *gw = malloc(sizeof(float) * T * k);
@@ -1087,7 +1088,7 @@ TEST(ops_kv_store)
             ASSERT_EQ_INT(dbuf_new(&dkc, b, csz * 2, kc), 0);
             ASSERT_EQ_INT(dbuf_new(&dvc, b, csz * 2, vc), 0);
             vrt_err err = {0};
-            ASSERT_OK(b->kv_store(b, dkc.p, dvc.p, dk.p, dv.p, ds.p, T, KVH, hd, num_slots, &err),
+            ASSERT_OK(vrt_op_kv_store(b, dkc.p, dvc.p, dk.p, dv.p, ds.p, T, KVH, hd, num_slots, &err),
                       &err);
             uint16_t *gk = malloc(csz * 2), *gv = malloc(csz * 2);
             int g = dbuf_read(&dkc, gk, "k_cache") == 0;
@@ -1233,8 +1234,8 @@ static int attn_run(vrt_backend *b, const attn_case *c, int decode)
     snprintf(shape, sizeof shape, "%s T=%d heads=%d:%d hd=%d bs=%d", c->name, T, H, KVH, hd, bs);
     vrt_err err = {0};
     int rc = !ok      ? -1
-             : decode ? b->attention_decode(b, dout.p, dq.p, dkc.p, dvc.p, &dev, &err)
-                      : b->attention_prefill(b, dout.p, dq.p, dkc.p, dvc.p, &dev, &err);
+             : decode ? vrt_op_attention_decode(b, dout.p, dq.p, dkc.p, dvc.p, &dev, &err)
+                      : vrt_op_attention_prefill(b, dout.p, dq.p, dkc.p, dvc.p, &dev, &err);
     double e = INFINITY;
     int g = 0;
     if (rc == 0) {
@@ -1305,34 +1306,34 @@ TEST(ops_errors)
         dbuf did, dout;
         ASSERT_EQ_INT(dbuf_new(&did, b, sizeof ids, ids), 0);
         ASSERT_EQ_INT(dbuf_new(&dout, b, 3 * 8 * 4, NULL), 0);
-        ASSERT_EQ_INT(b->embed(b, dout.p, &tab.dev, did.p, 3, &err), VRT_ERANGE);
+        ASSERT_EQ_INT(vrt_op_embed(b, dout.p, &tab.dev, did.p, 3, &err), VRT_ERANGE);
         ASSERT_CONTAINS(err.msg, "token id 10");
         ASSERT_CONTAINS(err.msg, "10 rows");
         ids[1] = -1;
         ASSERT_OK(b->copy_to_device(b, did.p, ids, sizeof ids, &err), &err);
-        ASSERT_EQ_INT(b->embed(b, dout.p, &tab.dev, did.p, 3, &err), VRT_ERANGE);
+        ASSERT_EQ_INT(vrt_op_embed(b, dout.p, &tab.dev, did.p, 3, &err), VRT_ERANGE);
         /* matmul: unknown dtype, and q4 where unsupported */
         vrt_weight bad = tab.dev;
         bad.dtype = 7;
         err = (vrt_err){0};
-        int rc = b->matmul(b, dout.p, dout.p, &bad, NULL, 1, &err);
+        int rc = vrt_op_matmul(b, dout.p, dout.p, &bad, NULL, 1, &err);
         ASSERT(rc == VRT_EINVAL || rc == VRT_EUNSUPPORTED);
         ASSERT_CONTAINS(err.msg, "dtype");
         ASSERT(!b->supports_op(b, VRT_OP_MATMUL, 7));
         if (!b->supports_op(b, VRT_OP_MATMUL, VRT_DT_Q4)) {
             bad.dtype = VRT_DT_Q4;
-            ASSERT_EQ_INT(b->matmul(b, dout.p, dout.p, &bad, NULL, 1, &err), VRT_EUNSUPPORTED);
+            ASSERT_EQ_INT(vrt_op_matmul(b, dout.p, dout.p, &bad, NULL, 1, &err), VRT_EUNSUPPORTED);
             ASSERT_CONTAINS(err.msg, "q4");
         }
         /* rmsnorm: weight of the wrong size */
-        ASSERT_EQ_INT(b->rmsnorm(b, dout.p, dout.p, &tab.dev, 1, 8, 1e-5f, 0, &err), VRT_EINVAL);
+        ASSERT_EQ_INT(vrt_op_rmsnorm(b, dout.p, dout.p, &tab.dev, 1, 8, 1e-5f, 0, &err), VRT_EINVAL);
         ASSERT_CONTAINS(err.msg, "expected 8");
         /* moe: k > E (an op without a kernel says so instead) */
-        ASSERT_EQ_INT(b->moe_topk(b, dout.p, 1, 4, 5, 1, did.p, dout.p, &err),
+        ASSERT_EQ_INT(vrt_op_moe_topk(b, dout.p, 1, 4, 5, 1, did.p, dout.p, &err),
                       b->supports_op(b, VRT_OP_MOE_TOPK, VRT_DT_F32) ? VRT_ERANGE
                                                                      : VRT_EUNSUPPORTED);
         /* rope: odd rot_dim */
-        ASSERT_EQ_INT(b->rope(b, dout.p, did.p, 1, 1, 8, 3, 0, dout.p, &err), VRT_EINVAL);
+        ASSERT_EQ_INT(vrt_op_rope(b, dout.p, did.p, 1, 1, 8, 3, 0, dout.p, &err), VRT_EINVAL);
         dbuf_free(&did);
         dbuf_free(&dout);
         tweight_free(&tab);
@@ -1349,7 +1350,7 @@ TEST(ops_errors)
         ASSERT_EQ_INT(dbuf_new(&dv, b, sizeof cache, cache), 0);
         ASSERT_EQ_INT(dbuf_new(&dkv, b, sizeof kv, kv), 0);
         ASSERT_EQ_INT(dbuf_new(&ds, b, sizeof slots, slots), 0);
-        ASSERT_EQ_INT(b->kv_store(b, dk.p, dv.p, dkv.p, dkv.p, ds.p, 2, KVH, HD, SLOTS, &err),
+        ASSERT_EQ_INT(vrt_op_kv_store(b, dk.p, dv.p, dkv.p, dkv.p, ds.p, 2, KVH, HD, SLOTS, &err),
                       VRT_ERANGE);
         ASSERT_CONTAINS(err.msg, "slot 16");
         ASSERT_EQ_INT(dbuf_read(&dk, back, "k_cache"), 0);
@@ -1373,14 +1374,14 @@ TEST(ops_errors)
                             .n_kv_heads = 2,
                             .head_dim = HD,
                             .num_blocks = 2};
-        ASSERT_EQ_INT(b->attention_decode(b, dq.p, dq.p, dk.p, dv.p, &a, &err), VRT_EINVAL);
+        ASSERT_EQ_INT(vrt_op_attention_decode(b, dq.p, dq.p, dk.p, dv.p, &a, &err), VRT_EINVAL);
         ASSERT_CONTAINS(err.msg, "2 query tokens");
         table[1][0] = 2; /* num_blocks is 2 */
         ASSERT_OK(b->copy_to_device(b, dtab.p, table, sizeof table, &err), &err);
-        ASSERT_EQ_INT(b->attention_prefill(b, dq.p, dq.p, dk.p, dv.p, &a, &err), VRT_ERANGE);
+        ASSERT_EQ_INT(vrt_op_attention_prefill(b, dq.p, dq.p, dk.p, dv.p, &a, &err), VRT_ERANGE);
         ASSERT_CONTAINS(err.msg, "physical block 2");
         a.n_kv_heads = 3; /* does not divide n_heads */
-        ASSERT_EQ_INT(b->attention_prefill(b, dq.p, dq.p, dk.p, dv.p, &a, &err), VRT_EINVAL);
+        ASSERT_EQ_INT(vrt_op_attention_prefill(b, dq.p, dq.p, dk.p, dv.p, &a, &err), VRT_EINVAL);
         dbuf_free(&dk);
         dbuf_free(&dv);
         dbuf_free(&dkv);
