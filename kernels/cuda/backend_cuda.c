@@ -3,10 +3,12 @@
  * Built only when nvcc exists, with the nvcc-compiled kernels into
  * libv100rt-cuda.so, which ./v100rt loads at startup (dlopen, see
  * runtime/backend/registry.c): ./v100rt itself needs no CUDA library and
- * runs on machines without one. The .so calls back into ./v100rt for the
- * shared ops (kernels/gpu/gpu_ops.c) and the error functions (the binary
- * is linked with -rdynamic); it is linked with -Bsymbolic so that its own
- * launchers, not the cuda-emu ones of the binary, are the ones it calls.
+ * runs on machines without one. The boundary is one-way: the .so carries
+ * its own copy of the shared ops (kernels/gpu/gpu_ops.c) and of the error
+ * functions (runtime/core/err.c) and calls nothing in ./v100rt; it is
+ * linked with -Bsymbolic so that its own launchers, not the cuda-emu ones
+ * of the binary, are the ones it calls. It exports its ABI version
+ * (vrt_cuda_backend_abi), which the binary checks before anything else.
  *
  * Everything runs on one stream per backend. Every CUDA and cuBLAS call
  * goes through CU() / BLAS(), which turn a failure into a vrt error with
@@ -400,6 +402,10 @@ static int setup(cuda_ctx *c, vrt_err *err)
              VRT_CUDA_ARCHS);
     return 0;
 }
+
+/* The contract this plugin was built against: ./v100rt checks it before
+ * calling anything else here (registry.c, vrt__cuda_plugin_open). */
+VRT_EXPORT const int vrt_cuda_backend_abi = VRT_BACKEND_ABI_VERSION;
 
 /* The entry point ./v100rt looks up with dlsym. */
 VRT_EXPORT int vrt_cuda_backend_create_dev(vrt_backend **out, int threads, int custom_kernels,

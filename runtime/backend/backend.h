@@ -126,8 +126,24 @@ const char *vrt_op_name(vrt_op op);
 const char *vrt_dtype_name(int dtype);
 /* Whether op takes weights of weight_dtype by the weights column of ops.def
  * (ops without weights take any): the supports_op of a backend that runs
- * every op it lists. */
-bool vrt_op_weights(vrt_backend *b, vrt_op op, int weight_dtype);
+ * every op it lists. Inline, so that the cuda plugin has its own. */
+static inline bool vrt_op_weights(vrt_backend *b, vrt_op op, int weight_dtype)
+{
+    int w = -1;
+    switch (op) {
+#define VRT_OP(name, ENUM, weights, front, params, args)                                           \
+    case VRT_OP_##ENUM: w = weights; break;
+#include "backend/ops.def"
+#undef VRT_OP
+    case VRT_OP_COUNT: break;
+    }
+    if (w == VRT_OPW_NONE)
+        return true;
+    if (w == VRT_OPW_FLOAT || w == VRT_OPW_ANY)
+        return weight_dtype == VRT_DT_F32 || weight_dtype == VRT_DT_F16 ||
+               (w == VRT_OPW_ANY && weight_dtype == VRT_DT_Q4);
+    return false;
+}
 
 /* The version of this contract (struct vrt_backend, vrt_attn_batch,
  * vrt_weight, vrt_q4, the op list) between ./v100rt and the cuda plugin
@@ -214,6 +230,15 @@ int vrt_backend_create_opts(vrt_backend **out, const char *kind, const vrt_backe
 /* GPUs the cuda backend sees (0 if it is not built, cannot load, or sees
  * none; then why says which, when given). For device.kind = "auto". */
 int vrt_cuda_gpu_count(char *why, size_t why_len);
+/* Opens the cuda plugin at path and checks that it is one: it must export
+ * vrt_cuda_backend_abi equal to VRT_BACKEND_ABI_VERSION, and the entry
+ * points vrt_cuda_backend_create_dev and vrt_cuda_device_count (returned
+ * in *create and *count as untyped pointers). On a mismatch or a missing
+ * symbol it closes the library and returns VRT_EDEVICE with a message
+ * naming the file, both versions and the fix (rebuild). Used by the
+ * registry (registry.c) when it loads libv100rt-cuda.so, and by tests. */
+int vrt__cuda_plugin_open(const char *path, void **handle, void **create, void **count,
+                          vrt_err *err);
 /* Frees b and everything it owns (NULL is fine). */
 void vrt_backend_destroy(vrt_backend *b);
 /* The kinds, comma-separated: "cpu,cuda-emu", plus ",cuda" when

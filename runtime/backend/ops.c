@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-/* ---- the op list's own tables: names and default weight support ---- */
+/* ---- the names of the ops ---- */
 
 static const char *const op_names[VRT_OP_COUNT] = {
 #define VRT_OP(name, ENUM, weights, front, params, args) [VRT_OP_##ENUM] = #name,
@@ -23,11 +23,6 @@ static const char *const op_names[VRT_OP_COUNT] = {
 #undef VRT_OP
 };
 
-static const int op_weights[VRT_OP_COUNT] = {
-#define VRT_OP(name, ENUM, weights, front, params, args) [VRT_OP_##ENUM] = weights,
-#include "backend/ops.def"
-#undef VRT_OP
-};
 
 const char *vrt_op_name(vrt_op op)
 {
@@ -36,19 +31,6 @@ const char *vrt_op_name(vrt_op op)
     return op_names[op];
 }
 
-bool vrt_op_weights(vrt_backend *b, vrt_op op, int weight_dtype)
-{
-    if ((int)op < 0 || op >= VRT_OP_COUNT)
-        return false;
-    switch (op_weights[op]) {
-    case VRT_OPW_NONE: return true;
-    case VRT_OPW_FLOAT: return weight_dtype == VRT_DT_F32 || weight_dtype == VRT_DT_F16;
-    case VRT_OPW_ANY:
-        return weight_dtype == VRT_DT_F32 || weight_dtype == VRT_DT_F16 ||
-               weight_dtype == VRT_DT_Q4;
-    }
-    return false;
-}
 
 /* ---- helpers ---- */
 

@@ -20,7 +20,12 @@
 #include "backend/half.h"
 #include "core/err.h"
 #include "cpu/cpu.h"
+#include "model/model.h"
 #include "ref/ref.h"
+
+#include <dlfcn.h>
+#include <limits.h>
+#include <unistd.h>
 
 #include <stdlib.h>
 
@@ -1465,4 +1470,227 @@ TEST(backend_registry)
         ASSERT(strcmp(vrt_op_name((vrt_op)op), "unknown") != 0);
     ASSERT_EQ_STR(vrt_op_name(VRT_OP_COUNT), "unknown");
     ASSERT_EQ_STR(vrt_op_name(VRT_OP_ATTN_DECODE), "attention_decode");
+}
+
+/* ---- the validation seam: the checked front, the unchecked table ---- */
+
+/* A cpu backend whose ops count their calls: what reaches the table. */
+static int spy_calls;
+static vrt_backend *spy_inner;
+static vrt_attn_batch spy_batch; /* the batch the last attention call got */
+static int spy_embed(vrt_backend *b, float *out, const vrt_weight *table, const int32_t *ids, int T,
+                     vrt_err *err)
+{
+    spy_calls++;
+    return spy_inner->embed(spy_inner, out, table, ids, T, err);
+}
+static int spy_kv_store(vrt_backend *b, uint16_t *kc, uint16_t *vc, const float *k, const float *v,
+                        const int32_t *slots, int T, int kvh, int hd, int64_t num_slots,
+                        vrt_err *err)
+{
+    spy_calls++;
+    return spy_inner->kv_store(spy_inner, kc, vc, k, v, slots, T, kvh, hd, num_slots, err);
+}
+static int spy_prefill(vrt_backend *b, float *out, const float *q, const uint16_t *kc,
+                       const uint16_t *vc, const vrt_attn_batch *a, vrt_err *err)
+{
+    spy_calls++;
+    spy_batch = *a;
+    return spy_inner->attention_prefill(spy_inner, out, q, kc, vc, a, err);
+}
+
+/* The front refuses bad token ids, slots and batches before the backend
+ * is called, and passes good ones through (with n_tokens filled in). */
+TEST(ops_front_refuses_before_the_backend)
+{
+    vrt_err err = {0};
+    ASSERT_OK(vrt_backend_create(&spy_inner, "cpu", 1, &err), &err);
+    vrt_backend spy = *spy_inner;
+    spy.embed = spy_embed;
+    spy.kv_store = spy_kv_store;
+    spy.attention_prefill = spy_prefill;
+    spy_calls = 0;
+
+    float table[4 * 8] = {0}, out[2 * 8 * 2];
+    vrt_weight tab = {.data = table, .dtype = VRT_DT_F32, .rows = 4, .cols = 8};
+    int32_t ids[2] = {1, 4};
+    ASSERT_EQ_INT(vrt_op_embed(&spy, out, &tab, ids, 2, &err), VRT_ERANGE);
+    ASSERT_CONTAINS(err.msg, "token id 4 at position 1");
+    ids[1] = -1;
+    ASSERT_EQ_INT(vrt_op_embed(&spy, out, &tab, ids, 2, &err), VRT_ERANGE);
+    vrt_weight w3 = tab;
+    w3.dtype = 9; /* unknown dtype */
+    ids[1] = 3;
+    ASSERT_EQ_INT(vrt_op_embed(&spy, out, &w3, ids, 2, &err), VRT_EINVAL);
+    ASSERT_EQ_INT(vrt_op_embed(&spy, out, &tab, ids, -1, &err), VRT_EINVAL); /* bad shape */
+    ASSERT_EQ_INT(spy_calls, 0);
+    ASSERT_OK(vrt_op_embed(&spy, out, &tab, ids, 0, &err), &err); /* nothing to do */
+    ASSERT_EQ_INT(spy_calls, 0);
+    ASSERT_OK(vrt_op_embed(&spy, out, &tab, ids, 2, &err), &err);
+    ASSERT_EQ_INT(spy_calls, 1);
+
+    enum { KVH = 1, HD = 8, SLOTS = 8 };
+    uint16_t kc[SLOTS * KVH * HD] = {0}, vc[SLOTS * KVH * HD] = {0};
+    float kv[2 * KVH * HD] = {0};
+    int32_t slots[2] = {3, SLOTS};
+    spy_calls = 0;
+    ASSERT_EQ_INT(vrt_op_kv_store(&spy, kc, vc, kv, kv, slots, 2, KVH, HD, SLOTS, &err),
+                  VRT_ERANGE);
+    ASSERT_CONTAINS(err.msg, "slot 8 of token 1");
+    ASSERT_EQ_INT(vrt_op_kv_store(&spy, kc, vc, kv, kv, slots, 2, 0, HD, SLOTS, &err), VRT_EINVAL);
+    ASSERT_EQ_INT(spy_calls, 0);
+    slots[1] = -1; /* skipped, not an error */
+    ASSERT_OK(vrt_op_kv_store(&spy, kc, vc, kv, kv, slots, 2, KVH, HD, SLOTS, &err), &err);
+    ASSERT_EQ_INT(spy_calls, 1);
+
+    float q[3 * HD] = {0}, o[3 * HD];
+    int32_t qs[3] = {0, 2, 3}, ctx[2] = {2, 1}, bt[4] = {0, 1, 1, 0};
+    vrt_attn_batch a = {.n_seqs = 2, .q_start = qs, .ctx_len = ctx, .block_table = bt,
+                        .max_blocks_per_seq = 2, .block_size = 4, .scale = 0.35f,
+                        .n_heads = 1, .n_kv_heads = 1, .head_dim = HD, .num_blocks = 2};
+    spy_calls = 0;
+    bt[2] = 2; /* seq 1 reads block 2 of a 2-block cache */
+    ASSERT_EQ_INT(vrt_op_attention_prefill(&spy, o, q, kc, vc, &a, &err), VRT_ERANGE);
+    ASSERT_CONTAINS(err.msg, "physical block 2");
+    bt[2] = 1;
+    ctx[1] = 0; /* fewer cached tokens than new ones */
+    ASSERT_EQ_INT(vrt_op_attention_prefill(&spy, o, q, kc, vc, &a, &err), VRT_ERANGE);
+    ctx[1] = 1;
+    a.n_tokens = 2; /* q_start says 3 */
+    ASSERT_EQ_INT(vrt_op_attention_prefill(&spy, o, q, kc, vc, &a, &err), VRT_EINVAL);
+    ASSERT_CONTAINS(err.msg, "n_tokens = 2");
+    a.n_heads = 3;
+    a.n_kv_heads = 2; /* not a multiple */
+    a.n_tokens = 0;
+    ASSERT_EQ_INT(vrt_op_attention_prefill(&spy, o, q, kc, vc, &a, &err), VRT_EINVAL);
+    ASSERT_EQ_INT(spy_calls, 0);
+    a.n_heads = a.n_kv_heads = 1;
+    ASSERT_OK(vrt_op_attention_prefill(&spy, o, q, kc, vc, &a, &err), &err);
+    ASSERT_EQ_INT(spy_calls, 1);
+    ASSERT_EQ_INT(spy_batch.n_tokens, 3); /* filled in for the backend */
+    ASSERT_EQ_INT(a.n_tokens, 0);         /* the caller's batch is left alone */
+    vrt_backend_destroy(spy_inner);
+}
+
+/* The table itself does not check: a negative position, which the front
+ * refuses, is simply rotated backwards by the backend's op. */
+TEST(ops_table_computes_without_checks)
+{
+    const char *kinds[] = {"cpu", "cuda-emu"};
+    for (int i = 0; i < 2; i++) {
+        vrt_err err = {0};
+        vrt_backend *b;
+        ASSERT_OK(vrt_backend_create(&b, kinds[i], 1, &err), &err);
+        float host[4] = {1, 0, 1, 0}, inv[1] = {1.0f};
+        int32_t pos[2] = {-1, 1};
+        float *x = b->alloc(b, sizeof host, &err), *f = b->alloc(b, sizeof inv, &err);
+        int32_t *p = b->alloc(b, sizeof pos, &err);
+        ASSERT(x && f && p);
+        ASSERT_OK(b->copy_to_device(b, x, host, sizeof host, &err), &err);
+        ASSERT_OK(b->copy_to_device(b, f, inv, sizeof inv, &err), &err);
+        ASSERT_OK(b->copy_to_device(b, p, pos, sizeof pos, &err), &err);
+        ASSERT_EQ_INT(vrt_op_rope(b, x, p, 2, 1, 2, 2, 0, f, &err), VRT_ERANGE);
+        ASSERT_CONTAINS(err.msg, "position -1 of token 0 is negative");
+        ASSERT_OK(b->rope(b, x, p, 2, 1, 2, 2, 0, f, &err), &err);
+        ASSERT_OK(b->sync(b, &err), &err);
+        ASSERT_OK(b->copy_to_host(b, host, x, sizeof host, &err), &err);
+        /* (1, 0) rotated by -1 and by +1 radian */
+        ASSERT_NEAR(host[0], cos(-1.0), 1e-6);
+        ASSERT_NEAR(host[1], sin(-1.0), 1e-6);
+        ASSERT_NEAR(host[2], cos(1.0), 1e-6);
+        ASSERT_NEAR(host[3], sin(1.0), 1e-6);
+        b->free(b, x);
+        b->free(b, f);
+        b->free(b, p);
+        vrt_backend_destroy(b);
+    }
+}
+
+/* The forward pass checks its batch once on the host and calls the table:
+ * on a backend whose memory is not host memory (cuda-emu), a step reads
+ * nothing back but its logits — the front would read back the index
+ * arrays of every embed, rope, kv_store and attention call. */
+static int host_copies;
+static int (*real_copy_to_host)(vrt_backend *, void *, const void *, size_t, vrt_err *);
+static int counting_copy_to_host(vrt_backend *b, void *dst, const void *src, size_t n,
+                                 vrt_err *err)
+{
+    host_copies++;
+    return real_copy_to_host(b, dst, src, n, err);
+}
+
+TEST(ops_forward_calls_the_table_unchecked)
+{
+    vrt_err err = {0};
+    vrt_backend *be;
+    ASSERT_OK(vrt_backend_create(&be, "cuda-emu", 1, &err), &err);
+    ASSERT(!be->host_memory);
+    vrt_model *m;
+    vrt_model_load_opts o = {.dtype = "auto", .quiet = 1};
+    ASSERT_OK(vrt_model_load(&m, "tests/fixtures/hf/llama-gqa", be, &o, &err), &err);
+    vrt_kv_cache kv;
+    ASSERT_OK(vrt_kv_cache_init(&kv, m, 4, 4, &err), &err);
+    static float out[2 * 4096];
+    int32_t toks[3] = {1, 5, 7}, qs[3] = {0, 2, 3}, ctx[2] = {2, 1}, table[2] = {0, 1};
+    vrt_batch b = {2, toks, qs, ctx, table, 1, NULL, 0};
+    ASSERT(m->cfg.vocab_size <= 4096);
+    real_copy_to_host = be->copy_to_host;
+    be->copy_to_host = counting_copy_to_host;
+    host_copies = 0;
+    ASSERT_OK(vrt_model_forward(m, &kv, &b, out, &err), &err);
+    ASSERT_EQ_INT(host_copies, 1); /* the logits */
+    /* A bad batch is refused by the forward pass's own check. */
+    toks[1] = m->cfg.vocab_size;
+    ASSERT_EQ_INT(vrt_model_forward(m, &kv, &b, out, &err), VRT_ERANGE);
+    be->copy_to_host = real_copy_to_host;
+    vrt_kv_cache_free(&kv);
+    vrt_model_free(m);
+    vrt_backend_destroy(be);
+}
+
+/* ---- the cuda plugin's ABI version ---- */
+
+/* build/<variant>/test_plugins/fake_cuda_<which>.so, beside unit_tests. */
+static void fake_plugin(char *out, size_t n, const char *which)
+{
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[len > 0 ? len : 0] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash)
+        *slash = 0;
+    snprintf(out, n, "%s/test_plugins/fake_cuda_%s.so", exe, which);
+}
+
+TEST(cuda_plugin_abi_version_checked)
+{
+    char path[PATH_MAX + 64], want[64];
+    void *h, *create, *count;
+    vrt_err err = {0};
+    snprintf(want, sizeof want, "needs version %d", VRT_BACKEND_ABI_VERSION);
+
+    fake_plugin(path, sizeof path, "ok");
+    ASSERT_OK(vrt__cuda_plugin_open(path, &h, &create, &count, &err), &err);
+    ASSERT(h && create && count);
+    ASSERT_EQ_INT(((int (*)(void))(uintptr_t)count)(), 42);
+    dlclose(h);
+
+    fake_plugin(path, sizeof path, "bad");
+    ASSERT_EQ_INT(vrt__cuda_plugin_open(path, &h, &create, &count, &err), VRT_EDEVICE);
+    ASSERT(!h && !create && !count);
+    char have[64];
+    snprintf(have, sizeof have, "backend ABI version %d,", VRT_BACKEND_ABI_VERSION + 1);
+    ASSERT_CONTAINS(err.msg, have);
+    ASSERT_CONTAINS(err.msg, want);
+    ASSERT_CONTAINS(err.msg, "fake_cuda_bad.so");
+    ASSERT_CONTAINS(err.msg, "rebuild it with `make`");
+
+    fake_plugin(path, sizeof path, "none");
+    ASSERT_EQ_INT(vrt__cuda_plugin_open(path, &h, &create, &count, &err), VRT_EDEVICE);
+    ASSERT_CONTAINS(err.msg, "no version (built before versioning)");
+    ASSERT_CONTAINS(err.msg, want);
+
+    fake_plugin(path, sizeof path, "absent");
+    ASSERT_EQ_INT(vrt__cuda_plugin_open(path, &h, &create, &count, &err), VRT_EDEVICE);
+    ASSERT_CONTAINS(err.msg, "cannot load");
 }
