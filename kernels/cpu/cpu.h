@@ -23,8 +23,8 @@
 enum { VRT_CPU_ISA_GENERIC = 0, VRT_CPU_ISA_AVX2 = 1 };
 
 typedef struct vrt__cpu_ctx {
-    int threads; /* OpenMP threads per op, >= 1 */
-    int isa;     /* VRT_CPU_ISA_*, chosen at creation (isa.c) */
+    int threads;    /* OpenMP threads per op, >= 1 */
+    int isa;        /* VRT_CPU_ISA_*, chosen at creation (isa.c) */
     char name[192]; /* device_name: CPU model, kernel level, threads */
 } vrt__cpu_ctx;
 

@@ -22,4 +22,3 @@ int vrt__cpu_embed(vrt_backend *b, float *out, const vrt_weight *table, const in
     }
     return 0;
 }
-

@@ -19,7 +19,6 @@
 #define MM_NB 16 /* weight rows per tile */
 #define MM_TB 64 /* tokens per tile */
 
-
 static inline void dot_1x4(const float *w0, const float *x0, const float *x1, const float *x2,
                            const float *x3, int64_t K, float *r)
 {
@@ -45,7 +44,6 @@ static inline void dot_2x1(const float *w0, const float *w1, const float *x0, in
     }
     r[0] = a0, r[1] = b0;
 }
-
 
 /* y[t0..t1)[n0..n0+nb) for weight rows wr (nb of them, contiguous, stride K). */
 static void tile(float *y, const float *x, const float *wr, const float *bias, int64_t N, int64_t K,

@@ -115,8 +115,6 @@ static void unpack_row(float *o, const uint32_t *q, int64_t nblk)
                 o[32 * b + 4 * j + l] = (float)(int32_t)((q[4 * b + l] >> (4 * j)) & 15u);
 }
 
-
-
 typedef struct q4_args {
     const vrt_q4 *q;
     int64_t N, K, Kp, G, bpg, nblk, wpr; /* wpr: words per row = Kp/8 */

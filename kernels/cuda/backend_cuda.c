@@ -398,8 +398,7 @@ static int setup(cuda_ctx *c, vrt_err *err)
              "GPU %d: %s (sm_%d%d, %d SMs, %.1f GiB, %.1f GiB free; driver CUDA %d.%d; build "
              "sm_{%s})",
              c->device, c->prop.name, c->prop.major, c->prop.minor, c->prop.multiProcessorCount,
-             tot / 1073741824.0, fr / 1073741824.0, drv / 1000, (drv % 1000) / 10,
-             VRT_CUDA_ARCHS);
+             tot / 1073741824.0, fr / 1073741824.0, drv / 1000, (drv % 1000) / 10, VRT_CUDA_ARCHS);
     return 0;
 }
 
@@ -420,15 +419,13 @@ VRT_EXPORT int vrt_cuda_backend_create_dev(vrt_backend **out, int threads, int c
     }
     c->b = b;
     c->device = device;
-    c->k = (vrt_gpu_kernels){
-        .name = "cuda",
-        .owner = c,
-        .launch_error = cu_launch_error,
-        .no_custom = !custom_kernels,
-        .matmul_lib = cu_matmul,
-        .matmul_q4_large = cu_matmul_q4_large,
-        VRT_GPU_LAUNCHERS
-    };
+    c->k = (vrt_gpu_kernels){.name = "cuda",
+                             .owner = c,
+                             .launch_error = cu_launch_error,
+                             .no_custom = !custom_kernels,
+                             .matmul_lib = cu_matmul,
+                             .matmul_q4_large = cu_matmul_q4_large,
+                             VRT_GPU_LAUNCHERS};
     b->name = "cuda";
     b->ctx = c;
     b->host_memory = false;

@@ -28,9 +28,9 @@ int vrt_cuda_embed(float *out /* [T][D] */, const void *table /* [V][D] */, int 
 int vrt_cuda_rmsnorm(float *out /* [T][D] */, const float *x /* [T][D] */, const void *w /* [D] */,
                      int dtype, int T, int D, float eps, float w_offset, void *stream);
 /* norm.cu: x += a, then out = rmsnorm(x) (out may alias a) */
-int vrt_cuda_add_rmsnorm(float *x /* [T][D] */, const float *a /* [T][D] */, float *out /* [T][D] */,
-                         const void *w /* [D] */, int dtype, int T, int D, float eps,
-                         float w_offset, void *stream);
+int vrt_cuda_add_rmsnorm(float *x /* [T][D] */, const float *a /* [T][D] */,
+                         float *out /* [T][D] */, const void *w /* [D] */, int dtype, int T, int D,
+                         float eps, float w_offset, void *stream);
 /* norm.cu: out = (x - mean) / sqrt(var + eps) * w + bias (bias may be NULL) */
 int vrt_cuda_layernorm(float *out /* [T][D] */, const float *x /* [T][D] */,
                        const void *w /* [D] */, int w_dtype, const void *bias /* [D] or NULL */,

@@ -37,10 +37,9 @@ static int gpu_embed(vrt_backend *b, float *out, const vrt_weight *table, const 
 {
     if (T == 0)
         return 0;
-    return launched(b,
-                    K(b)->embed(out, table->data, table->dtype, (int)table->cols, ids, T,
-                                K(b)->stream),
-                    "embed", err);
+    return launched(
+        b, K(b)->embed(out, table->data, table->dtype, (int)table->cols, ids, T, K(b)->stream),
+        "embed", err);
 }
 
 static int gpu_rmsnorm(vrt_backend *b, float *out, const float *x, const vrt_weight *w, int T,
@@ -48,8 +47,7 @@ static int gpu_rmsnorm(vrt_backend *b, float *out, const float *x, const vrt_wei
 {
     if (T == 0)
         return 0;
-    return launched(b,
-                    K(b)->rmsnorm(out, x, w->data, w->dtype, T, D, eps, w_offset, K(b)->stream),
+    return launched(b, K(b)->rmsnorm(out, x, w->data, w->dtype, T, D, eps, w_offset, K(b)->stream),
                     "rmsnorm", err);
 }
 
@@ -59,10 +57,9 @@ static int gpu_add_rmsnorm(vrt_backend *b, float *x, const float *a, float *out,
 {
     if (T == 0)
         return 0;
-    return launched(b,
-                    K(b)->add_rmsnorm(x, a, out, w->data, w->dtype, T, D, eps, w_offset,
-                                      K(b)->stream),
-                    "add_rmsnorm", err);
+    return launched(
+        b, K(b)->add_rmsnorm(x, a, out, w->data, w->dtype, T, D, eps, w_offset, K(b)->stream),
+        "add_rmsnorm", err);
 }
 
 static int gpu_layernorm(vrt_backend *b, float *out, const float *x, const vrt_weight *w,
@@ -81,10 +78,9 @@ static int gpu_rope(vrt_backend *b, float *x, const int32_t *pos, int T, int n_h
 {
     if (T == 0 || rot_dim == 0)
         return 0;
-    return launched(b,
-                    K(b)->rope(x, pos, T, n_heads, head_dim, rot_dim, interleaved, inv_freq,
-                               K(b)->stream),
-                    "rope", err);
+    return launched(
+        b, K(b)->rope(x, pos, T, n_heads, head_dim, rot_dim, interleaved, inv_freq, K(b)->stream),
+        "rope", err);
 }
 
 /* Launch limits (grid dimensions, 128-bit loads), checked here because the
@@ -96,7 +92,8 @@ static int gpu_matmul(vrt_backend *b, float *y, const float *x, const vrt_weight
     const int q4 = W->dtype == VRT_DT_Q4;
     if (q4) {
         if (W->rows > 65535LL * 16 || T > 65535 * 64)
-            return vrt_err_set(err, VRT_EINVAL, "matmul: q4 W of %lld rows with T = %d is too large",
+            return vrt_err_set(err, VRT_EINVAL,
+                               "matmul: q4 W of %lld rows with T = %d is too large",
                                (long long)W->rows, T);
         if ((uintptr_t)W->q4->qweight % 16 != 0)
             return vrt_err_set(err, VRT_EINVAL,
@@ -106,10 +103,9 @@ static int gpu_matmul(vrt_backend *b, float *y, const float *x, const vrt_weight
             return 0;
         if (T > VRT_CUDA_GEMV_MAX_T && K(b)->matmul_q4_large)
             return K(b)->matmul_q4_large(K(b)->owner, y, x, W, bias, T, err);
-        return launched(b,
-                        K(b)->matmul_q4(y, x, *W->q4, (int)W->rows, (int)W->cols, bias, T,
-                                        K(b)->stream),
-                        "matmul", err);
+        return launched(
+            b, K(b)->matmul_q4(y, x, *W->q4, (int)W->rows, (int)W->cols, bias, T, K(b)->stream),
+            "matmul", err);
     }
     if (W->rows > INT32_MAX || W->cols > INT32_MAX || W->rows > 65535LL * 16)
         return vrt_err_set(err, VRT_EINVAL, "matmul: W of [%lld][%lld] is too large",
@@ -117,16 +113,15 @@ static int gpu_matmul(vrt_backend *b, float *y, const float *x, const vrt_weight
     if (T == 0)
         return 0;
     if (K(b)->gemv && T <= VRT_CUDA_GEMV_MAX_T && !(K(b)->no_custom && K(b)->matmul_lib))
-        return launched(b,
-                        K(b)->gemv(y, x, W->data, W->dtype, (int)W->rows, (int)W->cols, bias, T,
-                                   K(b)->stream),
-                        "matmul", err);
+        return launched(
+            b,
+            K(b)->gemv(y, x, W->data, W->dtype, (int)W->rows, (int)W->cols, bias, T, K(b)->stream),
+            "matmul", err);
     if (K(b)->matmul_lib)
         return K(b)->matmul_lib(K(b)->owner, y, x, W, bias, T, err);
-    return launched(b,
-                    K(b)->matmul(y, x, W->data, W->dtype, (int)W->rows, (int)W->cols, bias, T,
-                                     K(b)->stream),
-                    "matmul", err);
+    return launched(
+        b, K(b)->matmul(y, x, W->data, W->dtype, (int)W->rows, (int)W->cols, bias, T, K(b)->stream),
+        "matmul", err);
 }
 
 static int gpu_matmul_group(vrt_backend *b, int n, float *const *y, const float *x,
@@ -201,10 +196,9 @@ static int gpu_kv_store(vrt_backend *b, uint16_t *k_cache, uint16_t *v_cache, co
 {
     if (T == 0)
         return 0;
-    return launched(b,
-                    K(b)->kv_store(k_cache, v_cache, k, v, slots, T, n_kv_heads, head_dim,
-                                   K(b)->stream),
-                    "kv_store", err);
+    return launched(
+        b, K(b)->kv_store(k_cache, v_cache, k, v, slots, T, n_kv_heads, head_dim, K(b)->stream),
+        "kv_store", err);
 }
 
 static int attention(vrt_backend *b, const char *op, float *out, const float *q,
@@ -236,10 +230,9 @@ static int attention(vrt_backend *b, const char *op, float *out, const float *q,
                 return vrt_err_prefix(err, "%s: scratch of %zu bytes: ", op, cap);
             K(b)->scratch_bytes = cap;
         }
-        return launched(b,
-                        K(b)->attn_decode(out, q, k_cache, v_cache, *a, K(b)->scratch,
-                                          K(b)->stream),
-                        op, err);
+        return launched(
+            b, K(b)->attn_decode(out, q, k_cache, v_cache, *a, K(b)->scratch, K(b)->stream), op,
+            err);
     }
     if (!decode && K(b)->attn_prefill && !K(b)->no_custom && K(b)->attn_prefill_ok(a->head_dim))
         return launched(b, K(b)->attn_prefill(out, q, k_cache, v_cache, *a, T, K(b)->stream), op,
@@ -278,8 +271,7 @@ static int gpu_moe_topk(vrt_backend *b, const float *router_logits, int T, int E
     if (T == 0)
         return 0;
     return launched(b,
-                    K(b)->moe_topk(router_logits, T, E, k, renormalize, idx, weights,
-                                   K(b)->stream),
+                    K(b)->moe_topk(router_logits, T, E, k, renormalize, idx, weights, K(b)->stream),
                     "moe_topk", err);
 }
 

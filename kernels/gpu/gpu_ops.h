@@ -35,7 +35,7 @@ typedef struct vrt_gpu_kernels {
      * VRT_CUDA_GEMV_MAX_T, or no_custom): cuBLAS on cuda; NULL = the tiled
      * FMA kernel (the matmul launcher). */
     int (*matmul_lib)(void *owner, float *y, const float *x, const vrt_weight *W, const float *bias,
-                  int T, vrt_err *err);
+                      int T, vrt_err *err);
 
     /* The launchers of kernels/cuda/kernels.h, as built for this backend
      * (the entry name is the launcher's: .gemv = vrt_cuda_gemv). */

@@ -132,7 +132,9 @@ static inline bool vrt_op_weights(vrt_backend *b, vrt_op op, int weight_dtype)
     int w = -1;
     switch (op) {
 #define VRT_OP(name, ENUM, weights, front, params, args)                                           \
-    case VRT_OP_##ENUM: w = weights; break;
+    case VRT_OP_##ENUM:                                                                            \
+        w = weights;                                                                               \
+        break;
 #include "backend/ops.def"
 #undef VRT_OP
     case VRT_OP_COUNT: break;

@@ -23,14 +23,12 @@ static const char *const op_names[VRT_OP_COUNT] = {
 #undef VRT_OP
 };
 
-
 const char *vrt_op_name(vrt_op op)
 {
     if ((int)op < 0 || op >= VRT_OP_COUNT || !op_names[op])
         return "unknown";
     return op_names[op];
 }
-
 
 /* ---- helpers ---- */
 
@@ -254,14 +252,14 @@ static int check_matmul(vrt_backend *b, float *y, const float *x, const vrt_weig
     return T == 0;
 }
 
-static int check_silu_mul(vrt_backend *b, float *out, const float *gate, const float *up,
-                          int64_t n, vrt_err *err)
+static int check_silu_mul(vrt_backend *b, float *out, const float *gate, const float *up, int64_t n,
+                          vrt_err *err)
 {
     return check_elem("silu_mul", out, gate, up, n, err);
 }
 
-static int check_gelu_mul(vrt_backend *b, float *out, const float *gate, const float *up,
-                          int64_t n, int tanh_approx, vrt_err *err)
+static int check_gelu_mul(vrt_backend *b, float *out, const float *gate, const float *up, int64_t n,
+                          int tanh_approx, vrt_err *err)
 {
     return check_elem("gelu_mul", out, gate, up, n, err);
 }
@@ -279,8 +277,8 @@ static int check_add(vrt_backend *b, float *out, const float *a, const float *c,
 }
 
 static int check_kv_store(vrt_backend *b, uint16_t *k_cache, uint16_t *v_cache, const float *k,
-                          const float *v, const int32_t *slots, int T, int n_kv_heads,
-                          int head_dim, int64_t num_slots, vrt_err *err)
+                          const float *v, const int32_t *slots, int T, int n_kv_heads, int head_dim,
+                          int64_t num_slots, vrt_err *err)
 {
     if (T < 0 || n_kv_heads <= 0 || head_dim <= 0 || num_slots < 0 ||
         (int64_t)n_kv_heads * head_dim > INT32_MAX)
@@ -405,8 +403,8 @@ static int check_attention(vrt_backend *b, const char *op, const float *out, con
     if (!rc)
         rc = host_view(b, a->ctx_len, n * sizeof *a->ctx_len, &vl, &cl, err);
     if (!rc)
-        rc = host_view(b, a->block_table, n * (size_t)a->max_blocks_per_seq * sizeof(int32_t),
-                       &vt, &ct, err);
+        rc = host_view(b, a->block_table, n * (size_t)a->max_blocks_per_seq * sizeof(int32_t), &vt,
+                       &ct, err);
     if (!rc) {
         vrt_attn_batch h = *a;
         h.q_start = vq;
@@ -452,7 +450,7 @@ static int check_moe_topk(vrt_backend *b, const float *router_logits, int T, int
 /* ---- the fronts ---- */
 
 #define VRT_FRONT_GEN(name, ENUM, params, args)                                                    \
-    int vrt_op_##name(vrt_backend *b, VRT_OP_UNPAREN params, vrt_err *err)                        \
+    int vrt_op_##name(vrt_backend *b, VRT_OP_UNPAREN params, vrt_err *err)                         \
     {                                                                                              \
         int rc = check_backend(b, VRT_OP_##ENUM, b && b->name, err);                               \
         if (!rc)                                                                                   \

@@ -27,7 +27,6 @@
 int vrt_op_add_rmsnorm(vrt_backend *b, float *x, const float *a, float *out, const vrt_weight *w,
                        int T, int D, float eps, float w_offset, vrt_err *err);
 int vrt_op_matmul_group(vrt_backend *b, int n, float *const *y, const float *x,
-                        const vrt_weight *const *W, const float *const *bias, int T,
-                        vrt_err *err);
+                        const vrt_weight *const *W, const float *const *bias, int T, vrt_err *err);
 
 #endif

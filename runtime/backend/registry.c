@@ -41,9 +41,9 @@ typedef int (*cuda_count_fn)(void);
 static struct {
     pthread_once_t once;
     void *handle;
-    char path[PATH_MAX];  /* the file found (or the last one tried) */
+    char path[PATH_MAX];            /* the file found (or the last one tried) */
     char error[4 * PATH_MAX + 512]; /* why it could not be loaded */
-    int found;            /* a file exists */
+    int found;                      /* a file exists */
     cuda_create_fn create;
     cuda_count_fn count;
 } cuda_lib = {.once = PTHREAD_ONCE_INIT};
@@ -165,8 +165,9 @@ int vrt_cuda_gpu_count(char *why, size_t why_len)
     }
     int n = cuda_lib.count();
     if (n < 1 && why && why_len)
-        snprintf(why, why_len, "no CUDA GPU visible (no driver, no device, or "
-                               "CUDA_VISIBLE_DEVICES hides them)");
+        snprintf(why, why_len,
+                 "no CUDA GPU visible (no driver, no device, or "
+                 "CUDA_VISIBLE_DEVICES hides them)");
     return n;
 }
 

@@ -16,8 +16,8 @@
 #include "test.h"
 
 #include "backend/backend.h"
-#include "backend/ops.h"
 #include "backend/half.h"
+#include "backend/ops.h"
 #include "core/err.h"
 #include "cpu/cpu.h"
 #include "model/model.h"
@@ -451,11 +451,12 @@ TEST(ops_norms)
                     float eps = kind == 1 ? 1e-6f : 1e-5f;
                     if (!ln) {
                         float wo = kind == 1 ? 1.0f : 0.0f;
-                        ASSERT_OK(vrt_op_rmsnorm(b, res->p, dx.p, &w.dev, T, D, eps, wo, &err), &err);
+                        ASSERT_OK(vrt_op_rmsnorm(b, res->p, dx.p, &w.dev, T, D, eps, wo, &err),
+                                  &err);
                         vrt_ref_rmsnorm(ref, x, &w.host, T, D, eps, wo);
                     } else {
                         ASSERT_OK(vrt_op_layernorm(b, dout.p, dx.p, &w.dev,
-                                               kind == 2 ? &bias.dev : NULL, T, D, eps, &err),
+                                                   kind == 2 ? &bias.dev : NULL, T, D, eps, &err),
                                   &err);
                         vrt_ref_layernorm(ref, x, &w.host, kind == 2 ? &bias.host : NULL, T, D,
                                           eps);
@@ -559,7 +560,8 @@ TEST(ops_add_rmsnorm)
             ASSERT_EQ_INT(dbuf_new(&dx, b, n * 4, x), 0);
             ASSERT_EQ_INT(dbuf_new(&da, b, n * 4, a), 0);
             vrt_err err = {0};
-            ASSERT_OK(vrt_op_add_rmsnorm(b, dx.p, da.p, da.p, &w.dev, T, D, 1e-5f, 0.0f, &err), &err);
+            ASSERT_OK(vrt_op_add_rmsnorm(b, dx.p, da.p, da.p, &w.dev, T, D, 1e-5f, 0.0f, &err),
+                      &err);
             float *got_x = malloc(n * 4), *got = malloc(n * 4);
             double *ref = malloc(n * sizeof(double)), *ref_x = malloc(n * sizeof(double));
             int g = dbuf_read(&dx, got_x, "x") == 0 && dbuf_read(&da, got, "out") == 0;
@@ -594,8 +596,8 @@ TEST(ops_matmul_group)
     const double tol = 1e-5;
     static const int shapes[][5] = {
         /* T, K, N0, N1, N2 (0 = only two) */
-        {1, 256, 64, 16, 16}, {3, 40, 9, 33, 0}, {4, 1024, 128, 32, 32}, {3, 96, 7, 5, 3},
-        {9, 64, 16, 8, 8}, /* above the GEMV's 4 tokens: one matmul each */
+        {1, 256, 64, 16, 16}, {3, 40, 9, 33, 0}, {4, 1024, 128, 32, 32},
+        {3, 96, 7, 5, 3},     {9, 64, 16, 8, 8}, /* above the GEMV's 4 tokens: one matmul each */
     };
     vrt_backend *bs[MAX_BACKENDS];
     int nb = open_backends(bs), failed = 0, ran = 0;
@@ -636,10 +638,10 @@ TEST(ops_matmul_group)
                     char shape[128];
                     snprintf(shape, sizeof shape, "T=%d K=%d N=%d %s (%d of %d)", T, K, N, dtn(dt),
                              i + 1, n);
-                    double t = strcmp(b->name, "cuda") == 0 && dt == VRT_DT_F16 && T > 4 ? 2e-3
-                                                                                         : tol;
-                    failed += !report(b, "matmul_group", shape, norm_err(got, ref, (size_t)T * N),
-                                      t, g);
+                    double t =
+                        strcmp(b->name, "cuda") == 0 && dt == VRT_DT_F16 && T > 4 ? 2e-3 : tol;
+                    failed +=
+                        !report(b, "matmul_group", shape, norm_err(got, ref, (size_t)T * N), t, g);
                     ran++;
                     free(got);
                     free(ref);
@@ -666,12 +668,24 @@ TEST(ops_matmul)
     const double tol = 1e-5;
     static const int shapes[][4] = {
         /* T, K, N, bias */
-        {1, 37, 19, 0},   {37, 300, 129, 1}, {5, 64, 64, 0},   {67, 128, 33, 1}, {1, 256, 96, 1},
-        {8, 64, 24, 0},   {3, 40, 17, 1},   {2, 2056, 40, 1},
-        {4, 1000, 70, 0}, {2, 8, 1, 1},      {130, 96, 40, 0}, {1, 7, 3, 0},
-        {6, 1031, 13, 1}, {1, 4100, 9, 1},   {33, 72, 6, 0},
+        {1, 37, 19, 0},
+        {37, 300, 129, 1},
+        {5, 64, 64, 0},
+        {67, 128, 33, 1},
+        {1, 256, 96, 1},
+        {8, 64, 24, 0},
+        {3, 40, 17, 1},
+        {2, 2056, 40, 1},
+        {4, 1000, 70, 0},
+        {2, 8, 1, 1},
+        {130, 96, 40, 0},
+        {1, 7, 3, 0},
+        {6, 1031, 13, 1},
+        {1, 4100, 9, 1},
+        {33, 72, 6, 0},
         /* T = 1 row kernel: 64-byte lines, then 8-wide steps, then a scalar tail */
-        {1, 59, 21, 0},   {1, 1000, 33, 1},
+        {1, 59, 21, 0},
+        {1, 1000, 33, 1},
     };
     vrt_backend *bs[MAX_BACKENDS];
     int nb = open_backends(bs), failed = 0;
@@ -806,15 +820,26 @@ TEST(ops_matmul_q4)
     const double tol = 2e-5;
     static const int shapes[][6] = {
         /* T, K, N, G (-1: one group), perm, bias */
-        {1, 256, 19, 32, 0, 0},  {1, 200, 33, 32, 1, 1},  {3, 264, 17, 128, 1, 0},
-        {1, 37, 9, -1, 1, 1},    {37, 300, 41, -1, 0, 1}, {37, 384, 64, 128, 1, 1},
-        {17, 96, 7, 32, 1, 0},   {4, 1000, 70, 64, 0, 0}, {70, 160, 13, 32, 1, 1},
-        {8, 2080, 5, 32, 1, 1},  {9, 128, 130, 64, 1, 1}, {2, 1100, 3, -1, 0, 0},
+        {1, 256, 19, 32, 0, 0},
+        {1, 200, 33, 32, 1, 1},
+        {3, 264, 17, 128, 1, 0},
+        {1, 37, 9, -1, 1, 1},
+        {37, 300, 41, -1, 0, 1},
+        {37, 384, 64, 128, 1, 1},
+        {17, 96, 7, 32, 1, 0},
+        {4, 1000, 70, 64, 0, 0},
+        {70, 160, 13, 32, 1, 1},
+        {8, 2080, 5, 32, 1, 1},
+        {9, 128, 130, 64, 1, 1},
+        {2, 1100, 3, -1, 0, 0},
         /* an odd number of 32-column blocks per group (AVX2: pairs, then a
          * lone block), one group with an odd block count, long rows, and
          * more tokens than one pass over the rows takes (32) */
-        {1, 288, 10, 96, 1, 0},  {5, 96, 11, -1, 1, 1},   {1, 4128, 6, 128, 0, 1},
-        {34, 352, 9, 96, 1, 1},  {2, 160, 7, 160, 0, 0},
+        {1, 288, 10, 96, 1, 0},
+        {5, 96, 11, -1, 1, 1},
+        {1, 4128, 6, 128, 0, 1},
+        {34, 352, 9, 96, 1, 1},
+        {2, 160, 7, 160, 0, 0},
     };
     vrt_backend *bs[MAX_BACKENDS];
     int nb = open_backends(bs), failed = 0;
@@ -896,7 +921,8 @@ TEST(ops_matmul_q4_errors)
         ASSERT_EQ_INT(vrt_op_matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
         /* q4 is a matmul dtype only */
         ASSERT(!b->supports_op(b, VRT_OP_RMSNORM, VRT_DT_Q4));
-        ASSERT_EQ_INT(vrt_op_rmsnorm(b, dy.p, dy.p, &w.dev, 1, 8, 1e-5f, 0, &err), VRT_EUNSUPPORTED);
+        ASSERT_EQ_INT(vrt_op_rmsnorm(b, dy.p, dy.p, &w.dev, 1, 8, 1e-5f, 0, &err),
+                      VRT_EUNSUPPORTED);
         dbuf_free(&dx);
         dbuf_free(&dy);
         tq4_free(&w);
@@ -1093,8 +1119,9 @@ TEST(ops_kv_store)
             ASSERT_EQ_INT(dbuf_new(&dkc, b, csz * 2, kc), 0);
             ASSERT_EQ_INT(dbuf_new(&dvc, b, csz * 2, vc), 0);
             vrt_err err = {0};
-            ASSERT_OK(vrt_op_kv_store(b, dkc.p, dvc.p, dk.p, dv.p, ds.p, T, KVH, hd, num_slots, &err),
-                      &err);
+            ASSERT_OK(
+                vrt_op_kv_store(b, dkc.p, dvc.p, dk.p, dv.p, ds.p, T, KVH, hd, num_slots, &err),
+                &err);
             uint16_t *gk = malloc(csz * 2), *gv = malloc(csz * 2);
             int g = dbuf_read(&dkc, gk, "k_cache") == 0;
             g &= dbuf_read(&dvc, gv, "v_cache") == 0;
@@ -1331,7 +1358,8 @@ TEST(ops_errors)
             ASSERT_CONTAINS(err.msg, "q4");
         }
         /* rmsnorm: weight of the wrong size */
-        ASSERT_EQ_INT(vrt_op_rmsnorm(b, dout.p, dout.p, &tab.dev, 1, 8, 1e-5f, 0, &err), VRT_EINVAL);
+        ASSERT_EQ_INT(vrt_op_rmsnorm(b, dout.p, dout.p, &tab.dev, 1, 8, 1e-5f, 0, &err),
+                      VRT_EINVAL);
         ASSERT_CONTAINS(err.msg, "expected 8");
         /* moe: k > E (an op without a kernel says so instead) */
         ASSERT_EQ_INT(vrt_op_moe_topk(b, dout.p, 1, 4, 5, 1, did.p, dout.p, &err),
@@ -1413,10 +1441,12 @@ TEST(cpu_isa_env)
     ASSERT_CONTAINS(b->device_name(b), "2 threads");
     vrt_backend_destroy(b);
     ASSERT_OK(cpu_at_level(&b, NULL, &err), &err);
-    ASSERT_CONTAINS(b->device_name(b), best == VRT_CPU_ISA_AVX2 ? "kernels avx2" : "kernels generic");
+    ASSERT_CONTAINS(b->device_name(b),
+                    best == VRT_CPU_ISA_AVX2 ? "kernels avx2" : "kernels generic");
     vrt_backend_destroy(b);
     ASSERT_OK(cpu_at_level(&b, "auto", &err), &err);
-    ASSERT_CONTAINS(b->device_name(b), best == VRT_CPU_ISA_AVX2 ? "kernels avx2" : "kernels generic");
+    ASSERT_CONTAINS(b->device_name(b),
+                    best == VRT_CPU_ISA_AVX2 ? "kernels avx2" : "kernels generic");
     vrt_backend_destroy(b);
     if (best == VRT_CPU_ISA_AVX2) {
         ASSERT_OK(cpu_at_level(&b, "avx2", &err), &err);
@@ -1545,9 +1575,17 @@ TEST(ops_front_refuses_before_the_backend)
 
     float q[3 * HD] = {0}, o[3 * HD];
     int32_t qs[3] = {0, 2, 3}, ctx[2] = {2, 1}, bt[4] = {0, 1, 1, 0};
-    vrt_attn_batch a = {.n_seqs = 2, .q_start = qs, .ctx_len = ctx, .block_table = bt,
-                        .max_blocks_per_seq = 2, .block_size = 4, .scale = 0.35f,
-                        .n_heads = 1, .n_kv_heads = 1, .head_dim = HD, .num_blocks = 2};
+    vrt_attn_batch a = {.n_seqs = 2,
+                        .q_start = qs,
+                        .ctx_len = ctx,
+                        .block_table = bt,
+                        .max_blocks_per_seq = 2,
+                        .block_size = 4,
+                        .scale = 0.35f,
+                        .n_heads = 1,
+                        .n_kv_heads = 1,
+                        .head_dim = HD,
+                        .num_blocks = 2};
     spy_calls = 0;
     bt[2] = 2; /* seq 1 reads block 2 of a 2-block cache */
     ASSERT_EQ_INT(vrt_op_attention_prefill(&spy, o, q, kc, vc, &a, &err), VRT_ERANGE);
@@ -1612,8 +1650,7 @@ TEST(ops_table_computes_without_checks)
  * arrays of every embed, rope, kv_store and attention call. */
 static int host_copies;
 static int (*real_copy_to_host)(vrt_backend *, void *, const void *, size_t, vrt_err *);
-static int counting_copy_to_host(vrt_backend *b, void *dst, const void *src, size_t n,
-                                 vrt_err *err)
+static int counting_copy_to_host(vrt_backend *b, void *dst, const void *src, size_t n, vrt_err *err)
 {
     host_copies++;
     return real_copy_to_host(b, dst, src, n, err);
