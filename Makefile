@@ -272,10 +272,9 @@ fuzz-run: build/fuzz/fuzz_st_header
 
 # ---- CUDA (nvcc)
 # The same kernels/cuda/<op>.cu, compiled by nvcc for every arch from 70 to
-# 90 that `nvcc --list-gpu-arch` offers, into build/$(VARIANT)/cuda/ — only
-# compiled (checked), not yet linked into the cuda backend (a later step of
-# the CUDA issue). CUDA 13 dropped sm_70: there this builds 75+ and says
-# that the V100 needs CUDA <= 12.9.
+# 90 that `nvcc --list-gpu-arch` offers, into build/$(VARIANT)/cuda/, and
+# linked into the cuda backend below. CUDA 13 dropped sm_70: there this
+# builds 75+ and says that the V100 needs CUDA <= 12.9.
 NVCC_ARCHS := $(if $(NVCC),$(shell $(NVCC) --list-gpu-arch 2>/dev/null | \
 	sed -n 's/^compute_\([0-9]*\)$$/\1/p' | awk '$$1 >= 70 && $$1 <= 90' | sort -n))
 NVCC_GENCODE := $(foreach a,$(NVCC_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
