@@ -103,9 +103,25 @@ $(B)/v100rt: $(MAIN_OBJ) $(LIB_OBJ)
 	@echo "  LD      $@"
 	$(Q)$(CC) -o $@ $^ $(LDFLAGS_ALL) $(LIBS)
 
-$(B)/unit_tests: $(TEST_OBJ) $(LIB_OBJ) $(REF_OBJ)
+# Stand-ins for libv100rt-cuda.so (see below).
+FAKE_PLUGINS := $(B)/test_plugins/fake_cuda_ok.so $(B)/test_plugins/fake_cuda_bad.so \
+	$(B)/test_plugins/fake_cuda_none.so
+$(B)/unit_tests: $(TEST_OBJ) $(LIB_OBJ) $(REF_OBJ) $(FAKE_PLUGINS)
 	@echo "  LD      $@"
-	$(Q)$(CC) -o $@ $^ $(LDFLAGS_ALL) $(LIBS)
+	$(Q)$(CC) -o $@ $(filter %.o,$^) $(LDFLAGS_ALL) $(LIBS)
+
+# Stand-ins for libv100rt-cuda.so that test_ops.c loads to see the ABI
+# check accept one and refuse the others: the binary's version, another
+# version, no version symbol.
+FAKE_PLUGIN_FLAGS_ok := -DFAKE_ABI_OFFSET=0
+FAKE_PLUGIN_FLAGS_bad := -DFAKE_ABI_OFFSET=1
+FAKE_PLUGIN_FLAGS_none := -DFAKE_NO_ABI
+$(B)/test_plugins/fake_cuda_%.so: tests/unit/plugin/fake_cuda.c runtime/backend/backend.h \
+		runtime/backend/ops.def
+	@mkdir -p $(dir $@)
+	@echo "  CC      $@"
+	$(Q)$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -Iruntime -Ikernels -fPIC -shared \
+		$(FAKE_PLUGIN_FLAGS_$*) -o $@ $<
 
 # version.c carries the git revision: rebuilt on every make (cheap).
 $(B)/runtime/core/version.o: FORCE
@@ -259,10 +275,9 @@ fuzz-run: build/fuzz/fuzz_st_header
 
 # ---- CUDA (nvcc)
 # The same kernels/cuda/<op>.cu, compiled by nvcc for every arch from 70 to
-# 90 that `nvcc --list-gpu-arch` offers, into build/$(VARIANT)/cuda/ — only
-# compiled (checked), not yet linked into the cuda backend (a later step of
-# the CUDA issue). CUDA 13 dropped sm_70: there this builds 75+ and says
-# that the V100 needs CUDA <= 12.9.
+# 90 that `nvcc --list-gpu-arch` offers, into build/$(VARIANT)/cuda/, and
+# linked into the cuda backend below. CUDA 13 dropped sm_70: there this
+# builds 75+ and says that the V100 needs CUDA <= 12.9.
 NVCC_ARCHS := $(if $(NVCC),$(shell $(NVCC) --list-gpu-arch 2>/dev/null | \
 	sed -n 's/^compute_\([0-9]*\)$$/\1/p' | awk '$$1 >= 70 && $$1 <= 90' | sort -n))
 NVCC_GENCODE := $(foreach a,$(NVCC_ARCHS),-gencode arch=compute_$(a),code=sm_$(a))
@@ -273,10 +288,11 @@ CUDA_HOME ?= $(if $(NVCC),$(patsubst %/bin/,%,$(dir $(realpath $(NVCC)))))
 
 # The cuda backend: the kernels as nvcc built them plus backend_cuda.c, in
 # one shared object that ./v100rt loads at startup (device.kind = "cuda"
-# or "auto"), so the binary itself needs no CUDA library. It calls back
-# into the binary (-rdynamic) for the shared ops; -Bsymbolic binds its
-# kernel launchers to its own, not to the binary's cuda-emu ones. Copied
-# beside ./v100rt, where the binary looks first.
+# or "auto"), so the binary itself needs no CUDA library. It carries its
+# own gpu_ops.c and err.c and calls nothing in the binary; -Bsymbolic binds
+# its kernel launchers to its own, not to the binary's cuda-emu ones. The
+# binary checks its ABI version (vrt_cuda_backend_abi) when it loads it.
+# Copied beside ./v100rt, where the binary looks first.
 CUDA_SO := $(B)/libv100rt-cuda.so
 cuda-so: $(CUDA_SO) libv100rt-cuda.so
 libv100rt-cuda.so: $(CUDA_SO) FORCE
@@ -286,9 +302,20 @@ $(B)/cuda/backend_cuda.o: kernels/cuda/backend_cuda.c | $(B)/cuda/archs.txt
 	@echo "  CC      $< (cuda)"
 	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -g -O2 -fPIC $(WARN) -Iruntime -Ikernels \
 		-isystem $(CUDA_HOME)/include -DVRT_CUDA_ARCHS='"$(NVCC_ARCHS)"' -MMD -MP -c $< -o $@
-$(CUDA_SO): $(CUDA_OBJ) $(B)/cuda/backend_cuda.o
+# The plugin's own copies of the shared GPU ops and the error functions:
+# it calls nothing in ./v100rt (one-way), which the link checks.
+CUDA_HOST_SRC := kernels/gpu/gpu_ops.c runtime/core/err.c
+CUDA_HOST_OBJ := $(CUDA_HOST_SRC:%.c=$(B)/cuda/host/%.o)
+$(B)/cuda/host/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC      $< (cuda plugin)"
+	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -g -O2 -fPIC $(WARN) -Iruntime -Ikernels -MMD -MP -c $< -o $@
+$(CUDA_SO): $(CUDA_OBJ) $(B)/cuda/backend_cuda.o $(CUDA_HOST_OBJ)
 	@echo "  LD      $@"
 	$(Q)$(NVCC) -shared -o $@ $^ -lcublas -Xlinker -Bsymbolic,--no-undefined-version
+	$(Q)if nm -D --undefined-only $@ | grep -q ' vrt'; then echo "$@ calls into ./v100rt \
+	(undefined: $$(nm -D --undefined-only $@ | grep ' vrt' | awk '{print $$2}' | tr '\n' ' ')); \
+	the plugin must carry what it needs" >&2; rm -f $@; exit 1; fi
 
 # Part of `make` when nvcc exists (about 15 s for all kernels on 2 cores,
 # and only what changed is rebuilt); NVCC= turns it off.
@@ -367,7 +394,12 @@ build/sm70/backend_cuda.o: kernels/cuda/backend_cuda.c | $(SM70_INC)/.stamp
 	@echo "  CC70    $<"
 	$(Q)/usr/bin/gcc -std=c11 -D_GNU_SOURCE -O2 -fPIC $(WARN) -Iruntime -Ikernels \
 		-isystem $(SM70_INC) -DVRT_CUDA_ARCHS='"70"' -c $< -o $@
-build/sm70/libv100rt-cuda.so: $(SM70_OBJ) build/sm70/backend_cuda.o
+build/sm70/host/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  CC70    $<"
+	$(Q)/usr/bin/gcc -std=c11 -D_GNU_SOURCE -O2 -fPIC $(WARN) -Iruntime -Ikernels -c $< -o $@
+build/sm70/libv100rt-cuda.so: $(SM70_OBJ) build/sm70/backend_cuda.o \
+		$(CUDA_HOST_SRC:%.c=build/sm70/host/%.o)
 	@echo "  LD70    $@"
 	$(Q)PATH="$(SM70_PATH)" $(SM70_NVCC) -ccbin $(SM70_CCBIN) -shared -arch=sm_70 -o $@ $^ \
 		-lcublas -Xlinker -Bsymbolic

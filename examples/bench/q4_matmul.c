@@ -13,6 +13,7 @@
  *       -o build/q4_matmul && build/q4_matmul [N K threads]
  */
 #include "backend/backend.h"
+#include "backend/ops.h"
 #include "backend/half.h"
 #include "core/err.h"
 
@@ -24,14 +25,14 @@
 static double time_it(vrt_backend *b, float *y, const float *x, const vrt_weight *w, int T)
 {
     vrt_err err = {0};
-    if (b->matmul(b, y, x, w, NULL, T, &err)) { /* warm-up */
+    if (vrt_op_matmul(b, y, x, w, NULL, T, &err)) { /* warm-up */
         fprintf(stderr, "matmul: %s\n", err.msg);
         exit(1);
     }
     int reps = 0;
     double t0 = omp_get_wtime(), t;
     do {
-        b->matmul(b, y, x, w, NULL, T, &err);
+        vrt_op_matmul(b, y, x, w, NULL, T, &err);
         reps++;
         t = omp_get_wtime() - t0;
     } while (t < 1.0 || reps < 3);

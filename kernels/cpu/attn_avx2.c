@@ -1,11 +1,11 @@
 /* attn_avx2.c — one (query token, head) of paged causal attention with AVX2, FMA and F16C.
  *
- * The same walk as attend_one in kv_attn.c (chunks of VRT_CPU_ATT_CHUNK
+ * The same walk as attend_one in attn.c (chunks of VRT_CPU_ATT_CHUNK
  * keys through the block table, streaming softmax), with the fp16 keys and
  * values converted 8 at a time (vcvtph2ps) and the dot products and the
  * value accumulation in 8-wide FMAs; a head_dim that is no multiple of 8
  * ends in scalar code. Compiled with -mavx2 -mfma -mf16c (Makefile) and
- * called only at VRT_CPU_ISA_AVX2 (kv_attn.c).
+ * called only at VRT_CPU_ISA_AVX2 (attn.c).
  */
 #include "cpu/cpu.h"
 

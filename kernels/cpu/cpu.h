@@ -14,16 +14,17 @@
 
 #include "backend/backend.h"
 
-/* Largest head_dim the attention and rope kernels accept (their per-thread
- * scratch lives on the stack). */
-#define VRT_CPU_MAX_HEAD_DIM 1024
+/* Largest head_dim the attention and rope kernels take (their per-thread
+ * scratch lives on the stack; the front and the model keep head_dim within
+ * it). */
+#define VRT_CPU_MAX_HEAD_DIM VRT_MAX_HEAD_DIM
 
 /* Kernel levels (isa.c): the plain C kernels, and AVX2+FMA+F16C. */
 enum { VRT_CPU_ISA_GENERIC = 0, VRT_CPU_ISA_AVX2 = 1 };
 
 typedef struct vrt__cpu_ctx {
-    int threads; /* OpenMP threads per op, >= 1 */
-    int isa;     /* VRT_CPU_ISA_*, chosen at creation (isa.c) */
+    int threads;    /* OpenMP threads per op, >= 1 */
+    int isa;        /* VRT_CPU_ISA_*, chosen at creation (isa.c) */
     char name[192]; /* device_name: CPU model, kernel level, threads */
 } vrt__cpu_ctx;
 
@@ -47,19 +48,18 @@ int vrt__cpu_matmul_f16_avx2(int threads, float *y, const float *x, const vrt_we
 int vrt__cpu_matmul_q4_avx2(int threads, float *y, const float *x, const vrt_weight *W,
                             const float *bias, int T, vrt_err *err);
 
-/* Keys scored before each softmax rescale in attention (kv_attn.c). */
+/* Keys scored before each softmax rescale in attention (attn.c). */
 #define VRT_CPU_ATT_CHUNK 32
-/* attn_avx2.c: kv_attn.c's attend_one (output o[head_dim] of query qv of
+/* attn_avx2.c: attn.c's attend_one (output o[head_dim] of query qv of
  * sequence s at position p, KV head kvh) with AVX2+FMA+F16C; call only at
  * VRT_CPU_ISA_AVX2. */
 void vrt__cpu_attend_one_avx2(float *o, const float *qv, const uint16_t *k_cache,
                               const uint16_t *v_cache, const vrt_attn_batch *a, int s, int p,
                               int kvh);
 
-/* The CPU backend's op support, and its memory functions: "device" memory
- * is host memory (64-byte aligned malloc, memcpy). The cuda-emu backend,
- * whose memory is host memory too, uses them as well. */
-bool vrt__cpu_supports_op(vrt_backend *b, vrt_op op, int weight_dtype);
+/* The CPU backend's memory functions: "device" memory is host memory
+ * (64-byte aligned malloc, memcpy). The cuda-emu backend, whose memory is
+ * host memory too, uses them as well. */
 void *vrt__host_alloc(vrt_backend *b, size_t bytes, vrt_err *err);
 void vrt__host_free(vrt_backend *b, void *p);
 int vrt__host_copy(vrt_backend *b, void *dst, const void *src, size_t n, vrt_err *err);
@@ -68,37 +68,6 @@ int vrt__host_sync(vrt_backend *b, vrt_err *err);
 
 /* Creates the CPU backend (threads: 0 = all cores). */
 int vrt__cpu_backend_create(vrt_backend **out, int threads, vrt_err *err);
-
-/* Checks that w is a weight of dtype f32 or f16 with rows*cols == n (when
- * n >= 0); what names the tensor in the message. */
-int vrt__cpu_check_weight(const vrt_weight *w, int64_t n, const char *op, const char *what,
-                          vrt_err *err);
-
-/* Checks an attention call's arguments (host-readable batch arrays): shapes,
- * q_start/ctx_len consistency, and every block the call reads against
- * num_blocks. Shared with the cuda-emu backend, whose memory is host memory. */
-int vrt__cpu_check_attn_batch(const char *op, const float *out, const float *q, const uint16_t *kc,
-                              const uint16_t *vc, const vrt_attn_batch *a, vrt_err *err);
-
-/* Argument checks of single ops, shared with the cuda-emu backend (whose
- * memory is host memory). Each returns a negative VRT_E* code with a
- * message, 1 when there is nothing to do (T == 0 ...), or 0 to go on. */
-int vrt__cpu_check_embed(float *out, const vrt_weight *table, const int32_t *ids, int T,
-                         vrt_err *err);
-int vrt__cpu_check_rope(const float *x, const int32_t *pos, int T, int n_heads, int head_dim,
-                        int rot_dim, const float *inv_freq, int max_head_dim, vrt_err *err);
-int vrt__cpu_check_kv_store(const uint16_t *k_cache, const uint16_t *v_cache, const float *k,
-                            const float *v, const int32_t *slots, int T, int n_kv_heads,
-                            int head_dim, int64_t num_slots, vrt_err *err);
-/* Norms over rows: T >= 0 rows of D > 0, no NULL array when T > 0, eps >= 0. */
-int vrt__cpu_check_rows(const char *op, const float *out, const float *x, int T, int D, float eps,
-                        vrt_err *err);
-/* Element-wise ops: n >= 0, and no NULL array when n > 0 (c may repeat a
- * for one-input ops). */
-int vrt__cpu_check_elem(const char *op, const float *out, const float *a, const float *c, int64_t n,
-                        vrt_err *err);
-/* Decode takes exactly one query token per sequence. */
-int vrt__cpu_check_decode(const vrt_attn_batch *a, vrt_err *err);
 
 /* The dot products of the f32 matmul tiles (matmul.c, matmul_q4.c). */
 /* r[0..3] = w0·x_j, r[4..7] = w1·x_j for the four token rows x0..x3. */
@@ -132,43 +101,16 @@ static inline float dot_1x1(const float *w0, const float *x0, int64_t K)
     return a0;
 }
 
-/* embed_norm.c */
-int vrt__cpu_embed(vrt_backend *b, float *out, const vrt_weight *table, const int32_t *ids, int T,
-                   vrt_err *err);
-int vrt__cpu_rmsnorm(vrt_backend *b, float *out, const float *x, const vrt_weight *w, int T, int D,
-                     float eps, float w_offset, vrt_err *err);
-int vrt__cpu_layernorm(vrt_backend *b, float *out, const float *x, const vrt_weight *w,
-                       const vrt_weight *bias, int T, int D, float eps, vrt_err *err);
-/* rope.c */
-int vrt__cpu_rope(vrt_backend *b, float *x, const int32_t *pos, int T, int n_heads, int head_dim,
-                  int rot_dim, int interleaved, const float *inv_freq, vrt_err *err);
-/* matmul.c */
-int vrt__cpu_matmul(vrt_backend *b, float *y, const float *x, const vrt_weight *W,
-                    const float *bias, int T, vrt_err *err);
-/* matmul_q4.c: checks a VRT_DT_Q4 weight's descriptor (shared with
- * cuda-emu), and the int4 matmul (arguments already checked). */
-int vrt__cpu_check_q4(const vrt_weight *w, const char *op, const char *what, vrt_err *err);
+/* The ops of ops.def, one per entry: vrt__cpu_<name> in the file of its
+ * family (embed.c, norm.c, rope.c, matmul.c, act.c, kv_store.c, attn.c,
+ * moe.c). They compute only: the arguments were checked by the caller (the
+ * checked front, backend/ops.h, or the forward pass). */
+#define VRT_OP(name, ENUM, weights, front, params, args)                                           \
+    int vrt__cpu_##name(vrt_backend *b, VRT_OP_UNPAREN params, vrt_err *err);
+#include "backend/ops.def"
+#undef VRT_OP
+/* matmul_q4.c: the int4 matmul (called by vrt__cpu_matmul). */
 int vrt__cpu_matmul_q4(vrt_backend *b, float *y, const float *x, const vrt_weight *W,
                        const float *bias, int T, vrt_err *err);
-/* act.c */
-int vrt__cpu_silu_mul(vrt_backend *b, float *out, const float *gate, const float *up, int64_t n,
-                      vrt_err *err);
-int vrt__cpu_gelu_mul(vrt_backend *b, float *out, const float *gate, const float *up, int64_t n,
-                      int tanh_approx, vrt_err *err);
-int vrt__cpu_gelu(vrt_backend *b, float *out, const float *x, int64_t n, int tanh_approx,
-                  vrt_err *err);
-int vrt__cpu_add(vrt_backend *b, float *out, const float *a, const float *c, int64_t n,
-                 vrt_err *err);
-/* kv_attn.c */
-int vrt__cpu_kv_store(vrt_backend *b, uint16_t *k_cache, uint16_t *v_cache, const float *k,
-                      const float *v, const int32_t *slots, int T, int n_kv_heads, int head_dim,
-                      int64_t num_slots, vrt_err *err);
-int vrt__cpu_attention_prefill(vrt_backend *b, float *out, const float *q, const uint16_t *k_cache,
-                               const uint16_t *v_cache, const vrt_attn_batch *batch, vrt_err *err);
-int vrt__cpu_attention_decode(vrt_backend *b, float *out, const float *q, const uint16_t *k_cache,
-                              const uint16_t *v_cache, const vrt_attn_batch *batch, vrt_err *err);
-/* moe.c */
-int vrt__cpu_moe_topk(vrt_backend *b, const float *router_logits, int T, int E, int k,
-                      int renormalize, int32_t *idx, float *weights, vrt_err *err);
 
 #endif

@@ -1,4 +1,4 @@
-/* cpu_backend.c — the CPU backend's vtable, memory functions and shared checks.
+/* cpu_backend.c — the CPU backend's vtable and memory functions.
  *
  * "Device" memory is host memory here: alloc is a 64-byte aligned malloc,
  * the copies are memcpy and sync does nothing. The ops live in the other
@@ -12,29 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-bool vrt__cpu_supports_op(vrt_backend *b, vrt_op op, int weight_dtype)
-{
-    switch (op) {
-    case VRT_OP_EMBED:
-    case VRT_OP_RMSNORM:
-    case VRT_OP_LAYERNORM: return weight_dtype == VRT_DT_F32 || weight_dtype == VRT_DT_F16;
-    case VRT_OP_MATMUL:
-        return weight_dtype == VRT_DT_F32 || weight_dtype == VRT_DT_F16 ||
-               weight_dtype == VRT_DT_Q4;
-    case VRT_OP_ROPE:
-    case VRT_OP_SILU_MUL:
-    case VRT_OP_GELU_MUL:
-    case VRT_OP_GELU:
-    case VRT_OP_ADD:
-    case VRT_OP_KV_STORE:
-    case VRT_OP_ATTN_PREFILL:
-    case VRT_OP_ATTN_DECODE:
-    case VRT_OP_MOE_TOPK: return true;
-    case VRT_OP_COUNT: break;
-    }
-    return false;
-}
 
 void *vrt__host_alloc(vrt_backend *b, size_t bytes, vrt_err *err)
 {
@@ -94,31 +71,6 @@ static void cpu_destroy(vrt_backend *b)
     free(b);
 }
 
-int vrt__cpu_check_weight(const vrt_weight *w, int64_t n, const char *op, const char *what,
-                          vrt_err *err)
-{
-    if (!w || !w->data)
-        return vrt_err_set(err, VRT_EINVAL, "%s: weight %s is missing (NULL)", op, what);
-    if (w->dtype == VRT_DT_Q4)
-        return vrt_err_set(err, VRT_EUNSUPPORTED,
-                           "%s: weight %s has dtype q4, which only matmul takes (here f32 or "
-                           "f16)",
-                           op, what);
-    if (w->dtype != VRT_DT_F32 && w->dtype != VRT_DT_F16)
-        return vrt_err_set(err, VRT_EINVAL,
-                           "%s: weight %s has unknown dtype %d (expected f32=0 or f16=1)", op, what,
-                           w->dtype);
-    if (w->rows <= 0 || w->cols <= 0)
-        return vrt_err_set(err, VRT_EINVAL, "%s: weight %s has shape [%lld][%lld]", op, what,
-                           (long long)w->rows, (long long)w->cols);
-    if (n >= 0 && w->rows * w->cols != n)
-        return vrt_err_set(err, VRT_EINVAL,
-                           "%s: weight %s has shape [%lld][%lld] = %lld elements, expected %lld",
-                           op, what, (long long)w->rows, (long long)w->cols,
-                           (long long)(w->rows * w->cols), (long long)n);
-    return 0;
-}
-
 /* "model name" of /proc/cpuinfo into buf (empty when there is none). */
 static void cpu_model(char *buf, size_t n)
 {
@@ -169,7 +121,7 @@ int vrt__cpu_backend_create(vrt_backend **out, int threads, vrt_err *err)
     b->name = "cpu";
     b->ctx = ctx;
     b->host_memory = true;
-    b->supports_op = vrt__cpu_supports_op;
+    b->supports_op = vrt_op_weights;
     b->alloc = vrt__host_alloc;
     b->free = vrt__host_free;
     b->copy_to_device = vrt__host_copy;
@@ -179,19 +131,9 @@ int vrt__cpu_backend_create(vrt_backend **out, int threads, vrt_err *err)
     b->sync = vrt__host_sync;
     b->device_name = cpu_device_name;
     b->destroy = cpu_destroy;
-    b->embed = vrt__cpu_embed;
-    b->rmsnorm = vrt__cpu_rmsnorm;
-    b->layernorm = vrt__cpu_layernorm;
-    b->rope = vrt__cpu_rope;
-    b->matmul = vrt__cpu_matmul;
-    b->silu_mul = vrt__cpu_silu_mul;
-    b->gelu_mul = vrt__cpu_gelu_mul;
-    b->gelu = vrt__cpu_gelu;
-    b->add = vrt__cpu_add;
-    b->kv_store = vrt__cpu_kv_store;
-    b->attention_prefill = vrt__cpu_attention_prefill;
-    b->attention_decode = vrt__cpu_attention_decode;
-    b->moe_topk = vrt__cpu_moe_topk;
+#define VRT_OP(name, ENUM, weights, front, params, args) b->name = vrt__cpu_##name;
+#include "backend/ops.def"
+#undef VRT_OP
     *out = b;
     return 0;
 }

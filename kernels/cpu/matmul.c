@@ -19,7 +19,6 @@
 #define MM_NB 16 /* weight rows per tile */
 #define MM_TB 64 /* tokens per tile */
 
-
 static inline void dot_1x4(const float *w0, const float *x0, const float *x1, const float *x2,
                            const float *x3, int64_t K, float *r)
 {
@@ -45,7 +44,6 @@ static inline void dot_2x1(const float *w0, const float *w1, const float *x0, in
     }
     r[0] = a0, r[1] = b0;
 }
-
 
 /* y[t0..t1)[n0..n0+nb) for weight rows wr (nb of them, contiguous, stride K). */
 static void tile(float *y, const float *x, const float *wr, const float *bias, int64_t N, int64_t K,
@@ -89,17 +87,9 @@ static void tile(float *y, const float *x, const float *wr, const float *bias, i
 int vrt__cpu_matmul(vrt_backend *b, float *y, const float *x, const vrt_weight *W,
                     const float *bias, int T, vrt_err *err)
 {
-    int q4 = W && W->data && W->dtype == VRT_DT_Q4;
-    int rc = q4 ? vrt__cpu_check_q4(W, "matmul", "W", err)
-                : vrt__cpu_check_weight(W, -1, "matmul", "W", err);
-    if (rc)
-        return rc;
-    if (T < 0)
-        return vrt_err_set(err, VRT_EINVAL, "matmul: T = %d", T);
+    const int q4 = W->dtype == VRT_DT_Q4;
     if (T == 0)
         return 0;
-    if (!y || !x)
-        return vrt_err_set(err, VRT_EINVAL, "matmul: NULL x or y");
     if (q4)
         return vrt__cpu_matmul_q4(b, y, x, W, bias, T, err);
     if (W->dtype == VRT_DT_F16 && ((vrt__cpu_ctx *)b->ctx)->isa == VRT_CPU_ISA_AVX2)

@@ -32,32 +32,6 @@
 #define Q4_NB 8  /* weight rows per tile */
 #define Q4_TB 64 /* tokens per tile */
 
-int vrt__cpu_check_q4(const vrt_weight *w, const char *op, const char *what, vrt_err *err)
-{
-    const vrt_q4 *q = w->q4;
-    if (!q)
-        return vrt_err_set(err, VRT_EINVAL, "%s: weight %s has dtype q4 but no int4 descriptor", op,
-                           what);
-    if (!q->qweight || !q->scales || !q->zeros)
-        return vrt_err_set(err, VRT_EINVAL, "%s: q4 weight %s lacks qweight, scales or zeros", op,
-                           what);
-    if (w->rows <= 0 || w->cols <= 0 || w->rows > INT32_MAX || w->cols > INT32_MAX)
-        return vrt_err_set(err, VRT_EINVAL, "%s: q4 weight %s has shape [%lld][%lld]", op, what,
-                           (long long)w->rows, (long long)w->cols);
-    int64_t K = w->cols, G = q->group_size;
-    if (G <= 0 || (G % VRT_Q4_KBLOCK != 0 && G < K))
-        return vrt_err_set(err, VRT_EINVAL,
-                           "%s: q4 weight %s has group_size %d: it must be a multiple of %d or "
-                           "cover all %lld input columns",
-                           op, what, q->group_size, VRT_Q4_KBLOCK, (long long)K);
-    int64_t ng = G >= K ? 1 : (K + G - 1) / G;
-    if (q->n_groups != ng)
-        return vrt_err_set(err, VRT_EINVAL,
-                           "%s: q4 weight %s has %d groups, expected ceil(%lld / %d) = %lld", op,
-                           what, q->n_groups, (long long)K, q->group_size, (long long)ng);
-    return 0;
-}
-
 /* Kp: K rounded up to a whole 32-column block. */
 static int64_t q4_kp(int64_t K)
 {
@@ -141,8 +115,6 @@ static void unpack_row(float *o, const uint32_t *q, int64_t nblk)
                 o[32 * b + 4 * j + l] = (float)(int32_t)((q[4 * b + l] >> (4 * j)) & 15u);
 }
 
-
-
 typedef struct q4_args {
     const vrt_q4 *q;
     int64_t N, K, Kp, G, bpg, nblk, wpr; /* wpr: words per row = Kp/8 */
@@ -201,9 +173,6 @@ static void tile(const q4_args *a, const float *qf, int64_t n0, int nb, int t0, 
 int vrt__cpu_matmul_q4(vrt_backend *b, float *y, const float *x, const vrt_weight *W,
                        const float *bias, int T, vrt_err *err)
 {
-    int rc = vrt__cpu_check_q4(W, "matmul", "W", err);
-    if (rc)
-        return rc;
     if (((vrt__cpu_ctx *)b->ctx)->isa == VRT_CPU_ISA_AVX2)
         return vrt__cpu_matmul_q4_avx2(vrt__cpu_threads(b), y, x, W, bias, T, err);
     const vrt_q4 *q = W->q4;

@@ -14,7 +14,7 @@
  * writes (m, l, acc) to a scratch area and a second kernel combines the
  * splits (the flash-decoding reduction). Fast path for head_dim 64, 128
  * and 256 (head_dim / 8 a power of two) and up to 8 query heads per kv
- * head; other shapes use attention.cu.
+ * head; other shapes use attn.cu.
  */
 #include "cuda/common.cuh"
 

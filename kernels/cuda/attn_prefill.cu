@@ -10,7 +10,7 @@
  * sum l), rounds P to fp16 and adds P·V (wmma again) into an f32 output
  * tile after rescaling it. The fragments are only loaded, multiplied and
  * stored (never indexed), so their layout does not matter. head_dim must be
- * a multiple of 16, at most 128; other shapes use attention.cu.
+ * a multiple of 16, at most 128; other shapes use attn.cu.
  *
  * Precision: Q and the probabilities are fp16 at the multiply (as in fp16
  * attention kernels generally); the sums, softmax and output stay f32.

@@ -3,10 +3,12 @@
  * Built only when nvcc exists, with the nvcc-compiled kernels into
  * libv100rt-cuda.so, which ./v100rt loads at startup (dlopen, see
  * runtime/backend/registry.c): ./v100rt itself needs no CUDA library and
- * runs on machines without one. The .so calls back into ./v100rt for the
- * shared ops (kernels/gpu/gpu_ops.c) and the error functions (the binary
- * is linked with -rdynamic); it is linked with -Bsymbolic so that its own
- * launchers, not the cuda-emu ones of the binary, are the ones it calls.
+ * runs on machines without one. The boundary is one-way: the .so carries
+ * its own copy of the shared ops (kernels/gpu/gpu_ops.c) and of the error
+ * functions (runtime/core/err.c) and calls nothing in ./v100rt; it is
+ * linked with -Bsymbolic so that its own launchers, not the cuda-emu ones
+ * of the binary, are the ones it calls. It exports its ABI version
+ * (vrt_cuda_backend_abi), which the binary checks before anything else.
  *
  * Everything runs on one stream per backend. Every CUDA and cuBLAS call
  * goes through CU() / BLAS(), which turn a failure into a vrt error with
@@ -280,11 +282,6 @@ static void cu_destroy(vrt_backend *b)
 
 /* ---- launch errors and the dense projection ---- */
 
-static int cu_read_back(void *owner, void *dst, const void *src, size_t n, vrt_err *err)
-{
-    return cu_copy_to_host(((cuda_ctx *)owner)->b, dst, src, n, err);
-}
-
 static int cu_launch_error(void *owner, int status, const char *op, vrt_err *err)
 {
     cuda_ctx *c = owner;
@@ -401,10 +398,13 @@ static int setup(cuda_ctx *c, vrt_err *err)
              "GPU %d: %s (sm_%d%d, %d SMs, %.1f GiB, %.1f GiB free; driver CUDA %d.%d; build "
              "sm_{%s})",
              c->device, c->prop.name, c->prop.major, c->prop.minor, c->prop.multiProcessorCount,
-             tot / 1073741824.0, fr / 1073741824.0, drv / 1000, (drv % 1000) / 10,
-             VRT_CUDA_ARCHS);
+             tot / 1073741824.0, fr / 1073741824.0, drv / 1000, (drv % 1000) / 10, VRT_CUDA_ARCHS);
     return 0;
 }
+
+/* The contract this plugin was built against: ./v100rt checks it before
+ * calling anything else here (registry.c, vrt__cuda_plugin_open). */
+VRT_EXPORT const int vrt_cuda_backend_abi = VRT_BACKEND_ABI_VERSION;
 
 /* The entry point ./v100rt looks up with dlsym. */
 VRT_EXPORT int vrt_cuda_backend_create_dev(vrt_backend **out, int threads, int custom_kernels,
@@ -419,16 +419,13 @@ VRT_EXPORT int vrt_cuda_backend_create_dev(vrt_backend **out, int threads, int c
     }
     c->b = b;
     c->device = device;
-    c->k = (vrt_gpu_kernels){
-        .name = "cuda",
-        .owner = c,
-        .read_back = cu_read_back,
-        .launch_error = cu_launch_error,
-        .no_custom = !custom_kernels,
-        .matmul = cu_matmul,
-        .matmul_q4_large = cu_matmul_q4_large,
-        VRT_GPU_LAUNCHERS,
-    };
+    c->k = (vrt_gpu_kernels){.name = "cuda",
+                             .owner = c,
+                             .launch_error = cu_launch_error,
+                             .no_custom = !custom_kernels,
+                             .matmul_lib = cu_matmul,
+                             .matmul_q4_large = cu_matmul_q4_large,
+                             VRT_GPU_LAUNCHERS};
     b->name = "cuda";
     b->ctx = c;
     b->host_memory = false;

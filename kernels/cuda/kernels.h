@@ -1,7 +1,7 @@
 /* kernels.h — the extern "C" launchers of kernels/cuda/<op>.cu.
  *
- * Plain C, so that a backend written in C (kernels/emu/backend_emu.c today,
- * the cuda backend later) calls the same entry points whichever compiler
+ * Plain C, so that a backend written in C (kernels/emu/backend_emu.c and
+ * kernels/cuda/backend_cuda.c) calls the same entry points whichever compiler
  * built the kernels. Every pointer is a device pointer; stream is a
  * cudaStream_t (NULL = the default stream). Each launcher only launches:
  * arguments were validated by the caller (shapes, dtypes, token ids, slots,
@@ -28,9 +28,9 @@ int vrt_cuda_embed(float *out /* [T][D] */, const void *table /* [V][D] */, int 
 int vrt_cuda_rmsnorm(float *out /* [T][D] */, const float *x /* [T][D] */, const void *w /* [D] */,
                      int dtype, int T, int D, float eps, float w_offset, void *stream);
 /* norm.cu: x += a, then out = rmsnorm(x) (out may alias a) */
-int vrt_cuda_add_rmsnorm(float *x /* [T][D] */, const float *a /* [T][D] */, float *out /* [T][D] */,
-                         const void *w /* [D] */, int dtype, int T, int D, float eps,
-                         float w_offset, void *stream);
+int vrt_cuda_add_rmsnorm(float *x /* [T][D] */, const float *a /* [T][D] */,
+                         float *out /* [T][D] */, const void *w /* [D] */, int dtype, int T, int D,
+                         float eps, float w_offset, void *stream);
 /* norm.cu: out = (x - mean) / sqrt(var + eps) * w + bias (bias may be NULL) */
 int vrt_cuda_layernorm(float *out /* [T][D] */, const float *x /* [T][D] */,
                        const void *w /* [D] */, int w_dtype, const void *bias /* [D] or NULL */,
@@ -52,7 +52,7 @@ int vrt_cuda_kv_store(uint16_t *k_cache /* [num_slots][n_kv_heads][head_dim] */,
                       const float *v /* [T][n_kv_heads][head_dim] */,
                       const int32_t *slots /* [T] */, int T, int n_kv_heads, int head_dim,
                       void *stream);
-/* attention.cu: paged causal attention, any q_len (prefill and decode);
+/* attn.cu: paged causal attention, any q_len (prefill and decode);
  * T = total query tokens, the batch's arrays are device pointers. */
 int vrt_cuda_attention(float *out /* [T][n_heads][head_dim] */,
                        const float *q /* [T][n_heads][head_dim] */, const uint16_t *k_cache,
@@ -73,11 +73,11 @@ size_t vrt_cuda_attn_decode_scratch(const vrt_attn_batch *batch);
 int vrt_cuda_attn_prefill(float *out, const float *q, const uint16_t *k_cache,
                           const uint16_t *v_cache, vrt_attn_batch batch, int T, void *stream);
 int vrt_cuda_attn_prefill_ok(int head_dim);
-/* matmul.cu: y = x·Wᵀ + bias (tiled FMA; cuBLAS comes later) */
+/* matmul.cu: y = x·Wᵀ + bias (tiled FMA; the cuda backend sends larger T to cuBLAS) */
 int vrt_cuda_matmul(float *y /* [T][N] */, const float *x /* [T][K] */, const void *W /* [N][K] */,
                     int dtype, int N, int K, const float *bias /* [N] or NULL */, int T,
                     void *stream);
-/* gemv.cu: the same for T <= VRT_CUDA_GEMV_MAX_T tokens (decode): a warp
+/* matmul_gemv.cu: the same for T <= VRT_CUDA_GEMV_MAX_T tokens (decode): a warp
  * per output row, 128-bit fp16 weight loads */
 int vrt_cuda_gemv(float *y /* [T][N] */, const float *x /* [T][K] */, const void *W /* [N][K] */,
                   int dtype, int N, int K, const float *bias /* [N] or NULL */, int T,
@@ -85,7 +85,7 @@ int vrt_cuda_gemv(float *y /* [T][N] */, const float *x /* [T][K] */, const void
 /* Up to 4 tokens: on an H100 the GEMV beat cuBLAS at 1 and 2 tokens and
  * lost at 8 (examples/bench/RESULTS.md). */
 #define VRT_CUDA_GEMV_MAX_T 4
-/* gemv.cu: up to VRT_CUDA_GEMV_GROUP projections of the same x (same K,
+/* matmul_gemv.cu: up to VRT_CUDA_GEMV_GROUP projections of the same x (same K,
  * same dtype) in one launch, T <= VRT_CUDA_GEMV_MAX_T. */
 #define VRT_CUDA_GEMV_GROUP 4
 typedef struct vrt_gemv_group {
@@ -96,9 +96,9 @@ typedef struct vrt_gemv_group {
     int N[VRT_CUDA_GEMV_GROUP];
 } vrt_gemv_group;
 int vrt_cuda_gemv_group(vrt_gemv_group g, const float *x, int dtype, int K, int T, void *stream);
-/* gemv.cu: dst = fp16(src) (round to nearest), for the cuBLAS path */
+/* matmul_gemv.cu: dst = fp16(src) (round to nearest), for the cuBLAS path */
 int vrt_cuda_to_half(uint16_t *dst, const float *src, int64_t n, void *stream);
-/* gemv.cu: y[t][n] += bias[n] */
+/* matmul_gemv.cu: y[t][n] += bias[n] */
 int vrt_cuda_add_bias(float *y /* [T][N] */, const float *bias /* [N] */, int T, int N,
                       void *stream);
 /* matmul_q4.cu: y = x·Wᵀ + bias with W [N][K] in the internal int4 layout
@@ -118,7 +118,34 @@ int vrt_cuda_moe_topk(const float *router_logits /* [T][E] */, int T, int E, int
                       int32_t *idx /* [T][k] */, float *weights /* [T][k] */, void *stream);
 
 /* The largest head_dim attention and rope accept. */
-#define VRT_CUDA_MAX_HEAD_DIM 1024
+#define VRT_CUDA_MAX_HEAD_DIM VRT_MAX_HEAD_DIM
+
+/* The launchers the shared GPU ops call (kernels/gpu/gpu_ops.c), as one
+ * list: X(name) for vrt_cuda_<name>. A backend's table of them (struct
+ * vrt_gpu_kernels) and its initializer (VRT_GPU_LAUNCHERS) are expanded
+ * from it, so a new launcher is declared above and named here. */
+#define VRT_CUDA_LAUNCHERS(X)                                                                      \
+    X(embed)                                                                                       \
+    X(rmsnorm)                                                                                     \
+    X(add_rmsnorm)                                                                                 \
+    X(layernorm)                                                                                   \
+    X(rope)                                                                                        \
+    X(silu_mul)                                                                                    \
+    X(gelu_mul)                                                                                    \
+    X(gelu)                                                                                        \
+    X(add)                                                                                         \
+    X(kv_store)                                                                                    \
+    X(attention)                                                                                   \
+    X(matmul)                                                                                      \
+    X(gemv)                                                                                        \
+    X(gemv_group)                                                                                  \
+    X(matmul_q4)                                                                                   \
+    X(attn_decode)                                                                                 \
+    X(attn_decode_ok)                                                                              \
+    X(attn_decode_scratch)                                                                         \
+    X(attn_prefill)                                                                                \
+    X(attn_prefill_ok)                                                                             \
+    X(moe_topk)
 
 #ifdef __cplusplus
 }

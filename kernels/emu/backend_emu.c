@@ -44,12 +44,10 @@ int vrt__cuda_emu_backend_create(vrt_backend **out, int threads, int custom_kern
      * more in spinning than it gains, and the run stays deterministic for
      * a seed. `threads` (device.threads) is accepted and not used. */
     vrt_emu_set_threads(1);
-    *k = (vrt_gpu_kernels){
-        .name = "cuda-emu",
-        .no_custom = !custom_kernels,
-        .launch_error = emu_launch_error,
-        VRT_GPU_LAUNCHERS,
-    };
+    *k = (vrt_gpu_kernels){.name = "cuda-emu",
+                           .no_custom = !custom_kernels,
+                           .launch_error = emu_launch_error,
+                           VRT_GPU_LAUNCHERS};
     b->name = "cuda-emu";
     b->ctx = k;
     b->host_memory = false;

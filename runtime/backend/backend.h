@@ -7,6 +7,7 @@
  * Whether a backend can run an op for a weight dtype is asked separately
  * (supports_op), so callers can fall back before executing anything.
  *
+ * The ops are listed once, in backend/ops.def (their arguments and meaning).
  * Conventions shared by all ops:
  *  - every pointer is a device pointer (alloc'ed by the same backend);
  *  - activations are f32, row-major [T][...];
@@ -15,9 +16,15 @@
  *    layout");
  *  - the KV cache of one layer is fp16 (uint16_t bit patterns)
  *    [num_blocks][block_size][n_kv_heads][head_dim] for K and the same for V;
- *  - every op returns 0 or a negative VRT_E* code and validates its
- *    arguments (bad dtype, out-of-range token id or slot, inconsistent
- *    shapes) with a message in err, never a crash.
+ *  - every op returns 0 or a negative VRT_E* code.
+ *
+ * One validation seam: the ops of the table only compute and trust their
+ * arguments. Callers outside the model (op tests, scripts, benchmarks) call
+ * the checked front of backend/ops.h (vrt_op_matmul(b, ...)), which checks
+ * shapes, dtypes and the index arrays (token ids, slots, attention batches)
+ * on the host and refuses bad ones with a message, never a crash. The
+ * model's forward pass checks its batch once per step on the host, where
+ * it builds the index arrays, and then calls the table directly.
  */
 #ifndef VRT_BACKEND_H
 #define VRT_BACKEND_H
@@ -87,35 +94,65 @@ typedef struct vrt_attn_batch {
     float scale;        /* usually 1/sqrt(head_dim) */
     int n_heads, n_kv_heads, head_dim;
     int num_blocks; /* blocks in the cache, for bound checks; 0 = not checked */
-    /* q_start[n_seqs], given by a caller that sets b->inputs_checked (a
-     * device backend then launches without reading q_start back); ignored
-     * otherwise. */
+    /* q_start[n_seqs]: a device backend launches without reading q_start
+     * back. The forward pass sets it; the checked front (ops.h) fills it in
+     * when it is 0 and refuses a wrong one. */
     int n_tokens;
 } vrt_attn_batch;
 
+/* The largest head_dim attention and rope take on every backend (kernel
+ * scratch is sized by it), and the largest k of moe_topk. */
+#define VRT_MAX_HEAD_DIM 1024
+#define VRT_MOE_MAX_K 64
+
+/* VRT_OP_UNPAREN params: an ops.def parameter list without its parentheses. */
+#define VRT_OP_UNPAREN(...) __VA_ARGS__
+
 typedef enum {
-    VRT_OP_EMBED,
-    VRT_OP_RMSNORM,
-    VRT_OP_LAYERNORM,
-    VRT_OP_ROPE,
-    VRT_OP_MATMUL,
-    VRT_OP_SILU_MUL,
-    VRT_OP_GELU_MUL,
-    VRT_OP_GELU,
-    VRT_OP_ADD,
-    VRT_OP_KV_STORE,
-    VRT_OP_ATTN_PREFILL,
-    VRT_OP_ATTN_DECODE,
-    VRT_OP_MOE_TOPK,
+#define VRT_OP(name, ENUM, weights, front, params, args) VRT_OP_##ENUM,
+#include "backend/ops.def"
+#undef VRT_OP
     VRT_OP_COUNT
 } vrt_op;
+
+typedef struct vrt_backend vrt_backend;
+
+/* The weight dtypes an op takes (the weights column of ops.def). */
+enum { VRT_OPW_NONE, VRT_OPW_FLOAT, VRT_OPW_ANY };
 
 /* "embed", "rmsnorm", ...; "unknown" outside the enum. */
 const char *vrt_op_name(vrt_op op);
 /* "f32", "f16", "q4"; "unknown" otherwise. */
 const char *vrt_dtype_name(int dtype);
+/* Whether op takes weights of weight_dtype by the weights column of ops.def
+ * (ops without weights take any): the supports_op of a backend that runs
+ * every op it lists. Inline, so that the cuda plugin has its own. */
+static inline bool vrt_op_weights(vrt_backend *b, vrt_op op, int weight_dtype)
+{
+    int w = -1;
+    switch (op) {
+#define VRT_OP(name, ENUM, weights, front, params, args)                                           \
+    case VRT_OP_##ENUM:                                                                            \
+        w = weights;                                                                               \
+        break;
+#include "backend/ops.def"
+#undef VRT_OP
+    case VRT_OP_COUNT: break;
+    }
+    if (w == VRT_OPW_NONE)
+        return true;
+    if (w == VRT_OPW_FLOAT || w == VRT_OPW_ANY)
+        return weight_dtype == VRT_DT_F32 || weight_dtype == VRT_DT_F16 ||
+               (w == VRT_OPW_ANY && weight_dtype == VRT_DT_Q4);
+    return false;
+}
 
-typedef struct vrt_backend vrt_backend;
+/* The version of this contract (struct vrt_backend, vrt_attn_batch,
+ * vrt_weight, vrt_q4, the op list) between ./v100rt and the cuda plugin
+ * libv100rt-cuda.so, which exports it as vrt_cuda_backend_abi (an int).
+ * Bump it with any change to them: the binary refuses a plugin of another
+ * version (registry.c) instead of calling through a mismatched table. */
+#define VRT_BACKEND_ABI_VERSION 2
 
 struct vrt_backend {
     const char *name; /* "cpu", ... */
@@ -123,13 +160,6 @@ struct vrt_backend {
     /* Device memory is host memory (cpu): the model may then use weights in
      * place from the mmapped checkpoint instead of copying them. */
     bool host_memory;
-    /* Set by a caller that has checked the contents of the index arrays it
-     * passes (token ids, slots, attention batches) on the host before
-     * copying them: a backend whose device memory is not host-readable
-     * (cuda) then checks only the scalar arguments instead of reading the
-     * arrays back (a wait per op). The model's forward pass sets it for
-     * its own calls. False by default: every op checks everything. */
-    bool inputs_checked;
     /* Bumped whenever the backend replaces a buffer of its own that
      * launches point to (scratch, workspaces): recorded launches (CUDA
      * graphs) made before are then stale. */
@@ -167,77 +197,24 @@ struct vrt_backend {
     const char *(*device_name)(vrt_backend *b);
     void (*destroy)(vrt_backend *b);
 
-    /* out[t] = table[ids[t]]; D = table->cols, V = table->rows. */
-    int (*embed)(vrt_backend *b, float *out /* [T][D] */, const vrt_weight *table /* [V][D] */,
-                 const int32_t *ids /* [T] */, int T, vrt_err *err);
-    /* out = x / sqrt(mean(x²) + eps) * (w + w_offset); Gemma uses
-     * w_offset 1.0, Llama 0. out may alias x. */
-    int (*rmsnorm)(vrt_backend *b, float *out /* [T][D] */, const float *x /* [T][D] */,
-                   const vrt_weight *w /* [D] */, int T, int D, float eps, float w_offset,
-                   vrt_err *err);
-    /* x = x + a, then out = rmsnorm(x) as above: the residual add fused
-     * into the norm after it. out may alias a. Optional: NULL where a
-     * backend has nothing better than add then rmsnorm. */
+    /* The ops of ops.def: int (*name)(vrt_backend *b, params, vrt_err *err).
+     * They trust their arguments (callers outside the model use the
+     * checked front, ops.h). */
+#define VRT_OP(name, ENUM, weights, front, params, args)                                           \
+    int (*name)(vrt_backend * b, VRT_OP_UNPAREN params, vrt_err * err);
+#include "backend/ops.def"
+#undef VRT_OP
+
+    /* Fused variants, optional (NULL where a backend has nothing better;
+     * the forward pass and the front then make the separate calls):
+     * x = x + a, then out = rmsnorm(x) (out may alias a); and several
+     * projections of the same x (q/k/v, gate/up), y[i] = x·W[i]ᵀ + bias[i]
+     * for i < n (bias[i] may be NULL). */
     int (*add_rmsnorm)(vrt_backend *b, float *x /* [T][D] */, const float *a /* [T][D] */,
                        float *out /* [T][D] */, const vrt_weight *w /* [D] */, int T, int D,
                        float eps, float w_offset, vrt_err *err);
-    /* out = (x - mean) / sqrt(var + eps) * w + bias. out may alias x. */
-    int (*layernorm)(vrt_backend *b, float *out /* [T][D] */, const float *x /* [T][D] */,
-                     const vrt_weight *w /* [D] */, const vrt_weight *bias /* [D] or NULL */, int T,
-                     int D, float eps, vrt_err *err);
-    /* Rotary embedding in place. angle(t, i) = pos[t] * inv_freq[i];
-     * interleaved = 1 rotates pairs (2i, 2i+1) (GPT-J), 0 rotates pairs
-     * (i, i + rot_dim/2) (Llama/NeoX). Only the first rot_dim (even,
-     * <= head_dim) dims of each head rotate. The caller computes inv_freq,
-     * so every rope scaling variant is expressed through it. */
-    int (*rope)(vrt_backend *b, float *x /* [T][n_heads][head_dim] */, const int32_t *pos /* [T] */,
-                int T, int n_heads, int head_dim, int rot_dim, int interleaved,
-                const float *inv_freq /* [rot_dim/2] */, vrt_err *err);
-    /* y = x·Wᵀ + bias; K = W->cols, N = W->rows. */
-    int (*matmul)(vrt_backend *b, float *y /* [T][N] */, const float *x /* [T][K] */,
-                  const vrt_weight *W /* [N][K] */, const float *bias /* [N] or NULL */, int T,
-                  vrt_err *err);
-    /* Several projections of the same x at once (q/k/v, gate/up):
-     * y[i] = x·W[i]ᵀ + bias[i] for i < n (bias[i] may be NULL). Optional:
-     * NULL where a backend has nothing better than n matmul calls (the
-     * forward pass then makes them). */
     int (*matmul_group)(vrt_backend *b, int n, float *const *y, const float *x,
                         const vrt_weight *const *W, const float *const *bias, int T, vrt_err *err);
-    /* out = silu(gate) * up. */
-    int (*silu_mul)(vrt_backend *b, float *out /* [n] */, const float *gate /* [n] */,
-                    const float *up /* [n] */, int64_t n, vrt_err *err);
-    /* out = gelu(gate) * up; tanh_approx selects the tanh formula. */
-    int (*gelu_mul)(vrt_backend *b, float *out /* [n] */, const float *gate /* [n] */,
-                    const float *up /* [n] */, int64_t n, int tanh_approx, vrt_err *err);
-    int (*gelu)(vrt_backend *b, float *out /* [n] */, const float *x /* [n] */, int64_t n,
-                int tanh_approx, vrt_err *err);
-    /* out = a + c; out may alias a or c. */
-    int (*add)(vrt_backend *b, float *out /* [n] */, const float *a /* [n] */,
-               const float *c /* [n] */, int64_t n, vrt_err *err);
-    /* Writes token t's K/V (rounded to fp16) at slots[t]; slot < 0 skips the
-     * token; a slot >= num_slots (num_blocks * block_size) is VRT_ERANGE and
-     * nothing is written. */
-    int (*kv_store)(vrt_backend *b, uint16_t *k_cache /* [num_slots][n_kv_heads][head_dim] */,
-                    uint16_t *v_cache /* [num_slots][n_kv_heads][head_dim] */,
-                    const float *k /* [T][n_kv_heads][head_dim] */,
-                    const float *v /* [T][n_kv_heads][head_dim] */, const int32_t *slots /* [T] */,
-                    int T, int n_kv_heads, int head_dim, int64_t num_slots, vrt_err *err);
-    /* Paged causal attention for any q_len per sequence; the new tokens' K/V
-     * were already written with kv_store, so every key is read from the
-     * cache. T = q_start[n_seqs]. */
-    int (*attention_prefill)(vrt_backend *b, float *out /* [T][n_heads][head_dim] */,
-                             const float *q /* [T][n_heads][head_dim] */, const uint16_t *k_cache,
-                             const uint16_t *v_cache, const vrt_attn_batch *batch, vrt_err *err);
-    /* The same for batches where every sequence has q_len == 1
-     * (VRT_EINVAL otherwise). */
-    int (*attention_decode)(vrt_backend *b, float *out /* [T][n_heads][head_dim] */,
-                            const float *q /* [T][n_heads][head_dim] */, const uint16_t *k_cache,
-                            const uint16_t *v_cache, const vrt_attn_batch *batch, vrt_err *err);
-    /* Softmax over the E experts, then the k largest (ties: lower index
-     * first), in descending order; renormalize makes the k weights sum to 1. */
-    int (*moe_topk)(vrt_backend *b, const float *router_logits /* [T][E] */, int T, int E, int k,
-                    int renormalize, int32_t *idx /* [T][k] */, float *weights /* [T][k] */,
-                    vrt_err *err);
 };
 
 /* Creates a backend of a built-in kind ("cpu"; see vrt_backend_list()).
@@ -255,6 +232,15 @@ int vrt_backend_create_opts(vrt_backend **out, const char *kind, const vrt_backe
 /* GPUs the cuda backend sees (0 if it is not built, cannot load, or sees
  * none; then why says which, when given). For device.kind = "auto". */
 int vrt_cuda_gpu_count(char *why, size_t why_len);
+/* Opens the cuda plugin at path and checks that it is one: it must export
+ * vrt_cuda_backend_abi equal to VRT_BACKEND_ABI_VERSION, and the entry
+ * points vrt_cuda_backend_create_dev and vrt_cuda_device_count (returned
+ * in *create and *count as untyped pointers). On a mismatch or a missing
+ * symbol it closes the library and returns VRT_EDEVICE with a message
+ * naming the file, both versions and the fix (rebuild). Used by the
+ * registry (registry.c) when it loads libv100rt-cuda.so, and by tests. */
+int vrt__cuda_plugin_open(const char *path, void **handle, void **create, void **count,
+                          vrt_err *err);
 /* Frees b and everything it owns (NULL is fine). */
 void vrt_backend_destroy(vrt_backend *b);
 /* The kinds, comma-separated: "cpu,cuda-emu", plus ",cuda" when

@@ -1,11 +1,14 @@
-/* registry.c — the backends by name, and the names of ops and dtypes.
+/* registry.c — the backends by name, the names of dtypes, and the cuda plugin.
  *
  * vrt_backend_create("cpu", ...) is the one way the runtime gets a backend.
  * "cuda-emu" runs the CUDA kernels on the CPU (kernels/emu). "cuda" lives
  * in libv100rt-cuda.so (built when nvcc exists), loaded here with dlopen on
  * first use, so that ./v100rt runs on machines without CUDA libraries; it
  * is looked for in $V100RT_CUDA_LIB, beside the executable, and in
- * ../lib/v100rt/ from it (make install).
+ * ../lib/v100rt/ from it (make install). The boundary is one-way and
+ * versioned: the plugin carries its own copy of the shared GPU ops and calls
+ * nothing in the binary; the binary calls its two entry points only after
+ * checking that it exports the same VRT_BACKEND_ABI_VERSION.
  */
 #include "backend/backend.h"
 #include "core/err.h"
@@ -21,29 +24,6 @@
 #include <unistd.h>
 
 #define CUDA_LIB "libv100rt-cuda.so"
-
-static const char *const op_names[VRT_OP_COUNT] = {
-    [VRT_OP_EMBED] = "embed",
-    [VRT_OP_RMSNORM] = "rmsnorm",
-    [VRT_OP_LAYERNORM] = "layernorm",
-    [VRT_OP_ROPE] = "rope",
-    [VRT_OP_MATMUL] = "matmul",
-    [VRT_OP_SILU_MUL] = "silu_mul",
-    [VRT_OP_GELU_MUL] = "gelu_mul",
-    [VRT_OP_GELU] = "gelu",
-    [VRT_OP_ADD] = "add",
-    [VRT_OP_KV_STORE] = "kv_store",
-    [VRT_OP_ATTN_PREFILL] = "attention_prefill",
-    [VRT_OP_ATTN_DECODE] = "attention_decode",
-    [VRT_OP_MOE_TOPK] = "moe_topk",
-};
-
-const char *vrt_op_name(vrt_op op)
-{
-    if ((int)op < 0 || op >= VRT_OP_COUNT || !op_names[op])
-        return "unknown";
-    return op_names[op];
-}
 
 const char *vrt_dtype_name(int dtype)
 {
@@ -61,12 +41,53 @@ typedef int (*cuda_count_fn)(void);
 static struct {
     pthread_once_t once;
     void *handle;
-    char path[PATH_MAX];  /* the file found (or the last one tried) */
+    char path[PATH_MAX];            /* the file found (or the last one tried) */
     char error[4 * PATH_MAX + 512]; /* why it could not be loaded */
-    int found;            /* a file exists */
+    int found;                      /* a file exists */
     cuda_create_fn create;
     cuda_count_fn count;
 } cuda_lib = {.once = PTHREAD_ONCE_INIT};
+
+int vrt__cuda_plugin_open(const char *path, void **handle, void **create, void **count,
+                          vrt_err *err)
+{
+    *handle = *create = *count = NULL;
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return vrt_err_set(err, VRT_EDEVICE,
+                           "cannot load %s: %s (are the CUDA runtime and cuBLAS libraries "
+                           "installed and on LD_LIBRARY_PATH?)",
+                           path, dlerror());
+    /* The version first: through a table of another layout, nothing else
+     * the plugin exports can be called safely. */
+    const int *abi = dlsym(h, "vrt_cuda_backend_abi");
+    if (!abi || *abi != VRT_BACKEND_ABI_VERSION) {
+        char have[48];
+        if (abi)
+            snprintf(have, sizeof have, "version %d", *abi);
+        else
+            snprintf(have, sizeof have, "no version (built before versioning)");
+        dlclose(h);
+        return vrt_err_set(err, VRT_EDEVICE,
+                           "%s has backend ABI %s, this v100rt needs version %d: the plugin was "
+                           "built from another source tree; rebuild it with `make` next to this "
+                           "v100rt (or point V100RT_CUDA_LIB at the plugin of the same build)",
+                           path, have, VRT_BACKEND_ABI_VERSION);
+    }
+    void *c = dlsym(h, "vrt_cuda_backend_create_dev"), *n = dlsym(h, "vrt_cuda_device_count");
+    if (!c || !n) {
+        dlclose(h);
+        return vrt_err_set(err, VRT_EDEVICE,
+                           "%s is not a v100rt cuda backend of this version (no "
+                           "vrt_cuda_backend_create_dev or vrt_cuda_device_count); rebuild it "
+                           "with `make`",
+                           path);
+    }
+    *handle = h;
+    *create = c;
+    *count = n;
+    return 0;
+}
 
 /* The candidates, in order; returns how many were written. */
 static int cuda_lib_candidates(char out[][PATH_MAX], int max)
@@ -109,26 +130,14 @@ static void cuda_lib_load(void)
             continue;
         cuda_lib.found = 1;
         memcpy(cuda_lib.path, cand[i], sizeof cuda_lib.path);
-        void *h = dlopen(cand[i], RTLD_NOW | RTLD_LOCAL);
-        if (!h) {
-            snprintf(cuda_lib.error, sizeof cuda_lib.error,
-                     "cannot load %s: %s (are the CUDA runtime and cuBLAS libraries installed "
-                     "and on LD_LIBRARY_PATH?)",
-                     cand[i], dlerror());
+        void *h = NULL, *create = NULL, *count = NULL;
+        vrt_err e = {0};
+        if (vrt__cuda_plugin_open(cand[i], &h, &create, &count, &e)) {
+            snprintf(cuda_lib.error, sizeof cuda_lib.error, "%s", e.msg);
             return;
         }
-        cuda_lib.create = (cuda_create_fn)(uintptr_t)dlsym(h, "vrt_cuda_backend_create_dev");
-        cuda_lib.count = (cuda_count_fn)(uintptr_t)dlsym(h, "vrt_cuda_device_count");
-        if (!cuda_lib.create || !cuda_lib.count) {
-            snprintf(cuda_lib.error, sizeof cuda_lib.error,
-                     "%s is not a v100rt cuda backend of this version (no "
-                     "vrt_cuda_backend_create_dev); rebuild it with `make`",
-                     cand[i]);
-            dlclose(h);
-            cuda_lib.create = NULL;
-            cuda_lib.count = NULL;
-            return;
-        }
+        cuda_lib.create = (cuda_create_fn)(uintptr_t)create;
+        cuda_lib.count = (cuda_count_fn)(uintptr_t)count;
         cuda_lib.handle = h;
         cuda_lib.error[0] = 0;
         return;
@@ -156,8 +165,9 @@ int vrt_cuda_gpu_count(char *why, size_t why_len)
     }
     int n = cuda_lib.count();
     if (n < 1 && why && why_len)
-        snprintf(why, why_len, "no CUDA GPU visible (no driver, no device, or "
-                               "CUDA_VISIBLE_DEVICES hides them)");
+        snprintf(why, why_len,
+                 "no CUDA GPU visible (no driver, no device, or "
+                 "CUDA_VISIBLE_DEVICES hides them)");
     return n;
 }
 

@@ -398,14 +398,11 @@ int vrt_model_forward(vrt_model *m, vrt_kv_cache *kv, const vrt_batch *b, float 
         .n_tokens = bucket ? bucket : T,
     };
     /* Token ids, slots, rows and the attention batch were checked above
-     * (check_batch): a GPU backend need not read them back per op. */
-    const bool was_checked = be->inputs_checked;
-    be->inputs_checked = true;
+     * (check_batch): the ops of the backend's table run without checks. */
     if (bucket)
         rc = vrt__model_run_graphed(m, kv, bucket, mb, &ab, err);
     else
         rc = vrt__model_run_ops(m, kv, T, n_out, &ab, all_decode, err);
-    be->inputs_checked = was_checked;
     if (!rc)
         rc = be->copy_to_host(be, logits, w->logits, (size_t)n_out * V * sizeof(float), err);
     return rc;

@@ -156,6 +156,7 @@ T="a cuda library whose driver finds no GPU: the error says --device cpu too"
 cat > "$TMP/fakecuda.c" <<'C'
 #include <stdio.h>
 typedef struct { int code; char msg[4096]; } err_t;
+const int vrt_cuda_backend_abi = ABI;
 int vrt_cuda_device_count(void) { return 0; }
 int vrt_cuda_backend_create_dev(void **out, int threads, int custom, int dev, err_t *e)
 {
@@ -165,7 +166,9 @@ int vrt_cuda_backend_create_dev(void **out, int threads, int custom, int dev, er
     return -9;
 }
 C
-if ${CC:-cc} -shared -fPIC -o "$TMP/libfakecuda.so" "$TMP/fakecuda.c" 2>"$ERR"; then
+# It exports the binary's plugin ABI version, which the binary checks first.
+ABI=$(sed -n 's/^#define VRT_BACKEND_ABI_VERSION \([0-9]*\).*/\1/p' runtime/backend/backend.h)
+if ${CC:-cc} -shared -fPIC -DABI="$ABI" -o "$TMP/libfakecuda.so" "$TMP/fakecuda.c" 2>"$ERR"; then
     V100RT_CUDA_LIB=$TMP/libfakecuda.so run $BIN generate "$CUDA_CFG" "In"; expect_rc 1
     expect_err "no CUDA-capable device is detected"; expect_err "--device cpu"
     V100RT_CUDA_LIB=$TMP/libfakecuda.so run $BIN generate --device cpu --quiet --max-new-tokens 2 "$CUDA_CFG" "In"; expect_rc 0

@@ -17,9 +17,15 @@
 
 #include "backend/backend.h"
 #include "backend/half.h"
+#include "backend/ops.h"
 #include "core/err.h"
 #include "cpu/cpu.h"
+#include "model/model.h"
 #include "ref/ref.h"
+
+#include <dlfcn.h>
+#include <limits.h>
+#include <unistd.h>
 
 #include <stdlib.h>
 
@@ -385,7 +391,7 @@ TEST(ops_embed)
                 ASSERT_EQ_INT(dbuf_new(&did, b, sizeof(int32_t) * T, ids), 0);
                 ASSERT_EQ_INT(dbuf_new(&dout, b, sizeof(float) * T * D, NULL), 0);
                 vrt_err err = {0};
-                ASSERT_OK(b->embed(b, dout.p, &tab.dev, did.p, T, &err), &err);
+                ASSERT_OK(vrt_op_embed(b, dout.p, &tab.dev, did.p, T, &err), &err);
                 float *got = malloc(sizeof(float) * T * D);
                 double *ref = malloc(sizeof(double) * T * D);
                 int g = dbuf_read(&dout, got, "embed out") == 0;
@@ -445,11 +451,12 @@ TEST(ops_norms)
                     float eps = kind == 1 ? 1e-6f : 1e-5f;
                     if (!ln) {
                         float wo = kind == 1 ? 1.0f : 0.0f;
-                        ASSERT_OK(b->rmsnorm(b, res->p, dx.p, &w.dev, T, D, eps, wo, &err), &err);
+                        ASSERT_OK(vrt_op_rmsnorm(b, res->p, dx.p, &w.dev, T, D, eps, wo, &err),
+                                  &err);
                         vrt_ref_rmsnorm(ref, x, &w.host, T, D, eps, wo);
                     } else {
-                        ASSERT_OK(b->layernorm(b, dout.p, dx.p, &w.dev,
-                                               kind == 2 ? &bias.dev : NULL, T, D, eps, &err),
+                        ASSERT_OK(vrt_op_layernorm(b, dout.p, dx.p, &w.dev,
+                                                   kind == 2 ? &bias.dev : NULL, T, D, eps, &err),
                                   &err);
                         vrt_ref_layernorm(ref, x, &w.host, kind == 2 ? &bias.host : NULL, T, D,
                                           eps);
@@ -509,7 +516,7 @@ TEST(ops_rope)
             ASSERT_EQ_INT(dbuf_new(&dp, b, T * sizeof(int32_t), pos), 0);
             ASSERT_EQ_INT(dbuf_new(&df, b, rd / 2 * sizeof(float), inv_freq), 0);
             vrt_err err = {0};
-            ASSERT_OK(b->rope(b, dx.p, dp.p, T, H, hd, rd, il, df.p, &err), &err);
+            ASSERT_OK(vrt_op_rope(b, dx.p, dp.p, T, H, hd, rd, il, df.p, &err), &err);
             float *got = malloc(n * sizeof(float));
             double *ref = malloc(n * sizeof(double));
             int g = dbuf_read(&dx, got, "rope x") == 0;
@@ -553,7 +560,8 @@ TEST(ops_add_rmsnorm)
             ASSERT_EQ_INT(dbuf_new(&dx, b, n * 4, x), 0);
             ASSERT_EQ_INT(dbuf_new(&da, b, n * 4, a), 0);
             vrt_err err = {0};
-            ASSERT_OK(b->add_rmsnorm(b, dx.p, da.p, da.p, &w.dev, T, D, 1e-5f, 0.0f, &err), &err);
+            ASSERT_OK(vrt_op_add_rmsnorm(b, dx.p, da.p, da.p, &w.dev, T, D, 1e-5f, 0.0f, &err),
+                      &err);
             float *got_x = malloc(n * 4), *got = malloc(n * 4);
             double *ref = malloc(n * sizeof(double)), *ref_x = malloc(n * sizeof(double));
             int g = dbuf_read(&dx, got_x, "x") == 0 && dbuf_read(&da, got, "out") == 0;
@@ -588,8 +596,8 @@ TEST(ops_matmul_group)
     const double tol = 1e-5;
     static const int shapes[][5] = {
         /* T, K, N0, N1, N2 (0 = only two) */
-        {1, 256, 64, 16, 16}, {3, 40, 9, 33, 0}, {4, 1024, 128, 32, 32}, {3, 96, 7, 5, 3},
-        {9, 64, 16, 8, 8}, /* above the GEMV's 4 tokens: one matmul each */
+        {1, 256, 64, 16, 16}, {3, 40, 9, 33, 0}, {4, 1024, 128, 32, 32},
+        {3, 96, 7, 5, 3},     {9, 64, 16, 8, 8}, /* above the GEMV's 4 tokens: one matmul each */
     };
     vrt_backend *bs[MAX_BACKENDS];
     int nb = open_backends(bs), failed = 0, ran = 0;
@@ -620,7 +628,7 @@ TEST(ops_matmul_group)
                     bsv[i] = i == 1 ? NULL : dbias[i].p; /* one without bias */
                 }
                 vrt_err err = {0};
-                ASSERT_OK(b->matmul_group(b, n, ys, dx.p, ws, bsv, T, &err), &err);
+                ASSERT_OK(vrt_op_matmul_group(b, n, ys, dx.p, ws, bsv, T, &err), &err);
                 for (int i = 0; i < n; i++) {
                     const int N = shapes[si][2 + i];
                     float *got = malloc(sizeof(float) * T * N);
@@ -630,10 +638,10 @@ TEST(ops_matmul_group)
                     char shape[128];
                     snprintf(shape, sizeof shape, "T=%d K=%d N=%d %s (%d of %d)", T, K, N, dtn(dt),
                              i + 1, n);
-                    double t = strcmp(b->name, "cuda") == 0 && dt == VRT_DT_F16 && T > 4 ? 2e-3
-                                                                                         : tol;
-                    failed += !report(b, "matmul_group", shape, norm_err(got, ref, (size_t)T * N),
-                                      t, g);
+                    double t =
+                        strcmp(b->name, "cuda") == 0 && dt == VRT_DT_F16 && T > 4 ? 2e-3 : tol;
+                    failed +=
+                        !report(b, "matmul_group", shape, norm_err(got, ref, (size_t)T * N), t, g);
                     ran++;
                     free(got);
                     free(ref);
@@ -660,12 +668,24 @@ TEST(ops_matmul)
     const double tol = 1e-5;
     static const int shapes[][4] = {
         /* T, K, N, bias */
-        {1, 37, 19, 0},   {37, 300, 129, 1}, {5, 64, 64, 0},   {67, 128, 33, 1}, {1, 256, 96, 1},
-        {8, 64, 24, 0},   {3, 40, 17, 1},   {2, 2056, 40, 1},
-        {4, 1000, 70, 0}, {2, 8, 1, 1},      {130, 96, 40, 0}, {1, 7, 3, 0},
-        {6, 1031, 13, 1}, {1, 4100, 9, 1},   {33, 72, 6, 0},
+        {1, 37, 19, 0},
+        {37, 300, 129, 1},
+        {5, 64, 64, 0},
+        {67, 128, 33, 1},
+        {1, 256, 96, 1},
+        {8, 64, 24, 0},
+        {3, 40, 17, 1},
+        {2, 2056, 40, 1},
+        {4, 1000, 70, 0},
+        {2, 8, 1, 1},
+        {130, 96, 40, 0},
+        {1, 7, 3, 0},
+        {6, 1031, 13, 1},
+        {1, 4100, 9, 1},
+        {33, 72, 6, 0},
         /* T = 1 row kernel: 64-byte lines, then 8-wide steps, then a scalar tail */
-        {1, 59, 21, 0},   {1, 1000, 33, 1},
+        {1, 59, 21, 0},
+        {1, 1000, 33, 1},
     };
     vrt_backend *bs[MAX_BACKENDS];
     int nb = open_backends(bs), failed = 0;
@@ -689,7 +709,7 @@ TEST(ops_matmul)
                 ASSERT_EQ_INT(dbuf_new(&dy, b, sizeof(float) * T * N, NULL), 0);
                 ASSERT_EQ_INT(dbuf_new(&dbias, b, sizeof(float) * N, bias), 0);
                 vrt_err err = {0};
-                ASSERT_OK(b->matmul(b, dy.p, dx.p, &w.dev, hb ? dbias.p : NULL, T, &err), &err);
+                ASSERT_OK(vrt_op_matmul(b, dy.p, dx.p, &w.dev, hb ? dbias.p : NULL, T, &err), &err);
                 float *got = malloc(sizeof(float) * T * N);
                 double *ref = malloc(sizeof(double) * T * N);
                 int g = dbuf_read(&dy, got, "matmul y") == 0;
@@ -800,15 +820,26 @@ TEST(ops_matmul_q4)
     const double tol = 2e-5;
     static const int shapes[][6] = {
         /* T, K, N, G (-1: one group), perm, bias */
-        {1, 256, 19, 32, 0, 0},  {1, 200, 33, 32, 1, 1},  {3, 264, 17, 128, 1, 0},
-        {1, 37, 9, -1, 1, 1},    {37, 300, 41, -1, 0, 1}, {37, 384, 64, 128, 1, 1},
-        {17, 96, 7, 32, 1, 0},   {4, 1000, 70, 64, 0, 0}, {70, 160, 13, 32, 1, 1},
-        {8, 2080, 5, 32, 1, 1},  {9, 128, 130, 64, 1, 1}, {2, 1100, 3, -1, 0, 0},
+        {1, 256, 19, 32, 0, 0},
+        {1, 200, 33, 32, 1, 1},
+        {3, 264, 17, 128, 1, 0},
+        {1, 37, 9, -1, 1, 1},
+        {37, 300, 41, -1, 0, 1},
+        {37, 384, 64, 128, 1, 1},
+        {17, 96, 7, 32, 1, 0},
+        {4, 1000, 70, 64, 0, 0},
+        {70, 160, 13, 32, 1, 1},
+        {8, 2080, 5, 32, 1, 1},
+        {9, 128, 130, 64, 1, 1},
+        {2, 1100, 3, -1, 0, 0},
         /* an odd number of 32-column blocks per group (AVX2: pairs, then a
          * lone block), one group with an odd block count, long rows, and
          * more tokens than one pass over the rows takes (32) */
-        {1, 288, 10, 96, 1, 0},  {5, 96, 11, -1, 1, 1},   {1, 4128, 6, 128, 0, 1},
-        {34, 352, 9, 96, 1, 1},  {2, 160, 7, 160, 0, 0},
+        {1, 288, 10, 96, 1, 0},
+        {5, 96, 11, -1, 1, 1},
+        {1, 4128, 6, 128, 0, 1},
+        {34, 352, 9, 96, 1, 1},
+        {2, 160, 7, 160, 0, 0},
     };
     vrt_backend *bs[MAX_BACKENDS];
     int nb = open_backends(bs), failed = 0;
@@ -832,7 +863,7 @@ TEST(ops_matmul_q4)
             ASSERT_EQ_INT(dbuf_new(&dy, b, sizeof(float) * T * N, NULL), 0);
             ASSERT_EQ_INT(dbuf_new(&dbias, b, sizeof(float) * N, bias), 0);
             vrt_err err = {0};
-            ASSERT_OK(b->matmul(b, dy.p, dx.p, &w.dev, hb ? dbias.p : NULL, T, &err), &err);
+            ASSERT_OK(vrt_op_matmul(b, dy.p, dx.p, &w.dev, hb ? dbias.p : NULL, T, &err), &err);
             float *got = malloc(sizeof(float) * T * N);
             double *ref = malloc(sizeof(double) * T * N);
             int g = dbuf_read(&dy, got, "matmul y") == 0;
@@ -874,23 +905,24 @@ TEST(ops_matmul_q4_errors)
         vrt_err err = {0};
         vrt_weight bad = w.dev;
         bad.q4 = NULL;
-        ASSERT_EQ_INT(b->matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
+        ASSERT_EQ_INT(vrt_op_matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
         ASSERT_CONTAINS(err.msg, "descriptor");
         vrt_q4 q = w.dq;
         q.n_groups = 2;
         bad.q4 = &q;
-        ASSERT_EQ_INT(b->matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
+        ASSERT_EQ_INT(vrt_op_matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
         ASSERT_CONTAINS(err.msg, "expected ceil(96 / 32) = 3");
         q = w.dq;
         q.group_size = 48;
-        ASSERT_EQ_INT(b->matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
+        ASSERT_EQ_INT(vrt_op_matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
         ASSERT_CONTAINS(err.msg, "group_size 48");
         q = w.dq;
         q.scales = NULL;
-        ASSERT_EQ_INT(b->matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
+        ASSERT_EQ_INT(vrt_op_matmul(b, dy.p, dx.p, &bad, NULL, 1, &err), VRT_EINVAL);
         /* q4 is a matmul dtype only */
         ASSERT(!b->supports_op(b, VRT_OP_RMSNORM, VRT_DT_Q4));
-        ASSERT_EQ_INT(b->rmsnorm(b, dy.p, dy.p, &w.dev, 1, 8, 1e-5f, 0, &err), VRT_EUNSUPPORTED);
+        ASSERT_EQ_INT(vrt_op_rmsnorm(b, dy.p, dy.p, &w.dev, 1, 8, 1e-5f, 0, &err),
+                      VRT_EUNSUPPORTED);
         dbuf_free(&dx);
         dbuf_free(&dy);
         tq4_free(&w);
@@ -941,25 +973,25 @@ TEST(ops_elementwise)
                 dbuf *res = &dout;
                 switch (k) {
                 case 0:
-                    rc = b->silu_mul(b, dout.p, da.p, dc.p, n, &err);
+                    rc = vrt_op_silu_mul(b, dout.p, da.p, dc.p, n, &err);
                     vrt_ref_silu_mul(ref, a, c, n);
                     break;
                 case 1:
                 case 2:
-                    rc = b->gelu_mul(b, dout.p, da.p, dc.p, n, k == 2, &err);
+                    rc = vrt_op_gelu_mul(b, dout.p, da.p, dc.p, n, k == 2, &err);
                     vrt_ref_gelu_mul(ref, a, c, n, k == 2);
                     break;
                 case 3:
                 case 4:
-                    rc = b->gelu(b, dout.p, da.p, n, k == 4, &err);
+                    rc = vrt_op_gelu(b, dout.p, da.p, n, k == 4, &err);
                     vrt_ref_gelu(ref, a, n, k == 4);
                     break;
                 case 5:
-                    rc = b->add(b, dout.p, da.p, dc.p, n, &err);
+                    rc = vrt_op_add(b, dout.p, da.p, dc.p, n, &err);
                     vrt_ref_add(ref, a, c, n);
                     break;
                 default:
-                    rc = b->add(b, da.p, da.p, dc.p, n, &err);
+                    rc = vrt_op_add(b, da.p, da.p, dc.p, n, &err);
                     vrt_ref_add(ref, a, c, n);
                     res = &da;
                 }
@@ -1014,7 +1046,7 @@ TEST(ops_moe_topk)
                 ASSERT_EQ_INT(dbuf_new(&di, b, sizeof(int32_t) * T * k, NULL), 0);
                 ASSERT_EQ_INT(dbuf_new(&dw, b, sizeof(float) * T * k, NULL), 0);
                 vrt_err err = {0};
-                ASSERT_OK(b->moe_topk(b, dx.p, T, E, k, rn, di.p, dw.p, &err), &err);
+                ASSERT_OK(vrt_op_moe_topk(b, dx.p, T, E, k, rn, di.p, dw.p, &err), &err);
                 int32_t *gi = malloc(sizeof(int32_t) * T * k),
                         *ri = malloc(sizeof(int32_t) * T * k);
                 float *gw = malloc(sizeof(float) * T * k);
@@ -1087,8 +1119,9 @@ TEST(ops_kv_store)
             ASSERT_EQ_INT(dbuf_new(&dkc, b, csz * 2, kc), 0);
             ASSERT_EQ_INT(dbuf_new(&dvc, b, csz * 2, vc), 0);
             vrt_err err = {0};
-            ASSERT_OK(b->kv_store(b, dkc.p, dvc.p, dk.p, dv.p, ds.p, T, KVH, hd, num_slots, &err),
-                      &err);
+            ASSERT_OK(
+                vrt_op_kv_store(b, dkc.p, dvc.p, dk.p, dv.p, ds.p, T, KVH, hd, num_slots, &err),
+                &err);
             uint16_t *gk = malloc(csz * 2), *gv = malloc(csz * 2);
             int g = dbuf_read(&dkc, gk, "k_cache") == 0;
             g &= dbuf_read(&dvc, gv, "v_cache") == 0;
@@ -1233,8 +1266,8 @@ static int attn_run(vrt_backend *b, const attn_case *c, int decode)
     snprintf(shape, sizeof shape, "%s T=%d heads=%d:%d hd=%d bs=%d", c->name, T, H, KVH, hd, bs);
     vrt_err err = {0};
     int rc = !ok      ? -1
-             : decode ? b->attention_decode(b, dout.p, dq.p, dkc.p, dvc.p, &dev, &err)
-                      : b->attention_prefill(b, dout.p, dq.p, dkc.p, dvc.p, &dev, &err);
+             : decode ? vrt_op_attention_decode(b, dout.p, dq.p, dkc.p, dvc.p, &dev, &err)
+                      : vrt_op_attention_prefill(b, dout.p, dq.p, dkc.p, dvc.p, &dev, &err);
     double e = INFINITY;
     int g = 0;
     if (rc == 0) {
@@ -1305,34 +1338,35 @@ TEST(ops_errors)
         dbuf did, dout;
         ASSERT_EQ_INT(dbuf_new(&did, b, sizeof ids, ids), 0);
         ASSERT_EQ_INT(dbuf_new(&dout, b, 3 * 8 * 4, NULL), 0);
-        ASSERT_EQ_INT(b->embed(b, dout.p, &tab.dev, did.p, 3, &err), VRT_ERANGE);
+        ASSERT_EQ_INT(vrt_op_embed(b, dout.p, &tab.dev, did.p, 3, &err), VRT_ERANGE);
         ASSERT_CONTAINS(err.msg, "token id 10");
         ASSERT_CONTAINS(err.msg, "10 rows");
         ids[1] = -1;
         ASSERT_OK(b->copy_to_device(b, did.p, ids, sizeof ids, &err), &err);
-        ASSERT_EQ_INT(b->embed(b, dout.p, &tab.dev, did.p, 3, &err), VRT_ERANGE);
+        ASSERT_EQ_INT(vrt_op_embed(b, dout.p, &tab.dev, did.p, 3, &err), VRT_ERANGE);
         /* matmul: unknown dtype, and q4 where unsupported */
         vrt_weight bad = tab.dev;
         bad.dtype = 7;
         err = (vrt_err){0};
-        int rc = b->matmul(b, dout.p, dout.p, &bad, NULL, 1, &err);
+        int rc = vrt_op_matmul(b, dout.p, dout.p, &bad, NULL, 1, &err);
         ASSERT(rc == VRT_EINVAL || rc == VRT_EUNSUPPORTED);
         ASSERT_CONTAINS(err.msg, "dtype");
         ASSERT(!b->supports_op(b, VRT_OP_MATMUL, 7));
         if (!b->supports_op(b, VRT_OP_MATMUL, VRT_DT_Q4)) {
             bad.dtype = VRT_DT_Q4;
-            ASSERT_EQ_INT(b->matmul(b, dout.p, dout.p, &bad, NULL, 1, &err), VRT_EUNSUPPORTED);
+            ASSERT_EQ_INT(vrt_op_matmul(b, dout.p, dout.p, &bad, NULL, 1, &err), VRT_EUNSUPPORTED);
             ASSERT_CONTAINS(err.msg, "q4");
         }
         /* rmsnorm: weight of the wrong size */
-        ASSERT_EQ_INT(b->rmsnorm(b, dout.p, dout.p, &tab.dev, 1, 8, 1e-5f, 0, &err), VRT_EINVAL);
+        ASSERT_EQ_INT(vrt_op_rmsnorm(b, dout.p, dout.p, &tab.dev, 1, 8, 1e-5f, 0, &err),
+                      VRT_EINVAL);
         ASSERT_CONTAINS(err.msg, "expected 8");
         /* moe: k > E (an op without a kernel says so instead) */
-        ASSERT_EQ_INT(b->moe_topk(b, dout.p, 1, 4, 5, 1, did.p, dout.p, &err),
+        ASSERT_EQ_INT(vrt_op_moe_topk(b, dout.p, 1, 4, 5, 1, did.p, dout.p, &err),
                       b->supports_op(b, VRT_OP_MOE_TOPK, VRT_DT_F32) ? VRT_ERANGE
                                                                      : VRT_EUNSUPPORTED);
         /* rope: odd rot_dim */
-        ASSERT_EQ_INT(b->rope(b, dout.p, did.p, 1, 1, 8, 3, 0, dout.p, &err), VRT_EINVAL);
+        ASSERT_EQ_INT(vrt_op_rope(b, dout.p, did.p, 1, 1, 8, 3, 0, dout.p, &err), VRT_EINVAL);
         dbuf_free(&did);
         dbuf_free(&dout);
         tweight_free(&tab);
@@ -1349,7 +1383,7 @@ TEST(ops_errors)
         ASSERT_EQ_INT(dbuf_new(&dv, b, sizeof cache, cache), 0);
         ASSERT_EQ_INT(dbuf_new(&dkv, b, sizeof kv, kv), 0);
         ASSERT_EQ_INT(dbuf_new(&ds, b, sizeof slots, slots), 0);
-        ASSERT_EQ_INT(b->kv_store(b, dk.p, dv.p, dkv.p, dkv.p, ds.p, 2, KVH, HD, SLOTS, &err),
+        ASSERT_EQ_INT(vrt_op_kv_store(b, dk.p, dv.p, dkv.p, dkv.p, ds.p, 2, KVH, HD, SLOTS, &err),
                       VRT_ERANGE);
         ASSERT_CONTAINS(err.msg, "slot 16");
         ASSERT_EQ_INT(dbuf_read(&dk, back, "k_cache"), 0);
@@ -1373,14 +1407,14 @@ TEST(ops_errors)
                             .n_kv_heads = 2,
                             .head_dim = HD,
                             .num_blocks = 2};
-        ASSERT_EQ_INT(b->attention_decode(b, dq.p, dq.p, dk.p, dv.p, &a, &err), VRT_EINVAL);
+        ASSERT_EQ_INT(vrt_op_attention_decode(b, dq.p, dq.p, dk.p, dv.p, &a, &err), VRT_EINVAL);
         ASSERT_CONTAINS(err.msg, "2 query tokens");
         table[1][0] = 2; /* num_blocks is 2 */
         ASSERT_OK(b->copy_to_device(b, dtab.p, table, sizeof table, &err), &err);
-        ASSERT_EQ_INT(b->attention_prefill(b, dq.p, dq.p, dk.p, dv.p, &a, &err), VRT_ERANGE);
+        ASSERT_EQ_INT(vrt_op_attention_prefill(b, dq.p, dq.p, dk.p, dv.p, &a, &err), VRT_ERANGE);
         ASSERT_CONTAINS(err.msg, "physical block 2");
         a.n_kv_heads = 3; /* does not divide n_heads */
-        ASSERT_EQ_INT(b->attention_prefill(b, dq.p, dq.p, dk.p, dv.p, &a, &err), VRT_EINVAL);
+        ASSERT_EQ_INT(vrt_op_attention_prefill(b, dq.p, dq.p, dk.p, dv.p, &a, &err), VRT_EINVAL);
         dbuf_free(&dk);
         dbuf_free(&dv);
         dbuf_free(&dkv);
@@ -1407,10 +1441,12 @@ TEST(cpu_isa_env)
     ASSERT_CONTAINS(b->device_name(b), "2 threads");
     vrt_backend_destroy(b);
     ASSERT_OK(cpu_at_level(&b, NULL, &err), &err);
-    ASSERT_CONTAINS(b->device_name(b), best == VRT_CPU_ISA_AVX2 ? "kernels avx2" : "kernels generic");
+    ASSERT_CONTAINS(b->device_name(b),
+                    best == VRT_CPU_ISA_AVX2 ? "kernels avx2" : "kernels generic");
     vrt_backend_destroy(b);
     ASSERT_OK(cpu_at_level(&b, "auto", &err), &err);
-    ASSERT_CONTAINS(b->device_name(b), best == VRT_CPU_ISA_AVX2 ? "kernels avx2" : "kernels generic");
+    ASSERT_CONTAINS(b->device_name(b),
+                    best == VRT_CPU_ISA_AVX2 ? "kernels avx2" : "kernels generic");
     vrt_backend_destroy(b);
     if (best == VRT_CPU_ISA_AVX2) {
         ASSERT_OK(cpu_at_level(&b, "avx2", &err), &err);
@@ -1464,4 +1500,234 @@ TEST(backend_registry)
         ASSERT(strcmp(vrt_op_name((vrt_op)op), "unknown") != 0);
     ASSERT_EQ_STR(vrt_op_name(VRT_OP_COUNT), "unknown");
     ASSERT_EQ_STR(vrt_op_name(VRT_OP_ATTN_DECODE), "attention_decode");
+}
+
+/* ---- the validation seam: the checked front, the unchecked table ---- */
+
+/* A cpu backend whose ops count their calls: what reaches the table. */
+static int spy_calls;
+static vrt_backend *spy_inner;
+static vrt_attn_batch spy_batch; /* the batch the last attention call got */
+static int spy_embed(vrt_backend *b, float *out, const vrt_weight *table, const int32_t *ids, int T,
+                     vrt_err *err)
+{
+    spy_calls++;
+    return spy_inner->embed(spy_inner, out, table, ids, T, err);
+}
+static int spy_kv_store(vrt_backend *b, uint16_t *kc, uint16_t *vc, const float *k, const float *v,
+                        const int32_t *slots, int T, int kvh, int hd, int64_t num_slots,
+                        vrt_err *err)
+{
+    spy_calls++;
+    return spy_inner->kv_store(spy_inner, kc, vc, k, v, slots, T, kvh, hd, num_slots, err);
+}
+static int spy_prefill(vrt_backend *b, float *out, const float *q, const uint16_t *kc,
+                       const uint16_t *vc, const vrt_attn_batch *a, vrt_err *err)
+{
+    spy_calls++;
+    spy_batch = *a;
+    return spy_inner->attention_prefill(spy_inner, out, q, kc, vc, a, err);
+}
+
+/* The front refuses bad token ids, slots and batches before the backend
+ * is called, and passes good ones through (with n_tokens filled in). */
+TEST(ops_front_refuses_before_the_backend)
+{
+    vrt_err err = {0};
+    ASSERT_OK(vrt_backend_create(&spy_inner, "cpu", 1, &err), &err);
+    vrt_backend spy = *spy_inner;
+    spy.embed = spy_embed;
+    spy.kv_store = spy_kv_store;
+    spy.attention_prefill = spy_prefill;
+    spy_calls = 0;
+
+    float table[4 * 8] = {0}, out[2 * 8 * 2];
+    vrt_weight tab = {.data = table, .dtype = VRT_DT_F32, .rows = 4, .cols = 8};
+    int32_t ids[2] = {1, 4};
+    ASSERT_EQ_INT(vrt_op_embed(&spy, out, &tab, ids, 2, &err), VRT_ERANGE);
+    ASSERT_CONTAINS(err.msg, "token id 4 at position 1");
+    ids[1] = -1;
+    ASSERT_EQ_INT(vrt_op_embed(&spy, out, &tab, ids, 2, &err), VRT_ERANGE);
+    vrt_weight w3 = tab;
+    w3.dtype = 9; /* unknown dtype */
+    ids[1] = 3;
+    ASSERT_EQ_INT(vrt_op_embed(&spy, out, &w3, ids, 2, &err), VRT_EINVAL);
+    ASSERT_EQ_INT(vrt_op_embed(&spy, out, &tab, ids, -1, &err), VRT_EINVAL); /* bad shape */
+    ASSERT_EQ_INT(spy_calls, 0);
+    ASSERT_OK(vrt_op_embed(&spy, out, &tab, ids, 0, &err), &err); /* nothing to do */
+    ASSERT_EQ_INT(spy_calls, 0);
+    ASSERT_OK(vrt_op_embed(&spy, out, &tab, ids, 2, &err), &err);
+    ASSERT_EQ_INT(spy_calls, 1);
+
+    enum { KVH = 1, HD = 8, SLOTS = 8 };
+    uint16_t kc[SLOTS * KVH * HD] = {0}, vc[SLOTS * KVH * HD] = {0};
+    float kv[2 * KVH * HD] = {0};
+    int32_t slots[2] = {3, SLOTS};
+    spy_calls = 0;
+    ASSERT_EQ_INT(vrt_op_kv_store(&spy, kc, vc, kv, kv, slots, 2, KVH, HD, SLOTS, &err),
+                  VRT_ERANGE);
+    ASSERT_CONTAINS(err.msg, "slot 8 of token 1");
+    ASSERT_EQ_INT(vrt_op_kv_store(&spy, kc, vc, kv, kv, slots, 2, 0, HD, SLOTS, &err), VRT_EINVAL);
+    ASSERT_EQ_INT(spy_calls, 0);
+    slots[1] = -1; /* skipped, not an error */
+    ASSERT_OK(vrt_op_kv_store(&spy, kc, vc, kv, kv, slots, 2, KVH, HD, SLOTS, &err), &err);
+    ASSERT_EQ_INT(spy_calls, 1);
+
+    float q[3 * HD] = {0}, o[3 * HD];
+    int32_t qs[3] = {0, 2, 3}, ctx[2] = {2, 1}, bt[4] = {0, 1, 1, 0};
+    vrt_attn_batch a = {.n_seqs = 2,
+                        .q_start = qs,
+                        .ctx_len = ctx,
+                        .block_table = bt,
+                        .max_blocks_per_seq = 2,
+                        .block_size = 4,
+                        .scale = 0.35f,
+                        .n_heads = 1,
+                        .n_kv_heads = 1,
+                        .head_dim = HD,
+                        .num_blocks = 2};
+    spy_calls = 0;
+    bt[2] = 2; /* seq 1 reads block 2 of a 2-block cache */
+    ASSERT_EQ_INT(vrt_op_attention_prefill(&spy, o, q, kc, vc, &a, &err), VRT_ERANGE);
+    ASSERT_CONTAINS(err.msg, "physical block 2");
+    bt[2] = 1;
+    ctx[1] = 0; /* fewer cached tokens than new ones */
+    ASSERT_EQ_INT(vrt_op_attention_prefill(&spy, o, q, kc, vc, &a, &err), VRT_ERANGE);
+    ctx[1] = 1;
+    a.n_tokens = 2; /* q_start says 3 */
+    ASSERT_EQ_INT(vrt_op_attention_prefill(&spy, o, q, kc, vc, &a, &err), VRT_EINVAL);
+    ASSERT_CONTAINS(err.msg, "n_tokens = 2");
+    a.n_heads = 3;
+    a.n_kv_heads = 2; /* not a multiple */
+    a.n_tokens = 0;
+    ASSERT_EQ_INT(vrt_op_attention_prefill(&spy, o, q, kc, vc, &a, &err), VRT_EINVAL);
+    ASSERT_EQ_INT(spy_calls, 0);
+    a.n_heads = a.n_kv_heads = 1;
+    ASSERT_OK(vrt_op_attention_prefill(&spy, o, q, kc, vc, &a, &err), &err);
+    ASSERT_EQ_INT(spy_calls, 1);
+    ASSERT_EQ_INT(spy_batch.n_tokens, 3); /* filled in for the backend */
+    ASSERT_EQ_INT(a.n_tokens, 0);         /* the caller's batch is left alone */
+    vrt_backend_destroy(spy_inner);
+}
+
+/* The table itself does not check: a negative position, which the front
+ * refuses, is simply rotated backwards by the backend's op. */
+TEST(ops_table_computes_without_checks)
+{
+    const char *kinds[] = {"cpu", "cuda-emu"};
+    for (int i = 0; i < 2; i++) {
+        vrt_err err = {0};
+        vrt_backend *b;
+        ASSERT_OK(vrt_backend_create(&b, kinds[i], 1, &err), &err);
+        float host[4] = {1, 0, 1, 0}, inv[1] = {1.0f};
+        int32_t pos[2] = {-1, 1};
+        float *x = b->alloc(b, sizeof host, &err), *f = b->alloc(b, sizeof inv, &err);
+        int32_t *p = b->alloc(b, sizeof pos, &err);
+        ASSERT(x && f && p);
+        ASSERT_OK(b->copy_to_device(b, x, host, sizeof host, &err), &err);
+        ASSERT_OK(b->copy_to_device(b, f, inv, sizeof inv, &err), &err);
+        ASSERT_OK(b->copy_to_device(b, p, pos, sizeof pos, &err), &err);
+        ASSERT_EQ_INT(vrt_op_rope(b, x, p, 2, 1, 2, 2, 0, f, &err), VRT_ERANGE);
+        ASSERT_CONTAINS(err.msg, "position -1 of token 0 is negative");
+        ASSERT_OK(b->rope(b, x, p, 2, 1, 2, 2, 0, f, &err), &err);
+        ASSERT_OK(b->sync(b, &err), &err);
+        ASSERT_OK(b->copy_to_host(b, host, x, sizeof host, &err), &err);
+        /* (1, 0) rotated by -1 and by +1 radian */
+        ASSERT_NEAR(host[0], cos(-1.0), 1e-6);
+        ASSERT_NEAR(host[1], sin(-1.0), 1e-6);
+        ASSERT_NEAR(host[2], cos(1.0), 1e-6);
+        ASSERT_NEAR(host[3], sin(1.0), 1e-6);
+        b->free(b, x);
+        b->free(b, f);
+        b->free(b, p);
+        vrt_backend_destroy(b);
+    }
+}
+
+/* The forward pass checks its batch once on the host and calls the table:
+ * on a backend whose memory is not host memory (cuda-emu), a step reads
+ * nothing back but its logits — the front would read back the index
+ * arrays of every embed, rope, kv_store and attention call. */
+static int host_copies;
+static int (*real_copy_to_host)(vrt_backend *, void *, const void *, size_t, vrt_err *);
+static int counting_copy_to_host(vrt_backend *b, void *dst, const void *src, size_t n, vrt_err *err)
+{
+    host_copies++;
+    return real_copy_to_host(b, dst, src, n, err);
+}
+
+TEST(ops_forward_calls_the_table_unchecked)
+{
+    vrt_err err = {0};
+    vrt_backend *be;
+    ASSERT_OK(vrt_backend_create(&be, "cuda-emu", 1, &err), &err);
+    ASSERT(!be->host_memory);
+    vrt_model *m;
+    vrt_model_load_opts o = {.dtype = "auto", .quiet = 1};
+    ASSERT_OK(vrt_model_load(&m, "tests/fixtures/hf/llama-gqa", be, &o, &err), &err);
+    vrt_kv_cache kv;
+    ASSERT_OK(vrt_kv_cache_init(&kv, m, 4, 4, &err), &err);
+    static float out[2 * 4096];
+    int32_t toks[3] = {1, 5, 7}, qs[3] = {0, 2, 3}, ctx[2] = {2, 1}, table[2] = {0, 1};
+    vrt_batch b = {2, toks, qs, ctx, table, 1, NULL, 0};
+    ASSERT(m->cfg.vocab_size <= 4096);
+    real_copy_to_host = be->copy_to_host;
+    be->copy_to_host = counting_copy_to_host;
+    host_copies = 0;
+    ASSERT_OK(vrt_model_forward(m, &kv, &b, out, &err), &err);
+    ASSERT_EQ_INT(host_copies, 1); /* the logits */
+    /* A bad batch is refused by the forward pass's own check. */
+    toks[1] = m->cfg.vocab_size;
+    ASSERT_EQ_INT(vrt_model_forward(m, &kv, &b, out, &err), VRT_ERANGE);
+    be->copy_to_host = real_copy_to_host;
+    vrt_kv_cache_free(&kv);
+    vrt_model_free(m);
+    vrt_backend_destroy(be);
+}
+
+/* ---- the cuda plugin's ABI version ---- */
+
+/* build/<variant>/test_plugins/fake_cuda_<which>.so, beside unit_tests. */
+static void fake_plugin(char *out, size_t n, const char *which)
+{
+    char exe[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[len > 0 ? len : 0] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash)
+        *slash = 0;
+    snprintf(out, n, "%s/test_plugins/fake_cuda_%s.so", exe, which);
+}
+
+TEST(cuda_plugin_abi_version_checked)
+{
+    char path[PATH_MAX + 64], want[64];
+    void *h, *create, *count;
+    vrt_err err = {0};
+    snprintf(want, sizeof want, "needs version %d", VRT_BACKEND_ABI_VERSION);
+
+    fake_plugin(path, sizeof path, "ok");
+    ASSERT_OK(vrt__cuda_plugin_open(path, &h, &create, &count, &err), &err);
+    ASSERT(h && create && count);
+    ASSERT_EQ_INT(((int (*)(void))(uintptr_t)count)(), 42);
+    dlclose(h);
+
+    fake_plugin(path, sizeof path, "bad");
+    ASSERT_EQ_INT(vrt__cuda_plugin_open(path, &h, &create, &count, &err), VRT_EDEVICE);
+    ASSERT(!h && !create && !count);
+    char have[64];
+    snprintf(have, sizeof have, "backend ABI version %d,", VRT_BACKEND_ABI_VERSION + 1);
+    ASSERT_CONTAINS(err.msg, have);
+    ASSERT_CONTAINS(err.msg, want);
+    ASSERT_CONTAINS(err.msg, "fake_cuda_bad.so");
+    ASSERT_CONTAINS(err.msg, "rebuild it with `make`");
+
+    fake_plugin(path, sizeof path, "none");
+    ASSERT_EQ_INT(vrt__cuda_plugin_open(path, &h, &create, &count, &err), VRT_EDEVICE);
+    ASSERT_CONTAINS(err.msg, "no version (built before versioning)");
+    ASSERT_CONTAINS(err.msg, want);
+
+    fake_plugin(path, sizeof path, "absent");
+    ASSERT_EQ_INT(vrt__cuda_plugin_open(path, &h, &create, &count, &err), VRT_EDEVICE);
+    ASSERT_CONTAINS(err.msg, "cannot load");
 }

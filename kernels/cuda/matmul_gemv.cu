@@ -1,4 +1,4 @@
-/* gemv.cu — y = x·Wᵀ + bias for a few tokens (decode), and the small
+/* matmul_gemv.cu — y = x·Wᵀ + bias for a few tokens (decode), and the small
  * helpers of the cuBLAS path (activations to fp16, bias add).
  *
  * Decode is bound by reading the weights once: one warp owns one output

@@ -1,4 +1,4 @@
-/* attention.cu — paged causal attention (prefill and decode), GQA, sliding window.
+/* attn.cu — paged causal attention (prefill and decode), GQA, sliding window.
  *
  * One block per (query token, head), ATT_THREADS threads. The block walks
  * the visible keys of its sequence through the block table in chunks of
