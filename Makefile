@@ -41,7 +41,9 @@ GIT_REV := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 VERSION := 0.1.0
 
 WARN    := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter
-CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g $(WARN) -fopenmp -pthread \
+# C only: every non-static function has a prototype in a header.
+CWARN   := $(WARN) -Wmissing-prototypes
+CFLAGS_BASE := -std=c11 -D_GNU_SOURCE -g $(CWARN) -fopenmp -pthread \
 	-Iruntime -Ikernels $(PKG_CFLAGS) \
 	-DVRT_VERSION='"$(VERSION)"' -DVRT_GIT_REV='"$(GIT_REV)"' \
 	-DVRT_BACKENDS='"$(BACKENDS)"' \
@@ -81,7 +83,7 @@ NVCC    ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/
 	echo /usr/local/cuda/bin/nvcc; })
 
 .PHONY: FORCE all deps test asan release install uninstall clean fmt info check-configs readme \
-	fuzz fuzz-run demo-model serve bench cuda-check cuda-objs cuda-so check-sm70 sm70-objs
+	fuzz fuzz-run demo-model serve bench examples cuda-check cuda-objs cuda-so check-sm70 sm70-objs
 all: v100rt $(if $(NVCC),cuda-so)
 
 deps:
@@ -103,6 +105,25 @@ $(B)/v100rt: $(MAIN_OBJ) $(LIB_OBJ)
 	@echo "  LD      $@"
 	$(Q)$(CC) -o $@ $^ $(LDFLAGS_ALL) $(LIBS)
 
+# make examples: the programs of examples/bench are built (and so kept
+# compiling) by `make test`: each examples/bench/NAME.c against the library
+# objects, and each NAME.cu with nvcc for one architecture, when nvcc is
+# there, with the kernel file its name starts with (q4_matmul_cuda.cu ->
+# kernels/cuda/matmul_q4.cu is named in the rule below).
+EXAMPLES_C := $(sort $(wildcard examples/bench/*.c))
+EXAMPLES := $(EXAMPLES_C:examples/bench/%.c=$(B)/examples/%) \
+	$(if $(NVCC),$(B)/examples/q4_matmul_cuda)
+examples: $(EXAMPLES)
+$(B)/examples/%: examples/bench/%.c $(LIB_OBJ)
+	@mkdir -p $(@D)
+	@echo "  CC/LD   $@"
+	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $< $(LIB_OBJ) $(LDFLAGS_ALL) $(LIBS)
+$(B)/examples/q4_matmul_cuda: examples/bench/q4_matmul_cuda.cu kernels/cuda/matmul_q4.cu
+	@mkdir -p $(@D)
+	@echo "  NVCC    $@"
+	$(Q)$(NVCC) -std=c++17 -O3 -Iruntime -Ikernels -arch=sm_$(firstword $(NVCC_ARCHS)) \
+		-o $@ $^
+
 # Stand-ins for libv100rt-cuda.so (see below).
 FAKE_PLUGINS := $(B)/test_plugins/fake_cuda_ok.so $(B)/test_plugins/fake_cuda_bad.so \
 	$(B)/test_plugins/fake_cuda_none.so
@@ -120,7 +141,7 @@ $(B)/test_plugins/fake_cuda_%.so: tests/unit/plugin/fake_cuda.c runtime/backend/
 		runtime/backend/ops.def
 	@mkdir -p $(dir $@)
 	@echo "  CC      $@"
-	$(Q)$(CC) -std=c11 -D_GNU_SOURCE $(WARN) -Iruntime -Ikernels -fPIC -shared \
+	$(Q)$(CC) -std=c11 -D_GNU_SOURCE $(CWARN) -Iruntime -Ikernels -fPIC -shared \
 		$(FAKE_PLUGIN_FLAGS_$*) -o $@ $<
 
 # version.c carries the git revision: rebuilt on every make (cheap).
@@ -169,7 +190,7 @@ $(B)/%.o: %.cc
 
 # The runner's per-test timeout only catches hangs; sanitized code runs
 # several times slower, so the asan variant gets a longer one.
-test: v100rt $(B)/unit_tests
+test: v100rt $(B)/unit_tests examples
 	@VRT_TEST_TIMEOUT=$${VRT_TEST_TIMEOUT:-$(if $(filter asan,$(VARIANT)),240,60)} \
 	VRT_UNIT_TESTS=$(B)/unit_tests VRT_VARIANT=$(VARIANT) bash tests/run.sh
 
@@ -300,7 +321,7 @@ libv100rt-cuda.so: $(CUDA_SO) FORCE
 $(B)/cuda/backend_cuda.o: kernels/cuda/backend_cuda.c | $(B)/cuda/archs.txt
 	@mkdir -p $(dir $@)
 	@echo "  CC      $< (cuda)"
-	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -g -O2 -fPIC $(WARN) -Iruntime -Ikernels \
+	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -g -O2 -fPIC $(CWARN) -Iruntime -Ikernels \
 		-isystem $(CUDA_HOME)/include -DVRT_CUDA_ARCHS='"$(NVCC_ARCHS)"' -MMD -MP -c $< -o $@
 # The plugin's own copies of the shared GPU ops and the error functions:
 # it calls nothing in ./v100rt (one-way), which the link checks.
@@ -309,7 +330,7 @@ CUDA_HOST_OBJ := $(CUDA_HOST_SRC:%.c=$(B)/cuda/host/%.o)
 $(B)/cuda/host/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $< (cuda plugin)"
-	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -g -O2 -fPIC $(WARN) -Iruntime -Ikernels -MMD -MP -c $< -o $@
+	$(Q)$(CC) -std=c11 -D_GNU_SOURCE -g -O2 -fPIC $(CWARN) -Iruntime -Ikernels -MMD -MP -c $< -o $@
 $(CUDA_SO): $(CUDA_OBJ) $(B)/cuda/backend_cuda.o $(CUDA_HOST_OBJ)
 	@echo "  LD      $@"
 	$(Q)$(NVCC) -shared -o $@ $^ -lcublas -Xlinker -Bsymbolic,--no-undefined-version
@@ -392,12 +413,12 @@ sm70-objs: $(SM70_OBJ)
 build/sm70/backend_cuda.o: kernels/cuda/backend_cuda.c | $(SM70_INC)/.stamp
 	@mkdir -p $(dir $@)
 	@echo "  CC70    $<"
-	$(Q)/usr/bin/gcc -std=c11 -D_GNU_SOURCE -O2 -fPIC $(WARN) -Iruntime -Ikernels \
+	$(Q)/usr/bin/gcc -std=c11 -D_GNU_SOURCE -O2 -fPIC $(CWARN) -Iruntime -Ikernels \
 		-isystem $(SM70_INC) -DVRT_CUDA_ARCHS='"70"' -c $< -o $@
 build/sm70/host/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC70    $<"
-	$(Q)/usr/bin/gcc -std=c11 -D_GNU_SOURCE -O2 -fPIC $(WARN) -Iruntime -Ikernels -c $< -o $@
+	$(Q)/usr/bin/gcc -std=c11 -D_GNU_SOURCE -O2 -fPIC $(CWARN) -Iruntime -Ikernels -c $< -o $@
 build/sm70/libv100rt-cuda.so: $(SM70_OBJ) build/sm70/backend_cuda.o \
 		$(CUDA_HOST_SRC:%.c=build/sm70/host/%.o)
 	@echo "  LD70    $@"

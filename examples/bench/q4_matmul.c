@@ -4,13 +4,10 @@
  * Llama-7B-ish 2048 x 5632 of the issue: N = 5632 outputs, K = 2048 inputs)
  * at a few token counts, and prints the weight bytes streamed per second
  * (int4 counts its packed nibbles, scales and zeros). Not a test: it never
- * gates on a time. Build and run from the repository root after `make`:
+ * gates on a time. Built by `make examples` (and `make test`); run from
+ * the repository root:
  *
- *   gcc -O2 -fopenmp -Iruntime -Ikernels examples/bench/q4_matmul.c \
- *       $(find build/release -name '*.o' ! -name main.o ! -path '*tests*' ! -path '*ref*' ! -path
- * '*release/cuda/*') \
- *       $(pkg-config --libs luajit libuv libcjson libpcre2-8) -lhttp_parser -ldl -lm -lstdc++ \
- *       -o build/q4_matmul && build/q4_matmul [N K threads]
+ *   build/release/examples/q4_matmul [N K threads]
  */
 #include "backend/backend.h"
 #include "backend/ops.h"

@@ -241,6 +241,13 @@ int vrt_cuda_gpu_count(char *why, size_t why_len);
  * registry (registry.c) when it loads libv100rt-cuda.so, and by tests. */
 int vrt__cuda_plugin_open(const char *path, void **handle, void **create, void **count,
                           vrt_err *err);
+/* The plugin's side of that boundary (kernels/cuda/backend_cuda.c, built
+ * into libv100rt-cuda.so only): the binary never links them, it finds them
+ * with dlsym. Opens GPU `device` of the driver's numbering; the number of
+ * GPUs the driver shows (0 without a driver or GPU). */
+int vrt_cuda_backend_create_dev(vrt_backend **out, int threads, int custom_kernels, int device,
+                                vrt_err *err);
+int vrt_cuda_device_count(void);
 /* Frees b and everything it owns (NULL is fine). */
 void vrt_backend_destroy(vrt_backend *b);
 /* The kinds, comma-separated: "cpu,cuda-emu", plus ",cuda" when
