@@ -354,7 +354,7 @@ $(B)/cuda/archs.txt:
 	@mkdir -p $(dir $@)
 	@echo "nvcc: $(NVCC), archs: $(NVCC_ARCHS)"
 	@case " $(NVCC_ARCHS) " in *" 70 "*) ;; *) echo "note: this nvcc cannot build sm_70: \
-	the V100 needs CUDA <= 12.9 (see DESIGN.md, CUDA without a GPU); building $(NVCC_ARCHS)";; esac
+	the V100 needs CUDA <= 12.9 (see docs/design.md, CUDA without a GPU); building $(NVCC_ARCHS)";; esac
 	@echo "$(NVCC_ARCHS)" > $@
 
 $(B)/cuda/%.o: kernels/cuda/%.cu $(wildcard kernels/cuda/*.cuh kernels/cuda/*.h) \
@@ -374,7 +374,7 @@ $(B)/cuda/%.o: kernels/cuda/%.cu $(wildcard kernels/cuda/*.cuh kernels/cuda/*.h)
 # else g++-11). nvcc finds ptxas through PATH, and Debian's is /usr/bin/ptxas:
 # /usr/lib/nvidia-cuda-toolkit/bin and /usr/bin go first, before
 # /usr/local/cuda/bin and /usr/local/bin (which may hold a ptxas shim), or
-# CUDA 13's ptxas is picked up and rejects sm_70 (DESIGN.md, CUDA without a GPU).
+# CUDA 13's ptxas is picked up and rejects sm_70 (docs/design.md, CUDA without a GPU).
 SM70_NVCC  := /usr/bin/nvcc
 SM70_PATH  := /usr/lib/nvidia-cuda-toolkit/bin:/usr/bin:$(PATH)
 SM70_CCBIN  = $(shell command -v clang-14 2>/dev/null || command -v g++-11 2>/dev/null)

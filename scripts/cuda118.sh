@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cuda118.sh — install Debian bookworm's CUDA 11.8 toolkit (nvidia-cuda-toolkit,
 # component non-free) so that `make check-sm70` can compile the kernels for
-# sm_70 (V100): CUDA 13 has dropped Volta. See DESIGN.md, "CUDA without a GPU".
+# sm_70 (V100): CUDA 13 has dropped Volta. See docs/design.md, "CUDA without a GPU".
 #
 # Does nothing when /usr/bin/nvcc (Debian's 11.8) and a host compiler it accepts
 # (clang-14, else g++-11) are present. Otherwise adds an apt sources entry for

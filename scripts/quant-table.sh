@@ -15,7 +15,7 @@
 # loader and int4 kernels; until those exist that column shows the loader's
 # error. The "dequantized" column is independent of that loader: the
 # checkpoint is decoded by tests/fixtures/quant_out/check_quant.py (numpy,
-# from FORMATS.md) into a float16 model directory, which v100rt runs as an
+# from docs/formats.md) into a float16 model directory, which v100rt runs as an
 # ordinary model — the same weights, so both columns should agree.
 # Run from the repository root after `make`.
 set -u

@@ -1,5 +1,5 @@
 /* checkpoint.c — resolves a model directory into its safetensors files and
- * one name -> tensor hash table (see checkpoint.h, FORMATS.md §1.5).
+ * one name -> tensor hash table (see checkpoint.h, docs/formats.md §1.5).
  */
 #include "model/checkpoint.h"
 

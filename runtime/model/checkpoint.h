@@ -1,7 +1,7 @@
 /* checkpoint.h — a model directory's weights: one or several safetensors
  * files resolved into one name -> tensor table.
  *
- * Resolution (FORMATS.md §1.5): if model.safetensors.index.json exists,
+ * Resolution (docs/formats.md §1.5): if model.safetensors.index.json exists,
  * every distinct shard of its weight_map is opened and names resolve
  * through the map; else model.safetensors; else the only *.safetensors file
  * of the directory. Non-persistent `*.rotary_emb.inv_freq` buffers of old

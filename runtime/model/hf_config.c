@@ -1,6 +1,6 @@
 /* hf_config.c — config.json / generation_config.json for the architectures
  * of arch.h's table and the rotary inverse-frequency tables (see
- * hf_config.h, FORMATS.md §2.0–2.2, §6.3).
+ * hf_config.h, docs/formats.md §2.0–2.2, §6.3).
  *
  * Defaults, the keys an architecture names differently and which of its
  * keys are read at all come from the architecture's row (arch.c).
@@ -342,7 +342,7 @@ static int parse_config(vrt_model_config *c, const cJSON *root, const char *file
                            "%d",
                            file, c->head_dim);
     /* partial_rotary_factor: transformers v5 may move it into
-     * rope_parameters (FORMATS.md §2.0). A class that does not read it
+     * rope_parameters (docs/formats.md §2.0). A class that does not read it
      * accepts only 1.0 in either place; one that does rotates
      * int(head_dim * factor) dims of each head. */
     const cJSON *rp = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");

@@ -1,6 +1,6 @@
 /* hf_config.h — a Hugging Face model directory's config.json and
  * generation_config.json, for the architectures of arch.h's table
- * (FORMATS.md §2.0–2.2, §6.3), and the rotary inverse-frequency table
+ * (docs/formats.md §2.0–2.2, §6.3), and the rotary inverse-frequency table
  * computed exactly as transformers' rope init functions do (default,
  * linear, dynamic, llama3).
  *

@@ -66,7 +66,7 @@ int vrt_mkmodel_preset(vrt_mkmodel_opts *o, const char *name, int arch, vrt_err 
         o->vocab_size = 32000;
         o->tie_word_embeddings = true;
     } else if (strcmp(name, "tinyllama") == 0) {
-        /* The shapes of TinyLlama-1.1B (FORMATS.md §2.1). */
+        /* The shapes of TinyLlama-1.1B (docs/formats.md §2.1). */
         o->hidden_size = 2048;
         o->intermediate_size = 5632;
         o->num_hidden_layers = 22;

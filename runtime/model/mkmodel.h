@@ -2,7 +2,7 @@
  * seeded random weights (`v100rt mkmodel`, `make demo-model`).
  *
  * The directory holds config.json and generation_config.json in the style
- * of real Hub files (FORMATS.md §2.1–2.2, §6.3), model.safetensors with the
+ * of real Hub files (docs/formats.md §2.1–2.2, §6.3), model.safetensors with the
  * HF tensor names (F16 or F32), and the SentencePiece-style BPE tokenizer
  * of tests/fixtures/tokenizers/sentencepiece (tokenizer.json and
  * tokenizer_config.json), embedded in the binary at build time. transformers

@@ -278,7 +278,7 @@ static int all_zero(const vrt_st_tensor *t, int64_t n, vrt_err *err, int *rc)
  * the dense prefix.weight, or on a quantized checkpoint the int4 linear
  * prefix.qweight/qzeros/scales(/g_idx) unless modules_to_not_convert lists
  * it. Old AutoGPTQ files carry a prefix.bias for every quantized linear
- * (FORMATS.md §3.1): when the architecture has no bias there, an all-zero
+ * (docs/formats.md §3.1): when the architecture has no bias there, an all-zero
  * one is ignored and a non-zero one is used (*bias). */
 static int load_proj(loader *ld, const char *prefix, int64_t rows, int64_t cols, vrt_weight *w,
                      float **bias, int arch_bias, vrt_err *err)

@@ -1,6 +1,6 @@
 /* quant.c — GPTQ/AWQ configs and repacking their 4-bit linears into vrt_q4 (see quant.h).
  *
- * Everything here follows FORMATS.md §3 (GPTQ) and §4 (AWQ). I32 tensors are
+ * Everything here follows docs/formats.md §3 (GPTQ) and §4 (AWQ). I32 tensors are
  * read as uint32 bit containers with memcpy (the mapping may be unaligned)
  * and logical shifts. The internal layout is described in backend.h and in
  * README "Internal int4 layout": rows of packed nibbles along K (internal
@@ -24,7 +24,7 @@
 
 #define MAX_QCONFIG_BYTES (1u << 20)
 
-/* AWQ: column 8c + j of a word sits in nibble slot REV[j] (FORMATS.md §4.2). */
+/* AWQ: column 8c + j of a word sits in nibble slot REV[j] (docs/formats.md §4.2). */
 static const int AWQ_REV[8] = {0, 4, 1, 5, 2, 6, 3, 7};
 
 const char *vrt_quant_method_name(int method)
@@ -251,7 +251,7 @@ int vrt_quant_config_parse(vrt_quant_config *qc, const char *json, const char *w
 int vrt_quant_config_load(vrt_quant_config *qc, const char *dir, vrt_err *err)
 {
     memset(qc, 0, sizeof *qc);
-    /* FORMATS.md §3.5: quantize_config.json first, then the AWQ file, then
+    /* docs/formats.md §3.5: quantize_config.json first, then the AWQ file, then
      * config.json's quantization_config. */
     static const struct {
         const char *name;
@@ -368,7 +368,7 @@ static const int DT_SCALE[] = {VRT_ST_F16, VRT_ST_F32, VRT_ST_BF16, -1};
 /* ---- GPTQ ---------------------------------------------------------------- */
 
 /* v1 or v2 for this checkpoint: the label, unless sym zeros say otherwise
- * (FORMATS.md §3.4: all zero nibbles 7 -> v1, all 8 -> v2). Decided by the
+ * (docs/formats.md §3.4: all zero nibbles 7 -> v1, all 8 -> v2). Decided by the
  * first layer and kept. */
 static int gptq_zero_format(vrt_quant_config *qc, const vrt_st_tensor *qz, const char *name)
 {
@@ -493,7 +493,7 @@ static int load_gptq(vrt_q4_host *out, const vrt_checkpoint *ck, const char *pre
     for (int g = 0; g < ng; g++)
         for (int64_t n = 0; n < N; n++) {
             uint32_t zs = (rd32(tz, (int64_t)g * (N / 8) + n / 8) >> (4 * (n % 8))) & 15u;
-            /* v1: zero + 1 after masking (vLLM gptq_gemm, FORMATS.md §3.4): a
+            /* v1: zero + 1 after masking (vLLM gptq_gemm, docs/formats.md §3.4): a
              * stored 0xF is 16 */
             uint32_t z = fmt == VRT_GPTQ_V1 ? zs + 1 : zs;
             out->zeros[n * ng + g] = vrt_f32_to_f16((float)z);

@@ -1,7 +1,7 @@
 /* quant.h — GPTQ and AWQ checkpoints: their config, and repacking their
  * 4-bit linears into the one internal int4 layout (vrt_q4, backend.h).
  *
- * The on-disk formats are those of FORMATS.md §3 (GPTQ: AutoGPTQ,
+ * The on-disk formats are those of docs/formats.md §3 (GPTQ: AutoGPTQ,
  * GPTQModel, TheBloke; qweight packed along K, qzeros along N, the v1
  * "zero stored minus one", act-order g_idx) and §4 (AutoAWQ GEMM: both
  * packed along N with the interleave [0, 2, 4, 6, 1, 3, 5, 7]). Loading

@@ -1,7 +1,7 @@
 /* quant_algo.h — 4-bit weight quantization for `v100rt quantize`: the
  * quantizers (round-to-nearest per group), GPTQ (Hessian-aware error
  * feedback), AWQ's activation-aware scale search, and the two standard
- * on-disk packings, GPTQ v1 (FORMATS.md §3) and AutoAWQ GEMM (§4).
+ * on-disk packings, GPTQ v1 (docs/formats.md §3) and AutoAWQ GEMM (§4).
  *
  * Everything works on one nn.Linear weight W [N][K] (y = x·Wᵀ, N outputs,
  * K inputs) in float32 and produces a vrt_qlinear: one 4-bit code per
@@ -29,7 +29,7 @@
 typedef enum vrt_qstyle {
     /* AutoGPTQ quantizer.py: the range always includes 0; sym puts the zero
      * at 8. An asymmetric zero of 0 cannot be stored in GPTQ v1 (it is
-     * written as zero - 1 = -1, FORMATS.md §3.4 [DISAGREE]), so such a
+     * written as zero - 1 = -1, docs/formats.md §3.4 [DISAGREE]), so such a
      * group uses zero 1 and scale max/14 instead: every reader then decodes
      * the same values. */
     VRT_QSTYLE_GPTQ = 0,
@@ -130,12 +130,12 @@ int vrt_awq_loss(const float *const *W, const int64_t *N, int n_lin, int64_t K, 
 
 /* ---- packing ------------------------------------------------------------ */
 
-/* GPTQ v1 (FORMATS.md §3.2): qweight [K/8][N] int32 packed along K (row
+/* GPTQ v1 (docs/formats.md §3.2): qweight [K/8][N] int32 packed along K (row
  * 8r+j in bits 4j..4j+3), qzeros [n_groups][N/8] packed along N with the
  * stored value zero - 1 (v1), g_idx as in ql. Needs K % 8 == 0, N % 8 == 0
  * and no zero point of 0 (VRT_ERANGE otherwise: v1 cannot store it). */
 int vrt_pack_gptq(const vrt_qlinear *ql, int32_t *qweight, int32_t *qzeros, vrt_err *err);
-/* AutoAWQ GEMM (FORMATS.md §4.2): qweight [K][N/8] and qzeros
+/* AutoAWQ GEMM (docs/formats.md §4.2): qweight [K][N/8] and qzeros
  * [n_groups][N/8] packed along N in the interleaved order
  * [0, 2, 4, 6, 1, 3, 5, 7] (nibble slot i holds column 8c + order[i]),
  * zeros stored as they are. Needs K % G == 0, N % 8 == 0 and contiguous

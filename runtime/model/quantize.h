@@ -3,10 +3,10 @@
  * format out, which other tools (AutoGPTQ, AutoAWQ, transformers, vLLM)
  * and v100rt's own loader read:
  *
- *   rtn   round-to-nearest per group, written as GPTQ v1 (FORMATS.md §3)
+ *   rtn   round-to-nearest per group, written as GPTQ v1 (docs/formats.md §3)
  *   gptq  GPTQ with calibration Hessians, written as GPTQ v1
  *   awq   AWQ scale search folded into the preceding ops, written as
- *         AutoAWQ GEMM (FORMATS.md §4)
+ *         AutoAWQ GEMM (docs/formats.md §4)
  *
  * The seven linears of each decoder layer are quantized; embeddings,
  * norms and lm_head stay unquantized (written as F16). Tokenizer and

@@ -1,5 +1,5 @@
 /* safetensors.c — safetensors header parser, mmap reader, dtype
- * conversions and writer (see safetensors.h and FORMATS.md §1).
+ * conversions and writer (see safetensors.h and docs/formats.md §1).
  *
  * The header parser copies the N header bytes into a NUL-terminated buffer
  * and hands them to cJSON; all integers are checked to be exact

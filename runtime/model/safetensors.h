@@ -2,7 +2,7 @@
  *
  * A safetensors file is an 8-byte little-endian header length N, N bytes of
  * JSON describing every tensor (dtype, shape, [begin, end) offsets into the
- * data buffer) and the data buffer itself (FORMATS.md §1). The reader maps
+ * data buffer) and the data buffer itself (docs/formats.md §1). The reader maps
  * the file read-only and validates the header as strictly as the reference
  * implementation: tensors must tile the data buffer exactly, sizes must
  * match shapes, duplicate names and unknown dtypes are errors. Tensor data
@@ -27,7 +27,7 @@
 /* Most dimensions a tensor may have. */
 #define VRT_ST_MAX_DIMS 8
 
-/* dtypes of FORMATS.md §1.3. The values are internal (not file values). */
+/* dtypes of docs/formats.md §1.3. The values are internal (not file values). */
 typedef enum vrt_st_dtype {
     VRT_ST_BOOL = 0,
     VRT_ST_U8,

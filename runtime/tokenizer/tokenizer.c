@@ -1,7 +1,7 @@
 /* tokenizer.c — loading a Hugging Face tokenizer directory, added/special
  * tokens, the post-processor, encode, and the accessors of tokenizer.h.
  *
- * Encoding follows the tokenizers crate step by step (FORMATS.md §5.2):
+ * Encoding follows the tokenizers crate step by step (docs/formats.md §5.2):
  * invalid UTF-8 is first replaced by U+FFFD; added tokens with
  * normalized: false are split out of the raw text (leftmost-longest, with
  * single_word / lstrip / rstrip); each remaining segment is normalized and

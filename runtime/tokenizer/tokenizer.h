@@ -5,7 +5,7 @@
  * <dir>/tokenizer_config.json (BOS/EOS, add_bos_token/add_eos_token,
  * chat_template) and <dir>/chat_template.jinja. Two families are supported:
  * byte-level BPE (GPT-2, Phi-2, Llama-3) and SentencePiece-converted BPE
- * with byte fallback (Llama-2, Mistral, TinyLlama); see FORMATS.md §5-6.
+ * with byte fallback (Llama-2, Mistral, TinyLlama); see docs/formats.md §5-6.
  * A loaded tokenizer is immutable: encode/decode may run on many threads.
  *
  * Invalid UTF-8 input: encode replaces every maximal invalid subsequence

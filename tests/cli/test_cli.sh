@@ -359,7 +359,7 @@ run $BIN quantize --method rtn models-trained/kjv-tiny models-trained/kjv-tiny; 
 [ -e "$TMP/q0" ] && fail "a failed quantize created $TMP/q0"
 pass
 
-# Quantized checkpoints of a small random model, checked against FORMATS.md by
+# Quantized checkpoints of a small random model, checked against docs/formats.md by
 # tests/fixtures/quant_out/check_quant.py (numpy, independent of v100rt).
 run $BIN mkmodel --seed 7 "$TMP/qm"
 HAVE_NUMPY=0; python3 -c "import numpy" 2>/dev/null && HAVE_NUMPY=1
@@ -372,7 +372,7 @@ qcheck() { # qcheck DIR: structure (always), numpy decode (when numpy is there)
   fi
 }
 for args in "rtn" "rtn --sym --group-size 32" "gptq" "gptq --act-order --sym --group-size 64" "gptq --group-size -1" "awq --group-size 64" "awq --group-size 8"; do
-  T="quantize --method $args: standard files that decode by FORMATS.md"
+  T="quantize --method $args: standard files that decode by docs/formats.md"
   D="$TMP/q-$(echo "$args" | tr -c 'a-z0-9' '_')"
   CAL=""; case "$args" in rtn*) ;; *) CAL="--calibration tests/fixtures/kjv/heldout.txt --samples 3 --seqlen 64";; esac
   run $BIN quantize --quiet --method $args $CAL "$TMP/qm" "$D"; expect_rc 0; expect_out "wrote $D"

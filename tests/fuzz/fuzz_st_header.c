@@ -1,5 +1,5 @@
 /* fuzz_st_header.c — libFuzzer target for the safetensors header parser
- * (vrt_st_parse_header, runtime/model/safetensors.c, FORMATS.md §1.2).
+ * (vrt_st_parse_header, runtime/model/safetensors.c, docs/formats.md §1.2).
  *
  * Input layout: the first 8 bytes are the little-endian size of the data
  * buffer the header describes (data_len), the rest is the header text. An

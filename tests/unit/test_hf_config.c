@@ -1,5 +1,5 @@
 /* test_hf_config.c — config.json / generation_config.json parsing and the
- * rotary inverse-frequency tables (runtime/model/hf_config.c, FORMATS.md
+ * rotary inverse-frequency tables (runtime/model/hf_config.c, docs/formats.md
  * §2.0–2.2, §6.3).
  *
  * Fixtures: tests/fixtures/hf_config/ holds the config files of real
@@ -286,7 +286,7 @@ TEST(hf_config_v5_and_legacy_rope_keys_agree)
     ASSERT_EQ_STR(a.torch_dtype, "float32");
 
     /* rope_parameters of type default carries only theta; a legacy
-     * rope_scaling next to it still applies (FORMATS.md §2.0 rule). */
+     * rope_scaling next to it still applies (docs/formats.md §2.0 rule). */
     static const char *const mixed =
         "{\"model_type\": \"llama\", \"hidden_size\": 64,"
         " \"intermediate_size\": 128, \"num_hidden_layers\": 1,"

@@ -2,7 +2,7 @@
  *
  * tests/fixtures/quant/ holds small GPTQ and AWQ linears written by
  * make_fixtures.py, a numpy implementation of the published packing
- * (FORMATS.md §3, §4) that shares no code with v100rt, plus the float32
+ * (docs/formats.md §3, §4) that shares no code with v100rt, plus the float32
  * weights they dequantize to by the published formulas. v100rt's loader
  * must repack them into the int4 layout and dequantize to the same bits,
  * and the cpu backend's int4 matmul must match x·Wᵀ on them. The packers

@@ -1,7 +1,7 @@
 /* test_quant_algo.c — the 4-bit quantizers of runtime/model/quant_algo.h.
  *
  * The packed tensors are decoded here independently, by the published
- * rules of FORMATS.md §3.2/§3.4 (GPTQ v1: nibble 4j of qweight[k/8][n] is
+ * rules of docs/formats.md §3.2/§3.4 (GPTQ v1: nibble 4j of qweight[k/8][n] is
  * row 8(k/8)+j, stored zero + 1) and §4.2/§4.3 (AWQ GEMM: column 8c+j sits
  * in nibble slot REV[j], REV = [0, 4, 1, 5, 2, 6, 3, 7]), never by calling
  * the packer's inverse. GPTQ and AWQ are checked for the property that
@@ -29,7 +29,7 @@ static float nrand(void)
     return (float)(sqrt(-2 * log(urand())) * cos(6.283185307179586 * urand()));
 }
 
-/* FORMATS.md §3.4, v1: W[n,k] = scales[g,n] * (q(k,n) - (zs(g,n) + 1)). */
+/* docs/formats.md §3.4, v1: W[n,k] = scales[g,n] * (q(k,n) - (zs(g,n) + 1)). */
 static float gptq_decode(const int32_t *qweight, const int32_t *qzeros, const uint16_t *scales,
                          const int32_t *g_idx, int64_t N, int64_t n, int64_t k)
 {
@@ -41,7 +41,7 @@ static float gptq_decode(const int32_t *qweight, const int32_t *qzeros, const ui
     return vrt_f16_to_f32(scales[g * N + n]) * (float)(q - (zs + 1));
 }
 
-/* FORMATS.md §4.2/§4.3: W[n,k] = (q(k,n) - z(g,n)) * scales[g,n], g = k / G. */
+/* docs/formats.md §4.2/§4.3: W[n,k] = (q(k,n) - z(g,n)) * scales[g,n], g = k / G. */
 static float awq_decode(const int32_t *qweight, const int32_t *qzeros, const uint16_t *scales,
                         int64_t N, int64_t G, int64_t n, int64_t k)
 {
@@ -105,7 +105,7 @@ TEST(quant_rtn_gptq_packing_decodes_by_formats_md)
                 }
             if (sym)
                 for (int64_t i = 0; i < ng * N / 8; i++)
-                    ASSERT_EQ_INT((uint32_t)qzeros[i], 0x77777777u); /* FORMATS.md §3.4 */
+                    ASSERT_EQ_INT((uint32_t)qzeros[i], 0x77777777u); /* docs/formats.md §3.4 */
             double worst = worst_step_err(W, Wq, &ql);
             if (worst > 0.5 + 15 * 0x1p-11)
                 TFAIL("sym %d G %d: an element is %.4f steps from its weight", sym, groups[gi],

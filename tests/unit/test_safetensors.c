@@ -3,7 +3,7 @@
  *
  * Well-formed files are written with the writer; malformed ones are built
  * byte by byte (8-byte length, header text, data) so each validation rule
- * of FORMATS.md §1 is hit on its own.
+ * of docs/formats.md §1 is hit on its own.
  */
 #include "test.h"
 
