@@ -9,7 +9,7 @@
 #   make asan      switch this tree to the AddressSanitizer+UBSan build
 #   make release   switch back to the normal optimized build
 #   make install   install to $(PREFIX) (default /usr/local)
-#   make fmt       clang-format the C sources
+#   make fmt       clang-format the C sources (make fmt-check: only check, as make test does)
 #   make cuda-check  compile kernels/cuda with nvcc for the archs it offers (no GPU needed)
 #   make check-sm70  install CUDA 11.8 (Debian non-free, ~2.5 GB) and check kernels/cuda builds for sm_70
 #   make readme    regenerate the config reference in README.md
@@ -82,7 +82,7 @@ MAIN_OBJ := $(B)/runtime/main.o
 NVCC    ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && \
 	echo /usr/local/cuda/bin/nvcc; })
 
-.PHONY: FORCE all deps test asan release install uninstall clean fmt info check-configs readme \
+.PHONY: FORCE all deps test asan release install uninstall clean fmt fmt-check info check-configs readme \
 	fuzz fuzz-run demo-model serve bench examples cuda-check cuda-objs cuda-so check-sm70 sm70-objs
 all: v100rt $(if $(NVCC),cuda-so)
 
@@ -438,9 +438,15 @@ build/sm70/%.o: kernels/cuda/%.cu $(wildcard kernels/cuda/*.cuh kernels/cuda/*.h
 	$(Q)PATH="$(SM70_PATH)" $(SM70_NVCC) -ccbin $(SM70_CCBIN) -isystem $(SM70_INC) $(SM70_FLAGS) \
 		-c $< -o $@
 
+# The C, C++ and CUDA sources clang-format keeps in the repository's style
+# (.clang-format); tests/cli/test_format.sh runs fmt-check in `make test`.
+FMT_SRC = $(shell find runtime kernels tests examples -type f \( -name '*.[ch]' -o -name '*.cc' \
+	-o -name '*.cu' -o -name '*.cuh' \) ! -path 'tests/fixtures/*' | sort)
 fmt:
-	clang-format -i $$(find runtime kernels tests -name '*.[ch]' -o -name '*.cc' -o -name '*.cu' \
-		-o -name '*.cuh')
+	clang-format -i $(FMT_SRC)
+fmt-check:
+	@clang-format --dry-run --Werror $(FMT_SRC) && \
+	echo "fmt-check: $(words $(FMT_SRC)) files formatted as .clang-format says"
 
 clean:
 	rm -rf build v100rt libv100rt-cuda.so

@@ -173,26 +173,26 @@ typedef struct vrt_gen_params {
     float frequency_penalty;  /* 0: off */
     float presence_penalty;   /* 0: off */
     uint64_t seed;
-    int has_seed;             /* 0: a random seed (reported in the result) */
-    const char **stop;        /* [n_stop] stop strings */
+    int has_seed;      /* 0: a random seed (reported in the result) */
+    const char **stop; /* [n_stop] stop strings */
     int n_stop;
-    const int32_t *stop_ids;  /* [n_stop_ids] extra stop token ids */
+    const int32_t *stop_ids; /* [n_stop_ids] extra stop token ids */
     int n_stop_ids;
-    int ignore_eos;           /* 1: eos does not stop generation */
-    int add_special_tokens;   /* 1: BOS etc. as the tokenizer says */
-    int n_logprobs;           /* top logprobs per token, 0..20 */
+    int ignore_eos;         /* 1: eos does not stop generation */
+    int add_special_tokens; /* 1: BOS etc. as the tokenizer says */
+    int n_logprobs;         /* top logprobs per token, 0..20 */
 } vrt_gen_params;
 
 typedef struct vrt_gen_result {
-    char *text;               /* generated text (malloc'd) */
+    char *text; /* generated text (malloc'd) */
     size_t text_len;
-    int32_t *tokens;          /* [n_tokens] generated ids (malloc'd) */
-    float *logprobs;          /* [n_tokens] logprob of each generated token */
+    int32_t *tokens; /* [n_tokens] generated ids (malloc'd) */
+    float *logprobs; /* [n_tokens] logprob of each generated token */
     int n_tokens;
     int n_prompt_tokens;
     const char *finish_reason; /* "length" | "eos_token" | "stop_sequence" */
     uint64_t seed;
-    double prefill_s, decode_s;    /* seconds: prompt (+ first token), the rest */
+    double prefill_s, decode_s;         /* seconds: prompt (+ first token), the rest */
     double prefill_tok_s, decode_tok_s; /* tokens per second */
 } vrt_gen_result;
 
@@ -211,13 +211,11 @@ void vrt_gen_result_free(vrt_gen_result *r);
 int vrt_runtime_open(vrt_runtime **out, const char *config_or_dir, vrt_err *err);
 void vrt_runtime_close(vrt_runtime *rt);
 
-int vrt_runtime_generate(vrt_runtime *rt, const char *prompt, size_t len,
-                         const vrt_gen_params *p, vrt_stream_fn fn, void *ud,
-                         vrt_gen_result *res, vrt_err *err);
+int vrt_runtime_generate(vrt_runtime *rt, const char *prompt, size_t len, const vrt_gen_params *p,
+                         vrt_stream_fn fn, void *ud, vrt_gen_result *res, vrt_err *err);
 /* The same from token ids (no tokenization, no BOS added). */
-int vrt_runtime_generate_ids(vrt_runtime *rt, const int32_t *ids, int n,
-                             const vrt_gen_params *p, vrt_stream_fn fn, void *ud,
-                             vrt_gen_result *res, vrt_err *err);
+int vrt_runtime_generate_ids(vrt_runtime *rt, const int32_t *ids, int n, const vrt_gen_params *p,
+                             vrt_stream_fn fn, void *ud, vrt_gen_result *res, vrt_err *err);
 
 /* Token ids of text (*ids malloc'd, free with vrt_free). */
 int vrt_runtime_tokenize(vrt_runtime *rt, const char *text, size_t len, int add_special_tokens,

@@ -13,7 +13,8 @@
 set -euo pipefail
 
 # --test also installs what only the tests use: promtool (Debian package
-# prometheus) to check /metrics, curl, and python3 with venv, in which
+# prometheus) to check /metrics, curl, clang-format (the style check,
+# tests/cli/test_format.sh), and python3 with venv, in which
 # scripts/test-env.sh (run by `make test`) installs numpy and the real
 # openai / huggingface_hub clients.
 test_deps=0
@@ -38,6 +39,7 @@ need_hdr http_parser.h libhttp-parser-dev
 if [ "$test_deps" -eq 1 ]; then
     need_cmd promtool prometheus
     need_cmd curl curl
+    need_cmd clang-format clang-format
     need_cmd python3 python3
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 fi

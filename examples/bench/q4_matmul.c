@@ -10,8 +10,8 @@
  *   build/release/examples/q4_matmul [N K threads]
  */
 #include "backend/backend.h"
-#include "backend/ops.h"
 #include "backend/half.h"
+#include "backend/ops.h"
 #include "core/err.h"
 
 #include <omp.h>

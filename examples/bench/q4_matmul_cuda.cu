@@ -1,10 +1,10 @@
 /* q4_matmul_cuda.cu — checks and times kernels/cuda/matmul_q4.cu on a real GPU.
  *
  * The W4A16 launcher on its own, without the cuda backend: random int4
- * weights (with and without an act-order permutation), the launcher vrt_cuda_matmul_q4 for several T, the result
- * against a float64 CPU dequantize-then-matmul on every output, then the
- * time per call (CUDA events) and the weight bytes streamed per second.
- * Not a test: it never gates on a time (it exits 1 on a wrong result).
+ * weights (with and without an act-order permutation), the launcher vrt_cuda_matmul_q4 for several
+ * T, the result against a float64 CPU dequantize-then-matmul on every output, then the time per
+ * call (CUDA events) and the weight bytes streamed per second. Not a test: it never gates on a time
+ * (it exits 1 on a wrong result).
  *
  * Built by `make examples` when nvcc is there (for the first architecture
  * it offers; for a V100 build it with a CUDA <= 12.x nvcc and -arch=sm_70):

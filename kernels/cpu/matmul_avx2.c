@@ -9,10 +9,9 @@
  * MT tokens, 32, per pass; longer prefills read the rows once per 32
  * tokens): rows are split over OpenMP threads (static), and a thread takes
  * 2 rows and runs every token block of up to 4 tokens against them while
- * they sit in L1; at T = 1 it reads its rows one after the other (f16_row1). The weights are converted in
- * registers (f16: 8 at a time with vcvtph2ps; int4: nibbles masked in
- * place, see below) and multiply-added into one accumulator per row and
- * token.
+ * they sit in L1; at T = 1 it reads its rows one after the other (f16_row1). The weights are
+ * converted in registers (f16: 8 at a time with vcvtph2ps; int4: nibbles masked in place, see
+ * below) and multiply-added into one accumulator per row and token.
  *
  * int4 (layout in backend.h, vrt_q4): word w of a row holds columns
  * 8w..8w+7 in its nibbles 0..7. Eight words (two 32-column blocks) are one
@@ -68,28 +67,28 @@ AI void f16_mk(const uint16_t *w, int64_t K, const float *const *x, const int R,
                float *out)
 {
     __m256 acc[4][4];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int r = 0; r < R; r++)
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int t = 0; t < NT; t++)
             acc[r][t] = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 8 <= K; k += 8) {
         __m256 wv[4];
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int r = 0; r < R; r++)
             wv[r] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + r * K + k)));
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int t = 0; t < NT; t++) {
             __m256 xv = _mm256_loadu_ps(x[t] + k);
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int r = 0; r < R; r++)
                 acc[r][t] = _mm256_fmadd_ps(wv[r], xv, acc[r][t]);
         }
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int r = 0; r < R; r++)
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int t = 0; t < NT; t++) {
             float s = hsum8(acc[r][t]);
             for (int64_t kk = k; kk < K; kk++)
@@ -98,7 +97,7 @@ AI void f16_mk(const uint16_t *w, int64_t K, const float *const *x, const int R,
         }
 }
 
-#define F16_CASE(R, NT)                                                                          \
+#define F16_CASE(R, NT)                                                                            \
     case (R)*8 + (NT): f16_mk(w, K, x, R, NT, out); break;
 
 static void f16_block(const uint16_t *w, int64_t K, const float *const *x, int R, int NT,
@@ -127,16 +126,16 @@ static void f16_block(const uint16_t *w, int64_t K, const float *const *x, int R
 static float f16_row1(const uint16_t *w, int64_t K, const float *x)
 {
     __m256 acc[4];
-    #pragma GCC unroll 4
+#pragma GCC unroll 4
     for (int a = 0; a < 4; a++)
         acc[a] = _mm256_setzero_ps();
     int64_t k = 0;
     for (; k + 32 <= K; k += 32)
-        #pragma GCC unroll 4
+#pragma GCC unroll 4
         for (int u = 0; u < 4; u++)
-            acc[u] = _mm256_fmadd_ps(
-                _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + k + 8 * u))),
-                _mm256_loadu_ps(x + k + 8 * u), acc[u]);
+            acc[u] =
+                _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + k + 8 * u))),
+                                _mm256_loadu_ps(x + k + 8 * u), acc[u]);
     for (; k + 8 <= K; k += 8)
         acc[0] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + k))),
                                  _mm256_loadu_ps(x + k), acc[0]);
@@ -230,39 +229,39 @@ AI void q4_mk(const uint32_t *q, const uint16_t *s, const uint16_t *z, const flo
     const int na = NT == 1 ? 4 : NT == 2 ? 2 : 1;
     __m256 fa[4];
     float zc[4];
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < NT; t++)
         fa[t] = _mm256_setzero_ps(), zc[t] = 0;
     for (int gi = 0; gi < g->ng; gi++) {
         const int64_t b0 = gi * g->bpg, b1 = b0 + g->bpg < g->nblk ? b0 + g->bpg : g->nblk;
         __m256 ga[4][A];
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int t = 0; t < NT; t++)
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int a = 0; a < na; a++)
                 ga[t][a] = _mm256_setzero_ps();
         int64_t b = b0;
         for (; b + 2 <= b1; b += 2) {
             const __m256i wv = _mm256_loadu_si256((const __m256i *)(q + 4 * b));
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int j = 0; j < 8; j++) {
                 __m256i qi = j < 7 ? _mm256_and_si256(wv, _mm256_set1_epi32(15 << (4 * j)))
                                    : _mm256_srli_epi32(wv, 28);
                 __m256 qf = _mm256_cvtepi32_ps(qi);
-                #pragma GCC unroll 8
+#pragma GCC unroll 8
                 for (int t = 0; t < NT; t++)
-                    ga[t][j % na] = _mm256_fmadd_ps(qf, _mm256_loadu_ps(xs[t] + 32 * b + 8 * j),
-                                                    ga[t][j % na]);
+                    ga[t][j % na] =
+                        _mm256_fmadd_ps(qf, _mm256_loadu_ps(xs[t] + 32 * b + 8 * j), ga[t][j % na]);
             }
         }
         if (b < b1) { /* the group's last block, alone: 4 lanes */
             const __m128i wv = _mm_loadu_si128((const __m128i *)(q + 4 * b));
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int j = 0; j < 8; j++) {
                 __m128i qi = j < 7 ? _mm_and_si128(wv, _mm_set1_epi32(15 << (4 * j)))
                                    : _mm_srli_epi32(wv, 28);
                 __m256 qf = _mm256_zextps128_ps256(_mm_cvtepi32_ps(qi));
-                #pragma GCC unroll 8
+#pragma GCC unroll 8
                 for (int t = 0; t < NT; t++)
                     ga[t][j % na] = _mm256_fmadd_ps(
                         qf, _mm256_zextps128_ps256(_mm_loadu_ps(xs[t] + 32 * b + 4 * j)),
@@ -271,24 +270,23 @@ AI void q4_mk(const uint32_t *q, const uint16_t *s, const uint16_t *z, const flo
         }
         const float sg = _cvtsh_ss(s[gi]), zg = _cvtsh_ss(z[gi]);
         const __m256 sv = _mm256_set1_ps(sg);
-        #pragma GCC unroll 8
+#pragma GCC unroll 8
         for (int t = 0; t < NT; t++) {
             __m256 d = ga[t][0];
-            #pragma GCC unroll 8
+#pragma GCC unroll 8
             for (int a = 1; a < na; a++)
                 d = _mm256_add_ps(d, ga[t][a]);
             fa[t] = _mm256_fmadd_ps(sv, d, fa[t]);
             zc[t] += sg * zg * xsum[t][gi];
         }
     }
-    #pragma GCC unroll 8
+#pragma GCC unroll 8
     for (int t = 0; t < NT; t++)
         out[t] = hsum8(fa[t]) - zc[t];
 }
 
-static void q4_row(const uint32_t *q, const uint16_t *s, const uint16_t *z,
-                   const float *const *xs, const float *const *xsum, const q4g *g, int NT,
-                   float *out)
+static void q4_row(const uint32_t *q, const uint16_t *s, const uint16_t *z, const float *const *xs,
+                   const float *const *xsum, const q4g *g, int NT, float *out)
 {
     switch (NT) {
     case 1: q4_mk(q, s, z, xs, xsum, g, 1, out); break;

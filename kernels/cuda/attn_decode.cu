@@ -48,9 +48,8 @@ __device__ __forceinline__ void ad_load8(const uint16_t *p, float *f)
 }
 
 template <int G>
-__global__ void attn_decode_kernel(float *out, float *part, const float *q,
-                                   const uint16_t *k_cache, const uint16_t *v_cache,
-                                   vrt_attn_batch a, int n_splits)
+__global__ void attn_decode_kernel(float *out, float *part, const float *q, const uint16_t *k_cache,
+                                   const uint16_t *v_cache, vrt_attn_batch a, int n_splits)
 {
     const int kvh = blockIdx.x, s = blockIdx.y, split = blockIdx.z;
     const int hd = a.head_dim, lpk = hd / 8, kpw = 32 / lpk;

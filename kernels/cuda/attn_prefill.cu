@@ -53,18 +53,19 @@ __global__ void attn_prefill_wmma_kernel(float *out, const float *q, const uint1
     const int32_t *table = a.block_table + (int64_t)s * a.max_blocks_per_seq;
 
     /* Shared memory, every piece a multiple of 32 bytes (wmma alignment). */
-    __half *Qs = vrt_dyn_smem<__half>(); /* [16][hd] */
-    __half *Ks = Qs + AP_T * hd;         /* [16][hd] */
-    __half *Vs = Ks + AP_T * hd;         /* [16][hd] */
-    __half *Ps = Vs + AP_T * hd;         /* [16][16] */
-    float *Ss = reinterpret_cast<float *>(Ps + AP_T * AP_T); /* [16][16] */
-    float *PV = Ss + AP_T * AP_T;                            /* [16][hd] */
-    float *O = PV + AP_T * hd;                               /* [16][hd] */
+    __half *Qs = vrt_dyn_smem<__half>();                       /* [16][hd] */
+    __half *Ks = Qs + AP_T * hd;                               /* [16][hd] */
+    __half *Vs = Ks + AP_T * hd;                               /* [16][hd] */
+    __half *Ps = Vs + AP_T * hd;                               /* [16][16] */
+    float *Ss = reinterpret_cast<float *>(Ps + AP_T * AP_T);   /* [16][16] */
+    float *PV = Ss + AP_T * AP_T;                              /* [16][hd] */
+    float *O = PV + AP_T * hd;                                 /* [16][hd] */
     float *m = O + AP_T * hd, *l = m + AP_T, *corr = l + AP_T; /* [16] each */
 
     for (int i = lane; i < AP_T * hd; i += 32) {
         const int r = i / hd, d = i % hd;
-        const float v = r < nq ? q[((int64_t)(qs + q0 + r) * a.n_heads + h) * hd + d] * a.scale : 0.0f;
+        const float v =
+            r < nq ? q[((int64_t)(qs + q0 + r) * a.n_heads + h) * hd + d] * a.scale : 0.0f;
         Qs[i] = __float2half_rn(v);
         O[i] = 0.0f;
     }
@@ -107,7 +108,8 @@ __global__ void attn_prefill_wmma_kernel(float *out, const float *q, const uint1
             float mx = m[r];
             for (int c = 0; c < AP_T; c++) {
                 const int k = k0 + c;
-                const bool ok = r < nq && k <= p && (a.sliding_window == 0 || p - k < a.sliding_window);
+                const bool ok =
+                    r < nq && k <= p && (a.sliding_window == 0 || p - k < a.sliding_window);
                 if (ok)
                     mx = fmaxf(mx, Ss[r * AP_T + c]);
             }
@@ -115,7 +117,8 @@ __global__ void attn_prefill_wmma_kernel(float *out, const float *q, const uint1
             float sum = 0.0f;
             for (int c = 0; c < AP_T; c++) {
                 const int k = k0 + c;
-                const bool ok = r < nq && k <= p && (a.sliding_window == 0 || p - k < a.sliding_window);
+                const bool ok =
+                    r < nq && k <= p && (a.sliding_window == 0 || p - k < a.sliding_window);
                 const __half ph = __float2half_rn(ok ? expf(Ss[r * AP_T + c] - mx) : 0.0f);
                 Ps[r * AP_T + c] = ph;
                 sum += __half2float(ph); /* the same rounded weights P·V uses */
@@ -144,7 +147,8 @@ __global__ void attn_prefill_wmma_kernel(float *out, const float *q, const uint1
     for (int i = lane; i < AP_T * hd; i += 32) {
         const int r = i / hd, d = i % hd;
         if (r < nq)
-            out[((int64_t)(qs + q0 + r) * a.n_heads + h) * hd + d] = l[r] > 0.0f ? O[i] / l[r] : 0.0f;
+            out[((int64_t)(qs + q0 + r) * a.n_heads + h) * hd + d] =
+                l[r] > 0.0f ? O[i] / l[r] : 0.0f;
     }
 }
 

@@ -28,8 +28,8 @@ __device__ __forceinline__ void gemv_row(float *y, const float *x, const void *W
     if (vec) {
         /* GEMV_UNROLL 128-bit loads per lane in flight before their use:
          * one load at a time leaves the warp waiting on memory latency. */
-        const uint4 *wr = reinterpret_cast<const uint4 *>(reinterpret_cast<const __half *>(W) +
-                                                          (int64_t)n * K);
+        const uint4 *wr =
+            reinterpret_cast<const uint4 *>(reinterpret_cast<const __half *>(W) + (int64_t)n * K);
         const int nv = K / 8;
         for (int i0 = lane; i0 < nv; i0 += 32 * GEMV_UNROLL) {
             uint4 u[GEMV_UNROLL];
@@ -59,8 +59,8 @@ __device__ __forceinline__ void gemv_row(float *y, const float *x, const void *W
                         const float4 *xv =
                             reinterpret_cast<const float4 *>(x + (int64_t)t * K + 8 * i);
                         const float4 a = xv[0], c = xv[1];
-                        acc[t] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w +
-                                  w[4] * c.x + w[5] * c.y + w[6] * c.z + w[7] * c.w;
+                        acc[t] += w[0] * a.x + w[1] * a.y + w[2] * a.z + w[3] * a.w + w[4] * c.x +
+                                  w[5] * c.y + w[6] * c.z + w[7] * c.w;
                     }
                 }
             }
@@ -88,8 +88,8 @@ __device__ __forceinline__ void gemv_rows2(float *y, const float *x, const void 
 {
     const int lane = threadIdx.x % 32, nv = K / 8;
     const bool two = n + 1 < N;
-    const uint4 *wr0 = reinterpret_cast<const uint4 *>(reinterpret_cast<const __half *>(W) +
-                                                       (int64_t)n * K);
+    const uint4 *wr0 =
+        reinterpret_cast<const uint4 *>(reinterpret_cast<const __half *>(W) + (int64_t)n * K);
     const uint4 *wr1 = two ? wr0 + nv : wr0;
     float acc[2][TT];
     for (int r = 0; r < 2; r++)
@@ -201,8 +201,8 @@ extern "C" int vrt_cuda_gemv(float *y, const float *x, const void *W, int dtype,
         return (int)cudaErrorInvalidConfiguration;
     /* 128-bit loads need 16-byte aligned rows (K % 8 == 0 and an aligned
      * base) and 16-byte aligned activation rows. */
-    const int vec = dtype == 1 && K % 8 == 0 && ((uintptr_t)W % 16) == 0 &&
-                    ((uintptr_t)x % 16) == 0;
+    const int vec =
+        dtype == 1 && K % 8 == 0 && ((uintptr_t)W % 16) == 0 && ((uintptr_t)x % 16) == 0;
     const cudaStream_t s = (cudaStream_t)stream;
     /* Two rows per warp only at two tokens: on an H100 it took a step from
      * 2.50 to 2.18 ms there, but from 2.07 to 2.52 ms at one token (half

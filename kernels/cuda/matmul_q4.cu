@@ -200,9 +200,9 @@ __global__ void matmul_q4_gemv_direct(float *y, const float *x, vrt_q4 q, int N,
         /* The word i of each of the warp's rows: Q4D_RPW loads in flight. */
         uint4 u[Q4D_RPW];
         for (int r = 0; r < Q4D_RPW; r++)
-            u[r] = n0 + r < N ? reinterpret_cast<const uint4 *>(q.qweight +
-                                                                (int64_t)(n0 + r) * wpr)[i]
-                              : make_uint4(0u, 0u, 0u, 0u);
+            u[r] = n0 + r < N
+                       ? reinterpret_cast<const uint4 *>(q.qweight + (int64_t)(n0 + r) * wpr)[i]
+                       : make_uint4(0u, 0u, 0u, 0u);
         const int kb = 32 * i, g = kb / G;
         for (int t = 0; t < TT; t++) {
             if (t >= T)

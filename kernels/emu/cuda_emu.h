@@ -377,7 +377,6 @@ static inline int __float2int_rn(float x)
     return (int)std::nearbyint(x);
 }
 
-
 /* ---- wmma (Volta tensor cores) for the shape kernels use: 16×16×16,
  * fp16 inputs, f32 accumulator ----
  * Each lane holds the whole tile (the hardware spreads it over the warp in

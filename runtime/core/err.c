@@ -7,11 +7,9 @@
 const char *vrt_strerror(int code)
 {
     switch (code) {
-    case VRT_OK:
-        return "success";
-#define VRT_X_STR(name, value, desc)                                         \
-    case VRT_##name:                                                         \
-        return desc;
+    case VRT_OK: return "success";
+#define VRT_X_STR(name, value, desc)                                                               \
+    case VRT_##name: return desc;
         VRT_ERRNO_MAP(VRT_X_STR)
 #undef VRT_X_STR
     }
@@ -21,11 +19,9 @@ const char *vrt_strerror(int code)
 const char *vrt_err_name(int code)
 {
     switch (code) {
-    case VRT_OK:
-        return "OK";
-#define VRT_X_NAME(name, value, desc)                                        \
-    case VRT_##name:                                                         \
-        return #name;
+    case VRT_OK: return "OK";
+#define VRT_X_NAME(name, value, desc)                                                              \
+    case VRT_##name: return #name;
         VRT_ERRNO_MAP(VRT_X_NAME)
 #undef VRT_X_NAME
     }

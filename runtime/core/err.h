@@ -15,24 +15,24 @@
 #include <stddef.h>
 
 /* X(name, value, description) */
-#define VRT_ERRNO_MAP(X)                                                     \
-    X(EINVAL, -1, "invalid argument")                                        \
-    X(ENOMEM, -2, "out of memory")                                           \
-    X(EIO, -3, "input/output error")                                         \
-    X(ENOENT, -4, "no such file or entry")                                   \
-    X(ECONFIG, -5, "invalid configuration")                                  \
-    X(ELUA, -6, "Lua error")                                                 \
-    X(EFORMAT, -7, "malformed file or data")                                 \
-    X(EUNSUPPORTED, -8, "not supported")                                     \
-    X(ERANGE, -9, "value out of range")                                      \
-    X(EOVERLOADED, -10, "overloaded")                                        \
-    X(ETIMEDOUT, -11, "timed out")                                           \
-    X(ECANCELED, -12, "canceled")                                            \
-    X(EDEVICE, -13, "device error")                                          \
-    X(EDEVICEOOM, -14, "device out of memory")                               \
-    X(EUSAGE, -15, "bad command-line usage")                                 \
-    X(EINTERNAL, -16, "internal error")                                      \
-    X(ENOSPC, -17, "no free KV cache blocks")                                \
+#define VRT_ERRNO_MAP(X)                                                                           \
+    X(EINVAL, -1, "invalid argument")                                                              \
+    X(ENOMEM, -2, "out of memory")                                                                 \
+    X(EIO, -3, "input/output error")                                                               \
+    X(ENOENT, -4, "no such file or entry")                                                         \
+    X(ECONFIG, -5, "invalid configuration")                                                        \
+    X(ELUA, -6, "Lua error")                                                                       \
+    X(EFORMAT, -7, "malformed file or data")                                                       \
+    X(EUNSUPPORTED, -8, "not supported")                                                           \
+    X(ERANGE, -9, "value out of range")                                                            \
+    X(EOVERLOADED, -10, "overloaded")                                                              \
+    X(ETIMEDOUT, -11, "timed out")                                                                 \
+    X(ECANCELED, -12, "canceled")                                                                  \
+    X(EDEVICE, -13, "device error")                                                                \
+    X(EDEVICEOOM, -14, "device out of memory")                                                     \
+    X(EUSAGE, -15, "bad command-line usage")                                                       \
+    X(EINTERNAL, -16, "internal error")                                                            \
+    X(ENOSPC, -17, "no free KV cache blocks")                                                      \
     X(EPOLICY, -18, "scheduling policy hook failed")
 
 typedef enum {
@@ -49,12 +49,10 @@ typedef enum {
 void vrt_err_clear(vrt_err *e);
 /* Sets code and a printf-style message; returns code so callers can write
  * `return vrt_err_set(e, VRT_EINVAL, "...")`. */
-int vrt_err_set(vrt_err *e, int code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+int vrt_err_set(vrt_err *e, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 int vrt_err_setv(vrt_err *e, int code, const char *fmt, va_list ap);
 /* Prepends context ("loading model x: ") to an error already set; returns
  * its code. */
-int vrt_err_prefix(vrt_err *e, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+int vrt_err_prefix(vrt_err *e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

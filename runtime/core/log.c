@@ -20,14 +20,20 @@ void vrt_log_set_level(int level)
         g_level = level;
 }
 
-int vrt_log_get_level(void) { return g_level; }
+int vrt_log_get_level(void)
+{
+    return g_level;
+}
 
 void vrt_log_set_format(int format)
 {
     g_format = format == VRT_LOG_JSON ? VRT_LOG_JSON : VRT_LOG_TEXT;
 }
 
-void vrt_log_set_stream(FILE *f) { g_stream = f; }
+void vrt_log_set_stream(FILE *f)
+{
+    g_stream = f;
+}
 
 int vrt_log_level_parse(const char *s)
 {

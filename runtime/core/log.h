@@ -27,8 +27,7 @@ void vrt_log_set_stream(FILE *f);
 /* Parses "debug" | "info" | "warn" | "error" | "off"; -1 when unknown. */
 int vrt_log_level_parse(const char *s);
 
-void vrt_log(int level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void vrt_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define VRT_DEBUG(...) vrt_log(VRT_LOG_DEBUG, __VA_ARGS__)
 #define VRT_INFO(...) vrt_log(VRT_LOG_INFO, __VA_ARGS__)

@@ -16,7 +16,10 @@
 #define VRT_BACKENDS ""
 #endif
 
-const char *vrt_version(void) { return VRT_VERSION; }
+const char *vrt_version(void)
+{
+    return VRT_VERSION;
+}
 
 const char *vrt_build_info(void)
 {
@@ -34,7 +37,8 @@ const char *vrt_build_info(void)
     vrt_err err = {0};
     int level = 0;
     if (vrt__cpu_isa_select(&level, &err) == 0)
-        snprintf(isa, sizeof isa, "%s (best on this CPU: %s; V100RT_CPU_ISA=generic|avx2 forces one)",
+        snprintf(isa, sizeof isa,
+                 "%s (best on this CPU: %s; V100RT_CPU_ISA=generic|avx2 forces one)",
                  vrt__cpu_isa_name(level), vrt__cpu_isa_name(vrt__cpu_isa_best()));
     else
         snprintf(isa, sizeof isa, "none: %.190s", err.msg);
@@ -53,4 +57,7 @@ const char *vrt_build_info(void)
     return buf;
 }
 
-void vrt_log_write(int level, const char *msg) { vrt_log(level, "%s", msg ? msg : ""); }
+void vrt_log_write(int level, const char *msg)
+{
+    vrt_log(level, "%s", msg ? msg : "");
+}

@@ -46,7 +46,10 @@ const char **vrt_config_strv(vrt_config *cfg, int n)
     return cfg_alloc(cfg, (size_t)(n > 0 ? n : 1) * sizeof(char *));
 }
 
-size_t vrt_config_sizeof(void) { return sizeof(vrt_config); }
+size_t vrt_config_sizeof(void)
+{
+    return sizeof(vrt_config);
+}
 
 void vrt_config_free(vrt_config *cfg)
 {
@@ -132,8 +135,8 @@ int vrt_config_load_src(vrt_config *cfg, const vrt_config_source *src, vrt_err *
     lua_pushlightuserdata(L, cfg);
     lua_pushvalue(L, resolved);
     if ((rc = vrt_lua_pcall(L, 2, 0, err)) != 0) {
-        vrt_err_prefix(err, "%s: cannot copy the config to C: ",
-                       cfg->source ? cfg->source : "(command line)");
+        vrt_err_prefix(
+            err, "%s: cannot copy the config to C: ", cfg->source ? cfg->source : "(command line)");
         goto out;
     }
     rc = 0;

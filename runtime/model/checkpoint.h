@@ -18,8 +18,8 @@ typedef struct vrt_checkpoint {
     int n_files;
     const vrt_st_tensor **tensors; /* [n_tensors], sorted by name */
     int n_tensors;
-    int *slots_;      /* internal: hash table of indices into tensors, -1 */
-    size_t n_slots_;  /* internal: power of two */
+    int *slots_;     /* internal: hash table of indices into tensors, -1 */
+    size_t n_slots_; /* internal: power of two */
 } vrt_checkpoint;
 
 /* Opens the weights of dir. *ck must be closed with vrt_checkpoint_close,
@@ -28,14 +28,12 @@ int vrt_checkpoint_open(vrt_checkpoint *ck, const char *dir, vrt_err *err);
 void vrt_checkpoint_close(vrt_checkpoint *ck);
 
 /* The tensor called name, or NULL. */
-const vrt_st_tensor *vrt_checkpoint_find(const vrt_checkpoint *ck,
-                                         const char *name);
+const vrt_st_tensor *vrt_checkpoint_find(const vrt_checkpoint *ck, const char *name);
 /* The tensor called name with exactly this shape (ndim dims). A missing
  * tensor (VRT_ENOENT) or another shape (VRT_EFORMAT) is an error naming
  * the tensor, the directory or file, and both shapes. */
-int vrt_checkpoint_get(const vrt_checkpoint *ck, const char *name, int ndim,
-                       const int64_t *shape, const vrt_st_tensor **out,
-                       vrt_err *err);
+int vrt_checkpoint_get(const vrt_checkpoint *ck, const char *name, int ndim, const int64_t *shape,
+                       const vrt_st_tensor **out, vrt_err *err);
 /* Iteration: i in [0, vrt_checkpoint_count), in name order. */
 int vrt_checkpoint_count(const vrt_checkpoint *ck);
 const vrt_st_tensor *vrt_checkpoint_tensor(const vrt_checkpoint *ck, int i);

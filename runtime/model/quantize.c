@@ -32,10 +32,9 @@
 
 #define N_LIN 7
 enum { LQ, LK, LV, LO, LGATE, LUP, LDOWN };
-static const char *const lin_name[N_LIN] = {"self_attn.q_proj", "self_attn.k_proj",
-                                            "self_attn.v_proj", "self_attn.o_proj",
-                                            "mlp.gate_proj",    "mlp.up_proj",
-                                            "mlp.down_proj"};
+static const char *const lin_name[N_LIN] = {
+    "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
 /* The capture point (input) of each linear. */
 static const int lin_point[N_LIN] = {VRT_CAP_ATTN_IN, VRT_CAP_ATTN_IN, VRT_CAP_ATTN_IN,
                                      VRT_CAP_O_IN,    VRT_CAP_MLP_IN,  VRT_CAP_MLP_IN,
@@ -74,7 +73,6 @@ static double now_s(void)
 
 /* ---- files ------------------------------------------------------------------ */
 
-
 static int copy_file(const char *in_dir, const char *out_dir, const char *name, vrt_err *err)
 {
     char *src = vrt_path_join(in_dir, name), *data = NULL;
@@ -90,7 +88,6 @@ static int copy_file(const char *in_dir, const char *out_dir, const char *name, 
     free(data);
     return rc;
 }
-
 
 static int prepare_out_dir(const char *in_dir, const char *dir, bool force, vrt_err *err)
 {
@@ -185,7 +182,7 @@ typedef struct capture_ctx {
     int layer, stop_after; /* stop the forward after this point of this layer */
     unsigned mask;         /* points to record */
     int reached;
-    vrt_hessian *h;        /* gptq: [VRT_CAP_COUNT] Hessians of the recorded points */
+    vrt_hessian *h; /* gptq: [VRT_CAP_COUNT] Hessians of the recorded points */
     /* awq, per point: Σ|x| per channel, rows seen, kept rows */
     double *absum[VRT_CAP_COUNT];
     int64_t seen[VRT_CAP_COUNT];
@@ -264,8 +261,8 @@ static int set_linear(qrun *q, int l, int i, const float *W, vrt_err *err)
         return rc;
     }
     vrt_layer_weights *lw = &q->m->layers[l];
-    vrt_weight *dst[N_LIN] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->w_gate, &lw->w_up,
-                              &lw->w_down};
+    vrt_weight *dst[N_LIN] = {&lw->wq,     &lw->wk,   &lw->wv,    &lw->wo,
+                              &lw->w_gate, &lw->w_up, &lw->w_down};
     *dst[i] = (vrt_weight){.data = h, .dtype = VRT_DT_F16, .rows = q->N[i], .cols = q->K[i]};
     return 0;
 }
@@ -343,8 +340,8 @@ static int awq_layer(qrun *q, int l, float *W[N_LIN], float *norm_attn, float *n
     const vrt_model_config *c = &q->cfg;
     const int64_t D = c->hidden_size, F = c->intermediate_size;
     const int64_t Kp[VRT_CAP_COUNT] = {D, (int64_t)c->num_attention_heads * c->head_dim, D, F};
-    capture_ctx cc = {.layer = l, .stop_after = VRT_CAP_DOWN_IN, .mask = 0xF,
-                      .max_rows = q->o->awq_max_rows};
+    capture_ctx cc = {
+        .layer = l, .stop_after = VRT_CAP_DOWN_IN, .mask = 0xF, .max_rows = q->o->awq_max_rows};
     int64_t total = (int64_t)q->n_samples * q->seqlen;
     cc.row_stride = total > cc.max_rows ? (total + cc.max_rows - 1) / cc.max_rows : 1;
     int rc = 0;
@@ -394,14 +391,14 @@ static int awq_layer(qrun *q, int l, float *W[N_LIN], float *norm_attn, float *n
             Ns[j] = q->N[grp_lin[p][j]];
         }
         vrt_awq_result res;
-        rc = vrt_awq_search(Ws, Ns, grp_n[p], K, cc.rows[p], cc.n_rows[p], xmean,
-                            q->o->group_size, q->o->awq_grid, s, &res, err);
+        rc = vrt_awq_search(Ws, Ns, grp_n[p], K, cc.rows[p], cc.n_rows[p], xmean, q->o->group_size,
+                            q->o->awq_grid, s, &res, err);
         if (rc)
             break;
         rep->awq_mean_alpha += res.alpha;
         rep->awq_groups++;
-        VRT_DEBUG("layer %d %s: alpha %.3f, loss %.4g (unscaled %.4g)", l, point_name[p],
-                  res.alpha, res.loss, res.loss_alpha0);
+        VRT_DEBUG("layer %d %s: alpha %.3f, loss %.4g (unscaled %.4g)", l, point_name[p], res.alpha,
+                  res.loss, res.loss_alpha0);
         /* W ← W·diag(s) for the group; the op before it ← ·diag(1/s). */
         for (int j = 0; j < grp_n[p]; j++)
             scale_cols(W[grp_lin[p][j]], Ns[j], K, s);
@@ -722,8 +719,8 @@ static int add_kept_name(qrun *q, const char *name, vrt_err *err)
     if (!p)
         return vrt_err_set(err, VRT_ENOMEM, "out of memory");
     q->kept_names = p;
-    q->kept_len += (size_t)snprintf(p + q->kept_len, n + 1, "%s\"%s\"", q->kept_len ? ", " : "",
-                                    name);
+    q->kept_len +=
+        (size_t)snprintf(p + q->kept_len, n + 1, "%s\"%s\"", q->kept_len ? ", " : "", name);
     return 0;
 }
 
@@ -800,8 +797,8 @@ static int copy_other_tensors(qrun *q, vrt_err *err)
                 return vrt_err_set(err, VRT_ENOMEM, "out of memory");
             rc = vrt_st_to_f16(t, h, NULL, err);
             if (!rc)
-                rc = vrt_st_writer_add(&q->w, t->name, VRT_ST_F16, t->ndim, t->shape, h, n * 2,
-                                       err);
+                rc =
+                    vrt_st_writer_add(&q->w, t->name, VRT_ST_F16, t->ndim, t->shape, h, n * 2, err);
             free(h);
         } else {
             rc = vrt_st_writer_add_ref(&q->w, t->name, t->dtype, t->ndim, t->shape, t->data,
@@ -837,8 +834,8 @@ int vrt_quantize_model(const char *in_dir, const char *out_dir, const vrt_quanti
         rc = prepare_out_dir(in_dir, out_dir, o->force, err);
     if (!rc && o->method != VRT_QM_RTN) {
         /* The fp model on the cpu backend, for calibration. */
-        int64_t maxpos = q.cfg.max_position_embeddings > 0 ? q.cfg.max_position_embeddings
-                                                           : (int64_t)1 << 30;
+        int64_t maxpos =
+            q.cfg.max_position_embeddings > 0 ? q.cfg.max_position_embeddings : (int64_t)1 << 30;
         int64_t L = o->seqlen < maxpos ? o->seqlen : maxpos;
         if (L > o->n_calib)
             L = o->n_calib;
@@ -881,7 +878,7 @@ int vrt_quantize_model(const char *in_dir, const char *out_dir, const vrt_quanti
     }
     if (!rc)
         rc = write_configs(&q, in_dir, out_dir, err);
-    const char *copies[] = {"generation_config.json", "tokenizer.json", "tokenizer_config.json",
+    const char *copies[] = {"generation_config.json",  "tokenizer.json",  "tokenizer_config.json",
                             "special_tokens_map.json", "tokenizer.model", "chat_template.jinja"};
     for (size_t i = 0; !rc && i < sizeof copies / sizeof copies[0]; i++)
         rc = copy_file(in_dir, out_dir, copies[i], err);

@@ -35,11 +35,11 @@
 typedef enum vrt_qmethod { VRT_QM_RTN = 0, VRT_QM_GPTQ = 1, VRT_QM_AWQ = 2 } vrt_qmethod;
 
 typedef struct vrt_quantize_opts {
-    int method;         /* vrt_qmethod */
-    int bits;           /* 4 (the only width supported) */
-    int group_size;     /* -1 (one group per row) or > 0; 128 typical */
-    bool act_order;     /* gptq: columns by descending diag(H), g_idx records groups */
-    bool sym;           /* rtn, gptq: symmetric (zero 8); awq is always asymmetric */
+    int method;          /* vrt_qmethod */
+    int bits;            /* 4 (the only width supported) */
+    int group_size;      /* -1 (one group per row) or > 0; 128 typical */
+    bool act_order;      /* gptq: columns by descending diag(H), g_idx records groups */
+    bool sym;            /* rtn, gptq: symmetric (zero 8); awq is always asymmetric */
     double damp_percent; /* gptq: fraction of mean diag(H) added (0.01) */
     /* Calibration (gptq, awq): token ids of a text, BOS first, cut into
      * `samples` consecutive sequences of `seqlen` tokens (fewer when the
@@ -47,8 +47,8 @@ typedef struct vrt_quantize_opts {
     const int32_t *calib_ids;
     int64_t n_calib;
     int samples, seqlen;
-    int awq_grid;         /* α grid points in [0, 1] (20) */
-    int64_t awq_max_rows; /* calibration rows kept per input for the loss (2048) */
+    int awq_grid;           /* α grid points in [0, 1] (20) */
+    int64_t awq_max_rows;   /* calibration rows kept per input for the loss (2048) */
     const char *calib_name; /* recorded in quantize_config.json's meta */
     int threads;            /* cpu backend threads, 0 = all */
     bool force;             /* write into a non-empty OUT_DIR */
@@ -62,8 +62,8 @@ typedef struct vrt_quantize_opts {
 void vrt_quantize_opts_init(vrt_quantize_opts *o);
 
 typedef struct vrt_quantize_report {
-    int n_quantized;     /* linears written quantized */
-    int n_kept;          /* linears kept in F16 (AWQ: shapes the format cannot hold) */
+    int n_quantized;       /* linears written quantized */
+    int n_kept;            /* linears kept in F16 (AWQ: shapes the format cannot hold) */
     int n_samples, seqlen; /* calibration actually used */
     double seconds;
     double awq_mean_alpha; /* mean chosen α over the scaled groups (awq) */

@@ -56,8 +56,8 @@ typedef enum vrt_st_dtype {
 
 typedef struct vrt_st_tensor {
     const char *name;
-    int dtype; /* vrt_st_dtype */
-    int ndim;  /* 0 (scalar) .. VRT_ST_MAX_DIMS */
+    int dtype;                      /* vrt_st_dtype */
+    int ndim;                       /* 0 (scalar) .. VRT_ST_MAX_DIMS */
     int64_t shape[VRT_ST_MAX_DIMS]; /* [ndim], outermost first */
     uint64_t nbytes;
     const void *data; /* into the mapping, may be unaligned; NULL when only
@@ -79,8 +79,8 @@ typedef struct vrt_st_header {
 /* An open (mapped) file. */
 typedef struct vrt_st_file {
     char *path;
-    void *map_;        /* internal: the mapping */
-    size_t map_size_;  /* internal: its length (the file size) */
+    void *map_;          /* internal: the mapping */
+    size_t map_size_;    /* internal: its length (the file size) */
     uint64_t header_len; /* N */
     vrt_st_header header;
 } vrt_st_file;
@@ -99,8 +99,8 @@ uint64_t vrt_st_numel(const vrt_st_tensor *t);
  * Pure: touches no file, so a fuzzer can drive it. On success *out owns its
  * memory (vrt_st_header_free); on error *out is left empty. Errors name the
  * tensor; the caller adds the file. */
-int vrt_st_parse_header(const char *json, size_t json_len, uint64_t data_len,
-                        vrt_st_header *out, vrt_err *err);
+int vrt_st_parse_header(const char *json, size_t json_len, uint64_t data_len, vrt_st_header *out,
+                        vrt_err *err);
 void vrt_st_header_free(vrt_st_header *h);
 
 /* Maps path read-only and validates it. Every error names the file (and the
@@ -111,8 +111,7 @@ void vrt_st_close(vrt_st_file *f);
 /* Tensor by name (binary search); NULL when absent. */
 const vrt_st_tensor *vrt_st_find(const vrt_st_file *f, const char *name);
 /* Same on a bare header. */
-const vrt_st_tensor *vrt_st_header_find(const vrt_st_header *h,
-                                        const char *name);
+const vrt_st_tensor *vrt_st_header_find(const vrt_st_header *h, const char *name);
 
 /* Converts an F32, F16 or BF16 tensor to float32. out holds numel values.
  * Other dtypes are VRT_EUNSUPPORTED (message names the tensor). */
@@ -120,8 +119,7 @@ int vrt_st_to_f32(const vrt_st_tensor *t, float *out, vrt_err *err);
 /* Converts an F32, F16 or BF16 tensor to IEEE half (round to nearest even).
  * *n_overflow (may be NULL) receives how many finite source values became
  * infinite in fp16 (|x| >= 65520); the caller decides whether to warn. */
-int vrt_st_to_f16(const vrt_st_tensor *t, uint16_t *out, uint64_t *n_overflow,
-                  vrt_err *err);
+int vrt_st_to_f16(const vrt_st_tensor *t, uint16_t *out, uint64_t *n_overflow, vrt_err *err);
 
 /* Writer. Tensors are added, then written at once; the writer holds the
  * data of tensors added with vrt_st_writer_add (a copy) and references the
@@ -136,30 +134,26 @@ void vrt_st_writer_init(vrt_st_writer *w);
 /* Adds a tensor; data (nbytes, which must equal numel*bits/8) is copied, so
  * the caller may free it at once. name must be unique and not
  * "__metadata__". */
-int vrt_st_writer_add(vrt_st_writer *w, const char *name, int dtype, int ndim,
-                      const int64_t *shape, const void *data, uint64_t nbytes,
-                      vrt_err *err);
+int vrt_st_writer_add(vrt_st_writer *w, const char *name, int dtype, int ndim, const int64_t *shape,
+                      const void *data, uint64_t nbytes, vrt_err *err);
 /* Same, but references data: it must stay valid until the write. */
-int vrt_st_writer_add_ref(vrt_st_writer *w, const char *name, int dtype,
-                          int ndim, const int64_t *shape, const void *data,
-                          uint64_t nbytes, vrt_err *err);
+int vrt_st_writer_add_ref(vrt_st_writer *w, const char *name, int dtype, int ndim,
+                          const int64_t *shape, const void *data, uint64_t nbytes, vrt_err *err);
 /* Produces a generated tensor's bytes during the write: called repeatedly
  * with consecutive chunks, buf receiving the n bytes that start at byte off
  * of the tensor (off and n are multiples of the element size when it is a
  * whole number of bytes). Returns 0 or a VRT_E* code with err set. */
-typedef int (*vrt_st_fill_fn)(void *ctx, void *buf, uint64_t off, uint64_t n,
-                              vrt_err *err);
+typedef int (*vrt_st_fill_fn)(void *ctx, void *buf, uint64_t off, uint64_t n, vrt_err *err);
 /* Same as add, but the data is produced by fill(ctx, ...) while the file is
  * written, a few MiB at a time, so a file larger than memory can be written
  * (`v100rt mkmodel`). ctx must stay valid until the write. */
-int vrt_st_writer_add_fill(vrt_st_writer *w, const char *name, int dtype,
-                           int ndim, const int64_t *shape, vrt_st_fill_fn fill,
-                           void *ctx, vrt_err *err);
+int vrt_st_writer_add_fill(vrt_st_writer *w, const char *name, int dtype, int ndim,
+                           const int64_t *shape, vrt_st_fill_fn fill, void *ctx, vrt_err *err);
 /* Writes path (through a temporary file renamed into place).
  * metadata_json: NULL for {"format":"pt"}, or a JSON object whose values
  * are all strings. */
-int vrt_st_writer_write(vrt_st_writer *w, const char *path,
-                        const char *metadata_json, vrt_err *err);
+int vrt_st_writer_write(vrt_st_writer *w, const char *path, const char *metadata_json,
+                        vrt_err *err);
 void vrt_st_writer_free(vrt_st_writer *w);
 
 #endif

@@ -137,12 +137,9 @@ TEST(config_nccl_env_applied_but_environment_wins)
 
 TEST(every_shipped_config_loads)
 {
-    const char *files[] = {"configs/tiny.lua",
-                           "configs/phi-2.lua",
-                           "configs/gemma-2b.lua",
-                           "configs/mistral-7b-instruct-gptq.lua",
-                           "configs/mistral-7b-awq.lua",
-                           "configs/llama-2-7b-awq.lua"};
+    const char *files[] = {"configs/tiny.lua",           "configs/phi-2.lua",
+                           "configs/gemma-2b.lua",       "configs/mistral-7b-instruct-gptq.lua",
+                           "configs/mistral-7b-awq.lua", "configs/llama-2-7b-awq.lua"};
     for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
         vrt_config cfg;
         vrt_err err = {0};
@@ -183,7 +180,7 @@ TEST(config_load_src_dir_flags_env)
     ASSERT_EQ_STR(cfg.source, "models-trained/kjv-tiny");
     ASSERT_EQ_STR(cfg.model.path, "models-trained/kjv-tiny");
     ASSERT_EQ_INT(cfg.batching.max_total_tokens, 300); /* the flag over the environment */
-    ASSERT_EQ_INT(cfg.server.port, 9123);               /* the environment over the default */
+    ASSERT_EQ_INT(cfg.server.port, 9123);              /* the environment over the default */
     ASSERT_EQ_STR(cfg.device.kind, "cpu");
     ASSERT(!cfg.kernels.cuda_graphs);
     vrt_config_free(&cfg);
@@ -225,9 +222,9 @@ TEST(config_nccl_every_key_reaches_the_environment)
     int rc = vrt_config_load(&cfg, path, &err);
     remove(path);
     ASSERT_OK(rc, &err);
-    const char *names[] = {"NCCL_DEBUG",       "NCCL_DEBUG_SUBSYS",  "NCCL_P2P_DISABLE",
-                           "NCCL_P2P_LEVEL",   "NCCL_IB_DISABLE",    "NCCL_SHM_DISABLE",
-                           "NCCL_SOCKET_IFNAME", "NCCL_ALGO",        "NCCL_NTHREADS"};
+    const char *names[] = {"NCCL_DEBUG",         "NCCL_DEBUG_SUBSYS", "NCCL_P2P_DISABLE",
+                           "NCCL_P2P_LEVEL",     "NCCL_IB_DISABLE",   "NCCL_SHM_DISABLE",
+                           "NCCL_SOCKET_IFNAME", "NCCL_ALGO",         "NCCL_NTHREADS"};
     const char *want[] = {"TRACE", "INIT,P2P", "1", "PIX", "1", "1", "eth7", "Tree", "256"};
     for (int i = 0; i < 9; i++)
         unsetenv(names[i]);
@@ -257,8 +254,7 @@ TEST(config_nccl_every_key_reaches_the_environment)
 
 /* ---- the runtime: every setting from the resolved config ----------------- */
 
-static int load_args(vrt_config *cfg, const char *path, const char **argv, int argc,
-                     vrt_err *err)
+static int load_args(vrt_config *cfg, const char *path, const char **argv, int argc, vrt_err *err)
 {
     vrt_config_source src = {.path = path, .argv = argv, .argc = argc};
     return vrt_config_load_src(cfg, &src, err);
@@ -375,8 +371,9 @@ TEST(runtime_open_takes_every_setting_from_the_config)
 TEST(runtime_open_applies_logging_keys)
 {
     char path[64];
-    write_tmp(path, "return { model = { path = 'models-trained/kjv-tiny' }, device = { kind = 'cpu' },"
-                    " logging = { level = 'warn', format = 'json' } }\n");
+    write_tmp(path,
+              "return { model = { path = 'models-trained/kjv-tiny' }, device = { kind = 'cpu' },"
+              " logging = { level = 'warn', format = 'json' } }\n");
     int before = vrt_log_get_level();
     FILE *log = tmpfile();
     vrt_log_set_stream(log);
@@ -464,8 +461,7 @@ static long long prefix_hits(const char *on, vrt_err *err)
     vrt_engine *e = NULL;
     long long hits = -1;
     if (load_args(&cfg, "models-trained/kjv-tiny", argv, 4, err) != 0 ||
-        vrt__runtime_open_cfg(&rt, &cfg, err) != 0 ||
-        vrt_engine_create(&e, rt, &cfg, err) != 0)
+        vrt__runtime_open_cfg(&rt, &cfg, err) != 0 || vrt_engine_create(&e, rt, &cfg, err) != 0)
         goto out;
     int32_t ids[48];
     for (int i = 0; i < 48; i++)

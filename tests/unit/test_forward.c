@@ -482,4 +482,3 @@ TEST(forward_load_errors_name_the_tensor)
     ASSERT_CONTAINS(err.msg, "model.dtype");
     vrt_backend_destroy(be);
 }
-

@@ -367,8 +367,8 @@ TEST(metrics_v100rt_set)
     vrt_err err = {0};
     ASSERT_OK(vrt_metrics_init(&m, &err), &err);
     vrt_srv_metrics h;
-    vrt_srv_metrics_opts o = {.model_name = "mistral-7b-awq", .max_input_tokens = 2048,
-                              .max_total_tokens = 4096};
+    vrt_srv_metrics_opts o = {
+        .model_name = "mistral-7b-awq", .max_input_tokens = 2048, .max_total_tokens = 4096};
     ASSERT_OK(vrt_srv_metrics_register(&m, &h, &o, &err), &err);
     /* a second registration of the same set collides */
     vrt_srv_metrics h2;
@@ -623,8 +623,8 @@ TEST(metrics_promtool)
      * findings (exit 3) only about the compatibility names. */
     ASSERT_OK(vrt_metrics_init(&m, &err), &err);
     vrt_srv_metrics sm;
-    vrt_srv_metrics_opts o = {.model_name = "tiny", .max_input_tokens = 2048,
-                              .max_total_tokens = 4096};
+    vrt_srv_metrics_opts o = {
+        .model_name = "tiny", .max_input_tokens = 2048, .max_total_tokens = 4096};
     ASSERT_OK(vrt_srv_metrics_register(&m, &sm, &o, &err), &err);
     vrt_metric_observe(sm.ttft, 0.2);
     ASSERT_OK(vrt_metrics_render(&m, &out, &len), &err);

@@ -93,7 +93,8 @@ TEST(quant_rtn_gptq_packing_decodes_by_formats_md)
             ASSERT_OK(vrt_quant_rtn(W, N, K, groups[gi], sym, VRT_QSTYLE_GPTQ, &ql, &err), &err);
             int ng = ql.n_groups;
             ASSERT_EQ_INT(ng, groups[gi] == -1 ? 1 : (K + groups[gi] - 1) / groups[gi]);
-            int32_t *qweight = malloc((size_t)(K / 8 * N) * 4), *qzeros = malloc((size_t)ng * N / 8 * 4);
+            int32_t *qweight = malloc((size_t)(K / 8 * N) * 4),
+                    *qzeros = malloc((size_t)ng * N / 8 * 4);
             ASSERT_OK(vrt_pack_gptq(&ql, qweight, qzeros, &err), &err);
             vrt_qlinear_dequant(&ql, Wq);
             for (int64_t n = 0; n < N; n++)
@@ -131,7 +132,8 @@ TEST(quant_rtn_awq_packing_decodes_by_formats_md)
         vrt_err err = {0};
         ASSERT_OK(vrt_quant_rtn(W, N, K, groups[gi], 0, VRT_QSTYLE_AWQ, &ql, &err), &err);
         int64_t G = ql.group_size, ng = ql.n_groups;
-        int32_t *qweight = malloc((size_t)(K * N / 8) * 4), *qzeros = malloc((size_t)(ng * N / 8) * 4);
+        int32_t *qweight = malloc((size_t)(K * N / 8) * 4),
+                *qzeros = malloc((size_t)(ng * N / 8) * 4);
         ASSERT_OK(vrt_pack_awq(&ql, qweight, qzeros, &err), &err);
         vrt_qlinear_dequant(&ql, Wq);
         int zero_not_8 = 0;
@@ -329,8 +331,8 @@ TEST(quant_awq_search_never_worse_than_no_scaling)
     double plain, again;
     ASSERT_OK(vrt_awq_loss(Ws, N, 2, K, X, T, NULL, 32, &plain, &err), &err);
     ASSERT_OK(vrt_awq_loss(Ws, N, 2, K, X, T, s, 32, &again, &err), &err);
-    fprintf(stderr, "  AWQ: alpha %.3f, loss %.4g vs %.4g unscaled (%.2fx)\n", res.alpha,
-            res.loss, plain, plain / res.loss);
+    fprintf(stderr, "  AWQ: alpha %.3f, loss %.4g vs %.4g unscaled (%.2fx)\n", res.alpha, res.loss,
+            plain, plain / res.loss);
     ASSERT_NEAR(res.loss_alpha0, plain, 1e-12 * plain);
     ASSERT_NEAR(again, res.loss, 1e-12 * res.loss);
     ASSERT(res.loss <= plain);
