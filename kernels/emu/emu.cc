@@ -162,7 +162,6 @@ namespace
 std::atomic<uint64_t> g_seed{0};
 std::atomic<bool> g_seed_set{false};
 std::atomic<uint64_t> g_launches{0};
-std::atomic<uint64_t> g_switches{0};
 std::atomic<int> g_threads{1};
 std::atomic<int> g_sites{0};
 thread_local char t_error[1024];
@@ -234,7 +233,6 @@ void resume(block *b, fiber *f)
 {
     cur = &f->tc;
     t_fiber = f;
-    g_switches.fetch_add(1, std::memory_order_relaxed);
 #if EMU_ASAN
     void *fake = nullptr;
     __sanitizer_start_switch_fiber(&fake, f->stack, STACK_BYTES);
@@ -602,11 +600,6 @@ void vrt_emu_set_seed(uint64_t seed)
     vrt_emu::g_seed_set.store(true);
 }
 
-uint64_t vrt_emu_seed(void)
-{
-    return vrt_emu::g_seed.load();
-}
-
 void vrt_emu_set_threads(int n)
 {
     vrt_emu::g_threads.store(n < 1 ? 1 : n);
@@ -615,10 +608,5 @@ void vrt_emu_set_threads(int n)
 const char *vrt_emu_last_error(void)
 {
     return vrt_emu::t_error;
-}
-
-uint64_t vrt_emu_switches(void)
-{
-    return vrt_emu::g_switches.load();
 }
 }

@@ -18,13 +18,10 @@ extern "C" {
  * default is VRT_EMU_SEED from the environment, else a fixed value. Launch
  * n of a process with seed s always runs in the same order. */
 void vrt_emu_set_seed(uint64_t seed);
-uint64_t vrt_emu_seed(void);
 /* OS threads that run blocks of one launch (1 = in sequence; default 1). */
 void vrt_emu_set_threads(int n);
 /* What the last failed launch on this OS thread said ("" if none). */
 const char *vrt_emu_last_error(void);
-/* Context switches since the process started (for tests and timing). */
-uint64_t vrt_emu_switches(void);
 
 #ifdef __cplusplus
 }

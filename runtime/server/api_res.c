@@ -111,7 +111,9 @@ static char *finish_plain(jb *b, cJSON *root)
     return finish(b, root, "", "");
 }
 
-const char *vrt_api_oai_finish_reason(const char *r)
+/* OpenAI's finish_reason for an engine reason: eos_token and stop_sequence
+ * -> "stop", length -> "length"; NULL stays NULL. */
+static const char *oai_finish_reason(const char *r)
 {
     if (!r)
         return NULL;
@@ -346,7 +348,7 @@ static cJSON *oai_header(jb *b, const vrt_api_request *rq, const vrt_api_result 
 
 static cJSON *finish_json(const char *engine_reason)
 {
-    const char *f = vrt_api_oai_finish_reason(engine_reason);
+    const char *f = oai_finish_reason(engine_reason);
     return f ? str(f) : cJSON_CreateNull();
 }
 

@@ -58,10 +58,6 @@ typedef struct vrt_api_result {
     int n_prefill;
 } vrt_api_result;
 
-/* OpenAI's finish_reason for an engine reason: eos_token and stop_sequence
- * -> "stop", length -> "length"; NULL stays NULL. */
-const char *vrt_api_oai_finish_reason(const char *engine_reason);
-
 /* ---- TGI ---- */
 
 /* POST /generate: {"generated_text", "details"?}; for VRT_API_TGI_COMPAT

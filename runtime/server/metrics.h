@@ -116,9 +116,6 @@ typedef enum {
     VRT_FAIL_N
 } vrt_fail_kind;
 
-/* The label value for k ("validation", ...); "unknown" when out of range. */
-const char *vrt_fail_kind_name(int k);
-
 /* Handles of every series of the set; NULL-safe to update. */
 typedef struct {
     /* TGI (text-generation-inference router names) */

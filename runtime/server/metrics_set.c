@@ -23,11 +23,6 @@ static const char *const fail_names[VRT_FAIL_N] = {
     [VRT_FAIL_TEMPLATE] = "template_error",
 };
 
-const char *vrt_fail_kind_name(int k)
-{
-    return k >= 0 && k < VRT_FAIL_N ? fail_names[k] : "unknown";
-}
-
 /* TGI's duration buckets: 1.5^k × 100 µs for k = 1..35 (150 µs .. ~145 s),
  * rounded to 4 significant digits so that the le labels read cleanly. */
 #define N_DURATION 35
