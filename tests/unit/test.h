@@ -23,6 +23,15 @@ void vrt_test_register(const char *name, const char *file, vrt_test_fn fn);
 /* Set by assertions in the child; the runner reads the exit status. */
 extern int vrt_test_failed;
 
+/* tests/unit/helpers.c. mkmodel's "tiny" preset (a Llama, f32 weights,
+ * seed) written to dir = /tmp/vrt-test-TAG-PID unless dir is already set
+ * (once per process); returns dir, or NULL with a message on stderr. */
+const char *vrt_test_tiny_model(char *dir, size_t cap, const char *tag, uint64_t seed);
+/* Removes that model and the config DIR.lua tests write next to it. */
+void vrt_test_tiny_model_rm(char *dir);
+/* rm -r of a tree the tests made (no symlinks in it); a file is unlinked. */
+void vrt_test_rm_tree(const char *path);
+
 #define TEST(name)                                                                                 \
     static void test_##name(void);                                                                 \
     __attribute__((constructor)) static void register_##name(void)                                 \

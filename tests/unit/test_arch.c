@@ -31,25 +31,6 @@ static const char *tmpdir(char *dir, size_t cap)
     return mkdtemp(dir);
 }
 
-static void rm_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d)) != NULL) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            char sub[512];
-            snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-            rm_tree(sub);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 static int has_op(const vrt_arch_desc *d, vrt_op op)
 {
     vrt_op ops[VRT_OP_COUNT];
@@ -586,7 +567,7 @@ TEST(arch_test_row_end_to_end_equals_llama)
     vrt_model_free(mb);
     vrt_model_free(mc);
     vrt_backend_destroy(be);
-    rm_tree(root);
+    vrt_test_rm_tree(root);
 }
 
 TEST(arch_loader_refuses_unsupported_descriptor)
@@ -614,7 +595,7 @@ TEST(arch_loader_refuses_unsupported_descriptor)
     ASSERT_CONTAINS(err.msg, dir);
     ASSERT_CONTAINS(err.msg, "QkNormTestForCausalLM needs q/k norms");
     vrt_backend_destroy(be);
-    rm_tree(root);
+    vrt_test_rm_tree(root);
 }
 
 /* mkmodel refuses an id that is not in the table and names them all. */

@@ -21,29 +21,12 @@ static char g_dir[256];
 /* A tiny model shared by the tests of this process. */
 static const char *model_dir(void)
 {
-    if (g_dir[0])
-        return g_dir;
-    snprintf(g_dir, sizeof g_dir, "/tmp/vrt-test-engine-%d", (int)getpid());
-    vrt_mkmodel_opts o;
-    vrt_err err = {0};
-    if (vrt_mkmodel_preset(&o, "tiny", 1, &err) != 0)
-        return NULL;
-    o.seed = 11;
-    o.force = true;
-    o.dtype = VRT_ST_F32;
-    if (vrt_mkmodel_write(&o, g_dir, &err) != 0) {
-        fprintf(stderr, "mkmodel: %s\n", err.msg);
-        return NULL;
-    }
-    return g_dir;
+    return vrt_test_tiny_model(g_dir, sizeof g_dir, "engine", 11);
 }
 
 static void cleanup(void)
 {
-    char cmd[300];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    if (g_dir[0] && system(cmd) != 0)
-        fprintf(stderr, "cleanup failed\n");
+    vrt_test_tiny_model_rm(g_dir);
 }
 
 /* Writes a config for the model with extra Lua settings (top level, and

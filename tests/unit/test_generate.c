@@ -20,29 +20,12 @@ static char g_dir[256];
 
 static const char *model_dir(void)
 {
-    if (g_dir[0])
-        return g_dir;
-    snprintf(g_dir, sizeof g_dir, "/tmp/vrt-test-generate-%d", (int)getpid());
-    vrt_mkmodel_opts o;
-    vrt_err err = {0};
-    if (vrt_mkmodel_preset(&o, "tiny", 1, &err) != 0)
-        return NULL;
-    o.seed = 23;
-    o.force = true;
-    o.dtype = VRT_ST_F32;
-    if (vrt_mkmodel_write(&o, g_dir, &err) != 0) {
-        fprintf(stderr, "mkmodel: %s\n", err.msg);
-        return NULL;
-    }
-    return g_dir;
+    return vrt_test_tiny_model(g_dir, sizeof g_dir, "generate", 23);
 }
 
 static void cleanup(void)
 {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf %s %s.lua", g_dir, g_dir);
-    if (g_dir[0] && system(cmd) != 0)
-        fprintf(stderr, "cleanup failed\n");
+    vrt_test_tiny_model_rm(g_dir);
 }
 
 /* Opens the model with `batching = { <batching> }`. */

@@ -32,26 +32,6 @@ static const char *tmpdir(void)
     return dir;
 }
 
-/* rm -r of a directory tree made by these tests (no symlinks in it). */
-static void rm_tree(const char *path)
-{
-    DIR *d = opendir(path);
-    if (d) {
-        struct dirent *de;
-        while ((de = readdir(d)) != NULL) {
-            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                continue;
-            char sub[512];
-            snprintf(sub, sizeof sub, "%s/%s", path, de->d_name);
-            rm_tree(sub);
-        }
-        closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 /* 1 when the two files exist and hold the same bytes. */
 static int same_file(const char *a, const char *b)
 {
@@ -225,7 +205,7 @@ TEST(mkmodel_tiny_llama_loads)
     struct stat sb;
     ASSERT(stat(p, &sb) == 0);
     ASSERT((uint64_t)sb.st_size > bytes && (uint64_t)sb.st_size < bytes + 16384);
-    rm_tree(tmp);
+    vrt_test_rm_tree(tmp);
 }
 
 TEST(mkmodel_tokenizer_files_are_the_fixtures)
@@ -241,7 +221,7 @@ TEST(mkmodel_tokenizer_files_are_the_fixtures)
     path_in(p, sizeof p, tmp, "tokenizer_config.json");
     ASSERT(same_file(p, TOK_FIXTURES "/tokenizer_config.json"));
     ASSERT_EQ_INT(vrt_mkmodel_tokenizer_vocab(), 3000);
-    rm_tree(tmp);
+    vrt_test_rm_tree(tmp);
 }
 
 TEST(mkmodel_tied_f32)
@@ -267,7 +247,7 @@ TEST(mkmodel_tied_f32)
     vrt_checkpoint_close(&ck);
     if (bad)
         TFAIL("%s", bad);
-    rm_tree(tmp);
+    vrt_test_rm_tree(tmp);
 }
 
 TEST(mkmodel_mistral_sliding_window_and_head_dim)
@@ -320,7 +300,7 @@ TEST(mkmodel_mistral_sliding_window_and_head_dim)
     ASSERT(has_null);
     ASSERT_OK(vrt_model_config_load(&c, dir, &err), &err);
     ASSERT_EQ_INT(c.sliding_window, 0);
-    rm_tree(tmp);
+    vrt_test_rm_tree(tmp);
 }
 
 TEST(mkmodel_deterministic)
@@ -364,7 +344,7 @@ TEST(mkmodel_deterministic)
     vrt_checkpoint_close(&ck);
     ASSERT_EQ_INT(rc, 0);
     ASSERT_EQ_INT(same, 0);
-    rm_tree(tmp);
+    vrt_test_rm_tree(tmp);
 }
 
 TEST(mkmodel_refuses_non_empty_dir)
@@ -406,7 +386,7 @@ TEST(mkmodel_refuses_non_empty_dir)
     /* A path that is a file. */
     ASSERT_EQ_INT(vrt_mkmodel_write(&o, p, &err), VRT_EINVAL);
     ASSERT_CONTAINS(err.msg, "not a directory");
-    rm_tree(tmp);
+    vrt_test_rm_tree(tmp);
 }
 
 TEST(mkmodel_validation_messages)
@@ -562,7 +542,7 @@ TEST(st_writer_fill_streams_in_chunks)
     if (d)
         closedir(d);
     ASSERT_EQ_INT(n_left, 0); /* no temporary file either */
-    rm_tree(tmp);
+    vrt_test_rm_tree(tmp);
 }
 
 /* Writing a model much larger than a chunk keeps the resident set small:
@@ -587,7 +567,7 @@ TEST(mkmodel_memory_stays_bounded)
     ASSERT_OK(vrt_mkmodel_write(&o, tmp, &err), &err);
     getrusage(RUSAGE_SELF, &ru1);
     long grew_kb = ru1.ru_maxrss - ru0.ru_maxrss;
-    rm_tree(tmp);
+    vrt_test_rm_tree(tmp);
     /* A 4 MiB chunk plus the tokenizer parse; far below one 32 MB tensor. */
     if (grew_kb > 24 * 1024)
         TFAIL("resident set grew by %ld kB writing %llu bytes", grew_kb, (unsigned long long)bytes);
