@@ -5,8 +5,10 @@
 #include "test.h"
 
 #include "core/err.h"
+#include "engine/policy.h"
 #include "model/mkmodel.h"
 #include "model/safetensors.h"
+#include "vrt.h"
 
 #include <dirent.h>
 #include <stdlib.h>
@@ -63,4 +65,33 @@ void vrt_test_rm_tree(const char *path)
     } else {
         unlink(path);
     }
+}
+
+int vrt_test_load_policy(vrt_policy **p, const char *policy, double budget_s, double deadline_s,
+                         vrt_err *err)
+{
+    char path[64];
+    strcpy(path, "/tmp/vrt_pol_XXXXXX.lua");
+    int fd = mkstemps(path, 4);
+    if (fd < 0)
+        return vrt_err_set(err, VRT_EIO, "cannot make a temporary config file");
+    FILE *f = fdopen(fd, "w");
+    if (!f) {
+        close(fd);
+        remove(path);
+        return vrt_err_set(err, VRT_EIO, "cannot write a temporary config file");
+    }
+    fprintf(f,
+            "local v = require 'v100rt'\n"
+            "return v.config{ model = { path = 'models/tiny' },\n"
+            "  batching = { policy = %s } }\n",
+            policy);
+    fclose(f);
+    vrt_config cfg;
+    int rc = vrt_config_load(&cfg, path, err);
+    if (!rc)
+        rc = vrt_policy_load(p, &cfg, budget_s, deadline_s, err);
+    vrt_config_free(&cfg);
+    remove(path);
+    return rc;
 }

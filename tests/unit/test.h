@@ -29,6 +29,12 @@ extern int vrt_test_failed;
 const char *vrt_test_tiny_model(char *dir, size_t cap, const char *tag, uint64_t seed);
 /* Removes that model and the config DIR.lua tests write next to it. */
 void vrt_test_tiny_model_rm(char *dir);
+/* Writes a config whose batching.policy is the given Lua text and loads
+ * its policy (vrt_policy_load with the budget and deadline). */
+struct vrt_policy;
+struct vrt_err;
+int vrt_test_load_policy(struct vrt_policy **p, const char *policy, double budget_s,
+                         double deadline_s, struct vrt_err *err);
 /* rm -r of a tree the tests made (no symlinks in it); a file is unlinked. */
 void vrt_test_rm_tree(const char *path);
 

@@ -13,29 +13,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Writes a config with the given batching.policy (Lua text) and loads it. */
-static int load_policy(vrt_policy **p, const char *policy, double budget_s, double deadline_s,
-                       vrt_err *err)
-{
-    char path[64];
-    strcpy(path, "/tmp/vrt_pol_XXXXXX.lua");
-    int fd = mkstemps(path, 4);
-    FILE *f = fdopen(fd, "w");
-    fprintf(f,
-            "local v = require 'v100rt'\n"
-            "return v.config{ model = { path = 'models/tiny' },\n"
-            "  batching = { policy = %s } }\n",
-            policy);
-    fclose(f);
-    vrt_config cfg;
-    int rc = vrt_config_load(&cfg, path, err);
-    if (!rc)
-        rc = vrt_policy_load(p, &cfg, budget_s, deadline_s, err);
-    vrt_config_free(&cfg);
-    remove(path);
-    return rc;
-}
-
 static double now_s(void)
 {
     struct timespec ts;
@@ -82,7 +59,7 @@ TEST(policy_hooks_answer_and_lua_errors_fail_only_the_call)
 {
     vrt_err err = {0};
     vrt_policy *p;
-    ASSERT_OK(load_policy(&p, POLICY_ALL, 0.1, 1.0, &err), &err);
+    ASSERT_OK(vrt_test_load_policy(&p, POLICY_ALL, 0.1, 1.0, &err), &err);
     ASSERT_EQ_STR(vrt_policy_name(p), "custom");
     int admit = -1;
     vrt_policy_req r = req_of("ok", 3, 1.5);
@@ -121,7 +98,7 @@ static void check_stuck(const char *hook)
 {
     vrt_err err = {0};
     vrt_policy *p;
-    ASSERT_OK(load_policy(&p, POLICY_ALL, 0.1, 0.5, &err), &err);
+    ASSERT_OK(vrt_test_load_policy(&p, POLICY_ALL, 0.1, 0.5, &err), &err);
     double t0 = now_s();
     int rc = -1, admit = -1, victim = -1;
     double prio = 0;
@@ -185,7 +162,7 @@ TEST(policy_builtins_load_by_name_and_bad_deadlines_are_refused)
 {
     vrt_err err = {0};
     vrt_policy *p;
-    ASSERT_OK(load_policy(&p, "'priority'", 0.1, 1.0, &err), &err);
+    ASSERT_OK(vrt_test_load_policy(&p, "'priority'", 0.1, 1.0, &err), &err);
     ASSERT_EQ_STR(vrt_policy_name(p), "priority");
     double prio = 0;
     vrt_policy_req r = req_of("x", 7, 1);
@@ -225,9 +202,9 @@ TEST(policy_hook_call_rate)
 {
     vrt_err err = {0};
     vrt_policy *p;
-    ASSERT_OK(
-        load_policy(&p, "{ priority = function(req) return req.priority end }", 0.1, 1.0, &err),
-        &err);
+    ASSERT_OK(vrt_test_load_policy(&p, "{ priority = function(req) return req.priority end }", 0.1,
+                                   1.0, &err),
+              &err);
     vrt_policy_req r = req_of("t", 5, 1);
     double t0 = now_s(), prio = 0;
     int n = 20000;

@@ -69,31 +69,13 @@ static void teardown(harness *h)
     vrt_policy_free(h->policy);
 }
 
-/* Writes a config whose batching.policy is the given Lua text and loads
- * its policy. */
+/* Loads a policy given as Lua text (budget 0.1 s, deadline 1 s). */
 static int load_policy(vrt_policy **p, const char *policy)
 {
-    char path[64];
-    strcpy(path, "/tmp/vrt_sched_XXXXXX.lua");
-    int fd = mkstemps(path, 4);
-    if (fd < 0)
-        return -1;
-    FILE *f = fdopen(fd, "w");
-    fprintf(f,
-            "local v = require 'v100rt'\n"
-            "return v.config{ model = { path = 'models/tiny' },\n"
-            "  batching = { policy = %s } }\n",
-            policy);
-    fclose(f);
     vrt_err err = {0};
-    vrt_config cfg;
-    int rc = vrt_config_load(&cfg, path, &err);
-    if (!rc)
-        rc = vrt_policy_load(p, &cfg, 0.1, 1.0, &err);
+    int rc = vrt_test_load_policy(p, policy, 0.1, 1.0, &err);
     if (rc)
         fprintf(stderr, "  policy: %s\n", err.msg);
-    vrt_config_free(&cfg);
-    remove(path);
     return rc;
 }
 
