@@ -11,12 +11,15 @@
 --   e2e:NAME   def NAME( in tests/e2e/*.py
 return {
   keys = {
-    ["batching.max_batch_size"] = { "unit:engine_max_batch_size_limits_every_step" },
-    ["batching.max_waiting_tokens"] = { "unit:engine_max_waiting_tokens_defers_new_prefills" },
+    ["batching.max_batch_size"] = { "unit:engine_max_batch_size_limits_every_step",
+      "unit:sched_max_batch_size_caps_the_running_requests" },
+    ["batching.max_waiting_tokens"] = { "unit:engine_max_waiting_tokens_defers_new_prefills",
+      "unit:sched_max_waiting_tokens_defers_new_requests_while_a_batch_runs" },
     ["batching.waiting_served_ratio"] = { "unit:engine_waiting_served_ratio_sets_when_waiting_requests_join",
       "unit:engine_max_waiting_tokens_defers_new_prefills" },
     ["batching.chunked_prefill"] = { "unit:engine_chunked_prefill_false_prefills_each_prompt_in_one_step",
-      "unit:engine_chunked_prefill_false_with_preemption_loses_nothing" },
+      "unit:engine_chunked_prefill_false_with_preemption_loses_nothing",
+      "unit:sched_chunked_prefill_off_prefills_each_prompt_in_one_step" },
     ["server.served_model_names"] = { "e2e:t_model_names", "unit:api_render_info_models" },
     ["server.strict_model_name"] = { "e2e:t_model_names", "e2e:t_hf_chat", "unit:api_model_name_strict_is_vllm",
       "unit:api_model_name_any_by_default" },
