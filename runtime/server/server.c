@@ -102,12 +102,13 @@ typedef struct choice {
     vrt_api_token *toks;
     vrt_api_token *top; /* [n_toks][g->n_top] */
     int n_toks;
-    size_t cap_toks, cap_top; /* elements of toks, of top */
-    size_t chars_out;         /* characters already streamed (completions text_offset) */
-    int echoed;               /* completions stream with echo: the prompt was sent */
-    int held;                 /* TGI stream: the last token event is held back */
-    float *prompt_lp;         /* prompt logprobs (TGI decoder_input_details, OpenAI echo),
-                                 from the finish event */
+    /* The capacities (elements) of toks and top. */
+    size_t cap_toks, cap_top;
+    size_t chars_out; /* characters already streamed (completions text_offset) */
+    int echoed;       /* completions stream with echo: the prompt was sent */
+    int held;         /* TGI stream: the last token event is held back */
+    float *prompt_lp; /* prompt logprobs (TGI decoder_input_details, OpenAI echo),
+                         from the finish event */
     double queue_s, ttft_s;
     /* OpenAI logprobs: the engine's detokenizer replayed (primed with the
      * prompt, fed the chosen tokens), so that each alternative's text is
