@@ -10,8 +10,9 @@
  * block whatever the context. Arguments (block tables, ctx_len) were
  * checked by the caller.
  *
- * A first version for correctness: a split over the context for long
- * sequences and 128-bit fp16 loads are later work (see the CUDA issue).
+ * Written for correctness first: one block walks the whole context (no
+ * split over it for long sequences), and keys and values are loaded one
+ * fp16 element at a time (no 128-bit loads).
  */
 #include "cuda/common.cuh"
 

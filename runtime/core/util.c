@@ -41,15 +41,10 @@ int vrt_read_file(const char *path, size_t max_bytes, const char *what, int miss
     char *buf = NULL;
     size_t n = 0, cap = 0;
     for (;;) {
-        if (n + 65537 > cap) {
-            cap = cap ? 2 * cap : 65536 + 1;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return vrt_err_set(err, VRT_ENOMEM, "%s: out of memory", path);
-            }
-            buf = nb;
+        if (vrt_grow(&buf, &cap, n + 65537, 1)) {
+            free(buf);
+            fclose(f);
+            return vrt_err_set(err, VRT_ENOMEM, "%s: out of memory", path);
         }
         size_t k = fread(buf + n, 1, 65536, f);
         n += k;
@@ -220,18 +215,17 @@ int vrt_strbuf_reserve(vrt_strbuf *b, size_t extra)
 {
     if (b->oom)
         return -1;
-    if (b->len + extra + 1 <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra + 1)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
+    size_t need = b->len + extra + 1;
+    if (need < extra) { /* wrapped */
         b->oom = 1;
         return -1;
     }
-    b->p = p;
-    b->cap = cap;
+    if (!b->cap && need < 256)
+        need = 256; /* the first storage: at least 256 bytes */
+    if (vrt_grow(&b->p, &b->cap, need, 1)) {
+        b->oom = 1;
+        return -1;
+    }
     return 0;
 }
 

@@ -22,6 +22,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/util.h"
 #include "engine/policy.h"
 #include "engine/runtime_int.h"
 #include "engine/sched.h"
@@ -78,7 +79,8 @@ struct vrt_engine {
     /* Shared with submitters (under mu). */
     ereq *incoming_head, *incoming_tail;
     uint64_t *cancels;
-    int n_cancels, cap_cancels;
+    int n_cancels;
+    size_t cap_cancels;
     int stopping;
     int in_flight;
     uint64_t next_id;
@@ -293,17 +295,11 @@ void vrt_engine_cancel(vrt_engine *e, uint64_t id)
     if (!e)
         return;
     pthread_mutex_lock(&e->mu);
-    if (e->n_cancels == e->cap_cancels) {
-        int c = e->cap_cancels ? 2 * e->cap_cancels : 16;
-        uint64_t *a = realloc(e->cancels, (size_t)c * sizeof *a);
-        if (!a) {
-            pthread_mutex_unlock(&e->mu);
-            VRT_ERROR("engine: out of memory queueing a cancellation of request %llu",
-                      (unsigned long long)id);
-            return;
-        }
-        e->cancels = a;
-        e->cap_cancels = c;
+    if (vrt_grow(&e->cancels, &e->cap_cancels, (size_t)e->n_cancels + 1, sizeof *e->cancels)) {
+        pthread_mutex_unlock(&e->mu);
+        VRT_ERROR("engine: out of memory queueing a cancellation of request %llu",
+                  (unsigned long long)id);
+        return;
     }
     e->cancels[e->n_cancels++] = id;
     pthread_cond_signal(&e->cv);

@@ -5,6 +5,7 @@
 #include "engine/kv_blocks.h"
 
 #include "core/err.h"
+#include "core/util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -178,16 +179,8 @@ int vrt_blocks_for(const vrt_block_pool *p, int64_t n_tokens)
 
 static int grow_table(vrt_seq_blocks *s, int need, vrt_err *err)
 {
-    if (need <= s->cap)
-        return 0;
-    int cap = s->cap ? s->cap : 4;
-    while (cap < need)
-        cap *= 2;
-    int32_t *ids = realloc(s->ids, (size_t)cap * sizeof *ids);
-    if (!ids)
+    if (vrt_grow(&s->ids, &s->cap, (size_t)need, sizeof *s->ids))
         return vrt_err_set(err, VRT_ENOMEM, "KV cache: out of memory for a block table");
-    s->ids = ids;
-    s->cap = cap;
     return 0;
 }
 

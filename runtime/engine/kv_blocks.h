@@ -47,7 +47,8 @@ typedef struct vrt_block_pool {
  * vrt_block_pool_release. */
 typedef struct vrt_seq_blocks {
     int32_t *ids; /* [n] physical block ids, logical order */
-    int n, cap;
+    int n;
+    size_t cap; /* of ids */
 } vrt_seq_blocks;
 
 int vrt_block_pool_init(vrt_block_pool *p, int num_blocks, int block_size, vrt_err *err);

@@ -7,8 +7,9 @@
  *   blocks    = KV cache / bytes of one block (all layers, K and V, fp16)
  *
  * Pure arithmetic on the model's config.json and the limits: no CUDA call,
- * so the serve-time check (CUDA issue) and a `v100rt plan` command share
- * it, and it is tested on this CPU-only machine. The arithmetic takes a
+ * so the runtime's start-up check against the device's free memory
+ * (plan_device in runtime.c) and the `v100rt plan` command share it, and it
+ * is tested on this CPU-only machine. The arithmetic takes a
  * tensor-parallel size (each GPU holds 1/tensor of the sharded weights and
  * of the KV heads) for when tensor parallelism lands; today the config
  * refuses parallel.tensor > 1, so callers pass 1, and no message proposes it.

@@ -12,6 +12,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/util.h"
 #include "lua/host.h"
 
 #include <ctype.h>
@@ -36,7 +37,8 @@ typedef struct chan {
     int op;            /* H_* or OP_* */
     /* Arguments (copies). */
     vrt_policy_req *reqs;
-    int n_reqs, cap_reqs;
+    int n_reqs;
+    size_t cap_reqs;
     char *strs; /* the tenants of reqs */
     size_t cap_strs;
     vrt_policy_stats stats;
@@ -345,23 +347,13 @@ static int live(const vrt_policy *p, int h)
 /* Copies n requests (and their tenants) into the channel. */
 static int put_reqs(chan *c, const vrt_policy_req *r, int n, vrt_err *err)
 {
-    if (n > c->cap_reqs) {
-        vrt_policy_req *a = realloc(c->reqs, (size_t)n * 2 * sizeof *a);
-        if (!a)
-            return vrt_err_set(err, VRT_ENOMEM, "policy: out of memory");
-        c->reqs = a;
-        c->cap_reqs = n * 2;
-    }
+    if (vrt_grow(&c->reqs, &c->cap_reqs, (size_t)n, sizeof *c->reqs))
+        return vrt_err_set(err, VRT_ENOMEM, "policy: out of memory");
     size_t total = 0;
     for (int i = 0; i < n; i++)
         total += r[i].tenant ? strlen(r[i].tenant) + 1 : 0;
-    if (total > c->cap_strs) {
-        char *s = realloc(c->strs, total * 2);
-        if (!s)
-            return vrt_err_set(err, VRT_ENOMEM, "policy: out of memory");
-        c->strs = s;
-        c->cap_strs = total * 2;
-    }
+    if (vrt_grow(&c->strs, &c->cap_strs, total, 1))
+        return vrt_err_set(err, VRT_ENOMEM, "policy: out of memory");
     size_t at = 0;
     for (int i = 0; i < n; i++) {
         c->reqs[i] = r[i];

@@ -14,6 +14,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/util.h"
 #include "engine/engine.h"
 #include "engine/kv_blocks.h"
 #include "engine/plan.h"
@@ -446,16 +447,8 @@ int vrt__text_step(vrt_detok *d, vrt_stop_checker *stop, vrt_stop_out *out, int3
 /* Appends bytes to the result text. */
 static int text_put(vrt_gen_result *r, size_t *cap, const char *s, size_t n)
 {
-    if (r->text_len + n + 1 > *cap) {
-        size_t c = *cap ? *cap : 256;
-        while (c < r->text_len + n + 1)
-            c *= 2;
-        char *t = realloc(r->text, c);
-        if (!t)
-            return VRT_ENOMEM;
-        r->text = t;
-        *cap = c;
-    }
+    if (vrt_grow(&r->text, cap, r->text_len + n + 1, 1))
+        return VRT_ENOMEM;
     memcpy(r->text + r->text_len, s, n);
     r->text_len += n;
     r->text[r->text_len] = 0;

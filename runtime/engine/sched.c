@@ -4,6 +4,7 @@
 
 #include "core/err.h"
 #include "core/log.h"
+#include "core/util.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -42,31 +43,30 @@ void vrt_sched_plan_free(vrt_sched_plan *p)
 
 /* ---- lists ------------------------------------------------------------------ */
 
-/* Reallocates the array whose address is pp (e.g. &s->waiting) to n
- * elements of size bytes; -1, the array untouched, when memory runs out.
- * (Several arrays share one capacity.) */
-static int resize(void *pp, int n, size_t size)
+/* vrt_grow for n arrays that share the capacity *cap: pps[i] is the address
+ * of an array (e.g. &s->waiting) of elems[i]-byte elements. Each grows from
+ * *cap to the same new capacity; *cap changes only when all have grown
+ * (arrays grown before a failure keep their larger storage, which the next
+ * call reuses). Returns 0 or VRT_ENOMEM. */
+static int grow_shared(size_t *cap, size_t need, int n, void *const pps[], const size_t elems[])
 {
-    void *p;
-    memcpy(&p, pp, sizeof p);
-    void *a = realloc(p, (size_t)n * size);
-    if (!a)
-        return -1;
-    memcpy(pp, &a, sizeof a);
+    size_t grown = *cap;
+    for (int i = 0; i < n; i++) {
+        grown = *cap;
+        if (vrt_grow(pps[i], &grown, need, elems[i]))
+            return VRT_ENOMEM;
+    }
+    *cap = grown;
     return 0;
 }
 
 /* Every list can hold every request, so moving one never allocates. */
 int vrt_sched_add(vrt_sched *s, vrt_sched_req *r, vrt_err *err)
 {
-    if (s->n_reqs == s->cap_) {
-        int c = s->cap_ ? 2 * s->cap_ : 16;
-        if (resize(&s->arrivals, c, sizeof *s->arrivals) ||
-            resize(&s->waiting, c, sizeof *s->waiting) ||
-            resize(&s->running, c, sizeof *s->running))
-            return vrt_err_set(err, VRT_ENOMEM, "engine: out of memory");
-        s->cap_ = c;
-    }
+    void *const lists[] = {&s->arrivals, &s->waiting, &s->running};
+    const size_t elems[] = {sizeof *s->arrivals, sizeof *s->waiting, sizeof *s->running};
+    if (grow_shared(&s->cap_, (size_t)s->n_reqs + 1, 3, lists, elems))
+        return vrt_err_set(err, VRT_ENOMEM, "engine: out of memory");
     s->arrivals[s->n_arrivals++] = r;
     s->n_reqs++;
     r->state = VRT_SCHED_ARRIVED;
@@ -176,20 +176,12 @@ static void plan_reset(vrt_sched_plan *p)
 /* Room for every request in each list of the plan. */
 static int plan_reserve(vrt_sched_plan *p, int n, int n_cancels)
 {
-    if (n > p->cap_) {
-        int c = n > 2 * p->cap_ ? n : 2 * p->cap_;
-        if (resize(&p->seqs, c, sizeof *p->seqs) || resize(&p->admitted, c, sizeof *p->admitted) ||
-            resize(&p->preempted, c, sizeof *p->preempted) ||
-            resize(&p->swap_in, c, sizeof *p->swap_in) ||
-            resize(&p->rejected, c, sizeof *p->rejected))
-            return VRT_ENOMEM;
-        p->cap_ = c;
-    }
-    if (n_cancels > p->cap_cancelled_) {
-        if (resize(&p->cancelled, n_cancels, sizeof *p->cancelled))
-            return VRT_ENOMEM;
-        p->cap_cancelled_ = n_cancels;
-    }
+    void *const lists[] = {&p->seqs, &p->admitted, &p->preempted, &p->swap_in, &p->rejected};
+    const size_t elems[] = {sizeof *p->seqs, sizeof *p->admitted, sizeof *p->preempted,
+                            sizeof *p->swap_in, sizeof *p->rejected};
+    if (grow_shared(&p->cap_, (size_t)n, 5, lists, elems) ||
+        vrt_grow(&p->cancelled, &p->cap_cancelled_, (size_t)n_cancels, sizeof *p->cancelled))
+        return VRT_ENOMEM;
     return 0;
 }
 
@@ -295,11 +287,8 @@ static void take_cancels(vrt_sched *s, vrt_sched_plan *p, const uint64_t *cancel
 static int pick_victim(vrt_sched *s)
 {
     int n = s->n_running, v = n - 1;
-    if (n > s->cap_views) {
-        if (resize(&s->views, n * 2, sizeof *s->views))
-            return v;
-        s->cap_views = n * 2;
-    }
+    if (vrt_grow(&s->views, &s->cap_views, (size_t)n, sizeof *s->views))
+        return v;
     for (int i = 0; i < n; i++)
         view_of(s, s->running[i], &s->views[i]);
     vrt_err err = {0};
@@ -334,12 +323,9 @@ static int swap_out(vrt_sched *s, vrt_sched_plan *p, vrt_sched_req *r, int *firs
     int64_t size = s->cfg.block_bytes * n_blk;
     if (s->swap_used + size > s->cfg.swap_bytes)
         return 0; /* swap space full: recompute instead */
-    if (p->n_swap_ids + n_blk > p->cap_swap_ids_) {
-        int c = 2 * (p->n_swap_ids + n_blk);
-        if (resize(&p->swap_ids, c, sizeof *p->swap_ids))
-            return 0;
-        p->cap_swap_ids_ = c;
-    }
+    if (vrt_grow(&p->swap_ids, &p->cap_swap_ids_, (size_t)p->n_swap_ids + (size_t)n_blk,
+                 sizeof *p->swap_ids))
+        return 0;
     *first = p->n_swap_ids;
     *n_blocks = n_blk;
     memcpy(p->swap_ids + p->n_swap_ids, r->blocks.ids, (size_t)n_blk * sizeof *p->swap_ids);

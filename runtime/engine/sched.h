@@ -130,7 +130,7 @@ typedef struct vrt_sched_plan {
     int n_rejected;
     vrt_sched_req **cancelled;
     int n_cancelled;
-    int cap_, cap_cancelled_, cap_swap_ids_;
+    size_t cap_, cap_cancelled_, cap_swap_ids_;
 } vrt_sched_plan;
 
 typedef enum vrt_sched_status {
@@ -146,15 +146,16 @@ typedef struct vrt_sched {
     vrt_policy *policy;                             /* not owned */
     double t_start;                                 /* arrival_s = t_submit - t_start */
     vrt_sched_req **arrivals, **waiting, **running; /* running in admission order */
-    int n_arrivals, n_waiting, n_running, cap_;     /* cap_: each list holds every request */
-    int n_reqs;                                     /* in the three lists */
+    int n_arrivals, n_waiting, n_running;
+    size_t cap_; /* each list holds every request */
+    int n_reqs;  /* in the three lists */
     uint64_t next_order;
     int steps_since_admit; /* steps since one admitted a new request */
     int64_t swap_used;     /* bytes of swap space held */
     int policy_off;        /* the policy was disabled (handled once) */
     double last_on_step_warn;
     vrt_policy_req *views; /* [cap_views] for pick_victim */
-    int cap_views;
+    size_t cap_views;
 } vrt_sched;
 
 void vrt_sched_init(vrt_sched *s, vrt_block_pool *pool, vrt_policy *policy,

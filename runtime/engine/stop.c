@@ -9,6 +9,7 @@
 #include "engine/stop.h"
 
 #include "core/err.h"
+#include "core/util.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -24,17 +25,9 @@ void vrt_stop_out_free(vrt_stop_out *o)
 
 static int out_append(vrt_stop_out *o, const char *p, size_t n, vrt_err *err)
 {
-    if (o->len + n + 1 > o->cap) {
-        size_t cap = o->cap ? o->cap : 64;
-        while (cap < o->len + n + 1)
-            cap *= 2;
-        char *d = realloc(o->data, cap);
-        if (!d)
-            return vrt_err_set(err, VRT_ENOMEM, "stop check: out of memory for %zu bytes of text",
-                               cap);
-        o->data = d;
-        o->cap = cap;
-    }
+    if (vrt_grow(&o->data, &o->cap, o->len + n + 1, 1))
+        return vrt_err_set(err, VRT_ENOMEM, "stop check: out of memory for %zu bytes of text",
+                           o->len + n + 1);
     if (n)
         memcpy(o->data + o->len, p, n);
     o->len += n;

@@ -240,7 +240,8 @@ static int list_safetensors(const char *dir, char ***out, int *n_out, vrt_err *e
         return vrt_err_set(err, errno == ENOENT ? VRT_ENOENT : VRT_EIO,
                            "checkpoint directory %s: %s", dir, strerror(errno));
     char **names = NULL;
-    int n = 0, cap = 0, rc = 0;
+    int n = 0, rc = 0;
+    size_t cap = 0;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         if (!ends_with(de->d_name, ".safetensors"))
@@ -250,14 +251,9 @@ static int list_safetensors(const char *dir, char ***out, int *n_out, vrt_err *e
         free(p);
         if (!ok)
             continue;
-        if (n == cap) {
-            cap = cap ? 2 * cap : 8;
-            char **nn = realloc(names, (size_t)cap * sizeof *nn);
-            if (!nn) {
-                rc = VRT_ENOMEM;
-                break;
-            }
-            names = nn;
+        if (vrt_grow(&names, &cap, (size_t)n + 1, sizeof *names)) {
+            rc = VRT_ENOMEM;
+            break;
         }
         if (!(names[n] = strdup(de->d_name))) {
             rc = VRT_ENOMEM;

@@ -8,6 +8,7 @@
 #include "backend/half.h"
 #include "core/err.h"
 #include "core/log.h"
+#include "core/util.h"
 #include "model/forward_graph.h"
 
 #include <stdio.h>
@@ -21,15 +22,9 @@
 
 static int own(vrt_model *m, void *p, vrt_err *err)
 {
-    if (m->n_owned_ == m->cap_owned_) {
-        int cap = m->cap_owned_ ? 2 * m->cap_owned_ : 64;
-        void **o = realloc(m->owned_, (size_t)cap * sizeof *o);
-        if (!o) {
-            m->be->free(m->be, p);
-            return vrt_err_set(err, VRT_ENOMEM, "out of memory");
-        }
-        m->owned_ = o;
-        m->cap_owned_ = cap;
+    if (vrt_grow(&m->owned_, &m->cap_owned_, (size_t)m->n_owned_ + 1, sizeof *m->owned_)) {
+        m->be->free(m->be, p);
+        return vrt_err_set(err, VRT_ENOMEM, "out of memory");
     }
     m->owned_[m->n_owned_++] = p;
     return 0;

@@ -79,7 +79,8 @@ typedef struct vrt_model {
     vrt_q4 *q4_desc;           /* [7 L] int4 descriptors the q4 weights point at */
     int n_q4;                  /* how many are in use */
     void **owned_;             /* backend allocations to free */
-    int n_owned_, cap_owned_;
+    int n_owned_;
+    size_t cap_owned_;
     int64_t weight_bytes; /* bytes of weights (in place or copied) */
     int64_t copied_bytes; /* of which copied/converted into backend memory */
     vrt_workspace ws;

@@ -117,7 +117,8 @@ typedef struct qrun {
     float *logits;  /* [V]: the forward's output row (calibration stops before it) */
     int max_blocks;
     void **keep; /* buffers the model points at (dequantized linears, folded norms) */
-    int n_keep, cap_keep;
+    int n_keep;
+    size_t cap_keep;
     vrt_st_writer w;
     int64_t N[N_LIN], K[N_LIN];
     int quantizable[N_LIN]; /* 0: written as F16 .weight */
@@ -127,14 +128,8 @@ typedef struct qrun {
 
 static int keep(qrun *q, void *p, vrt_err *err)
 {
-    if (q->n_keep == q->cap_keep) {
-        int cap = q->cap_keep ? 2 * q->cap_keep : 64;
-        void **k = realloc(q->keep, (size_t)cap * sizeof *k);
-        if (!k)
-            return vrt_err_set(err, VRT_ENOMEM, "out of memory");
-        q->keep = k;
-        q->cap_keep = cap;
-    }
+    if (vrt_grow(&q->keep, &q->cap_keep, (size_t)q->n_keep + 1, sizeof *q->keep))
+        return vrt_err_set(err, VRT_ENOMEM, "out of memory");
     q->keep[q->n_keep++] = p;
     return 0;
 }

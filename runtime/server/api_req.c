@@ -8,6 +8,7 @@
 #include "server/api_req.h"
 
 #include "core/err.h"
+#include "core/util.h"
 
 #include <cJSON.h>
 #include <limits.h>
@@ -321,14 +322,8 @@ static int get_str(pctx *c, const cJSON *obj, const char *name, const char **out
 /* Uninitialized storage of n bytes owned by r; NULL when out of memory. */
 static void *own_alloc(vrt_api_request *r, size_t n)
 {
-    if (r->n_owned == r->cap_owned) {
-        int cap = r->cap_owned ? r->cap_owned * 2 : 16;
-        char **p = realloc(r->owned, (size_t)cap * sizeof *p);
-        if (!p)
-            return NULL;
-        r->owned = p;
-        r->cap_owned = cap;
-    }
+    if (vrt_grow(&r->owned, &r->cap_owned, (size_t)r->n_owned + 1, sizeof *r->owned))
+        return NULL;
     char *d = malloc(n ? n : 1);
     if (d)
         r->owned[r->n_owned++] = d;

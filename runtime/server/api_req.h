@@ -98,7 +98,8 @@ typedef struct vrt_api_request {
     /* Owned storage (strings, stop list); use vrt_api_request_free. */
     const char **stop_strs;
     char **owned;
-    int n_owned, cap_owned;
+    int n_owned;
+    size_t cap_owned;
 } vrt_api_request;
 
 /* Parses and validates body[0..len) for route api_kind into r (which it

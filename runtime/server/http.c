@@ -17,6 +17,7 @@
 #include "server/http_int.h"
 
 #include "core/log.h"
+#include "core/util.h"
 
 #include <http_parser.h>
 #include <limits.h>
@@ -332,14 +333,8 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
     if (ps->in_value != 1) {
         if (ps->in_value == 2) /* end the previous value */
             vrt_strbuf_put(&ps->hdr, "", 1);
-        if (ps->n * 2 + 2 > ps->cap) {
-            int cap = ps->cap ? ps->cap * 2 : 32;
-            size_t *o = realloc(ps->offs, (size_t)cap * sizeof *o);
-            if (!o)
-                return -1;
-            ps->offs = o;
-            ps->cap = cap;
-        }
+        if (vrt_grow(&ps->offs, &ps->cap, (size_t)ps->n * 2 + 2, sizeof *ps->offs))
+            return -1;
         ps->offs[2 * ps->n] = ps->hdr.len;
         ps->offs[2 * ps->n + 1] = ps->hdr.len;
         ps->n++;

@@ -41,7 +41,8 @@ typedef struct {
     int active; /* message begun, not complete */
     vrt_strbuf url, hdr;
     size_t *offs; /* name/value start offsets into hdr, [2 * n] */
-    int n, cap, in_value, headers_done;
+    size_t cap;   /* of offs */
+    int n, in_value, headers_done;
     size_t hdr_bytes;
     vrt_strbuf body;
     int reject; /* status for a rejection that stops the parser */

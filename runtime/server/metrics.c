@@ -30,7 +30,8 @@ struct vrt_metric_family {
     int n_buckets;
     int total_suffix;
     vrt_metric **series; /* [n_series] in registration order */
-    int n_series, cap_series;
+    int n_series;
+    size_t cap_series;
 };
 
 static uint64_t d2u(double d)
@@ -342,27 +343,15 @@ static int add_locked(vrt_metrics *m, const vrt_metric_desc *d, vrt_metric **out
         f = family_new(d);
         if (!f)
             goto oom;
-        if (m->n_fams == m->cap_fams) {
-            int cap = m->cap_fams ? 2 * m->cap_fams : 16;
-            vrt_metric_family **p = realloc(m->fams, (size_t)cap * sizeof *p);
-            if (!p) {
-                family_free(f);
-                goto oom;
-            }
-            m->fams = p;
-            m->cap_fams = cap;
-        }
-    }
-    if (f->n_series == f->cap_series) {
-        int cap = f->cap_series ? 2 * f->cap_series : 4;
-        vrt_metric **p = realloc(f->series, (size_t)cap * sizeof *p);
-        if (!p) {
-            if (new_family)
-                family_free(f);
+        if (vrt_grow(&m->fams, &m->cap_fams, (size_t)m->n_fams + 1, sizeof *m->fams)) {
+            family_free(f);
             goto oom;
         }
-        f->series = p;
-        f->cap_series = cap;
+    }
+    if (vrt_grow(&f->series, &f->cap_series, (size_t)f->n_series + 1, sizeof *f->series)) {
+        if (new_family)
+            family_free(f);
+        goto oom;
     }
     f->series[f->n_series++] = s;
     s->fam = f;

@@ -44,7 +44,8 @@ typedef struct vrt_metric_family vrt_metric_family;
 typedef struct {
     pthread_mutex_t mu;
     vrt_metric_family **fams; /* [n_fams], in registration order */
-    int n_fams, cap_fams;
+    int n_fams;
+    size_t cap_fams;
 } vrt_metrics;
 
 typedef struct {

@@ -101,7 +101,9 @@ typedef struct choice {
     vrt_strbuf text; /* generated so far */
     vrt_api_token *toks;
     vrt_api_token *top; /* [n_toks][g->n_top] */
-    int n_toks, cap_toks;
+    int n_toks;
+    /* The capacities (elements) of toks and top. */
+    size_t cap_toks, cap_top;
     size_t chars_out; /* characters already streamed (completions text_offset) */
     int echoed;       /* completions stream with echo: the prompt was sent */
     int held;         /* TGI stream: the last token event is held back */
@@ -333,20 +335,10 @@ static void fill_result(gen *g, choice *c, vrt_api_result *res, const char *fini
 
 static int add_token(gen *g, choice *c, const qev *q)
 {
-    if (c->n_toks == c->cap_toks) {
-        int cap = c->cap_toks ? 2 * c->cap_toks : 32;
-        vrt_api_token *t = realloc(c->toks, (size_t)cap * sizeof *t);
-        if (!t)
-            return VRT_ENOMEM;
-        c->toks = t;
-        if (g->n_top) {
-            vrt_api_token *tp = realloc(c->top, (size_t)cap * g->n_top * sizeof *tp);
-            if (!tp)
-                return VRT_ENOMEM;
-            c->top = tp;
-        }
-        c->cap_toks = cap;
-    }
+    size_t need = (size_t)c->n_toks + 1;
+    if (vrt_grow(&c->toks, &c->cap_toks, need, sizeof *c->toks) ||
+        (g->n_top && vrt_grow(&c->top, &c->cap_top, need * (size_t)g->n_top, sizeof *c->top)))
+        return VRT_ENOMEM;
     vrt_api_token *t = &c->toks[c->n_toks];
     t->id = q->token;
     t->logprob = q->logprob;

@@ -10,6 +10,8 @@
  */
 #include "test.h"
 
+#include "core/util.h"
+
 #include <execinfo.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -23,18 +25,15 @@ typedef struct {
 } test_case;
 
 static test_case *g_tests;
-static int g_n, g_cap;
+static int g_n;
+static size_t g_cap;
 int vrt_test_failed;
 
 void vrt_test_register(const char *name, const char *file, vrt_test_fn fn)
 {
-    if (g_n == g_cap) {
-        g_cap = g_cap ? 2 * g_cap : 64;
-        g_tests = realloc(g_tests, (size_t)g_cap * sizeof *g_tests);
-        if (!g_tests) {
-            perror("realloc");
-            _exit(1);
-        }
+    if (vrt_grow(&g_tests, &g_cap, (size_t)g_n + 1, sizeof *g_tests)) {
+        perror("realloc");
+        _exit(1);
     }
     g_tests[g_n++] = (test_case){name, file, fn};
 }

@@ -105,6 +105,31 @@ TEST(grow_keeps_elements_and_doubles)
     free(v);
 }
 
+/* vrt_strbuf grows through vrt_grow: 256 bytes first, then doubling; a
+ * size that wraps sets oom and keeps the text. */
+TEST(strbuf_grows_by_doubling_and_a_wrapping_size_is_oom)
+{
+    vrt_strbuf b = {0};
+    vrt_strbuf_puts(&b, "a");
+    ASSERT_EQ_INT((int)b.cap, 256);
+    char chunk[100];
+    memset(chunk, 'x', sizeof chunk);
+    for (int i = 0; i < 10; i++)
+        vrt_strbuf_put(&b, chunk, sizeof chunk);
+    ASSERT_EQ_INT((int)b.len, 1001);
+    ASSERT_EQ_INT((int)b.cap, 1024);
+    ASSERT(b.p[0] == 'a' && b.p[1000] == 'x' && b.p[1001] == '\0');
+    ASSERT_EQ_INT(vrt_strbuf_reserve(&b, 2000), 0);
+    ASSERT_EQ_INT((int)b.cap, 4096);
+    ASSERT_EQ_INT(vrt_strbuf_reserve(&b, SIZE_MAX - 10), -1);
+    ASSERT(b.oom);
+    ASSERT_EQ_INT((int)b.len, 1001);
+    ASSERT_EQ_INT((int)b.cap, 4096);
+    vrt_strbuf_puts(&b, "more"); /* ignored after oom */
+    ASSERT_EQ_INT((int)b.len, 1001);
+    vrt_strbuf_free(&b);
+}
+
 TEST(lua_error_has_file_line_and_traceback)
 {
     vrt_err err = {0};

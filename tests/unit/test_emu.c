@@ -4,7 +4,7 @@
  * shared memory, atomics, fp16 conversions), the failure reports (deadlock,
  * bad launch configuration) and the property the emulator exists for: the
  * fiber order is shuffled, so a reduction without its __syncthreads gives
- * wrong sums (the "test the test" case of the CUDA issue).
+ * wrong sums (a kernel test run on the emulator catches a missing barrier).
  */
 #include "test.h"
 

@@ -767,3 +767,71 @@ TEST(sched_unstick_preempts_a_blocked_prefill)
     ASSERT_EQ_INT(h.pool.n_free, 3);
     teardown(&h);
 }
+
+/* ---- capacities ------------------------------------------------------------------ */
+
+/* Every list of the scheduler and of the plan holds more requests than its
+ * first capacity: 40 requests are added, admitted together, then run out
+ * of blocks on their first decode (preemptions by swap, many swap ids, a
+ * victim picked among 40 running), and 20 are cancelled in one step. */
+TEST(sched_lists_and_plan_grow_with_the_number_of_requests)
+{
+    enum { N = 40, BLOCKS = 50 };
+    harness h = {0};
+    vrt_sched_config cfg = config(4 * N);
+    cfg.swap_bytes = 100 * N;
+    cfg.block_bytes = 100;
+    ASSERT(setup(&h, BLOCKS, 4, &cfg) == 0);
+    freq *f = calloc(N, sizeof *f);
+    ASSERT(f);
+    for (int i = 0; i < N; i++) {
+        mkreq(&f[i], (uint64_t)i + 1, 4, 10, 10 * i);
+        ASSERT_OK(add(&h, &f[i]), &(vrt_err){0});
+    }
+    ASSERT_EQ_INT(step(&h), VRT_SCHED_RUN);
+    ASSERT_EQ_INT(h.plan.n_seqs, N);
+    ASSERT_EQ_INT(h.plan.n_admitted, N);
+    for (int i = 0; i < N; i++) {
+        ASSERT(h.plan.seqs[i].req == &f[i].r);
+        ASSERT(h.plan.admitted[i] == &f[i].r);
+        ASSERT_EQ_INT(h.plan.seqs[i].take, 4);
+        ASSERT(h.s.running[i] == &f[i].r);
+    }
+    /* Each needs a second block for its 5th token: 10 are free, and each
+     * preemption (the newest running request, swapped out) frees one. */
+    ASSERT_EQ_INT(step(&h), VRT_SCHED_RUN);
+    ASSERT_EQ_INT(h.plan.n_preempted, 15);
+    ASSERT_EQ_INT(h.plan.n_swap_ids, 15);
+    for (int i = 0; i < h.plan.n_preempted; i++) {
+        const vrt_sched_preempt *pe = &h.plan.preempted[i];
+        ASSERT(pe->req == &f[N - 1 - i].r);
+        ASSERT_EQ_INT(pe->swap, 1);
+        ASSERT_EQ_INT(pe->n_blocks, 1);
+        ASSERT_EQ_INT(pe->first, i);
+        for (int j = 0; j < i; j++)
+            ASSERT(h.plan.swap_ids[j] != h.plan.swap_ids[i]);
+    }
+    ASSERT_EQ_INT(h.plan.n_seqs, N - 15);
+    ASSERT_EQ_INT(h.s.n_running, N - 15);
+    ASSERT_EQ_INT(h.s.n_waiting, 15);
+    ASSERT_EQ_INT(h.pool.n_free, 0);
+    /* Cancel the first 20 (running) in one step. */
+    uint64_t ids[20];
+    for (int i = 0; i < 20; i++)
+        ids[i] = (uint64_t)i + 1;
+    ASSERT_EQ_INT(step_c(&h, ids, 20), VRT_SCHED_RUN);
+    ASSERT_EQ_INT(h.plan.n_cancelled, 20);
+    for (int i = 0; i < 20; i++)
+        ASSERT_EQ_INT(f[i].r.state, VRT_SCHED_OUT);
+    /* The rest all finish, the swapped ones after swapping in. */
+    for (int i = 20; i < N; i++) {
+        step_until_done(&h, &f[i]);
+        ASSERT(f[i].done);
+        ASSERT_EQ_INT(f[i].r.len, 14);
+    }
+    ASSERT(!vrt_sched_busy(&h.s));
+    ASSERT_EQ_INT(h.s.swap_used, 0);
+    ASSERT_EQ_INT(h.pool.n_free, BLOCKS);
+    teardown(&h);
+    free(f);
+}

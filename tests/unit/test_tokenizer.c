@@ -12,6 +12,7 @@
 #include "test.h"
 
 #include "core/err.h"
+#include "core/util.h"
 #include "tokenizer/tokenizer.h"
 
 #include <cJSON.h>
@@ -85,8 +86,8 @@ static char *stream(const vrt_tokenizer *t, const int32_t *ids, size_t n, int sk
     vrt_detok d;
     vrt_detok_init(&d, t, skip);
     vrt_err err = {0};
-    size_t cap = 64, used = 0;
-    char *acc = malloc(cap);
+    size_t cap = 0, used = 0;
+    char *acc = NULL;
     int ok = 1;
     for (size_t i = 0; ok && i <= n; i++) {
         char *p;
@@ -99,8 +100,11 @@ static char *stream(const vrt_tokenizer *t, const int32_t *ids, size_t n, int sk
                 free(p);
             break;
         }
-        while (used + pl + 1 > cap)
-            acc = realloc(acc, cap *= 2);
+        if (vrt_grow(&acc, &cap, used + pl + 1, 1)) {
+            ok = 0;
+            free(p);
+            break;
+        }
         memcpy(acc + used, p, pl);
         used += pl;
         free(p);
@@ -225,11 +229,17 @@ static int run_expected(const char *dir, int *n_cases)
             /* Decode the expected ids (so a decode bug is not masked). */
             vrt_tokens ea = {0}, eb = {0};
             for (const cJSON *e = cJSON_GetObjectItem(c, "ids")->child; e; e = e->next) {
-                ea.ids = realloc(ea.ids, (ea.n + 1) * sizeof(int32_t));
+                if (vrt_grow(&ea.ids, &ea.cap, ea.n + 1, sizeof *ea.ids)) {
+                    bad = 1;
+                    break;
+                }
                 ea.ids[ea.n++] = e->valueint;
             }
             for (const cJSON *e = cJSON_GetObjectItem(c, "ids_special")->child; e; e = e->next) {
-                eb.ids = realloc(eb.ids, (eb.n + 1) * sizeof(int32_t));
+                if (vrt_grow(&eb.ids, &eb.cap, eb.n + 1, sizeof *eb.ids)) {
+                    bad = 1;
+                    break;
+                }
                 eb.ids[eb.n++] = e->valueint;
             }
             bad |= check_decode(t, &ea, 0, cJSON_GetObjectItem(c, "decoded_hex")->valuestring,
